@@ -1,0 +1,10 @@
+//! ferrolb: `type: LoadBalancer` for bare-metal Kubernetes, a drop-in replacement for MetalLB
+//! that drives FRR for BGP/BFD and answers ARP/NDP itself.
+//!
+//! Data flow: manifests or watched objects → [`manifest`] (typed objects) → [`config::load`]
+//! (one checked [`config::Config`], or every error naming object, field and reason). The CLI,
+//! the controller, the speaker and the webhook all go through that one function.
+
+pub mod api;
+pub mod config;
+pub mod manifest;

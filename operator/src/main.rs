@@ -1,0 +1,3 @@
+fn main() {
+    print!("{}", ferrolb::api::crds_yaml().unwrap());
+}
