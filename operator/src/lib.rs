@@ -6,5 +6,6 @@
 //! the controller, the speaker and the webhook all go through that one function.
 
 pub mod api;
+pub mod cli;
 pub mod config;
 pub mod manifest;

@@ -1,3 +1,5 @@
-fn main() {
-    print!("{}", ferrolb::api::crds_yaml().unwrap());
+//! The `ferrolb` binary.
+
+fn main() -> std::process::ExitCode {
+    ferrolb::cli::main()
 }

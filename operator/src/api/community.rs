@@ -7,7 +7,9 @@ use serde::{Deserialize, Serialize};
 use super::EmptyStatus;
 
 /// Names for BGP communities, usable in BGPAdvertisement.spec.communities.
-#[derive(CustomResource, Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    CustomResource, Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema,
+)]
 #[kube(
     group = "metallb.io",
     version = "v1beta1",

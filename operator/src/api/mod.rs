@@ -62,7 +62,11 @@ pub fn crds() -> Vec<CustomResourceDefinition> {
     ];
     for crd in &mut all {
         for version in &mut crd.spec.versions {
-            if let Some(schema) = version.schema.as_mut().and_then(|s| s.open_api_v3_schema.as_mut()) {
+            if let Some(schema) = version
+                .schema
+                .as_mut()
+                .and_then(|s| s.open_api_v3_schema.as_mut())
+            {
                 normalise_schema(schema);
             }
         }

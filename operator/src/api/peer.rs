@@ -38,7 +38,11 @@ pub const V1BETA1_DEPRECATION: &str =
     printcolumn(name = "Address", type_ = "string", json_path = ".spec.peerAddress"),
     printcolumn(name = "ASN", type_ = "string", json_path = ".spec.peerASN"),
     printcolumn(name = "BFD Profile", type_ = "string", json_path = ".spec.bfdProfile"),
-    printcolumn(name = "Multi Hops", type_ = "string", json_path = ".spec.ebgpMultiHop")
+    printcolumn(
+        name = "Multi Hops",
+        type_ = "string",
+        json_path = ".spec.ebgpMultiHop"
+    )
 )]
 #[serde(rename_all = "camelCase")]
 pub struct BGPPeerSpec {
@@ -54,7 +58,11 @@ pub struct BGPPeerSpec {
 
     /// Accept the router's AS number as long as it is internal (equal to myASN) or external
     /// (different). Exactly one of peerASN and dynamicASN is set.
-    #[serde(default, rename = "dynamicASN", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        rename = "dynamicASN",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub dynamic_asn: Option<DynamicAsnMode>,
 
     /// The AS number presented to the router instead of myASN (FRR `local-as ... no-prepend replace-as`).
@@ -124,7 +132,11 @@ pub struct BGPPeerSpec {
     pub enable_graceful_restart: Option<bool>,
 
     /// The router is more than one hop away (eBGP multi-hop).
-    #[serde(default, rename = "ebgpMultiHop", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        rename = "ebgpMultiHop",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub ebgp_multi_hop: Option<bool>,
 
     /// The Linux VRF whose interfaces reach the router.
@@ -144,7 +156,9 @@ pub struct BGPPeerSpec {
 }
 
 /// How the router's AS number is checked when peerASN is not given.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum DynamicAsnMode {
     /// The router must be in myASN (iBGP).

@@ -16,13 +16,39 @@ use serde::{Deserialize, Serialize};
     status = "IPAddressPoolStatus",
     derive = "PartialEq",
     doc = "IPAddressPool is a set of IP addresses that ferrolb can assign to LoadBalancer Services.",
-    printcolumn(name = "Auto Assign", type_ = "boolean", json_path = ".spec.autoAssign"),
-    printcolumn(name = "Avoid Buggy IPs", type_ = "boolean", json_path = ".spec.avoidBuggyIPs"),
+    printcolumn(
+        name = "Auto Assign",
+        type_ = "boolean",
+        json_path = ".spec.autoAssign"
+    ),
+    printcolumn(
+        name = "Avoid Buggy IPs",
+        type_ = "boolean",
+        json_path = ".spec.avoidBuggyIPs"
+    ),
     printcolumn(name = "Addresses", type_ = "string", json_path = ".spec.addresses"),
-    printcolumn(name = "Assigned IPv4", type_ = "integer", json_path = ".status.assignedIPv4"),
-    printcolumn(name = "Available IPv4", type_ = "integer", json_path = ".status.availableIPv4"),
-    printcolumn(name = "Assigned IPv6", type_ = "integer", json_path = ".status.assignedIPv6", priority = 1),
-    printcolumn(name = "Available IPv6", type_ = "integer", json_path = ".status.availableIPv6", priority = 1)
+    printcolumn(
+        name = "Assigned IPv4",
+        type_ = "integer",
+        json_path = ".status.assignedIPv4"
+    ),
+    printcolumn(
+        name = "Available IPv4",
+        type_ = "integer",
+        json_path = ".status.availableIPv4"
+    ),
+    printcolumn(
+        name = "Assigned IPv6",
+        type_ = "integer",
+        json_path = ".status.assignedIPv6",
+        priority = 1
+    ),
+    printcolumn(
+        name = "Available IPv6",
+        type_ = "integer",
+        json_path = ".status.availableIPv6",
+        priority = 1
+    )
 )]
 #[serde(rename_all = "camelCase")]
 pub struct IPAddressPoolSpec {
@@ -38,7 +64,11 @@ pub struct IPAddressPoolSpec {
     pub auto_assign: Option<bool>,
 
     /// Never hand out IPv4 addresses ending in .0 or .255.
-    #[serde(default, rename = "avoidBuggyIPs", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        rename = "avoidBuggyIPs",
+        skip_serializing_if = "Option::is_none"
+    )]
     #[schemars(extend("default" = false))]
     pub avoid_buggy_ips: Option<bool>,
 

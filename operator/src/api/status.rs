@@ -6,7 +6,9 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// Which node announces a Service over layer 2; one object per announced Service.
-#[derive(CustomResource, Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    CustomResource, Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema,
+)]
 #[kube(
     group = "metallb.io",
     version = "v1beta1",
@@ -17,8 +19,16 @@ use serde::{Deserialize, Serialize};
     derive = "PartialEq",
     doc = "ServiceL2Status shows the node that announces a Service with ARP/NDP.",
     printcolumn(name = "Allocated Node", type_ = "string", json_path = ".status.node"),
-    printcolumn(name = "Service Name", type_ = "string", json_path = ".status.serviceName"),
-    printcolumn(name = "Service Namespace", type_ = "string", json_path = ".status.serviceNamespace")
+    printcolumn(
+        name = "Service Name",
+        type_ = "string",
+        json_path = ".status.serviceName"
+    ),
+    printcolumn(
+        name = "Service Namespace",
+        type_ = "string",
+        json_path = ".status.serviceNamespace"
+    )
 )]
 pub struct ServiceL2StatusSpec {}
 
@@ -51,7 +61,9 @@ pub struct StatusInterface {
 }
 
 /// Which peers a node advertises a Service to; one object per Service and node.
-#[derive(CustomResource, Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    CustomResource, Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema,
+)]
 #[kube(
     group = "metallb.io",
     version = "v1beta1",
@@ -62,8 +74,16 @@ pub struct StatusInterface {
     derive = "PartialEq",
     doc = "ServiceBGPStatus shows the BGPPeers a node advertises a Service to.",
     printcolumn(name = "Node", type_ = "string", json_path = ".status.node"),
-    printcolumn(name = "Service Name", type_ = "string", json_path = ".status.serviceName"),
-    printcolumn(name = "Service Namespace", type_ = "string", json_path = ".status.serviceNamespace")
+    printcolumn(
+        name = "Service Name",
+        type_ = "string",
+        json_path = ".status.serviceName"
+    ),
+    printcolumn(
+        name = "Service Namespace",
+        type_ = "string",
+        json_path = ".status.serviceNamespace"
+    )
 )]
 pub struct ServiceBGPStatusSpec {}
 
@@ -89,7 +109,9 @@ pub struct ServiceBGPStatusStatus {
 }
 
 /// Whether a ferrolb component accepted the configuration: `controller` and `speaker-<node>`.
-#[derive(CustomResource, Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    CustomResource, Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema,
+)]
 #[kube(
     group = "metallb.io",
     version = "v1beta1",
@@ -100,8 +122,16 @@ pub struct ServiceBGPStatusStatus {
     derive = "PartialEq",
     doc = "ConfigurationState reports whether a ferrolb component accepted the configuration.",
     printcolumn(name = "Result", type_ = "string", json_path = ".status.result"),
-    printcolumn(name = "ErrorSummary", type_ = "string", json_path = ".status.errorSummary"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "ErrorSummary",
+        type_ = "string",
+        json_path = ".status.errorSummary"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 pub struct ConfigurationStateSpec {}
 

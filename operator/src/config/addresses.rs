@@ -38,19 +38,29 @@ pub struct ParsedEntry {
 /// allowed). A CIDR with host bits (`10.0.0.5/24`) is taken as its network, as MetalLB does.
 pub fn parse_entry(text: &str) -> Result<ParsedEntry, String> {
     if let Some((start, end)) = text.split_once('-') {
-        let start: IpAddr = start
-            .trim()
-            .parse()
-            .map_err(|_| format!("{text:?} is not a valid range: {:?} is not an IP address", start.trim()))?;
-        let end: IpAddr = end
-            .trim()
-            .parse()
-            .map_err(|_| format!("{text:?} is not a valid range: {:?} is not an IP address", end.trim()))?;
+        let start: IpAddr = start.trim().parse().map_err(|_| {
+            format!(
+                "{text:?} is not a valid range: {:?} is not an IP address",
+                start.trim()
+            )
+        })?;
+        let end: IpAddr = end.trim().parse().map_err(|_| {
+            format!(
+                "{text:?} is not a valid range: {:?} is not an IP address",
+                end.trim()
+            )
+        })?;
         let cidrs: Vec<IpNet> = match (start, end) {
-            (IpAddr::V4(s), IpAddr::V4(e)) if s <= e => Ipv4Subnets::new(s, e, 0).map(IpNet::V4).collect(),
-            (IpAddr::V6(s), IpAddr::V6(e)) if s <= e => Ipv6Subnets::new(s, e, 0).map(IpNet::V6).collect(),
+            (IpAddr::V4(s), IpAddr::V4(e)) if s <= e => {
+                Ipv4Subnets::new(s, e, 0).map(IpNet::V4).collect()
+            }
+            (IpAddr::V6(s), IpAddr::V6(e)) if s <= e => {
+                Ipv6Subnets::new(s, e, 0).map(IpNet::V6).collect()
+            }
             (IpAddr::V4(_), IpAddr::V4(_)) | (IpAddr::V6(_), IpAddr::V6(_)) => {
-                return Err(format!("{text:?} is not a valid range: the start {start} is after the end {end}"));
+                return Err(format!(
+                    "{text:?} is not a valid range: the start {start} is after the end {end}"
+                ));
             }
             _ => {
                 return Err(format!(
@@ -58,7 +68,13 @@ pub fn parse_entry(text: &str) -> Result<ParsedEntry, String> {
                 ));
             }
         };
-        return Ok(ParsedEntry { entry: AddressEntry { text: text.to_string(), cidrs }, host_bits_cleared: None });
+        return Ok(ParsedEntry {
+            entry: AddressEntry {
+                text: text.to_string(),
+                cidrs,
+            },
+            host_bits_cleared: None,
+        });
     }
     let trimmed = text.trim();
     let net: IpNet = match trimmed.parse() {
@@ -69,11 +85,21 @@ pub fn parse_entry(text: &str) -> Result<ParsedEntry, String> {
                 "{text:?} is a single address without a prefix length; write {trimmed}/{width} for one address"
             ));
         }
-        Err(_) => return Err(format!("{text:?} is neither a CIDR (10.0.0.0/24) nor a range (10.0.0.1-10.0.0.9)")),
+        Err(_) => {
+            return Err(format!(
+                "{text:?} is neither a CIDR (10.0.0.0/24) nor a range (10.0.0.1-10.0.0.9)"
+            ));
+        }
     };
     let network = net.trunc();
     let host_bits_cleared = (network != net).then_some(network);
-    Ok(ParsedEntry { entry: AddressEntry { text: text.to_string(), cidrs: vec![network] }, host_bits_cleared })
+    Ok(ParsedEntry {
+        entry: AddressEntry {
+            text: text.to_string(),
+            cidrs: vec![network],
+        },
+        host_bits_cleared,
+    })
 }
 
 /// Number of addresses in `net`, saturating at `u128::MAX`.
@@ -126,16 +152,28 @@ mod tests {
         let p = parse_entry("192.168.10.7/24").unwrap();
         assert_eq!(nets(&p), ["192.168.10.0/24"]);
         assert_eq!(p.host_bits_cleared.unwrap().to_string(), "192.168.10.0/24");
-        assert_eq!(nets(&parse_entry("fc00:f853:ccd:e799::/124").unwrap()), ["fc00:f853:ccd:e799::/124"]);
+        assert_eq!(
+            nets(&parse_entry("fc00:f853:ccd:e799::/124").unwrap()),
+            ["fc00:f853:ccd:e799::/124"]
+        );
     }
 
     #[test]
     fn ranges_become_the_smallest_cover_of_cidrs() {
         let p = parse_entry("192.168.9.1 - 192.168.9.5").unwrap();
-        assert_eq!(nets(&p), ["192.168.9.1/32", "192.168.9.2/31", "192.168.9.4/31"]);
+        assert_eq!(
+            nets(&p),
+            ["192.168.9.1/32", "192.168.9.2/31", "192.168.9.4/31"]
+        );
         assert_eq!(p.entry.shortest_prefix(), 31);
-        assert_eq!(nets(&parse_entry("10.0.0.0-10.0.0.255").unwrap()), ["10.0.0.0/24"]);
-        assert_eq!(nets(&parse_entry("fc00::1-fc00::1").unwrap()), ["fc00::1/128"]);
+        assert_eq!(
+            nets(&parse_entry("10.0.0.0-10.0.0.255").unwrap()),
+            ["10.0.0.0/24"]
+        );
+        assert_eq!(
+            nets(&parse_entry("fc00::1-fc00::1").unwrap()),
+            ["fc00::1/128"]
+        );
     }
 
     #[test]
@@ -164,7 +202,10 @@ mod tests {
 
     #[test]
     fn overlapping_blocks_are_paired_with_their_cover() {
-        let placed = |s: &str, o: u32| PlacedCidr { cidr: s.parse().unwrap(), origin: o };
+        let placed = |s: &str, o: u32| PlacedCidr {
+            cidr: s.parse().unwrap(),
+            origin: o,
+        };
         let found = overlaps(vec![
             placed("10.0.0.0/24", 1),
             placed("10.0.1.0/24", 2),

@@ -8,8 +8,9 @@ use super::community::parse_community;
 use super::error::{Findings, ObjectRef};
 use super::selector::{any_matches, parse_selectors};
 use super::{
-    BfdProfile, BgpAdvertisement, BgpCommunity, ClusterObjects, L2Advertisement, LoadOptions, NodePreference, Peer, Pool,
-    Selector, identify, insert_unique, labels_of, names, reject_duplicates,
+    BfdProfile, BgpAdvertisement, BgpCommunity, ClusterObjects, L2Advertisement, LoadOptions,
+    NodePreference, Peer, Pool, Selector, identify, insert_unique, labels_of, names,
+    reject_duplicates,
 };
 use crate::api;
 
@@ -35,7 +36,12 @@ fn select_pools(
 ) -> Option<BTreeSet<String>> {
     let listed = names_listed.cloned().unwrap_or_default();
     let ok = reject_duplicates(&listed, reference, "spec.ipAddressPools", findings);
-    let selectors = parse_selectors(selectors, reference, "spec.ipAddressPoolSelectors", findings)?;
+    let selectors = parse_selectors(
+        selectors,
+        reference,
+        "spec.ipAddressPoolSelectors",
+        findings,
+    )?;
     if !ok {
         return None;
     }
@@ -83,15 +89,32 @@ pub(super) fn load_bgp(
 ) -> BTreeMap<String, BgpAdvertisement> {
     let mut out: BTreeMap<String, BgpAdvertisement> = BTreeMap::new();
     let mut specs_seen: Vec<(&api::BGPAdvertisementSpec, String)> = Vec::new();
-    let known_peers: BTreeSet<String> = objects.peers.iter().filter_map(|p| p.metadata.name.clone()).collect();
+    let known_peers: BTreeSet<String> = objects
+        .peers
+        .iter()
+        .filter_map(|p| p.metadata.name.clone())
+        .collect();
     for object in &objects.bgp_advertisements {
-        let Some(reference) = identify(object, options, findings) else { continue };
+        let Some(reference) = identify(object, options, findings) else {
+            continue;
+        };
         if let Some((_, first)) = specs_seen.iter().find(|(s, _)| **s == object.spec) {
-            findings.warn(&reference, "spec", format!("is identical to BGPAdvertisement {first:?}; one of them is enough"));
+            findings.warn(
+                &reference,
+                "spec",
+                format!("is identical to BGPAdvertisement {first:?}; one of them is enough"),
+            );
         }
         specs_seen.push((&object.spec, reference.name.clone()));
         let before = findings.error_count();
-        let ad = load_bgp_one(&object.spec, &reference, objects, context, &known_peers, findings);
+        let ad = load_bgp_one(
+            &object.spec,
+            &reference,
+            objects,
+            context,
+            &known_peers,
+            findings,
+        );
         if let Some(ad) = ad
             && findings.error_count() == before
         {
@@ -118,15 +141,32 @@ fn load_bgp_one(
             None => max as u8,
             Some(v) if (1..=max).contains(&v) => v as u8,
             Some(v) => {
-                findings.invalid(reference, field, format!("{v} is not a prefix length; use 1 to {max}"));
+                findings.invalid(
+                    reference,
+                    field,
+                    format!("{v} is not a prefix length; use 1 to {max}"),
+                );
                 max as u8
             }
         }
     };
-    let aggregation_length = length(spec.aggregation_length, 32, "spec.aggregationLength", findings);
-    let aggregation_length_v6 = length(spec.aggregation_length_v6, 128, "spec.aggregationLengthV6", findings);
-    let service_selectors = parse_selectors(spec.service_selectors.as_ref(), reference, "spec.serviceSelectors", findings);
-    if service_selectors.as_ref().is_some_and(|s| !s.is_empty()) {
+    let aggregation_length = length(
+        spec.aggregation_length,
+        32,
+        "spec.aggregationLength",
+        findings,
+    );
+    let aggregation_length_v6 = length(
+        spec.aggregation_length_v6,
+        128,
+        "spec.aggregationLengthV6",
+        findings,
+    );
+    let has_service_selectors = spec
+        .service_selectors
+        .as_ref()
+        .is_some_and(|s| !s.is_empty());
+    if has_service_selectors {
         if aggregation_length != 32 {
             findings.invalid(
                 reference,
@@ -148,7 +188,10 @@ fn load_bgp_one(
         findings.invalid(
             reference,
             "spec.communities",
-            format!("lists {} communities; at most {MAX_COMMUNITIES} fit one advertisement", texts.len()),
+            format!(
+                "lists {} communities; at most {MAX_COMMUNITIES} fit one advertisement",
+                texts.len()
+            ),
         );
     }
     let mut communities = BTreeSet::new();
@@ -160,7 +203,10 @@ fn load_bgp_one(
             if let Some(value) = findings.check(reference, &field, parse_community(text)) {
                 communities.insert(value);
             }
-        } else if findings.check(reference, &field, names::check_alias(text)).is_some() {
+        } else if findings
+            .check(reference, &field, names::check_alias(text))
+            .is_some()
+        {
             findings.missing(
                 reference,
                 &field,
@@ -168,6 +214,19 @@ fn load_bgp_one(
             );
         }
     }
+    let pools = select_pools(
+        spec.ip_address_pools.as_ref(),
+        spec.ip_address_pool_selectors.as_ref(),
+        objects,
+        reference,
+        findings,
+    );
+    let node_selectors = parse_selectors(
+        spec.node_selectors.as_ref(),
+        reference,
+        "spec.nodeSelectors",
+        findings,
+    );
     let peers_listed = spec.peers.clone().unwrap_or_default();
     reject_duplicates(&peers_listed, reference, "spec.peers", findings);
     for (i, peer) in peers_listed.iter().enumerate() {
@@ -175,12 +234,18 @@ fn load_bgp_one(
             findings.warn(
                 reference,
                 format!("spec.peers[{i}]"),
-                format!("BGPPeer {peer:?} does not exist; this advertisement reaches it once it does"),
+                format!(
+                    "BGPPeer {peer:?} does not exist; this advertisement reaches it once it does"
+                ),
             );
         }
     }
-    let node_selectors = parse_selectors(spec.node_selectors.as_ref(), reference, "spec.nodeSelectors", findings);
-    let pools = select_pools(spec.ip_address_pools.as_ref(), spec.ip_address_pool_selectors.as_ref(), objects, reference, findings);
+    let service_selectors = parse_selectors(
+        spec.service_selectors.as_ref(),
+        reference,
+        "spec.serviceSelectors",
+        findings,
+    );
     if findings.error_count() != before {
         return None;
     }
@@ -227,9 +292,16 @@ fn check_against_pools(
             }
         }
         if pool.has_ipv6() {
-            let echo_peers = context.peers.values().filter(|p| ad.reaches_peer(&p.name)).filter(|p| {
-                p.bfd_profile.as_ref().and_then(|b| context.bfd_profiles.get(b)).is_some_and(|b| b.echo_mode)
-            });
+            let echo_peers = context
+                .peers
+                .values()
+                .filter(|p| ad.reaches_peer(&p.name))
+                .filter(|p| {
+                    p.bfd_profile
+                        .as_ref()
+                        .and_then(|b| context.bfd_profiles.get(b))
+                        .is_some_and(|b| b.echo_mode)
+                });
             for peer in echo_peers {
                 findings.invalid(
                     reference,
@@ -246,7 +318,10 @@ fn check_against_pools(
         if !ad.service_selectors.is_empty() {
             continue;
         }
-        for other in loaded.values().filter(|o| o.pools.contains(&pool.name) && o.service_selectors.is_empty()) {
+        for other in loaded
+            .values()
+            .filter(|o| o.pools.contains(&pool.name) && o.service_selectors.is_empty())
+        {
             if !local_prefs_compatible(ad, other, pool, objects) {
                 findings.invalid(
                     reference,
@@ -266,7 +341,12 @@ fn check_against_pools(
 
 /// MetalLB's rule: two advertisements of a pool may set different LOCAL_PREFs only if they
 /// can never produce the same prefix to the same peer from the same node.
-fn local_prefs_compatible(a: &BgpAdvertisement, b: &BgpAdvertisement, pool: &Pool, objects: &ClusterObjects) -> bool {
+fn local_prefs_compatible(
+    a: &BgpAdvertisement,
+    b: &BgpAdvertisement,
+    pool: &Pool,
+    objects: &ClusterObjects,
+) -> bool {
     if a.local_pref == b.local_pref {
         return true;
     }
@@ -288,7 +368,8 @@ fn local_prefs_compatible(a: &BgpAdvertisement, b: &BgpAdvertisement, pool: &Poo
     if objects.nodes.is_empty() {
         return false;
     }
-    node_names_selected(&a.node_selectors, objects).is_disjoint(&node_names_selected(&b.node_selectors, objects))
+    node_names_selected(&a.node_selectors, objects)
+        .is_disjoint(&node_names_selected(&b.node_selectors, objects))
 }
 
 pub(super) fn load_l2(
@@ -298,33 +379,68 @@ pub(super) fn load_l2(
 ) -> BTreeMap<String, L2Advertisement> {
     let mut out = BTreeMap::new();
     for object in &objects.l2_advertisements {
-        let Some(reference) = identify(object, options, findings) else { continue };
+        let Some(reference) = identify(object, options, findings) else {
+            continue;
+        };
         let before = findings.error_count();
         let spec = &object.spec;
-        let pools = select_pools(spec.ip_address_pools.as_ref(), spec.ip_address_pool_selectors.as_ref(), objects, &reference, findings);
-        let node_selectors = parse_selectors(spec.node_selectors.as_ref(), &reference, "spec.nodeSelectors", findings);
-        let service_selectors = parse_selectors(spec.service_selectors.as_ref(), &reference, "spec.serviceSelectors", findings);
+        let pools = select_pools(
+            spec.ip_address_pools.as_ref(),
+            spec.ip_address_pool_selectors.as_ref(),
+            objects,
+            &reference,
+            findings,
+        );
+        let node_selectors = parse_selectors(
+            spec.node_selectors.as_ref(),
+            &reference,
+            "spec.nodeSelectors",
+            findings,
+        );
+        let service_selectors = parse_selectors(
+            spec.service_selectors.as_ref(),
+            &reference,
+            "spec.serviceSelectors",
+            findings,
+        );
         let interfaces = spec.interfaces.clone().unwrap_or_default();
         reject_duplicates(&interfaces, &reference, "spec.interfaces", findings);
         for (i, name) in interfaces.iter().enumerate() {
-            findings.check(&reference, format!("spec.interfaces[{i}]"), names::check_interface(name));
+            findings.check(
+                &reference,
+                format!("spec.interfaces[{i}]"),
+                names::check_interface(name),
+            );
         }
         let mut preferred_nodes = Vec::new();
         for (i, preference) in spec.preferred_node_selectors.iter().flatten().enumerate() {
             let field = format!("spec.preferredNodeSelectors[{i}]");
             if !(1..=100).contains(&preference.weight) {
-                findings.invalid(&reference, format!("{field}.weight"), format!("{} is outside 1–100", preference.weight));
+                findings.invalid(
+                    &reference,
+                    format!("{field}.weight"),
+                    format!("{} is outside 1–100", preference.weight),
+                );
             }
-            let selector =
-                super::selector::parse_selector(&preference.preference, &reference, &format!("{field}.preference"), findings);
+            let selector = super::selector::parse_selector(
+                &preference.preference,
+                &reference,
+                &format!("{field}.preference"),
+                findings,
+            );
             if let Some(selector) = selector {
-                preferred_nodes.push(NodePreference { weight: preference.weight.clamp(1, 100) as u32, selector });
+                preferred_nodes.push(NodePreference {
+                    weight: preference.weight.clamp(1, 100) as u32,
+                    selector,
+                });
             }
         }
         if findings.error_count() != before {
             continue;
         }
-        let (Some(pools), Some(node_selectors), Some(service_selectors)) = (pools, node_selectors, service_selectors) else {
+        let (Some(pools), Some(node_selectors), Some(service_selectors)) =
+            (pools, node_selectors, service_selectors)
+        else {
             continue;
         };
         let ad = L2Advertisement {

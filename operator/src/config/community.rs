@@ -33,7 +33,9 @@ pub fn parse_community(text: &str) -> Result<BgpCommunity, String> {
     if let Some(rest) = text.strip_prefix("large:") {
         let parts: Vec<&str> = rest.split(':').collect();
         if parts.len() != 3 {
-            return Err(format!("{text:?} is not a large community: write large:A:B:C with three numbers"));
+            return Err(format!(
+                "{text:?} is not a large community: write large:A:B:C with three numbers"
+            ));
         }
         let mut n = [0u32; 3];
         for (slot, part) in n.iter_mut().zip(&parts) {
@@ -97,7 +99,10 @@ mod tests {
             parse_community("large:1:2:4294967296").unwrap_err(),
             "\"large:1:2:4294967296\" is not a large community: \"4294967296\" is not a number from 0 to 4294967295"
         );
-        assert_eq!(parse_community("1:-2").unwrap_err(), "\"1:-2\" is not a community: \"-2\" is not a number");
+        assert_eq!(
+            parse_community("1:-2").unwrap_err(),
+            "\"1:-2\" is not a community: \"-2\" is not a number"
+        );
     }
 }
 
@@ -108,17 +113,30 @@ pub(super) fn load_aliases(
     findings: &mut super::error::Findings,
 ) -> std::collections::BTreeMap<String, BgpCommunity> {
     let mut out = std::collections::BTreeMap::new();
-    let mut defined_by: std::collections::BTreeMap<String, String> = std::collections::BTreeMap::new();
+    let mut defined_by: std::collections::BTreeMap<String, String> =
+        std::collections::BTreeMap::new();
     for object in &objects.communities {
-        let Some(reference) = super::identify(object, options, findings) else { continue };
+        let Some(reference) = super::identify(object, options, findings) else {
+            continue;
+        };
         for (i, alias) in object.spec.communities.iter().flatten().enumerate() {
             let field = format!("spec.communities[{i}]");
             let name = alias.name.clone().unwrap_or_default();
-            let name_ok = findings.check(&reference, format!("{field}.name"), super::names::check_alias(&name)).is_some();
+            let name_ok = findings
+                .check(
+                    &reference,
+                    format!("{field}.name"),
+                    super::names::check_alias(&name),
+                )
+                .is_some();
             let value = findings.check(
                 &reference,
                 format!("{field}.value"),
-                alias.value.as_deref().ok_or_else(|| "must be set".to_string()).and_then(parse_community),
+                alias
+                    .value
+                    .as_deref()
+                    .ok_or_else(|| "must be set".to_string())
+                    .and_then(parse_community),
             );
             if !name_ok {
                 continue;

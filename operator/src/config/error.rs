@@ -16,7 +16,11 @@ pub struct ObjectRef {
 impl ObjectRef {
     /// A reference to an object of `kind` named `name` in `namespace`.
     pub fn new(kind: &str, namespace: &str, name: &str) -> Self {
-        ObjectRef { kind: kind.to_string(), namespace: namespace.to_string(), name: name.to_string() }
+        ObjectRef {
+            kind: kind.to_string(),
+            namespace: namespace.to_string(),
+            name: name.to_string(),
+        }
     }
 }
 
@@ -57,12 +61,25 @@ pub struct ConfigError {
 
 impl ConfigError {
     /// An error the user must fix in `object`.
-    pub fn invalid(object: &ObjectRef, field: impl Into<String>, reason: impl Into<String>) -> Self {
-        ConfigError { object: object.clone(), field: field.into(), reason: reason.into(), kind: ErrorKind::Invalid }
+    pub fn invalid(
+        object: &ObjectRef,
+        field: impl Into<String>,
+        reason: impl Into<String>,
+    ) -> Self {
+        ConfigError {
+            object: object.clone(),
+            field: field.into(),
+            reason: reason.into(),
+            kind: ErrorKind::Invalid,
+        }
     }
 
     /// An error that clears once the referenced object exists.
-    pub fn missing(object: &ObjectRef, field: impl Into<String>, reason: impl Into<String>) -> Self {
+    pub fn missing(
+        object: &ObjectRef,
+        field: impl Into<String>,
+        reason: impl Into<String>,
+    ) -> Self {
         ConfigError {
             object: object.clone(),
             field: field.into(),
@@ -92,7 +109,11 @@ pub struct ConfigWarning {
 impl ConfigWarning {
     /// A warning about `field` of `object`.
     pub fn new(object: &ObjectRef, field: impl Into<String>, reason: impl Into<String>) -> Self {
-        ConfigWarning { object: object.clone(), field: field.into(), reason: reason.into() }
+        ConfigWarning {
+            object: object.clone(),
+            field: field.into(),
+            reason: reason.into(),
+        }
     }
 }
 
@@ -110,20 +131,43 @@ pub(crate) struct Findings {
 }
 
 impl Findings {
-    pub fn invalid(&mut self, object: &ObjectRef, field: impl Into<String>, reason: impl Into<String>) {
-        self.errors.push(ConfigError::invalid(object, field, reason));
+    pub fn invalid(
+        &mut self,
+        object: &ObjectRef,
+        field: impl Into<String>,
+        reason: impl Into<String>,
+    ) {
+        self.errors
+            .push(ConfigError::invalid(object, field, reason));
     }
 
-    pub fn missing(&mut self, object: &ObjectRef, field: impl Into<String>, reason: impl Into<String>) {
-        self.errors.push(ConfigError::missing(object, field, reason));
+    pub fn missing(
+        &mut self,
+        object: &ObjectRef,
+        field: impl Into<String>,
+        reason: impl Into<String>,
+    ) {
+        self.errors
+            .push(ConfigError::missing(object, field, reason));
     }
 
-    pub fn warn(&mut self, object: &ObjectRef, field: impl Into<String>, reason: impl Into<String>) {
-        self.warnings.push(ConfigWarning::new(object, field, reason));
+    pub fn warn(
+        &mut self,
+        object: &ObjectRef,
+        field: impl Into<String>,
+        reason: impl Into<String>,
+    ) {
+        self.warnings
+            .push(ConfigWarning::new(object, field, reason));
     }
 
     /// Records `result`'s error, if any, against `field`, and returns its value.
-    pub fn check<T>(&mut self, object: &ObjectRef, field: impl Into<String>, result: Result<T, String>) -> Option<T> {
+    pub fn check<T>(
+        &mut self,
+        object: &ObjectRef,
+        field: impl Into<String>,
+        result: Result<T, String>,
+    ) -> Option<T> {
         match result {
             Ok(v) => Some(v),
             Err(reason) => {

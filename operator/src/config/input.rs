@@ -2,7 +2,9 @@
 
 use k8s_openapi::api::core::v1::{Namespace, Node, Secret, Service};
 
-use crate::api::{BFDProfile, BGPAdvertisement, BGPPeer, Community, IPAddressPool, L2Advertisement};
+use crate::api::{
+    BFDProfile, BGPAdvertisement, BGPPeer, Community, IPAddressPool, L2Advertisement,
+};
 
 /// Everything [`super::load`] reads: the `metallb.io` configuration kinds, and the core
 /// objects rules depend on (Namespaces for namespaceSelectors, Nodes for node-scoped rules,

@@ -43,7 +43,9 @@ pub struct LoadOptions {
 
 impl Default for LoadOptions {
     fn default() -> Self {
-        LoadOptions { namespace: DEFAULT_NAMESPACE.to_string() }
+        LoadOptions {
+            namespace: DEFAULT_NAMESPACE.to_string(),
+        }
     }
 }
 
@@ -75,7 +77,12 @@ pub fn analyse(objects: &ClusterObjects, options: &LoadOptions) -> Analysis {
     let bgp_advertisements = advertisement::load_bgp(
         objects,
         options,
-        &advertisement::BgpContext { pools: &pools, peers: &peers, aliases: &community_aliases, bfd_profiles: &bfd_profiles },
+        &advertisement::BgpContext {
+            pools: &pools,
+            peers: &peers,
+            aliases: &community_aliases,
+            bfd_profiles: &bfd_profiles,
+        },
         &mut findings,
     );
     let l2_advertisements = advertisement::load_l2(objects, options, &mut findings);
@@ -93,7 +100,10 @@ pub fn analyse(objects: &ClusterObjects, options: &LoadOptions) -> Analysis {
             }
         }
     }
-    let Findings { mut errors, mut warnings } = findings;
+    let Findings {
+        mut errors,
+        mut warnings,
+    } = findings;
     errors.sort_by(|a, b| a.object.cmp(&b.object));
     warnings.sort_by(|a, b| a.object.cmp(&b.object));
     let config = errors.is_empty().then(|| Config {
@@ -106,18 +116,29 @@ pub fn analyse(objects: &ClusterObjects, options: &LoadOptions) -> Analysis {
         community_aliases,
         warnings: warnings.clone(),
     });
-    Analysis { config, errors, warnings }
+    Analysis {
+        config,
+        errors,
+        warnings,
+    }
 }
 
 /// Checks an object's name and namespace. Returns its reference, or `None` when the object
 /// must be left out (no usable name, or another namespace).
-pub(crate) fn identify<K>(object: &K, options: &LoadOptions, findings: &mut Findings) -> Option<ObjectRef>
+pub(crate) fn identify<K>(
+    object: &K,
+    options: &LoadOptions,
+    findings: &mut Findings,
+) -> Option<ObjectRef>
 where
     K: Resource<DynamicType = ()>,
 {
     let kind = K::kind(&());
     let meta = object.meta();
-    let namespace = meta.namespace.clone().unwrap_or_else(|| options.namespace.clone());
+    let namespace = meta
+        .namespace
+        .clone()
+        .unwrap_or_else(|| options.namespace.clone());
     let name = meta.name.clone().unwrap_or_default();
     let reference = ObjectRef::new(&kind, &namespace, &name);
     if let Err(reason) = names::check_subdomain(&name) {
@@ -139,9 +160,18 @@ where
 }
 
 /// Keeps the first object of each name; reports later ones.
-pub(crate) fn insert_unique<T>(map: &mut BTreeMap<String, T>, object: &ObjectRef, value: T, findings: &mut Findings) {
+pub(crate) fn insert_unique<T>(
+    map: &mut BTreeMap<String, T>,
+    object: &ObjectRef,
+    value: T,
+    findings: &mut Findings,
+) {
     if map.contains_key(&object.name) {
-        findings.invalid(object, "metadata.name", "another object of this kind has the same name in the input");
+        findings.invalid(
+            object,
+            "metadata.name",
+            "another object of this kind has the same name in the input",
+        );
     } else {
         map.insert(object.name.clone(), value);
     }
@@ -153,11 +183,20 @@ pub(crate) fn labels_of<K: Resource>(object: &K) -> BTreeMap<String, String> {
 }
 
 /// Reports the first duplicate of each value in `values` at `field[i]`.
-pub(crate) fn reject_duplicates(values: &[String], object: &ObjectRef, field: &str, findings: &mut Findings) -> bool {
+pub(crate) fn reject_duplicates(
+    values: &[String],
+    object: &ObjectRef,
+    field: &str,
+    findings: &mut Findings,
+) -> bool {
     let mut ok = true;
     for (i, v) in values.iter().enumerate() {
         if let Some(first) = values[..i].iter().position(|w| w == v) {
-            findings.invalid(object, format!("{field}[{i}]"), format!("{v:?} is already listed at {field}[{first}]"));
+            findings.invalid(
+                object,
+                format!("{field}[{i}]"),
+                format!("{v:?} is already listed at {field}[{first}]"),
+            );
             ok = false;
         }
     }

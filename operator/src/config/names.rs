@@ -39,7 +39,9 @@ pub fn check_subdomain(value: &str) -> Result<(), String> {
 pub fn check_dns_label(value: &str) -> Result<(), String> {
     check_subdomain(value)?;
     if value.contains('.') || value.len() > 63 {
-        return Err(format!("{value:?} is not a valid namespace name: at most 63 characters, no '.'"));
+        return Err(format!(
+            "{value:?} is not a valid namespace name: at most 63 characters, no '.'"
+        ));
     }
     Ok(())
 }
@@ -47,7 +49,9 @@ pub fn check_dns_label(value: &str) -> Result<(), String> {
 fn check_label_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 63
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
         && name.starts_with(|c: char| c.is_ascii_alphanumeric())
         && name.ends_with(|c: char| c.is_ascii_alphanumeric())
 }
@@ -110,7 +114,9 @@ fn describe_char(c: char) -> String {
 pub fn check_interface(value: &str) -> Result<(), String> {
     check_word("interface name", value, MAX_INTERFACE_LEN)?;
     if value.contains('/') || value == "." || value == ".." {
-        return Err(format!("interface name {value:?} is not a valid Linux interface name"));
+        return Err(format!(
+            "interface name {value:?} is not a valid Linux interface name"
+        ));
     }
     Ok(())
 }
@@ -119,7 +125,9 @@ pub fn check_interface(value: &str) -> Result<(), String> {
 pub fn check_vrf(value: &str) -> Result<(), String> {
     check_word("VRF name", value, MAX_INTERFACE_LEN)?;
     if value.contains('/') || value == "." || value == ".." {
-        return Err(format!("VRF name {value:?} is not a valid Linux device name"));
+        return Err(format!(
+            "VRF name {value:?} is not a valid Linux device name"
+        ));
     }
     if value == "default" {
         return Err("VRF name \"default\" is FRR's name for the main routing table; leave vrf unset instead".into());
@@ -149,7 +157,9 @@ pub fn check_password(value: &str) -> Result<(), String> {
         return Err("the password starts or ends with a space, which FRR would drop".into());
     }
     if value.len() > MAX_PASSWORD_LEN {
-        return Err(format!("the password is longer than {MAX_PASSWORD_LEN} characters, the TCP MD5 key limit"));
+        return Err(format!(
+            "the password is longer than {MAX_PASSWORD_LEN} characters, the TCP MD5 key limit"
+        ));
     }
     Ok(())
 }
@@ -160,7 +170,10 @@ pub fn check_alias(value: &str) -> Result<(), String> {
         return Err("the alias name must not be empty".into());
     }
     if let Some(c) = value.chars().find(|c| c.is_whitespace() || c.is_control()) {
-        return Err(format!("alias name {value:?} contains {}", describe_char(c)));
+        return Err(format!(
+            "alias name {value:?} contains {}",
+            describe_char(c)
+        ));
     }
     Ok(())
 }

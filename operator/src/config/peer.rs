@@ -12,8 +12,8 @@ use k8s_openapi::api::core::v1::Secret;
 use super::error::{Findings, ObjectRef};
 use super::selector::parse_selectors;
 use super::{
-    BfdProfile, ClusterObjects, LoadOptions, Password, Peer, PeerAsn, PeerEndpoint, Timers, identify, insert_unique,
-    labels_of, names,
+    BfdProfile, ClusterObjects, LoadOptions, Password, Peer, PeerAsn, PeerEndpoint, Timers,
+    identify, insert_unique, labels_of, names,
 };
 use crate::api::{BGPPeerSpec, DynamicAsnMode};
 
@@ -28,14 +28,26 @@ pub(super) fn load(
     bfd_profiles: &BTreeMap<String, BfdProfile>,
     findings: &mut Findings,
 ) -> BTreeMap<String, Peer> {
-    let known_profiles: Vec<String> = objects.bfd_profiles.iter().filter_map(|p| p.metadata.name.clone()).collect();
+    let known_profiles: Vec<String> = objects
+        .bfd_profiles
+        .iter()
+        .filter_map(|p| p.metadata.name.clone())
+        .collect();
     let mut out = BTreeMap::new();
     for object in &objects.peers {
-        let Some(reference) = identify(object, options, findings) else { continue };
+        let Some(reference) = identify(object, options, findings) else {
+            continue;
+        };
         let before = findings.error_count();
         let peer = load_one(&object.spec, &reference, objects, options, findings);
         if let Some(profile) = &object.spec.bfd_profile
-            && findings.check(&reference, "spec.bfdProfile", names::check_bfd_profile_name(profile)).is_some()
+            && findings
+                .check(
+                    &reference,
+                    "spec.bfdProfile",
+                    names::check_bfd_profile_name(profile),
+                )
+                .is_some()
             && !bfd_profiles.contains_key(profile)
             && !known_profiles.contains(profile)
         {
@@ -55,7 +67,6 @@ pub(super) fn load(
     out
 }
 
-
 fn load_one(
     spec: &BGPPeerSpec,
     reference: &ObjectRef,
@@ -65,18 +76,30 @@ fn load_one(
 ) -> Option<Peer> {
     let before = findings.error_count();
     if spec.my_asn == 0 {
-        findings.invalid(reference, "spec.myASN", "must be set to the node's AS number (0 is not an AS number)");
+        findings.invalid(
+            reference,
+            "spec.myASN",
+            "must be set to the node's AS number (0 is not an AS number)",
+        );
     }
     let peer_asn = match (spec.peer_asn.filter(|n| *n != 0), spec.dynamic_asn) {
         (Some(n), None) => Some(PeerAsn::Number(n)),
         (None, Some(DynamicAsnMode::Internal)) => Some(PeerAsn::Internal),
         (None, Some(DynamicAsnMode::External)) => Some(PeerAsn::External),
         (None, None) => {
-            findings.invalid(reference, "spec.peerASN", "one of peerASN and dynamicASN must be set");
+            findings.invalid(
+                reference,
+                "spec.peerASN",
+                "one of peerASN and dynamicASN must be set",
+            );
             None
         }
         (Some(_), Some(_)) => {
-            findings.invalid(reference, "spec.dynamicASN", "peerASN and dynamicASN are mutually exclusive; set one");
+            findings.invalid(
+                reference,
+                "spec.dynamicASN",
+                "peerASN and dynamicASN are mutually exclusive; set one",
+            );
             None
         }
     };
@@ -94,17 +117,29 @@ fn load_one(
         );
     }
     if spec.local_asn == Some(0) {
-        findings.invalid(reference, "spec.localASN", "must be between 1 and 4294967295");
+        findings.invalid(
+            reference,
+            "spec.localASN",
+            "must be between 1 and 4294967295",
+        );
     }
     let endpoint = match (spec.peer_address.as_deref(), spec.interface.as_deref()) {
         (Some(address), None) => findings
             .check(reference, "spec.peerAddress", parse_ip(address))
             .map(PeerEndpoint::Address),
         (None, Some(interface)) => findings
-            .check(reference, "spec.interface", names::check_interface(interface))
+            .check(
+                reference,
+                "spec.interface",
+                names::check_interface(interface),
+            )
             .map(|()| PeerEndpoint::Interface(interface.to_string())),
         (None, None) => {
-            findings.invalid(reference, "spec.peerAddress", "one of peerAddress and interface must be set");
+            findings.invalid(
+                reference,
+                "spec.peerAddress",
+                "one of peerAddress and interface must be set",
+            );
             None
         }
         (Some(_), Some(_)) => {
@@ -124,26 +159,44 @@ fn load_one(
         findings.check(
             reference,
             "spec.routerID",
-            Ipv4Addr::from_str(s).map_err(|_| format!("{s:?} is not a router ID: BGP router IDs are written as IPv4 addresses")),
+            Ipv4Addr::from_str(s).map_err(|_| {
+                format!("{s:?} is not a router ID: BGP router IDs are written as IPv4 addresses")
+            }),
         )
     });
     let port = match spec.peer_port {
         None | Some(0) => DEFAULT_PORT,
         Some(p) if p > MAX_PORT => {
-            findings.invalid(reference, "spec.peerPort", format!("{p} is above {MAX_PORT}, the highest port accepted"));
+            findings.invalid(
+                reference,
+                "spec.peerPort",
+                format!("{p} is above {MAX_PORT}, the highest port accepted"),
+            );
             DEFAULT_PORT
         }
         Some(p) => p,
     };
-    let timers = findings
-        .check(reference, "spec", derive_timers(spec.hold_time.as_deref(), spec.keepalive_time.as_deref()))
-        .flatten();
-    let connect_time = spec.connect_time.as_deref().and_then(|text| {
-        findings.check(reference, "spec.connectTime", parse_connect_time(text))
-    });
-    let node_selectors = parse_selectors(spec.node_selectors.as_ref(), reference, "spec.nodeSelectors", findings);
+    let timers = match derive_timers(spec.hold_time.as_deref(), spec.keepalive_time.as_deref()) {
+        Ok(timers) => timers,
+        Err((field, reason)) => {
+            findings.invalid(reference, field, reason);
+            None
+        }
+    };
+    let connect_time = spec
+        .connect_time
+        .as_deref()
+        .and_then(|text| findings.check(reference, "spec.connectTime", parse_connect_time(text)));
+    let node_selectors = parse_selectors(
+        spec.node_selectors.as_ref(),
+        reference,
+        "spec.nodeSelectors",
+        findings,
+    );
     let vrf = spec.vrf.as_deref().filter(|v| !v.is_empty()).and_then(|v| {
-        findings.check(reference, "spec.vrf", names::check_vrf(v)).map(|()| v.to_string())
+        findings
+            .check(reference, "spec.vrf", names::check_vrf(v))
+            .map(|()| v.to_string())
     });
     let (password, password_secret) = load_password(spec, reference, objects, options, findings);
     if spec.disable_mp == Some(true) {
@@ -205,10 +258,21 @@ fn parse_connect_time(text: &str) -> Result<Duration, String> {
 
 /// MetalLB's timer rule: neither set keeps FRR's defaults; hold alone gives keepalive =
 /// hold/3; keepalive alone gives hold = 3×keepalive; hold, in whole seconds, must be 0 or at
-/// least 3s; keepalive may not exceed hold. Errors carry their own field path.
-fn derive_timers(hold: Option<&str>, keepalive: Option<&str>) -> Result<Option<Timers>, String> {
-    let hold_d = hold.map(parse_duration).transpose().map_err(|e| format!("holdTime: {e}"))?;
-    let keepalive_d = keepalive.map(parse_duration).transpose().map_err(|e| format!("keepaliveTime: {e}"))?;
+/// least 3s; keepalive may not exceed hold. Errors carry their field path.
+fn derive_timers(
+    hold: Option<&str>,
+    keepalive: Option<&str>,
+) -> Result<Option<Timers>, (&'static str, String)> {
+    const HOLD: &str = "spec.holdTime";
+    const KEEPALIVE: &str = "spec.keepaliveTime";
+    let hold_d = hold
+        .map(parse_duration)
+        .transpose()
+        .map_err(|e| (HOLD, e))?;
+    let keepalive_d = keepalive
+        .map(parse_duration)
+        .transpose()
+        .map_err(|e| (KEEPALIVE, e))?;
     let (hold_d, keepalive_d) = match (hold_d, keepalive_d) {
         (None, None) => return Ok(None),
         (Some(h), Some(k)) => (h, k),
@@ -217,19 +281,36 @@ fn derive_timers(hold: Option<&str>, keepalive: Option<&str>) -> Result<Option<T
     };
     let whole = hold_d.as_secs();
     if whole != 0 && whole < 3 {
-        return Err(format!(
-            "holdTime: {} is too short: the hold time must be 0 (no keepalives) or at least 3s",
-            hold.unwrap_or("derived from keepaliveTime")
+        let (field, what) = match hold {
+            Some(h) => (HOLD, format!("{h:?}")),
+            None => (
+                KEEPALIVE,
+                format!(
+                    "{:?} gives a hold time of {}s, which",
+                    keepalive.unwrap_or_default(),
+                    hold_d.as_secs_f64()
+                ),
+            ),
+        };
+        return Err((
+            field,
+            format!("{what} is too short: the hold time must be 0 (no keepalives) or at least 3s"),
         ));
     }
     if keepalive_d > hold_d {
-        return Err(format!(
-            "keepaliveTime: {} is longer than the hold time ({}s); keepalives must come before the hold time runs out",
-            keepalive.unwrap_or_default(),
-            hold_d.as_secs_f64()
+        return Err((
+            KEEPALIVE,
+            format!(
+                "{:?} is longer than the hold time ({}s); keepalives must come before the hold time runs out",
+                keepalive.unwrap_or_default(),
+                hold_d.as_secs_f64()
+            ),
         ));
     }
-    Ok(Some(Timers { hold: hold_d, keepalive: keepalive_d }))
+    Ok(Some(Timers {
+        hold: hold_d,
+        keepalive: keepalive_d,
+    }))
 }
 
 fn load_password(
@@ -240,10 +321,18 @@ fn load_password(
     findings: &mut Findings,
 ) -> (Option<Password>, Option<String>) {
     let inline = spec.password.as_deref().filter(|p| !p.is_empty());
-    let secret_ref = spec.password_secret.as_ref().and_then(|s| s.name.as_deref()).filter(|n| !n.is_empty());
+    let secret_ref = spec
+        .password_secret
+        .as_ref()
+        .and_then(|s| s.name.as_deref())
+        .filter(|n| !n.is_empty());
     match (inline, secret_ref) {
         (Some(_), Some(_)) => {
-            findings.invalid(reference, "spec.passwordSecret", "password and passwordSecret are mutually exclusive; keep one");
+            findings.invalid(
+                reference,
+                "spec.passwordSecret",
+                "password and passwordSecret are mutually exclusive; keep one",
+            );
             (None, None)
         }
         (Some(p), None) => {
@@ -253,19 +342,29 @@ fn load_password(
             (password, None)
         }
         (None, Some(name)) => {
-            if let Some(ns) = spec.password_secret.as_ref().and_then(|s| s.namespace.as_deref())
+            if let Some(ns) = spec
+                .password_secret
+                .as_ref()
+                .and_then(|s| s.namespace.as_deref())
                 && !ns.is_empty()
                 && ns != options.namespace
             {
                 findings.warn(
                     reference,
                     "spec.passwordSecret.namespace",
-                    format!("{ns:?} is ignored: the Secret is read from {:?}, ferrolb's namespace", options.namespace),
+                    format!(
+                        "{ns:?} is ignored: the Secret is read from {:?}, ferrolb's namespace",
+                        options.namespace
+                    ),
                 );
             }
             let secret = objects.secrets.iter().find(|s| {
                 s.metadata.name.as_deref() == Some(name)
-                    && s.metadata.namespace.as_deref().unwrap_or(&options.namespace) == options.namespace
+                    && s.metadata
+                        .namespace
+                        .as_deref()
+                        .unwrap_or(&options.namespace)
+                        == options.namespace
             });
             let Some(secret) = secret else {
                 findings.missing(
@@ -278,7 +377,11 @@ fn load_password(
                 );
                 return (None, Some(name.to_string()));
             };
-            let password = findings.check(reference, "spec.passwordSecret.name", password_from_secret(secret, name));
+            let password = findings.check(
+                reference,
+                "spec.passwordSecret.name",
+                password_from_secret(secret, name),
+            );
             (password.map(Password::new), Some(name.to_string()))
         }
         (None, None) => (None, None),
@@ -288,14 +391,25 @@ fn load_password(
 fn password_from_secret(secret: &Secret, name: &str) -> Result<String, String> {
     let kind = secret.type_.as_deref().unwrap_or("Opaque");
     if kind != BASIC_AUTH {
-        return Err(format!("Secret {name:?} has type {kind:?}; a BGP password Secret must be of type {BASIC_AUTH:?}"));
+        return Err(format!(
+            "Secret {name:?} has type {kind:?}; a BGP password Secret must be of type {BASIC_AUTH:?}"
+        ));
     }
-    let from_data = secret.data.as_ref().and_then(|d| d.get("password")).map(|b| b.0.clone());
-    let from_string_data = secret.string_data.as_ref().and_then(|d| d.get("password")).map(|s| s.clone().into_bytes());
+    let from_data = secret
+        .data
+        .as_ref()
+        .and_then(|d| d.get("password"))
+        .map(|b| b.0.clone());
+    let from_string_data = secret
+        .string_data
+        .as_ref()
+        .and_then(|d| d.get("password"))
+        .map(|s| s.clone().into_bytes());
     let bytes = from_string_data
         .or(from_data)
         .ok_or_else(|| format!("Secret {name:?} has no \"password\" key"))?;
-    let text = String::from_utf8(bytes).map_err(|_| format!("the \"password\" key of Secret {name:?} is not UTF-8 text"))?;
+    let text = String::from_utf8(bytes)
+        .map_err(|_| format!("the \"password\" key of Secret {name:?} is not UTF-8 text"))?;
     names::check_password(&text).map_err(|e| format!("Secret {name:?}: {e}"))?;
     Ok(text)
 }
@@ -304,7 +418,12 @@ fn password_from_secret(secret: &Secret, name: &str) -> Result<String, String> {
 /// agree: one router ID (MetalLB requires it across VRFs too), one local AS per VRF, and no
 /// two sessions to the same address or interface in the same VRF. Pairs are checked only
 /// when some Node matches both peers' nodeSelectors (all pairs when no Nodes are known).
-fn check_frr_node_rules(peers: &BTreeMap<String, Peer>, objects: &ClusterObjects, options: &LoadOptions, findings: &mut Findings) {
+fn check_frr_node_rules(
+    peers: &BTreeMap<String, Peer>,
+    objects: &ClusterObjects,
+    options: &LoadOptions,
+    findings: &mut Findings,
+) {
     let node_labels: Vec<(String, BTreeMap<String, String>)> = objects
         .nodes
         .iter()
@@ -322,14 +441,20 @@ fn check_frr_node_rules(peers: &BTreeMap<String, Peer>, objects: &ClusterObjects
     let list: Vec<&Peer> = peers.values().collect();
     for (j, later) in list.iter().enumerate() {
         for earlier in &list[..j] {
-            let Some(node) = shared_node(earlier, later) else { continue };
+            let Some(node) = shared_node(earlier, later) else {
+                continue;
+            };
             let place = match &node {
                 Some(n) => format!("both apply to node {n:?}"),
-                None => "no Node objects were given, so both may apply to the same node".to_string(),
+                None => {
+                    "no Node objects were given, so both may apply to the same node".to_string()
+                }
             };
             let reference = ObjectRef::new("BGPPeer", &options.namespace, &later.name);
             if earlier.router_id != later.router_id {
-                let show = |r: Option<Ipv4Addr>| r.map_or("unset".to_string(), |r| format!("{:?}", r.to_string()));
+                let show = |r: Option<Ipv4Addr>| {
+                    r.map_or("unset".to_string(), |r| format!("{:?}", r.to_string()))
+                };
                 findings.invalid(
                     &reference,
                     "spec.routerID",

@@ -65,14 +65,20 @@ impl fmt::Display for Selector {
             .requirements
             .iter()
             .map(|r| match r {
-                Requirement::In(k, vs) if vs.len() == 1 => format!("{k}={}", vs.iter().next().map_or("", |v| v)),
+                Requirement::In(k, vs) if vs.len() == 1 => {
+                    format!("{k}={}", vs.iter().next().map_or("", |v| v))
+                }
                 Requirement::In(k, vs) => format!("{k} in ({})", join(vs)),
                 Requirement::NotIn(k, vs) => format!("{k} notin ({})", join(vs)),
                 Requirement::Exists(k) => k.clone(),
                 Requirement::DoesNotExist(k) => format!("!{k}"),
             })
             .collect();
-        if parts.is_empty() { f.write_str("<everything>") } else { f.write_str(&parts.join(",")) }
+        if parts.is_empty() {
+            f.write_str("<everything>")
+        } else {
+            f.write_str(&parts.join(","))
+        }
     }
 }
 
@@ -93,7 +99,10 @@ pub(crate) fn parse_selector(
         let path = format!("{field}.matchLabels[{key:?}]");
         findings.check(object, &path, check_label_key(key));
         findings.check(object, &path, check_label_value(value));
-        requirements.push(Requirement::In(key.clone(), BTreeSet::from([value.clone()])));
+        requirements.push(Requirement::In(
+            key.clone(),
+            BTreeSet::from([value.clone()]),
+        ));
     }
     let mut seen_expressions = BTreeSet::new();
     for (i, expr) in selector.match_expressions.iter().flatten().enumerate() {
@@ -104,7 +113,11 @@ pub(crate) fn parse_selector(
         for (j, v) in values.iter().enumerate() {
             findings.check(object, format!("{path}.values[{j}]"), check_label_value(v));
             if !set.insert(v.clone()) {
-                findings.invalid(object, format!("{path}.values[{j}]"), format!("value {v:?} is listed twice"));
+                findings.invalid(
+                    object,
+                    format!("{path}.values[{j}]"),
+                    format!("value {v:?} is listed twice"),
+                );
             }
         }
         let requirement = match expr.operator.as_str() {
@@ -160,7 +173,11 @@ pub(crate) fn parse_selectors(
         match parse_selector(selector, object, &path, findings) {
             Some(parsed) => {
                 if let Some(first) = out.iter().position(|s| *s == parsed) {
-                    findings.invalid(object, path, format!("duplicates {field}[{first}] ({parsed})"));
+                    findings.invalid(
+                        object,
+                        path,
+                        format!("duplicates {field}[{first}] ({parsed})"),
+                    );
                     ok = false;
                 } else {
                     out.push(parsed);
@@ -183,7 +200,10 @@ mod tests {
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelectorRequirement;
 
     fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     fn expr(key: &str, op: &str, values: &[&str]) -> LabelSelectorRequirement {
@@ -208,7 +228,10 @@ mod tests {
     fn match_labels_and_expressions_are_anded() {
         let sel = parse(LabelSelector {
             match_labels: Some([("zone".to_string(), "a".to_string())].into()),
-            match_expressions: Some(vec![expr("rack", "NotIn", &["r1"]), expr("gpu", "DoesNotExist", &[])]),
+            match_expressions: Some(vec![
+                expr("rack", "NotIn", &["r1"]),
+                expr("gpu", "DoesNotExist", &[]),
+            ]),
         })
         .unwrap();
         assert!(sel.matches(&labels(&[("zone", "a"), ("rack", "r2")])));
@@ -228,54 +251,87 @@ mod tests {
 
     #[test]
     fn unknown_operator_is_rejected_with_the_choices() {
-        let err = parse(LabelSelector { match_expressions: Some(vec![expr("a", "Gt", &["1"])]), ..Default::default() })
-            .unwrap_err();
-        assert_eq!(
-            err,
-            vec!["L2Advertisement/metallb-system/l2: spec.nodeSelectors[0].matchExpressions[0].operator: \"Gt\" is not a selector operator; use In, NotIn, Exists or DoesNotExist"]
-        );
-    }
-
-    #[test]
-    fn operator_value_rules_are_enforced() {
-        let err = parse(LabelSelector { match_expressions: Some(vec![expr("a", "In", &[])]), ..Default::default() })
-            .unwrap_err();
-        assert_eq!(
-            err,
-            vec!["L2Advertisement/metallb-system/l2: spec.nodeSelectors[0].matchExpressions[0].values: operator In needs at least one value"]
-        );
-        let err = parse(LabelSelector { match_expressions: Some(vec![expr("a", "Exists", &["x"])]), ..Default::default() })
-            .unwrap_err();
-        assert_eq!(
-            err,
-            vec!["L2Advertisement/metallb-system/l2: spec.nodeSelectors[0].matchExpressions[0].values: operator Exists takes no values"]
-        );
-    }
-
-    #[test]
-    fn duplicate_values_and_expressions_are_rejected() {
-        let err = parse(LabelSelector { match_expressions: Some(vec![expr("a", "In", &["x", "x"])]), ..Default::default() })
-            .unwrap_err();
-        assert_eq!(
-            err,
-            vec!["L2Advertisement/metallb-system/l2: spec.nodeSelectors[0].matchExpressions[0].values[1]: value \"x\" is listed twice"]
-        );
         let err = parse(LabelSelector {
-            match_expressions: Some(vec![expr("a", "In", &["x", "y"]), expr("a", "In", &["y", "x"])]),
+            match_expressions: Some(vec![expr("a", "Gt", &["1"])]),
             ..Default::default()
         })
         .unwrap_err();
         assert_eq!(
             err,
-            vec!["L2Advertisement/metallb-system/l2: spec.nodeSelectors[0].matchExpressions[1]: the same match expression is listed twice"]
+            vec![
+                "L2Advertisement/metallb-system/l2: spec.nodeSelectors[0].matchExpressions[0].operator: \"Gt\" is not a selector operator; use In, NotIn, Exists or DoesNotExist"
+            ]
+        );
+    }
+
+    #[test]
+    fn operator_value_rules_are_enforced() {
+        let err = parse(LabelSelector {
+            match_expressions: Some(vec![expr("a", "In", &[])]),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert_eq!(
+            err,
+            vec![
+                "L2Advertisement/metallb-system/l2: spec.nodeSelectors[0].matchExpressions[0].values: operator In needs at least one value"
+            ]
+        );
+        let err = parse(LabelSelector {
+            match_expressions: Some(vec![expr("a", "Exists", &["x"])]),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert_eq!(
+            err,
+            vec![
+                "L2Advertisement/metallb-system/l2: spec.nodeSelectors[0].matchExpressions[0].values: operator Exists takes no values"
+            ]
+        );
+    }
+
+    #[test]
+    fn duplicate_values_and_expressions_are_rejected() {
+        let err = parse(LabelSelector {
+            match_expressions: Some(vec![expr("a", "In", &["x", "x"])]),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert_eq!(
+            err,
+            vec![
+                "L2Advertisement/metallb-system/l2: spec.nodeSelectors[0].matchExpressions[0].values[1]: value \"x\" is listed twice"
+            ]
+        );
+        let err = parse(LabelSelector {
+            match_expressions: Some(vec![
+                expr("a", "In", &["x", "y"]),
+                expr("a", "In", &["y", "x"]),
+            ]),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert_eq!(
+            err,
+            vec![
+                "L2Advertisement/metallb-system/l2: spec.nodeSelectors[0].matchExpressions[1]: the same match expression is listed twice"
+            ]
         );
     }
 
     #[test]
     fn duplicate_selectors_in_a_list_are_rejected() {
-        let one = LabelSelector { match_labels: Some([("a".to_string(), "b".to_string())].into()), ..Default::default() };
+        let one = LabelSelector {
+            match_labels: Some([("a".to_string(), "b".to_string())].into()),
+            ..Default::default()
+        };
         let mut f = Findings::default();
-        let out = parse_selectors(Some(&vec![one.clone(), one]), &obj(), "spec.nodeSelectors", &mut f);
+        let out = parse_selectors(
+            Some(&vec![one.clone(), one]),
+            &obj(),
+            "spec.nodeSelectors",
+            &mut f,
+        );
         assert!(out.is_none());
         assert_eq!(
             f.errors[0].to_string(),

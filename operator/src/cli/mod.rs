@@ -1,0 +1,105 @@
+//! The `ferrolb` command line: offline tools that work on manifest files.
+//!
+//! Exit codes: 0 success, 1 the input is invalid, 2 usage error or unreadable input.
+
+mod files;
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::api::DEFAULT_NAMESPACE;
+use crate::config::{self, LoadOptions};
+
+/// MetalLB-compatible LoadBalancer for bare-metal Kubernetes.
+#[derive(Debug, Parser)]
+#[command(name = "ferrolb", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Check metallb.io manifests the way the cluster would, and report every error.
+    Validate {
+        /// A file, a directory (searched recursively for *.yaml, *.yml, *.json) or - for stdin.
+        #[arg(short = 'f', long = "filename", required = true, value_name = "PATH")]
+        paths: Vec<PathBuf>,
+        /// The namespace ferrolb runs in.
+        #[arg(short = 'n', long, default_value = DEFAULT_NAMESPACE, env = "FERROLB_NAMESPACE")]
+        namespace: String,
+    },
+    /// Print the CustomResourceDefinitions ferrolb serves, as YAML.
+    Crds,
+}
+
+/// Runs the command line with the process arguments.
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    match cli.command {
+        Command::Validate { paths, namespace } => validate(&paths, &namespace),
+        Command::Crds => crds(),
+    }
+}
+
+fn crds() -> ExitCode {
+    match crate::api::crds_yaml() {
+        Ok(yaml) => {
+            let _ = std::io::stdout().write_all(yaml.as_bytes());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: cannot serialise the CRDs: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn validate(paths: &[PathBuf], namespace: &str) -> ExitCode {
+    if let Err(reason) = config::names::check_dns_label(namespace) {
+        eprintln!("error: --namespace: {reason}");
+        return ExitCode::from(2);
+    }
+    let manifests = match files::read_manifests(paths, namespace) {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let options = LoadOptions {
+        namespace: namespace.to_string(),
+    };
+    let analysis = config::analyse(&manifests.objects, &options);
+    let mut stderr = std::io::stderr().lock();
+    for warning in manifests.warnings.iter().chain(&analysis.warnings) {
+        let _ = writeln!(stderr, "warning: {warning}");
+    }
+    let errors: Vec<_> = manifests.errors.iter().chain(&analysis.errors).collect();
+    for error in &errors {
+        let _ = writeln!(stderr, "{error}");
+    }
+    if errors.is_empty() {
+        println!(
+            "valid: {}",
+            crate::manifest::kinds_summary(&manifests.objects)
+        );
+        ExitCode::SUCCESS
+    } else {
+        let _ = writeln!(stderr, "invalid: {} error(s)", errors.len());
+        ExitCode::from(1)
+    }
+}
