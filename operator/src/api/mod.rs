@@ -97,12 +97,22 @@ fn normalise_schema(schema: &mut JSONSchemaProps) {
     }
 }
 
-/// All CRDs as one multi-document YAML stream, the content of `crds/`.
-pub fn crds_yaml() -> Result<String, serde_saphyr::ser::Error> {
-    let mut out = String::new();
-    for crd in crds() {
-        out.push_str("---\n");
-        out.push_str(&serde_saphyr::to_string(&crd)?);
-    }
-    Ok(out)
+/// Each CRD as a YAML document, with the file name it has in `crds/`
+/// (`<group>_<plural>.yaml`).
+pub fn crd_files() -> Result<Vec<(String, String)>, serde_saphyr::ser::Error> {
+    crds()
+        .into_iter()
+        .map(|crd| {
+            let file = format!("{}_{}.yaml", crd.spec.group, crd.spec.names.plural);
+            Ok((file, format!("---\n{}", serde_saphyr::to_string(&crd)?)))
+        })
+        .collect()
 }
+
+/// All CRDs as one multi-document YAML stream: what `ferrolb crds` prints and `crds/` holds.
+pub fn crds_yaml() -> Result<String, serde_saphyr::ser::Error> {
+    Ok(crd_files()?.into_iter().map(|(_, yaml)| yaml).collect())
+}
+
+#[cfg(test)]
+mod tests;
