@@ -168,11 +168,17 @@ fn lenient<T: DeserializeOwned>(
 }
 
 fn strict<T: DeserializeOwned + Serialize>(
-    document: Value,
+    mut document: Value,
     reference: ObjectRef,
     out: &mut Manifests,
     add: impl FnOnce(&mut ClusterObjects, T),
 ) {
+    // The CRDs default a missing spec to {} (MetalLB's examples omit it); do as the apiserver does.
+    if let Some(fields) = document.as_object_mut() {
+        fields
+            .entry("spec")
+            .or_insert_with(|| Value::Object(Default::default()));
+    }
     let value: T = match decode(&document, &reference) {
         Ok(v) => v,
         Err(e) => {

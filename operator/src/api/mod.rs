@@ -32,7 +32,7 @@ pub use status::{
 };
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
-    CustomResourceDefinition, JSONSchemaProps, JSONSchemaPropsOrArray, JSONSchemaPropsOrBool,
+    CustomResourceDefinition, JSON, JSONSchemaProps, JSONSchemaPropsOrArray, JSONSchemaPropsOrBool,
 };
 use kube::CustomResourceExt;
 use serde::{Deserialize, Serialize};
@@ -68,11 +68,35 @@ pub fn crds() -> Vec<CustomResourceDefinition> {
                 .and_then(|s| s.open_api_v3_schema.as_mut())
             {
                 normalise_schema(schema);
+                default_empty_spec(schema);
             }
         }
     }
     all.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
     all
+}
+
+/// MetalLB never requires `spec`: its own documentation creates an L2Advertisement with
+/// none. Where no spec field is required, `spec` is optional and defaults to `{}`, so the
+/// apiserver stores (and serves) an empty spec and typed clients always find one.
+fn default_empty_spec(root: &mut JSONSchemaProps) {
+    let spec_required_fields = root
+        .properties
+        .as_ref()
+        .and_then(|p| p.get("spec"))
+        .is_some_and(|spec| spec.required.as_ref().is_some_and(|r| !r.is_empty()));
+    if spec_required_fields {
+        return;
+    }
+    if let Some(required) = root.required.as_mut() {
+        required.retain(|field| field != "spec");
+        if required.is_empty() {
+            root.required = None;
+        }
+    }
+    if let Some(spec) = root.properties.as_mut().and_then(|p| p.get_mut("spec")) {
+        spec.default = Some(JSON(serde_json::json!({})));
+    }
 }
 
 /// Brings a derived schema to the conventions of Kubernetes API schemas: no `nullable` (an

@@ -15,18 +15,35 @@ fn schema_of<'a>(crd: &'a CustomResourceDefinition, version: &str) -> &'a JSONSc
         .find(|v| v.name == version)
         .and_then(|v| v.schema.as_ref())
         .and_then(|s| s.open_api_v3_schema.as_ref())
-        .unwrap_or_else(|| panic!("{} has no schema for {version}", crd.metadata.name.as_deref().unwrap_or_default()))
+        .unwrap_or_else(|| {
+            panic!(
+                "{} has no schema for {version}",
+                crd.metadata.name.as_deref().unwrap_or_default()
+            )
+        })
 }
 
 /// Every node has a type, no node keeps unknown fields, no `nullable`, only formats the
 /// apiserver knows.
 fn assert_structural(schema: &JSONSchemaProps, path: &str) {
-    assert!(schema.type_.is_some() || schema.x_kubernetes_int_or_string == Some(true), "{path}: no type");
-    assert_eq!(schema.x_kubernetes_preserve_unknown_fields, None, "{path}: preserves unknown fields");
+    assert!(
+        schema.type_.is_some() || schema.x_kubernetes_int_or_string == Some(true),
+        "{path}: no type"
+    );
+    assert_eq!(
+        schema.x_kubernetes_preserve_unknown_fields, None,
+        "{path}: preserves unknown fields"
+    );
     assert_eq!(schema.nullable, None, "{path}: nullable");
-    assert!(schema.any_of.is_none() && schema.one_of.is_none(), "{path}: anyOf/oneOf");
+    assert!(
+        schema.any_of.is_none() && schema.one_of.is_none(),
+        "{path}: anyOf/oneOf"
+    );
     if let Some(format) = &schema.format {
-        assert!(["int32", "int64", "date-time"].contains(&format.as_str()), "{path}: format {format}");
+        assert!(
+            ["int32", "int64", "date-time"].contains(&format.as_str()),
+            "{path}: format {format}"
+        );
     }
     for (name, child) in schema.properties.iter().flatten() {
         assert_structural(child, &format!("{path}.{name}"));
@@ -42,7 +59,10 @@ fn assert_structural(schema: &JSONSchemaProps, path: &str) {
 #[test]
 fn every_crd_is_namespaced_with_a_structural_schema_and_status() {
     let all = crds();
-    let names: Vec<_> = all.iter().map(|c| c.metadata.name.clone().unwrap_or_default()).collect();
+    let names: Vec<_> = all
+        .iter()
+        .map(|c| c.metadata.name.clone().unwrap_or_default())
+        .collect();
     assert_eq!(
         names,
         [
@@ -61,10 +81,43 @@ fn every_crd_is_namespaced_with_a_structural_schema_and_status() {
         assert_eq!(crd.spec.scope, "Namespaced");
         assert_eq!(crd.spec.group, GROUP);
         for version in &crd.spec.versions {
-            assert!(version.subresources.as_ref().and_then(|s| s.status.as_ref()).is_some(), "{names:?}: no status");
+            assert!(
+                version
+                    .subresources
+                    .as_ref()
+                    .and_then(|s| s.status.as_ref())
+                    .is_some(),
+                "{names:?}: no status"
+            );
             assert_structural(schema_of(crd, &version.name), &crd.spec.names.kind);
         }
         assert_eq!(crd.spec.versions.iter().filter(|v| v.storage).count(), 1);
+    }
+}
+
+#[test]
+fn spec_is_optional_where_metallb_allows_omitting_it() {
+    for crd in crds() {
+        for version in &crd.spec.versions {
+            let root = schema_of(&crd, &version.name);
+            let spec = &root.properties.as_ref().unwrap()["spec"];
+            let has_required_fields = spec.required.as_ref().is_some_and(|r| !r.is_empty());
+            let root_requires_spec = root
+                .required
+                .as_ref()
+                .is_some_and(|r| r.contains(&"spec".to_string()));
+            assert_eq!(
+                root_requires_spec, has_required_fields,
+                "{:?}",
+                crd.metadata.name
+            );
+            assert_eq!(
+                spec.default.is_some(),
+                !has_required_fields,
+                "{:?}",
+                crd.metadata.name
+            );
+        }
     }
 }
 
@@ -91,8 +144,17 @@ fn ip_address_pool_prints_addresses_and_counts() {
     );
     let schema = schema_of(&crd, "v1beta1");
     let spec = &schema.properties.as_ref().unwrap()["spec"];
-    assert_eq!(spec.required.as_deref(), Some(&["addresses".to_string()][..]));
-    assert_eq!(spec.properties.as_ref().unwrap()["autoAssign"].default.as_ref().map(|d| &d.0), Some(&Value::Bool(true)));
+    assert_eq!(
+        spec.required.as_deref(),
+        Some(&["addresses".to_string()][..])
+    );
+    assert_eq!(
+        spec.properties.as_ref().unwrap()["autoAssign"]
+            .default
+            .as_ref()
+            .map(|d| &d.0),
+        Some(&Value::Bool(true))
+    );
 }
 
 #[test]
@@ -102,15 +164,28 @@ fn cel_rules_are_where_metallb_has_them() {
         for p in path {
             node = &node.properties.as_ref().unwrap()[*p];
         }
-        node.x_kubernetes_validations.iter().flatten().map(|r| r.rule.clone()).collect()
+        node.x_kubernetes_validations
+            .iter()
+            .flatten()
+            .map(|r| r.rule.clone())
+            .collect()
     };
     let peer = peer::crd();
-    assert_eq!(rules(&peer, "v1beta2", &["spec", "enableGracefulRestart"]), ["self == oldSelf"]);
+    assert_eq!(
+        rules(&peer, "v1beta2", &["spec", "enableGracefulRestart"]),
+        ["self == oldSelf"]
+    );
     assert_eq!(rules(&peer, "v1beta2", &["spec", "connectTime"]).len(), 2);
-    assert_eq!(rules(&BGPAdvertisement::crd(), "v1beta1", &["spec"]).len(), 1);
+    assert_eq!(
+        rules(&BGPAdvertisement::crd(), "v1beta1", &["spec"]).len(),
+        1
+    );
     for crd in [ServiceL2Status::crd(), ServiceBGPStatus::crd()] {
         for field in ["node", "serviceName", "serviceNamespace"] {
-            assert_eq!(rules(&crd, "v1beta1", &["status", field]), ["self == oldSelf"]);
+            assert_eq!(
+                rules(&crd, "v1beta1", &["status", field]),
+                ["self == oldSelf"]
+            );
         }
     }
 }
@@ -118,8 +193,19 @@ fn cel_rules_are_where_metallb_has_them() {
 #[test]
 fn bgp_peer_serves_v1beta1_and_stores_v1beta2_without_a_conversion_webhook() {
     let crd = peer::crd();
-    let versions: Vec<_> = crd.spec.versions.iter().map(|v| (v.name.as_str(), v.served, v.storage, v.deprecated)).collect();
-    assert_eq!(versions, [("v1beta1", true, false, Some(true)), ("v1beta2", true, true, None)]);
+    let versions: Vec<_> = crd
+        .spec
+        .versions
+        .iter()
+        .map(|v| (v.name.as_str(), v.served, v.storage, v.deprecated))
+        .collect();
+    assert_eq!(
+        versions,
+        [
+            ("v1beta1", true, false, Some(true)),
+            ("v1beta2", true, true, None)
+        ]
+    );
     let conversion = crd.spec.conversion.as_ref().unwrap();
     assert_eq!(conversion.strategy, "None");
     assert!(conversion.webhook.is_none());
@@ -130,8 +216,14 @@ fn bgp_peer_versions_share_every_field_so_no_conversion_is_needed() {
     let crd = peer::crd();
     let spec = |v: &str| schema_of(&crd, v).properties.as_ref().unwrap()["spec"].clone();
     let (old, new) = (spec("v1beta1"), spec("v1beta2"));
-    assert_eq!(old.properties, new.properties, "v1beta1 and v1beta2 must have identical fields");
-    assert_eq!(old.required.as_deref(), Some(&["myASN".to_string(), "peerASN".into(), "peerAddress".into()][..]));
+    assert_eq!(
+        old.properties, new.properties,
+        "v1beta1 and v1beta2 must have identical fields"
+    );
+    assert_eq!(
+        old.required.as_deref(),
+        Some(&["myASN".to_string(), "peerASN".into(), "peerAddress".into()][..])
+    );
     assert_eq!(new.required.as_deref(), Some(&["myASN".to_string()][..]));
     // MetalLB's v1beta1 fields, with their JSON types.
     let v1beta1_fields = [
@@ -203,10 +295,16 @@ fn v1beta1_documents_round_trip_through_the_v1beta2_types() {
         // Under `conversion.strategy: None` the apiserver changes apiVersion and nothing else.
         let mut expected = original.clone();
         expected["apiVersion"] = Value::from("metallb.io/v1beta2");
-        assert_eq!(back, expected, "v1beta1 document changed beyond its apiVersion");
+        assert_eq!(
+            back, expected,
+            "v1beta1 document changed beyond its apiVersion"
+        );
         let mut as_v1beta1 = back.clone();
         as_v1beta1["apiVersion"] = Value::from("metallb.io/v1beta1");
-        assert_eq!(as_v1beta1, original, "v1beta2 object does not read back as the v1beta1 document");
+        assert_eq!(
+            as_v1beta1, original,
+            "v1beta2 object does not read back as the v1beta1 document"
+        );
     }
 }
 
@@ -236,5 +334,8 @@ fn committed_crds_match_the_generated_ones() {
         .collect();
     present.sort();
     expected_names.sort();
-    assert_eq!(present, expected_names, "crds/ holds files ferrolb no longer generates");
+    assert_eq!(
+        present, expected_names,
+        "crds/ holds files ferrolb no longer generates"
+    );
 }

@@ -1,0 +1,146 @@
+//! The `ferrolb` binary as users run it: exit codes, output, and documentation-style
+//! manifests that must validate.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+fn fixtures(sub: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(sub)
+}
+
+fn ferrolb(args: &[&str], stdin: Option<&str>) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ferrolb"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("ferrolb runs");
+    let mut pipe = child.stdin.take().expect("stdin");
+    pipe.write_all(stdin.unwrap_or_default().as_bytes())
+        .expect("write stdin");
+    drop(pipe);
+    child.wait_with_output().expect("ferrolb finishes")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn documentation_style_manifests_validate_one_by_one_and_together() {
+    let dir = fixtures("valid");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    assert!(files.len() >= 4);
+    for file in &files {
+        let out = ferrolb(&["validate", "-f", file.to_str().unwrap()], None);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}: {}",
+            file.display(),
+            text(&out.stderr)
+        );
+    }
+    let out = ferrolb(&["validate", "-f", dir.to_str().unwrap()], None);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        "valid: 6 IPAddressPool, 3 BGPPeer, 3 BGPAdvertisement, 2 L2Advertisement, 2 BFDProfile, 1 Community\n"
+    );
+    assert!(text(&out.stderr).contains("warning: BGPPeer/metallb-system/tor-b: apiVersion: metallb.io/v1beta1 BGPPeer is deprecated"));
+}
+
+#[test]
+fn invalid_manifests_exit_1_with_every_error_on_its_own_line() {
+    let out = ferrolb(
+        &["validate", "-f", fixtures("invalid").to_str().unwrap()],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        text(&out.stderr),
+        "\
+L2Advertisement/metallb-system/l2: spec.ipAdressPools: unknown field: the API has no such field (check the spelling)
+BGPPeer/metallb-system/p: spec.password: the password contains a line break; only printable ASCII is accepted
+BGPPeer/metallb-system/p: spec.bfdProfile: BFDProfile \"missing\" does not exist; the configuration loads once it is created
+IPAddressPool/metallb-system/b: spec.addresses[0]: \"10.0.0.128/25\" overlaps IPAddressPool \"a\" (spec.addresses[0], \"10.0.0.0/24\"): 10.0.0.128/25 and 10.0.0.0/24 share addresses, and an address may belong to one pool entry only
+invalid: 4 error(s)
+"
+    );
+}
+
+#[test]
+fn stdin_is_read_for_a_dash() {
+    let doc = "apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {name: s}\nspec: {addresses: [10.1.0.0/16]}\n";
+    let out = ferrolb(&["validate", "-f", "-"], Some(doc));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let out = ferrolb(&["validate", "-f", "-", "--namespace", "lb"], Some(doc));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "objects without a namespace take --namespace"
+    );
+}
+
+#[test]
+fn the_namespace_flag_sets_where_objects_must_be() {
+    let out = ferrolb(
+        &[
+            "validate",
+            "-f",
+            fixtures("valid/l2-simple.yaml").to_str().unwrap(),
+            "--namespace",
+            "lb",
+        ],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).starts_with(
+        "IPAddressPool/metallb-system/first-pool: metadata.namespace: IPAddressPool objects must be in namespace \"lb\""
+    ));
+}
+
+#[test]
+fn unreadable_input_and_usage_errors_exit_2() {
+    let out = ferrolb(&["validate", "-f", "/nonexistent/ferrolb.yaml"], None);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).starts_with("error: cannot read /nonexistent/ferrolb.yaml:"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = ferrolb(&["validate", "-f", "-"], Some("a: [b\n"));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).starts_with("error: <stdin>: not valid YAML or JSON"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(ferrolb(&["validate"], None).status.code(), Some(2));
+    assert_eq!(ferrolb(&["frobnicate"], None).status.code(), Some(2));
+}
+
+#[test]
+fn crds_prints_what_crds_directory_holds() {
+    let out = ferrolb(&["crds"], None);
+    assert_eq!(out.status.code(), Some(0));
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../crds");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    let committed: String = files
+        .iter()
+        .map(|f| std::fs::read_to_string(f).unwrap())
+        .collect();
+    assert_eq!(text(&out.stdout), committed);
+}
