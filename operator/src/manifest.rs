@@ -143,7 +143,10 @@ fn object_ref(document: &Value, kind: &str, namespace: &str) -> ObjectRef {
     ObjectRef::new(kind, &ns, &field("name").unwrap_or_default())
 }
 
-fn decode<T: DeserializeOwned>(document: &Value, reference: &ObjectRef) -> Result<T, ConfigError> {
+fn decode<T: DeserializeOwned>(
+    document: &Value,
+    reference: &ObjectRef,
+) -> Result<T, Box<ConfigError>> {
     serde_path_to_error::deserialize(document).map_err(|e| {
         let path = e.path().to_string();
         let field = if path == "." {
@@ -151,7 +154,11 @@ fn decode<T: DeserializeOwned>(document: &Value, reference: &ObjectRef) -> Resul
         } else {
             path
         };
-        ConfigError::invalid(reference, field, e.into_inner().to_string())
+        Box::new(ConfigError::invalid(
+            reference,
+            field,
+            e.into_inner().to_string(),
+        ))
     })
 }
 
@@ -163,7 +170,7 @@ fn lenient<T: DeserializeOwned>(
 ) {
     match decode(&document, &reference) {
         Ok(value) => add(&mut out.objects, value),
-        Err(e) => out.errors.push(e),
+        Err(e) => out.errors.push(*e),
     }
 }
 
@@ -182,7 +189,7 @@ fn strict<T: DeserializeOwned + Serialize>(
     let value: T = match decode(&document, &reference) {
         Ok(v) => v,
         Err(e) => {
-            out.errors.push(e);
+            out.errors.push(*e);
             return;
         }
     };

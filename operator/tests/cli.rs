@@ -11,6 +11,10 @@ fn fixtures(sub: &str) -> PathBuf {
         .join(sub)
 }
 
+fn examples() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples")
+}
+
 fn ferrolb(args: &[&str], stdin: Option<&str>) -> Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_ferrolb"))
         .args(args)
@@ -32,7 +36,7 @@ fn text(bytes: &[u8]) -> String {
 
 #[test]
 fn documentation_style_manifests_validate_one_by_one_and_together() {
-    let dir = fixtures("valid");
+    let dir = examples();
     let mut files: Vec<_> = std::fs::read_dir(&dir)
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -96,7 +100,7 @@ fn the_namespace_flag_sets_where_objects_must_be() {
         &[
             "validate",
             "-f",
-            fixtures("valid/l2-simple.yaml").to_str().unwrap(),
+            examples().join("l2-simple.yaml").to_str().unwrap(),
             "--namespace",
             "lb",
         ],

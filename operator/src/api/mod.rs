@@ -11,6 +11,9 @@
 //! webhook**: the v1beta1 schema is derived from the v1beta2 one (see [`peer`]), so the two
 //! versions are the same wire format and `conversion.strategy: None` is correct.
 
+// kube's `printcolumn(...)` attributes repeat keys such as `type_` by design.
+#![allow(clippy::duplicated_attributes)]
+
 pub mod advertisement;
 pub mod bfd;
 pub mod community;

@@ -217,6 +217,22 @@ mod tests {
         assert_eq!(pairs, [(1, 5), (1, 3)]);
     }
 
+    proptest::proptest! {
+        #[test]
+        fn a_range_is_covered_exactly_by_disjoint_blocks(a: u32, b: u32) {
+            let (lo, hi) = (a.min(b), a.max(b));
+            let text = format!("{}-{}", std::net::Ipv4Addr::from(lo), std::net::Ipv4Addr::from(hi));
+            let cidrs = parse_entry(&text).unwrap().entry.cidrs;
+            let mut next = u64::from(lo);
+            for cidr in &cidrs {
+                let IpNet::V4(v4) = cidr else { panic!("IPv6 block for an IPv4 range") };
+                proptest::prop_assert_eq!(u64::from(u32::from(v4.network())), next);
+                next += size(cidr) as u64;
+            }
+            proptest::prop_assert_eq!(next, u64::from(hi) + 1);
+        }
+    }
+
     #[test]
     fn sizes_count_addresses() {
         assert_eq!(size(&"10.0.0.0/24".parse().unwrap()), 256);

@@ -1,6 +1,11 @@
-//! BGP communities: standard (`A:B`) and large (`large:A:B:C`).
+//! BGP communities: standard (`A:B`) and large (`large:A:B:C`), and the aliases Community
+//! objects give them.
 
+use std::collections::BTreeMap;
 use std::fmt;
+
+use super::error::Findings;
+use super::{ClusterObjects, LoadOptions, identify, names};
 
 /// A BGP community value.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -69,6 +74,57 @@ fn parse_number(s: &str) -> Option<u32> {
     s.parse().ok()
 }
 
+/// Loads the aliases of all Community objects. Alias names are unique across objects.
+pub(super) fn load_aliases(
+    objects: &ClusterObjects,
+    options: &LoadOptions,
+    findings: &mut Findings,
+) -> BTreeMap<String, BgpCommunity> {
+    let mut out = BTreeMap::new();
+    let mut defined_by: BTreeMap<String, String> = BTreeMap::new();
+    for object in &objects.communities {
+        let Some(reference) = identify(object, options, findings) else {
+            continue;
+        };
+        for (i, alias) in object.spec.communities.iter().flatten().enumerate() {
+            let field = format!("spec.communities[{i}]");
+            let name = alias.name.clone().unwrap_or_default();
+            let name_ok = findings
+                .check(
+                    &reference,
+                    format!("{field}.name"),
+                    names::check_alias(&name),
+                )
+                .is_some();
+            let value = findings.check(
+                &reference,
+                format!("{field}.value"),
+                alias
+                    .value
+                    .as_deref()
+                    .ok_or_else(|| "must be set".to_string())
+                    .and_then(parse_community),
+            );
+            if !name_ok {
+                continue;
+            }
+            if let Some(owner) = defined_by.get(&name) {
+                findings.invalid(
+                    &reference,
+                    format!("{field}.name"),
+                    format!("alias {name:?} is already defined by Community {owner:?}; alias names are unique across Community objects"),
+                );
+                continue;
+            }
+            defined_by.insert(name.clone(), reference.name.clone());
+            if let Some(value) = value {
+                out.insert(name, value);
+            }
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -104,56 +160,4 @@ mod tests {
             "\"1:-2\" is not a community: \"-2\" is not a number"
         );
     }
-}
-
-/// Loads the aliases of all Community objects. Alias names are unique across objects.
-pub(super) fn load_aliases(
-    objects: &super::ClusterObjects,
-    options: &super::LoadOptions,
-    findings: &mut super::error::Findings,
-) -> std::collections::BTreeMap<String, BgpCommunity> {
-    let mut out = std::collections::BTreeMap::new();
-    let mut defined_by: std::collections::BTreeMap<String, String> =
-        std::collections::BTreeMap::new();
-    for object in &objects.communities {
-        let Some(reference) = super::identify(object, options, findings) else {
-            continue;
-        };
-        for (i, alias) in object.spec.communities.iter().flatten().enumerate() {
-            let field = format!("spec.communities[{i}]");
-            let name = alias.name.clone().unwrap_or_default();
-            let name_ok = findings
-                .check(
-                    &reference,
-                    format!("{field}.name"),
-                    super::names::check_alias(&name),
-                )
-                .is_some();
-            let value = findings.check(
-                &reference,
-                format!("{field}.value"),
-                alias
-                    .value
-                    .as_deref()
-                    .ok_or_else(|| "must be set".to_string())
-                    .and_then(parse_community),
-            );
-            if !name_ok {
-                continue;
-            }
-            if let Some(owner) = defined_by.get(&name) {
-                findings.invalid(
-                    &reference,
-                    format!("{field}.name"),
-                    format!("alias {name:?} is already defined by Community {owner:?}; alias names are unique across Community objects"),
-                );
-                continue;
-            }
-            defined_by.insert(name.clone(), reference.name.clone());
-            if let Some(value) = value {
-                out.insert(name, value);
-            }
-        }
-    }
-    out
 }

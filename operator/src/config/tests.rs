@@ -57,17 +57,6 @@ fn pool(name: &str, addresses: &[&str]) -> IPAddressPool {
     }
 }
 
-impl Default for IPAddressPoolSpec {
-    fn default() -> Self {
-        IPAddressPoolSpec {
-            addresses: vec![],
-            auto_assign: None,
-            avoid_buggy_ips: None,
-            service_allocation: None,
-        }
-    }
-}
-
 fn peer(name: &str, edit: impl FnOnce(&mut BGPPeerSpec)) -> BGPPeer {
     let mut spec = BGPPeerSpec {
         my_asn: 64500,
