@@ -110,6 +110,17 @@ pub enum PeerAsn {
     External,
 }
 
+impl PeerAsn {
+    /// True when a session from `my_asn` to this AS is iBGP.
+    pub fn is_internal_to(self, my_asn: u32) -> bool {
+        match self {
+            PeerAsn::Number(n) => n == my_asn,
+            PeerAsn::Internal => true,
+            PeerAsn::External => false,
+        }
+    }
+}
+
 impl fmt::Display for PeerAsn {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -224,11 +235,7 @@ impl Peer {
 
     /// True when the session is iBGP (same AS on both ends).
     pub fn is_ibgp(&self) -> bool {
-        match self.peer_asn {
-            PeerAsn::Number(n) => n == self.my_asn,
-            PeerAsn::Internal => true,
-            PeerAsn::External => false,
-        }
+        self.peer_asn.is_internal_to(self.my_asn)
     }
 }
 

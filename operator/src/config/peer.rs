@@ -104,11 +104,7 @@ fn load_one(
         }
     };
     let ebgp_multihop = spec.ebgp_multi_hop.unwrap_or(false);
-    let ibgp = match peer_asn {
-        Some(PeerAsn::Number(n)) => n == spec.my_asn,
-        Some(PeerAsn::Internal) => true,
-        _ => false,
-    };
+    let ibgp = peer_asn.is_some_and(|asn| asn.is_internal_to(spec.my_asn));
     if ebgp_multihop && ibgp {
         findings.invalid(
             reference,
