@@ -147,14 +147,11 @@ pub fn check_password(value: &str) -> Result<(), String> {
     if value.is_empty() {
         return Err("the password must not be empty".into());
     }
-    if let Some(c) = value.chars().find(|c| !(c.is_ascii_graphic() || *c == ' ')) {
+    if let Some(c) = value.chars().find(|c| !c.is_ascii_graphic()) {
         return Err(format!(
-            "the password contains {}; only printable ASCII is accepted",
+            "the password contains {}; FRR takes the password as one word of printable ASCII",
             describe_char(c)
         ));
-    }
-    if value.starts_with(' ') || value.ends_with(' ') {
-        return Err("the password starts or ends with a space, which FRR would drop".into());
     }
     if value.len() > MAX_PASSWORD_LEN {
         return Err(format!(
@@ -220,13 +217,18 @@ mod tests {
     }
 
     #[test]
-    fn passwords_may_hold_inner_spaces_but_no_line_breaks() {
-        assert!(check_password("s3cret pass").is_ok());
+    fn passwords_are_one_word_of_printable_ascii() {
+        assert!(check_password("a!b#c?d\"e'f\\g{h}|~`$%^&*()_+-=;:,.<>/").is_ok());
         assert_eq!(
             check_password("pw\r\n neighbor 1.1.1.1 shutdown").unwrap_err(),
-            "the password contains a carriage return; only printable ASCII is accepted"
+            "the password contains a carriage return; FRR takes the password as one word of printable ASCII"
+        );
+        assert_eq!(
+            check_password("pass word").unwrap_err(),
+            "the password contains a space; FRR takes the password as one word of printable ASCII"
         );
         assert!(check_password(" lead").is_err());
+        assert!(check_password("caf\u{e9}").is_err());
         assert!(check_password(&"x".repeat(81)).is_err());
         assert!(check_password("").is_err());
     }

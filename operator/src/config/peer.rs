@@ -112,12 +112,28 @@ fn load_one(
             "is for eBGP sessions, but the peer is in the node's own AS (iBGP); iBGP sessions may span hops without it",
         );
     }
-    if spec.local_asn == Some(0) {
-        findings.invalid(
+    match spec.local_asn {
+        Some(0) => findings.invalid(
             reference,
             "spec.localASN",
             "must be between 1 and 4294967295",
-        );
+        ),
+        Some(_) if ibgp => findings.invalid(
+            reference,
+            "spec.localASN",
+            "applies to eBGP sessions only, but the peer is in the node's own AS (iBGP); FRR rejects local-as on iBGP sessions",
+        ),
+        Some(local) if local == spec.my_asn => findings.invalid(
+            reference,
+            "spec.localASN",
+            format!("{local} equals myASN; a local AS must differ from the AS it replaces"),
+        ),
+        Some(local) if peer_asn == Some(PeerAsn::Number(local)) => findings.invalid(
+            reference,
+            "spec.localASN",
+            format!("{local} equals peerASN; FRR rejects a local AS equal to the router's AS"),
+        ),
+        _ => {}
     }
     let endpoint = match (spec.peer_address.as_deref(), spec.interface.as_deref()) {
         (Some(address), None) => findings

@@ -658,6 +658,41 @@ fn local_asn_must_be_positive() {
 }
 
 #[test]
+fn local_asn_is_for_ebgp_and_differs_from_both_ends() {
+    let cases: [(fn(&mut BGPPeerSpec), &str); 4] = [
+        (
+            |s| {
+                s.peer_asn = Some(64500);
+                s.local_asn = Some(65000);
+            },
+            "applies to eBGP sessions only, but the peer is in the node's own AS (iBGP); FRR rejects local-as on iBGP sessions",
+        ),
+        (
+            |s| {
+                s.peer_asn = None;
+                s.dynamic_asn = Some(crate::api::DynamicAsnMode::Internal);
+                s.local_asn = Some(65000);
+            },
+            "applies to eBGP sessions only, but the peer is in the node's own AS (iBGP); FRR rejects local-as on iBGP sessions",
+        ),
+        (
+            |s| s.local_asn = Some(64500),
+            "64500 equals myASN; a local AS must differ from the AS it replaces",
+        ),
+        (
+            |s| s.local_asn = Some(64501),
+            "64501 equals peerASN; FRR rejects a local AS equal to the router's AS",
+        ),
+    ];
+    for (edit, reason) in cases {
+        assert_eq!(
+            errors(&with_peers(vec![peer("p", edit)])),
+            [format!("BGPPeer/metallb-system/p: spec.localASN: {reason}")]
+        );
+    }
+}
+
+#[test]
 fn vrf_names_are_device_names() {
     assert_eq!(
         errors(&with_peers(vec![
@@ -704,14 +739,22 @@ fn inline_passwords_cannot_carry_frr_commands() {
             peer("p", |s| s.password = Some("pw\nrouter bgp 1".into()))
         ])),
         [
-            "BGPPeer/metallb-system/p: spec.password: the password contains a line break; only printable ASCII is accepted"
+            "BGPPeer/metallb-system/p: spec.password: the password contains a line break; FRR takes the password as one word of printable ASCII"
+        ]
+    );
+    assert_eq!(
+        errors(&with_peers(vec![peer("p", |s| {
+            s.password = Some("pw bfd".into())
+        })])),
+        [
+            "BGPPeer/metallb-system/p: spec.password: the password contains a space; FRR takes the password as one word of printable ASCII"
         ]
     );
     let config = ok(&with_peers(vec![peer("p", |s| {
-        s.password = Some("pass word".into())
+        s.password = Some("pass!word#1".into())
     })]));
     let password = config.peers["p"].password.clone().unwrap();
-    assert_eq!(password.expose(), "pass word");
+    assert_eq!(password.expose(), "pass!word#1");
     assert_eq!(format!("{password:?} {password}"), "<redacted> <redacted>");
 }
 
@@ -756,7 +799,7 @@ fn password_secret_is_read_from_a_basic_auth_secret() {
             Some("a\rb")
         )))),
         [
-            "BGPPeer/metallb-system/p: spec.passwordSecret.name: Secret \"bgp\": the password contains a carriage return; only printable ASCII is accepted"
+            "BGPPeer/metallb-system/p: spec.passwordSecret.name: Secret \"bgp\": the password contains a carriage return; FRR takes the password as one word of printable ASCII"
         ]
     );
     let config = ok(&with_secret(Some(secret(
