@@ -6,6 +6,11 @@
 //! the controller, the speaker and the webhook all go through that one function.
 
 pub mod api;
+pub mod bgp;
 pub mod cli;
+pub mod cluster;
 pub mod config;
+pub mod frr;
+pub mod l2;
 pub mod manifest;
+pub mod offline;

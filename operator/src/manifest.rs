@@ -123,6 +123,9 @@ fn add_document(document: Value, place: &str, namespace: &str, out: &mut Manifes
         ("", "v1", "Node") => lenient(document, reference, out, |o, v| o.nodes.push(v)),
         ("", "v1", "Namespace") => lenient(document, reference, out, |o, v| o.namespaces.push(v)),
         ("", "v1", "Secret") => lenient(document, reference, out, |o, v| o.secrets.push(v)),
+        ("discovery.k8s.io", "v1", "EndpointSlice") => {
+            lenient(document, reference, out, |o, v| o.endpoint_slices.push(v))
+        }
         _ => {}
     }
 }

@@ -3,6 +3,7 @@
 //! Exit codes: 0 success, 1 the input is invalid, 2 usage error or unreadable input.
 
 mod files;
+mod render;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -34,6 +35,42 @@ enum Command {
     },
     /// Print the CustomResourceDefinitions ferrolb serves, as YAML.
     Crds,
+    /// Show what one node's speaker would do with these manifests.
+    Render {
+        #[command(subcommand)]
+        what: RenderWhat,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum RenderWhat {
+    /// Print the frr.conf the node's speaker would apply.
+    Frr(RenderArgs),
+    /// Print, as JSON, each BGP prefix with the peers and attributes it goes to, and each IP
+    /// the node would answer ARP/NDP for (every node in the input assumed alive).
+    Announcements(RenderArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct RenderArgs {
+    /// The node's name; a Node object of that name in the input supplies labels and addresses.
+    #[arg(long, value_name = "NAME")]
+    node: String,
+    /// A file, a directory (searched recursively for *.yaml, *.yml, *.json) or - for stdin.
+    #[arg(short = 'f', long = "filename", required = true, value_name = "PATH")]
+    paths: Vec<PathBuf>,
+    /// The namespace ferrolb runs in.
+    #[arg(short = 'n', long, default_value = DEFAULT_NAMESPACE, env = "FERROLB_NAMESPACE")]
+    namespace: String,
+    /// Handle Services of this loadBalancerClass (default: Services without a class).
+    #[arg(long, value_name = "CLASS")]
+    load_balancer_class: Option<String>,
+    /// The node does not forward IPv4 (FRR then prints `no ip forwarding`).
+    #[arg(long)]
+    no_ipv4_forwarding: bool,
+    /// The node does not forward IPv6.
+    #[arg(long)]
+    no_ipv6_forwarding: bool,
 }
 
 /// Runs the command line with the process arguments.
@@ -52,6 +89,10 @@ pub fn main() -> ExitCode {
     match cli.command {
         Command::Validate { paths, namespace } => validate(&paths, &namespace),
         Command::Crds => crds(),
+        Command::Render { what } => match what {
+            RenderWhat::Frr(args) => render::frr(&args),
+            RenderWhat::Announcements(args) => render::announcements(&args),
+        },
     }
 }
 

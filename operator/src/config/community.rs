@@ -33,6 +33,13 @@ impl fmt::Display for BgpCommunity {
     }
 }
 
+impl serde::Serialize for BgpCommunity {
+    /// Serialised in the manifest form, as [`fmt::Display`] prints it.
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
 /// Parses a community value. Errors name the offending part.
 pub fn parse_community(text: &str) -> Result<BgpCommunity, String> {
     if let Some(rest) = text.strip_prefix("large:") {

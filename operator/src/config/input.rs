@@ -1,6 +1,7 @@
 //! The objects configuration is loaded from, as typed Kubernetes objects.
 
 use k8s_openapi::api::core::v1::{Namespace, Node, Secret, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 
 use crate::api::{
     BFDProfile, BGPAdvertisement, BGPPeer, Community, IPAddressPool, L2Advertisement,
@@ -32,6 +33,8 @@ pub struct ClusterObjects {
     pub nodes: Vec<Node>,
     /// Services.
     pub services: Vec<Service>,
+    /// EndpointSlices, for where Services have serving endpoints.
+    pub endpoint_slices: Vec<EndpointSlice>,
 }
 
 impl ClusterObjects {
@@ -47,5 +50,6 @@ impl ClusterObjects {
         self.namespaces.extend(other.namespaces);
         self.nodes.extend(other.nodes);
         self.services.extend(other.services);
+        self.endpoint_slices.extend(other.endpoint_slices);
     }
 }

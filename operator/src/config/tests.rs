@@ -659,7 +659,8 @@ fn local_asn_must_be_positive() {
 
 #[test]
 fn local_asn_is_for_ebgp_and_differs_from_both_ends() {
-    let cases: [(fn(&mut BGPPeerSpec), &str); 4] = [
+    type Edit = fn(&mut BGPPeerSpec);
+    let cases: [(Edit, &str); 4] = [
         (
             |s| {
                 s.peer_asn = Some(64500);

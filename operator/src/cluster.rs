@@ -1,0 +1,302 @@
+//! What the announcing side needs from core Kubernetes objects, read once into plain data:
+//! [`LbService`] from a Service, [`ServingEndpoints`] from its EndpointSlices, [`NodeView`]
+//! from a Node.
+//!
+//! The rules are MetalLB's: a Service is handled when it is `type: LoadBalancer` and its
+//! `loadBalancerClass` equals ours (unset unless configured); an endpoint serves when
+//! `ready` is unset or true, or `serving` is true (terminating endpoints that still serve
+//! count), and has at least one address; a node is excluded from announcing when it carries
+//! the label `node.kubernetes.io/exclude-from-external-load-balancers` or its
+//! `NetworkUnavailable` condition is true.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::net::IpAddr;
+use std::str::FromStr;
+
+use k8s_openapi::api::core::v1::{Node, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+
+/// The label that takes a node out of external load balancing.
+pub const EXCLUDE_LABEL: &str = "node.kubernetes.io/exclude-from-external-load-balancers";
+/// The label every EndpointSlice carries naming its Service.
+pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
+/// The label the kubelet sets to the node's name.
+pub const HOSTNAME_LABEL: &str = "kubernetes.io/hostname";
+
+/// `namespace/name` of a Service.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+pub struct ServiceKey {
+    /// Namespace.
+    pub namespace: String,
+    /// Name.
+    pub name: String,
+}
+
+impl ServiceKey {
+    /// Builds a key.
+    pub fn new(namespace: &str, name: &str) -> Self {
+        ServiceKey {
+            namespace: namespace.to_string(),
+            name: name.to_string(),
+        }
+    }
+}
+
+impl fmt::Display for ServiceKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.name)
+    }
+}
+
+/// Which Services this ferrolb instance handles.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ServiceScope {
+    /// The `loadBalancerClass` served; `None` serves Services without a class.
+    pub load_balancer_class: Option<String>,
+}
+
+/// A Service as announcing sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LbService {
+    /// Namespace and name.
+    pub key: ServiceKey,
+    /// The Service's labels (for serviceSelectors).
+    pub labels: BTreeMap<String, String>,
+    /// `spec.type == LoadBalancer`.
+    pub is_load_balancer: bool,
+    /// `spec.loadBalancerClass`.
+    pub load_balancer_class: Option<String>,
+    /// `externalTrafficPolicy: Local`.
+    pub traffic_policy_local: bool,
+    /// `status.loadBalancer.ingress[].ip`, in order; entries that are not IPs are skipped.
+    pub ingress: Vec<IpAddr>,
+    /// The `allow-shared-ip` sharing key (`metallb.io/` wins over `metallb.universe.tf/`).
+    pub sharing_key: Option<String>,
+}
+
+impl LbService {
+    /// Reads the parts of a Service that announcing depends on.
+    pub fn from_service(service: &Service) -> LbService {
+        let meta = &service.metadata;
+        let spec = service.spec.as_ref();
+        let ingress = service
+            .status
+            .as_ref()
+            .and_then(|s| s.load_balancer.as_ref())
+            .and_then(|lb| lb.ingress.as_ref())
+            .map(|list| {
+                list.iter()
+                    .filter_map(|i| i.ip.as_deref())
+                    .filter_map(|ip| IpAddr::from_str(ip.trim()).ok())
+                    .collect()
+            })
+            .unwrap_or_default();
+        LbService {
+            key: ServiceKey::new(
+                meta.namespace.as_deref().unwrap_or("default"),
+                meta.name.as_deref().unwrap_or_default(),
+            ),
+            labels: meta.labels.clone().unwrap_or_default(),
+            is_load_balancer: spec.and_then(|s| s.type_.as_deref()) == Some("LoadBalancer"),
+            load_balancer_class: spec.and_then(|s| s.load_balancer_class.clone()),
+            traffic_policy_local: spec.and_then(|s| s.external_traffic_policy.as_deref())
+                == Some("Local"),
+            ingress,
+            sharing_key: annotation(service, "allow-shared-ip"),
+        }
+    }
+
+    /// Whether this instance handles the Service at all.
+    pub fn in_scope(&self, scope: &ServiceScope) -> bool {
+        self.is_load_balancer && self.load_balancer_class == scope.load_balancer_class
+    }
+}
+
+/// A MetalLB Service annotation by its suffix: `metallb.io/SUFFIX`, else the deprecated
+/// `metallb.universe.tf/SUFFIX`.
+pub fn annotation(service: &Service, suffix: &str) -> Option<String> {
+    let annotations = service.metadata.annotations.as_ref()?;
+    annotations
+        .get(&format!("metallb.io/{suffix}"))
+        .or_else(|| annotations.get(&format!("metallb.universe.tf/{suffix}")))
+        .cloned()
+}
+
+/// Where a Service has endpoints that can take traffic.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ServingEndpoints {
+    /// Nodes hosting at least one serving endpoint.
+    pub nodes: BTreeSet<String>,
+    /// Whether any serving endpoint exists, on a known node or not.
+    pub any: bool,
+}
+
+impl ServingEndpoints {
+    /// Whether the Service has a serving endpoint on `node`.
+    pub fn on_node(&self, node: &str) -> bool {
+        self.nodes.contains(node)
+    }
+}
+
+/// Groups EndpointSlices by the Service they belong to and summarises where endpoints serve.
+pub fn serving_endpoints(slices: &[EndpointSlice]) -> BTreeMap<ServiceKey, ServingEndpoints> {
+    let mut out: BTreeMap<ServiceKey, ServingEndpoints> = BTreeMap::new();
+    for slice in slices {
+        let meta = &slice.metadata;
+        let Some(service) = meta.labels.as_ref().and_then(|l| l.get(SERVICE_NAME_LABEL)) else {
+            continue;
+        };
+        let key = ServiceKey::new(meta.namespace.as_deref().unwrap_or("default"), service);
+        let entry = out.entry(key).or_default();
+        for endpoint in &slice.endpoints {
+            let conditions = endpoint.conditions.as_ref();
+            let ready = conditions.and_then(|c| c.ready).unwrap_or(true);
+            let serving = conditions.and_then(|c| c.serving).unwrap_or(false);
+            if !(ready || serving) || endpoint.addresses.is_empty() {
+                continue;
+            }
+            entry.any = true;
+            if let Some(node) = &endpoint.node_name {
+                entry.nodes.insert(node.clone());
+            }
+        }
+    }
+    out
+}
+
+/// A node as announcing sees it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NodeView {
+    /// The node's name.
+    pub name: String,
+    /// The node's labels.
+    pub labels: BTreeMap<String, String>,
+    /// Labelled `node.kubernetes.io/exclude-from-external-load-balancers`.
+    pub excluded: bool,
+    /// Condition `NetworkUnavailable` is true.
+    pub network_unavailable: bool,
+    /// `status.addresses` that are IPs (InternalIP, ExternalIP), in order.
+    pub addresses: Vec<IpAddr>,
+}
+
+impl NodeView {
+    /// A node known only by name: the kubelet's hostname label, nothing else.
+    pub fn named(name: &str) -> NodeView {
+        NodeView {
+            name: name.to_string(),
+            labels: [(HOSTNAME_LABEL.to_string(), name.to_string())].into(),
+            ..NodeView::default()
+        }
+    }
+
+    /// Reads a Node object.
+    pub fn from_node(node: &Node) -> NodeView {
+        let labels = node.metadata.labels.clone().unwrap_or_default();
+        let status = node.status.as_ref();
+        let network_unavailable = status.and_then(|s| s.conditions.as_ref()).is_some_and(|c| {
+            c.iter()
+                .any(|c| c.type_ == "NetworkUnavailable" && c.status == "True")
+        });
+        let addresses = status
+            .and_then(|s| s.addresses.as_ref())
+            .map(|list| {
+                list.iter()
+                    .filter(|a| a.type_ == "InternalIP" || a.type_ == "ExternalIP")
+                    .filter_map(|a| IpAddr::from_str(&a.address).ok())
+                    .collect()
+            })
+            .unwrap_or_default();
+        NodeView {
+            name: node.metadata.name.clone().unwrap_or_default(),
+            excluded: labels.contains_key(EXCLUDE_LABEL),
+            labels,
+            network_unavailable,
+            addresses,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+    fn endpoint(node: &str, ready: Option<bool>, serving: Option<bool>) -> Endpoint {
+        Endpoint {
+            addresses: vec!["10.244.0.5".into()],
+            node_name: Some(node.into()),
+            conditions: Some(EndpointConditions {
+                ready,
+                serving,
+                terminating: None,
+            }),
+            ..Endpoint::default()
+        }
+    }
+
+    fn slice(service: &str, endpoints: Vec<Endpoint>) -> EndpointSlice {
+        EndpointSlice {
+            metadata: ObjectMeta {
+                namespace: Some("web".into()),
+                name: Some(format!("{service}-abcde")),
+                labels: Some([(SERVICE_NAME_LABEL.to_string(), service.to_string())].into()),
+                ..ObjectMeta::default()
+            },
+            address_type: "IPv4".into(),
+            endpoints,
+            ports: None,
+        }
+    }
+
+    #[test]
+    fn ready_unset_ready_true_and_terminating_serving_endpoints_serve() {
+        let summary = serving_endpoints(&[
+            slice(
+                "a",
+                vec![
+                    endpoint("n1", None, None),
+                    endpoint("n2", Some(true), None),
+                    endpoint("n3", Some(false), Some(true)),
+                    endpoint("n4", Some(false), Some(false)),
+                ],
+            ),
+            slice("b", vec![endpoint("n1", Some(false), None)]),
+        ]);
+        let a = &summary[&ServiceKey::new("web", "a")];
+        assert_eq!(a.nodes, ["n1", "n2", "n3"].map(String::from).into());
+        assert!(a.any);
+        let b = &summary[&ServiceKey::new("web", "b")];
+        assert!(!b.any && b.nodes.is_empty());
+    }
+
+    #[test]
+    fn endpoints_without_addresses_do_not_serve() {
+        let mut e = endpoint("n1", Some(true), None);
+        e.addresses.clear();
+        let summary = serving_endpoints(&[slice("a", vec![e])]);
+        assert!(!summary[&ServiceKey::new("web", "a")].any);
+    }
+
+    #[test]
+    fn only_load_balancers_of_our_class_are_in_scope() {
+        let mut service = Service::default();
+        let lb = |s: &Service| LbService::from_service(s);
+        assert!(!lb(&service).in_scope(&ServiceScope::default()));
+        service.spec = Some(k8s_openapi::api::core::v1::ServiceSpec {
+            type_: Some("LoadBalancer".into()),
+            ..Default::default()
+        });
+        assert!(lb(&service).in_scope(&ServiceScope::default()));
+        let ours = ServiceScope {
+            load_balancer_class: Some("ferrolb".into()),
+        };
+        assert!(!lb(&service).in_scope(&ours));
+        if let Some(spec) = service.spec.as_mut() {
+            spec.load_balancer_class = Some("ferrolb".into());
+        }
+        assert!(lb(&service).in_scope(&ours));
+        assert!(!lb(&service).in_scope(&ServiceScope::default()));
+    }
+}

@@ -1,0 +1,7 @@
+//! FRR: the node's configuration as data ([`model`]), rendered to frr.conf ([`render`]).
+
+pub mod model;
+pub mod render;
+
+pub use model::{FrrConfig, NodeFacts, build};
+pub use render::{RenderError, render};

@@ -1,0 +1,593 @@
+//! The FRR configuration of one node as data, in the exact order and form FRR 8.4's
+//! `show running-config` prints it, so the rendered file and the running configuration can be
+//! compared line by line and a reload never finds a spurious difference.
+//!
+//! [`build`] decides everything: which routers, neighbours, lists and route-maps exist, their
+//! names, their order and their sequence numbers. The templates only print. Canonical-form
+//! rules learnt from FRR itself: defaults are left out (`port 179`, BFD `detect-multiplier 3`,
+//! intervals 300, echo 50, `minimum-ttl 254`), `ebgp-multihop` is printed with its TTL 255,
+//! `neighbor X bfd` stands beside `neighbor X bfd profile P`, well-known communities print by
+//! name, neighbours print interfaces first then IPv4 then IPv6 in address order, networks print
+//! in prefix order, and `no ip forwarding` appears exactly when the node does not forward.
+//!
+//! Naming, stable for the same input:
+//! - a neighbour's ID is its address or interface, plus `-VRF` in a VRF;
+//! - `ID-allowed-ipv4|ipv6` list every prefix the neighbour may receive;
+//! - `ID-lp-N-FAM`, `ID-c-A:B-FAM`, `ID-lc-A:B:C-FAM` list the prefixes that get a LOCAL_PREF
+//!   or a community;
+//! - `ID-out-HASH` is the outbound route-map, named by a hash of its entries, so a route-map's
+//!   contents never change: a different policy is a new route-map, which FRR applies at once
+//!   (edits to an attached route-map wait for FRR's 5 s route-map delay timer);
+//! - `ferrolb-in` denies every received route: ferrolb announces and never learns;
+//! - prefix-list sequence numbers are a hash of the prefix, so adding or removing one prefix
+//!   never renumbers the others.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{IpAddr, Ipv4Addr};
+
+use ipnet::IpNet;
+use serde::Serialize;
+
+use crate::bgp::{NodeIntent, SessionIntent};
+use crate::cluster::NodeView;
+use crate::config::{BfdProfile, BgpCommunity, Config, PeerEndpoint};
+
+/// The route-map every neighbour uses inbound.
+pub const INBOUND_ROUTE_MAP: &str = "ferrolb-in";
+/// FRR's subgroup coalesce time we set, in ms (FRR's default is 1000).
+pub const COALESCE_TIME_MS: u32 = 100;
+
+/// Node facts FRR prints that are not in the intent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NodeFacts {
+    /// `net.ipv4.ip_forward` is on (zebra prints `no ip forwarding` otherwise).
+    pub ipv4_forwarding: bool,
+    /// `net.ipv6.conf.all.forwarding` is on.
+    pub ipv6_forwarding: bool,
+}
+
+impl Default for NodeFacts {
+    /// Kubernetes nodes forward both families.
+    fn default() -> Self {
+        NodeFacts {
+            ipv4_forwarding: true,
+            ipv6_forwarding: true,
+        }
+    }
+}
+
+/// A whole frr.conf.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct FrrConfig {
+    /// `log stdout LEVEL`.
+    pub log_level: String,
+    /// Print `no ip forwarding`.
+    pub no_ipv4_forwarding: bool,
+    /// Print `no ipv6 forwarding`.
+    pub no_ipv6_forwarding: bool,
+    /// `router bgp` blocks: the default VRF first, then VRFs by name.
+    pub routers: Vec<Router>,
+    /// IPv4 prefix-lists, in print order.
+    pub ipv4_prefix_lists: Vec<PrefixList>,
+    /// IPv6 prefix-lists, in print order.
+    pub ipv6_prefix_lists: Vec<PrefixList>,
+    /// Route-maps, in print order.
+    pub route_maps: Vec<RouteMap>,
+    /// Print the `ip|ipv6 nht resolve-via-default` lines.
+    pub nht_resolve_via_default: bool,
+    /// BFD profiles by name.
+    pub bfd_profiles: Vec<BfdProfileConfig>,
+}
+
+/// One `router bgp` block.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Router {
+    /// The local AS.
+    pub asn: u32,
+    /// The VRF, `None` for the default one.
+    pub vrf: Option<String>,
+    /// `bgp router-id`.
+    pub router_id: Option<Ipv4Addr>,
+    /// `coalesce-time`.
+    pub coalesce_time: u32,
+    /// Neighbours, in FRR's order.
+    pub neighbors: Vec<Neighbor>,
+    /// `address-family ipv4 unicast`, if it has anything.
+    pub ipv4: Option<AddressFamily>,
+    /// `address-family ipv6 unicast`, if it has anything.
+    pub ipv6: Option<AddressFamily>,
+}
+
+/// One neighbour's session lines.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Neighbor {
+    /// The address or interface, as FRR names the neighbour.
+    pub peer: String,
+    /// An unnumbered (interface) neighbour.
+    pub interface: bool,
+    /// `remote-as` value: a number, `internal` or `external`.
+    pub remote_as: String,
+    /// `local-as X no-prepend replace-as`.
+    pub local_as: Option<u32>,
+    /// `bfd` + `bfd profile P` (profile name).
+    pub bfd_profile: Option<String>,
+    /// `password`.
+    pub password: Option<String>,
+    /// `port`, when not 179.
+    pub port: Option<u16>,
+    /// `ebgp-multihop 255`.
+    pub ebgp_multihop: bool,
+    /// `disable-connected-check`.
+    pub disable_connected_check: bool,
+    /// `update-source`.
+    pub update_source: Option<String>,
+    /// `timers KEEPALIVE HOLD` in seconds.
+    pub timers: Option<(u64, u64)>,
+    /// `timers connect N` in seconds.
+    pub connect_time: Option<u64>,
+    /// `graceful-restart`.
+    pub graceful_restart: bool,
+}
+
+/// One address family block.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct AddressFamily {
+    /// `network` lines, in prefix order.
+    pub networks: Vec<IpNet>,
+    /// Activated neighbours, in neighbour order.
+    pub neighbors: Vec<NeighborPolicy>,
+}
+
+/// A neighbour's activation and route-maps in one family.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct NeighborPolicy {
+    /// The neighbour, as in [`Neighbor::peer`].
+    pub peer: String,
+    /// Inbound route-map.
+    pub route_map_in: String,
+    /// Outbound route-map.
+    pub route_map_out: String,
+}
+
+/// A prefix-list.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct PrefixList {
+    /// Name.
+    pub name: String,
+    /// Entries by sequence number.
+    pub entries: Vec<PrefixListEntry>,
+}
+
+/// One prefix-list line.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct PrefixListEntry {
+    /// Sequence number.
+    pub seq: u32,
+    /// `permit` or `deny`.
+    pub action: &'static str,
+    /// A prefix, or `any`.
+    pub prefix: String,
+}
+
+/// A route-map.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct RouteMap {
+    /// Name.
+    pub name: String,
+    /// Entries by sequence number.
+    pub entries: Vec<RouteMapEntry>,
+}
+
+/// One route-map entry.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct RouteMapEntry {
+    /// `permit` or `deny`.
+    pub action: &'static str,
+    /// Sequence number.
+    pub seq: u32,
+    /// `match ip|ipv6 address prefix-list NAME`: (`ip` or `ipv6`, list name).
+    pub match_prefix_list: Option<(&'static str, String)>,
+    /// `on-match next`.
+    pub on_match_next: bool,
+    /// The `set` line, without `set `.
+    pub set: Option<String>,
+}
+
+/// A BFD profile with only the non-default fields.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct BfdProfileConfig {
+    /// Name.
+    pub name: String,
+    /// `detect-multiplier`.
+    pub detect_multiplier: Option<u32>,
+    /// `transmit-interval`.
+    pub transmit_interval: Option<u32>,
+    /// `receive-interval`.
+    pub receive_interval: Option<u32>,
+    /// `passive-mode`.
+    pub passive_mode: bool,
+    /// `echo-mode`.
+    pub echo_mode: bool,
+    /// `echo transmit-interval` and `echo receive-interval`.
+    pub echo_interval: Option<u32>,
+    /// `minimum-ttl`.
+    pub minimum_ttl: Option<u32>,
+}
+
+/// Builds the node's FRR configuration from its intent.
+pub fn build(config: &Config, intent: &NodeIntent, node: &NodeView, facts: NodeFacts) -> FrrConfig {
+    let mut out = FrrConfig {
+        log_level: "informational".to_string(),
+        no_ipv4_forwarding: !facts.ipv4_forwarding,
+        no_ipv6_forwarding: !facts.ipv6_forwarding,
+        nht_resolve_via_default: true,
+        bfd_profiles: config.bfd_profiles.values().map(bfd_profile).collect(),
+        ..FrrConfig::default()
+    };
+    let router_id = intent
+        .sessions
+        .iter()
+        .find_map(|s| s.peer.router_id)
+        .or_else(|| fallback_router_id(node));
+    let mut by_vrf: BTreeMap<Option<&str>, Vec<&SessionIntent>> = BTreeMap::new();
+    for session in &intent.sessions {
+        by_vrf
+            .entry(session.peer.vrf.as_deref())
+            .or_default()
+            .push(session);
+    }
+    let mut route_maps = Vec::new();
+    for (vrf, mut sessions) in by_vrf {
+        sessions.sort_by(|a, b| frr_peer_order(&a.peer.endpoint, &b.peer.endpoint));
+        let mut router = Router {
+            asn: sessions[0].peer.my_asn,
+            vrf: vrf.map(str::to_string),
+            router_id,
+            coalesce_time: COALESCE_TIME_MS,
+            neighbors: Vec::new(),
+            ipv4: None,
+            ipv6: None,
+        };
+        let mut networks: BTreeSet<IpNet> = BTreeSet::new();
+        let mut v4 = Vec::new();
+        let mut v6 = Vec::new();
+        for session in sessions {
+            let id = neighbor_id(session);
+            router.neighbors.push(neighbor(session));
+            networks.extend(session.announcements.keys().copied());
+            let policy = outbound_policy(&id, session);
+            let route_map_out = policy.route_map.name.clone();
+            out.ipv4_prefix_lists.extend(policy.ipv4_lists);
+            out.ipv6_prefix_lists.extend(policy.ipv6_lists);
+            route_maps.push(policy.route_map);
+            let entry = NeighborPolicy {
+                peer: session.peer.endpoint.to_string(),
+                route_map_in: INBOUND_ROUTE_MAP.to_string(),
+                route_map_out,
+            };
+            if session.carries_ipv4() {
+                v4.push(entry.clone());
+            }
+            if session.carries_ipv6() {
+                v6.push(entry);
+            }
+        }
+        let (nets4, nets6): (Vec<IpNet>, Vec<IpNet>) = networks
+            .into_iter()
+            .partition(|n| matches!(n, IpNet::V4(_)));
+        router.ipv4 = family(nets4, v4);
+        router.ipv6 = family(nets6, v6);
+        out.routers.push(router);
+    }
+    if !out.routers.is_empty() {
+        route_maps.push(RouteMap {
+            name: INBOUND_ROUTE_MAP.to_string(),
+            entries: vec![RouteMapEntry {
+                action: "deny",
+                seq: 1,
+                match_prefix_list: None,
+                on_match_next: false,
+                set: None,
+            }],
+        });
+    }
+    out.route_maps = route_maps;
+    out
+}
+
+fn family(networks: Vec<IpNet>, neighbors: Vec<NeighborPolicy>) -> Option<AddressFamily> {
+    (!networks.is_empty() || !neighbors.is_empty()).then_some(AddressFamily {
+        networks,
+        neighbors,
+    })
+}
+
+/// The neighbour's ID used in list and route-map names.
+pub fn neighbor_id(session: &SessionIntent) -> String {
+    match &session.peer.vrf {
+        Some(vrf) => format!("{}-{vrf}", session.peer.endpoint),
+        None => session.peer.endpoint.to_string(),
+    }
+}
+
+/// FRR lists neighbours with interface names first (by name), then IPv4, then IPv6 addresses,
+/// each in numeric order.
+fn frr_peer_order(a: &PeerEndpoint, b: &PeerEndpoint) -> std::cmp::Ordering {
+    fn key(e: &PeerEndpoint) -> (u8, &str, Option<IpAddr>) {
+        match e {
+            PeerEndpoint::Interface(name) => (0, name.as_str(), None),
+            PeerEndpoint::Address(IpAddr::V4(a)) => (1, "", Some(IpAddr::V4(*a))),
+            PeerEndpoint::Address(IpAddr::V6(a)) => (2, "", Some(IpAddr::V6(*a))),
+        }
+    }
+    key(a).cmp(&key(b))
+}
+
+fn neighbor(session: &SessionIntent) -> Neighbor {
+    let peer = &session.peer;
+    let ipv6_single_hop_ebgp = matches!(peer.endpoint, PeerEndpoint::Address(IpAddr::V6(_)))
+        && !peer.ebgp_multihop
+        && !peer.dual_stack_address_family
+        && !peer.is_ibgp();
+    Neighbor {
+        peer: peer.endpoint.to_string(),
+        interface: matches!(peer.endpoint, PeerEndpoint::Interface(_)),
+        remote_as: peer.peer_asn.to_string(),
+        local_as: peer.local_asn,
+        bfd_profile: peer.bfd_profile.clone(),
+        password: peer.password.as_ref().map(|p| p.expose().to_string()),
+        port: (peer.port != 179).then_some(peer.port),
+        ebgp_multihop: peer.ebgp_multihop,
+        disable_connected_check: ipv6_single_hop_ebgp,
+        update_source: peer.source_address.map(|a| a.to_string()),
+        timers: peer
+            .timers
+            .map(|t| (t.keepalive.as_secs(), t.hold.as_secs())),
+        connect_time: peer.connect_time.map(|d| d.as_secs()),
+        graceful_restart: peer.graceful_restart,
+    }
+}
+
+struct OutboundPolicy {
+    ipv4_lists: Vec<PrefixList>,
+    ipv6_lists: Vec<PrefixList>,
+    route_map: RouteMap,
+}
+
+/// The prefix-lists and the outbound route-map of one neighbour.
+fn outbound_policy(id: &str, session: &SessionIntent) -> OutboundPolicy {
+    let mut lists: [BTreeMap<String, Vec<IpNet>>; 2] = Default::default();
+    let mut allowed: [Vec<IpNet>; 2] = Default::default();
+    let mut sets: [BTreeMap<String, String>; 2] = Default::default();
+    for (prefix, announcement) in &session.announcements {
+        let f = usize::from(matches!(prefix, IpNet::V6(_)));
+        allowed[f].push(*prefix);
+        let fam = FAMILIES[f].1;
+        let attributes = &announcement.attributes;
+        if let Some(lp) = attributes.local_pref {
+            let name = format!("{id}-lp-{lp}-{fam}");
+            sets[f].insert(name.clone(), format!("local-preference {lp}"));
+            lists[f].entry(name).or_default().push(*prefix);
+        }
+        for community in &attributes.communities {
+            let (name, set) = match community {
+                BgpCommunity::Standard(a, b) => (
+                    format!("{id}-c-{a}:{b}-{fam}"),
+                    format!("community {} additive", community_word(*a, *b)),
+                ),
+                BgpCommunity::Large(a, b, c) => (
+                    format!("{id}-lc-{a}:{b}:{c}-{fam}"),
+                    format!("large-community {a}:{b}:{c} additive"),
+                ),
+            };
+            sets[f].insert(name.clone(), set);
+            lists[f].entry(name).or_default().push(*prefix);
+        }
+    }
+    let carried = [session.carries_ipv4(), session.carries_ipv6()];
+    let mut entries = Vec::new();
+    let mut out_lists: [Vec<PrefixList>; 2] = Default::default();
+    for f in 0..2 {
+        for (name, set) in &sets[f] {
+            entries.push(RouteMapEntry {
+                action: "permit",
+                seq: 0,
+                match_prefix_list: Some((FAMILIES[f].0, name.clone())),
+                on_match_next: true,
+                set: Some(set.clone()),
+            });
+        }
+        for name in sets[f].keys() {
+            out_lists[f].push(prefix_list(name.clone(), &lists[f][name]));
+        }
+    }
+    for f in 0..2 {
+        if !carried[f] {
+            continue;
+        }
+        let name = format!("{id}-allowed-{}", FAMILIES[f].1);
+        entries.push(RouteMapEntry {
+            action: "permit",
+            seq: 0,
+            match_prefix_list: Some((FAMILIES[f].0, name.clone())),
+            on_match_next: false,
+            set: None,
+        });
+        out_lists[f].insert(0, prefix_list(name, &allowed[f]));
+    }
+    for (i, entry) in entries.iter_mut().enumerate() {
+        entry.seq = u32::try_from(i + 1).unwrap_or(u32::MAX);
+    }
+    let name = format!("{id}-out-{:08x}", route_map_hash(&entries));
+    let [ipv4_lists, ipv6_lists] = out_lists;
+    OutboundPolicy {
+        ipv4_lists,
+        ipv6_lists,
+        route_map: RouteMap { name, entries },
+    }
+}
+
+/// (`match` keyword, list-name suffix) per family index.
+const FAMILIES: [(&str, &str); 2] = [("ip", "ipv4"), ("ipv6", "ipv6")];
+
+/// A prefix-list permitting `prefixes`, or denying everything when there are none.
+fn prefix_list(name: String, prefixes: &[IpNet]) -> PrefixList {
+    if prefixes.is_empty() {
+        return PrefixList {
+            name,
+            entries: vec![PrefixListEntry {
+                seq: 1,
+                action: "deny",
+                prefix: "any".to_string(),
+            }],
+        };
+    }
+    let mut used = BTreeSet::new();
+    let mut entries: Vec<PrefixListEntry> = prefixes
+        .iter()
+        .map(|p| {
+            let text = p.to_string();
+            let mut seq = prefix_seq(&text);
+            while !used.insert(seq) {
+                seq = if seq >= MAX_HASHED_SEQ { 1 } else { seq + 1 };
+            }
+            PrefixListEntry {
+                seq,
+                action: "permit",
+                prefix: text,
+            }
+        })
+        .collect();
+    entries.sort_by_key(|e| e.seq);
+    PrefixList { name, entries }
+}
+
+/// FRR sequence numbers go up to 4294967295; hashed ones stay below.
+const MAX_HASHED_SEQ: u32 = 4_294_967_294;
+
+/// The sequence number of a prefix in any list: a hash of its text, 1..=MAX_HASHED_SEQ.
+/// Collisions (rare) move to the next free number, in prefix order.
+pub fn prefix_seq(prefix: &str) -> u32 {
+    fnv1a(prefix.as_bytes()) % MAX_HASHED_SEQ + 1
+}
+
+fn route_map_hash(entries: &[RouteMapEntry]) -> u32 {
+    let mut text = String::new();
+    for e in entries {
+        text.push_str(&format!(
+            "{} {} {:?} {} {:?}\n",
+            e.action, e.seq, e.match_prefix_list, e.on_match_next, e.set
+        ));
+    }
+    fnv1a(text.as_bytes())
+}
+
+/// 32-bit FNV-1a: a fixed, dependency-free hash whose values never change between builds.
+fn fnv1a(bytes: &[u8]) -> u32 {
+    let mut hash: u32 = 0x811c_9dc5;
+    for b in bytes {
+        hash ^= u32::from(*b);
+        hash = hash.wrapping_mul(0x0100_0193);
+    }
+    hash
+}
+
+/// A standard community as FRR prints it: well-known values by name.
+pub fn community_word(high: u16, low: u16) -> String {
+    let name = match (high, low) {
+        (0, 0) => "internet",
+        (0xFFFF, 0) => "graceful-shutdown",
+        (0xFFFF, 1) => "accept-own",
+        (0xFFFF, 2) => "route-filter-translated-v4",
+        (0xFFFF, 3) => "route-filter-v4",
+        (0xFFFF, 4) => "route-filter-translated-v6",
+        (0xFFFF, 5) => "route-filter-v6",
+        (0xFFFF, 6) => "llgr-stale",
+        (0xFFFF, 7) => "no-llgr",
+        (0xFFFF, 8) => "accept-own-nexthop",
+        (0xFFFF, 0x029A) => "blackhole",
+        (0xFFFF, 0xFF01) => "no-export",
+        (0xFFFF, 0xFF02) => "no-advertise",
+        (0xFFFF, 0xFF03) => "local-AS",
+        (0xFFFF, 0xFF04) => "no-peer",
+        _ => return format!("{high}:{low}"),
+    };
+    name.to_string()
+}
+
+fn bfd_profile(p: &BfdProfile) -> BfdProfileConfig {
+    let unless = |v: Option<u32>, default: u32| v.filter(|v| *v != default);
+    BfdProfileConfig {
+        name: p.name.clone(),
+        detect_multiplier: unless(p.detect_multiplier, 3),
+        transmit_interval: unless(p.transmit_interval, 300),
+        receive_interval: unless(p.receive_interval, 300),
+        passive_mode: p.passive_mode,
+        echo_mode: p.echo_mode,
+        echo_interval: unless(p.echo_interval, 50),
+        minimum_ttl: unless(p.minimum_ttl, 254),
+    }
+}
+
+/// FRR needs an IPv4 router ID. When no BGPPeer sets one and the node is known to have no
+/// IPv4 address, derive one from the node name (CRC-32 of the name, as frr-k8s does), so
+/// IPv6-only nodes still get a stable, distinct ID.
+fn fallback_router_id(node: &NodeView) -> Option<Ipv4Addr> {
+    if node.addresses.is_empty() || node.addresses.iter().any(IpAddr::is_ipv4) {
+        return None;
+    }
+    Some(Ipv4Addr::from(crc32(node.name.as_bytes())))
+}
+
+/// CRC-32 (IEEE 802.3), bitwise.
+fn crc32(bytes: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for b in bytes {
+        crc ^= u32::from(*b);
+        for _ in 0..8 {
+            let mask = (crc & 1).wrapping_neg();
+            crc = (crc >> 1) ^ (0xEDB8_8320 & mask);
+        }
+    }
+    !crc
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn crc32_matches_the_standard_check_value() {
+        assert_eq!(crc32(b"123456789"), 0xCBF4_3926);
+    }
+
+    #[test]
+    fn well_known_communities_print_by_name() {
+        assert_eq!(community_word(65535, 65281), "no-export");
+        assert_eq!(community_word(65535, 666), "blackhole");
+        assert_eq!(community_word(0, 0), "internet");
+        assert_eq!(community_word(64512, 100), "64512:100");
+    }
+
+    #[test]
+    fn prefix_sequence_numbers_do_not_depend_on_the_other_prefixes() {
+        let a: IpNet = "10.0.0.1/32".parse().unwrap();
+        let b: IpNet = "10.0.0.2/32".parse().unwrap();
+        let alone = prefix_list("l".into(), &[a]);
+        let both = prefix_list("l".into(), &[a, b]);
+        let seq_of =
+            |l: &PrefixList, p: &str| l.entries.iter().find(|e| e.prefix == p).unwrap().seq;
+        assert_eq!(seq_of(&alone, "10.0.0.1/32"), seq_of(&both, "10.0.0.1/32"));
+        assert!(both.entries.windows(2).all(|w| w[0].seq < w[1].seq));
+    }
+
+    #[test]
+    fn empty_lists_deny_everything() {
+        let l = prefix_list("l".into(), &[]);
+        assert_eq!(l.entries.len(), 1);
+        assert_eq!(
+            (l.entries[0].action, l.entries[0].prefix.as_str()),
+            ("deny", "any")
+        );
+    }
+}

@@ -1,0 +1,201 @@
+//! The offline tools' view of a cluster: manifest objects in, one node's BGP intent, FRR
+//! configuration and L2 duties out, computed exactly as that node's speaker would.
+//!
+//! What a cluster would supply but files may not is assumed and reported as a warning:
+//! a node without a Node object has only its hostname label; a Service without
+//! EndpointSlices is assumed to have ready endpoints on every node; every node named in the
+//! input is assumed alive. Services without an ingress IP are left out (until the
+//! allocator exists), with a warning.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Value, json};
+
+use crate::bgp::{self, IntentInputs, NodeIntent, ServiceBgp};
+use crate::cluster::{self, LbService, NodeView, ServiceKey, ServiceScope, ServingEndpoints};
+use crate::config::{self, ClusterObjects, Config, ConfigError, LoadOptions};
+use crate::frr::{self, NodeFacts, RenderError};
+use crate::l2::{self, L2Inputs};
+
+/// One node of an offline cluster, ready for the pure functions.
+#[derive(Clone, Debug)]
+pub struct OfflineNode {
+    /// The checked configuration.
+    pub config: Config,
+    /// The node.
+    pub node: NodeView,
+    /// Every node known (the node itself included), all assumed alive.
+    pub members: Vec<NodeView>,
+    /// In-scope and out-of-scope Services alike.
+    pub services: Vec<LbService>,
+    /// Serving endpoints per Service (observed or assumed).
+    pub endpoints: BTreeMap<ServiceKey, ServingEndpoints>,
+    /// Which Services are handled.
+    pub scope: ServiceScope,
+    /// What was assumed.
+    pub warnings: Vec<String>,
+}
+
+/// Loads the configuration and prepares `node_name`'s view.
+pub fn prepare(
+    objects: &ClusterObjects,
+    node_name: &str,
+    options: &LoadOptions,
+    scope: ServiceScope,
+) -> Result<OfflineNode, Vec<ConfigError>> {
+    let config = config::load(objects, options)?;
+    let mut warnings = Vec::new();
+    let mut members: Vec<NodeView> = objects.nodes.iter().map(NodeView::from_node).collect();
+    let node = match members.iter().find(|n| n.name == node_name) {
+        Some(n) => n.clone(),
+        None => {
+            warnings.push(format!(
+                "no Node {node_name:?} in the input: assuming it has only the label kubernetes.io/hostname={node_name}"
+            ));
+            let n = NodeView::named(node_name);
+            members.push(n.clone());
+            n
+        }
+    };
+    members.sort_by(|a, b| a.name.cmp(&b.name));
+    let services: Vec<LbService> = objects
+        .services
+        .iter()
+        .map(LbService::from_service)
+        .collect();
+    let mut endpoints = cluster::serving_endpoints(&objects.endpoint_slices);
+    for service in services.iter().filter(|s| s.in_scope(&scope)) {
+        if service.ingress.is_empty() {
+            warnings.push(format!(
+                "Service {} has no status.loadBalancer.ingress IP yet and is left out",
+                service.key
+            ));
+            continue;
+        }
+        if !endpoints.contains_key(&service.key) {
+            warnings.push(format!(
+                "no EndpointSlice for Service {}: assuming ready endpoints on every node",
+                service.key
+            ));
+            endpoints.insert(
+                service.key.clone(),
+                ServingEndpoints {
+                    nodes: members.iter().map(|n| n.name.clone()).collect(),
+                    any: true,
+                },
+            );
+        }
+    }
+    Ok(OfflineNode {
+        config,
+        node,
+        members,
+        services,
+        endpoints,
+        scope,
+        warnings,
+    })
+}
+
+impl OfflineNode {
+    /// The node's BGP intent.
+    pub fn intent(&self) -> NodeIntent {
+        bgp::intent(
+            &self.config,
+            &IntentInputs {
+                node: &self.node,
+                services: &self.services,
+                endpoints: &self.endpoints,
+                scope: &self.scope,
+                ignore_exclude_label: false,
+            },
+        )
+    }
+
+    /// The frr.conf the node's speaker would apply.
+    pub fn render_frr(&self, facts: NodeFacts) -> Result<String, RenderError> {
+        let model = frr::build(&self.config, &self.intent(), &self.node, facts);
+        frr::render(&model)
+    }
+
+    /// What the node announces, as JSON: BGP prefixes per session with their attributes,
+    /// the BGP outcome per Service, and the IPs the node answers ARP/NDP for.
+    pub fn announcements(&self) -> Value {
+        let intent = self.intent();
+        let sessions: Vec<Value> = intent
+            .sessions
+            .iter()
+            .map(|s| {
+                let prefixes: Vec<Value> = s
+                    .announcements
+                    .iter()
+                    .map(|(prefix, a)| {
+                        let mut v = json!({ "prefix": prefix.to_string() });
+                        if let Some(lp) = a.attributes.local_pref {
+                            v["localPref"] = json!(lp);
+                        }
+                        if !a.attributes.communities.is_empty() {
+                            v["communities"] = json!(a.attributes.communities);
+                        }
+                        v["services"] = json!(
+                            a.services
+                                .iter()
+                                .map(ToString::to_string)
+                                .collect::<Vec<_>>()
+                        );
+                        v
+                    })
+                    .collect();
+                json!({
+                    "peer": s.peer.name,
+                    "address": s.peer.endpoint.to_string(),
+                    "vrf": s.peer.vrf.clone().unwrap_or_default(),
+                    "prefixes": prefixes,
+                })
+            })
+            .collect();
+        let services: BTreeMap<String, Value> = intent
+            .services
+            .iter()
+            .map(|(key, outcome)| {
+                let v = match outcome {
+                    ServiceBgp::Announced { prefixes, peers } => json!({
+                        "announced": true,
+                        "prefixes": prefixes.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                        "peers": peers,
+                    }),
+                    ServiceBgp::NotAnnounced(reason) => {
+                        json!({ "announced": false, "reason": reason })
+                    }
+                };
+                (key.to_string(), v)
+            })
+            .collect();
+        let l2 = l2::announcements(
+            &self.config,
+            &L2Inputs {
+                node: &self.node.name,
+                members: &self.members,
+                services: &self.services,
+                endpoints: &self.endpoints,
+                scope: &self.scope,
+                ignore_exclude_label: false,
+            },
+        );
+        let l2: Vec<Value> = l2
+            .iter()
+            .map(|a| {
+                json!({
+                    "service": a.service.to_string(),
+                    "ips": a.ips,
+                    "interfaces": a.interfaces,
+                })
+            })
+            .collect();
+        json!({
+            "node": self.node.name,
+            "bgp": { "sessions": sessions, "services": services },
+            "l2": l2,
+        })
+    }
+}
