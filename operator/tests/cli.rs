@@ -73,7 +73,7 @@ fn invalid_manifests_exit_1_with_every_error_on_its_own_line() {
         text(&out.stderr),
         "\
 L2Advertisement/metallb-system/l2: spec.ipAdressPools: unknown field: the API has no such field (check the spelling)
-BGPPeer/metallb-system/p: spec.password: the password contains a line break; only printable ASCII is accepted
+BGPPeer/metallb-system/p: spec.password: the password contains a line break; FRR takes the password as one word of printable ASCII
 BGPPeer/metallb-system/p: spec.bfdProfile: BFDProfile \"missing\" does not exist; the configuration loads once it is created
 IPAddressPool/metallb-system/b: spec.addresses[0]: \"10.0.0.128/25\" overlaps IPAddressPool \"a\" (spec.addresses[0], \"10.0.0.0/24\"): 10.0.0.128/25 and 10.0.0.0/24 share addresses, and an address may belong to one pool entry only
 invalid: 4 error(s)
