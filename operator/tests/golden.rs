@@ -3,8 +3,11 @@
 //! `UPDATE_GOLDEN=1` rewrites the expected files.
 //!
 //! Every expected frr.conf must also pass FRR's own parser, `vtysh --dryrun`, and the broken
-//! fixture `tests/golden-broken.conf` must fail it. This needs Debian's `frr` package, which
-//! `.ci/run` installs; without `vtysh` the test fails and says so.
+//! fixture `tests/golden-broken.conf` must fail it. Then each is loaded into real FRR daemons
+//! in a network namespace (`hack/frr-running-config.sh`), and FRR's `show running-config` must
+//! print back exactly the same text: the renderer writes FRR's canonical form, which is what
+//! lets the speaker verify an applied configuration by comparing text. These need Debian's
+//! `frr` package and root, which `.ci/run` provides; without them the tests fail and say so.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -172,4 +175,35 @@ fn the_broken_fixture_fails_frr_s_own_parser() {
     let broken = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden-broken.conf");
     let error = vtysh_dry_run(&broken).expect_err("the broken fixture must be rejected");
     assert!(error.contains("bogus-keyword"), "{error}");
+}
+
+#[test]
+fn frr_prints_every_golden_back_unchanged() {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../hack/frr-running-config.sh");
+    let mut failures = Vec::new();
+    for case in cases() {
+        let conf = case.join("frr.conf");
+        if !conf.exists() {
+            continue;
+        }
+        let output = Command::new(&script)
+            .arg(&conf)
+            .output()
+            .expect("hack/frr-running-config.sh runs (needs root and Debian's frr)");
+        let running = String::from_utf8_lossy(&output.stdout);
+        let expected = fs::read_to_string(&conf).expect("golden readable");
+        if !output.status.success() {
+            failures.push(format!(
+                "{}: {}",
+                conf.display(),
+                String::from_utf8_lossy(&output.stderr).trim()
+            ));
+        } else if running != expected {
+            failures.push(format!(
+                "{}: FRR prints it back differently:\n--- rendered\n{expected}\n--- running\n{running}",
+                conf.display()
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
