@@ -9,6 +9,7 @@
 
 use std::collections::BTreeMap;
 
+use ipnet::IpNet;
 use serde_json::{Value, json};
 
 use crate::bgp::{self, IntentInputs, NodeIntent, ServiceBgp};
@@ -122,6 +123,14 @@ impl OfflineNode {
     /// the BGP outcome per Service, and the IPs the node answers ARP/NDP for.
     pub fn announcements(&self) -> Value {
         let intent = self.intent();
+        let mut behind: BTreeMap<IpNet, Vec<String>> = BTreeMap::new();
+        for (key, outcome) in &intent.services {
+            if let ServiceBgp::Announced { prefixes, .. } = outcome {
+                for prefix in prefixes {
+                    behind.entry(*prefix).or_default().push(key.to_string());
+                }
+            }
+        }
         let sessions: Vec<Value> = intent
             .sessions
             .iter()
@@ -129,20 +138,15 @@ impl OfflineNode {
                 let prefixes: Vec<Value> = s
                     .announcements
                     .iter()
-                    .map(|(prefix, a)| {
+                    .map(|(prefix, attributes)| {
                         let mut v = json!({ "prefix": prefix.to_string() });
-                        if let Some(lp) = a.attributes.local_pref {
+                        if let Some(lp) = attributes.local_pref {
                             v["localPref"] = json!(lp);
                         }
-                        if !a.attributes.communities.is_empty() {
-                            v["communities"] = json!(a.attributes.communities);
+                        if !attributes.communities.is_empty() {
+                            v["communities"] = json!(attributes.communities);
                         }
-                        v["services"] = json!(
-                            a.services
-                                .iter()
-                                .map(ToString::to_string)
-                                .collect::<Vec<_>>()
-                        );
+                        v["services"] = json!(behind.get(prefix).cloned().unwrap_or_default());
                         v
                     })
                     .collect();

@@ -48,22 +48,13 @@ pub struct RouteAttributes {
     pub communities: BTreeSet<BgpCommunity>,
 }
 
-/// One prefix announced to one session.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Announcement {
-    /// The attributes.
-    pub attributes: RouteAttributes,
-    /// The Services behind the prefix.
-    pub services: BTreeSet<ServiceKey>,
-}
-
 /// One BGP session of the node and what it announces.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SessionIntent {
     /// The BGPPeer the session comes from.
     pub peer: Peer,
-    /// Announced prefixes.
-    pub announcements: BTreeMap<IpNet, Announcement>,
+    /// Announced prefixes and their attributes.
+    pub announcements: BTreeMap<IpNet, RouteAttributes>,
 }
 
 impl SessionIntent {
@@ -244,9 +235,7 @@ fn announce_service(
                     continue;
                 }
                 let ibgp = session.peer.is_ibgp();
-                let entry = session.announcements.entry(prefix).or_default();
-                entry.services.insert(service.key.clone());
-                let attributes = &mut entry.attributes;
+                let attributes = session.announcements.entry(prefix).or_default();
                 if ibgp {
                     // The loader rejects advertisements that could give one prefix two
                     // LOCAL_PREFs; should one slip through, the higher wins, deterministically.

@@ -158,15 +158,22 @@ pub struct PrefixList {
     pub entries: Vec<PrefixListEntry>,
 }
 
-/// One prefix-list line.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+/// One prefix-list line. Serialised as `[seq, action, prefix or null]`: lists are the bulk of
+/// a large configuration, and arrays are the cheapest shape for the template engine.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PrefixListEntry {
     /// Sequence number.
     pub seq: u32,
     /// `permit` or `deny`.
     pub action: &'static str,
-    /// A prefix, or `any`.
-    pub prefix: String,
+    /// The prefix; `None` is `any`.
+    pub prefix: Option<IpNet>,
+}
+
+impl Serialize for PrefixListEntry {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        (self.seq, self.action, self.prefix).serialize(serializer)
+    }
 }
 
 /// A route-map.
@@ -237,6 +244,7 @@ pub fn build(config: &Config, intent: &NodeIntent, node: &NodeView, facts: NodeF
             .push(session);
     }
     let mut route_maps = Vec::new();
+    let mut seqs = SeqCache::default();
     for (vrf, mut sessions) in by_vrf {
         sessions.sort_by(|a, b| frr_peer_order(&a.peer.endpoint, &b.peer.endpoint));
         let mut router = Router {
@@ -255,7 +263,7 @@ pub fn build(config: &Config, intent: &NodeIntent, node: &NodeView, facts: NodeF
             let id = neighbor_id(session);
             router.neighbors.push(neighbor(session));
             networks.extend(session.announcements.keys().copied());
-            let policy = outbound_policy(&id, session);
+            let policy = outbound_policy(&id, session, &mut seqs);
             let route_map_out = policy.route_map.name.clone();
             out.ipv4_prefix_lists.extend(policy.ipv4_lists);
             out.ipv6_prefix_lists.extend(policy.ipv6_lists);
@@ -354,66 +362,96 @@ struct OutboundPolicy {
     route_map: RouteMap,
 }
 
+/// What a route-map entry sets; one prefix-list per value and family.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Class {
+    Community(u16, u16),
+    Large(u32, u32, u32),
+    LocalPref(u32),
+}
+
+impl Class {
+    fn list_name(self, id: &str, family: &str) -> String {
+        match self {
+            Class::Community(a, b) => format!("{id}-c-{a}:{b}-{family}"),
+            Class::Large(a, b, c) => format!("{id}-lc-{a}:{b}:{c}-{family}"),
+            Class::LocalPref(lp) => format!("{id}-lp-{lp}-{family}"),
+        }
+    }
+
+    fn set(self) -> String {
+        match self {
+            Class::Community(a, b) => format!("community {} additive", community_word(a, b)),
+            Class::Large(a, b, c) => format!("large-community {a}:{b}:{c} additive"),
+            Class::LocalPref(lp) => format!("local-preference {lp}"),
+        }
+    }
+}
+
+/// Sequence numbers of prefixes, computed once per prefix and shared by every list.
+#[derive(Default)]
+struct SeqCache(std::collections::HashMap<IpNet, u32>);
+
+impl SeqCache {
+    fn seq(&mut self, prefix: IpNet) -> u32 {
+        *self
+            .0
+            .entry(prefix)
+            .or_insert_with(|| prefix_seq(&prefix.to_string()))
+    }
+}
+
 /// The prefix-lists and the outbound route-map of one neighbour.
-fn outbound_policy(id: &str, session: &SessionIntent) -> OutboundPolicy {
-    let mut lists: [BTreeMap<String, Vec<IpNet>>; 2] = Default::default();
+fn outbound_policy(id: &str, session: &SessionIntent, seqs: &mut SeqCache) -> OutboundPolicy {
     let mut allowed: [Vec<IpNet>; 2] = Default::default();
-    let mut sets: [BTreeMap<String, String>; 2] = Default::default();
-    for (prefix, announcement) in &session.announcements {
+    let mut classes: [BTreeMap<Class, Vec<IpNet>>; 2] = Default::default();
+    for (prefix, attributes) in &session.announcements {
         let f = usize::from(matches!(prefix, IpNet::V6(_)));
         allowed[f].push(*prefix);
-        let fam = FAMILIES[f].1;
-        let attributes = &announcement.attributes;
         if let Some(lp) = attributes.local_pref {
-            let name = format!("{id}-lp-{lp}-{fam}");
-            sets[f].insert(name.clone(), format!("local-preference {lp}"));
-            lists[f].entry(name).or_default().push(*prefix);
+            classes[f]
+                .entry(Class::LocalPref(lp))
+                .or_default()
+                .push(*prefix);
         }
         for community in &attributes.communities {
-            let (name, set) = match community {
-                BgpCommunity::Standard(a, b) => (
-                    format!("{id}-c-{a}:{b}-{fam}"),
-                    format!("community {} additive", community_word(*a, *b)),
-                ),
-                BgpCommunity::Large(a, b, c) => (
-                    format!("{id}-lc-{a}:{b}:{c}-{fam}"),
-                    format!("large-community {a}:{b}:{c} additive"),
-                ),
+            let class = match *community {
+                BgpCommunity::Standard(a, b) => Class::Community(a, b),
+                BgpCommunity::Large(a, b, c) => Class::Large(a, b, c),
             };
-            sets[f].insert(name.clone(), set);
-            lists[f].entry(name).or_default().push(*prefix);
+            classes[f].entry(class).or_default().push(*prefix);
         }
     }
     let carried = [session.carries_ipv4(), session.carries_ipv6()];
     let mut entries = Vec::new();
     let mut out_lists: [Vec<PrefixList>; 2] = Default::default();
     for f in 0..2 {
-        for (name, set) in &sets[f] {
+        if carried[f] {
+            let name = format!("{id}-allowed-{}", FAMILIES[f].1);
+            out_lists[f].push(prefix_list(name, &allowed[f], seqs));
+        }
+        for (class, prefixes) in &classes[f] {
+            let name = class.list_name(id, FAMILIES[f].1);
             entries.push(RouteMapEntry {
                 action: "permit",
                 seq: 0,
                 match_prefix_list: Some((FAMILIES[f].0, name.clone())),
                 on_match_next: true,
-                set: Some(set.clone()),
+                set: Some(class.set()),
             });
-        }
-        for name in sets[f].keys() {
-            out_lists[f].push(prefix_list(name.clone(), &lists[f][name]));
+            out_lists[f].push(prefix_list(name, prefixes, seqs));
         }
     }
     for f in 0..2 {
-        if !carried[f] {
-            continue;
+        if carried[f] {
+            entries.push(RouteMapEntry {
+                action: "permit",
+                seq: 0,
+                match_prefix_list: Some((FAMILIES[f].0, format!("{id}-allowed-{}", FAMILIES[f].1))),
+                on_match_next: false,
+                set: None,
+            });
         }
-        let name = format!("{id}-allowed-{}", FAMILIES[f].1);
-        entries.push(RouteMapEntry {
-            action: "permit",
-            seq: 0,
-            match_prefix_list: Some((FAMILIES[f].0, name.clone())),
-            on_match_next: false,
-            set: None,
-        });
-        out_lists[f].insert(0, prefix_list(name, &allowed[f]));
     }
     for (i, entry) in entries.iter_mut().enumerate() {
         entry.seq = u32::try_from(i + 1).unwrap_or(u32::MAX);
@@ -430,35 +468,35 @@ fn outbound_policy(id: &str, session: &SessionIntent) -> OutboundPolicy {
 /// (`match` keyword, list-name suffix) per family index.
 const FAMILIES: [(&str, &str); 2] = [("ip", "ipv4"), ("ipv6", "ipv6")];
 
-/// A prefix-list permitting `prefixes`, or denying everything when there are none.
-fn prefix_list(name: String, prefixes: &[IpNet]) -> PrefixList {
+/// A prefix-list permitting `prefixes` (given in prefix order), or denying everything when
+/// there are none. Entries are ordered by sequence number, as FRR prints them.
+fn prefix_list(name: String, prefixes: &[IpNet], seqs: &mut SeqCache) -> PrefixList {
     if prefixes.is_empty() {
         return PrefixList {
             name,
             entries: vec![PrefixListEntry {
                 seq: 1,
                 action: "deny",
-                prefix: "any".to_string(),
+                prefix: None,
             }],
         };
     }
-    let mut used = BTreeSet::new();
+    let mut used = std::collections::HashSet::with_capacity(prefixes.len());
     let mut entries: Vec<PrefixListEntry> = prefixes
         .iter()
         .map(|p| {
-            let text = p.to_string();
-            let mut seq = prefix_seq(&text);
+            let mut seq = seqs.seq(*p);
             while !used.insert(seq) {
                 seq = if seq >= MAX_HASHED_SEQ { 1 } else { seq + 1 };
             }
             PrefixListEntry {
                 seq,
                 action: "permit",
-                prefix: text,
+                prefix: Some(*p),
             }
         })
         .collect();
-    entries.sort_by_key(|e| e.seq);
+    entries.sort_unstable_by_key(|e| e.seq);
     PrefixList { name, entries }
 }
 
