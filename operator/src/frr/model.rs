@@ -611,21 +611,35 @@ mod tests {
     fn prefix_sequence_numbers_do_not_depend_on_the_other_prefixes() {
         let a: IpNet = "10.0.0.1/32".parse().unwrap();
         let b: IpNet = "10.0.0.2/32".parse().unwrap();
-        let alone = prefix_list("l".into(), &[a]);
-        let both = prefix_list("l".into(), &[a, b]);
-        let seq_of =
-            |l: &PrefixList, p: &str| l.entries.iter().find(|e| e.prefix == p).unwrap().seq;
-        assert_eq!(seq_of(&alone, "10.0.0.1/32"), seq_of(&both, "10.0.0.1/32"));
+        let alone = prefix_list("l".into(), &[a], &mut SeqCache::default());
+        let both = prefix_list("l".into(), &[a, b], &mut SeqCache::default());
+        let seq_of = |l: &PrefixList, p: IpNet| {
+            l.entries
+                .iter()
+                .find(|e| e.prefix == Some(p))
+                .map(|e| e.seq)
+        };
+        assert_eq!(seq_of(&alone, a), seq_of(&both, a));
         assert!(both.entries.windows(2).all(|w| w[0].seq < w[1].seq));
     }
 
     #[test]
+    fn colliding_sequence_numbers_move_to_the_next_free_one() {
+        let a: IpNet = "10.0.0.1/32".parse().unwrap();
+        let b: IpNet = "10.0.0.2/32".parse().unwrap();
+        let mut seqs = SeqCache::default();
+        seqs.0.insert(a, MAX_HASHED_SEQ);
+        seqs.0.insert(b, MAX_HASHED_SEQ);
+        let list = prefix_list("l".into(), &[a, b], &mut seqs);
+        let pairs: Vec<(u32, Option<IpNet>)> =
+            list.entries.iter().map(|e| (e.seq, e.prefix)).collect();
+        assert_eq!(pairs, [(1, Some(b)), (MAX_HASHED_SEQ, Some(a))]);
+    }
+
+    #[test]
     fn empty_lists_deny_everything() {
-        let l = prefix_list("l".into(), &[]);
+        let l = prefix_list("l".into(), &[], &mut SeqCache::default());
         assert_eq!(l.entries.len(), 1);
-        assert_eq!(
-            (l.entries[0].action, l.entries[0].prefix.as_str()),
-            ("deny", "any")
-        );
+        assert_eq!((l.entries[0].action, l.entries[0].prefix), ("deny", None));
     }
 }
