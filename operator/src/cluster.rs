@@ -299,4 +299,32 @@ mod tests {
         assert!(lb(&service).in_scope(&ours));
         assert!(!lb(&service).in_scope(&ServiceScope::default()));
     }
+
+    #[test]
+    fn ingress_entries_that_are_not_ips_are_dropped() {
+        use k8s_openapi::api::core::v1::{LoadBalancerIngress, LoadBalancerStatus, ServiceStatus};
+        let ingress = |ip: &str| LoadBalancerIngress {
+            ip: Some(ip.into()),
+            ..Default::default()
+        };
+        let service = Service {
+            status: Some(ServiceStatus {
+                load_balancer: Some(LoadBalancerStatus {
+                    ingress: Some(vec![
+                        ingress("198.51.100.10\nrouter bgp 1"),
+                        ingress("198.51.100.11"),
+                        ingress("2001:db8::1 bfd"),
+                    ]),
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let ips: Vec<String> = LbService::from_service(&service)
+            .ingress
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(ips, ["198.51.100.11"]);
+    }
 }

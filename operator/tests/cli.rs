@@ -148,3 +148,106 @@ fn crds_prints_what_crds_directory_holds() {
         .collect();
     assert_eq!(text(&out.stdout), committed);
 }
+
+fn golden(case: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden")
+        .join(case)
+}
+
+fn render(what: &str, node: &str, input: &Path) -> Output {
+    let path = input.to_str().expect("UTF-8 path");
+    ferrolb(&["render", what, "--node", node, "-f", path], None)
+}
+
+#[test]
+fn render_frr_prints_the_node_s_golden_configuration() {
+    let case = golden("communities");
+    let out = render("frr", "node-a", &case.join("input.yaml"));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let expected = std::fs::read_to_string(case.join("frr.conf")).unwrap();
+    assert_eq!(text(&out.stdout), expected);
+}
+
+#[test]
+fn render_frr_exits_1_on_invalid_configuration() {
+    let case = golden("invalid-password-with-space");
+    let out = render("frr", "node-a", &case.join("input.yaml"));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty());
+    let expected = std::fs::read_to_string(case.join("error.txt")).unwrap();
+    assert_eq!(
+        text(&out.stderr),
+        format!("{expected}invalid: 1 error(s)\n")
+    );
+}
+
+#[test]
+fn render_announcements_lists_prefixes_reasons_and_l2_duties() {
+    let out = render(
+        "announcements",
+        "node-a",
+        &golden("traffic-policy-local").join("input.yaml"),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let services = &json["bgp"]["services"];
+    assert_eq!(services["web/local-here"]["announced"], true);
+    assert_eq!(
+        services["web/local-elsewhere"]["reason"],
+        "noLocalEndpoints"
+    );
+    assert_eq!(services["web/cluster-none"]["reason"], "noEndpoints");
+    let prefixes: Vec<&str> = json["bgp"]["sessions"][0]["prefixes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["prefix"].as_str().unwrap())
+        .collect();
+    assert_eq!(prefixes, ["198.51.100.10/32", "198.51.100.12/32"]);
+    assert_eq!(json["l2"], serde_json::json!([]));
+}
+
+#[test]
+fn render_announcements_elects_one_l2_owner_per_service() {
+    let input = r#"
+apiVersion: metallb.io/v1beta1
+kind: IPAddressPool
+metadata: {name: lan}
+spec: {addresses: [192.168.50.0/24]}
+---
+apiVersion: metallb.io/v1beta1
+kind: L2Advertisement
+metadata: {name: lan}
+---
+apiVersion: v1
+kind: Node
+metadata: {name: node-a}
+---
+apiVersion: v1
+kind: Node
+metadata: {name: node-b}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: shop}
+spec: {type: LoadBalancer}
+status: {loadBalancer: {ingress: [{ip: 192.168.50.10}]}}
+"#;
+    let mut owners = 0;
+    for node in ["node-a", "node-b"] {
+        let out = ferrolb(
+            &["render", "announcements", "--node", node, "-f", "-"],
+            Some(input),
+        );
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let l2 = json["l2"].as_array().unwrap();
+        if !l2.is_empty() {
+            owners += 1;
+            assert_eq!(l2[0]["service"], "shop/web");
+            assert_eq!(l2[0]["ips"], serde_json::json!(["192.168.50.10"]));
+        }
+    }
+    assert_eq!(owners, 1, "exactly one node answers for the IP");
+}

@@ -1,1 +1,257 @@
+use std::collections::BTreeMap;
 
+use super::*;
+use crate::cluster::{LbService, NodeView, ServiceKey, ServiceScope, ServingEndpoints};
+use crate::config::{self, LoadOptions};
+
+const CONFIG: &str = r#"
+apiVersion: metallb.io/v1beta1
+kind: IPAddressPool
+metadata: {name: bgp}
+spec: {addresses: [198.51.100.0/24, "2001:db8::/64"]}
+---
+apiVersion: metallb.io/v1beta1
+kind: IPAddressPool
+metadata: {name: rack-2-only}
+spec: {addresses: [203.0.113.0/24]}
+---
+apiVersion: metallb.io/v1beta1
+kind: IPAddressPool
+metadata: {name: quiet}
+spec: {addresses: [192.0.2.0/24]}
+---
+apiVersion: metallb.io/v1beta1
+kind: BGPAdvertisement
+metadata: {name: hosts}
+spec: {ipAddressPools: [bgp], localPref: 120, communities: ["64500:1"]}
+---
+apiVersion: metallb.io/v1beta1
+kind: BGPAdvertisement
+metadata: {name: summary}
+spec: {ipAddressPools: [bgp], aggregationLength: 24, aggregationLengthV6: 64, communities: ["64500:2"]}
+---
+apiVersion: metallb.io/v1beta1
+kind: BGPAdvertisement
+metadata: {name: rack-2}
+spec: {ipAddressPools: [rack-2-only], nodeSelectors: [{matchLabels: {rack: "2"}}]}
+---
+apiVersion: metallb.io/v1beta1
+kind: BGPAdvertisement
+metadata: {name: quiet}
+spec: {ipAddressPools: [quiet], serviceSelectors: [{matchLabels: {loud: "no"}}]}
+---
+apiVersion: metallb.io/v1beta2
+kind: BGPPeer
+metadata: {name: ibgp}
+spec: {myASN: 64500, peerASN: 64500, peerAddress: 192.168.0.1}
+---
+apiVersion: metallb.io/v1beta2
+kind: BGPPeer
+metadata: {name: ebgp}
+spec: {myASN: 64500, peerASN: 64501, peerAddress: 192.168.0.2}
+---
+apiVersion: metallb.io/v1beta2
+kind: BGPPeer
+metadata: {name: elsewhere}
+spec: {myASN: 64500, peerASN: 64501, peerAddress: 192.168.0.3, nodeSelectors: [{matchLabels: {rack: "2"}}]}
+"#;
+
+fn config() -> Config {
+    let parsed = crate::manifest::parse(CONFIG, "test", "metallb-system").unwrap();
+    assert!(parsed.errors.is_empty(), "{:?}", parsed.errors);
+    config::load(&parsed.objects, &LoadOptions::default()).unwrap()
+}
+
+fn service(name: &str, ips: &[&str]) -> LbService {
+    LbService {
+        key: ServiceKey::new("web", name),
+        labels: BTreeMap::new(),
+        is_load_balancer: true,
+        load_balancer_class: None,
+        traffic_policy_local: false,
+        ingress: ips.iter().map(|ip| ip.parse().unwrap()).collect(),
+        sharing_key: None,
+    }
+}
+
+struct World {
+    node: NodeView,
+    services: Vec<LbService>,
+    endpoints: BTreeMap<ServiceKey, ServingEndpoints>,
+}
+
+impl World {
+    fn new() -> Self {
+        World {
+            node: NodeView::named("node-a"),
+            services: Vec::new(),
+            endpoints: BTreeMap::new(),
+        }
+    }
+
+    /// Adds a Service with serving endpoints on `nodes`.
+    fn with(mut self, service: LbService, nodes: &[&str]) -> Self {
+        self.endpoints.insert(
+            service.key.clone(),
+            ServingEndpoints {
+                nodes: nodes.iter().map(|n| n.to_string()).collect(),
+                any: !nodes.is_empty(),
+            },
+        );
+        self.services.push(service);
+        self
+    }
+
+    fn intent(&self) -> NodeIntent {
+        intent(
+            &config(),
+            &IntentInputs {
+                node: &self.node,
+                services: &self.services,
+                endpoints: &self.endpoints,
+                scope: &ServiceScope::default(),
+                ignore_exclude_label: false,
+            },
+        )
+    }
+
+    fn outcome(&self, name: &str) -> ServiceBgp {
+        self.intent().services[&ServiceKey::new("web", name)].clone()
+    }
+}
+
+fn session<'a>(intent: &'a NodeIntent, peer: &str) -> &'a SessionIntent {
+    intent
+        .sessions
+        .iter()
+        .find(|s| s.peer.name == peer)
+        .unwrap()
+}
+
+fn net(s: &str) -> IpNet {
+    s.parse().unwrap()
+}
+
+#[test]
+fn sessions_exist_for_peers_selecting_the_node() {
+    let intent = World::new().intent();
+    let names: Vec<&str> = intent
+        .sessions
+        .iter()
+        .map(|s| s.peer.name.as_str())
+        .collect();
+    assert_eq!(names, ["ibgp", "ebgp"]);
+}
+
+#[test]
+fn services_not_announced_carry_metallb_s_reason() {
+    use NotAnnounced::*;
+    let mut local = service("local-elsewhere", &["198.51.100.12"]);
+    local.traffic_policy_local = true;
+    let world = World::new()
+        .with(service("pending", &[]), &["node-a"])
+        .with(service("foreign", &["10.9.9.9"]), &["node-a"])
+        .with(
+            service("split", &["198.51.100.10", "192.0.2.10"]),
+            &["node-a"],
+        )
+        .with(service("rack-2", &["203.0.113.10"]), &["node-a"])
+        .with(service("quiet", &["192.0.2.10"]), &["node-a"])
+        .with(local, &["node-b"])
+        .with(service("no-endpoints", &["198.51.100.13"]), &[]);
+    let reasons: Vec<(String, ServiceBgp)> = world
+        .intent()
+        .services
+        .into_iter()
+        .map(|(k, v)| (k.name, v))
+        .collect();
+    let expect = |name: &str, reason| (name.to_string(), ServiceBgp::NotAnnounced(reason));
+    assert_eq!(
+        reasons,
+        [
+            expect("foreign", IpNotAllowed),
+            expect("local-elsewhere", NoLocalEndpoints),
+            expect("no-endpoints", NoEndpoints),
+            expect("pending", NoIpAllocated),
+            expect("quiet", NoMatchingAdvertisement),
+            expect("rack-2", NotOwner),
+            expect("split", IpNotAllowed),
+        ]
+    );
+}
+
+#[test]
+fn unavailable_and_excluded_nodes_announce_nothing() {
+    let mut world = World::new().with(service("web", &["198.51.100.10"]), &["node-a"]);
+    world.node.network_unavailable = true;
+    assert_eq!(
+        world.outcome("web"),
+        ServiceBgp::NotAnnounced(NotAnnounced::NodeNetworkUnavailable)
+    );
+    world.node.network_unavailable = false;
+    world.node.excluded = true;
+    assert_eq!(
+        world.outcome("web"),
+        ServiceBgp::NotAnnounced(NotAnnounced::NodeLabeledExcludeBalancers)
+    );
+}
+
+#[test]
+fn local_pref_goes_to_ibgp_sessions_only() {
+    let intent = World::new()
+        .with(service("web", &["198.51.100.10"]), &["node-b"])
+        .intent();
+    let host = net("198.51.100.10/32");
+    assert_eq!(
+        session(&intent, "ibgp").announcements[&host].local_pref,
+        Some(120)
+    );
+    assert_eq!(
+        session(&intent, "ebgp").announcements[&host].local_pref,
+        None
+    );
+}
+
+#[test]
+fn aggregated_prefixes_are_announced_once_with_the_union_of_communities() {
+    let a = service("a", &["198.51.100.10"]);
+    let b = service("b", &["198.51.100.11"]);
+    let intent = World::new()
+        .with(a, &["node-a"])
+        .with(b, &["node-a"])
+        .intent();
+    let ebgp = session(&intent, "ebgp");
+    let prefixes: Vec<String> = ebgp.announcements.keys().map(ToString::to_string).collect();
+    assert_eq!(
+        prefixes,
+        ["198.51.100.0/24", "198.51.100.10/32", "198.51.100.11/32"]
+    );
+    let summary = &ebgp.announcements[&net("198.51.100.0/24")];
+    assert_eq!(
+        summary
+            .communities
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>(),
+        ["64500:2"]
+    );
+    assert_eq!(
+        intent.services[&ServiceKey::new("web", "a")],
+        ServiceBgp::Announced {
+            prefixes: [net("198.51.100.0/24"), net("198.51.100.10/32")].into(),
+            peers: ["ebgp".to_string(), "ibgp".to_string()].into(),
+        }
+    );
+}
+
+#[test]
+fn ipv6_prefixes_skip_ipv4_only_sessions() {
+    let intent = World::new()
+        .with(service("six", &["2001:db8::10"]), &["node-a"])
+        .intent();
+    assert!(intent.sessions.iter().all(|s| s.announcements.is_empty()));
+    assert_eq!(
+        intent.services[&ServiceKey::new("web", "six")],
+        ServiceBgp::NotAnnounced(NotAnnounced::NoPeers)
+    );
+}
