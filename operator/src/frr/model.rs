@@ -170,6 +170,22 @@ pub struct PrefixListEntry {
     pub prefix: Option<IpNet>,
 }
 
+impl RouteMap {
+    /// A route-map with one entry that denies every route.
+    pub fn deny_all(name: &str) -> RouteMap {
+        RouteMap {
+            name: name.to_string(),
+            entries: vec![RouteMapEntry {
+                action: "deny",
+                seq: 1,
+                match_prefix_list: None,
+                on_match_next: false,
+                set: None,
+            }],
+        }
+    }
+}
+
 impl Serialize for PrefixListEntry {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         (self.seq, self.action, self.prefix).serialize(serializer)
@@ -288,16 +304,7 @@ pub fn build(config: &Config, intent: &NodeIntent, node: &NodeView, facts: NodeF
         out.routers.push(router);
     }
     if !out.routers.is_empty() {
-        route_maps.push(RouteMap {
-            name: INBOUND_ROUTE_MAP.to_string(),
-            entries: vec![RouteMapEntry {
-                action: "deny",
-                seq: 1,
-                match_prefix_list: None,
-                on_match_next: false,
-                set: None,
-            }],
-        });
+        route_maps.push(RouteMap::deny_all(INBOUND_ROUTE_MAP));
     }
     out.route_maps = route_maps;
     out
@@ -423,12 +430,12 @@ fn outbound_policy(id: &str, session: &SessionIntent, seqs: &mut SeqCache) -> Ou
         }
     }
     let carried = [session.carries_ipv4(), session.carries_ipv6()];
+    let allowed_names = FAMILIES.map(|(_, family)| format!("{id}-allowed-{family}"));
     let mut entries = Vec::new();
     let mut out_lists: [Vec<PrefixList>; 2] = Default::default();
     for f in 0..2 {
         if carried[f] {
-            let name = format!("{id}-allowed-{}", FAMILIES[f].1);
-            out_lists[f].push(prefix_list(name, &allowed[f], seqs));
+            out_lists[f].push(prefix_list(allowed_names[f].clone(), &allowed[f], seqs));
         }
         for (class, prefixes) in &classes[f] {
             let name = class.list_name(id, FAMILIES[f].1);
@@ -447,7 +454,7 @@ fn outbound_policy(id: &str, session: &SessionIntent, seqs: &mut SeqCache) -> Ou
             entries.push(RouteMapEntry {
                 action: "permit",
                 seq: 0,
-                match_prefix_list: Some((FAMILIES[f].0, format!("{id}-allowed-{}", FAMILIES[f].1))),
+                match_prefix_list: Some((FAMILIES[f].0, allowed_names[f].clone())),
                 on_match_next: false,
                 set: None,
             });

@@ -82,7 +82,7 @@ fn line(value: &str, _: Kwargs, _: &State) -> tera::TeraResult<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::frr::model::{FrrConfig, RouteMap, RouteMapEntry};
+    use crate::frr::model::{FrrConfig, RouteMap};
 
     #[test]
     fn an_empty_configuration_renders_the_fixed_header() {
@@ -102,16 +102,7 @@ mod tests {
     fn values_that_are_not_one_word_abort_rendering() {
         let config = FrrConfig {
             log_level: "informational".into(),
-            route_maps: vec![RouteMap {
-                name: "x\nrouter bgp 1".into(),
-                entries: vec![RouteMapEntry {
-                    action: "deny",
-                    seq: 1,
-                    match_prefix_list: None,
-                    on_match_next: false,
-                    set: None,
-                }],
-            }],
+            route_maps: vec![RouteMap::deny_all("x\nrouter bgp 1")],
             ..FrrConfig::default()
         };
         let error = render(&config).unwrap_err().to_string();

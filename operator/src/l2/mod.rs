@@ -138,11 +138,9 @@ mod tests {
             .1;
         assert_eq!(winner, smallest);
         // Removing a node that is not the owner never moves the IP.
-        let rest: Vec<(&str, u32)> = nodes
-            .iter()
-            .copied()
-            .filter(|(n, _)| *n == winner || *n != "node-a")
-            .collect();
+        let gone = nodes.iter().find(|(n, _)| *n != winner).unwrap().0;
+        let rest: Vec<(&str, u32)> = nodes.iter().copied().filter(|(n, _)| *n != gone).collect();
+        assert_eq!(rest.len(), 2);
         assert_eq!(elect(&rest, ip), Some(winner));
     }
 
