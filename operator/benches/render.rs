@@ -17,8 +17,16 @@ use ferrolb::manifest;
 const SERVICES: u32 = 10_000;
 const RUNS: usize = 21;
 
-fn configuration() -> ClusterObjects {
+fn configuration(mixed: bool) -> ClusterObjects {
     let mut yaml = String::new();
+    if mixed {
+        for tier in ["a", "b"] {
+            yaml.push_str(&format!(
+                "apiVersion: metallb.io/v1beta1\nkind: BGPAdvertisement\nmetadata: {{name: tier-{tier}}}\nspec: {{ipAddressPools: [gold, silver], communities: ['64500:{}'], serviceSelectors: [{{matchLabels: {{tier: {tier}}}}}]}}\n---\n",
+                if tier == "a" { 1 } else { 2 }
+            ));
+        }
+    }
     for (pool, cidr) in [("gold", "10.10.0.0/16"), ("silver", "10.20.0.0/16")] {
         yaml.push_str(&format!(
             "apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {{name: {pool}}}\nspec: {{addresses: [{cidr}]}}\n---\n"
@@ -53,7 +61,11 @@ fn services() -> (Vec<LbService>, BTreeMap<ServiceKey, ServingEndpoints>) {
         );
         services.push(LbService {
             key,
-            labels: BTreeMap::new(),
+            labels: [(
+                "tier".to_string(),
+                if i % 4 < 2 { "a" } else { "b" }.to_string(),
+            )]
+            .into(),
             is_load_balancer: true,
             load_balancer_class: None,
             traffic_policy_local: false,
@@ -72,8 +84,15 @@ fn main() {
     if !wanted.is_empty() && !wanted.iter().any(|w| w == "render_10k") {
         return;
     }
+    let median = measure("render_10k", false);
+    measure("render_10k_mixed", true);
+    println!("BENCH render_10k {median:.1} ms");
+}
+
+/// Runs the scenario `RUNS` times, prints its phases and size, and returns the median in ms.
+fn measure(label: &str, mixed: bool) -> f64 {
     let config =
-        config::load(&configuration(), &LoadOptions::default()).expect("bench config loads");
+        config::load(&configuration(mixed), &LoadOptions::default()).expect("bench config loads");
     let (services, endpoints) = services();
     let node = NodeView::named("node-a");
     let scope = ServiceScope::default();
@@ -108,18 +127,19 @@ fn main() {
         p.sort_by(f64::total_cmp);
     }
     println!(
-        "render_10k phases (median ms): intent {:.1}, model {:.1}, render {:.1}",
+        "{label} phases (median ms): intent {:.1}, model {:.1}, render {:.1}",
         phases[0][RUNS / 2],
         phases[1][RUNS / 2],
         phases[2][RUNS / 2]
     );
     println!(
-        "render_10k: {} Services, 4 peers -> {} lines, {} bytes; min {:.1} ms, max {:.1} ms over {RUNS} runs",
+        "{label}: {} Services, 4 peers -> {} lines, {} bytes; median {:.1} ms, min {:.1} ms, max {:.1} ms over {RUNS} runs",
         SERVICES,
         size.1,
         size.0,
+        times[RUNS / 2],
         times[0],
         times[RUNS - 1]
     );
-    println!("BENCH render_10k {:.1} ms", times[RUNS / 2]);
+    times[RUNS / 2]
 }

@@ -60,25 +60,12 @@ pub struct SessionIntent {
 impl SessionIntent {
     /// Whether the session carries IPv4 unicast.
     pub fn carries_ipv4(&self) -> bool {
-        match self.peer.endpoint {
-            PeerEndpoint::Interface(_) => true,
-            PeerEndpoint::Address(a) => a.is_ipv4() || self.peer.dual_stack_address_family,
-        }
+        carries(&self.peer, false)
     }
 
     /// Whether the session carries IPv6 unicast.
     pub fn carries_ipv6(&self) -> bool {
-        match self.peer.endpoint {
-            PeerEndpoint::Interface(_) => true,
-            PeerEndpoint::Address(a) => a.is_ipv6() || self.peer.dual_stack_address_family,
-        }
-    }
-
-    fn carries(&self, prefix: &IpNet) -> bool {
-        match prefix {
-            IpNet::V4(_) => self.carries_ipv4(),
-            IpNet::V6(_) => self.carries_ipv6(),
-        }
+        carries(&self.peer, true)
     }
 }
 
@@ -134,33 +121,128 @@ pub struct NodeIntent {
 /// Computes the node's BGP intent.
 pub fn intent(config: &Config, inputs: &IntentInputs<'_>) -> NodeIntent {
     let node = inputs.node;
-    let mut sessions: Vec<SessionIntent> = config
+    let mut peers: Vec<&Peer> = config
         .peers
         .values()
         .filter(|p| p.selects_node(&node.labels))
-        .map(|p| SessionIntent {
-            peer: p.clone(),
-            announcements: BTreeMap::new(),
-        })
         .collect();
-    sessions.sort_by(|a, b| {
-        (&a.peer.vrf, &a.peer.endpoint, &a.peer.name).cmp(&(
-            &b.peer.vrf,
-            &b.peer.endpoint,
-            &b.peer.name,
-        ))
-    });
+    peers.sort_by(|a, b| (&a.vrf, &a.endpoint, &a.name).cmp(&(&b.vrf, &b.endpoint, &b.name)));
+    let plan = Plan::new(config, node, &peers);
+    // (prefix, advertisement index) per session, merged into attributes at the end.
+    let mut reached: Vec<Vec<(IpNet, usize)>> = vec![Vec::new(); peers.len()];
     let mut services = BTreeMap::new();
     for service in inputs.services.iter().filter(|s| s.in_scope(inputs.scope)) {
-        let Some(outcome) = announce_service(config, inputs, service, &mut sessions) else {
+        let Some(outcome) = announce_service(&plan, inputs, service, &mut reached) else {
             continue;
         };
         services.insert(service.key.clone(), outcome);
     }
+    let sessions = peers
+        .iter()
+        .zip(reached)
+        .enumerate()
+        .map(|(s, (peer, mut reached))| {
+            reached.sort_unstable();
+            reached.dedup();
+            let mut merged: Vec<(IpNet, RouteAttributes)> = Vec::with_capacity(reached.len());
+            for (prefix, ad) in reached {
+                let attributes = &plan.attributes[ad][s];
+                match merged.last_mut() {
+                    Some((last, into)) if *last == prefix => {
+                        // The loader rejects advertisements that could give one prefix two
+                        // LOCAL_PREFs; should one slip through, the higher wins.
+                        into.local_pref = into.local_pref.max(attributes.local_pref);
+                        into.communities
+                            .extend(attributes.communities.iter().copied());
+                    }
+                    _ => merged.push((prefix, attributes.clone())),
+                }
+            }
+            SessionIntent {
+                peer: (*peer).clone(),
+                announcements: merged.into_iter().collect(),
+            }
+        })
+        .collect();
     NodeIntent {
         node: node.name.clone(),
         sessions,
         services,
+    }
+}
+
+/// What [`intent`] works out once per call rather than once per Service.
+struct Plan<'c> {
+    config: &'c Config,
+    /// Session names, in session order.
+    peer_names: Vec<&'c str>,
+    /// Per pool: its BGPAdvertisements (index into `ads`) that select the node.
+    pool_ads: BTreeMap<&'c str, Vec<usize>>,
+    /// The advertisements that select the node.
+    ads: Vec<&'c BgpAdvertisement>,
+    /// Per advertisement and session: whether the session receives that advertisement's
+    /// prefixes of each family.
+    reaches: Vec<Vec<[bool; 2]>>,
+    /// Per advertisement and session: the attributes it gives.
+    attributes: Vec<Vec<RouteAttributes>>,
+}
+
+impl<'c> Plan<'c> {
+    fn new(config: &'c Config, node: &NodeView, peers: &[&'c Peer]) -> Plan<'c> {
+        let ads: Vec<&BgpAdvertisement> = config
+            .bgp_advertisements
+            .values()
+            .filter(|ad| ad.selects_node(&node.labels))
+            .collect();
+        let mut pool_ads: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+        for pool in config.pools.values() {
+            let selected = pool
+                .bgp_advertisements
+                .iter()
+                .filter_map(|name| ads.iter().position(|ad| ad.name == *name))
+                .collect();
+            pool_ads.insert(pool.name.as_str(), selected);
+        }
+        let reaches = ads
+            .iter()
+            .map(|ad| {
+                peers
+                    .iter()
+                    .map(|p| {
+                        let to = ad.reaches_peer(&p.name);
+                        [to && carries(p, false), to && carries(p, true)]
+                    })
+                    .collect()
+            })
+            .collect();
+        let attributes = ads
+            .iter()
+            .map(|ad| {
+                peers
+                    .iter()
+                    .map(|p| RouteAttributes {
+                        local_pref: if p.is_ibgp() { ad.local_pref } else { None },
+                        communities: ad.communities.iter().copied().collect(),
+                    })
+                    .collect()
+            })
+            .collect();
+        Plan {
+            config,
+            peer_names: peers.iter().map(|p| p.name.as_str()).collect(),
+            pool_ads,
+            ads,
+            reaches,
+            attributes,
+        }
+    }
+}
+
+/// Whether a session with the peer carries IPv6 (`true`) or IPv4 (`false`) unicast.
+fn carries(peer: &Peer, ipv6: bool) -> bool {
+    match peer.endpoint {
+        PeerEndpoint::Interface(_) => true,
+        PeerEndpoint::Address(a) => a.is_ipv6() == ipv6 || peer.dual_stack_address_family,
     }
 }
 
@@ -177,10 +259,10 @@ pub fn pool_of<'c>(config: &'c Config, ips: &[IpAddr]) -> Option<&'c Pool> {
 }
 
 fn announce_service(
-    config: &Config,
+    plan: &Plan<'_>,
     inputs: &IntentInputs<'_>,
     service: &LbService,
-    sessions: &mut [SessionIntent],
+    reached: &mut [Vec<(IpNet, usize)>],
 ) -> Option<ServiceBgp> {
     use NotAnnounced::*;
     let node = inputs.node;
@@ -188,24 +270,24 @@ fn announce_service(
     if service.ingress.is_empty() {
         return not(NoIpAllocated);
     }
-    let Some(pool) = pool_of(config, &service.ingress) else {
+    let Some(pool) = pool_of(plan.config, &service.ingress) else {
         return not(IpNotAllowed);
     };
     if pool.bgp_advertisements.is_empty() {
         return None;
     }
-    let for_node: Vec<&BgpAdvertisement> = pool
-        .bgp_advertisements
-        .iter()
-        .filter_map(|name| config.bgp_advertisements.get(name))
-        .filter(|ad| ad.selects_node(&node.labels))
-        .collect();
+    let for_node = plan
+        .pool_ads
+        .get(pool.name.as_str())
+        .map(Vec::as_slice)
+        .unwrap_or_default();
     if for_node.is_empty() {
         return not(NotOwner);
     }
-    let matching: Vec<&BgpAdvertisement> = for_node
-        .into_iter()
-        .filter(|ad| crate::config::any_matches(&ad.service_selectors, &service.labels))
+    let matching: Vec<usize> = for_node
+        .iter()
+        .copied()
+        .filter(|a| crate::config::any_matches(&plan.ads[*a].service_selectors, &service.labels))
         .collect();
     if matching.is_empty() {
         return not(NoMatchingAdvertisement);
@@ -225,29 +307,26 @@ fn announce_service(
         return not(NoEndpoints);
     }
     let mut prefixes = BTreeSet::new();
-    let mut peers = BTreeSet::new();
+    let mut to = vec![false; reached.len()];
     for ip in &service.ingress {
-        for ad in &matching {
-            let prefix = aggregate(*ip, ad);
+        let f = usize::from(ip.is_ipv6());
+        for a in &matching {
+            let prefix = aggregate(*ip, plan.ads[*a]);
             prefixes.insert(prefix);
-            for session in sessions.iter_mut() {
-                if !ad.reaches_peer(&session.peer.name) || !session.carries(&prefix) {
-                    continue;
+            for (s, session) in reached.iter_mut().enumerate() {
+                if plan.reaches[*a][s][f] {
+                    session.push((prefix, *a));
+                    to[s] = true;
                 }
-                let ibgp = session.peer.is_ibgp();
-                let attributes = session.announcements.entry(prefix).or_default();
-                if ibgp {
-                    // The loader rejects advertisements that could give one prefix two
-                    // LOCAL_PREFs; should one slip through, the higher wins, deterministically.
-                    attributes.local_pref = attributes.local_pref.max(ad.local_pref);
-                }
-                attributes
-                    .communities
-                    .extend(ad.communities.iter().cloned());
-                peers.insert(session.peer.name.clone());
             }
         }
     }
+    let peers: BTreeSet<String> = to
+        .iter()
+        .zip(&plan.peer_names)
+        .filter(|(t, _)| **t)
+        .map(|(_, name)| name.to_string())
+        .collect();
     if peers.is_empty() {
         return not(NoPeers);
     }

@@ -12,15 +12,18 @@
 //!
 //! Naming, stable for the same input:
 //! - a neighbour's ID is its address or interface, plus `-VRF` in a VRF;
-//! - `ID-allowed-ipv4|ipv6` list every prefix the neighbour may receive;
-//! - `ID-lp-N-FAM`, `ID-c-A:B-FAM`, `ID-lc-A:B:C-FAM` list the prefixes that get a LOCAL_PREF
-//!   or a community;
+//! - the prefixes a neighbour receives are partitioned by the attributes they get;
+//!   `ID-ATTRS-ipv4|ipv6` lists one part, ATTRS being `plain` (no attributes) or the attributes
+//!   joined by `-` (`lp200`, `c64500:100`, `lc64500:1:2`; a hash `aXXXXXXXX` when long), and is
+//!   matched by one route-map entry that sets them all; a neighbour's route-map permits exactly
+//!   what its lists hold;
 //! - `ID-out-HASH` is the outbound route-map, named by a hash of its entries, so a route-map's
 //!   contents never change: a different policy is a new route-map, which FRR applies at once
 //!   (edits to an attached route-map wait for FRR's 5 s route-map delay timer);
 //! - `ferrolb-in` denies every received route: ferrolb announces and never learns;
-//! - prefix-list sequence numbers are a hash of the prefix, so adding or removing one prefix
-//!   never renumbers the others.
+//! - prefix-list sequence numbers are a hash of the entry's text, so adding or removing one
+//!   prefix never renumbers the others;
+//! - a list that holds every network inside a pool CIDR holds `CIDR le 32|128` instead.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr};
@@ -28,7 +31,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use ipnet::IpNet;
 use serde::Serialize;
 
-use crate::bgp::{NodeIntent, SessionIntent};
+use crate::bgp::{NodeIntent, RouteAttributes, SessionIntent};
 use crate::cluster::NodeView;
 use crate::config::{BfdProfile, BgpCommunity, Config, PeerEndpoint};
 
@@ -158,8 +161,8 @@ pub struct PrefixList {
     pub entries: Vec<PrefixListEntry>,
 }
 
-/// One prefix-list line. Serialised as `[seq, action, prefix or null]`: lists are the bulk of
-/// a large configuration, and arrays are the cheapest shape for the template engine.
+/// One prefix-list line. Serialised as `[seq, action, prefix or null, le or null]`: lists are
+/// the bulk of a large configuration, and arrays are the cheapest shape for the template engine.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PrefixListEntry {
     /// Sequence number.
@@ -168,6 +171,8 @@ pub struct PrefixListEntry {
     pub action: &'static str,
     /// The prefix; `None` is `any`.
     pub prefix: Option<IpNet>,
+    /// `le N`: the entry matches every prefix inside `prefix` up to length N.
+    pub le: Option<u8>,
 }
 
 impl RouteMap {
@@ -179,8 +184,7 @@ impl RouteMap {
                 action: "deny",
                 seq: 1,
                 match_prefix_list: None,
-                on_match_next: false,
-                set: None,
+                set: Vec::new(),
             }],
         }
     }
@@ -188,7 +192,7 @@ impl RouteMap {
 
 impl Serialize for PrefixListEntry {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        (self.seq, self.action, self.prefix).serialize(serializer)
+        (self.seq, self.action, self.prefix, self.le).serialize(serializer)
     }
 }
 
@@ -210,10 +214,8 @@ pub struct RouteMapEntry {
     pub seq: u32,
     /// `match ip|ipv6 address prefix-list NAME`: (`ip` or `ipv6`, list name).
     pub match_prefix_list: Option<(&'static str, String)>,
-    /// `on-match next`.
-    pub on_match_next: bool,
-    /// The `set` line, without `set `.
-    pub set: Option<String>,
+    /// The `set` lines, without `set `, in FRR's order.
+    pub set: Vec<String>,
 }
 
 /// A BFD profile with only the non-default fields.
@@ -259,6 +261,10 @@ pub fn build(config: &Config, intent: &NodeIntent, node: &NodeView, facts: NodeF
             .or_default()
             .push(session);
     }
+    let mut pool_cidrs: [BTreeSet<IpNet>; 2] = Default::default();
+    for cidr in config.pools.values().flat_map(|p| p.cidrs()) {
+        pool_cidrs[usize::from(matches!(cidr, IpNet::V6(_)))].insert(*cidr);
+    }
     let mut route_maps = Vec::new();
     let mut seqs = SeqCache::default();
     for (vrf, mut sessions) in by_vrf {
@@ -272,14 +278,23 @@ pub fn build(config: &Config, intent: &NodeIntent, node: &NodeView, facts: NodeF
             ipv4: None,
             ipv6: None,
         };
-        let mut networks: BTreeSet<IpNet> = BTreeSet::new();
+        let mut split: [BTreeSet<IpNet>; 2] = Default::default();
+        for session in &sessions {
+            for prefix in session.announcements.keys() {
+                split[usize::from(matches!(prefix, IpNet::V6(_)))].insert(*prefix);
+            }
+        }
+        let [nets4, nets6] = split;
+        let networks = [
+            FamilyNetworks::new(nets4, &pool_cidrs[0]),
+            FamilyNetworks::new(nets6, &pool_cidrs[1]),
+        ];
         let mut v4 = Vec::new();
         let mut v6 = Vec::new();
         for session in sessions {
             let id = neighbor_id(session);
             router.neighbors.push(neighbor(session));
-            networks.extend(session.announcements.keys().copied());
-            let policy = outbound_policy(&id, session, &mut seqs);
+            let policy = outbound_policy(&id, session, &networks, &mut seqs);
             let route_map_out = policy.route_map.name.clone();
             out.ipv4_prefix_lists.extend(policy.ipv4_lists);
             out.ipv6_prefix_lists.extend(policy.ipv6_lists);
@@ -296,9 +311,7 @@ pub fn build(config: &Config, intent: &NodeIntent, node: &NodeView, facts: NodeF
                 v6.push(entry);
             }
         }
-        let (nets4, nets6): (Vec<IpNet>, Vec<IpNet>) = networks
-            .into_iter()
-            .partition(|n| matches!(n, IpNet::V4(_)));
+        let [nets4, nets6] = networks.map(|n| n.networks.into_iter().collect());
         router.ipv4 = family(nets4, v4);
         router.ipv6 = family(nets6, v6);
         out.routers.push(router);
@@ -369,96 +382,82 @@ struct OutboundPolicy {
     route_map: RouteMap,
 }
 
-/// What a route-map entry sets; one prefix-list per value and family.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-enum Class {
-    Community(u16, u16),
-    Large(u32, u32, u32),
-    LocalPref(u32),
+/// The router's announced networks of one family, and how many of them lie in each pool CIDR
+/// of that family: what a prefix-list may cover with one `CIDR le MAX` entry.
+struct FamilyNetworks {
+    networks: BTreeSet<IpNet>,
+    ranges: Vec<(IpNet, usize)>,
 }
 
-impl Class {
-    fn list_name(self, id: &str, family: &str) -> String {
-        match self {
-            Class::Community(a, b) => format!("{id}-c-{a}:{b}-{family}"),
-            Class::Large(a, b, c) => format!("{id}-lc-{a}:{b}:{c}-{family}"),
-            Class::LocalPref(lp) => format!("{id}-lp-{lp}-{family}"),
-        }
-    }
-
-    fn set(self) -> String {
-        match self {
-            Class::Community(a, b) => format!("community {} additive", community_word(a, b)),
-            Class::Large(a, b, c) => format!("large-community {a}:{b}:{c} additive"),
-            Class::LocalPref(lp) => format!("local-preference {lp}"),
-        }
+impl FamilyNetworks {
+    fn new(networks: BTreeSet<IpNet>, pool_cidrs: &BTreeSet<IpNet>) -> FamilyNetworks {
+        let ranges = pool_cidrs
+            .iter()
+            .filter(|c| c.prefix_len() < c.max_prefix_len())
+            .map(|c| (*c, within(&networks, c).count()))
+            .filter(|(_, n)| *n >= MIN_RANGE_MEMBERS)
+            .collect();
+        FamilyNetworks { networks, ranges }
     }
 }
 
-/// Sequence numbers of prefixes, computed once per prefix and shared by every list.
-#[derive(Default)]
-struct SeqCache(std::collections::HashMap<IpNet, u32>);
+/// A range entry replaces at least this many single-prefix entries.
+const MIN_RANGE_MEMBERS: usize = 2;
 
-impl SeqCache {
-    fn seq(&mut self, prefix: IpNet) -> u32 {
-        *self
-            .0
-            .entry(prefix)
-            .or_insert_with(|| prefix_seq(&prefix.to_string()))
-    }
+/// The networks of `networks` (sorted) that lie inside `cidr`.
+fn within<'a>(networks: &'a BTreeSet<IpNet>, cidr: &'a IpNet) -> impl Iterator<Item = &'a IpNet> {
+    let (low, high) = match cidr {
+        IpNet::V4(c) => (
+            IpNet::V4(ipnet::Ipv4Net::new_assert(c.network(), 0)),
+            IpNet::V4(ipnet::Ipv4Net::new_assert(c.broadcast(), 32)),
+        ),
+        IpNet::V6(c) => (
+            IpNet::V6(ipnet::Ipv6Net::new_assert(c.network(), 0)),
+            IpNet::V6(ipnet::Ipv6Net::new_assert(c.broadcast(), 128)),
+        ),
+    };
+    networks
+        .range(low..=high)
+        .filter(move |n| n.prefix_len() >= cidr.prefix_len())
 }
 
-/// The prefix-lists and the outbound route-map of one neighbour.
-fn outbound_policy(id: &str, session: &SessionIntent, seqs: &mut SeqCache) -> OutboundPolicy {
-    let mut allowed: [Vec<IpNet>; 2] = Default::default();
-    let mut classes: [BTreeMap<Class, Vec<IpNet>>; 2] = Default::default();
+/// The outbound policy of one neighbour. Its prefixes are partitioned by the attributes they
+/// get; each part is one prefix-list and one route-map entry that sets all of them. A part
+/// that holds every network of the router inside a pool CIDR lists that CIDR once
+/// (`permit CIDR le 32`) instead of each prefix: exact, because the router's BGP table holds
+/// only its networks, and a pool's Services then cost one line per neighbour, not one each.
+fn outbound_policy(
+    id: &str,
+    session: &SessionIntent,
+    networks: &[FamilyNetworks; 2],
+    seqs: &mut SeqCache,
+) -> OutboundPolicy {
+    let mut parts: [BTreeMap<&RouteAttributes, Vec<IpNet>>; 2] = Default::default();
     for (prefix, attributes) in &session.announcements {
         let f = usize::from(matches!(prefix, IpNet::V6(_)));
-        allowed[f].push(*prefix);
-        if let Some(lp) = attributes.local_pref {
-            classes[f]
-                .entry(Class::LocalPref(lp))
-                .or_default()
-                .push(*prefix);
-        }
-        for community in &attributes.communities {
-            let class = match *community {
-                BgpCommunity::Standard(a, b) => Class::Community(a, b),
-                BgpCommunity::Large(a, b, c) => Class::Large(a, b, c),
-            };
-            classes[f].entry(class).or_default().push(*prefix);
-        }
+        parts[f].entry(attributes).or_default().push(*prefix);
     }
-    let carried = [session.carries_ipv4(), session.carries_ipv6()];
-    let allowed_names = FAMILIES.map(|(_, family)| format!("{id}-allowed-{family}"));
     let mut entries = Vec::new();
     let mut out_lists: [Vec<PrefixList>; 2] = Default::default();
     for f in 0..2 {
-        if carried[f] {
-            out_lists[f].push(prefix_list(allowed_names[f].clone(), &allowed[f], seqs));
-        }
-        for (class, prefixes) in &classes[f] {
-            let name = class.list_name(id, FAMILIES[f].1);
+        for (attributes, prefixes) in &parts[f] {
+            let name = format!("{id}-{}-{}", attributes_word(attributes), FAMILIES[f].1);
             entries.push(RouteMapEntry {
                 action: "permit",
                 seq: 0,
                 match_prefix_list: Some((FAMILIES[f].0, name.clone())),
-                on_match_next: true,
-                set: Some(class.set()),
+                set: set_lines(attributes),
             });
-            out_lists[f].push(prefix_list(name, prefixes, seqs));
+            out_lists[f].push(prefix_list(name, prefixes, &networks[f], seqs));
         }
     }
-    for f in 0..2 {
-        if carried[f] {
-            entries.push(RouteMapEntry {
-                action: "permit",
-                seq: 0,
-                match_prefix_list: Some((FAMILIES[f].0, allowed_names[f].clone())),
-                on_match_next: false,
-                set: None,
-            });
-        }
+    if entries.is_empty() {
+        entries.push(RouteMapEntry {
+            action: "deny",
+            seq: 0,
+            match_prefix_list: None,
+            set: Vec::new(),
+        });
     }
     for (i, entry) in entries.iter_mut().enumerate() {
         entry.seq = u32::try_from(i + 1).unwrap_or(u32::MAX);
@@ -472,37 +471,123 @@ fn outbound_policy(id: &str, session: &SessionIntent, seqs: &mut SeqCache) -> Ou
     }
 }
 
+/// Longest attribute part of a list name; longer ones are replaced by a hash.
+const MAX_ATTRIBUTES_WORD: usize = 48;
+
+/// The attributes as a name part: `plain`, or e.g. `lp200-c64500:100-lc64500:1:2`.
+fn attributes_word(attributes: &RouteAttributes) -> String {
+    let mut parts = Vec::new();
+    if let Some(lp) = attributes.local_pref {
+        parts.push(format!("lp{lp}"));
+    }
+    for community in &attributes.communities {
+        parts.push(match *community {
+            BgpCommunity::Standard(a, b) => format!("c{a}:{b}"),
+            BgpCommunity::Large(a, b, c) => format!("lc{a}:{b}:{c}"),
+        });
+    }
+    if parts.is_empty() {
+        return "plain".to_string();
+    }
+    let word = parts.join("-");
+    if word.len() <= MAX_ATTRIBUTES_WORD {
+        word
+    } else {
+        format!("a{:08x}", fnv1a(word.as_bytes()))
+    }
+}
+
+/// The `set` lines (without `set `) of a route-map entry, in the order FRR prints them
+/// (by command name).
+fn set_lines(attributes: &RouteAttributes) -> Vec<String> {
+    let mut lines = Vec::new();
+    let words = |large: bool| -> Vec<String> {
+        attributes
+            .communities
+            .iter()
+            .filter(|c| c.is_large() == large)
+            .map(|c| match *c {
+                BgpCommunity::Standard(a, b) => community_word(a, b),
+                BgpCommunity::Large(a, b, c) => format!("{a}:{b}:{c}"),
+            })
+            .collect()
+    };
+    let standard = words(false);
+    if !standard.is_empty() {
+        lines.push(format!("community {} additive", standard.join(" ")));
+    }
+    let large = words(true);
+    if !large.is_empty() {
+        lines.push(format!("large-community {} additive", large.join(" ")));
+    }
+    if let Some(lp) = attributes.local_pref {
+        lines.push(format!("local-preference {lp}"));
+    }
+    lines
+}
+
+/// Sequence numbers of list entries, computed once per entry text and shared by every list.
+#[derive(Default)]
+struct SeqCache(std::collections::HashMap<(IpNet, bool), u32>);
+
+impl SeqCache {
+    fn seq(&mut self, prefix: IpNet, range: bool) -> u32 {
+        *self.0.entry((prefix, range)).or_insert_with(|| {
+            let text = if range {
+                format!("{prefix} le {}", prefix.max_prefix_len())
+            } else {
+                prefix.to_string()
+            };
+            prefix_seq(&text)
+        })
+    }
+}
+
 /// (`match` keyword, list-name suffix) per family index.
 const FAMILIES: [(&str, &str); 2] = [("ip", "ipv4"), ("ipv6", "ipv6")];
 
-/// A prefix-list permitting `prefixes` (given in prefix order), or denying everything when
-/// there are none. Entries are ordered by sequence number, as FRR prints them.
-fn prefix_list(name: String, prefixes: &[IpNet], seqs: &mut SeqCache) -> PrefixList {
-    if prefixes.is_empty() {
-        return PrefixList {
-            name,
-            entries: vec![PrefixListEntry {
-                seq: 1,
-                action: "deny",
-                prefix: None,
-            }],
-        };
+/// A prefix-list permitting `prefixes` (given in prefix order). A pool CIDR whose every network
+/// is in `prefixes` becomes one range entry. Entries are ordered by sequence number, as FRR
+/// prints them.
+fn prefix_list(
+    name: String,
+    prefixes: &[IpNet],
+    networks: &FamilyNetworks,
+    seqs: &mut SeqCache,
+) -> PrefixList {
+    let mut covered = vec![false; prefixes.len()];
+    let mut ranges = Vec::new();
+    for (cidr, count) in &networks.ranges {
+        let low = prefixes.partition_point(|p| p.addr() < cidr.network());
+        let high = prefixes.partition_point(|p| p.addr() <= cidr.broadcast());
+        let inside: Vec<usize> = (low..high)
+            .filter(|i| prefixes[*i].prefix_len() >= cidr.prefix_len())
+            .collect();
+        if inside.len() == *count {
+            inside.iter().for_each(|i| covered[*i] = true);
+            ranges.push(*cidr);
+        }
     }
-    let mut used = std::collections::HashSet::with_capacity(prefixes.len());
-    let mut entries: Vec<PrefixListEntry> = prefixes
-        .iter()
-        .map(|p| {
-            let mut seq = seqs.seq(*p);
-            while !used.insert(seq) {
-                seq = if seq >= MAX_HASHED_SEQ { 1 } else { seq + 1 };
-            }
-            PrefixListEntry {
-                seq,
-                action: "permit",
-                prefix: Some(*p),
-            }
-        })
-        .collect();
+    let mut used = std::collections::HashSet::new();
+    let mut entries = Vec::new();
+    let mut add = |prefix: IpNet, range: bool, seqs: &mut SeqCache| {
+        let mut seq = seqs.seq(prefix, range);
+        while !used.insert(seq) {
+            seq = if seq >= MAX_HASHED_SEQ { 1 } else { seq + 1 };
+        }
+        entries.push(PrefixListEntry {
+            seq,
+            action: "permit",
+            prefix: Some(prefix),
+            le: range.then(|| prefix.max_prefix_len()),
+        });
+    };
+    for cidr in ranges {
+        add(cidr, true, seqs);
+    }
+    for (prefix, _) in prefixes.iter().zip(&covered).filter(|(_, c)| !**c) {
+        add(*prefix, false, seqs);
+    }
     entries.sort_unstable_by_key(|e| e.seq);
     PrefixList { name, entries }
 }
@@ -520,8 +605,8 @@ fn route_map_hash(entries: &[RouteMapEntry]) -> u32 {
     let mut text = String::new();
     for e in entries {
         text.push_str(&format!(
-            "{} {} {:?} {} {:?}\n",
-            e.action, e.seq, e.match_prefix_list, e.on_match_next, e.set
+            "{} {} {:?} {:?}\n",
+            e.action, e.seq, e.match_prefix_list, e.set
         ));
     }
     fnv1a(text.as_bytes())
@@ -614,12 +699,29 @@ mod tests {
         assert_eq!(community_word(64512, 100), "64512:100");
     }
 
+    fn net(text: &str) -> IpNet {
+        text.parse().unwrap()
+    }
+
+    fn no_ranges() -> FamilyNetworks {
+        FamilyNetworks::new(BTreeSet::new(), &BTreeSet::new())
+    }
+
+    fn lines(list: &PrefixList) -> Vec<String> {
+        list.entries
+            .iter()
+            .map(|e| match e.le {
+                Some(le) => format!("{} {} le {le}", e.action, e.prefix.unwrap()),
+                None => format!("{} {}", e.action, e.prefix.unwrap()),
+            })
+            .collect()
+    }
+
     #[test]
     fn prefix_sequence_numbers_do_not_depend_on_the_other_prefixes() {
-        let a: IpNet = "10.0.0.1/32".parse().unwrap();
-        let b: IpNet = "10.0.0.2/32".parse().unwrap();
-        let alone = prefix_list("l".into(), &[a], &mut SeqCache::default());
-        let both = prefix_list("l".into(), &[a, b], &mut SeqCache::default());
+        let (a, b) = (net("10.0.0.1/32"), net("10.0.0.2/32"));
+        let alone = prefix_list("l".into(), &[a], &no_ranges(), &mut SeqCache::default());
+        let both = prefix_list("l".into(), &[a, b], &no_ranges(), &mut SeqCache::default());
         let seq_of = |l: &PrefixList, p: IpNet| {
             l.entries
                 .iter()
@@ -632,21 +734,87 @@ mod tests {
 
     #[test]
     fn colliding_sequence_numbers_move_to_the_next_free_one() {
-        let a: IpNet = "10.0.0.1/32".parse().unwrap();
-        let b: IpNet = "10.0.0.2/32".parse().unwrap();
+        let (a, b) = (net("10.0.0.1/32"), net("10.0.0.2/32"));
         let mut seqs = SeqCache::default();
-        seqs.0.insert(a, MAX_HASHED_SEQ);
-        seqs.0.insert(b, MAX_HASHED_SEQ);
-        let list = prefix_list("l".into(), &[a, b], &mut seqs);
+        seqs.0.insert((a, false), MAX_HASHED_SEQ);
+        seqs.0.insert((b, false), MAX_HASHED_SEQ);
+        let list = prefix_list("l".into(), &[a, b], &no_ranges(), &mut seqs);
         let pairs: Vec<(u32, Option<IpNet>)> =
             list.entries.iter().map(|e| (e.seq, e.prefix)).collect();
         assert_eq!(pairs, [(1, Some(b)), (MAX_HASHED_SEQ, Some(a))]);
     }
 
     #[test]
-    fn empty_lists_deny_everything() {
-        let l = prefix_list("l".into(), &[], &mut SeqCache::default());
-        assert_eq!(l.entries.len(), 1);
-        assert_eq!((l.entries[0].action, l.entries[0].prefix), ("deny", None));
+    fn a_list_holding_every_network_of_a_pool_cidr_holds_the_cidr() {
+        let pools: BTreeSet<IpNet> =
+            [net("10.0.0.0/24"), net("10.0.1.0/24"), net("10.9.9.9/32")].into();
+        let all: BTreeSet<IpNet> = [
+            "10.0.0.1/32",
+            "10.0.0.2/32",
+            "10.0.0.3/32",
+            "10.0.1.1/32",
+            "10.0.1.2/32",
+            "10.0.0.0/16",
+            "10.9.9.9/32",
+        ]
+        .map(net)
+        .into();
+        let networks = FamilyNetworks::new(all.clone(), &pools);
+        // A /32 pool is never a range, and the /16 aggregate lies in no pool CIDR.
+        let every: Vec<IpNet> = all.iter().copied().collect();
+        let list = prefix_list("l".into(), &every, &networks, &mut SeqCache::default());
+        let mut got = lines(&list);
+        got.sort();
+        assert_eq!(
+            got,
+            [
+                "permit 10.0.0.0/16",
+                "permit 10.0.0.0/24 le 32",
+                "permit 10.0.1.0/24 le 32",
+                "permit 10.9.9.9/32"
+            ]
+        );
+        // Missing one network of 10.0.0.0/24: its members are listed one by one.
+        let some = ["10.0.0.1/32", "10.0.0.2/32", "10.0.1.1/32", "10.0.1.2/32"].map(net);
+        let list = prefix_list("l".into(), &some, &networks, &mut SeqCache::default());
+        let mut got = lines(&list);
+        got.sort();
+        assert_eq!(
+            got,
+            [
+                "permit 10.0.0.1/32",
+                "permit 10.0.0.2/32",
+                "permit 10.0.1.0/24 le 32"
+            ]
+        );
+    }
+
+    #[test]
+    fn attributes_name_their_list_and_long_ones_are_hashed() {
+        let mut attributes = RouteAttributes::default();
+        assert_eq!(attributes_word(&attributes), "plain");
+        attributes.local_pref = Some(200);
+        attributes
+            .communities
+            .insert(BgpCommunity::Standard(64500, 100));
+        attributes
+            .communities
+            .insert(BgpCommunity::Large(64500, 1, 2));
+        assert_eq!(attributes_word(&attributes), "lp200-c64500:100-lc64500:1:2");
+        assert_eq!(
+            set_lines(&attributes),
+            [
+                "community 64500:100 additive",
+                "large-community 64500:1:2 additive",
+                "local-preference 200"
+            ]
+        );
+        for i in 0..10 {
+            attributes
+                .communities
+                .insert(BgpCommunity::Standard(64500, i));
+        }
+        let word = attributes_word(&attributes);
+        assert!(word.starts_with('a') && word.len() == 9, "{word}");
     }
 }
