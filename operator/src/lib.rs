@@ -5,6 +5,7 @@
 //! (one checked [`config::Config`], or every error naming object, field and reason). The CLI,
 //! the controller, the speaker and the webhook all go through that one function.
 
+pub mod alloc;
 pub mod api;
 pub mod bgp;
 pub mod cli;

@@ -1,0 +1,823 @@
+//! IP allocation for LoadBalancer Services, following MetalLB's controller rule for rule
+//! (`controller/service.go`, `internal/allocator/`), with a reason a user can act on for every
+//! Service left pending.
+//!
+//! Pure: [`Allocator`] holds the pools and which Service uses which IP; [`Allocator::converge`]
+//! decides one Service (keep, clear, assign, or leave pending, with MetalLB's Events), and
+//! [`allocate_all`] runs a whole cluster the way the controller does after a start or a
+//! configuration change: Services that already hold IPs first, so they keep them, then the
+//! rest, repeated while IPs freed by one pass can serve Services still pending.
+//!
+//! The rules:
+//! - handled: `type: LoadBalancer` with the served `loadBalancerClass`;
+//! - families: those of the ClusterIPs; two only with `PreferDualStack`/`RequireDualStack`
+//!   and two ClusterIPs; `RequireDualStack` with one ClusterIP gets nothing;
+//! - requested IPs (`metallb.io/loadBalancerIPs`, `spec.loadBalancerIP`) must lie in one pool
+//!   (honouring avoidBuggyIPs), match the families, and the pool must serve the Service;
+//! - `metallb.io/address-pool` names the pool (autoAssign does not matter then);
+//! - otherwise pools whose serviceAllocation serves the Service, by priority (lower first,
+//!   0 last, then by name), then pools without serviceAllocation, by name; only pools with
+//!   autoAssign; for two families a pool with both, then (PreferDualStack) one family;
+//! - within a pool, blocks in entry order, each from its lowest address, the first address
+//!   that is free or may be shared;
+//! - sharing needs the same non-empty `allow-shared-ip` key, the same backend (Cluster, or
+//!   Local with the same selector) and no common `(protocol, port)`;
+//! - a Service keeps IPs it holds while they stay valid; otherwise they are cleared
+//!   (`ClearAssignment`) and allocation starts again.
+
+mod pools;
+mod service;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fmt;
+use std::net::IpAddr;
+
+use serde::Serialize;
+
+pub use service::{AllocService, Family, FamilyPolicy, Port};
+
+use crate::cluster::{ServiceKey, ServiceScope};
+use crate::config::{Config, Pool};
+use pools::PoolSpace;
+
+/// The annotation naming the pool a Service's IPs came from.
+pub const POOL_ANNOTATION: &str = "metallb.io/ip-allocated-from-pool";
+
+/// An Event the controller records on the Service.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Event {
+    /// `Normal` or `Warning`.
+    #[serde(rename = "type")]
+    pub type_: &'static str,
+    /// MetalLB's reason word.
+    pub reason: &'static str,
+    /// The message.
+    pub message: String,
+}
+
+impl Event {
+    fn normal(reason: &'static str, message: String) -> Event {
+        Event {
+            type_: "Normal",
+            reason,
+            message,
+        }
+    }
+
+    fn warning(reason: &'static str, message: String) -> Event {
+        Event {
+            type_: "Warning",
+            reason,
+            message,
+        }
+    }
+}
+
+/// What the controller should make of one Service.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Decision {
+    /// The Service.
+    pub key: ServiceKey,
+    /// The ingress IPs it should show (empty: none).
+    pub ingress: Vec<IpAddr>,
+    /// The pool they come from.
+    pub pool: Option<String>,
+    /// Why the Service has no (or not all its) IPs, when that is so.
+    pub pending: Option<String>,
+    /// Events to record.
+    pub events: Vec<Event>,
+}
+
+impl Decision {
+    /// Whether the Service's status must change from what it shows.
+    pub fn changes(&self, service: &AllocService) -> bool {
+        self.ingress != service.ingress
+    }
+}
+
+/// One Service's use of an IP.
+#[derive(Clone, Debug)]
+struct User {
+    service: ServiceKey,
+    sharing_key: Option<String>,
+    backend_key: String,
+    ports: Vec<Port>,
+}
+
+#[derive(Clone, Debug)]
+struct IpUse {
+    pool: String,
+    users: Vec<User>,
+}
+
+#[derive(Clone, Debug)]
+struct Assignment {
+    pool: String,
+    ips: Vec<IpAddr>,
+}
+
+/// Address usage of one pool, for its status.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct PoolUsage {
+    /// IPv4 addresses in use.
+    pub assigned_ipv4: u128,
+    /// IPv6 addresses in use.
+    pub assigned_ipv6: u128,
+    /// IPv4 addresses free.
+    pub available_ipv4: u128,
+    /// IPv6 addresses free.
+    pub available_ipv6: u128,
+}
+
+/// The pools and who uses which IP.
+#[derive(Clone, Debug, Default)]
+pub struct Allocator {
+    pools: BTreeMap<String, PoolSpace>,
+    ips: HashMap<IpAddr, IpUse>,
+    assigned: HashMap<ServiceKey, Assignment>,
+    /// Per pool and sharing key, the IPs used with that key.
+    shared: HashMap<(String, String), BTreeSet<IpAddr>>,
+}
+
+/// Why an IP cannot go to a Service.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Refusal(String);
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl Allocator {
+    /// An allocator over the configuration's pools, with nothing assigned.
+    pub fn new(config: &Config) -> Allocator {
+        Allocator {
+            pools: config
+                .pools
+                .values()
+                .map(|p| (p.name.clone(), PoolSpace::new(p)))
+                .collect(),
+            ..Allocator::default()
+        }
+    }
+
+    /// The pool and IPs a Service holds.
+    pub fn assignment(&self, key: &ServiceKey) -> Option<(&str, &[IpAddr])> {
+        self.assigned
+            .get(key)
+            .map(|a| (a.pool.as_str(), a.ips.as_slice()))
+    }
+
+    /// Usage per pool.
+    pub fn usage(&self) -> BTreeMap<String, PoolUsage> {
+        self.pools
+            .iter()
+            .map(|(name, p)| {
+                (
+                    name.clone(),
+                    PoolUsage {
+                        assigned_ipv4: p.used[0],
+                        assigned_ipv6: p.used[1],
+                        available_ipv4: p.available(Family::V4),
+                        available_ipv6: p.available(Family::V6),
+                    },
+                )
+            })
+            .collect()
+    }
+
+    /// Frees whatever the Service holds.
+    pub fn release(&mut self, key: &ServiceKey) -> bool {
+        let Some(assignment) = self.assigned.remove(key) else {
+            return false;
+        };
+        for ip in assignment.ips {
+            let Some(using) = self.ips.get_mut(&ip) else {
+                continue;
+            };
+            let mut gone_key = None;
+            using.users.retain(|u| {
+                if u.service == *key {
+                    gone_key = u.sharing_key.clone();
+                    false
+                } else {
+                    true
+                }
+            });
+            if using.users.is_empty() {
+                let pool = using.pool.clone();
+                self.ips.remove(&ip);
+                if let Some(space) = self.pools.get_mut(&pool) {
+                    space.used[Family::of(&ip).index()] -= 1;
+                    space.freed(ip);
+                }
+                if let Some(k) = gone_key {
+                    let index = (pool, k);
+                    if let Some(set) = self.shared.get_mut(&index) {
+                        set.remove(&ip);
+                        if set.is_empty() {
+                            self.shared.remove(&index);
+                        }
+                    }
+                }
+            }
+        }
+        true
+    }
+
+    /// Whether `service` may use `ip` next to its current users.
+    fn may_share(&self, service: &AllocService, ip: IpAddr) -> Result<(), Refusal> {
+        let Some(using) = self.ips.get(&ip) else {
+            return Ok(());
+        };
+        for other in using.users.iter().filter(|u| u.service != service.key) {
+            let who = &other.service;
+            match (&service.sharing_key, &other.sharing_key) {
+                (None, _) => {
+                    return Err(Refusal(format!(
+                        "IP {ip} is used by {who}, and this Service has no metallb.io/allow-shared-ip key"
+                    )));
+                }
+                (Some(_), None) => {
+                    return Err(Refusal(format!(
+                        "IP {ip} is used by {who}, which does not allow sharing (no metallb.io/allow-shared-ip key)"
+                    )));
+                }
+                (Some(mine), Some(theirs)) if mine != theirs => {
+                    return Err(Refusal(format!(
+                        "IP {ip} is used by {who} with a different sharing key ({theirs:?}, this Service has {mine:?})"
+                    )));
+                }
+                _ => {}
+            }
+            if other.backend_key != service.backend_key {
+                let describe = |k: &str| {
+                    if k.is_empty() {
+                        "externalTrafficPolicy Cluster".to_string()
+                    } else {
+                        format!("externalTrafficPolicy Local with selector {k}")
+                    }
+                };
+                return Err(Refusal(format!(
+                    "IP {ip} is shared by {who}, which has {}, and this Service has {}: sharing needs the same policy and, for Local, the same selector",
+                    describe(&other.backend_key),
+                    describe(&service.backend_key)
+                )));
+            }
+            if let Some(port) = service.ports.iter().find(|p| other.ports.contains(p)) {
+                return Err(Refusal(format!(
+                    "port {port} of IP {ip} is already used by {who}"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Which pool holds `ip` (honouring avoidBuggyIPs).
+    fn pool_of(&self, ip: IpAddr) -> Option<&str> {
+        self.pools
+            .iter()
+            .find(|(_, p)| p.block_of(ip).is_some())
+            .map(|(n, _)| n.as_str())
+    }
+
+    /// Gives exactly `ips` to the Service, from one pool.
+    fn assign(&mut self, service: &AllocService, ips: &[IpAddr]) -> Result<String, Refusal> {
+        let mut pool: Option<&str> = None;
+        for ip in ips {
+            let Some(p) = self.pool_of(*ip) else {
+                let why = if self
+                    .pools
+                    .values()
+                    .any(|p| p.pool.cidrs().any(|c| c.contains(ip)))
+                {
+                    " (avoidBuggyIPs skips addresses ending in .0 and .255)"
+                } else {
+                    ""
+                };
+                return Err(Refusal(format!("IP {ip} is in no IPAddressPool{why}")));
+            };
+            match pool {
+                Some(first) if first != p => {
+                    return Err(Refusal(format!(
+                        "IPs {} and {ip} are in different pools ({first} and {p}); both must come from one pool",
+                        ips[0]
+                    )));
+                }
+                _ => pool = Some(p),
+            }
+        }
+        let Some(pool) = pool.map(str::to_string) else {
+            return Err(Refusal("no IP to assign".to_string()));
+        };
+        if let Some(wanted) = &service.requested_pool
+            && *wanted != pool
+        {
+            return Err(Refusal(format!(
+                "IP {} is in pool {pool}, but metallb.io/address-pool asks for pool {wanted}",
+                ips[0]
+            )));
+        }
+        serves(&self.pools[&pool].pool, service)?;
+        for ip in ips {
+            self.may_share(service, *ip)?;
+        }
+        self.take(service, &pool, ips);
+        Ok(pool)
+    }
+
+    /// Records the Service as the user of `ips` (checked already), replacing what it held.
+    fn take(&mut self, service: &AllocService, pool: &str, ips: &[IpAddr]) {
+        self.release(&service.key);
+        for ip in ips {
+            let using = self.ips.entry(*ip).or_insert_with(|| IpUse {
+                pool: pool.to_string(),
+                users: Vec::new(),
+            });
+            if using.users.is_empty()
+                && let Some(space) = self.pools.get_mut(pool)
+            {
+                space.used[Family::of(ip).index()] += 1;
+            }
+            using.users.push(User {
+                service: service.key.clone(),
+                sharing_key: service.sharing_key.clone(),
+                backend_key: service.backend_key.clone(),
+                ports: service.ports.clone(),
+            });
+            if let Some(k) = &service.sharing_key {
+                self.shared
+                    .entry((pool.to_string(), k.clone()))
+                    .or_default()
+                    .insert(*ip);
+            }
+        }
+        self.assigned.insert(
+            service.key.clone(),
+            Assignment {
+                pool: pool.to_string(),
+                ips: ips.to_vec(),
+            },
+        );
+    }
+
+    /// The first IP of `family` in `pool`, in scan order, that the Service may use.
+    fn pick(&mut self, service: &AllocService, pool: &str, family: Family) -> Option<IpAddr> {
+        // An IP already shared under the Service's key comes first when it is earlier in scan
+        // order than the first free one and sharing is allowed.
+        let mut shareable: Option<(usize, IpAddr)> = None;
+        if let Some(k) = &service.sharing_key
+            && let Some(set) = self.shared.get(&(pool.to_string(), k.clone()))
+        {
+            let space = &self.pools[pool];
+            for ip in set.iter().filter(|ip| Family::of(ip) == family) {
+                if self.may_share(service, *ip).is_err() {
+                    continue;
+                }
+                if let Some(block) = space.block_of(*ip)
+                    && shareable.is_none_or(|(b, s)| (block, *ip) < (b, s))
+                {
+                    shareable = Some((block, *ip));
+                }
+            }
+        }
+        let ips = &self.ips;
+        let space = self.pools.get_mut(pool)?;
+        let free = space.first_free(family, |ip| ips.contains_key(&ip));
+        match (shareable, free) {
+            (Some(s), Some(f)) => Some(if s < f { s.1 } else { f.1 }),
+            (Some(s), None) => Some(s.1),
+            (None, f) => f.map(|f| f.1),
+        }
+    }
+
+    /// Allocates one IP of each family from the pool.
+    fn allocate_from(
+        &mut self,
+        service: &AllocService,
+        pool: &str,
+        families: &[Family],
+    ) -> Result<Vec<IpAddr>, Refusal> {
+        let Some(space) = self.pools.get(pool) else {
+            return Err(Refusal(format!("pool {pool} does not exist")));
+        };
+        if let Some(missing) = families.iter().find(|f| !space.has(**f)) {
+            return Err(Refusal(format!("pool {pool} has no {missing} addresses")));
+        }
+        let mut ips = Vec::new();
+        for family in families {
+            match self.pick(service, pool, *family) {
+                Some(ip) => ips.push(ip),
+                None => {
+                    let space = &self.pools[pool];
+                    let i = family.index();
+                    return Err(Refusal(format!(
+                        "pool {pool} exhausted ({}/{} {family} in use{})",
+                        space.used[i],
+                        space.capacity[i],
+                        if service.sharing_key.is_some() {
+                            ", none shareable"
+                        } else {
+                            ""
+                        }
+                    )));
+                }
+            }
+        }
+        self.take(service, pool, &ips);
+        Ok(ips)
+    }
+
+    /// Decides one Service: keeps, clears, assigns or leaves it pending. `scope` decides
+    /// whether it is handled at all; Services not handled are released and left alone.
+    pub fn converge(&mut self, service: &AllocService, scope: &ServiceScope) -> Decision {
+        let mut decision = Decision {
+            key: service.key.clone(),
+            ingress: Vec::new(),
+            pool: None,
+            pending: None,
+            events: Vec::new(),
+        };
+        if !service.in_scope(scope) {
+            self.release(&service.key);
+            if service.is_load_balancer {
+                // Another class: not ours, its status is someone else's.
+                decision.ingress = service.ingress.clone();
+            }
+            return decision;
+        }
+        let pending = |mut d: Decision, reason: String| {
+            d.pending = Some(reason);
+            d
+        };
+        if self.pools.is_empty() {
+            self.release(&service.key);
+            return pending(decision, "no IPAddressPool exists".to_string());
+        }
+        if service.cluster_families.is_empty() {
+            self.release(&service.key);
+            return pending(
+                decision,
+                "the Service has no ClusterIP (headless or not yet set), so its IP family is unknown"
+                    .to_string(),
+            );
+        }
+        if service.policy == FamilyPolicy::RequireDualStack && service.cluster_families.len() < 2 {
+            self.release(&service.key);
+            let reason = "ipFamilyPolicy RequireDualStack, but the Service has one ClusterIP";
+            decision.events.push(Event::warning(
+                "not enough clusterips",
+                format!("{reason}; no IP is assigned"),
+            ));
+            return pending(decision, reason.to_string());
+        }
+        let wanted = service.wanted_families();
+        let requested = match &service.requested_ips {
+            Ok(ips) => ips.clone(),
+            Err(why) => {
+                // A request that cannot be read changes nothing that works.
+                decision.events.push(Event::warning(
+                    "LoadBalancerFailed",
+                    format!("Failed to retrieve LBIPs: {why}"),
+                ));
+                if !service.ingress.is_empty()
+                    && let Ok(pool) = self.assign(service, &service.ingress)
+                {
+                    decision.ingress = service.ingress.clone();
+                    decision.pool = Some(pool);
+                } else {
+                    self.release(&service.key);
+                }
+                return pending(decision, why.clone());
+            }
+        };
+        if !requested.is_empty() {
+            let asked: BTreeSet<Family> = requested.iter().map(Family::of).collect();
+            let needed: BTreeSet<Family> = wanted.iter().copied().collect();
+            if asked != needed {
+                self.release(&service.key);
+                let reason = format!(
+                    "requested IPs {} are {} but the Service's ClusterIPs and ipFamilyPolicy need {}",
+                    list(&requested),
+                    families(&asked),
+                    families(&needed)
+                );
+                decision.events.push(Event::warning(
+                    "AllocationFailed",
+                    format!("Failed to allocate IP for \"{}\": {reason}", service.key),
+                ));
+                return pending(decision, reason);
+            }
+        }
+        // Keep what the Service holds while it stays valid.
+        if !service.ingress.is_empty() {
+            if let Some(kept) = self.keep(service, &wanted, &requested, &mut decision) {
+                decision.ingress = kept.1;
+                decision.pool = Some(kept.0);
+                return decision;
+            }
+            self.release(&service.key);
+        }
+        let result = if !requested.is_empty() {
+            self.assign(service, &requested).map(|p| (p, requested))
+        } else if let Some(pool) = &service.requested_pool {
+            match self.pools.get(pool) {
+                None => Err(Refusal(format!(
+                    "pool {pool} (metallb.io/address-pool) does not exist"
+                ))),
+                Some(space) => match serves(&space.pool, service) {
+                    Err(e) => Err(e),
+                    Ok(()) => self.allocate_families(service, std::slice::from_ref(pool), &wanted),
+                },
+            }
+        } else {
+            self.allocate_auto(service, &wanted)
+        };
+        match result {
+            Ok((pool, ips)) => {
+                decision.events.push(Event::normal(
+                    "IPAllocated",
+                    format!("Assigned IP {}", quoted(&ips)),
+                ));
+                decision.ingress = ips;
+                decision.pool = Some(pool);
+                decision
+            }
+            Err(why) => {
+                decision.events.push(Event::warning(
+                    "AllocationFailed",
+                    format!("Failed to allocate IP for \"{}\": {why}", service.key),
+                ));
+                pending(decision, why.0)
+            }
+        }
+    }
+
+    /// Re-validates the Service's current IPs; `None` when they must go.
+    fn keep(
+        &mut self,
+        service: &AllocService,
+        wanted: &[Family],
+        requested: &[IpAddr],
+        decision: &mut Decision,
+    ) -> Option<(String, Vec<IpAddr>)> {
+        let current = &service.ingress;
+        let held: BTreeSet<Family> = current.iter().map(Family::of).collect();
+        let needed: BTreeSet<Family> = wanted.iter().copied().collect();
+        let one_short = service.policy == FamilyPolicy::PreferDualStack
+            && current.len() == 1
+            && needed.len() == 2
+            && held.is_subset(&needed);
+        if current.len() != held.len() || (held != needed && !one_short) {
+            return None;
+        }
+        if !requested.is_empty() {
+            let asked: BTreeSet<&IpAddr> = requested.iter().collect();
+            if asked != current.iter().collect() {
+                return None;
+            }
+        }
+        if let Some(wanted_pool) = &service.requested_pool {
+            let pool = self.pool_of(current[0]);
+            if pool != Some(wanted_pool.as_str()) {
+                return None;
+            }
+        }
+        let pool = match self.assign(service, current) {
+            Ok(p) => p,
+            Err(why) => {
+                decision.events.push(Event::normal(
+                    "ClearAssignment",
+                    format!(
+                        "current IP {} not allowed by config, clearing: {why}",
+                        list(current)
+                    ),
+                ));
+                return None;
+            }
+        };
+        let mut ips = current.clone();
+        if one_short {
+            let missing: Vec<Family> = wanted
+                .iter()
+                .copied()
+                .filter(|f| !held.contains(f))
+                .collect();
+            let space = &self.pools[&pool];
+            if missing.iter().all(|f| space.has(*f)) {
+                let mut all = ips.clone();
+                let extra = missing
+                    .iter()
+                    .map(|f| self.pick(service, &pool, *f))
+                    .collect::<Option<Vec<IpAddr>>>();
+                match extra {
+                    Some(extra) => {
+                        all.extend(&extra);
+                        self.take(service, &pool, &all);
+                        decision.events.push(Event::normal(
+                            "IPAllocated",
+                            format!("Assigned additional IP {}", quoted(&extra)),
+                        ));
+                        ips = all;
+                    }
+                    None => decision.events.push(Event::normal(
+                        "AdditionalAssignFailed",
+                        format!("pool {pool} has no free {} address", families_of(&missing)),
+                    )),
+                }
+            }
+        }
+        Some((pool, ips))
+    }
+
+    fn allocate_families(
+        &mut self,
+        service: &AllocService,
+        candidates: &[String],
+        wanted: &[Family],
+    ) -> Result<(String, Vec<IpAddr>), Refusal> {
+        let mut refusals = Vec::new();
+        for pool in candidates {
+            match self.allocate_from(service, pool, wanted) {
+                Ok(ips) => return Ok((pool.clone(), ips)),
+                Err(e) => refusals.push(e.0),
+            }
+        }
+        if wanted.len() == 2 && service.policy == FamilyPolicy::PreferDualStack {
+            for family in wanted {
+                for pool in candidates {
+                    if let Ok(ips) = self.allocate_from(service, pool, &[*family]) {
+                        return Ok((pool.clone(), ips));
+                    }
+                }
+            }
+        }
+        Err(Refusal(refusals.join("; ")))
+    }
+
+    /// Automatic allocation: pools whose serviceAllocation serves the Service, by priority,
+    /// then pools without one, by name; autoAssign pools only.
+    fn allocate_auto(
+        &mut self,
+        service: &AllocService,
+        wanted: &[Family],
+    ) -> Result<(String, Vec<IpAddr>), Refusal> {
+        let mut pinned: Vec<(i32, &str)> = Vec::new();
+        let mut open: Vec<&str> = Vec::new();
+        let mut skipped = Vec::new();
+        for (name, space) in &self.pools {
+            let pool = &space.pool;
+            if !pool.auto_assign {
+                skipped.push(format!("pool {name} has autoAssign: false"));
+                continue;
+            }
+            match &pool.allocation {
+                None => open.push(name),
+                Some(a) => match serves(pool, service) {
+                    Ok(()) => pinned.push((a.priority, name)),
+                    Err(e) => skipped.push(e.0),
+                },
+            }
+        }
+        pinned.sort_by_key(|(priority, name)| (*priority == 0, *priority, *name));
+        let mut refusals = Vec::new();
+        for group in [
+            pinned
+                .iter()
+                .map(|(_, n)| n.to_string())
+                .collect::<Vec<_>>(),
+            open.iter().map(|n| n.to_string()).collect(),
+        ] {
+            if group.is_empty() {
+                continue;
+            }
+            match self.allocate_families(service, &group, wanted) {
+                Ok(done) => return Ok(done),
+                Err(e) => refusals.push(e.0),
+            }
+        }
+        refusals.extend(skipped);
+        if refusals.is_empty() {
+            refusals.push("no pool can serve the Service".to_string());
+        }
+        Err(Refusal(format!(
+            "no pool could give {}: {}",
+            families_of(wanted),
+            refusals.join("; ")
+        )))
+    }
+}
+
+/// Whether the pool's serviceAllocation lets it serve the Service.
+fn serves(pool: &Pool, service: &AllocService) -> Result<(), Refusal> {
+    let Some(a) = &pool.allocation else {
+        return Ok(());
+    };
+    let restricted = !a.namespaces.is_empty() || !a.namespace_selectors.is_empty();
+    if restricted && !a.namespaces.contains(&service.key.namespace) {
+        return Err(Refusal(format!(
+            "pool {} serves only namespaces {} (serviceAllocation), not {}",
+            pool.name,
+            if a.namespaces.is_empty() {
+                "matching its namespaceSelectors, of which there are none".to_string()
+            } else {
+                a.namespaces.iter().cloned().collect::<Vec<_>>().join(", ")
+            },
+            service.key.namespace
+        )));
+    }
+    if !crate::config::any_matches(&a.service_selectors, &service.labels) {
+        return Err(Refusal(format!(
+            "pool {} serves only Services matching its serviceAllocation.serviceSelectors",
+            pool.name
+        )));
+    }
+    Ok(())
+}
+
+fn list(ips: &[IpAddr]) -> String {
+    ips.iter()
+        .map(IpAddr::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn quoted(ips: &[IpAddr]) -> String {
+    format!(
+        "[{}]",
+        ips.iter()
+            .map(|ip| format!("\"{ip}\""))
+            .collect::<Vec<_>>()
+            .join(", ")
+    )
+}
+
+fn families(set: &BTreeSet<Family>) -> String {
+    families_of(&set.iter().copied().collect::<Vec<_>>())
+}
+
+fn families_of(list: &[Family]) -> String {
+    list.iter()
+        .map(Family::to_string)
+        .collect::<Vec<_>>()
+        .join(" and ")
+}
+
+/// Allocates for every Service the way the controller does when it (re)builds its state:
+/// an empty allocator over `config`, Services holding IPs first (more IPs first, then by
+/// name) so they keep them, then the others by name; then, while a pass freed IPs, Services
+/// still pending again. Returns the allocator and one decision per Service, by key.
+pub fn allocate_all(
+    config: &Config,
+    services: &[AllocService],
+    scope: &ServiceScope,
+) -> (Allocator, BTreeMap<ServiceKey, Decision>) {
+    let mut allocator = Allocator::new(config);
+    let mut order: Vec<&AllocService> = services.iter().collect();
+    order.sort_by(|a, b| {
+        b.ingress
+            .len()
+            .cmp(&a.ingress.len())
+            .then_with(|| a.key.cmp(&b.key))
+    });
+    let mut decisions = BTreeMap::new();
+    let mut freed = false;
+    for service in order {
+        let decision = allocator.converge(service, scope);
+        freed |= !service.ingress.is_empty() && decision.ingress != service.ingress;
+        decisions.insert(service.key.clone(), decision);
+    }
+    // IPs cleared during the pass may serve Services that were decided before.
+    let by_key: HashMap<&ServiceKey, &AllocService> =
+        services.iter().map(|s| (&s.key, s)).collect();
+    let mut rounds = 0;
+    while freed && rounds < 8 {
+        freed = false;
+        rounds += 1;
+        let waiting: Vec<ServiceKey> = decisions
+            .iter()
+            .filter(|(_, d)| d.pending.is_some() && d.ingress.is_empty())
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in waiting {
+            let Some(service) = by_key.get(&key) else {
+                continue;
+            };
+            let again = allocator.converge(service, scope);
+            if !again.ingress.is_empty()
+                && let Some(previous) = decisions.get_mut(&key)
+            {
+                let mut events = std::mem::take(&mut previous.events);
+                events.retain(|e| e.reason != "AllocationFailed");
+                events.extend(again.events.clone());
+                *previous = Decision { events, ..again };
+                freed = true;
+            }
+        }
+    }
+    (allocator, decisions)
+}
