@@ -4,14 +4,16 @@
 //! What a cluster would supply but files may not is assumed and reported as a warning:
 //! a node without a Node object has only its hostname label; a Service without
 //! EndpointSlices is assumed to have ready endpoints on every node; every node named in the
-//! input is assumed alive. Services without an ingress IP are left out (until the
-//! allocator exists), with a warning.
+//! input is assumed alive. Services without an ingress IP are first given one by the
+//! allocator, exactly as the controller would; those it cannot serve are left out, with the
+//! reason as a warning.
 
 use std::collections::BTreeMap;
 
 use ipnet::IpNet;
 use serde_json::{Value, json};
 
+use crate::alloc::{self, AllocService, Decision};
 use crate::bgp::{self, IntentInputs, NodeIntent, ServiceBgp};
 use crate::cluster::{self, LbService, NodeView, ServiceKey, ServiceScope, ServingEndpoints};
 use crate::config::{self, ClusterObjects, Config, ConfigError, LoadOptions};
@@ -59,18 +61,51 @@ pub fn prepare(
         }
     };
     members.sort_by(|a, b| a.name.cmp(&b.name));
-    let services: Vec<LbService> = objects
+    let allocation = allocate(&config, objects, &scope);
+    let mut services: Vec<LbService> = objects
         .services
         .iter()
         .map(LbService::from_service)
         .collect();
+    for service in services.iter_mut().filter(|s| s.in_scope(&scope)) {
+        let Some(decision) = allocation.get(&service.key) else {
+            continue;
+        };
+        if decision.ingress != service.ingress {
+            if decision.ingress.is_empty() {
+                warnings.push(format!(
+                    "Service {} gets no IP and is left out: {}",
+                    service.key,
+                    decision
+                        .pending
+                        .as_deref()
+                        .unwrap_or("its IPs are not valid")
+                ));
+            } else {
+                let ips = decision
+                    .ingress
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                warnings.push(if service.ingress.is_empty() {
+                    format!(
+                        "Service {} has no IP yet; allocated {ips} as the controller would",
+                        service.key
+                    )
+                } else {
+                    format!(
+                        "Service {}: the controller would not keep its status.loadBalancer.ingress and would give it {ips}",
+                        service.key
+                    )
+                });
+            }
+            service.ingress = decision.ingress.clone();
+        }
+    }
     let mut endpoints = cluster::serving_endpoints(&objects.endpoint_slices);
     for service in services.iter().filter(|s| s.in_scope(&scope)) {
         if service.ingress.is_empty() {
-            warnings.push(format!(
-                "Service {} has no status.loadBalancer.ingress IP yet and is left out",
-                service.key
-            ));
             continue;
         }
         if !endpoints.contains_key(&service.key) {
@@ -96,6 +131,26 @@ pub fn prepare(
         scope,
         warnings,
     })
+}
+
+/// Runs the allocator over the input's Services, as the controller would on start. Services
+/// without a ClusterIP (manifests not yet applied) get the families the API server would give
+/// them.
+pub fn allocate(
+    config: &Config,
+    objects: &ClusterObjects,
+    scope: &ServiceScope,
+) -> BTreeMap<ServiceKey, Decision> {
+    let services: Vec<AllocService> = objects
+        .services
+        .iter()
+        .map(|s| {
+            let mut service = AllocService::from_service(s);
+            service.assume_cluster_families();
+            service
+        })
+        .collect();
+    alloc::allocate_all(config, &services, scope).1
 }
 
 impl OfflineNode {

@@ -83,6 +83,8 @@ pub struct AllocService {
     /// Families of `spec.clusterIPs` (else `spec.clusterIP`), in order; empty when the Service
     /// has no ClusterIP or is headless.
     pub cluster_families: Vec<Family>,
+    /// `spec.ipFamilies`, in order.
+    pub ip_families: Vec<Family>,
     /// `spec.ipFamilyPolicy`.
     pub policy: FamilyPolicy,
     /// The IPs asked for with `metallb.io/loadBalancerIPs` or `spec.loadBalancerIP`, or why
@@ -117,6 +119,16 @@ impl AllocService {
             .iter()
             .filter_map(|ip| IpAddr::from_str(ip).ok())
             .map(|ip| Family::of(&ip))
+            .collect();
+        let ip_families = spec
+            .ip_families
+            .iter()
+            .flatten()
+            .filter_map(|f| match f.as_str() {
+                "IPv4" => Some(Family::V4),
+                "IPv6" => Some(Family::V6),
+                _ => None,
+            })
             .collect();
         let policy = match spec.ip_family_policy.as_deref() {
             Some("PreferDualStack") => FamilyPolicy::PreferDualStack,
@@ -174,6 +186,7 @@ impl AllocService {
             is_load_balancer: spec.type_.as_deref() == Some("LoadBalancer"),
             load_balancer_class: spec.load_balancer_class.clone(),
             cluster_families,
+            ip_families,
             policy,
             requested_ips: requested_ips(service, spec.load_balancer_ip.as_deref()),
             requested_pool: annotation(service, "address-pool").filter(|p| !p.is_empty()),
@@ -183,6 +196,42 @@ impl AllocService {
             ingress,
             deprecated_annotations,
         }
+    }
+
+    /// For manifests not yet applied, which have no ClusterIP: the families the API server
+    /// would give the Service (`spec.ipFamilies`, else those of its ingress IPs or requested
+    /// IPs, else IPv4; two only when the policy asks for two). Returns whether it assumed.
+    pub fn assume_cluster_families(&mut self) -> bool {
+        if !self.cluster_families.is_empty() {
+            return false;
+        }
+        let mut families = self.ip_families.clone();
+        if families.is_empty() {
+            let seen: Vec<IpAddr> = match &self.requested_ips {
+                Ok(ips) if !ips.is_empty() => ips.clone(),
+                _ => self.ingress.clone(),
+            };
+            for ip in seen {
+                if !families.contains(&Family::of(&ip)) {
+                    families.push(Family::of(&ip));
+                }
+            }
+        }
+        if families.is_empty() {
+            families.push(Family::V4);
+        }
+        if self.policy != FamilyPolicy::SingleStack && families.len() == 1 {
+            let other = match families[0] {
+                Family::V4 => Family::V6,
+                Family::V6 => Family::V4,
+            };
+            families.push(other);
+        }
+        if self.policy == FamilyPolicy::SingleStack {
+            families.truncate(1);
+        }
+        self.cluster_families = families;
+        true
     }
 
     /// Whether this instance allocates for the Service.

@@ -31,6 +31,7 @@ fn svc(namespace: &str, name: &str) -> AllocService {
         is_load_balancer: true,
         load_balancer_class: None,
         cluster_families: vec![Family::V4],
+        ip_families: vec![Family::V4],
         policy: FamilyPolicy::SingleStack,
         requested_ips: Ok(Vec::new()),
         requested_pool: None,
