@@ -251,3 +251,115 @@ status: {loadBalancer: {ingress: [{ip: 192.168.50.10}]}}
     }
     assert_eq!(owners, 1, "exactly one node answers for the IP");
 }
+
+const ALLOCATE_INPUT: &str = r#"
+apiVersion: metallb.io/v1beta1
+kind: IPAddressPool
+metadata: {name: prod-pool}
+spec: {addresses: [10.0.0.0/31]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: kept, namespace: shop}
+spec: {type: LoadBalancer, ports: [{port: 80}]}
+status: {loadBalancer: {ingress: [{ip: 10.0.0.1}]}}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: new, namespace: shop}
+spec: {type: LoadBalancer, ports: [{port: 80}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: waiting, namespace: shop}
+spec: {type: LoadBalancer, ports: [{port: 80}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: foreign, namespace: shop}
+spec: {type: LoadBalancer, loadBalancerClass: other.io/lb}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: internal, namespace: shop}
+spec: {type: ClusterIP}
+"#;
+
+#[test]
+fn allocate_prints_a_table_with_reasons() {
+    let out = ferrolb(
+        &["allocate", "-f", "-", "-o", "table"],
+        Some(ALLOCATE_INPUT),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let table = text(&out.stdout);
+    let rows: Vec<Vec<&str>> = table
+        .lines()
+        .map(|l| l.split_whitespace().take(4).collect())
+        .collect();
+    assert_eq!(rows[0], ["NAMESPACE", "NAME", "POOL", "IPS"]);
+    assert_eq!(rows[1], ["shop", "foreign", "-", "-"]);
+    assert_eq!(
+        rows[2],
+        ["shop", "kept", "prod-pool", "10.0.0.1"],
+        "a held IP is kept"
+    );
+    assert_eq!(rows[3], ["shop", "new", "prod-pool", "10.0.0.0"]);
+    assert_eq!(rows[4], ["shop", "waiting", "-", "-"]);
+    assert!(
+        table.lines().nth(4).unwrap().ends_with(
+            "pending: no pool could give IPv4: pool prod-pool exhausted (2/2 IPv4 in use)"
+        ),
+        "{table}"
+    );
+    assert_eq!(rows.len(), 5, "ClusterIP Services are not listed");
+}
+
+#[test]
+fn allocate_prints_services_with_status_and_pool_annotation() {
+    let out = ferrolb(&["allocate", "-f", "-"], Some(ALLOCATE_INPUT));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let yaml = text(&out.stdout);
+    let docs: Vec<serde_json::Value> = serde_saphyr::from_multiple(&yaml).unwrap();
+    assert_eq!(docs.len(), 4);
+    let new = docs
+        .iter()
+        .find(|d| d["metadata"]["name"] == "new")
+        .unwrap();
+    assert_eq!(
+        new["status"]["loadBalancer"]["ingress"][0]["ip"],
+        "10.0.0.0"
+    );
+    assert_eq!(
+        new["metadata"]["annotations"]["metallb.io/ip-allocated-from-pool"],
+        "prod-pool"
+    );
+    let foreign = docs
+        .iter()
+        .find(|d| d["metadata"]["name"] == "foreign")
+        .unwrap();
+    assert!(
+        foreign.get("status").is_none_or(|s| s.is_null()),
+        "{foreign}"
+    );
+    // Feeding the output back, with the pool, changes nothing.
+    let pool = ALLOCATE_INPUT.split("---").next().unwrap();
+    let again = ferrolb(&["allocate", "-f", "-"], Some(&format!("{pool}{yaml}")));
+    assert_eq!(text(&again.stdout), yaml);
+}
+
+#[test]
+fn allocate_exits_1_on_invalid_configuration() {
+    let out = ferrolb(
+        &["allocate", "-f", "-"],
+        Some(
+            "apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {name: p}\nspec: {addresses: [nonsense]}\n",
+        ),
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("IPAddressPool/metallb-system/p: spec.addresses[0]"),
+        "{}",
+        text(&out.stderr)
+    );
+}

@@ -2,6 +2,7 @@
 //!
 //! Exit codes: 0 success, 1 the input is invalid, 2 usage error or unreadable input.
 
+mod allocate;
 mod files;
 mod render;
 
@@ -35,6 +36,22 @@ enum Command {
     },
     /// Print the CustomResourceDefinitions ferrolb serves, as YAML.
     Crds,
+    /// Allocate IPs to the LoadBalancer Services in the manifests exactly as the controller
+    /// would (existing statuses honoured), and print them with their status filled in.
+    Allocate {
+        /// A file, a directory (searched recursively for *.yaml, *.yml, *.json) or - for stdin.
+        #[arg(short = 'f', long = "filename", required = true, value_name = "PATH")]
+        paths: Vec<PathBuf>,
+        /// The namespace ferrolb runs in.
+        #[arg(short = 'n', long, default_value = DEFAULT_NAMESPACE, env = "FERROLB_NAMESPACE")]
+        namespace: String,
+        /// Handle Services of this loadBalancerClass (default: Services without a class).
+        #[arg(long = "lb-class", value_name = "CLASS")]
+        load_balancer_class: Option<String>,
+        /// `yaml`: the Services with status.loadBalancer filled; `table`: one line each.
+        #[arg(short = 'o', long, value_enum, default_value = "yaml")]
+        output: allocate::Output,
+    },
     /// Show what one node's speaker would do with these manifests.
     Render {
         #[command(subcommand)]
@@ -89,6 +106,12 @@ pub fn main() -> ExitCode {
     match cli.command {
         Command::Validate { paths, namespace } => validate(&paths, &namespace),
         Command::Crds => crds(),
+        Command::Allocate {
+            paths,
+            namespace,
+            load_balancer_class,
+            output,
+        } => allocate::run(&paths, &namespace, load_balancer_class, output),
         Command::Render { what } => match what {
             RenderWhat::Frr(args) => render::frr(&args),
             RenderWhat::Announcements(args) => render::announcements(&args),
