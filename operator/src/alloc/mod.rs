@@ -34,6 +34,7 @@ mod tests;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use serde::Serialize;
 
@@ -109,13 +110,13 @@ struct User {
 
 #[derive(Clone, Debug)]
 struct IpUse {
-    pool: String,
+    pool: Arc<str>,
     users: Vec<User>,
 }
 
 #[derive(Clone, Debug)]
 struct Assignment {
-    pool: String,
+    pool: Arc<str>,
     ips: Vec<IpAddr>,
 }
 
@@ -140,6 +141,20 @@ pub struct Allocator {
     assigned: HashMap<ServiceKey, Assignment>,
     /// Per pool and sharing key, the IPs used with that key.
     shared: HashMap<(String, String), BTreeSet<IpAddr>>,
+    /// autoAssign pools with a serviceAllocation, in the order they are tried.
+    pinned: Vec<Arc<str>>,
+    /// autoAssign pools without a serviceAllocation, by name.
+    open: Vec<Arc<str>>,
+    /// Pools with autoAssign false.
+    manual: Vec<Arc<str>>,
+}
+
+/// Why a pool could not give a Service its IPs; worded only when allocation fails.
+#[derive(Clone, Copy, Debug)]
+enum Shortfall {
+    NoPool,
+    Missing(Family),
+    Exhausted(Family),
 }
 
 /// Why an IP cannot go to a Service.
@@ -155,21 +170,35 @@ impl fmt::Display for Refusal {
 impl Allocator {
     /// An allocator over the configuration's pools, with nothing assigned.
     pub fn new(config: &Config) -> Allocator {
+        let mut pinned: Vec<(i32, Arc<str>)> = Vec::new();
+        let mut open = Vec::new();
+        let mut manual = Vec::new();
+        for pool in config.pools.values() {
+            let name: Arc<str> = Arc::from(pool.name.as_str());
+            match (&pool.allocation, pool.auto_assign) {
+                (_, false) => manual.push(name),
+                (None, true) => open.push(name),
+                (Some(a), true) => pinned.push((a.priority, name)),
+            }
+        }
+        // Lower priority first, 0 (unset) last, then by name.
+        pinned.sort_by(|a, b| (a.0 == 0, a.0, &a.1).cmp(&(b.0 == 0, b.0, &b.1)));
         Allocator {
             pools: config
                 .pools
                 .values()
                 .map(|p| (p.name.clone(), PoolSpace::new(p)))
                 .collect(),
+            pinned: pinned.into_iter().map(|(_, n)| n).collect(),
+            open,
+            manual,
             ..Allocator::default()
         }
     }
 
     /// The pool and IPs a Service holds.
     pub fn assignment(&self, key: &ServiceKey) -> Option<(&str, &[IpAddr])> {
-        self.assigned
-            .get(key)
-            .map(|a| (a.pool.as_str(), a.ips.as_slice()))
+        self.assigned.get(key).map(|a| (&*a.pool, a.ips.as_slice()))
     }
 
     /// Usage per pool.
@@ -211,12 +240,12 @@ impl Allocator {
             if using.users.is_empty() {
                 let pool = using.pool.clone();
                 self.ips.remove(&ip);
-                if let Some(space) = self.pools.get_mut(&pool) {
+                if let Some(space) = self.pools.get_mut(&*pool) {
                     space.used[Family::of(&ip).index()] -= 1;
                     space.freed(ip);
                 }
                 if let Some(k) = gone_key {
-                    let index = (pool, k);
+                    let index = (pool.to_string(), k);
                     if let Some(set) = self.shared.get_mut(&index) {
                         set.remove(&ip);
                         if set.is_empty() {
@@ -333,9 +362,13 @@ impl Allocator {
     /// Records the Service as the user of `ips` (checked already), replacing what it held.
     fn take(&mut self, service: &AllocService, pool: &str, ips: &[IpAddr]) {
         self.release(&service.key);
+        let name: Arc<str> = match self.pools.get(pool) {
+            Some(space) => space.name.clone(),
+            None => Arc::from(pool),
+        };
         for ip in ips {
             let using = self.ips.entry(*ip).or_insert_with(|| IpUse {
-                pool: pool.to_string(),
+                pool: name.clone(),
                 users: Vec::new(),
             });
             if using.users.is_empty()
@@ -359,7 +392,7 @@ impl Allocator {
         self.assigned.insert(
             service.key.clone(),
             Assignment {
-                pool: pool.to_string(),
+                pool: name,
                 ips: ips.to_vec(),
             },
         );
@@ -401,35 +434,43 @@ impl Allocator {
         service: &AllocService,
         pool: &str,
         families: &[Family],
-    ) -> Result<Vec<IpAddr>, Refusal> {
+    ) -> Result<Vec<IpAddr>, Shortfall> {
         let Some(space) = self.pools.get(pool) else {
-            return Err(Refusal(format!("pool {pool} does not exist")));
+            return Err(Shortfall::NoPool);
         };
         if let Some(missing) = families.iter().find(|f| !space.has(**f)) {
-            return Err(Refusal(format!("pool {pool} has no {missing} addresses")));
+            return Err(Shortfall::Missing(*missing));
         }
-        let mut ips = Vec::new();
+        let mut ips = Vec::with_capacity(families.len());
         for family in families {
             match self.pick(service, pool, *family) {
                 Some(ip) => ips.push(ip),
-                None => {
-                    let space = &self.pools[pool];
-                    let i = family.index();
-                    return Err(Refusal(format!(
-                        "pool {pool} exhausted ({}/{} {family} in use{})",
-                        space.used[i],
-                        space.capacity[i],
-                        if service.sharing_key.is_some() {
-                            ", none shareable"
-                        } else {
-                            ""
-                        }
-                    )));
-                }
+                None => return Err(Shortfall::Exhausted(*family)),
             }
         }
         self.take(service, pool, &ips);
         Ok(ips)
+    }
+
+    /// The words for a shortfall, as things stand now.
+    fn explain(&self, pool: &str, service: &AllocService, shortfall: Shortfall) -> String {
+        match (shortfall, self.pools.get(pool)) {
+            (Shortfall::NoPool, _) | (_, None) => format!("pool {pool} does not exist"),
+            (Shortfall::Missing(family), _) => format!("pool {pool} has no {family} addresses"),
+            (Shortfall::Exhausted(family), Some(space)) => {
+                let i = family.index();
+                format!(
+                    "pool {pool} exhausted ({}/{} {family} in use{})",
+                    space.used[i],
+                    space.capacity[i],
+                    if service.sharing_key.is_some() {
+                        ", none shareable"
+                    } else {
+                        ""
+                    }
+                )
+            }
+        }
     }
 
     /// Decides one Service: keeps, clears, assigns or leaves it pending. `scope` decides
@@ -531,7 +572,7 @@ impl Allocator {
                 ))),
                 Some(space) => match serves(&space.pool, service) {
                     Err(e) => Err(e),
-                    Ok(()) => self.allocate_families(service, std::slice::from_ref(pool), &wanted),
+                    Ok(()) => self.allocate_families(service, &[Arc::from(pool.as_str())], &wanted),
                 },
             }
         } else {
@@ -637,26 +678,32 @@ impl Allocator {
     fn allocate_families(
         &mut self,
         service: &AllocService,
-        candidates: &[String],
+        candidates: &[Arc<str>],
         wanted: &[Family],
     ) -> Result<(String, Vec<IpAddr>), Refusal> {
-        let mut refusals = Vec::new();
+        let mut shortfalls = Vec::new();
         for pool in candidates {
             match self.allocate_from(service, pool, wanted) {
-                Ok(ips) => return Ok((pool.clone(), ips)),
-                Err(e) => refusals.push(e.0),
+                Ok(ips) => return Ok((pool.to_string(), ips)),
+                Err(e) => shortfalls.push((pool, e)),
             }
         }
         if wanted.len() == 2 && service.policy == FamilyPolicy::PreferDualStack {
             for family in wanted {
                 for pool in candidates {
                     if let Ok(ips) = self.allocate_from(service, pool, &[*family]) {
-                        return Ok((pool.clone(), ips));
+                        return Ok((pool.to_string(), ips));
                     }
                 }
             }
         }
-        Err(Refusal(refusals.join("; ")))
+        Err(Refusal(
+            shortfalls
+                .into_iter()
+                .map(|(pool, e)| self.explain(pool, service, e))
+                .collect::<Vec<_>>()
+                .join("; "),
+        ))
     }
 
     /// Automatic allocation: pools whose serviceAllocation serves the Service, by priority,
@@ -666,32 +713,19 @@ impl Allocator {
         service: &AllocService,
         wanted: &[Family],
     ) -> Result<(String, Vec<IpAddr>), Refusal> {
-        let mut pinned: Vec<(i32, &str)> = Vec::new();
-        let mut open: Vec<&str> = Vec::new();
-        let mut skipped = Vec::new();
-        for (name, space) in &self.pools {
-            let pool = &space.pool;
-            if !pool.auto_assign {
-                skipped.push(format!("pool {name} has autoAssign: false"));
-                continue;
-            }
-            match &pool.allocation {
-                None => open.push(name),
-                Some(a) => match serves(pool, service) {
-                    Ok(()) => pinned.push((a.priority, name)),
-                    Err(e) => skipped.push(e.0),
-                },
-            }
-        }
-        pinned.sort_by_key(|(priority, name)| (*priority == 0, *priority, *name));
+        let pinned: Vec<Arc<str>> = self
+            .pinned
+            .iter()
+            .filter(|n| {
+                self.pools
+                    .get(&***n)
+                    .is_some_and(|p| serves_quietly(&p.pool, service))
+            })
+            .cloned()
+            .collect();
+        let open = self.open.clone();
         let mut refusals = Vec::new();
-        for group in [
-            pinned
-                .iter()
-                .map(|(_, n)| n.to_string())
-                .collect::<Vec<_>>(),
-            open.iter().map(|n| n.to_string()).collect(),
-        ] {
+        for group in [pinned, open] {
             if group.is_empty() {
                 continue;
             }
@@ -700,7 +734,14 @@ impl Allocator {
                 Err(e) => refusals.push(e.0),
             }
         }
-        refusals.extend(skipped);
+        for name in &self.manual {
+            refusals.push(format!("pool {name} has autoAssign: false"));
+        }
+        for name in &self.pinned {
+            if let Some(Err(e)) = self.pools.get(&**name).map(|p| serves(&p.pool, service)) {
+                refusals.push(e.0);
+            }
+        }
         if refusals.is_empty() {
             refusals.push("no pool can serve the Service".to_string());
         }
@@ -712,8 +753,21 @@ impl Allocator {
     }
 }
 
+/// [`serves`] without the words: asked of every pinned pool for every Service.
+fn serves_quietly(pool: &Pool, service: &AllocService) -> bool {
+    let Some(a) = &pool.allocation else {
+        return true;
+    };
+    let restricted = !a.namespaces.is_empty() || !a.namespace_selectors.is_empty();
+    (!restricted || a.namespaces.contains(&service.key.namespace))
+        && crate::config::any_matches(&a.service_selectors, &service.labels)
+}
+
 /// Whether the pool's serviceAllocation lets it serve the Service.
 fn serves(pool: &Pool, service: &AllocService) -> Result<(), Refusal> {
+    if serves_quietly(pool, service) {
+        return Ok(());
+    }
     let Some(a) = &pool.allocation else {
         return Ok(());
     };
@@ -747,13 +801,13 @@ fn list(ips: &[IpAddr]) -> String {
 }
 
 fn quoted(ips: &[IpAddr]) -> String {
-    format!(
-        "[{}]",
-        ips.iter()
-            .map(|ip| format!("\"{ip}\""))
-            .collect::<Vec<_>>()
-            .join(", ")
-    )
+    use std::fmt::Write;
+    let mut text = String::from("[");
+    for (i, ip) in ips.iter().enumerate() {
+        let _ = write!(text, "{}\"{ip}\"", if i == 0 { "" } else { ", " });
+    }
+    text.push(']');
+    text
 }
 
 fn families(set: &BTreeSet<Family>) -> String {

@@ -20,6 +20,8 @@ pub(super) struct Block {
 #[derive(Clone, Debug)]
 pub(super) struct PoolSpace {
     pub pool: Pool,
+    /// The pool's name, shared by every record of its IPs.
+    pub name: std::sync::Arc<str>,
     pub blocks: Vec<Block>,
     /// Per block: every address below the hint is in use or skipped.
     pub hints: Vec<u128>,
@@ -58,6 +60,7 @@ impl PoolSpace {
         }
         PoolSpace {
             pool: pool.clone(),
+            name: std::sync::Arc::from(pool.name.as_str()),
             hints: blocks.iter().map(|b| b.first).collect(),
             blocks,
             capacity,
