@@ -40,7 +40,7 @@ fn configuration() -> Config {
 }
 
 fn service(i: usize) -> AllocService {
-    let namespace = if i % 2 == 0 {
+    let namespace = if i.is_multiple_of(2) {
         format!("team-{}", (i / 2) % (POOLS / 2))
     } else {
         format!("other-{}", i % 7)
@@ -55,7 +55,7 @@ fn service(i: usize) -> AllocService {
         policy: FamilyPolicy::SingleStack,
         requested_ips: Ok(Vec::new()),
         requested_pool: None,
-        sharing_key: (i % 10 == 0).then(|| format!("shared-{}", i % 3)),
+        sharing_key: i.is_multiple_of(10).then(|| format!("shared-{}", i % 3)),
         backend_key: String::new(),
         ports: vec![Port {
             protocol: "TCP".into(),
