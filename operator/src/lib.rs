@@ -11,6 +11,7 @@ pub mod bgp;
 pub mod cli;
 pub mod cluster;
 pub mod config;
+pub mod controller;
 pub mod frr;
 pub mod l2;
 pub mod manifest;
