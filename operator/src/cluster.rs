@@ -41,6 +41,31 @@ impl ServiceKey {
             name: name.to_string(),
         }
     }
+
+    /// The key of a Service object (namespace `default` when unset).
+    pub fn of(service: &Service) -> Self {
+        ServiceKey::new(
+            service.metadata.namespace.as_deref().unwrap_or("default"),
+            service.metadata.name.as_deref().unwrap_or_default(),
+        )
+    }
+}
+
+/// `status.loadBalancer.ingress[].ip` of a Service, in order; entries that are not IPs
+/// (hostnames, garbage) are skipped.
+pub fn ingress_ips(service: &Service) -> Vec<IpAddr> {
+    service
+        .status
+        .as_ref()
+        .and_then(|s| s.load_balancer.as_ref())
+        .and_then(|lb| lb.ingress.as_ref())
+        .map(|list| {
+            list.iter()
+                .filter_map(|i| i.ip.as_deref())
+                .filter_map(|ip| IpAddr::from_str(ip.trim()).ok())
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 impl fmt::Display for ServiceKey {
@@ -80,29 +105,14 @@ impl LbService {
     pub fn from_service(service: &Service) -> LbService {
         let meta = &service.metadata;
         let spec = service.spec.as_ref();
-        let ingress = service
-            .status
-            .as_ref()
-            .and_then(|s| s.load_balancer.as_ref())
-            .and_then(|lb| lb.ingress.as_ref())
-            .map(|list| {
-                list.iter()
-                    .filter_map(|i| i.ip.as_deref())
-                    .filter_map(|ip| IpAddr::from_str(ip.trim()).ok())
-                    .collect()
-            })
-            .unwrap_or_default();
         LbService {
-            key: ServiceKey::new(
-                meta.namespace.as_deref().unwrap_or("default"),
-                meta.name.as_deref().unwrap_or_default(),
-            ),
+            key: ServiceKey::of(service),
             labels: meta.labels.clone().unwrap_or_default(),
             is_load_balancer: spec.and_then(|s| s.type_.as_deref()) == Some("LoadBalancer"),
             load_balancer_class: spec.and_then(|s| s.load_balancer_class.clone()),
             traffic_policy_local: spec.and_then(|s| s.external_traffic_policy.as_deref())
                 == Some("Local"),
-            ingress,
+            ingress: ingress_ips(service),
             sharing_key: annotation(service, "allow-shared-ip"),
         }
     }

@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use crate::alloc::{self, AllocService, Decision};
 use crate::bgp::{self, IntentInputs, NodeIntent, ServiceBgp};
 use crate::cluster::{self, LbService, NodeView, ServiceKey, ServiceScope, ServingEndpoints};
-use crate::config::{self, ClusterObjects, Config, ConfigError, LoadOptions};
+use crate::config::{ClusterObjects, Config};
 use crate::frr::{self, NodeFacts, RenderError};
 use crate::l2::{self, L2Inputs};
 
@@ -39,14 +39,13 @@ pub struct OfflineNode {
     pub warnings: Vec<String>,
 }
 
-/// Loads the configuration and prepares `node_name`'s view.
+/// Prepares `node_name`'s view of the objects under the loaded configuration.
 pub fn prepare(
+    config: Config,
     objects: &ClusterObjects,
     node_name: &str,
-    options: &LoadOptions,
     scope: ServiceScope,
-) -> Result<OfflineNode, Vec<ConfigError>> {
-    let config = config::load(objects, options)?;
+) -> OfflineNode {
     let mut warnings = Vec::new();
     let mut members: Vec<NodeView> = objects.nodes.iter().map(NodeView::from_node).collect();
     let node = match members.iter().find(|n| n.name == node_name) {
@@ -122,7 +121,7 @@ pub fn prepare(
             );
         }
     }
-    Ok(OfflineNode {
+    OfflineNode {
         config,
         node,
         members,
@@ -130,7 +129,7 @@ pub fn prepare(
         endpoints,
         scope,
         warnings,
-    })
+    }
 }
 
 /// Runs the allocator over the input's Services, as the controller would on start. Services

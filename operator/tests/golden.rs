@@ -55,13 +55,9 @@ fn objects(case: &Path) -> ClusterObjects {
 
 /// The rendered frr.conf, or the error lines.
 fn outcome(objects: &ClusterObjects) -> Result<String, String> {
-    let node = ferrolb::offline::prepare(
-        objects,
-        NODE,
-        &LoadOptions::default(),
-        ServiceScope::default(),
-    )
-    .map_err(|errors| errors.iter().map(|e| format!("{e}\n")).collect::<String>())?;
+    let config = ferrolb::config::load(objects, &LoadOptions::default())
+        .map_err(|errors| errors.iter().map(|e| format!("{e}\n")).collect::<String>())?;
+    let node = ferrolb::offline::prepare(config, objects, NODE, ServiceScope::default());
     Ok(node
         .render_frr(NodeFacts::default())
         .expect("rendering never fails on loaded config"))

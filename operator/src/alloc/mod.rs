@@ -92,13 +92,6 @@ pub struct Decision {
     pub events: Vec<Event>,
 }
 
-impl Decision {
-    /// Whether the Service's status must change from what it shows.
-    pub fn changes(&self, service: &AllocService) -> bool {
-        self.ingress != service.ingress
-    }
-}
-
 /// One Service's use of an IP.
 #[derive(Clone, Debug)]
 struct User {
@@ -112,12 +105,6 @@ struct User {
 struct IpUse {
     pool: Arc<str>,
     users: Vec<User>,
-}
-
-#[derive(Clone, Debug)]
-struct Assignment {
-    pool: Arc<str>,
-    ips: Vec<IpAddr>,
 }
 
 /// Address usage of one pool, for its status.
@@ -138,7 +125,8 @@ pub struct PoolUsage {
 pub struct Allocator {
     pools: BTreeMap<String, PoolSpace>,
     ips: HashMap<IpAddr, IpUse>,
-    assigned: HashMap<ServiceKey, Assignment>,
+    /// The IPs each Service holds (their pool is in `ips`).
+    assigned: HashMap<ServiceKey, Vec<IpAddr>>,
     /// Per pool and sharing key, the IPs used with that key.
     shared: HashMap<(String, String), BTreeSet<IpAddr>>,
     /// autoAssign pools with a serviceAllocation, in the order they are tried.
@@ -196,11 +184,6 @@ impl Allocator {
         }
     }
 
-    /// The pool and IPs a Service holds.
-    pub fn assignment(&self, key: &ServiceKey) -> Option<(&str, &[IpAddr])> {
-        self.assigned.get(key).map(|a| (&*a.pool, a.ips.as_slice()))
-    }
-
     /// Usage per pool.
     pub fn usage(&self) -> BTreeMap<String, PoolUsage> {
         self.pools
@@ -221,10 +204,10 @@ impl Allocator {
 
     /// Frees whatever the Service holds.
     pub fn release(&mut self, key: &ServiceKey) -> bool {
-        let Some(assignment) = self.assigned.remove(key) else {
+        let Some(held) = self.assigned.remove(key) else {
             return false;
         };
-        for ip in assignment.ips {
+        for ip in held {
             let Some(using) = self.ips.get_mut(&ip) else {
                 continue;
             };
@@ -389,13 +372,7 @@ impl Allocator {
                     .insert(*ip);
             }
         }
-        self.assigned.insert(
-            service.key.clone(),
-            Assignment {
-                pool: name,
-                ips: ips.to_vec(),
-            },
-        );
+        self.assigned.insert(service.key.clone(), ips.to_vec());
     }
 
     /// The first IP of `family` in `pool`, in scan order, that the Service may use.

@@ -7,7 +7,7 @@ use std::str::FromStr;
 
 use k8s_openapi::api::core::v1::Service;
 
-use crate::cluster::{ServiceKey, ServiceScope, annotation};
+use crate::cluster::{ServiceKey, ServiceScope, annotation, ingress_ips};
 
 /// An IP family.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -157,18 +157,6 @@ impl AllocService {
                 port: p.port,
             })
             .collect();
-        let ingress = service
-            .status
-            .as_ref()
-            .and_then(|s| s.load_balancer.as_ref())
-            .and_then(|lb| lb.ingress.as_ref())
-            .map(|list| {
-                list.iter()
-                    .filter_map(|i| i.ip.as_deref())
-                    .filter_map(|ip| IpAddr::from_str(ip.trim()).ok())
-                    .collect()
-            })
-            .unwrap_or_default();
         let deprecated_annotations = meta
             .annotations
             .iter()
@@ -178,10 +166,7 @@ impl AllocService {
             .cloned()
             .collect();
         AllocService {
-            key: ServiceKey::new(
-                meta.namespace.as_deref().unwrap_or("default"),
-                meta.name.as_deref().unwrap_or_default(),
-            ),
+            key: ServiceKey::of(service),
             labels: meta.labels.clone().unwrap_or_default(),
             is_load_balancer: spec.type_.as_deref() == Some("LoadBalancer"),
             load_balancer_class: spec.load_balancer_class.clone(),
@@ -193,7 +178,7 @@ impl AllocService {
             sharing_key: annotation(service, "allow-shared-ip").filter(|k| !k.is_empty()),
             backend_key,
             ports,
-            ingress,
+            ingress: ingress_ips(service),
             deprecated_annotations,
         }
     }

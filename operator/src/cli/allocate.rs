@@ -1,14 +1,12 @@
 //! `ferrolb allocate`: the controller's allocation over manifest files, offline.
 
-use std::io::Write;
 use std::process::ExitCode;
 
 use k8s_openapi::api::core::v1::{LoadBalancerIngress, LoadBalancerStatus, Service, ServiceStatus};
 
-use super::files;
+use super::{emit, load_input};
 use crate::alloc::{Decision, POOL_ANNOTATION};
 use crate::cluster::{ServiceKey, ServiceScope};
-use crate::config::{self, LoadOptions};
 use crate::offline;
 
 /// How `allocate` prints.
@@ -27,42 +25,10 @@ pub(super) fn run(
     load_balancer_class: Option<String>,
     output: Output,
 ) -> ExitCode {
-    if let Err(reason) = config::names::check_dns_label(namespace) {
-        eprintln!("error: --namespace: {reason}");
-        return ExitCode::from(2);
-    }
-    let manifests = match files::read_manifests(paths, namespace) {
-        Ok(m) => m,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(2);
-        }
+    let (manifests, config) = match load_input(paths, namespace) {
+        Ok(loaded) => loaded,
+        Err(code) => return code,
     };
-    let mut stderr = std::io::stderr().lock();
-    for warning in &manifests.warnings {
-        let _ = writeln!(stderr, "warning: {warning}");
-    }
-    let options = LoadOptions {
-        namespace: namespace.to_string(),
-    };
-    let loaded = if manifests.errors.is_empty() {
-        config::load(&manifests.objects, &options)
-    } else {
-        Err(manifests.errors.clone())
-    };
-    let config = match loaded {
-        Ok(c) => c,
-        Err(errors) => {
-            for error in &errors {
-                let _ = writeln!(stderr, "{error}");
-            }
-            let _ = writeln!(stderr, "invalid: {} error(s)", errors.len());
-            return ExitCode::from(1);
-        }
-    };
-    for warning in &config.warnings {
-        let _ = writeln!(stderr, "warning: {warning}");
-    }
     let scope = ServiceScope {
         load_balancer_class,
     };
@@ -73,28 +39,11 @@ pub(super) fn run(
         .iter()
         .filter(|s| s.spec.as_ref().and_then(|s| s.type_.as_deref()) == Some("LoadBalancer"))
         .collect();
-    services.sort_by_key(|s| key_of(s));
-    let text = match output {
+    services.sort_by_key(|s| ServiceKey::of(s));
+    emit(match output {
         Output::Yaml => yaml(&services, &decisions, &scope),
         Output::Table => table(&services, &decisions, &scope),
-    };
-    match text {
-        Ok(text) => {
-            let _ = std::io::stdout().write_all(text.as_bytes());
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-fn key_of(service: &Service) -> ServiceKey {
-    ServiceKey::new(
-        service.metadata.namespace.as_deref().unwrap_or("default"),
-        service.metadata.name.as_deref().unwrap_or_default(),
-    )
+    })
 }
 
 fn handled(service: &Service, scope: &ServiceScope) -> bool {
@@ -146,7 +95,7 @@ fn yaml(
 ) -> Result<String, String> {
     let mut text = String::new();
     for service in services {
-        let shown = match decisions.get(&key_of(service)) {
+        let shown = match decisions.get(&ServiceKey::of(service)) {
             Some(decision) if handled(service, scope) => updated(service, decision),
             _ => (*service).clone(),
         };
@@ -169,7 +118,7 @@ fn table(
         "STATUS".to_string(),
     ]];
     for service in services {
-        let key = key_of(service);
+        let key = ServiceKey::of(service);
         let decision = decisions.get(&key).filter(|_| handled(service, scope));
         let (pool, ips, status) = match decision {
             None => (

@@ -6,6 +6,7 @@ mod allocate;
 mod files;
 mod render;
 
+use std::fmt::Display;
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -13,7 +14,8 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use crate::api::DEFAULT_NAMESPACE;
-use crate::config::{self, LoadOptions};
+use crate::config::{self, Config, LoadOptions};
+use crate::manifest::Manifests;
 
 /// MetalLB-compatible LoadBalancer for bare-metal Kubernetes.
 #[derive(Debug, Parser)]
@@ -120,50 +122,88 @@ pub fn main() -> ExitCode {
 }
 
 fn crds() -> ExitCode {
-    match crate::api::crds_yaml() {
-        Ok(yaml) => {
-            let _ = std::io::stdout().write_all(yaml.as_bytes());
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("error: cannot serialise the CRDs: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    emit(crate::api::crds_yaml().map_err(|e| format!("cannot serialise the CRDs: {e}")))
 }
 
 fn validate(paths: &[PathBuf], namespace: &str) -> ExitCode {
-    if let Err(reason) = config::names::check_dns_label(namespace) {
-        eprintln!("error: --namespace: {reason}");
-        return ExitCode::from(2);
-    }
-    let manifests = match files::read_manifests(paths, namespace) {
+    let manifests = match read_input(paths, namespace) {
         Ok(m) => m,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
-    let options = LoadOptions {
+    let analysis = config::analyse(&manifests.objects, &options(namespace));
+    warn(&analysis.warnings);
+    let errors: Vec<_> = manifests.errors.iter().chain(&analysis.errors).collect();
+    if !errors.is_empty() {
+        return invalid(&errors);
+    }
+    println!(
+        "valid: {}",
+        crate::manifest::kinds_summary(&manifests.objects)
+    );
+    ExitCode::SUCCESS
+}
+
+fn options(namespace: &str) -> LoadOptions {
+    LoadOptions {
         namespace: namespace.to_string(),
-    };
-    let analysis = config::analyse(&manifests.objects, &options);
+    }
+}
+
+/// Prints warnings to stderr.
+fn warn(warnings: &[impl Display]) {
     let mut stderr = std::io::stderr().lock();
-    for warning in manifests.warnings.iter().chain(&analysis.warnings) {
+    for warning in warnings {
         let _ = writeln!(stderr, "warning: {warning}");
     }
-    let errors: Vec<_> = manifests.errors.iter().chain(&analysis.errors).collect();
-    for error in &errors {
+}
+
+/// Prints every error on its own line and the count; exit 1.
+fn invalid(errors: &[impl Display]) -> ExitCode {
+    let mut stderr = std::io::stderr().lock();
+    for error in errors {
         let _ = writeln!(stderr, "{error}");
     }
-    if errors.is_empty() {
-        println!(
-            "valid: {}",
-            crate::manifest::kinds_summary(&manifests.objects)
-        );
-        ExitCode::SUCCESS
-    } else {
-        let _ = writeln!(stderr, "invalid: {} error(s)", errors.len());
-        ExitCode::from(1)
+    let _ = writeln!(stderr, "invalid: {} error(s)", errors.len());
+    ExitCode::from(1)
+}
+
+/// Checks `--namespace`, reads the manifests under `paths` and prints their warnings;
+/// exit 2 when the input cannot be read.
+fn read_input(paths: &[PathBuf], namespace: &str) -> Result<Manifests, ExitCode> {
+    if let Err(reason) = config::names::check_dns_label(namespace) {
+        eprintln!("error: --namespace: {reason}");
+        return Err(ExitCode::from(2));
+    }
+    let manifests = files::read_manifests(paths, namespace).map_err(|e| {
+        eprintln!("error: {e}");
+        ExitCode::from(2)
+    })?;
+    warn(&manifests.warnings);
+    Ok(manifests)
+}
+
+/// [`read_input`], then the configuration loaded from it (its warnings printed); exit 1 with
+/// every error when it does not load.
+fn load_input(paths: &[PathBuf], namespace: &str) -> Result<(Manifests, Config), ExitCode> {
+    let manifests = read_input(paths, namespace)?;
+    if !manifests.errors.is_empty() {
+        return Err(invalid(&manifests.errors));
+    }
+    let config = config::load(&manifests.objects, &options(namespace)).map_err(|e| invalid(&e))?;
+    warn(&config.warnings);
+    Ok((manifests, config))
+}
+
+/// Writes the command's output to stdout, or its error to stderr with exit 1.
+fn emit<E: Display>(output: Result<String, E>) -> ExitCode {
+    match output {
+        Ok(text) => {
+            let _ = std::io::stdout().write_all(text.as_bytes());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
     }
 }

@@ -12,6 +12,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 
 use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use serde_json::{Value, json};
 
 use crate::alloc::{self, AllocService, Event, POOL_ANNOTATION, PoolUsage};
@@ -51,11 +52,6 @@ pub struct Plan {
 #[derive(Clone, Debug, Default)]
 pub struct EventMemory {
     said: HashMap<ServiceKey, Vec<String>>,
-}
-
-/// The ingress IPs a Service shows now (entries that are not IPs are ignored).
-fn live_ingress(service: &Service) -> Vec<IpAddr> {
-    AllocService::from_service(service).ingress
 }
 
 fn live_pool(service: &Service) -> Option<&str> {
@@ -141,8 +137,7 @@ pub fn plan(
             .pool
             .as_deref()
             .filter(|_| !decision.ingress.is_empty());
-        let status =
-            (live_ingress(service) != decision.ingress).then(|| status_patch(&decision.ingress));
+        let status = (view.ingress != decision.ingress).then(|| status_patch(&decision.ingress));
         let metadata = (live_pool(service) != wanted_pool).then(|| annotation_patch(wanted_pool));
         let changed = status.is_some() || metadata.is_some();
         if changed {
@@ -184,8 +179,11 @@ pub fn plan(
     out
 }
 
-/// The `controller` ConfigurationState status for a configuration load.
-pub fn configuration_state(load: &Result<(), Vec<ConfigError>>) -> ConfigurationStateStatus {
+/// The `controller` ConfigurationState status for a configuration load made at `now`.
+pub fn configuration_state(
+    load: &Result<(), Vec<ConfigError>>,
+    now: Time,
+) -> ConfigurationStateStatus {
     let (result, summary, status, reason, message) = match load {
         Ok(()) => (
             ConfigurationStateResult::Valid,
@@ -212,18 +210,14 @@ pub fn configuration_state(load: &Result<(), Vec<ConfigError>>) -> Configuration
     ConfigurationStateStatus {
         result: Some(result),
         error_summary: summary,
-        conditions: Some(vec![
-            k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
-                type_: "poolReconcilerValid".to_string(),
-                status: status.to_string(),
-                reason: reason.to_string(),
-                message,
-                last_transition_time: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
-                    k8s_openapi::jiff::Timestamp::now(),
-                ),
-                observed_generation: None,
-            },
-        ]),
+        conditions: Some(vec![Condition {
+            type_: "poolReconcilerValid".to_string(),
+            status: status.to_string(),
+            reason: reason.to_string(),
+            message,
+            last_transition_time: now,
+            observed_generation: None,
+        }]),
     }
 }
 
@@ -359,7 +353,8 @@ status: {loadBalancer: {ingress: [{ip: 10.0.0.0}]}}
 
     #[test]
     fn configuration_state_carries_the_errors() {
-        let valid = configuration_state(&Ok(()));
+        let now = Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH);
+        let valid = configuration_state(&Ok(()), now.clone());
         assert_eq!(valid.result, Some(ConfigurationStateResult::Valid));
         assert_eq!(valid.conditions.unwrap()[0].type_, "poolReconcilerValid");
         let parsed = crate::manifest::parse(
@@ -369,7 +364,7 @@ status: {loadBalancer: {ingress: [{ip: 10.0.0.0}]}}
         )
         .unwrap();
         let errors = config::load(&parsed.objects, &LoadOptions::default()).unwrap_err();
-        let invalid = configuration_state(&Err(errors));
+        let invalid = configuration_state(&Err(errors), now);
         assert_eq!(invalid.result, Some(ConfigurationStateResult::Invalid));
         assert!(
             invalid
