@@ -13,6 +13,7 @@ pub mod cluster;
 pub mod config;
 pub mod controller;
 pub mod frr;
+pub mod http;
 pub mod l2;
 pub mod manifest;
 pub mod offline;

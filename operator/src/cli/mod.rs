@@ -1,8 +1,10 @@
-//! The `ferrolb` command line: offline tools that work on manifest files.
+//! The `ferrolb` command line: offline tools that work on manifest files, and the
+//! long-running components.
 //!
 //! Exit codes: 0 success, 1 the input is invalid, 2 usage error or unreadable input.
 
 mod allocate;
+mod daemon;
 mod files;
 mod render;
 
@@ -59,6 +61,9 @@ enum Command {
         #[command(subcommand)]
         what: RenderWhat,
     },
+    /// Run the controller: allocate IPs to LoadBalancer Services in the cluster (leader
+    /// elected on a Lease, so several replicas can run).
+    Controller(daemon::ControllerArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -118,6 +123,7 @@ pub fn main() -> ExitCode {
             RenderWhat::Frr(args) => render::frr(&args),
             RenderWhat::Announcements(args) => render::announcements(&args),
         },
+        Command::Controller(args) => daemon::controller(args),
     }
 }
 

@@ -1,4 +1,215 @@
-//! The controller: turns `<pending>` into IPs. [`plan`] decides what to write from the live
-//! objects; the runner that watches the API and writes comes with it.
+//! `ferrolb controller`: gives LoadBalancer Services their IPs.
+//!
+//! Flow: watches ([`cache`]) raise a change signal; the leader, after coalescing a burst for a
+//! few milliseconds, snapshots the caches and runs one pass ([`reconcile`]): load the
+//! configuration, plan allocation over every Service ([`plan`], pure), and write the
+//! differences ([`writer`]). Standby replicas keep their caches warm and take over when the
+//! Lease passes to them; before a new leader assigns anything, the pass rebuilds the
+//! allocator from the statuses already in the cluster, so existing IPs are kept.
+//!
+//! Guarantees: only the Lease holder writes; a pass never runs before every cache has listed;
+//! failed writes are retried with backoff; SIGTERM releases the Lease so a standby takes over
+//! without waiting for it to expire.
 
+pub mod cache;
+pub mod metrics;
 pub mod plan;
+pub mod reconcile;
+pub mod writer;
+
+#[cfg(test)]
+mod tests;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::Context;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{OwnerReference, Time};
+use kube::Client;
+use kube_lease_manager::LeaseManagerBuilder;
+use prometheus_client::registry::Registry;
+use tokio_util::sync::CancellationToken;
+
+use crate::cluster::ServiceScope;
+use crate::config::LoadOptions;
+use crate::http::Endpoints;
+use cache::{Caches, Changes};
+use metrics::Metrics;
+use reconcile::Reconciler;
+use writer::ApiWriter;
+
+/// How the controller runs.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// ferrolb's namespace: configuration, Lease and ConfigurationState live there.
+    pub namespace: String,
+    /// The Services handled.
+    pub scope: ServiceScope,
+    /// This replica's name (its pod), for the Lease holder and Events.
+    pub identity: Option<String>,
+    /// This replica's pod UID; with `identity`, the pod owns the ConfigurationState.
+    pub pod_uid: Option<String>,
+    /// The Lease elected on.
+    pub lease_name: String,
+    /// How long a Lease holds without renewal.
+    pub lease_duration: Duration,
+    /// How long before expiry the holder renews.
+    pub lease_grace: Duration,
+    /// Where `/metrics` (and the probes) are served; `None` disables it.
+    pub metrics_addr: Option<SocketAddr>,
+    /// Where `/healthz` and `/readyz` (and metrics) are served.
+    pub health_addr: SocketAddr,
+    /// How long a burst of changes is gathered before a pass.
+    pub coalesce: Duration,
+}
+
+const RETRY_MIN: Duration = Duration::from_millis(200);
+const RETRY_MAX: Duration = Duration::from_secs(30);
+
+fn now() -> Time {
+    Time(k8s_openapi::jiff::Timestamp::now())
+}
+
+/// The Lease election the controller takes part in.
+pub fn lease(client: Client, options: &Options) -> LeaseManagerBuilder {
+    let builder = LeaseManagerBuilder::new(client, &options.lease_name)
+        .with_namespace(&options.namespace)
+        .with_duration(options.lease_duration.as_secs().max(1))
+        .with_grace(options.lease_grace.as_secs())
+        .with_field_manager(format!("{}-lease", writer::FIELD_MANAGER));
+    match &options.identity {
+        Some(identity) => builder.with_identity(identity),
+        None => builder,
+    }
+}
+
+/// Runs the controller until `shutdown` is cancelled.
+pub async fn run(options: Options, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let client = Client::try_default()
+        .await
+        .context("no Kubernetes client configuration (in-cluster or KUBECONFIG)")?;
+
+    let metrics = Arc::new(Metrics::default());
+    let mut registry = Registry::default();
+    metrics.register(&mut registry);
+    let ready = Arc::new(AtomicBool::new(false));
+    let endpoints = Endpoints::new(registry, Arc::clone(&ready));
+    let health = endpoints
+        .serve(options.health_addr, shutdown.clone())
+        .await
+        .with_context(|| format!("binding the health endpoint {}", options.health_addr))?;
+    tracing::info!(%health, "serving /healthz /readyz /metrics");
+    if let Some(addr) = options.metrics_addr.filter(|a| *a != options.health_addr) {
+        let bound = endpoints
+            .serve(addr, shutdown.clone())
+            .await
+            .with_context(|| format!("binding the metrics endpoint {addr}"))?;
+        tracing::info!(%bound, "serving /metrics");
+    }
+
+    let changes = Arc::new(Changes::new(metrics.updates.clone()));
+    let caches = Caches::start(&client, &options.namespace, &changes);
+
+    let lease = lease(client.clone(), &options)
+        .build()
+        .await
+        .context("setting up the Lease")?;
+    let (mut leading, lease_task) = lease.watch().await;
+
+    tokio::select! {
+        () = caches.ready() => {}
+        () = shutdown.cancelled() => return Ok(()),
+    }
+    ready.store(true, Ordering::Release);
+    tracing::info!("caches synced");
+
+    let owner = options
+        .identity
+        .clone()
+        .zip(options.pod_uid.clone())
+        .map(|(name, uid)| OwnerReference {
+            api_version: "v1".to_string(),
+            kind: "Pod".to_string(),
+            name,
+            uid,
+            ..OwnerReference::default()
+        });
+    let writer = ApiWriter::new(client, &options.namespace, options.identity.clone(), owner);
+    let mut reconciler = Reconciler::new(
+        LoadOptions {
+            namespace: options.namespace.clone(),
+        },
+        options.scope.clone(),
+    );
+
+    'terms: loop {
+        // Standby: wait for the Lease.
+        while !*leading.borrow_and_update() {
+            tokio::select! {
+                changed = leading.changed() => if changed.is_err() {
+                    anyhow::bail!("the Lease task ended");
+                },
+                () = shutdown.cancelled() => break 'terms,
+            }
+        }
+        tracing::info!(lease = %options.lease_name, "leading");
+        reconciler.lead();
+        let mut retry = RETRY_MIN;
+        loop {
+            let started = std::time::Instant::now();
+            let report = reconciler
+                .pass(caches.snapshot(), &writer, &metrics, &now())
+                .await;
+            for failure in &report.failures {
+                metrics.update_errors.inc();
+                if failure.is_conflict() {
+                    tracing::debug!(error = %failure, "write conflicted; deciding again");
+                } else {
+                    tracing::warn!(error = %failure, "write failed");
+                }
+            }
+            tracing::debug!(
+                assigned = report.assigned,
+                pending = report.pending,
+                written = report.written,
+                events = report.events,
+                stale = report.stale,
+                ms = started.elapsed().as_secs_f64() * 1e3,
+                "pass done"
+            );
+            let again = if report.failures.is_empty() {
+                retry = RETRY_MIN;
+                None
+            } else {
+                let wait = retry;
+                retry = (retry * 2).min(RETRY_MAX);
+                Some(wait)
+            };
+            tokio::select! {
+                () = changes.wait() => tokio::time::sleep(options.coalesce).await,
+                () = tokio::time::sleep(again.unwrap_or(RETRY_MAX)), if again.is_some() => {}
+                changed = leading.changed() => {
+                    if changed.is_err() {
+                        anyhow::bail!("the Lease task ended");
+                    }
+                    if !*leading.borrow_and_update() {
+                        tracing::warn!(lease = %options.lease_name, "lost the Lease; standing by");
+                        continue 'terms;
+                    }
+                }
+                () = shutdown.cancelled() => break 'terms,
+            }
+        }
+    }
+    // Closing the channel makes the Lease task release the Lease.
+    drop(leading);
+    match tokio::time::timeout(Duration::from_secs(5), lease_task).await {
+        Ok(Ok(Ok(_))) => tracing::info!("Lease released"),
+        Ok(Ok(Err(error))) => tracing::warn!(%error, "releasing the Lease failed"),
+        Ok(Err(error)) => tracing::warn!(%error, "the Lease task failed"),
+        Err(_) => tracing::warn!("releasing the Lease timed out"),
+    }
+    Ok(())
+}

@@ -179,45 +179,87 @@ pub fn plan(
     out
 }
 
-/// The `controller` ConfigurationState status for a configuration load made at `now`.
-pub fn configuration_state(
+/// The condition a ConfigurationState carries for one load.
+fn load_condition(
+    type_: &str,
     load: &Result<(), Vec<ConfigError>>,
-    now: Time,
-) -> ConfigurationStateStatus {
-    let (result, summary, status, reason, message) = match load {
+    invalid_suffix: &str,
+    now: &Time,
+) -> Condition {
+    let (status, reason, message) = match load {
         Ok(()) => (
-            ConfigurationStateResult::Valid,
-            None,
             "True",
             "Reconciled",
             "the configuration is valid".to_string(),
         ),
-        Err(errors) => {
-            let text = errors
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join("\n");
-            (
-                ConfigurationStateResult::Invalid,
-                Some(text.clone()),
-                "False",
-                "ConfigurationError",
-                text,
-            )
+        Err(errors) => (
+            "False",
+            "ConfigurationError",
+            format!("{}{invalid_suffix}", summary(errors)),
+        ),
+    };
+    Condition {
+        type_: type_.to_string(),
+        status: status.to_string(),
+        reason: reason.to_string(),
+        message,
+        last_transition_time: now.clone(),
+        observed_generation: None,
+    }
+}
+
+fn summary(errors: &[ConfigError]) -> String {
+    errors
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The `controller` ConfigurationState status, from two loads made at `now`: `pools`, what
+/// allocation reads (IPAddressPools and Namespaces; condition `poolReconcilerValid`, as
+/// MetalLB's controller), and `all`, every configuration kind (condition
+/// `configReconcilerValid`, so errors show without waiting for a speaker). The result is
+/// Invalid when either is. A condition whose status is unchanged from `previous` keeps its
+/// transition time.
+pub fn configuration_state(
+    pools: &Result<(), Vec<ConfigError>>,
+    all: &Result<(), Vec<ConfigError>>,
+    previous: Option<&ConfigurationStateStatus>,
+    now: &Time,
+) -> ConfigurationStateStatus {
+    let mut conditions = vec![
+        load_condition(
+            "poolReconcilerValid",
+            pools,
+            "\n(IP allocation goes on with the last valid pools)",
+            now,
+        ),
+        load_condition("configReconcilerValid", all, "", now),
+    ];
+    let before = previous
+        .and_then(|p| p.conditions.as_deref())
+        .unwrap_or(&[]);
+    for condition in &mut conditions {
+        if let Some(old) = before
+            .iter()
+            .find(|o| o.type_ == condition.type_ && o.status == condition.status)
+        {
+            condition.last_transition_time = old.last_transition_time.clone();
         }
+    }
+    let error_summary = match (all, pools) {
+        (Err(errors), _) | (Ok(()), Err(errors)) => Some(summary(errors)),
+        (Ok(()), Ok(())) => None,
     };
     ConfigurationStateStatus {
-        result: Some(result),
-        error_summary: summary,
-        conditions: Some(vec![Condition {
-            type_: "poolReconcilerValid".to_string(),
-            status: status.to_string(),
-            reason: reason.to_string(),
-            message,
-            last_transition_time: now,
-            observed_generation: None,
-        }]),
+        result: Some(if error_summary.is_some() {
+            ConfigurationStateResult::Invalid
+        } else {
+            ConfigurationStateResult::Valid
+        }),
+        error_summary,
+        conditions: Some(conditions),
     }
 }
 
@@ -269,28 +311,9 @@ status: {loadBalancer: {ingress: [{ip: 10.0.0.0}]}}
                 .unwrap();
             let mut value = serde_json::to_value(&*service).unwrap();
             for patch in [&write.status, &write.metadata].into_iter().flatten() {
-                merge(&mut value, patch);
+                crate::controller::tests::merge_patch(&mut value, patch);
             }
             *service = serde_json::from_value(value).unwrap();
-        }
-    }
-
-    /// RFC 7386 JSON merge patch.
-    fn merge(target: &mut Value, patch: &Value) {
-        let Value::Object(patch) = patch else {
-            *target = patch.clone();
-            return;
-        };
-        if !target.is_object() {
-            *target = json!({});
-        }
-        let map = target.as_object_mut().unwrap();
-        for (k, v) in patch {
-            if v.is_null() {
-                map.remove(k);
-            } else {
-                merge(map.entry(k.clone()).or_insert(Value::Null), v);
-            }
         }
     }
 
@@ -352,11 +375,19 @@ status: {loadBalancer: {ingress: [{ip: 10.0.0.0}]}}
     }
 
     #[test]
-    fn configuration_state_carries_the_errors() {
-        let now = Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH);
-        let valid = configuration_state(&Ok(()), now.clone());
+    fn configuration_state_carries_the_errors_and_keeps_transition_times() {
+        let then = Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH);
+        let later = Time(k8s_openapi::jiff::Timestamp::from_second(60).unwrap());
+        let valid = configuration_state(&Ok(()), &Ok(()), None, &then);
         assert_eq!(valid.result, Some(ConfigurationStateResult::Valid));
-        assert_eq!(valid.conditions.unwrap()[0].type_, "poolReconcilerValid");
+        assert_eq!(valid.error_summary, None);
+        let types: Vec<&str> = valid
+            .conditions
+            .iter()
+            .flatten()
+            .map(|c| c.type_.as_str())
+            .collect();
+        assert_eq!(types, ["poolReconcilerValid", "configReconcilerValid"]);
         let parsed = crate::manifest::parse(
             "apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {name: p}\nspec: {addresses: [nope]}\n",
             "t",
@@ -364,18 +395,32 @@ status: {loadBalancer: {ingress: [{ip: 10.0.0.0}]}}
         )
         .unwrap();
         let errors = config::load(&parsed.objects, &LoadOptions::default()).unwrap_err();
-        let invalid = configuration_state(&Err(errors), now);
+        let invalid = configuration_state(&Err(errors.clone()), &Err(errors), Some(&valid), &later);
         assert_eq!(invalid.result, Some(ConfigurationStateResult::Invalid));
         assert!(
             invalid
                 .error_summary
+                .as_deref()
                 .unwrap()
                 .contains("IPAddressPool/metallb-system/p")
         );
-        let condition = &invalid.conditions.unwrap()[0];
+        let conditions = invalid.conditions.clone().unwrap();
         assert_eq!(
-            (condition.status.as_str(), condition.reason.as_str()),
+            (conditions[0].status.as_str(), conditions[0].reason.as_str()),
             ("False", "ConfigurationError")
         );
+        assert!(conditions[0].message.contains("last valid pools"));
+        assert_eq!(conditions[0].last_transition_time, later);
+        // Unchanged status keeps the time it changed at.
+        let again = configuration_state(
+            &Err(Vec::new()),
+            &Err(Vec::new()),
+            Some(&invalid),
+            &Time(k8s_openapi::jiff::Timestamp::from_second(120).unwrap()),
+        );
+        assert_eq!(again.conditions.unwrap()[0].last_transition_time, later);
+        // Only another kind invalid: allocation is fine, the result is still Invalid.
+        let peer_error = configuration_state(&Ok(()), &Err(Vec::new()), None, &then);
+        assert_eq!(peer_error.result, Some(ConfigurationStateResult::Invalid));
     }
 }

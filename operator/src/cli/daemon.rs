@@ -1,0 +1,149 @@
+//! The long-running commands: `ferrolb controller` (and, later, `speaker`). They log with
+//! `tracing` (`FERROLB_LOG` / `RUST_LOG` filter, text or JSON lines), stop on SIGTERM or
+//! SIGINT, and exit 1 when they cannot run.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+use tracing_subscriber::EnvFilter;
+
+use crate::api::DEFAULT_NAMESPACE;
+use crate::cluster::ServiceScope;
+use crate::controller;
+
+/// Log line format.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Options of `ferrolb controller`.
+#[derive(Debug, clap::Args)]
+pub struct ControllerArgs {
+    /// The namespace ferrolb runs in (configuration, Lease, ConfigurationState).
+    #[arg(short = 'n', long, default_value = DEFAULT_NAMESPACE, env = "FERROLB_NAMESPACE")]
+    namespace: String,
+    /// Handle Services of this loadBalancerClass (default: Services without a class).
+    #[arg(long = "lb-class", value_name = "CLASS")]
+    load_balancer_class: Option<String>,
+    /// This replica's pod name: the Lease holder identity and Event reporter instance.
+    #[arg(long, env = "POD_NAME")]
+    pod_name: Option<String>,
+    /// This replica's pod UID, so the pod owns the `controller` ConfigurationState.
+    #[arg(long, env = "POD_UID")]
+    pod_uid: Option<String>,
+    /// The Lease replicas elect a leader on.
+    #[arg(long, default_value = "ferrolb-controller")]
+    lease_name: String,
+    /// Seconds a Lease holds without renewal; a standby takes over within about this long
+    /// (plus up to a second) after the leader stops or dies.
+    #[arg(long, default_value_t = 5)]
+    lease_duration: u64,
+    /// Seconds before expiry the leader renews; also the clock skew tolerated.
+    #[arg(long, default_value_t = 2)]
+    lease_grace: u64,
+    /// Address for /metrics; `none` disables the separate listener.
+    #[arg(long, default_value = "0.0.0.0:9120")]
+    metrics_addr: String,
+    /// Address for /healthz and /readyz (they also serve /metrics).
+    #[arg(long, default_value = "0.0.0.0:17472")]
+    health_addr: SocketAddr,
+    /// Milliseconds a burst of changes is gathered before a pass.
+    #[arg(long, default_value_t = 10)]
+    coalesce_ms: u64,
+    /// Log format.
+    #[arg(long, value_enum, default_value = "text")]
+    log_format: LogFormat,
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = EnvFilter::try_from_env("FERROLB_LOG")
+        .or_else(|_| EnvFilter::try_from_default_env())
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+/// A token cancelled on SIGTERM or SIGINT.
+fn on_signal() -> std::io::Result<CancellationToken> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let token = CancellationToken::new();
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let cancel = token.clone();
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+        tracing::info!("stopping");
+        cancel.cancel();
+    });
+    Ok(token)
+}
+
+fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+}
+
+/// Runs `ferrolb controller`.
+pub fn controller(args: ControllerArgs) -> ExitCode {
+    init_logging(args.log_format);
+    let metrics_addr = match args.metrics_addr.as_str() {
+        "none" | "" => None,
+        text => match text.parse::<SocketAddr>() {
+            Ok(addr) => Some(addr),
+            Err(error) => {
+                eprintln!("error: --metrics-addr {text:?}: {error}");
+                return ExitCode::from(2);
+            }
+        },
+    };
+    if args.lease_grace >= args.lease_duration {
+        eprintln!(
+            "error: --lease-grace ({}) must be shorter than --lease-duration ({})",
+            args.lease_grace, args.lease_duration
+        );
+        return ExitCode::from(2);
+    }
+    let options = controller::Options {
+        namespace: args.namespace,
+        scope: ServiceScope {
+            load_balancer_class: args.load_balancer_class,
+        },
+        identity: args.pod_name,
+        pod_uid: args.pod_uid,
+        lease_name: args.lease_name,
+        lease_duration: Duration::from_secs(args.lease_duration),
+        lease_grace: Duration::from_secs(args.lease_grace),
+        metrics_addr,
+        health_addr: args.health_addr,
+        coalesce: Duration::from_millis(args.coalesce_ms),
+    };
+    let outcome = runtime().map_err(anyhow::Error::from).and_then(|rt| {
+        rt.block_on(async {
+            let shutdown = on_signal()?;
+            controller::run(options, shutdown).await
+        })
+    });
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!(error = format!("{error:#}"), "controller failed");
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

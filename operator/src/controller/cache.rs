@@ -1,0 +1,230 @@
+//! The controller's view of the cluster: one reflector per watched kind, fed by watch
+//! streams, and a wake-up signal raised on every change.
+//!
+//! Watched: Services in every namespace; Namespaces and Nodes (metadata only: labels are all
+//! the rules read); Secrets and every `metallb.io` configuration kind in ferrolb's namespace.
+//! Nothing is read from the caches until every one of them has listed once
+//! ([`Caches::ready`]), so a pass never mistakes a cache still filling for "no pools".
+
+use std::fmt::Debug;
+use std::hash::Hash;
+use std::sync::Arc;
+
+use futures::{Stream, StreamExt};
+use k8s_openapi::api::core::v1::{Namespace, Node, Secret, Service};
+use kube::core::PartialObjectMeta;
+use kube::runtime::reflector::{self, Lookup, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client, Resource};
+use prometheus_client::metrics::counter::Counter;
+use serde::de::DeserializeOwned;
+use tokio::sync::Notify;
+
+use crate::api::{
+    BFDProfile, BGPAdvertisement, BGPPeer, Community, IPAddressPool, L2Advertisement,
+};
+use crate::config::ClusterObjects;
+
+/// Raised on every watch event; counts them for `metallb_k8s_client_updates_total`.
+#[derive(Debug, Default)]
+pub struct Changes {
+    notify: Notify,
+    counted: Counter,
+}
+
+impl Changes {
+    /// A signal counting into `counter`.
+    pub fn new(counter: Counter) -> Changes {
+        Changes {
+            notify: Notify::new(),
+            counted: counter,
+        }
+    }
+
+    /// Records one change and wakes the waiter (or the next one, if none waits now).
+    pub fn raise(&self) {
+        self.counted.inc();
+        self.notify.notify_one();
+    }
+
+    /// Waits for the next change.
+    pub async fn wait(&self) {
+        self.notify.notified().await;
+    }
+}
+
+/// The reflector stores the controller reads.
+#[derive(Clone, Debug)]
+pub struct Caches {
+    services: Store<Service>,
+    namespaces: Store<PartialObjectMeta<Namespace>>,
+    nodes: Store<PartialObjectMeta<Node>>,
+    secrets: Store<Secret>,
+    pools: Store<IPAddressPool>,
+    peers: Store<BGPPeer>,
+    bgp_advertisements: Store<BGPAdvertisement>,
+    l2_advertisements: Store<L2Advertisement>,
+    bfd_profiles: Store<BFDProfile>,
+    communities: Store<Community>,
+}
+
+fn spawn_reflector<K, S>(stream: S, changes: Arc<Changes>) -> Store<K>
+where
+    K: Lookup + Clone + Debug + Send + Sync + 'static,
+    K::DynamicType: Eq + Hash + Clone + Default + Send + Sync,
+    S: Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static,
+{
+    let (reader, writer) = reflector::store::<K>();
+    let kind = std::any::type_name::<K>()
+        .rsplit("::")
+        .next()
+        .unwrap_or("object");
+    let stream = reflector::reflector(writer, stream.default_backoff());
+    tokio::spawn(async move {
+        let mut stream = std::pin::pin!(stream);
+        while let Some(event) = stream.next().await {
+            match event {
+                Ok(watcher::Event::Init | watcher::Event::InitApply(_)) => {}
+                Ok(_) => changes.raise(),
+                Err(error) => tracing::warn!(kind, %error, "watch failed; retrying"),
+            }
+        }
+    });
+    reader
+}
+
+fn full<K>(api: Api<K>, changes: &Arc<Changes>) -> Store<K>
+where
+    K: Resource + Lookup + Clone + Debug + DeserializeOwned + Send + Sync + 'static,
+    <K as Lookup>::DynamicType: Eq + Hash + Clone + Default + Send + Sync,
+{
+    spawn_reflector(
+        watcher(api, watcher::Config::default()),
+        Arc::clone(changes),
+    )
+}
+
+fn owned<K>(store: &Store<K>) -> Vec<K>
+where
+    K: Lookup + Clone + 'static,
+    K::DynamicType: Eq + Hash + Clone,
+{
+    store.state().iter().map(|o| K::clone(o)).collect()
+}
+
+impl Caches {
+    /// Starts every watch; `changes` is raised on each event once a kind has listed.
+    pub fn start(client: &Client, namespace: &str, changes: &Arc<Changes>) -> Caches {
+        Caches {
+            services: full(Api::all(client.clone()), changes),
+            namespaces: full(
+                Api::<PartialObjectMeta<Namespace>>::all(client.clone()),
+                changes,
+            ),
+            nodes: full(Api::<PartialObjectMeta<Node>>::all(client.clone()), changes),
+            secrets: full(Api::namespaced(client.clone(), namespace), changes),
+            pools: full(Api::namespaced(client.clone(), namespace), changes),
+            peers: full(Api::namespaced(client.clone(), namespace), changes),
+            bgp_advertisements: full(Api::namespaced(client.clone(), namespace), changes),
+            l2_advertisements: full(Api::namespaced(client.clone(), namespace), changes),
+            bfd_profiles: full(Api::namespaced(client.clone(), namespace), changes),
+            communities: full(Api::namespaced(client.clone(), namespace), changes),
+        }
+    }
+
+    /// Waits until every kind has listed once.
+    pub async fn ready(&self) {
+        // A store whose writer is gone never becomes ready; its watch task has ended, which
+        // only happens at shutdown.
+        let _ = futures::join!(
+            self.services.wait_until_ready(),
+            self.namespaces.wait_until_ready(),
+            self.nodes.wait_until_ready(),
+            self.secrets.wait_until_ready(),
+            self.pools.wait_until_ready(),
+            self.peers.wait_until_ready(),
+            self.bgp_advertisements.wait_until_ready(),
+            self.l2_advertisements.wait_until_ready(),
+            self.bfd_profiles.wait_until_ready(),
+            self.communities.wait_until_ready(),
+        );
+    }
+
+    /// A copy of everything cached now; Services sorted by namespace and name.
+    pub fn snapshot(&self) -> ClusterObjects {
+        let mut services = owned(&self.services);
+        services.sort_by(|a, b| {
+            (&a.metadata.namespace, &a.metadata.name)
+                .cmp(&(&b.metadata.namespace, &b.metadata.name))
+        });
+        ClusterObjects {
+            pools: owned(&self.pools),
+            peers: owned(&self.peers),
+            bgp_advertisements: owned(&self.bgp_advertisements),
+            l2_advertisements: owned(&self.l2_advertisements),
+            bfd_profiles: owned(&self.bfd_profiles),
+            communities: owned(&self.communities),
+            secrets: owned(&self.secrets),
+            namespaces: self
+                .namespaces
+                .state()
+                .iter()
+                .map(|m| Namespace {
+                    metadata: m.metadata.clone(),
+                    ..Namespace::default()
+                })
+                .collect(),
+            nodes: self
+                .nodes
+                .state()
+                .iter()
+                .map(|m| Node {
+                    metadata: m.metadata.clone(),
+                    ..Node::default()
+                })
+                .collect(),
+            services,
+            endpoint_slices: Vec::new(),
+        }
+    }
+
+    /// Caches already filled with `objects`, with no watch behind them (for tests of the
+    /// reconciler).
+    pub fn filled(objects: &ClusterObjects) -> Caches {
+        fn filled<K>(items: Vec<K>) -> Store<K>
+        where
+            K: Lookup + Clone + 'static,
+            K::DynamicType: Eq + Hash + Clone + Default,
+        {
+            let (reader, mut writer) = reflector::store::<K>();
+            writer.apply_watcher_event(&watcher::Event::Init);
+            for item in items {
+                writer.apply_watcher_event(&watcher::Event::InitApply(item));
+            }
+            writer.apply_watcher_event(&watcher::Event::InitDone);
+            reader
+        }
+        fn meta<K: Resource<DynamicType = ()> + Clone>(items: &[K]) -> Vec<PartialObjectMeta<K>> {
+            items
+                .iter()
+                .map(|i| PartialObjectMeta {
+                    types: None,
+                    metadata: i.meta().clone(),
+                    _phantom: std::marker::PhantomData,
+                })
+                .collect()
+        }
+        Caches {
+            services: filled(objects.services.clone()),
+            namespaces: filled(meta(&objects.namespaces)),
+            nodes: filled(meta(&objects.nodes)),
+            secrets: filled(objects.secrets.clone()),
+            pools: filled(objects.pools.clone()),
+            peers: filled(objects.peers.clone()),
+            bgp_advertisements: filled(objects.bgp_advertisements.clone()),
+            l2_advertisements: filled(objects.l2_advertisements.clone()),
+            bfd_profiles: filled(objects.bfd_profiles.clone()),
+            communities: filled(objects.communities.clone()),
+        }
+    }
+}

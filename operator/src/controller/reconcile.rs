@@ -1,0 +1,226 @@
+//! One controller pass: snapshot → load → [`plan`](super::plan::plan) → writes. Runs only on
+//! the leader, one pass at a time.
+//!
+//! Guarantees:
+//! - An invalid configuration never revokes an IP: allocation goes on with the last valid
+//!   pools (`metallb_k8s_client_config_stale_bool` 1), and until one has loaded, nothing is
+//!   written to Services at all.
+//! - The pass sees its own writes: a Service patched in an earlier pass whose watch event has
+//!   not arrived yet is read as written, so a second pass can never hand its IP to another
+//!   Service. Every patch is conditional on the version it was decided from.
+//! - Events go out only for writes that succeeded.
+
+use std::collections::{HashMap, HashSet};
+
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+use super::metrics::Metrics;
+use super::plan::{EventMemory, configuration_state, plan};
+use super::writer::{ApiWriter, WriteError};
+use crate::api::{ConfigurationStateStatus, IPAddressPoolStatus};
+use crate::cluster::{ServiceKey, ServiceScope};
+use crate::config::{self, ClusterObjects, Config, LoadOptions};
+
+/// What one pass did.
+#[derive(Debug, Default)]
+pub struct PassReport {
+    /// Services patched.
+    pub written: usize,
+    /// Events recorded.
+    pub events: usize,
+    /// Services holding IPs after the pass.
+    pub assigned: usize,
+    /// Services left pending.
+    pub pending: usize,
+    /// Whether the pools in force are older than the cluster's (the newest are invalid).
+    pub stale: bool,
+    /// Writes that failed; the pass should be retried.
+    pub failures: Vec<WriteError>,
+}
+
+#[derive(Clone, Debug)]
+struct Written {
+    /// The version the write was decided from.
+    from: Option<String>,
+    service: Service,
+}
+
+/// The controller's memory between passes.
+#[derive(Debug)]
+pub struct Reconciler {
+    options: LoadOptions,
+    scope: ServiceScope,
+    config: Option<Config>,
+    memory: EventMemory,
+    written: HashMap<ServiceKey, Written>,
+    /// Pool statuses written, with the pool version they were written over.
+    pool_statuses: HashMap<String, (Option<String>, IPAddressPoolStatus)>,
+    state: Option<ConfigurationStateStatus>,
+}
+
+impl Reconciler {
+    /// A reconciler for ferrolb's namespace and Service scope.
+    pub fn new(options: LoadOptions, scope: ServiceScope) -> Reconciler {
+        Reconciler {
+            options,
+            scope,
+            config: None,
+            memory: EventMemory::default(),
+            written: HashMap::new(),
+            pool_statuses: HashMap::new(),
+            state: None,
+        }
+    }
+
+    /// Starts a term as leader: what another leader wrote meanwhile is only in the cluster,
+    /// so forget what this replica said and wrote before.
+    pub fn lead(&mut self) {
+        self.memory = EventMemory::default();
+        self.written.clear();
+        self.pool_statuses.clear();
+        self.state = None;
+    }
+
+    /// The Services as this controller last wrote them, where the cache has not caught up.
+    fn with_own_writes(&mut self, services: Vec<Service>) -> Vec<Service> {
+        let mut seen = HashSet::new();
+        let services = services
+            .into_iter()
+            .map(|service| {
+                let key = ServiceKey::of(&service);
+                let ours = self
+                    .written
+                    .get(&key)
+                    .filter(|w| w.from.is_some() && w.from == service.metadata.resource_version);
+                match ours {
+                    Some(written) => {
+                        seen.insert(key);
+                        written.service.clone()
+                    }
+                    None => service,
+                }
+            })
+            .collect();
+        self.written.retain(|k, _| seen.contains(k));
+        services
+    }
+
+    /// Runs one pass over `objects` (a snapshot of the caches) at time `now`.
+    pub async fn pass(
+        &mut self,
+        mut objects: ClusterObjects,
+        writer: &ApiWriter,
+        metrics: &Metrics,
+        now: &Time,
+    ) -> PassReport {
+        let mut report = PassReport::default();
+        let services = self.with_own_writes(std::mem::take(&mut objects.services));
+        let allocation_input = ClusterObjects {
+            pools: objects.pools.clone(),
+            namespaces: objects.namespaces.clone(),
+            ..ClusterObjects::default()
+        };
+        let pools = match config::load(&allocation_input, &self.options) {
+            Ok(loaded) => {
+                self.config = Some(loaded);
+                Ok(())
+            }
+            Err(errors) => {
+                report.stale = true;
+                tracing::warn!(
+                    errors = errors.len(),
+                    "pool configuration invalid; keeping the last valid one"
+                );
+                Err(errors)
+            }
+        };
+        let all = config::load(&objects, &self.options).map(drop);
+        metrics.set_config(self.config.is_some(), report.stale);
+
+        let state = configuration_state(&pools, &all, self.state.as_ref(), now);
+        if self.state.as_ref() != Some(&state) {
+            match writer.configuration_state(&state).await {
+                Ok(()) => self.state = Some(state),
+                Err(error) => report.failures.push(error),
+            }
+        }
+
+        let Some(config) = &self.config else {
+            return report;
+        };
+        let plan = plan(config, &services, &self.scope, &mut self.memory);
+        metrics.set_usage(&plan.usage);
+        report.assigned = plan.assigned;
+        report.pending = plan.pending;
+
+        let by_key: HashMap<ServiceKey, &Service> =
+            services.iter().map(|s| (ServiceKey::of(s), s)).collect();
+        let mut failed = HashSet::new();
+        for write in &plan.writes {
+            let Some(service) = by_key.get(&write.key) else {
+                continue;
+            };
+            let from = service.metadata.resource_version.clone();
+            match writer.service(write, from.as_deref()).await {
+                Ok(Some(written)) => {
+                    report.written += 1;
+                    tracing::info!(service = %write.key, ingress = ?crate::cluster::ingress_ips(&written), "service updated");
+                    self.written.insert(
+                        write.key.clone(),
+                        Written {
+                            from,
+                            service: written,
+                        },
+                    );
+                }
+                Ok(None) => {}
+                Err(error) => {
+                    failed.insert(write.key.clone());
+                    report.failures.push(error);
+                }
+            }
+        }
+        for (key, event) in &plan.events {
+            if failed.contains(key) {
+                continue;
+            }
+            let Some(service) = by_key.get(key) else {
+                continue;
+            };
+            match writer.event(service, event).await {
+                Ok(()) => report.events += 1,
+                Err(error) => report.failures.push(error),
+            }
+        }
+        let mut current = HashMap::new();
+        for pool in &objects.pools {
+            let Some(name) = pool.metadata.name.as_deref() else {
+                continue;
+            };
+            let Some(status) = plan.pools.get(name) else {
+                continue;
+            };
+            let version = pool.metadata.resource_version.clone();
+            // The cache may not show a status written in an earlier pass yet.
+            let shown = match self.pool_statuses.get(name) {
+                Some((from, written)) if *from == version => Some(written),
+                _ => pool.status.as_ref(),
+            };
+            if shown == Some(status) {
+                if let Some(entry) = self.pool_statuses.remove(name) {
+                    current.insert(name.to_string(), entry);
+                }
+                continue;
+            }
+            match writer.pool_status(name, status).await {
+                Ok(()) => {
+                    current.insert(name.to_string(), (version, status.clone()));
+                }
+                Err(error) => report.failures.push(error),
+            }
+        }
+        self.pool_statuses = current;
+        report
+    }
+}

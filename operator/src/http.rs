@@ -1,0 +1,127 @@
+//! The HTTP endpoints every long-running component serves: `/metrics` in the OpenMetrics
+//! text format, `/healthz` (the process answers) and `/readyz` (its caches have synced).
+//!
+//! Health and metrics may listen on separate addresses, as MetalLB's do (17472 and 9120);
+//! each listener serves all three paths, so a single one is enough for a lab.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use prometheus_client::registry::Registry;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+/// What the endpoints report.
+#[derive(Clone, Debug)]
+pub struct Endpoints {
+    registry: Arc<Registry>,
+    ready: Arc<AtomicBool>,
+}
+
+/// The content type of the OpenMetrics text format.
+pub const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+impl Endpoints {
+    /// Endpoints for `registry`, reporting ready once `ready` is set.
+    pub fn new(registry: Registry, ready: Arc<AtomicBool>) -> Endpoints {
+        Endpoints {
+            registry: Arc::new(registry),
+            ready,
+        }
+    }
+
+    /// The router serving the three paths.
+    pub fn router(&self) -> Router {
+        Router::new()
+            .route("/metrics", get(metrics))
+            .route("/healthz", get(|| async { "ok\n" }))
+            .route("/readyz", get(readyz))
+            .with_state(self.clone())
+    }
+
+    /// Binds `addr` and serves until `shutdown`; returns the bound address at once (port 0
+    /// picks a free one).
+    pub async fn serve(
+        &self,
+        addr: SocketAddr,
+        shutdown: CancellationToken,
+    ) -> std::io::Result<SocketAddr> {
+        let listener = TcpListener::bind(addr).await?;
+        let bound = listener.local_addr()?;
+        let router = self.router();
+        tokio::spawn(async move {
+            let served = axum::serve(listener, router)
+                .with_graceful_shutdown(shutdown.cancelled_owned())
+                .await;
+            if let Err(error) = served {
+                tracing::error!(%error, "http endpoint stopped");
+            }
+        });
+        Ok(bound)
+    }
+}
+
+async fn metrics(State(endpoints): State<Endpoints>) -> impl IntoResponse {
+    let mut body = String::new();
+    match prometheus_client::encoding::text::encode(&mut body, &endpoints.registry) {
+        Ok(()) => (StatusCode::OK, [(header::CONTENT_TYPE, OPENMETRICS)], body),
+        Err(_) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            [(header::CONTENT_TYPE, "text/plain")],
+            "metrics could not be encoded\n".to_string(),
+        ),
+    }
+}
+
+async fn readyz(State(endpoints): State<Endpoints>) -> impl IntoResponse {
+    if endpoints.ready.load(Ordering::Acquire) {
+        (StatusCode::OK, "ok\n")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "caches not synced\n")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    async fn get(addr: SocketAddr, path: &str) -> String {
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut out = String::new();
+        stream.read_to_string(&mut out).await.unwrap();
+        out
+    }
+
+    #[tokio::test]
+    async fn readyz_follows_the_flag_and_metrics_are_openmetrics() {
+        let mut registry = Registry::default();
+        let counter = prometheus_client::metrics::counter::Counter::<u64>::default();
+        registry.register("ferrolb_test_things", "things", counter.clone());
+        counter.inc();
+        let ready = Arc::new(AtomicBool::new(false));
+        let endpoints = Endpoints::new(registry, ready.clone());
+        let shutdown = CancellationToken::new();
+        let addr = endpoints
+            .serve("127.0.0.1:0".parse().unwrap(), shutdown.clone())
+            .await
+            .unwrap();
+        assert!(get(addr, "/healthz").await.starts_with("HTTP/1.1 200"));
+        assert!(get(addr, "/readyz").await.starts_with("HTTP/1.1 503"));
+        ready.store(true, Ordering::Release);
+        assert!(get(addr, "/readyz").await.starts_with("HTTP/1.1 200"));
+        let metrics = get(addr, "/metrics").await;
+        assert!(metrics.contains(OPENMETRICS), "{metrics}");
+        assert!(metrics.contains("ferrolb_test_things_total 1"), "{metrics}");
+        assert!(metrics.trim_end().ends_with("# EOF"), "{metrics}");
+        shutdown.cancel();
+    }
+}
