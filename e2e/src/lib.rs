@@ -1,2 +1,12 @@
-//! Lab harness for ferrolb: network namespaces, FRR routers, a real kube-apiserver and the
-//! scenarios run against them. The harness grows with the lab; today it is empty.
+//! Lab harness for ferrolb: a real kube-apiserver + etcd ([`apiserver`]), the processes of
+//! the lab ([`process`]), `kubectl` as a user would run it ([`kubectl`]), and where the
+//! binaries are ([`paths`]). The scenarios in `tests/` drive ferrolb through these exactly as
+//! a user would: manifests applied with kubectl, results read back from the API.
+//!
+//! Everything a harness object starts is ended by PID when the object is dropped, on success
+//! or failure.
+
+pub mod apiserver;
+pub mod kubectl;
+pub mod paths;
+pub mod process;

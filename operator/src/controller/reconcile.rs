@@ -57,6 +57,7 @@ pub struct Reconciler {
     /// Pool statuses written, with the pool version they were written over.
     pool_statuses: HashMap<String, (Option<String>, IPAddressPoolStatus)>,
     state: Option<ConfigurationStateStatus>,
+    stale: bool,
 }
 
 impl Reconciler {
@@ -70,6 +71,7 @@ impl Reconciler {
             written: HashMap::new(),
             pool_statuses: HashMap::new(),
             state: None,
+            stale: false,
         }
     }
 
@@ -128,13 +130,19 @@ impl Reconciler {
             }
             Err(errors) => {
                 report.stale = true;
-                tracing::warn!(
-                    errors = errors.len(),
-                    "pool configuration invalid; keeping the last valid one"
-                );
+                if !self.stale {
+                    tracing::warn!(
+                        errors = errors.len(),
+                        "pool configuration invalid; keeping the last valid one"
+                    );
+                }
                 Err(errors)
             }
         };
+        if self.stale && !report.stale {
+            tracing::info!("pool configuration valid again");
+        }
+        self.stale = report.stale;
         let all = config::load(&objects, &self.options).map(drop);
         metrics.set_config(self.config.is_some(), report.stale);
 

@@ -1,0 +1,89 @@
+//! Where the lab's binaries and scratch directories are.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+
+/// The repository root.
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map_or_else(|| PathBuf::from(".."), Path::to_path_buf)
+}
+
+/// The `ferrolb` binary built beside the running test (`FERROLB_BIN` overrides).
+pub fn ferrolb() -> Result<PathBuf> {
+    if let Some(path) = std::env::var_os("FERROLB_BIN") {
+        return Ok(PathBuf::from(path));
+    }
+    let exe = std::env::current_exe().context("locating the test binary")?;
+    // target/<profile>/deps/<test> → target/<profile>/ferrolb
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .context("the test binary has no target directory")?;
+    let path = profile_dir.join("ferrolb");
+    if !path.is_file() {
+        bail!(
+            "{} is missing; build it first (cargo build -p ferrolb) or set FERROLB_BIN",
+            path.display()
+        );
+    }
+    Ok(path)
+}
+
+/// The directory holding `kube-apiserver` and `etcd`: `FERROLB_APISERVER_DIR`, else what
+/// `hack/apiserver.sh build` prints (it builds once per machine and caches).
+pub fn apiserver_bin() -> Result<PathBuf> {
+    if let Some(dir) = std::env::var_os("FERROLB_APISERVER_DIR") {
+        return Ok(PathBuf::from(dir));
+    }
+    let script = repo().join("hack/apiserver.sh");
+    let out = Command::new("bash")
+        .arg(&script)
+        .arg("build")
+        .output()
+        .with_context(|| format!("running {}", script.display()))?;
+    if !out.status.success() {
+        bail!(
+            "{} build failed:\n{}",
+            script.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let dir = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    Ok(PathBuf::from(dir))
+}
+
+/// A fresh scratch directory for one lab, removed by [`Scratch`]'s drop.
+#[derive(Debug)]
+pub struct Scratch {
+    path: PathBuf,
+}
+
+impl Scratch {
+    /// Creates `/tmp/ferrolb-e2e-<name>-<pid>-<n>`.
+    pub fn new(name: &str) -> Result<Scratch> {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let path =
+            std::env::temp_dir().join(format!("ferrolb-e2e-{name}-{}-{n}", std::process::id()));
+        std::fs::create_dir_all(&path).with_context(|| format!("creating {}", path.display()))?;
+        Ok(Scratch { path })
+    }
+
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if std::env::var_os("FERROLB_KEEP").is_none() {
+            let _ = std::fs::remove_dir_all(&self.path);
+        }
+    }
+}
