@@ -112,6 +112,22 @@ where
     store.state().iter().map(|o| K::clone(o)).collect()
 }
 
+/// Full objects carrying only the metadata a metadata watch returned.
+fn from_metadata<K>(store: &Store<PartialObjectMeta<K>>) -> Vec<K>
+where
+    K: Resource<DynamicType = ()> + Default + Clone,
+{
+    store
+        .state()
+        .iter()
+        .map(|m| {
+            let mut object = K::default();
+            *object.meta_mut() = m.metadata.clone();
+            object
+        })
+        .collect()
+}
+
 impl Caches {
     /// Starts every watch; `changes` is raised on each event once a kind has listed.
     pub fn start(client: &Client, namespace: &str, changes: &Arc<Changes>) -> Caches {
@@ -165,24 +181,8 @@ impl Caches {
             bfd_profiles: owned(&self.bfd_profiles),
             communities: owned(&self.communities),
             secrets: owned(&self.secrets),
-            namespaces: self
-                .namespaces
-                .state()
-                .iter()
-                .map(|m| Namespace {
-                    metadata: m.metadata.clone(),
-                    ..Namespace::default()
-                })
-                .collect(),
-            nodes: self
-                .nodes
-                .state()
-                .iter()
-                .map(|m| Node {
-                    metadata: m.metadata.clone(),
-                    ..Node::default()
-                })
-                .collect(),
+            namespaces: from_metadata(&self.namespaces),
+            nodes: from_metadata(&self.nodes),
             services,
             endpoint_slices: Vec::new(),
         }

@@ -155,55 +155,58 @@ fn objects(input: &str) -> ClusterObjects {
         .objects
 }
 
-fn when() -> Time {
-    Time(k8s_openapi::jiff::Timestamp::from_second(1_700_000_000).expect("time"))
-}
-
-/// Serves the requests of one pass over [`INPUT`], asserting each; returns them all.
-async fn serve_first_pass(handle: &mut Handle, services: &BTreeMap<String, Value>) -> Vec<Seen> {
+/// Answers requests with `reply` until one whose path ends with `last` (or none comes for
+/// 5 s); returns them all.
+async fn serve_until(
+    handle: &mut Handle,
+    last: &str,
+    mut reply: impl FnMut(&Seen) -> (StatusCode, Value),
+) -> Vec<Seen> {
     let mut seen = Vec::new();
-    let mut services = services.clone();
     while let Some((request, send)) = next(handle).await {
-        let path = request
-            .uri
-            .split('?')
-            .next()
-            .unwrap_or_default()
-            .to_string();
-        let reply = if let Some(name) = path
-            .strip_prefix("/api/v1/namespaces/shop/services/")
-            .map(|rest| rest.trim_end_matches("/status").to_string())
-        {
-            let service = services.get_mut(&name).expect("a known Service");
-            merge_patch(service, &request.body);
-            let version: u64 = service["metadata"]["resourceVersion"]
-                .as_str()
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(0);
-            service["metadata"]["resourceVersion"] = json!((version + 100).to_string());
-            service.clone()
-        } else {
-            echo(&request)
-        };
-        respond(send, StatusCode::OK, &reply);
-        let last = path.ends_with("ipaddresspools/prod/status");
+        let (code, body) = reply(&request);
+        respond(send, code, &body);
+        let path = request.uri.split('?').next().unwrap_or_default();
+        let done = path.ends_with(last);
         seen.push(request);
-        if last {
+        if done {
             break;
         }
     }
     seen
 }
 
+/// A reconciler over caches filled with an input, writing to a mocked API.
+struct Fixture {
+    input: ClusterObjects,
+    caches: Caches,
+    writer: ApiWriter,
+    metrics: Metrics,
+    reconciler: Reconciler,
+    handle: Handle,
+    now: Time,
+}
+
+fn fixture(input: &str, instance: Option<&str>) -> Fixture {
+    let input = objects(input);
+    let (client, handle) = mock();
+    Fixture {
+        caches: Caches::filled(&input),
+        input,
+        writer: ApiWriter::new(client, "metallb-system", instance.map(str::to_string), None),
+        metrics: Metrics::default(),
+        reconciler: Reconciler::new(LoadOptions::default(), ServiceScope::default()),
+        handle,
+        now: Time(k8s_openapi::jiff::Timestamp::from_second(1_700_000_000).expect("time")),
+    }
+}
+
 #[tokio::test]
 async fn a_pass_makes_exactly_these_requests_and_a_second_pass_none() {
-    let input = objects(INPUT);
-    let caches = Caches::filled(&input);
-    let (client, mut handle) = mock();
-    let writer = ApiWriter::new(client, "metallb-system", Some("controller-0".into()), None);
-    let metrics = Metrics::default();
-    let mut reconciler = Reconciler::new(LoadOptions::default(), ServiceScope::default());
-    let services: BTreeMap<String, Value> = input
+    let mut f = fixture(INPUT, Some("controller-0"));
+    // The server keeps the Services and applies each patch, bumping the version by 100.
+    let mut services: BTreeMap<String, Value> = f
+        .input
         .services
         .iter()
         .map(|s| {
@@ -213,11 +216,29 @@ async fn a_pass_makes_exactly_these_requests_and_a_second_pass_none() {
             )
         })
         .collect();
-
-    let now = when();
+    let server = serve_until(&mut f.handle, "ipaddresspools/prod/status", |request| {
+        let path = request.uri.split('?').next().unwrap_or_default();
+        let Some(name) = path
+            .strip_prefix("/api/v1/namespaces/shop/services/")
+            .map(|rest| rest.trim_end_matches("/status"))
+        else {
+            return (StatusCode::OK, echo(request));
+        };
+        let Some(service) = services.get_mut(name) else {
+            return (StatusCode::NOT_FOUND, json!({}));
+        };
+        merge_patch(service, &request.body);
+        let version: u64 = service["metadata"]["resourceVersion"]
+            .as_str()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        service["metadata"]["resourceVersion"] = json!((version + 100).to_string());
+        (StatusCode::OK, service.clone())
+    });
     let (report, seen) = tokio::join!(
-        reconciler.pass(caches.snapshot(), &writer, &metrics, &now),
-        serve_first_pass(&mut handle, &services)
+        f.reconciler
+            .pass(f.caches.snapshot(), &f.writer, &f.metrics, &f.now),
+        server
     );
     assert!(report.failures.is_empty(), "{:?}", report.failures);
     assert_eq!((report.assigned, report.pending, report.written), (2, 1, 1));
@@ -301,50 +322,37 @@ async fn a_pass_makes_exactly_these_requests_and_a_second_pass_none() {
 
     // The caches have not caught up with any of it: the second pass still writes nothing,
     // and in particular does not hand 10.0.0.0 to another Service.
-    let report = reconciler
-        .pass(caches.snapshot(), &writer, &metrics, &when())
+    let report = f
+        .reconciler
+        .pass(f.caches.snapshot(), &f.writer, &f.metrics, &f.now)
         .await;
     assert!(report.failures.is_empty(), "{:?}", report.failures);
     assert_eq!((report.written, report.events), (0, 0));
-    assert!(quiet(&mut handle).await, "second pass made a request");
+    assert!(quiet(&mut f.handle).await, "second pass made a request");
 }
 
 #[tokio::test]
 async fn a_conflict_is_reported_and_its_events_held_back() {
-    let input = objects(INPUT);
-    let caches = Caches::filled(&input);
-    let (client, mut handle) = mock();
-    let writer = ApiWriter::new(client, "metallb-system", None, None);
-    let metrics = Metrics::default();
-    let mut reconciler = Reconciler::new(LoadOptions::default(), ServiceScope::default());
-    let server = async {
-        let mut seen = Vec::new();
-        while let Some((request, send)) = next(&mut handle).await {
-            let conflict = request.uri.contains("/services/new/status");
-            if conflict {
-                respond(
-                    send,
-                    StatusCode::CONFLICT,
-                    &json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
-                            "reason": "Conflict", "code": 409,
-                            "message": "the object has been modified"}),
-                );
-            } else {
-                respond(send, StatusCode::OK, &echo(&request));
-            }
-            let last = request.uri.contains("ipaddresspools/prod/status");
-            seen.push(format!("{} {}", request.method, request.uri));
-            if last {
-                break;
-            }
+    let mut f = fixture(INPUT, None);
+    let server = serve_until(&mut f.handle, "ipaddresspools/prod/status", |request| {
+        if request.uri.contains("/services/new/status") {
+            let conflict = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                                  "reason": "Conflict", "code": 409,
+                                  "message": "the object has been modified"});
+            (StatusCode::CONFLICT, conflict)
+        } else {
+            (StatusCode::OK, echo(request))
         }
-        seen
-    };
-    let now = when();
+    });
     let (report, seen) = tokio::join!(
-        reconciler.pass(caches.snapshot(), &writer, &metrics, &now),
+        f.reconciler
+            .pass(f.caches.snapshot(), &f.writer, &f.metrics, &f.now),
         server
     );
+    let seen: Vec<String> = seen
+        .iter()
+        .map(|s| format!("{} {}", s.method, s.uri))
+        .collect();
     assert_eq!(report.failures.len(), 1);
     assert!(report.failures[0].is_conflict());
     // No annotation patch after the failed status, and no IPAllocated for it; the pending
@@ -361,29 +369,15 @@ async fn an_invalid_configuration_keeps_ips_and_is_reported() {
     let broken = format!(
         "{INPUT}---\napiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {{name: bad, namespace: metallb-system}}\nspec: {{addresses: [not-a-cidr]}}\n"
     );
-    let input = objects(&broken);
-    let caches = Caches::filled(&input);
-    let (client, mut handle) = mock();
-    let writer = ApiWriter::new(client, "metallb-system", None, None);
-    let metrics = Metrics::default();
-    let mut reconciler = Reconciler::new(LoadOptions::default(), ServiceScope::default());
-    let server = async {
-        let mut seen = Vec::new();
-        while let Some((request, send)) = next(&mut handle).await {
-            respond(send, StatusCode::OK, &echo(&request));
-            let last = request
-                .uri
-                .contains("configurationstates/controller/status");
-            seen.push(request);
-            if last {
-                break;
-            }
-        }
-        seen
-    };
-    let now = when();
+    let mut f = fixture(&broken, None);
+    let server = serve_until(
+        &mut f.handle,
+        "configurationstates/controller/status",
+        |request| (StatusCode::OK, echo(request)),
+    );
     let (report, seen) = tokio::join!(
-        reconciler.pass(caches.snapshot(), &writer, &metrics, &now),
+        f.reconciler
+            .pass(f.caches.snapshot(), &f.writer, &f.metrics, &f.now),
         server
     );
     // Never loaded a valid configuration: only the state is written, no Service touched.
@@ -399,7 +393,7 @@ async fn an_invalid_configuration_keeps_ips_and_is_reported() {
             .contains("IPAddressPool/metallb-system/bad"),
         "{status}"
     );
-    assert!(quiet(&mut handle).await);
+    assert!(quiet(&mut f.handle).await);
 }
 
 fn options() -> super::Options {

@@ -237,20 +237,20 @@ impl ApiWriter {
             metadata["ownerReferences"] = json!([owner]);
         }
         let failed = |source| WriteError::ConfigurationState { source };
-        let object = json!({
-            "apiVersion": ConfigurationState::api_version(&()),
-            "kind": ConfigurationState::kind(&()),
-            "metadata": metadata,
-            "spec": {},
-        });
+        let typed = |field: &str, value: Value| {
+            let mut object = json!({
+                "apiVersion": ConfigurationState::api_version(&()),
+                "kind": ConfigurationState::kind(&()),
+            });
+            object[field] = value;
+            object
+        };
+        let mut object = typed("metadata", metadata);
+        object["spec"] = json!({});
         api.patch(STATE_NAME, &params, &Patch::Apply(&object))
             .await
             .map_err(failed)?;
-        let status = json!({
-            "apiVersion": ConfigurationState::api_version(&()),
-            "kind": ConfigurationState::kind(&()),
-            "status": status,
-        });
+        let status = typed("status", json!(status));
         api.patch_status(STATE_NAME, &params, &Patch::Apply(&status))
             .await
             .map(drop)
