@@ -1,5 +1,6 @@
-//! Lab harness for ferrolb: a real kube-apiserver + etcd ([`apiserver`]), the processes of
-//! the lab ([`process`]), `kubectl` as a user would run it ([`kubectl`]), and where the
+//! Lab harness for ferrolb: a real kube-apiserver + etcd ([`apiserver`]), network namespaces
+//! and the lab switch ([`netns`]), hermetic FRR instances ([`frr`]), the processes of the lab
+//! ([`process`]), `kubectl` as a user would run it ([`kubectl`]), and where the
 //! binaries are ([`paths`]). The scenarios in `tests/` drive ferrolb through these exactly as
 //! a user would: manifests applied with kubectl, results read back from the API.
 //!
@@ -7,6 +8,8 @@
 //! or failure.
 
 pub mod apiserver;
+pub mod frr;
 pub mod kubectl;
+pub mod netns;
 pub mod paths;
 pub mod process;

@@ -1,0 +1,159 @@
+//! Network namespaces and the lab switch. Every interface is created inside a namespace the
+//! lab owns (veth pairs are made between namespaces directly), so the default namespace is
+//! never touched. A namespace is deleted when its [`Netns`] is dropped.
+
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+
+fn ip(args: &[&str]) -> Result<String> {
+    let out = Command::new("ip")
+        .args(args)
+        .output()
+        .context("running ip")?;
+    if !out.status.success() {
+        bail!(
+            "ip {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// A network namespace of the lab.
+#[derive(Debug)]
+pub struct Netns {
+    name: String,
+}
+
+impl Netns {
+    /// Creates namespace `name` with `lo` up (a leftover of the same name is replaced).
+    pub fn create(name: &str) -> Result<Netns> {
+        let _ = ip(&["netns", "del", name]);
+        ip(&["netns", "add", name])?;
+        let ns = Netns {
+            name: name.to_string(),
+        };
+        ns.ip(&["link", "set", "lo", "up"])?;
+        Ok(ns)
+    }
+
+    /// Its name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// `ip -n NAME ARGS`.
+    pub fn ip(&self, args: &[&str]) -> Result<String> {
+        let mut all = vec!["-n", self.name.as_str()];
+        all.extend_from_slice(args);
+        ip(&all)
+    }
+
+    /// A command that runs `program` inside the namespace.
+    pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        let mut command = Command::new("ip");
+        command.args(["netns", "exec", &self.name]).arg(program);
+        command
+    }
+
+    /// Runs `program ARGS` inside the namespace; returns stdout, or an error with stderr.
+    pub fn run(&self, program: &str, args: &[&str]) -> Result<String> {
+        let out = self
+            .command(program)
+            .args(args)
+            .output()
+            .with_context(|| format!("running {program} in {}", self.name))?;
+        if !out.status.success() {
+            bail!(
+                "{program} {} in {}: {}",
+                args.join(" "),
+                self.name,
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// Sets sysctls (`key=value` each) inside the namespace.
+    pub fn sysctl(&self, settings: &[&str]) -> Result<()> {
+        let mut args = vec!["-qw"];
+        args.extend_from_slice(settings);
+        self.run("sysctl", &args).map(drop)
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = ip(&["netns", "del", &self.name]);
+    }
+}
+
+/// A switch: a bridge in a namespace of its own, one port per attached namespace.
+#[derive(Debug)]
+pub struct Switch {
+    ns: Netns,
+}
+
+impl Switch {
+    /// Creates the switch's namespace and bridge (no STP, no forwarding delay).
+    pub fn create(name: &str) -> Result<Switch> {
+        let ns = Netns::create(name)?;
+        ns.ip(&["link", "add", "br0", "type", "bridge"])?;
+        ns.ip(&[
+            "link",
+            "set",
+            "br0",
+            "type",
+            "bridge",
+            "stp_state",
+            "0",
+            "forward_delay",
+            "0",
+        ])?;
+        ns.ip(&["link", "set", "br0", "up"])?;
+        Ok(Switch { ns })
+    }
+
+    /// Plugs `host` in: port `port` on the bridge, `eth0` in `host` with `addresses`
+    /// (CIDR notation; IPv6 ones without duplicate address detection).
+    pub fn attach(&self, host: &Netns, port: &str, addresses: &[&str]) -> Result<()> {
+        self.ns.ip(&[
+            "link",
+            "add",
+            port,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "eth0",
+            "netns",
+            host.name(),
+        ])?;
+        self.ns.ip(&["link", "set", port, "master", "br0"])?;
+        self.ns.ip(&["link", "set", port, "up"])?;
+        host.sysctl(&[
+            "net.ipv6.conf.all.accept_dad=0",
+            "net.ipv6.conf.default.accept_dad=0",
+            "net.ipv6.conf.eth0.accept_dad=0",
+        ])?;
+        for address in addresses {
+            if address.contains(':') {
+                host.ip(&["addr", "add", address, "dev", "eth0", "nodad"])?;
+            } else {
+                host.ip(&["addr", "add", address, "dev", "eth0"])?;
+            }
+        }
+        host.ip(&["link", "set", "eth0", "up"])?;
+        Ok(())
+    }
+
+    /// Sets a port up or down (down is a hard failure of what is behind it: its own
+    /// interface stays up, so peers notice only through BFD or hold timers).
+    pub fn set_port(&self, port: &str, up: bool) -> Result<()> {
+        self.ns
+            .ip(&["link", "set", port, if up { "up" } else { "down" }])
+            .map(drop)
+    }
+}
