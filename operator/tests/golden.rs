@@ -121,7 +121,9 @@ fn rotate<T>(items: &mut [T], by: usize) {
 }
 
 fn vtysh_dry_run(file: &Path) -> Result<(), String> {
-    let dir = std::env::temp_dir().join(format!("ferrolb-golden-{}", std::process::id()));
+    static CALLS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("ferrolb-golden-{}-{call}", std::process::id()));
     fs::create_dir_all(&dir).expect("temp dir");
     fs::write(dir.join("vtysh.conf"), "").expect("vtysh.conf");
     let output = Command::new("vtysh")
@@ -132,10 +134,11 @@ fn vtysh_dry_run(file: &Path) -> Result<(), String> {
         .arg("--dryrun")
         .arg("-f")
         .arg(file)
-        .output()
-        .map_err(|e| {
-            format!("cannot run vtysh ({e}); install Debian's frr package (.ci/run does)")
-        })?;
+        .output();
+    let _ = fs::remove_dir_all(&dir);
+    let output = output.map_err(|e| {
+        format!("cannot run vtysh ({e}); install Debian's frr package (.ci/run does)")
+    })?;
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&output.stdout),
