@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
+use crate::netns::Netns;
 use crate::paths;
 use crate::process::{Process, wait_for};
 
@@ -41,9 +42,13 @@ fn openssl(args: &[&str]) -> Result<()> {
 
 impl ControlPlane {
     /// Starts etcd and kube-apiserver listening on `address` (loopback, or an address of the
-    /// lab's own network), keeping their data, certificates and logs in `dir`.
-    pub fn start(dir: &Path, address: IpAddr) -> Result<ControlPlane> {
+    /// lab's own network, inside `netns`), keeping their data, certificates and logs in `dir`.
+    pub fn start(netns: Option<&Netns>, dir: &Path, address: IpAddr) -> Result<ControlPlane> {
         let bin = paths::apiserver_bin()?;
+        let program = |name: &str| match netns {
+            Some(ns) => ns.command(bin.join(name)),
+            None => Command::new(bin.join(name)),
+        };
         let pki = dir.join("pki");
         std::fs::create_dir_all(&pki)?;
         let key = pki.join("sa.key");
@@ -69,15 +74,23 @@ impl ControlPlane {
             format!("{token},admin,admin,system:masters\n"),
         )?;
 
-        let client_port = free_port(address)?;
-        let peer_port = free_port(address)?;
-        let api_port = free_port(address)?;
+        // In a namespace of its own the usual ports are free; on the host's loopback, several
+        // labs may run at once.
+        let (client_port, peer_port, api_port) = if netns.is_some() {
+            (2379, 2380, 6443)
+        } else {
+            (
+                free_port(address)?,
+                free_port(address)?,
+                free_port(address)?,
+            )
+        };
         let host = match address {
             IpAddr::V4(a) => a.to_string(),
             IpAddr::V6(a) => format!("[{a}]"),
         };
         let started = Instant::now();
-        let mut etcd = Command::new(bin.join("etcd"));
+        let mut etcd = program("etcd");
         etcd.arg("--data-dir")
             .arg(dir.join("etcd"))
             .arg("--unsafe-no-fsync")
@@ -94,7 +107,7 @@ impl ControlPlane {
             ));
         let etcd = Process::spawn("etcd", etcd, &dir.join("etcd.log"))?;
 
-        let mut apiserver = Command::new(bin.join("kube-apiserver"));
+        let mut apiserver = program("kube-apiserver");
         apiserver
             .arg(format!("--etcd-servers=http://{host}:{client_port}"))
             .arg(format!("--advertise-address={address}"))
@@ -131,7 +144,8 @@ impl ControlPlane {
             kubeconfig,
             started_in: Duration::ZERO,
         };
-        let kubectl = crate::kubectl::Kubectl::new(&plane.kubeconfig);
+        let kubectl =
+            crate::kubectl::Kubectl::new(&plane.kubeconfig).within(netns.map(Netns::name));
         let ready = wait_for("kube-apiserver /readyz", Duration::from_secs(60), || {
             if !plane.apiserver.running() {
                 bail!("kube-apiserver exited:\n{}", plane.apiserver.tail(20));
@@ -147,6 +161,14 @@ impl ControlPlane {
         }
         plane.started_in = started.elapsed();
         Ok(plane)
+    }
+
+    /// Leaves etcd and the apiserver running beyond this object; returns their PIDs.
+    pub fn keep(self) -> Vec<u32> {
+        let ControlPlane {
+            apiserver, etcd, ..
+        } = self;
+        vec![apiserver.keep(), etcd.keep()]
     }
 
     /// The kubeconfig to reach it.

@@ -95,6 +95,22 @@ impl Frr {
         )
     }
 
+    /// A handle on an instance started elsewhere (its directory `dir`, in namespace
+    /// `netns`), for vtysh and loading configuration.
+    pub fn client(dir: &Path, netns: &str) -> Frr {
+        Frr {
+            daemons: Vec::new(),
+            run: dir.join("run"),
+            etc: dir.join("etc"),
+            netns: netns.to_string(),
+        }
+    }
+
+    /// Leaves the daemons running beyond this object; returns their PIDs.
+    pub fn keep(self) -> Vec<u32> {
+        self.daemons.into_iter().map(|(_, p)| p.keep()).collect()
+    }
+
     /// The directory of its vty sockets.
     pub fn run_dir(&self) -> &Path {
         &self.run

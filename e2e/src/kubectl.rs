@@ -11,6 +11,7 @@ use serde_json::Value;
 #[derive(Clone, Debug)]
 pub struct Kubectl {
     kubeconfig: PathBuf,
+    netns: Option<String>,
 }
 
 impl Kubectl {
@@ -18,12 +19,27 @@ impl Kubectl {
     pub fn new(kubeconfig: &Path) -> Kubectl {
         Kubectl {
             kubeconfig: kubeconfig.to_path_buf(),
+            netns: None,
         }
+    }
+
+    /// kubectl run inside namespace `netns` (where the control plane is reachable).
+    pub fn within(mut self, netns: Option<&str>) -> Kubectl {
+        self.netns = netns.map(str::to_string);
+        self
     }
 
     /// Runs `kubectl ARGS` (with `stdin` piped in); returns stdout, or an error with stderr.
     pub fn run(&self, args: &[&str], stdin: Option<&str>) -> Result<String> {
-        let mut child = Command::new("kubectl")
+        let mut command = match &self.netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns, "kubectl"]);
+                c
+            }
+            None => Command::new("kubectl"),
+        };
+        let mut child = command
             .arg("--kubeconfig")
             .arg(&self.kubeconfig)
             .args(args)

@@ -10,6 +10,7 @@
 pub mod apiserver;
 pub mod frr;
 pub mod kubectl;
+pub mod lab;
 pub mod netns;
 pub mod paths;
 pub mod process;

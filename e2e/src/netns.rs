@@ -25,6 +25,8 @@ fn ip(args: &[&str]) -> Result<String> {
 #[derive(Debug)]
 pub struct Netns {
     name: String,
+    /// Deleted on drop (created here, not attached to).
+    owned: bool,
 }
 
 impl Netns {
@@ -34,9 +36,29 @@ impl Netns {
         ip(&["netns", "add", name])?;
         let ns = Netns {
             name: name.to_string(),
+            owned: true,
         };
         ns.ip(&["link", "set", "lo", "up"])?;
         Ok(ns)
+    }
+
+    /// A handle on an existing namespace, which its drop leaves in place.
+    pub fn attach(name: &str) -> Netns {
+        Netns {
+            name: name.to_string(),
+            owned: false,
+        }
+    }
+
+    /// Leaves the namespace in place beyond this object (for a lab that stays up).
+    pub fn keep(mut self) -> String {
+        self.owned = false;
+        self.name.clone()
+    }
+
+    /// Deletes a namespace left in place by [`Netns::keep`].
+    pub fn delete(name: &str) -> Result<()> {
+        ip(&["netns", "del", name]).map(drop)
     }
 
     /// Its name.
@@ -86,7 +108,9 @@ impl Netns {
 
 impl Drop for Netns {
     fn drop(&mut self) {
-        let _ = ip(&["netns", "del", &self.name]);
+        if self.owned {
+            let _ = ip(&["netns", "del", &self.name]);
+        }
     }
 }
 
@@ -147,6 +171,11 @@ impl Switch {
         }
         host.ip(&["link", "set", "eth0", "up"])?;
         Ok(())
+    }
+
+    /// Leaves the switch in place; returns its namespace's name.
+    pub fn keep(self) -> String {
+        self.ns.keep()
     }
 
     /// Sets a port up or down (down is a hard failure of what is behind it: its own

@@ -19,8 +19,11 @@ pub struct Process {
 }
 
 impl Process {
-    /// Starts `command` with stdout and stderr appended to `log`.
-    pub fn spawn(name: &str, mut command: Command, log: &Path) -> Result<Process> {
+    /// Starts `command` with stdout and stderr appended to `log`, in a session of its own
+    /// (through `setsid`, which execs in place, so the PID is the program's): a lab left
+    /// running does not die with the terminal that started it.
+    pub fn spawn(name: &str, command: Command, log: &Path) -> Result<Process> {
+        let mut command = in_own_session(&command);
         let out = File::options()
             .create(true)
             .append(true)
@@ -38,6 +41,13 @@ impl Process {
             child,
             log: log.to_path_buf(),
         })
+    }
+
+    /// Leaves it running beyond this object (for a lab that stays up); returns its PID.
+    pub fn keep(self) -> u32 {
+        let pid = self.child.id();
+        std::mem::forget(self);
+        pid
     }
 
     /// Its PID.
@@ -97,6 +107,46 @@ impl Drop for Process {
     fn drop(&mut self) {
         let _ = self.stop(Duration::from_secs(5));
     }
+}
+
+fn in_own_session(command: &Command) -> Command {
+    let mut wrapped = Command::new("setsid");
+    wrapped.arg(command.get_program()).args(command.get_args());
+    for (key, value) in command.get_envs() {
+        match value {
+            Some(value) => wrapped.env(key, value),
+            None => wrapped.env_remove(key),
+        };
+    }
+    if let Some(dir) = command.get_current_dir() {
+        wrapped.current_dir(dir);
+    }
+    wrapped
+}
+
+/// Ends a process left running by [`Process::keep`]: SIGTERM, then SIGKILL after `grace`.
+pub fn stop_pid(pid: u32, grace: Duration) {
+    let Ok(raw) = i32::try_from(pid) else {
+        return;
+    };
+    let pid = Pid::from_raw(raw);
+    if kill(pid, Signal::SIGTERM).is_err() {
+        return;
+    }
+    let deadline = Instant::now() + grace;
+    while Instant::now() < deadline {
+        // Gone, or a zombie waiting for its new parent to reap it.
+        let state = std::fs::read_to_string(format!("/proc/{raw}/stat")).unwrap_or_default();
+        let zombie = state
+            .rsplit(')')
+            .next()
+            .is_some_and(|rest| rest.trim_start().starts_with('Z'));
+        if state.is_empty() || zombie {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = kill(pid, Signal::SIGKILL);
 }
 
 /// Polls `probe` every 50 ms until it returns `Some`, or fails after `timeout` with the last

@@ -28,7 +28,7 @@ struct Lab {
 impl Lab {
     fn start(name: &str) -> Result<Lab> {
         let scratch = Scratch::new(name)?;
-        let plane = ControlPlane::start(scratch.path(), "127.0.0.1".parse()?)?;
+        let plane = ControlPlane::start(None, scratch.path(), "127.0.0.1".parse()?)?;
         let kubectl = Kubectl::new(plane.kubeconfig());
         let crds = paths::repo().join("crds");
         kubectl.run(

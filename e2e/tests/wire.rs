@@ -7,10 +7,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use ferrolb_e2e::frr::Frr;
+use ferrolb_e2e::lab::{ROUTER_CONFIG, nexthops};
 use ferrolb_e2e::netns::{Netns, Switch};
 use ferrolb_e2e::paths::{self, Scratch};
 use ferrolb_e2e::process::wait_for;
-use serde_json::Value;
 
 const MANIFESTS: &str = r#"
 apiVersion: v1
@@ -50,55 +50,6 @@ spec: {type: LoadBalancer, externalTrafficPolicy: Cluster, ports: [{port: 80, pr
 status: {loadBalancer: {ingress: [{ip: 10.98.0.10}]}}
 "#;
 
-const ROUTER: &str = "frr defaults traditional
-log stdout informational
-!
-bfd
- profile lab
-  receive-interval 100
-  transmit-interval 100
- exit
-exit
-!
-router bgp 64513
- bgp router-id 10.99.0.1
- bgp log-neighbor-changes
- coalesce-time 100
- no bgp ebgp-requires-policy
- neighbor NODES peer-group
- neighbor NODES remote-as 64512
- neighbor NODES timers 3 9
- neighbor NODES timers connect 1
- neighbor NODES bfd
- neighbor NODES bfd profile lab
- neighbor 10.99.0.11 peer-group NODES
- neighbor 10.99.0.12 peer-group NODES
- !
- address-family ipv4 unicast
-  maximum-paths 8
- exit-address-family
-exit
-";
-
-fn nexthops(router: &Netns, prefix: &str) -> Result<Vec<String>> {
-    let text = router.ip(&["-j", "route", "show", prefix])?;
-    let routes: Value = serde_json::from_str(&text)?;
-    let Some(route) = routes.as_array().and_then(|r| r.first()) else {
-        return Ok(Vec::new());
-    };
-    let gateways = match route["nexthops"].as_array() {
-        Some(hops) => hops
-            .iter()
-            .filter_map(|h| h["gateway"].as_str().map(str::to_string))
-            .collect(),
-        None => route["gateway"]
-            .as_str()
-            .map(|g| vec![g.to_string()])
-            .unwrap_or_default(),
-    };
-    Ok(gateways)
-}
-
 fn render(node: &str, manifests: &std::path::Path) -> Result<String> {
     let out = std::process::Command::new(paths::ferrolb()?)
         .args(["render", "frr", "--node", node, "-f"])
@@ -134,7 +85,7 @@ fn rendered_configs_give_the_router_ecmp_bfd_and_communities() -> Result<()> {
     let manifests = scratch.path().join("lab.yaml");
     std::fs::write(&manifests, MANIFESTS)?;
     let router_frr = Frr::start(&router, &scratch.path().join("rtr"))?;
-    router_frr.load(ROUTER)?;
+    router_frr.load(ROUTER_CONFIG)?;
     let n1_frr = Frr::start(&n1, &scratch.path().join("n1"))?;
     let n2_frr = Frr::start(&n2, &scratch.path().join("n2"))?;
     let started = Instant::now();

@@ -1,0 +1,360 @@
+//! The local lab `hack/lab.sh` brings up and leaves running: a whole ferrolb cluster on one
+//! machine, in network namespaces on a switch of their own.
+//!
+//! ```text
+//!  netns ferrolb-sw: bridge br0
+//!   ├─ ferrolb-cp   10.99.0.2    etcd, kube-apiserver :6443-ish, ferrolb controller
+//!   ├─ ferrolb-rtr  10.99.0.1    FRR, AS 64513, ECMP (maximum-paths 8), BFD 100 ms
+//!   ├─ ferrolb-n1   10.99.0.11   node n1: FRR, AS 64512
+//!   ├─ ferrolb-n2   10.99.0.12   node n2: FRR, AS 64512
+//!   └─ ferrolb-cli  10.99.0.100  client, default route via the router
+//! ```
+//!
+//! The control plane lives in its own namespace on the lab network, so every node can reach
+//! it; from the host, `hack/lab.sh kubectl …` runs kubectl there. The configuration is
+//! `examples/lab.yaml`; the harness adds the Node objects (there is no kubelet). Each node's
+//! FRR is loaded with what `ferrolb render frr --node N` makes of the cluster's objects.
+//! State (namespaces, PIDs, directories) is kept in the lab directory, so `down` ends exactly
+//! what `up` started, by PID.
+
+use std::fmt::Write as _;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use serde_json::{Value, json};
+
+use crate::apiserver::ControlPlane;
+use crate::frr::Frr;
+use crate::kubectl::Kubectl;
+use crate::netns::{Netns, Switch};
+use crate::paths;
+use crate::process::{Process, stop_pid, wait_for};
+
+/// The lab's nodes: name and address.
+pub const NODES: [(&str, &str); 2] = [("n1", "10.99.0.11"), ("n2", "10.99.0.12")];
+const PREFIX: &str = "ferrolb";
+const CONTROL_PLANE: &str = "10.99.0.2";
+
+/// The router's configuration: eBGP to both nodes with BFD, ECMP.
+pub const ROUTER_CONFIG: &str = "frr defaults traditional
+log stdout informational
+!
+bfd
+ profile lab
+  receive-interval 100
+  transmit-interval 100
+ exit
+exit
+!
+router bgp 64513
+ bgp router-id 10.99.0.1
+ bgp log-neighbor-changes
+ coalesce-time 100
+ no bgp ebgp-requires-policy
+ neighbor NODES peer-group
+ neighbor NODES remote-as 64512
+ neighbor NODES timers 3 9
+ neighbor NODES timers connect 1
+ neighbor NODES bfd
+ neighbor NODES bfd profile lab
+ neighbor 10.99.0.11 peer-group NODES
+ neighbor 10.99.0.12 peer-group NODES
+ !
+ address-family ipv4 unicast
+  maximum-paths 8
+ exit-address-family
+exit
+";
+
+fn ns(name: &str) -> String {
+    format!("{PREFIX}-{name}")
+}
+
+fn state_file(dir: &Path) -> PathBuf {
+    dir.join("state.json")
+}
+
+/// The kinds a node's configuration is rendered from.
+const RENDER_KINDS: &str = "nodes,services,namespaces,ipaddresspools.metallb.io,bgppeers.metallb.io,bgpadvertisements.metallb.io,l2advertisements.metallb.io,bfdprofiles.metallb.io,communities.metallb.io,secrets";
+
+/// kubectl in the control plane's namespace.
+pub fn kubectl(dir: &Path) -> Kubectl {
+    Kubectl::new(&dir.join("cp/kubeconfig")).within(Some(&ns("cp")))
+}
+
+fn node_manifest(name: &str, address: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Node\nmetadata: {{name: {name}, labels: {{kubernetes.io/hostname: {name}}}}}\nstatus: {{addresses: [{{type: InternalIP, address: {address}}}]}}\n---\n"
+    )
+}
+
+/// Renders each node's frr.conf from the cluster's objects and loads it into its FRR.
+pub fn announce(dir: &Path) -> Result<()> {
+    let objects = kubectl(dir).run(&["get", RENDER_KINDS, "-A", "-o", "yaml"], None)?;
+    let input = dir.join("cluster.yaml");
+    std::fs::write(&input, objects)?;
+    for (node, _) in NODES {
+        let out = std::process::Command::new(paths::ferrolb()?)
+            .args(["render", "frr", "--node", node, "-f"])
+            .arg(&input)
+            .output()
+            .context("running ferrolb render frr")?;
+        if !out.status.success() {
+            bail!(
+                "ferrolb render frr --node {node}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Frr::client(&dir.join(node), &ns(node)).load(&String::from_utf8_lossy(&out.stdout))?;
+    }
+    Ok(())
+}
+
+/// The gateways of `prefix` in `router`'s kernel FIB (several with ECMP, none without a route).
+pub fn nexthops(router: &Netns, prefix: &str) -> Result<Vec<String>> {
+    let text = router.ip(&["-j", "route", "show", prefix])?;
+    let routes: Value = serde_json::from_str(&text)?;
+    let Some(route) = routes.as_array().and_then(|r| r.first()) else {
+        return Ok(Vec::new());
+    };
+    Ok(match route["nexthops"].as_array() {
+        Some(hops) => hops
+            .iter()
+            .filter_map(|h| h["gateway"].as_str().map(str::to_string))
+            .collect(),
+        None => route["gateway"]
+            .as_str()
+            .map(|g| vec![g.to_string()])
+            .unwrap_or_default(),
+    })
+}
+
+fn bgp_ips(dir: &Path) -> Result<Vec<String>> {
+    let services = kubectl(dir).get(&["services", "-A"])?;
+    Ok(services["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|s| s["metadata"]["annotations"]["metallb.io/ip-allocated-from-pool"] == "lab-bgp")
+        .flat_map(|s| {
+            s["status"]["loadBalancer"]["ingress"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|i| i["ip"].as_str().map(str::to_string))
+                .collect::<Vec<_>>()
+        })
+        .collect())
+}
+
+/// Brings the lab up in `dir` and leaves it running.
+pub fn up(dir: &Path) -> Result<String> {
+    if state_file(dir).exists() {
+        bail!(
+            "a lab is already up (state in {}); run `hack/lab.sh down` first",
+            dir.display()
+        );
+    }
+    std::fs::create_dir_all(dir)?;
+    let started = Instant::now();
+    let switch = Switch::create(&ns("sw"))?;
+    let cp = Netns::create(&ns("cp"))?;
+    let rtr = Netns::create(&ns("rtr"))?;
+    let cli = Netns::create(&ns("cli"))?;
+    switch.attach(&cp, "cp", &[&format!("{CONTROL_PLANE}/24")])?;
+    switch.attach(&rtr, "rtr", &["10.99.0.1/24"])?;
+    switch.attach(&cli, "cli", &["10.99.0.100/24"])?;
+    rtr.sysctl(&[
+        "net.ipv4.ip_forward=1",
+        "net.ipv6.conf.all.forwarding=1",
+        "net.ipv4.fib_multipath_hash_policy=1",
+    ])?;
+    cli.ip(&["route", "add", "default", "via", "10.99.0.1"])?;
+    let mut nodes = Vec::new();
+    for (name, address) in NODES {
+        let node = Netns::create(&ns(name))?;
+        switch.attach(&node, name, &[&format!("{address}/24")])?;
+        node.sysctl(&["net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1"])?;
+        nodes.push(node);
+    }
+
+    let plane = ControlPlane::start(Some(&cp), &dir.join("cp"), CONTROL_PLANE.parse::<IpAddr>()?)?;
+    let kubectl = kubectl(dir);
+    kubectl.run(
+        &[
+            "apply",
+            "--validate=false",
+            "-f",
+            &paths::repo().join("crds").to_string_lossy(),
+        ],
+        None,
+    )?;
+    kubectl.run(
+        &[
+            "wait",
+            "--for=condition=Established",
+            "crd",
+            "--all",
+            "--timeout=60s",
+        ],
+        None,
+    )?;
+    let mut base =
+        String::from("apiVersion: v1\nkind: Namespace\nmetadata: {name: metallb-system}\n---\n");
+    for (name, address) in NODES {
+        base.push_str(&node_manifest(name, address));
+    }
+    kubectl.apply(&base)?;
+    kubectl.run(
+        &[
+            "apply",
+            "-f",
+            &paths::repo().join("examples/lab.yaml").to_string_lossy(),
+        ],
+        None,
+    )?;
+
+    let mut controller = cp.command(paths::ferrolb()?);
+    controller
+        .arg("controller")
+        .args(["--pod-name", "controller-0"])
+        .args(["--health-addr", &format!("{CONTROL_PLANE}:17472")])
+        .args(["--metrics-addr", "none"])
+        .env("KUBECONFIG", plane.kubeconfig());
+    let controller = Process::spawn("controller", controller, &dir.join("controller.log"))?;
+
+    let router = Frr::start(&rtr, &dir.join("rtr"))?;
+    router.load(ROUTER_CONFIG)?;
+    let mut node_frr = Vec::new();
+    for ((name, _), node) in NODES.iter().zip(&nodes) {
+        node_frr.push(Frr::start(node, &dir.join(name))?);
+    }
+
+    wait_for(
+        "the lab's Services to get IPs",
+        Duration::from_secs(30),
+        || {
+            let services = kubectl.get(&["services", "-n", "shop"])?;
+            let all = services["items"].as_array().is_some_and(|items| {
+                items
+                    .iter()
+                    .all(|s| s["status"]["loadBalancer"]["ingress"].is_array())
+            });
+            Ok(all.then_some(()))
+        },
+    )?;
+    announce(dir)?;
+
+    // Everything stays up; record it so `down` can end it by PID.
+    let mut pids = vec![controller.keep()];
+    pids.extend(plane.keep());
+    pids.extend(router.keep());
+    for frr in node_frr {
+        pids.extend(frr.keep());
+    }
+    let mut namespaces = vec![switch.keep(), cp.keep(), rtr.keep(), cli.keep()];
+    namespaces.extend(nodes.into_iter().map(Netns::keep));
+    let state = json!({ "pids": pids, "namespaces": namespaces });
+    std::fs::write(state_file(dir), serde_json::to_string_pretty(&state)?)?;
+
+    let router = Netns::attach(&ns("rtr"));
+    let converged = wait_for("ECMP routes on the router", Duration::from_secs(30), || {
+        for ip in bgp_ips(dir)? {
+            if nexthops(&router, &ip)?.len() < NODES.len() {
+                return Ok(None);
+            }
+        }
+        Ok(Some(()))
+    });
+    if let Err(error) = converged {
+        eprintln!("warning: {error:#}");
+    }
+    let mut out = format!("lab up in {:.1} s\n\n", started.elapsed().as_secs_f64());
+    out.push_str(&status(dir)?);
+    Ok(out)
+}
+
+/// Ends everything `up` started and deletes the lab's namespaces.
+pub fn down(dir: &Path) -> Result<()> {
+    let text = std::fs::read_to_string(state_file(dir))
+        .with_context(|| format!("no lab state in {}", dir.display()))?;
+    let state: Value = serde_json::from_str(&text)?;
+    for pid in state["pids"].as_array().into_iter().flatten() {
+        if let Some(pid) = pid.as_u64().and_then(|p| u32::try_from(p).ok()) {
+            stop_pid(pid, Duration::from_secs(5));
+        }
+    }
+    for name in state["namespaces"].as_array().into_iter().flatten() {
+        if let Some(name) = name.as_str() {
+            let _ = Netns::delete(name);
+        }
+    }
+    std::fs::remove_dir_all(dir)?;
+    Ok(())
+}
+
+/// What a user wants to see: Service IPs, the router's routes to them, BFD sessions.
+pub fn status(dir: &Path) -> Result<String> {
+    if !state_file(dir).exists() {
+        bail!("no lab is up (no state in {})", dir.display());
+    }
+    let mut out = String::new();
+    let services = kubectl(dir).get(&["services", "-A"])?;
+    let mut bgp_ips = Vec::new();
+    writeln!(out, "Services:")?;
+    for service in services["items"].as_array().into_iter().flatten() {
+        if service["spec"]["type"] != "LoadBalancer" {
+            continue;
+        }
+        let ips: Vec<&str> = service["status"]["loadBalancer"]["ingress"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|i| i["ip"].as_str())
+            .collect();
+        let pool = service["metadata"]["annotations"]["metallb.io/ip-allocated-from-pool"]
+            .as_str()
+            .unwrap_or("-");
+        writeln!(
+            out,
+            "  {}/{}  {}  pool {}  externalTrafficPolicy {}",
+            service["metadata"]["namespace"]
+                .as_str()
+                .unwrap_or_default(),
+            service["metadata"]["name"].as_str().unwrap_or_default(),
+            if ips.is_empty() {
+                "<pending>".to_string()
+            } else {
+                ips.join(",")
+            },
+            pool,
+            service["spec"]["externalTrafficPolicy"]
+                .as_str()
+                .unwrap_or("Cluster"),
+        )?;
+        if pool == "lab-bgp" {
+            bgp_ips.extend(ips.iter().map(|s| s.to_string()));
+        }
+    }
+    let router = Netns::attach(&ns("rtr"));
+    writeln!(out, "\nRouter {} routes (kernel FIB):", ns("rtr"))?;
+    for ip in &bgp_ips {
+        let route = router.ip(&["route", "show", ip])?;
+        let route = route.trim();
+        if route.is_empty() {
+            writeln!(out, "  {ip}: (no route yet)")?;
+        } else {
+            for line in route.lines() {
+                writeln!(out, "  {}", line.trim())?;
+            }
+        }
+    }
+    let frr = Frr::client(&dir.join("rtr"), &ns("rtr"));
+    writeln!(out, "\nRouter: show bfd peers brief")?;
+    for line in frr.vtysh("show bfd peers brief")?.lines() {
+        writeln!(out, "  {line}")?;
+    }
+    Ok(out)
+}
