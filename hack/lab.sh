@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The local lab: a whole ferrolb cluster on this machine, in network namespaces. Needs root.
 #
-#   hack/lab.sh up        build, start the lab, apply examples/lab.yaml, print what it does
+#   hack/lab.sh up        build, start the lab, apply examples/lab/lab.yaml, print what it does
 #   hack/lab.sh status    Service IPs, the router's routes to them, BFD sessions
 #   hack/lab.sh kubectl … kubectl against the lab's API server (it lives in the lab network)
 #   hack/lab.sh down      stop everything the lab started and delete its namespaces

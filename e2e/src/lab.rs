@@ -12,7 +12,7 @@
 //!
 //! The control plane lives in its own namespace on the lab network, so every node can reach
 //! it; from the host, `hack/lab.sh kubectl …` runs kubectl there. The configuration is
-//! `examples/lab.yaml`; the harness adds the Node objects (there is no kubelet). Each node's
+//! `examples/lab/lab.yaml`; the harness adds the Node objects (there is no kubelet). Each node's
 //! FRR is loaded with what `ferrolb render frr --node N` makes of the cluster's objects.
 //! State (namespaces, PIDs, directories) is kept in the lab directory, so `down` ends exactly
 //! what `up` started, by PID.
@@ -211,7 +211,7 @@ pub fn up(dir: &Path) -> Result<String> {
         &[
             "apply",
             "-f",
-            &paths::repo().join("examples/lab.yaml").to_string_lossy(),
+            &paths::repo().join("examples/lab/lab.yaml").to_string_lossy(),
         ],
         None,
     )?;

@@ -37,12 +37,18 @@ fn text(bytes: &[u8]) -> String {
 #[test]
 fn documentation_style_manifests_validate_one_by_one_and_together() {
     let dir = examples();
+    // Top-level files form one configuration; each subdirectory is a configuration of its own
+    // (the lab's).
     let mut files: Vec<_> = std::fs::read_dir(&dir)
         .unwrap()
         .map(|e| e.unwrap().path())
+        .filter(|p| p.is_file())
         .collect();
     files.sort();
     assert!(files.len() >= 4);
+    let lab = dir.join("lab");
+    let out = ferrolb(&["validate", "-f", lab.to_str().unwrap()], None);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     for file in &files {
         let out = ferrolb(&["validate", "-f", file.to_str().unwrap()], None);
         assert_eq!(
@@ -53,7 +59,11 @@ fn documentation_style_manifests_validate_one_by_one_and_together() {
             text(&out.stderr)
         );
     }
-    let out = ferrolb(&["validate", "-f", dir.to_str().unwrap()], None);
+    let mut args = vec!["validate"];
+    for file in &files {
+        args.extend(["-f", file.to_str().unwrap()]);
+    }
+    let out = ferrolb(&args, None);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert_eq!(
         text(&out.stdout),
