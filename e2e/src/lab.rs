@@ -211,7 +211,9 @@ pub fn up(dir: &Path) -> Result<String> {
         &[
             "apply",
             "-f",
-            &paths::repo().join("examples/lab/lab.yaml").to_string_lossy(),
+            &paths::repo()
+                .join("examples/lab/lab.yaml")
+                .to_string_lossy(),
         ],
         None,
     )?;
