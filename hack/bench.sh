@@ -9,3 +9,7 @@ cd "$(dirname "$0")/.."
 for bench in render alloc; do
     cargo bench -q -p ferrolb --bench "$bench" -- "$@"
 done
+# On the wire: needs root, Debian's frr and the ferrolb binary (for render).
+cargo build -q --release -p ferrolb
+FERROLB_BIN="${CARGO_TARGET_DIR:-$PWD/target}/release/ferrolb" \
+    cargo bench -q -p ferrolb-e2e --bench lab -- "$@"

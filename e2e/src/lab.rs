@@ -90,24 +90,29 @@ fn node_manifest(name: &str, address: &str) -> String {
     )
 }
 
+/// What `ferrolb render frr --node NODE -f INPUT` prints.
+pub fn render_frr(node: &str, input: &Path) -> Result<String> {
+    let out = std::process::Command::new(paths::ferrolb()?)
+        .args(["render", "frr", "--node", node, "-f"])
+        .arg(input)
+        .output()
+        .context("running ferrolb render frr")?;
+    if !out.status.success() {
+        bail!(
+            "ferrolb render frr --node {node}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
 /// Renders each node's frr.conf from the cluster's objects and loads it into its FRR.
 pub fn announce(dir: &Path) -> Result<()> {
     let objects = kubectl(dir).run(&["get", RENDER_KINDS, "-A", "-o", "yaml"], None)?;
     let input = dir.join("cluster.yaml");
     std::fs::write(&input, objects)?;
     for (node, _) in NODES {
-        let out = std::process::Command::new(paths::ferrolb()?)
-            .args(["render", "frr", "--node", node, "-f"])
-            .arg(&input)
-            .output()
-            .context("running ferrolb render frr")?;
-        if !out.status.success() {
-            bail!(
-                "ferrolb render frr --node {node}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        Frr::client(&dir.join(node), &ns(node)).load(&String::from_utf8_lossy(&out.stdout))?;
+        Frr::client(&dir.join(node), &ns(node)).load(&render_frr(node, &input)?)?;
     }
     Ok(())
 }

@@ -8,6 +8,7 @@
 //! or failure.
 
 pub mod apiserver;
+pub mod fabric;
 pub mod frr;
 pub mod kubectl;
 pub mod lab;
