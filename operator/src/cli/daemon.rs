@@ -41,7 +41,7 @@ pub struct ControllerArgs {
     #[arg(long, default_value = "ferrolb-controller")]
     lease_name: String,
     /// Seconds a Lease holds without renewal; a standby takes over within about this long
-    /// (plus up to a second) after the leader stops or dies.
+    /// (plus up to a second) after the leader dies, and at once after a clean stop.
     #[arg(long, default_value_t = 5)]
     lease_duration: u64,
     /// Seconds before expiry the leader renews; also the clock skew tolerated.

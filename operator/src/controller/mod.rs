@@ -85,6 +85,34 @@ pub fn lease(client: Client, options: &Options) -> LeaseManagerBuilder {
     }
 }
 
+/// Watches the Lease and signals each time it is left without a holder (a leader released it
+/// on a clean stop), so a standby need not wait for the old term to expire.
+fn watch_releases(client: Client, options: &Options) -> Arc<tokio::sync::Notify> {
+    use futures::StreamExt;
+    use k8s_openapi::api::coordination::v1::Lease;
+    use kube::runtime::{WatchStreamExt, watcher};
+    let released = Arc::new(tokio::sync::Notify::new());
+    let signal = Arc::clone(&released);
+    let api: kube::Api<Lease> = kube::Api::namespaced(client, &options.namespace);
+    let config =
+        watcher::Config::default().fields(&format!("metadata.name={}", options.lease_name));
+    tokio::spawn(async move {
+        let stream = watcher(api, config).default_backoff().applied_objects();
+        let mut stream = std::pin::pin!(stream);
+        while let Some(event) = stream.next().await {
+            if let Ok(lease) = event
+                && lease
+                    .spec
+                    .as_ref()
+                    .is_none_or(|s| s.holder_identity.is_none())
+            {
+                signal.notify_one();
+            }
+        }
+    });
+    released
+}
+
 /// Runs the controller until `shutdown` is cancelled.
 pub async fn run(options: Options, shutdown: CancellationToken) -> anyhow::Result<()> {
     let client = Client::try_default()
@@ -112,11 +140,12 @@ pub async fn run(options: Options, shutdown: CancellationToken) -> anyhow::Resul
     let changes = Arc::new(Changes::new(metrics.updates.clone()));
     let caches = Caches::start(&client, &options.namespace, &changes);
 
-    let lease = lease(client.clone(), &options)
+    let manager = lease(client.clone(), &options)
         .build()
         .await
         .context("setting up the Lease")?;
-    let (mut leading, lease_task) = lease.watch().await;
+    let (mut leading, mut lease_task) = manager.watch().await;
+    let released = watch_releases(client.clone(), &options);
 
     tokio::select! {
         () = caches.ready() => {}
@@ -136,7 +165,12 @@ pub async fn run(options: Options, shutdown: CancellationToken) -> anyhow::Resul
             uid,
             ..OwnerReference::default()
         });
-    let writer = ApiWriter::new(client, &options.namespace, options.identity.clone(), owner);
+    let writer = ApiWriter::new(
+        client.clone(),
+        &options.namespace,
+        options.identity.clone(),
+        owner,
+    );
     let mut reconciler = Reconciler::new(
         LoadOptions {
             namespace: options.namespace.clone(),
@@ -151,6 +185,17 @@ pub async fn run(options: Options, shutdown: CancellationToken) -> anyhow::Resul
                 changed = leading.changed() => if changed.is_err() {
                     anyhow::bail!("the Lease task ended");
                 },
+                () = released.notified() => {
+                    // The Lease manager would only look again when the old term expires;
+                    // a fresh one contends at once.
+                    tracing::info!(lease = %options.lease_name, "Lease released by its holder; contending");
+                    lease_task.abort();
+                    let manager = lease(client.clone(), &options)
+                        .build()
+                        .await
+                        .context("setting up the Lease")?;
+                    (leading, lease_task) = manager.watch().await;
+                }
                 () = shutdown.cancelled() => break 'terms,
             }
         }
