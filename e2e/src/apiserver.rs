@@ -5,7 +5,7 @@
 use std::net::{IpAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 
@@ -20,8 +20,6 @@ pub struct ControlPlane {
     apiserver: Process,
     etcd: Process,
     kubeconfig: PathBuf,
-    /// Seconds from start to `/readyz`.
-    pub started_in: Duration,
 }
 
 fn free_port(address: IpAddr) -> Result<u16> {
@@ -89,7 +87,6 @@ impl ControlPlane {
             IpAddr::V4(a) => a.to_string(),
             IpAddr::V6(a) => format!("[{a}]"),
         };
-        let started = Instant::now();
         let mut etcd = program("etcd");
         etcd.arg("--data-dir")
             .arg(dir.join("etcd"))
@@ -142,7 +139,6 @@ impl ControlPlane {
             apiserver,
             etcd,
             kubeconfig,
-            started_in: Duration::ZERO,
         };
         let kubectl =
             crate::kubectl::Kubectl::new(&plane.kubeconfig).within(netns.map(Netns::name));
@@ -159,7 +155,6 @@ impl ControlPlane {
                 plane.etcd.tail(10)
             );
         }
-        plane.started_in = started.elapsed();
         Ok(plane)
     }
 
@@ -174,10 +169,5 @@ impl ControlPlane {
     /// The kubeconfig to reach it.
     pub fn kubeconfig(&self) -> &Path {
         &self.kubeconfig
-    }
-
-    /// The apiserver's log.
-    pub fn log(&self) -> String {
-        self.apiserver.tail(40)
     }
 }

@@ -3,7 +3,6 @@
 //! loaded with what `ferrolb render frr --node N` makes of the given manifests. Namespaces
 //! are named after the fabric, so several can exist at once; everything goes on drop.
 
-use std::path::Path;
 use std::time::Duration;
 
 use anyhow::Result;
@@ -38,7 +37,7 @@ pub struct Fabric {
     pub router: Netns,
     /// The switch.
     pub switch: Switch,
-    scratch: Scratch,
+    _scratch: Scratch,
 }
 
 impl Fabric {
@@ -75,7 +74,7 @@ impl Fabric {
             nodes,
             router,
             switch,
-            scratch,
+            _scratch: scratch,
         })
     }
 
@@ -89,10 +88,5 @@ impl Fabric {
         wait_for(&format!("{count} next hops for {prefix}"), timeout, || {
             Ok((self.nexthops(prefix)?.len() == count).then_some(()))
         })
-    }
-
-    /// The fabric's scratch directory.
-    pub fn dir(&self) -> &Path {
-        self.scratch.path()
     }
 }

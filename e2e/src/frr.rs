@@ -111,16 +111,6 @@ impl Frr {
         self.daemons.into_iter().map(|(_, p)| p.keep()).collect()
     }
 
-    /// The directory of its vty sockets.
-    pub fn run_dir(&self) -> &Path {
-        &self.run
-    }
-
-    /// The directory of its `frr.conf`.
-    pub fn etc_dir(&self) -> &Path {
-        &self.etc
-    }
-
     fn vtysh_command(&self) -> Command {
         let mut command = Command::new("vtysh");
         command
@@ -173,15 +163,5 @@ impl Frr {
     pub fn json(&self, command: &str) -> Result<Value> {
         let text = self.vtysh(command)?;
         serde_json::from_str(&text).with_context(|| format!("{command}: not JSON: {text}"))
-    }
-
-    /// Stops one daemon at once (SIGKILL), as a crash.
-    pub fn crash(&mut self, daemon: &str) -> Result<()> {
-        let (_, process) = self
-            .daemons
-            .iter_mut()
-            .find(|(name, _)| name == daemon)
-            .with_context(|| format!("no {daemon} running"))?;
-        process.kill().map(drop)
     }
 }

@@ -7,10 +7,9 @@
 //!
 //! Run through `hack/bench.sh alloc_cold_10k` (or with no name, every benchmark).
 
-use std::collections::BTreeMap;
 use std::time::Instant;
 
-use ferrolb::alloc::{self, AllocService, Family, FamilyPolicy, Port};
+use ferrolb::alloc::{self, AllocService, Port};
 use ferrolb::cluster::{ServiceKey, ServiceScope};
 use ferrolb::config::{self, Config, LoadOptions};
 use ferrolb::manifest;
@@ -46,23 +45,14 @@ fn service(i: usize) -> AllocService {
         format!("other-{}", i % 7)
     };
     AllocService {
-        key: ServiceKey::new(&namespace, &format!("svc-{i}")),
-        labels: BTreeMap::new(),
-        is_load_balancer: true,
-        load_balancer_class: None,
-        cluster_families: vec![Family::V4],
-        ip_families: vec![Family::V4],
-        policy: FamilyPolicy::SingleStack,
-        requested_ips: Ok(Vec::new()),
-        requested_pool: None,
         sharing_key: i.is_multiple_of(10).then(|| format!("shared-{}", i % 3)),
-        backend_key: String::new(),
-        ports: vec![Port {
-            protocol: "TCP".into(),
-            port: 8000 + i32::try_from(i % 1000).unwrap_or(0),
-        }],
-        ingress: Vec::new(),
-        deprecated_annotations: Vec::new(),
+        ..AllocService::ipv4(
+            ServiceKey::new(&namespace, &format!("svc-{i}")),
+            vec![Port {
+                protocol: "TCP".into(),
+                port: 8000 + i32::try_from(i % 1000).unwrap_or(0),
+            }],
+        )
     }
 }
 

@@ -107,6 +107,27 @@ pub struct AllocService {
 const DEPRECATED_PREFIX: &str = "metallb.universe.tf/";
 
 impl AllocService {
+    /// A single-stack IPv4 LoadBalancer Service with a Cluster traffic policy, serving
+    /// `ports`, asking for nothing and holding no IP (for fixtures and benchmarks).
+    pub fn ipv4(key: ServiceKey, ports: Vec<Port>) -> AllocService {
+        AllocService {
+            key,
+            labels: BTreeMap::new(),
+            is_load_balancer: true,
+            load_balancer_class: None,
+            cluster_families: vec![Family::V4],
+            ip_families: vec![Family::V4],
+            policy: FamilyPolicy::SingleStack,
+            requested_ips: Ok(Vec::new()),
+            requested_pool: None,
+            sharing_key: None,
+            backend_key: String::new(),
+            ports,
+            ingress: Vec::new(),
+            deprecated_annotations: Vec::new(),
+        }
+    }
+
     /// Reads a Service.
     pub fn from_service(service: &Service) -> AllocService {
         let meta = &service.metadata;

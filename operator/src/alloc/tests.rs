@@ -25,25 +25,13 @@ fn ip(text: &str) -> IpAddr {
 
 /// A single-stack IPv4 Cluster Service on TCP/80 with no requests.
 fn svc(namespace: &str, name: &str) -> AllocService {
-    AllocService {
-        key: ServiceKey::new(namespace, name),
-        labels: BTreeMap::new(),
-        is_load_balancer: true,
-        load_balancer_class: None,
-        cluster_families: vec![Family::V4],
-        ip_families: vec![Family::V4],
-        policy: FamilyPolicy::SingleStack,
-        requested_ips: Ok(Vec::new()),
-        requested_pool: None,
-        sharing_key: None,
-        backend_key: String::new(),
-        ports: vec![Port {
+    AllocService::ipv4(
+        ServiceKey::new(namespace, name),
+        vec![Port {
             protocol: "TCP".into(),
             port: 80,
         }],
-        ingress: Vec::new(),
-        deprecated_annotations: Vec::new(),
-    }
+    )
 }
 
 fn scope() -> ServiceScope {

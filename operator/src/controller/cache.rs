@@ -190,7 +190,8 @@ impl Caches {
 
     /// Caches already filled with `objects`, with no watch behind them (for tests of the
     /// reconciler).
-    pub fn filled(objects: &ClusterObjects) -> Caches {
+    #[cfg(test)]
+    pub(crate) fn filled(objects: &ClusterObjects) -> Caches {
         fn filled<K>(items: Vec<K>) -> Store<K>
         where
             K: Lookup + Clone + 'static,
