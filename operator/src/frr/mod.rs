@@ -1,5 +1,6 @@
 //! FRR: the node's configuration as data ([`model`]), rendered to frr.conf ([`render`]).
 
+pub mod delta;
 pub mod model;
 pub mod render;
 

@@ -401,12 +401,9 @@ impl FamilyNetworks {
     }
 }
 
-/// A range entry replaces at least this many single-prefix entries.
-const MIN_RANGE_MEMBERS: usize = 2;
-
-/// The networks of `networks` (sorted) that lie inside `cidr`.
-fn within<'a>(networks: &'a BTreeSet<IpNet>, cidr: &'a IpNet) -> impl Iterator<Item = &'a IpNet> {
-    let (low, high) = match cidr {
+/// The lowest and highest prefixes, in `IpNet` order, that lie inside `cidr`.
+pub(super) fn span(cidr: &IpNet) -> (IpNet, IpNet) {
+    match cidr {
         IpNet::V4(c) => (
             IpNet::V4(ipnet::Ipv4Net::new_assert(c.network(), 0)),
             IpNet::V4(ipnet::Ipv4Net::new_assert(c.broadcast(), 32)),
@@ -415,7 +412,15 @@ fn within<'a>(networks: &'a BTreeSet<IpNet>, cidr: &'a IpNet) -> impl Iterator<I
             IpNet::V6(ipnet::Ipv6Net::new_assert(c.network(), 0)),
             IpNet::V6(ipnet::Ipv6Net::new_assert(c.broadcast(), 128)),
         ),
-    };
+    }
+}
+
+/// A range entry replaces at least this many single-prefix entries.
+const MIN_RANGE_MEMBERS: usize = 2;
+
+/// The networks of `networks` (sorted) that lie inside `cidr`.
+fn within<'a>(networks: &'a BTreeSet<IpNet>, cidr: &'a IpNet) -> impl Iterator<Item = &'a IpNet> {
+    let (low, high) = span(cidr);
     networks
         .range(low..=high)
         .filter(move |n| n.prefix_len() >= cidr.prefix_len())

@@ -1,0 +1,781 @@
+//! The commands that turn a running FRR configuration into another, computed from the two
+//! models (never from text), so applying a change costs a few lines instead of a reload.
+//!
+//! [`diff`] is pure. Its script is typed into `configure terminal` as it stands and is built
+//! in three phases, so that nothing is ever referenced before it exists nor removed while in use:
+//! 1. additions that others depend on: `nht` lines, BFD profiles (new or edited in place),
+//!    prefix-list entries, new route-maps;
+//! 2. the `router bgp` blocks: routers and neighbours removed, then added or changed
+//!    (attributes removed before attributes set), then each address family (networks,
+//!    activation, route-maps re-pointed);
+//! 3. removals of what nothing uses any more: route-maps, prefix-list entries and lists,
+//!    BFD profiles, `nht` lines.
+//!
+//! A route-map is never edited: the model names route-maps after their contents, so a new
+//! policy is a new route-map and the neighbour is re-pointed, which FRR applies at once. A
+//! prefix-list edit does not reach routes already announced until FRR's route-map delay timer
+//! fires (5 s), so when an edit changes the attributes or the fate of a network that is
+//! announced before and after, [`FrrDelta::refresh`] holds the `clear bgp … soft out` that
+//! re-sends that neighbour's routes at once.
+//!
+//! What cannot be changed safely line by line returns [`NeedsReload`] with the reason: a
+//! route-map whose name stayed while its contents changed, or a default-VRF router that
+//! must go while VRF routers stay.
+
+use std::cmp::Ordering;
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+
+use ipnet::IpNet;
+
+use super::model::{
+    AddressFamily, BfdProfileConfig, FrrConfig, Neighbor, NeighborPolicy, PrefixList,
+    PrefixListEntry, RouteMap, RouteMapEntry, Router, span,
+};
+
+/// The change from one configuration to another.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FrrDelta {
+    /// Configuration commands, in order, as typed after `configure terminal`.
+    pub commands: Vec<String>,
+    /// Exec commands to run after the configuration: `clear bgp … soft out`.
+    pub refresh: Vec<String>,
+    /// Networks announced that were not (per router, `vrf` or `default`).
+    pub networks_added: usize,
+    /// Networks no longer announced.
+    pub networks_removed: usize,
+}
+
+impl FrrDelta {
+    /// Whether there is nothing to do.
+    pub fn is_empty(&self) -> bool {
+        self.commands.is_empty() && self.refresh.is_empty()
+    }
+}
+
+/// The change cannot be made line by line; the reason says why.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("needs a full reload: {0}")]
+pub struct NeedsReload(pub String);
+
+/// Computes the commands that turn `old` (running) into `new`.
+pub fn diff(old: &FrrConfig, new: &FrrConfig) -> Result<FrrDelta, NeedsReload> {
+    let mut early = Vec::new();
+    let mut middle = Vec::new();
+    let mut late = Vec::new();
+    let mut delta = FrrDelta::default();
+
+    if old.log_level != new.log_level {
+        early.push(format!("log stdout {}", new.log_level));
+    }
+    // `no ip forwarding` mirrors the kernel's setting, which zebra reads and prints; the
+    // model follows the node's facts, so there is nothing to type for it.
+    if new.nht_resolve_via_default && !old.nht_resolve_via_default {
+        early.push("ip nht resolve-via-default".into());
+        early.push("ipv6 nht resolve-via-default".into());
+    }
+    if !new.nht_resolve_via_default && old.nht_resolve_via_default {
+        late.push("no ip nht resolve-via-default".into());
+        late.push("no ipv6 nht resolve-via-default".into());
+    }
+
+    bfd_profiles(&old.bfd_profiles, &new.bfd_profiles, &mut early, &mut late);
+    for (family, old_lists, new_lists) in [
+        ("ip", &old.ipv4_prefix_lists, &new.ipv4_prefix_lists),
+        ("ipv6", &old.ipv6_prefix_lists, &new.ipv6_prefix_lists),
+    ] {
+        prefix_lists(family, old_lists, new_lists, &mut early, &mut late);
+    }
+    route_maps(&old.route_maps, &new.route_maps, &mut early, &mut late)?;
+    routers(old, new, &mut middle, &mut delta)?;
+
+    delta.commands = early;
+    delta.commands.append(&mut middle);
+    delta.commands.append(&mut late);
+    delta.refresh = refreshes(old, new);
+    Ok(delta)
+}
+
+fn bfd_profiles(
+    old: &[BfdProfileConfig],
+    new: &[BfdProfileConfig],
+    early: &mut Vec<String>,
+    late: &mut Vec<String>,
+) {
+    let old_by_name: BTreeMap<&str, &BfdProfileConfig> =
+        old.iter().map(|p| (p.name.as_str(), p)).collect();
+    let new_names: BTreeSet<&str> = new.iter().map(|p| p.name.as_str()).collect();
+    let mut lines = Vec::new();
+    for profile in new {
+        let before = old_by_name.get(profile.name.as_str()).copied();
+        if before == Some(profile) {
+            continue;
+        }
+        lines.push(format!(" profile {}", profile.name));
+        lines.extend(bfd_profile_lines(before, profile));
+        lines.push(" exit".into());
+    }
+    if !lines.is_empty() {
+        early.push("bfd".into());
+        early.append(&mut lines);
+        early.push("exit".into());
+    }
+    if new.is_empty() && !old.is_empty() {
+        late.push("no bfd".into());
+        return;
+    }
+    let gone: Vec<String> = old
+        .iter()
+        .filter(|p| !new_names.contains(p.name.as_str()))
+        .map(|p| format!(" no profile {}", p.name))
+        .collect();
+    if !gone.is_empty() {
+        late.push("bfd".into());
+        late.extend(gone);
+        late.push("exit".into());
+    }
+}
+
+/// The lines inside `profile NAME` that turn `before` (absent: all defaults) into `after`.
+/// A field back at its default is typed with the default value, which FRR then leaves out.
+fn bfd_profile_lines(before: Option<&BfdProfileConfig>, after: &BfdProfileConfig) -> Vec<String> {
+    let mut lines = Vec::new();
+    let mut number = |get: fn(&BfdProfileConfig) -> Option<u32>, command: &str, default: u32| {
+        let was = before.and_then(get);
+        let is = get(after);
+        if was != is {
+            lines.push(format!("  {command} {}", is.unwrap_or(default)));
+        }
+    };
+    number(|p| p.detect_multiplier, "detect-multiplier", 3);
+    number(|p| p.transmit_interval, "transmit-interval", 300);
+    number(|p| p.receive_interval, "receive-interval", 300);
+    number(|p| p.echo_interval, "echo transmit-interval", 50);
+    number(|p| p.echo_interval, "echo receive-interval", 50);
+    number(|p| p.minimum_ttl, "minimum-ttl", 254);
+    let mut flag = |get: fn(&BfdProfileConfig) -> bool, command: &str| {
+        let was = before.is_some_and(get);
+        if was != get(after) {
+            lines.push(if get(after) {
+                format!("  {command}")
+            } else {
+                format!("  no {command}")
+            });
+        }
+    };
+    flag(|p| p.passive_mode, "passive-mode");
+    flag(|p| p.echo_mode, "echo-mode");
+    lines
+}
+
+/// `ip|ipv6 prefix-list NAME seq N ACTION PREFIX [le M]`, without a leading `no`.
+fn prefix_list_line(family: &str, name: &str, entry: &PrefixListEntry) -> String {
+    let mut line = format!(
+        "{family} prefix-list {name} seq {} {} ",
+        entry.seq, entry.action
+    );
+    match entry.prefix {
+        Some(prefix) => {
+            let _ = write!(line, "{prefix}");
+        }
+        None => line.push_str("any"),
+    }
+    if let Some(le) = entry.le {
+        let _ = write!(line, " le {le}");
+    }
+    line
+}
+
+fn prefix_lists(
+    family: &str,
+    old: &[PrefixList],
+    new: &[PrefixList],
+    early: &mut Vec<String>,
+    late: &mut Vec<String>,
+) {
+    let old_by_name: BTreeMap<&str, &PrefixList> =
+        old.iter().map(|l| (l.name.as_str(), l)).collect();
+    let new_by_name: BTreeMap<&str, &PrefixList> =
+        new.iter().map(|l| (l.name.as_str(), l)).collect();
+    for list in new {
+        let before: BTreeMap<u32, &PrefixListEntry> = old_by_name
+            .get(list.name.as_str())
+            .map(|l| l.entries.iter().map(|e| (e.seq, e)).collect())
+            .unwrap_or_default();
+        for entry in &list.entries {
+            match before.get(&entry.seq) {
+                Some(was) if *was == entry => continue,
+                Some(was) => {
+                    early.push(format!("no {}", prefix_list_line(family, &list.name, was)))
+                }
+                None => {}
+            }
+            early.push(prefix_list_line(family, &list.name, entry));
+        }
+    }
+    for list in old {
+        match new_by_name.get(list.name.as_str()) {
+            None => late.push(format!("no {family} prefix-list {}", list.name)),
+            Some(kept) => {
+                let seqs: BTreeSet<u32> = kept.entries.iter().map(|e| e.seq).collect();
+                for entry in list.entries.iter().filter(|e| !seqs.contains(&e.seq)) {
+                    late.push(format!(
+                        "no {}",
+                        prefix_list_line(family, &list.name, entry)
+                    ));
+                }
+            }
+        }
+    }
+}
+
+fn route_maps(
+    old: &[RouteMap],
+    new: &[RouteMap],
+    early: &mut Vec<String>,
+    late: &mut Vec<String>,
+) -> Result<(), NeedsReload> {
+    let old_by_name: BTreeMap<&str, &RouteMap> = old.iter().map(|m| (m.name.as_str(), m)).collect();
+    let new_names: BTreeSet<&str> = new.iter().map(|m| m.name.as_str()).collect();
+    for map in new {
+        match old_by_name.get(map.name.as_str()) {
+            Some(was) if *was == map => {}
+            Some(_) => {
+                return Err(NeedsReload(format!(
+                    "route-map {} would change in place",
+                    map.name
+                )));
+            }
+            None => {
+                for entry in &map.entries {
+                    early.extend(route_map_entry_lines(&map.name, entry));
+                }
+            }
+        }
+    }
+    for map in old.iter().filter(|m| !new_names.contains(m.name.as_str())) {
+        late.push(format!("no route-map {}", map.name));
+    }
+    Ok(())
+}
+
+fn route_map_entry_lines(name: &str, entry: &RouteMapEntry) -> Vec<String> {
+    let mut lines = vec![format!("route-map {name} {} {}", entry.action, entry.seq)];
+    if let Some((family, list)) = &entry.match_prefix_list {
+        lines.push(format!(" match {family} address prefix-list {list}"));
+    }
+    lines.extend(entry.set.iter().map(|s| format!(" set {s}")));
+    lines.push("exit".into());
+    lines
+}
+
+fn router_line(router: &Router) -> String {
+    match &router.vrf {
+        Some(vrf) => format!("router bgp {} vrf {vrf}", router.asn),
+        None => format!("router bgp {}", router.asn),
+    }
+}
+
+fn routers(
+    old: &FrrConfig,
+    new: &FrrConfig,
+    out: &mut Vec<String>,
+    delta: &mut FrrDelta,
+) -> Result<(), NeedsReload> {
+    let old_by_vrf: BTreeMap<Option<&str>, &Router> =
+        old.routers.iter().map(|r| (r.vrf.as_deref(), r)).collect();
+    let new_by_vrf: BTreeMap<Option<&str>, &Router> =
+        new.routers.iter().map(|r| (r.vrf.as_deref(), r)).collect();
+    // Routers that go, or come back with another AS: VRFs first, the default one last.
+    let mut removed: Vec<&Router> = old
+        .routers
+        .iter()
+        .filter(|r| {
+            new_by_vrf
+                .get(&r.vrf.as_deref())
+                .is_none_or(|n| n.asn != r.asn)
+        })
+        .collect();
+    removed.sort_by_key(|r| r.vrf.is_none());
+    let vrfs_stay = new.routers.iter().any(|r| r.vrf.is_some());
+    for router in &removed {
+        if router.vrf.is_none() && vrfs_stay {
+            return Err(NeedsReload(format!(
+                "the default router bgp {} would go while VRF routers stay",
+                router.asn
+            )));
+        }
+        out.push(format!("no {}", router_line(router)));
+        delta.networks_removed += networks(router).count();
+    }
+    // `new.routers` lists the default router first, as FRR needs.
+    for router in &new.routers {
+        match old_by_vrf.get(&router.vrf.as_deref()) {
+            Some(was) if was.asn == router.asn => {
+                let mut lines = Vec::new();
+                change_router(was, router, &mut lines, delta);
+                if !lines.is_empty() {
+                    out.push(router_line(router));
+                    out.append(&mut lines);
+                    out.push("exit".into());
+                }
+            }
+            _ => {
+                out.push(router_line(router));
+                router_body(router, out);
+                out.push("exit".into());
+                delta.networks_added += networks(router).count();
+            }
+        }
+    }
+    Ok(())
+}
+
+fn networks(router: &Router) -> impl Iterator<Item = &IpNet> {
+    [&router.ipv4, &router.ipv6]
+        .into_iter()
+        .flatten()
+        .flat_map(|af| af.networks.iter())
+}
+
+const FIXED_ROUTER_LINES: [&str; 5] = [
+    " bgp log-neighbor-changes",
+    " no bgp ebgp-requires-policy",
+    " no bgp default ipv4-unicast",
+    " bgp graceful-restart preserve-fw-state",
+    " no bgp network import-check",
+];
+
+fn router_body(router: &Router, out: &mut Vec<String>) {
+    if let Some(id) = router.router_id {
+        out.push(format!(" bgp router-id {id}"));
+    }
+    out.extend(FIXED_ROUTER_LINES.iter().map(|l| (*l).to_string()));
+    out.push(format!(" coalesce-time {}", router.coalesce_time));
+    for neighbor in &router.neighbors {
+        out.extend(neighbor_lines(neighbor));
+    }
+    for (name, af) in [("ipv4", &router.ipv4), ("ipv6", &router.ipv6)] {
+        if let Some(af) = af {
+            out.push(format!(" address-family {name} unicast"));
+            out.extend(af.networks.iter().map(|n| format!("  network {n}")));
+            for policy in &af.neighbors {
+                out.extend(activation_lines(policy));
+            }
+            out.push(" exit-address-family".into());
+        }
+    }
+}
+
+fn remote_as_line(n: &Neighbor) -> String {
+    if n.interface {
+        format!(" neighbor {} interface remote-as {}", n.peer, n.remote_as)
+    } else {
+        format!(" neighbor {} remote-as {}", n.peer, n.remote_as)
+    }
+}
+
+/// Every line of a new neighbour, in the template's order.
+fn neighbor_lines(n: &Neighbor) -> Vec<String> {
+    let mut lines = vec![remote_as_line(n)];
+    lines.extend(attribute_sets(None, n));
+    lines
+}
+
+/// The lines that set the attributes `n` has and `before` has not (all of them when
+/// `before` is `None`), in the template's order.
+fn attribute_sets(before: Option<&Neighbor>, n: &Neighbor) -> Vec<String> {
+    let p = &n.peer;
+    let mut lines = Vec::new();
+    let changed = |f: &dyn Fn(&Neighbor) -> String| before.is_none_or(|b| f(b) != f(n));
+    if let Some(asn) = n.local_as
+        && changed(&|x| format!("{:?}", x.local_as))
+    {
+        lines.push(format!(
+            " neighbor {p} local-as {asn} no-prepend replace-as"
+        ));
+    }
+    if let Some(profile) = &n.bfd_profile
+        && changed(&|x| format!("{:?}", x.bfd_profile))
+    {
+        if before.is_none_or(|b| b.bfd_profile.is_none()) {
+            lines.push(format!(" neighbor {p} bfd"));
+        }
+        lines.push(format!(" neighbor {p} bfd profile {profile}"));
+    }
+    if let Some(password) = &n.password
+        && changed(&|x| format!("{:?}", x.password))
+    {
+        lines.push(format!(" neighbor {p} password {password}"));
+    }
+    if let Some(port) = n.port
+        && changed(&|x| format!("{:?}", x.port))
+    {
+        lines.push(format!(" neighbor {p} port {port}"));
+    }
+    if n.ebgp_multihop && changed(&|x| x.ebgp_multihop.to_string()) {
+        lines.push(format!(" neighbor {p} ebgp-multihop 255"));
+    }
+    if n.disable_connected_check && changed(&|x| x.disable_connected_check.to_string()) {
+        lines.push(format!(" neighbor {p} disable-connected-check"));
+    }
+    if let Some(source) = &n.update_source
+        && changed(&|x| format!("{:?}", x.update_source))
+    {
+        lines.push(format!(" neighbor {p} update-source {source}"));
+    }
+    if let Some((keepalive, hold)) = n.timers
+        && changed(&|x| format!("{:?}", x.timers))
+    {
+        lines.push(format!(" neighbor {p} timers {keepalive} {hold}"));
+    }
+    if let Some(connect) = n.connect_time
+        && changed(&|x| format!("{:?}", x.connect_time))
+    {
+        lines.push(format!(" neighbor {p} timers connect {connect}"));
+    }
+    if n.graceful_restart && changed(&|x| x.graceful_restart.to_string()) {
+        lines.push(format!(" neighbor {p} graceful-restart"));
+    }
+    lines
+}
+
+/// The `no` lines for attributes `before` has and `n` has not.
+fn attribute_removals(before: &Neighbor, n: &Neighbor) -> Vec<String> {
+    let p = &n.peer;
+    let mut lines = Vec::new();
+    if before.local_as.is_some() && n.local_as.is_none() {
+        lines.push(format!(" no neighbor {p} local-as"));
+    }
+    if before.bfd_profile.is_some() && n.bfd_profile.is_none() {
+        lines.push(format!(" no neighbor {p} bfd"));
+    }
+    if before.password.is_some() && n.password.is_none() {
+        lines.push(format!(" no neighbor {p} password"));
+    }
+    if before.port.is_some() && n.port.is_none() {
+        lines.push(format!(" no neighbor {p} port"));
+    }
+    if before.ebgp_multihop && !n.ebgp_multihop {
+        lines.push(format!(" no neighbor {p} ebgp-multihop"));
+    }
+    if before.disable_connected_check && !n.disable_connected_check {
+        lines.push(format!(" no neighbor {p} disable-connected-check"));
+    }
+    if before.update_source.is_some() && n.update_source.is_none() {
+        lines.push(format!(" no neighbor {p} update-source"));
+    }
+    if before.timers.is_some() && n.timers.is_none() {
+        lines.push(format!(" no neighbor {p} timers"));
+    }
+    if before.connect_time.is_some() && n.connect_time.is_none() {
+        lines.push(format!(" no neighbor {p} timers connect"));
+    }
+    if before.graceful_restart && !n.graceful_restart {
+        lines.push(format!(" no neighbor {p} graceful-restart"));
+    }
+    lines
+}
+
+fn activation_lines(policy: &NeighborPolicy) -> [String; 3] {
+    let p = &policy.peer;
+    [
+        format!("  neighbor {p} activate"),
+        format!("  neighbor {p} route-map {} in", policy.route_map_in),
+        format!("  neighbor {p} route-map {} out", policy.route_map_out),
+    ]
+}
+
+fn change_router(old: &Router, new: &Router, out: &mut Vec<String>, delta: &mut FrrDelta) {
+    if old.router_id != new.router_id {
+        out.push(match new.router_id {
+            Some(id) => format!(" bgp router-id {id}"),
+            None => " no bgp router-id".into(),
+        });
+    }
+    if old.coalesce_time != new.coalesce_time {
+        out.push(format!(" coalesce-time {}", new.coalesce_time));
+    }
+    let old_neighbors: BTreeMap<&str, &Neighbor> =
+        old.neighbors.iter().map(|n| (n.peer.as_str(), n)).collect();
+    let new_neighbors: BTreeMap<&str, &Neighbor> =
+        new.neighbors.iter().map(|n| (n.peer.as_str(), n)).collect();
+    // A neighbour that changes between interface and address is a new neighbour.
+    let replaced = |n: &Neighbor| {
+        new_neighbors
+            .get(n.peer.as_str())
+            .is_none_or(|m| m.interface != n.interface)
+    };
+    for n in old.neighbors.iter().filter(|n| replaced(n)) {
+        out.push(format!(" no neighbor {}", n.peer));
+    }
+    let mut fresh: BTreeSet<&str> = BTreeSet::new();
+    for n in &new.neighbors {
+        match old_neighbors.get(n.peer.as_str()) {
+            Some(was) if !replaced(was) => {
+                if *was != n {
+                    out.extend(attribute_removals(was, n));
+                    if was.remote_as != n.remote_as {
+                        out.push(remote_as_line(n));
+                    }
+                    out.extend(attribute_sets(Some(was), n));
+                }
+            }
+            _ => {
+                out.extend(neighbor_lines(n));
+                fresh.insert(n.peer.as_str());
+            }
+        }
+    }
+    for (name, was, is) in [
+        ("ipv4", &old.ipv4, &new.ipv4),
+        ("ipv6", &old.ipv6, &new.ipv6),
+    ] {
+        let mut lines = Vec::new();
+        change_family(
+            was.as_ref(),
+            is.as_ref(),
+            &fresh,
+            &new_neighbors,
+            &mut lines,
+            delta,
+        );
+        if !lines.is_empty() {
+            out.push(format!(" address-family {name} unicast"));
+            out.append(&mut lines);
+            out.push(" exit-address-family".into());
+        }
+    }
+}
+
+fn change_family(
+    old: Option<&AddressFamily>,
+    new: Option<&AddressFamily>,
+    fresh: &BTreeSet<&str>,
+    neighbors: &BTreeMap<&str, &Neighbor>,
+    out: &mut Vec<String>,
+    delta: &mut FrrDelta,
+) {
+    let empty = AddressFamily {
+        networks: Vec::new(),
+        neighbors: Vec::new(),
+    };
+    let old = old.unwrap_or(&empty);
+    let new = new.unwrap_or(&empty);
+    let old_policies: BTreeMap<&str, &NeighborPolicy> =
+        old.neighbors.iter().map(|p| (p.peer.as_str(), p)).collect();
+    let new_peers: BTreeSet<&str> = new.neighbors.iter().map(|p| p.peer.as_str()).collect();
+    // Both lists are in prefix order: one merge finds what comes and what goes.
+    let (mut added, mut removed): (Vec<&IpNet>, Vec<&IpNet>) = (Vec::new(), Vec::new());
+    let (mut a, mut b) = (
+        old.networks.iter().peekable(),
+        new.networks.iter().peekable(),
+    );
+    loop {
+        let step = match (a.peek(), b.peek()) {
+            (None, None) => break,
+            (Some(x), Some(y)) => x.cmp(y),
+            (Some(_), None) => Ordering::Less,
+            (None, Some(_)) => Ordering::Greater,
+        };
+        match step {
+            Ordering::Equal => {
+                a.next();
+                b.next();
+            }
+            Ordering::Less => removed.extend(a.next()),
+            Ordering::Greater => added.extend(b.next()),
+        }
+    }
+    delta.networks_added += added.len();
+    delta.networks_removed += removed.len();
+    out.extend(removed.iter().map(|n| format!("  no network {n}")));
+    for policy in &new.neighbors {
+        let known = !fresh.contains(policy.peer.as_str());
+        match old_policies.get(policy.peer.as_str()) {
+            Some(was) if known => {
+                let p = &policy.peer;
+                if was.route_map_in != policy.route_map_in {
+                    out.push(format!(
+                        "  neighbor {p} route-map {} in",
+                        policy.route_map_in
+                    ));
+                }
+                if was.route_map_out != policy.route_map_out {
+                    out.push(format!(
+                        "  neighbor {p} route-map {} out",
+                        policy.route_map_out
+                    ));
+                }
+            }
+            _ => out.extend(activation_lines(policy)),
+        }
+    }
+    for policy in &old.neighbors {
+        let peer = policy.peer.as_str();
+        let still_there = neighbors.contains_key(peer) && !fresh.contains(peer);
+        if still_there && !new_peers.contains(peer) {
+            out.push(format!(
+                "  no neighbor {peer} route-map {} in",
+                policy.route_map_in
+            ));
+            out.push(format!(
+                "  no neighbor {peer} route-map {} out",
+                policy.route_map_out
+            ));
+            out.push(format!("  no neighbor {peer} activate"));
+        }
+    }
+    out.extend(added.iter().map(|n| format!("  network {n}")));
+}
+
+/// What a neighbour's outbound policy does to a prefix: denied, or permitted with these
+/// `set` lines.
+fn evaluate<'a>(config: &'a FrrConfig, route_map: &str, prefix: &IpNet) -> Option<&'a [String]> {
+    let map = config.route_maps.iter().find(|m| m.name == route_map)?;
+    for entry in &map.entries {
+        let matched = match &entry.match_prefix_list {
+            None => true,
+            Some((family, list)) => {
+                let lists = if *family == "ip" {
+                    &config.ipv4_prefix_lists
+                } else {
+                    &config.ipv6_prefix_lists
+                };
+                lists
+                    .iter()
+                    .find(|l| &l.name == list)
+                    .and_then(|l| l.entries.iter().find(|e| covers(e, prefix)))
+                    .is_some_and(|e| e.action == "permit")
+            }
+        };
+        if matched {
+            return (entry.action == "permit").then_some(entry.set.as_slice());
+        }
+    }
+    None
+}
+
+/// Whether a prefix-list entry matches `prefix`.
+fn covers(entry: &PrefixListEntry, prefix: &IpNet) -> bool {
+    let Some(p) = entry.prefix else {
+        return true;
+    };
+    if std::mem::discriminant(&p) != std::mem::discriminant(prefix) {
+        return false;
+    }
+    match entry.le {
+        None => p == *prefix,
+        Some(le) => {
+            p.contains(&prefix.network())
+                && prefix.prefix_len() >= p.prefix_len()
+                && prefix.prefix_len() <= le
+        }
+    }
+}
+
+/// `clear bgp … soft out` for every neighbour whose route-map stays but now treats a network
+/// announced before and after differently.
+fn refreshes(old: &FrrConfig, new: &FrrConfig) -> Vec<String> {
+    let changed_entries = changed_list_entries(old, new);
+    if changed_entries.is_empty() {
+        return Vec::new();
+    }
+    let mut out = Vec::new();
+    for router in &new.routers {
+        let Some(was) = old
+            .routers
+            .iter()
+            .find(|r| r.vrf == router.vrf && r.asn == router.asn)
+        else {
+            continue;
+        };
+        let vrf = router
+            .vrf
+            .as_ref()
+            .map(|v| format!(" vrf {v}"))
+            .unwrap_or_default();
+        for (family, list_family, before, after) in [
+            ("ipv4", "ip", &was.ipv4, &router.ipv4),
+            ("ipv6", "ipv6", &was.ipv6, &router.ipv6),
+        ] {
+            let (Some(before), Some(after)) = (before, after) else {
+                continue;
+            };
+            let after_networks: BTreeSet<IpNet> = after.networks.iter().copied().collect();
+            let common: BTreeSet<IpNet> = before
+                .networks
+                .iter()
+                .filter(|n| after_networks.contains(n))
+                .copied()
+                .collect();
+            // Networks announced before and after that a changed list entry matches.
+            let mut affected: BTreeSet<IpNet> = BTreeSet::new();
+            for (_, _, entry) in changed_entries.iter().filter(|(f, _, _)| *f == list_family) {
+                match entry.prefix {
+                    None => affected.extend(common.iter().copied()),
+                    Some(p) => {
+                        let (low, high) = span(&p);
+                        affected.extend(
+                            common
+                                .range(low..=high)
+                                .filter(|net| covers(entry, net))
+                                .copied(),
+                        );
+                    }
+                }
+            }
+            if affected.is_empty() {
+                continue;
+            }
+            for policy in &after.neighbors {
+                let Some(prior) = before.neighbors.iter().find(|p| p.peer == policy.peer) else {
+                    continue;
+                };
+                if prior.route_map_out != policy.route_map_out {
+                    continue;
+                }
+                let touched = affected.iter().any(|net| {
+                    evaluate(old, &prior.route_map_out, net)
+                        != evaluate(new, &policy.route_map_out, net)
+                });
+                if touched {
+                    out.push(format!(
+                        "clear bgp{vrf} {family} unicast {} soft out",
+                        policy.peer
+                    ));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Prefix-list entries present on one side only, as (family keyword, list, entry).
+fn changed_list_entries<'a>(
+    old: &'a FrrConfig,
+    new: &'a FrrConfig,
+) -> Vec<(&'static str, &'a str, &'a PrefixListEntry)> {
+    let mut out = Vec::new();
+    for (family, a, b) in [
+        ("ip", &old.ipv4_prefix_lists, &new.ipv4_prefix_lists),
+        ("ipv6", &old.ipv6_prefix_lists, &new.ipv6_prefix_lists),
+    ] {
+        for (x, y) in [(a, b), (b, a)] {
+            let other: BTreeMap<&str, &PrefixList> =
+                y.iter().map(|l| (l.name.as_str(), l)).collect();
+            for list in x {
+                let there = other.get(list.name.as_str());
+                for entry in &list.entries {
+                    if !there.is_some_and(|l| l.entries.contains(entry)) {
+                        out.push((family, list.name.as_str(), entry));
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests;
