@@ -106,6 +106,30 @@ impl Frr {
         }
     }
 
+    /// How ferrolb's applier reaches this instance.
+    pub fn target(&self) -> ferrolb::frr::apply::FrrTarget {
+        ferrolb::frr::apply::FrrTarget {
+            vty_dir: self.run.clone(),
+            config_dir: self.etc.clone(),
+            ..Default::default()
+        }
+    }
+
+    /// `show running-config`, normalised as ferrolb compares it with its rendering.
+    pub fn running_config(&self) -> Result<String> {
+        Ok(ferrolb::frr::apply::normalise_running(
+            &self.vtysh("show running-config")?,
+        ))
+    }
+
+    /// The PIDs of the daemons started by this object, by daemon name.
+    pub fn pids(&self) -> Vec<(String, u32)> {
+        self.daemons
+            .iter()
+            .map(|(name, p)| (name.clone(), p.pid()))
+            .collect()
+    }
+
     /// Leaves the daemons running beyond this object; returns their PIDs.
     pub fn keep(self) -> Vec<u32> {
         self.daemons.into_iter().map(|(_, p)| p.keep()).collect()

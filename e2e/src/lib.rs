@@ -1,17 +1,20 @@
 //! Lab harness for ferrolb: a real kube-apiserver + etcd ([`apiserver`]), network namespaces
-//! and the lab switch ([`netns`]), hermetic FRR instances ([`frr`]), the processes of the lab
-//! ([`process`]), `kubectl` as a user would run it ([`kubectl`]), and where the
-//! binaries are ([`paths`]). The scenarios in `tests/` drive ferrolb through these exactly as
-//! a user would: manifests applied with kubectl, results read back from the API.
+//! and the lab switch ([`netns`]), hermetic FRR instances ([`frr`]), a node peering with two
+//! routers ([`peering`]) and the configurations it is driven through ([`configs`]), the
+//! processes of the lab ([`process`]), `kubectl` as a user would run it ([`kubectl`]), and
+//! where the binaries are ([`paths`]). The scenarios in `tests/` drive ferrolb through these
+//! exactly as a user would: manifests applied with kubectl, results read back from the API.
 //!
 //! Everything a harness object starts is ended by PID when the object is dropped, on success
 //! or failure.
 
 pub mod apiserver;
+pub mod configs;
 pub mod fabric;
 pub mod frr;
 pub mod kubectl;
 pub mod lab;
 pub mod netns;
 pub mod paths;
+pub mod peering;
 pub mod process;

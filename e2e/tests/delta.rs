@@ -1,0 +1,142 @@
+//! The delta engine against real FRR (needs root and Debian's frr; `.ci/run` has both).
+//!
+//! A node's FRR instance peers with two routers. It is taken through a chain of random
+//! configurations ([`configs::random`]); each step is applied by ferrolb's applier, which
+//! types `delta::diff(previous, next)` and verifies. For every step the test checks that the
+//! delta path was taken (not the reload fallback) unless the engine itself asked for a
+//! reload, that FRR's running configuration is exactly `render(next)`, and that no BGP
+//! session whose neighbour lines are the same before and after was reset. Set
+//! `FERROLB_DELTA_SEED` and `FERROLB_DELTA_STEPS` to replay or extend a run.
+
+use std::time::Duration;
+
+use anyhow::Result;
+use ferrolb::frr::FrrConfig;
+use ferrolb::frr::apply::{Applier, ApplyPath, first_difference, same_configuration};
+use ferrolb::frr::delta;
+use ferrolb_e2e::configs::{self, Rng};
+use ferrolb_e2e::peering::{Peering, ROUTERS};
+use serde_json::Value;
+
+fn env_number(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// (state, connections dropped) of the node's session to `address`.
+fn session(neighbors: &Value, address: &str) -> (String, u64) {
+    let n = &neighbors[address];
+    (
+        n["bgpState"].as_str().unwrap_or("absent").to_string(),
+        n["connectionsDropped"].as_u64().unwrap_or_else(|| {
+            assert!(n.is_null(), "no connectionsDropped in {n}");
+            0
+        }),
+    )
+}
+
+fn neighbor_lines_equal(a: &FrrConfig, b: &FrrConfig, address: &str) -> bool {
+    let find = |c: &FrrConfig| {
+        c.routers.iter().find(|r| r.vrf.is_none()).map(|r| {
+            (
+                r.asn,
+                r.router_id,
+                r.neighbors.iter().find(|n| n.peer == address).cloned(),
+            )
+        })
+    };
+    let (x, y) = (find(a), find(b));
+    x.is_some() && x == y && x.as_ref().is_some_and(|(_, _, n)| n.is_some())
+}
+
+#[test]
+fn random_deltas_give_the_rendered_configuration_and_keep_sessions() -> Result<()> {
+    let seed = env_number("FERROLB_DELTA_SEED", 20261121);
+    let steps = env_number("FERROLB_DELTA_STEPS", 40);
+    let peering = Peering::start("delta")?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let mut applier = Applier::new(peering.node_frr.target());
+    let mut rng = Rng::new(seed);
+
+    let mut manifests = configs::random(&mut rng);
+    let mut previous = configs::model(&manifests)?;
+    let first = runtime.block_on(applier.apply(&previous))?;
+    assert!(matches!(first.path, ApplyPath::Reload(_)), "{first:?}");
+    peering.wait_established(ROUTERS[0].1, Duration::from_secs(30))?;
+
+    let (mut deltas, mut reloads, mut refreshes, mut kept) = (0, 0, 0, 0);
+    for step in 1..=steps {
+        let next_manifests = configs::random(&mut rng);
+        let next = configs::model(&next_manifests)?;
+        let before = peering.neighbors()?;
+        let expected = delta::diff(&previous, &next);
+        let applied = runtime.block_on(applier.apply(&next));
+        let context = || {
+            format!(
+                "seed {seed} step {step}\n--- previous manifests\n{manifests}\n--- next manifests\n{next_manifests}"
+            )
+        };
+        let report = match applied {
+            Ok(report) => report,
+            Err(e) => panic!(
+                "{e}\n--- delta\n{:?}\n--- rendered\n{}\n--- running\n{}\n{}",
+                expected.map(|d| d.commands),
+                configs::render(&next)?,
+                peering.node_frr.running_config()?,
+                context()
+            ),
+        };
+        match (&expected, &report.path) {
+            (Ok(d), ApplyPath::Delta(_)) => {
+                deltas += 1;
+                refreshes += usize::from(!d.refresh.is_empty());
+            }
+            (Ok(d), ApplyPath::Unchanged) => assert!(d.is_empty(), "{}", context()),
+            (Err(_), ApplyPath::Reload(_)) => reloads += 1,
+            (Ok(d), other) => panic!(
+                "the delta was not enough: {other:?}\n--- delta\n{}\n{}",
+                d.commands.join("\n"),
+                context()
+            ),
+            (Err(e), other) => panic!("expected a reload ({e}), got {other:?}\n{}", context()),
+        }
+        let running = peering.node_frr.running_config()?;
+        let rendered = configs::render(&next)?;
+        assert!(
+            same_configuration(&rendered, &running),
+            "{}\n{}",
+            first_difference(&rendered, &running),
+            context()
+        );
+
+        std::thread::sleep(Duration::from_millis(300));
+        let after = peering.neighbors()?;
+        for (_, address) in ROUTERS {
+            let (state, dropped) = session(&before, address);
+            if state != "Established" || !neighbor_lines_equal(&previous, &next, address) {
+                continue;
+            }
+            kept += 1;
+            assert_eq!(
+                session(&after, address),
+                (state, dropped),
+                "the session to {address} was reset\n{}",
+                context()
+            );
+        }
+        previous = next;
+        manifests = next_manifests;
+    }
+    println!(
+        "delta property: seed {seed}, {steps} steps: {deltas} deltas ({refreshes} with soft-out refresh), {reloads} reloads asked for, {kept} established sessions kept"
+    );
+    assert!(
+        deltas * 2 > steps as usize,
+        "most steps must go through the delta engine"
+    );
+    Ok(())
+}

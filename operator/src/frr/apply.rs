@@ -1,0 +1,460 @@
+//! Puts a rendered configuration into a running FRR and proves it is there.
+//!
+//! [`Applier::apply`] writes `frr.conf` atomically first, so an FRR that restarts boots with
+//! the configuration ferrolb last asked for. Then, when FRR is known to run the previous
+//! model, it types [`delta::diff`]'s commands in **one** vtysh run that also prints
+//! `show running-config`, and compares that (normalised) with the rendered text. On the first
+//! apply, a vtysh error, a mismatch, or a change the delta engine cannot express, it runs
+//! `frr-reload.py --reload` on the file and verifies again. If even that does not give the
+//! rendered text, the last configuration that verified is written and reloaded, so FRR keeps
+//! running something known, and the error is returned.
+//!
+//! Paths (vtysh, its socket directory, the configuration directory, frr-reload.py) are
+//! fields of [`FrrTarget`], so the same code drives the speaker pod's `frr` container and a
+//! lab instance in a network namespace.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use tokio::process::Command;
+
+use super::delta::{self, FrrDelta};
+use super::model::FrrConfig;
+use super::render::{self, RenderError};
+
+/// Largest command script typed through vtysh arguments; larger ones go through a file.
+const MAX_ARGUMENT_SCRIPT: usize = 256 * 1024;
+/// The line vtysh prints before the running configuration.
+const RUNNING_CONFIG_MARKER: &str = "Current configuration:";
+
+/// How to reach one FRR instance.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FrrTarget {
+    /// The `vtysh` binary.
+    pub vtysh: PathBuf,
+    /// The directory holding the daemons' vty sockets (`/var/run/frr`).
+    pub vty_dir: PathBuf,
+    /// The configuration directory; `frr.conf` is written here (`/etc/frr`).
+    pub config_dir: PathBuf,
+    /// FRR's `frr-reload.py`.
+    pub reload_script: PathBuf,
+}
+
+impl Default for FrrTarget {
+    /// FRR as packaged: `/usr/bin/vtysh`, `/var/run/frr`, `/etc/frr`.
+    fn default() -> Self {
+        FrrTarget {
+            vtysh: PathBuf::from("/usr/bin/vtysh"),
+            vty_dir: PathBuf::from("/var/run/frr"),
+            config_dir: PathBuf::from("/etc/frr"),
+            reload_script: PathBuf::from("/usr/lib/frr/frr-reload.py"),
+        }
+    }
+}
+
+impl FrrTarget {
+    /// The `frr.conf` ferrolb writes.
+    pub fn config_file(&self) -> PathBuf {
+        self.config_dir.join("frr.conf")
+    }
+
+    fn vtysh(&self) -> Command {
+        let mut command = Command::new(&self.vtysh);
+        command
+            .arg("--vty_socket")
+            .arg(&self.vty_dir)
+            .arg("--config_dir")
+            .arg(&self.config_dir)
+            .kill_on_drop(true);
+        command
+    }
+
+    /// Runs vtysh with one `-c` per command; returns its output, or the output and exit
+    /// status as an error when a command failed.
+    pub async fn run(&self, commands: &[&str]) -> Result<String, ApplyError> {
+        let mut command = self.vtysh();
+        for c in commands {
+            command.arg("-c").arg(c);
+        }
+        output(command, "vtysh").await
+    }
+
+    /// FRR's running configuration, normalised as [`normalise_running`] does.
+    pub async fn running_config(&self) -> Result<String, ApplyError> {
+        let out = self.run(&["show running-config"]).await?;
+        Ok(normalise_running(&out))
+    }
+}
+
+async fn output(mut command: Command, what: &str) -> Result<String, ApplyError> {
+    let out = command
+        .output()
+        .await
+        .map_err(|e| ApplyError::Spawn(what.to_string(), e))?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    if !out.status.success() {
+        return Err(ApplyError::Command {
+            what: what.to_string(),
+            status: out.status.code(),
+            output: format!("{text}{}", String::from_utf8_lossy(&out.stderr))
+                .trim()
+                .to_string(),
+        });
+    }
+    Ok(text)
+}
+
+/// Why an apply failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    /// The model could not be rendered (a bug).
+    #[error(transparent)]
+    Render(#[from] RenderError),
+    /// frr.conf could not be written.
+    #[error("cannot write {0}: {1}")]
+    Write(PathBuf, std::io::Error),
+    /// A program could not be started.
+    #[error("cannot run {0}: {1}")]
+    Spawn(String, std::io::Error),
+    /// A program failed.
+    #[error("{what} failed (exit {status:?}): {output}")]
+    Command {
+        /// Which program.
+        what: String,
+        /// Its exit code.
+        status: Option<i32>,
+        /// What it printed.
+        output: String,
+    },
+    /// After a full reload FRR still runs something else.
+    #[error("FRR does not run the rendered configuration after a reload; first difference: {0}")]
+    Mismatch(String),
+}
+
+/// How a configuration reached FRR.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ApplyPath {
+    /// FRR already ran it; nothing was typed.
+    Unchanged,
+    /// Typed as a delta and verified.
+    Delta(FrrDelta),
+    /// Loaded with `frr-reload.py` and verified; the reason it was needed.
+    Reload(String),
+}
+
+/// What one apply did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ApplyReport {
+    /// The path taken.
+    pub path: ApplyPath,
+    /// Wall time from start to verified.
+    pub elapsed: Duration,
+}
+
+/// Applies models to one FRR instance, remembering what it verified last.
+#[derive(Debug)]
+pub struct Applier {
+    target: FrrTarget,
+    /// The model FRR is known to run, and its text; `None` when unknown.
+    applied: Option<(FrrConfig, String)>,
+}
+
+impl Applier {
+    /// An applier that knows nothing of FRR's state yet: its first apply is a reload.
+    pub fn new(target: FrrTarget) -> Applier {
+        Applier {
+            target,
+            applied: None,
+        }
+    }
+
+    /// The instance driven.
+    pub fn target(&self) -> &FrrTarget {
+        &self.target
+    }
+
+    /// The text FRR was last verified to run.
+    pub fn applied_text(&self) -> Option<&str> {
+        self.applied.as_ref().map(|(_, text)| text.as_str())
+    }
+
+    /// Forgets what FRR runs (e.g. it restarted): the next apply reloads.
+    pub fn forget(&mut self) {
+        self.applied = None;
+    }
+
+    /// Makes FRR run `model`; see the module documentation for the paths.
+    pub async fn apply(&mut self, model: &FrrConfig) -> Result<ApplyReport, ApplyError> {
+        let started = Instant::now();
+        let text = render::render(model)?;
+        if let Some((running, _)) = &self.applied
+            && running == model
+        {
+            return Ok(ApplyReport {
+                path: ApplyPath::Unchanged,
+                elapsed: started.elapsed(),
+            });
+        }
+        write_atomically(&self.target.config_file(), &text)?;
+        let reason = match self.applied.take() {
+            None => "FRR's configuration is not known yet".to_string(),
+            Some((running, running_text)) => match delta::diff(&running, model) {
+                Err(e) => e.0,
+                Ok(delta) => match self.type_delta(&delta).await {
+                    Ok(now) if same_configuration(&text, &now) => {
+                        self.applied = Some((model.clone(), text));
+                        return Ok(ApplyReport {
+                            path: ApplyPath::Delta(delta),
+                            elapsed: started.elapsed(),
+                        });
+                    }
+                    Ok(now) => {
+                        // Kept for the fallback below, should the reload fail too.
+                        self.applied = Some((running, running_text));
+                        format!(
+                            "the delta did not give the rendered configuration ({})",
+                            first_difference(&text, &now)
+                        )
+                    }
+                    Err(e) => {
+                        self.applied = Some((running, running_text));
+                        format!("the delta failed: {e}")
+                    }
+                },
+            },
+        };
+        let last_good = self.applied.take();
+        match self.reload_and_verify(&text).await {
+            Ok(()) => {
+                self.applied = Some((model.clone(), text));
+                Ok(ApplyReport {
+                    path: ApplyPath::Reload(reason),
+                    elapsed: started.elapsed(),
+                })
+            }
+            Err(e) => {
+                if let Some((good, good_text)) = last_good {
+                    write_atomically(&self.target.config_file(), &good_text)?;
+                    if self.reload_and_verify(&good_text).await.is_ok() {
+                        self.applied = Some((good, good_text));
+                    }
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Types the delta (and its refreshes) and returns the running configuration after it.
+    async fn type_delta(&self, delta: &FrrDelta) -> Result<String, ApplyError> {
+        let size: usize = delta.commands.iter().map(|c| c.len() + 1).sum();
+        let out = if size <= MAX_ARGUMENT_SCRIPT {
+            let mut commands: Vec<&str> = Vec::with_capacity(delta.commands.len() + 8);
+            commands.push("configure terminal");
+            commands.extend(delta.commands.iter().map(String::as_str));
+            commands.push("end");
+            commands.extend(delta.refresh.iter().map(String::as_str));
+            commands.push("show running-config");
+            self.target.run(&commands).await?
+        } else {
+            let script = self.target.config_dir.join("ferrolb-delta.conf");
+            write_atomically(&script, &(delta.commands.join("\n") + "\n"))?;
+            let mut command = self.target.vtysh();
+            command.arg("-f").arg(&script);
+            let typed = output(command, "vtysh -f").await;
+            let _ = std::fs::remove_file(&script);
+            typed?;
+            let mut commands: Vec<&str> = delta.refresh.iter().map(String::as_str).collect();
+            commands.push("show running-config");
+            self.target.run(&commands).await?
+        };
+        Ok(normalise_running(&out))
+    }
+
+    async fn reload_and_verify(&self, text: &str) -> Result<(), ApplyError> {
+        let target = &self.target;
+        let bindir = target.vtysh.parent().unwrap_or(Path::new("/usr/bin"));
+        let mut command = Command::new(&target.reload_script);
+        command
+            .arg("--reload")
+            .arg("--stdout")
+            .arg("--bindir")
+            .arg(bindir)
+            .arg("--confdir")
+            .arg(&target.config_dir)
+            .arg("--rundir")
+            .arg(std::env::temp_dir())
+            .arg("--vty_socket")
+            .arg(&target.vty_dir)
+            .arg(target.config_file())
+            .kill_on_drop(true);
+        let reload = output(command, "frr-reload.py").await;
+        let running = target.running_config().await?;
+        if same_configuration(text, &running) {
+            return Ok(());
+        }
+        reload?;
+        Err(ApplyError::Mismatch(first_difference(text, &running)))
+    }
+}
+
+/// Writes `path` through a temporary file in the same directory and a rename, so readers
+/// see the old or the new file, never a part. The file is world-readable (FRR runs as `frr`).
+pub fn write_atomically(path: &Path, text: &str) -> Result<(), ApplyError> {
+    let fail = |e| ApplyError::Write(path.to_path_buf(), e);
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(".ferrolb-tmp");
+    let temporary = path.with_file_name(name);
+    let mut file = std::fs::File::create(&temporary).map_err(fail)?;
+    file.write_all(text.as_bytes()).map_err(fail)?;
+    file.sync_all().map_err(fail)?;
+    use std::os::unix::fs::PermissionsExt as _;
+    file.set_permissions(std::fs::Permissions::from_mode(0o644))
+        .map_err(fail)?;
+    drop(file);
+    std::fs::rename(&temporary, path).map_err(fail)
+}
+
+/// `show running-config` as ferrolb renders it: without the banner, `frr version`,
+/// `hostname`, `service integrated-vtysh-config` and `end`, which depend on the host.
+/// Whatever vtysh printed before the banner (messages of earlier commands) is dropped too.
+pub fn normalise_running(output: &str) -> String {
+    let body = match output.find(RUNNING_CONFIG_MARKER) {
+        Some(at) => &output[at + RUNNING_CONFIG_MARKER.len()..],
+        None => output,
+    };
+    let mut lines = body.lines().skip_while(|l| l.trim().is_empty()).peekable();
+    if lines.peek() == Some(&"!") {
+        lines.next();
+    }
+    let mut out = String::with_capacity(body.len());
+    for line in lines {
+        if line.starts_with("frr version ")
+            || line.starts_with("hostname ")
+            || line == "service integrated-vtysh-config"
+            || line == "end"
+        {
+            continue;
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
+}
+
+/// A configuration as the set of its lines, each with the lines it sits under (`router bgp
+/// 64512 > address-family ipv4 unicast > network 192.0.2.1/32`), sorted. FRR prints
+/// route-maps, prefix-lists, BFD profiles and VRF routers in the order they were created,
+/// so after a delta the same configuration can print in another order than a fresh load;
+/// this form is the same for both. Separators (`!`) and block ends (`exit`,
+/// `exit-address-family`) carry no meaning and are left out.
+pub fn canonical(text: &str) -> Vec<String> {
+    let mut stack: Vec<(usize, &str)> = Vec::new();
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let trimmed = line.trim_start();
+        if trimmed.is_empty()
+            || trimmed == "!"
+            || trimmed == "exit"
+            || trimmed == "exit-address-family"
+        {
+            continue;
+        }
+        let depth = line.len() - trimmed.len();
+        while stack.last().is_some_and(|(d, _)| *d >= depth) {
+            stack.pop();
+        }
+        let mut path = String::new();
+        for (_, parent) in &stack {
+            path.push_str(parent);
+            path.push_str(" > ");
+        }
+        path.push_str(trimmed);
+        out.push(path);
+        stack.push((depth, trimmed));
+    }
+    out.sort_unstable();
+    out
+}
+
+/// Whether FRR's running configuration holds exactly the rendered one, in any print order.
+pub fn same_configuration(rendered: &str, running: &str) -> bool {
+    rendered == running || canonical(rendered) == canonical(running)
+}
+
+/// What differs between two configurations, for messages: the first few lines missing from
+/// FRR and the first few it has in excess.
+pub fn first_difference(expected: &str, running: &str) -> String {
+    let (a, b) = (canonical(expected), canonical(running));
+    let missing: Vec<&String> = a.iter().filter(|l| b.binary_search(l).is_err()).collect();
+    let extra: Vec<&String> = b.iter().filter(|l| a.binary_search(l).is_err()).collect();
+    if missing.is_empty() && extra.is_empty() {
+        return "none".to_string();
+    }
+    let show = |lines: &[&String]| {
+        let mut text = lines
+            .iter()
+            .take(3)
+            .map(|l| format!("{l:?}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        if lines.len() > 3 {
+            text.push_str(&format!(" and {} more", lines.len() - 3));
+        }
+        text
+    };
+    format!(
+        "FRR lacks {} line(s) [{}] and has {} more [{}]",
+        missing.len(),
+        show(&missing),
+        extra.len(),
+        show(&extra)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn running_config_loses_the_host_dependent_lines() {
+        let output = "% The route-map 'x' does not exist.\nBuilding configuration...\n\nCurrent configuration:\n!\nfrr version 8.4.4\nfrr defaults traditional\nhostname vm\nservice integrated-vtysh-config\nlog stdout informational\n!\nend\n";
+        assert_eq!(
+            normalise_running(output),
+            "frr defaults traditional\nlog stdout informational\n!\n"
+        );
+    }
+
+    #[test]
+    fn print_order_of_top_level_objects_does_not_matter_but_content_does() {
+        let fresh = "router bgp 1\n neighbor a remote-as 2\n !\n address-family ipv4 unicast\n  network 10.0.0.1/32\n exit-address-family\nexit\n!\nroute-map a permit 1\nexit\n!\nroute-map b permit 1\nexit\n!\n";
+        let later = "router bgp 1\n neighbor a remote-as 2\n !\n address-family ipv4 unicast\n  network 10.0.0.1/32\n exit-address-family\nexit\n!\nroute-map b permit 1\nexit\n!\nroute-map a permit 1\nexit\n!\n";
+        assert!(same_configuration(fresh, later));
+        let moved = later.replace("  network", " network");
+        assert!(!same_configuration(fresh, &moved));
+        assert_eq!(
+            first_difference(fresh, &moved),
+            "FRR lacks 1 line(s) [\"router bgp 1 > address-family ipv4 unicast > network 10.0.0.1/32\"] and has 1 more [\"router bgp 1 > network 10.0.0.1/32\"]"
+        );
+        assert_eq!(first_difference(fresh, later), "none");
+    }
+
+    #[test]
+    fn files_are_replaced_whole_and_readable_by_frr() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = std::env::temp_dir().join(format!("ferrolb-apply-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("frr.conf");
+        write_atomically(&path, "one\n").unwrap();
+        write_atomically(&path, "two\n").unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "two\n");
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o644);
+        assert_eq!(
+            std::fs::read_dir(&dir).unwrap().count(),
+            1,
+            "no temporary left"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
