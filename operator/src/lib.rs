@@ -17,3 +17,4 @@ pub mod http;
 pub mod l2;
 pub mod manifest;
 pub mod offline;
+pub mod speaker;

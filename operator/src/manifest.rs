@@ -45,10 +45,20 @@ impl Manifests {
 /// Parses every document of `text`. `namespace` is assumed for objects that give none,
 /// as `kubectl apply -n` would.
 pub fn parse(text: &str, source_name: &str, namespace: &str) -> Result<Manifests, SyntaxError> {
-    let documents: Vec<Value> = serde_saphyr::from_multiple(text).map_err(|e| SyntaxError {
-        source_name: source_name.to_string(),
-        message: e.to_string(),
-    })?;
+    // The parser's defaults (1,024 documents, 250,000 nodes) are below a real cluster's dump;
+    // the limits that stop alias bombs stay as they are.
+    let options = serde_saphyr::options! {
+        budget: serde_saphyr::budget! {
+            max_documents: 1_000_000,
+            max_nodes: 50_000_000,
+            max_events: 200_000_000,
+        },
+    };
+    let documents: Vec<Value> =
+        serde_saphyr::from_multiple_with_options(text, options).map_err(|e| SyntaxError {
+            source_name: source_name.to_string(),
+            message: e.to_string(),
+        })?;
     let mut out = Manifests::default();
     for (index, document) in documents.into_iter().enumerate() {
         let place = format!("{source_name}#{}", index + 1);
@@ -360,5 +370,14 @@ metadata: {name: n1, labels: {zone: a}}
                 .starts_with("bad.yaml: not valid YAML or JSON"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn files_with_more_documents_than_the_parser_default_parse() {
+        let text: String = (0..3000)
+            .map(|i| format!("---\napiVersion: v1\nkind: Namespace\nmetadata: {{name: n{i}}}\n"))
+            .collect();
+        let parsed = parse(&text, "many", "metallb-system").unwrap();
+        assert_eq!(parsed.objects.namespaces.len(), 3000);
     }
 }

@@ -1,4 +1,4 @@
-//! The long-running commands: `ferrolb controller` (and, later, `speaker`). They log with
+//! The long-running commands: `ferrolb controller` and `ferrolb speaker`. They log with
 //! `tracing` (`FERROLB_LOG` / `RUST_LOG` filter, text or JSON lines), stop on SIGTERM or
 //! SIGINT, and exit 1 when they cannot run.
 
@@ -12,6 +12,8 @@ use tracing_subscriber::EnvFilter;
 use crate::api::DEFAULT_NAMESPACE;
 use crate::cluster::ServiceScope;
 use crate::controller;
+use crate::frr::apply::FrrTarget;
+use crate::speaker;
 
 /// Log line format.
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
@@ -61,6 +63,107 @@ pub struct ControllerArgs {
     log_format: LogFormat,
 }
 
+/// Options of `ferrolb speaker`.
+#[derive(Debug, clap::Args)]
+pub struct SpeakerArgs {
+    /// This node's name.
+    #[arg(long, env = "NODE_NAME")]
+    node_name: String,
+    /// The namespace ferrolb runs in (configuration, ConfigurationState, ServiceBGPStatus).
+    #[arg(short = 'n', long, default_value = DEFAULT_NAMESPACE, env = "FERROLB_NAMESPACE")]
+    namespace: String,
+    /// Handle Services of this loadBalancerClass (default: Services without a class).
+    #[arg(long = "lb-class", value_name = "CLASS")]
+    load_balancer_class: Option<String>,
+    /// The vtysh binary.
+    #[arg(long, default_value = "/usr/bin/vtysh")]
+    frr_vtysh: std::path::PathBuf,
+    /// The directory of FRR's vty sockets (shared with the frr container).
+    #[arg(long, default_value = "/var/run/frr")]
+    frr_vty_dir: std::path::PathBuf,
+    /// FRR's configuration directory; frr.conf is written there.
+    #[arg(long, default_value = "/etc/frr")]
+    frr_config_dir: std::path::PathBuf,
+    /// FRR's frr-reload.py, the fallback path.
+    #[arg(long, default_value = "/usr/lib/frr/frr-reload.py")]
+    frr_reload: std::path::PathBuf,
+    /// Address for /metrics; `none` disables the separate listener.
+    #[arg(long, default_value = "0.0.0.0:9120")]
+    metrics_addr: String,
+    /// Address for /healthz and /readyz (they also serve /metrics).
+    #[arg(long, default_value = "0.0.0.0:17472")]
+    health_addr: SocketAddr,
+    /// Milliseconds a burst of changes is gathered before FRR is changed.
+    #[arg(long, default_value_t = 10)]
+    coalesce_ms: u64,
+    /// Seconds between polls of FRR's sessions and configuration.
+    #[arg(long, default_value_t = 5)]
+    poll_seconds: u64,
+    /// Announce from nodes labelled node.kubernetes.io/exclude-from-external-load-balancers.
+    #[arg(long)]
+    ignore_exclude_lb: bool,
+    /// Log format.
+    #[arg(long, value_enum, default_value = "text")]
+    log_format: LogFormat,
+}
+
+fn parse_metrics_addr(text: &str) -> Result<Option<SocketAddr>, ExitCode> {
+    match text {
+        "none" | "" => Ok(None),
+        text => text.parse::<SocketAddr>().map(Some).map_err(|error| {
+            eprintln!("error: --metrics-addr {text:?}: {error}");
+            ExitCode::from(2)
+        }),
+    }
+}
+
+/// Runs `ferrolb speaker`.
+pub fn speaker(args: SpeakerArgs) -> ExitCode {
+    init_logging(args.log_format);
+    let metrics_addr = match parse_metrics_addr(&args.metrics_addr) {
+        Ok(addr) => addr,
+        Err(code) => return code,
+    };
+    let options = speaker::Options {
+        node_name: args.node_name,
+        namespace: args.namespace,
+        scope: ServiceScope {
+            load_balancer_class: args.load_balancer_class,
+        },
+        frr: FrrTarget {
+            vtysh: args.frr_vtysh,
+            vty_dir: args.frr_vty_dir,
+            config_dir: args.frr_config_dir,
+            reload_script: args.frr_reload,
+        },
+        health_addr: args.health_addr,
+        metrics_addr,
+        coalesce: Duration::from_millis(args.coalesce_ms),
+        poll: Duration::from_secs(args.poll_seconds.max(1)),
+        ignore_exclude_label: args.ignore_exclude_lb,
+    };
+    finish(
+        "speaker",
+        runtime().map_err(anyhow::Error::from).and_then(|rt| {
+            rt.block_on(async {
+                let shutdown = on_signal()?;
+                speaker::run(options, shutdown).await
+            })
+        }),
+    )
+}
+
+fn finish(what: &str, outcome: anyhow::Result<()>) -> ExitCode {
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!(error = format!("{error:#}"), "{what} failed");
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn init_logging(format: LogFormat) {
     let filter = EnvFilter::try_from_env("FERROLB_LOG")
         .or_else(|_| EnvFilter::try_from_default_env())
@@ -102,15 +205,9 @@ fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
 /// Runs `ferrolb controller`.
 pub fn controller(args: ControllerArgs) -> ExitCode {
     init_logging(args.log_format);
-    let metrics_addr = match args.metrics_addr.as_str() {
-        "none" | "" => None,
-        text => match text.parse::<SocketAddr>() {
-            Ok(addr) => Some(addr),
-            Err(error) => {
-                eprintln!("error: --metrics-addr {text:?}: {error}");
-                return ExitCode::from(2);
-            }
-        },
+    let metrics_addr = match parse_metrics_addr(&args.metrics_addr) {
+        Ok(addr) => addr,
+        Err(code) => return code,
     };
     if args.lease_grace >= args.lease_duration {
         eprintln!(
@@ -133,18 +230,13 @@ pub fn controller(args: ControllerArgs) -> ExitCode {
         health_addr: args.health_addr,
         coalesce: Duration::from_millis(args.coalesce_ms),
     };
-    let outcome = runtime().map_err(anyhow::Error::from).and_then(|rt| {
-        rt.block_on(async {
-            let shutdown = on_signal()?;
-            controller::run(options, shutdown).await
-        })
-    });
-    match outcome {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            tracing::error!(error = format!("{error:#}"), "controller failed");
-            eprintln!("error: {error:#}");
-            ExitCode::FAILURE
-        }
-    }
+    finish(
+        "controller",
+        runtime().map_err(anyhow::Error::from).and_then(|rt| {
+            rt.block_on(async {
+                let shutdown = on_signal()?;
+                controller::run(options, shutdown).await
+            })
+        }),
+    )
 }

@@ -64,6 +64,9 @@ enum Command {
     /// Run the controller: allocate IPs to LoadBalancer Services in the cluster (leader
     /// elected on a Lease, so several replicas can run).
     Controller(daemon::ControllerArgs),
+    /// Announce this node's Services: BGP through FRR (delta applies, verified), with
+    /// ConfigurationState, ServiceBGPStatus and metrics.
+    Speaker(daemon::SpeakerArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -124,6 +127,7 @@ pub fn main() -> ExitCode {
             RenderWhat::Announcements(args) => render::announcements(&args),
         },
         Command::Controller(args) => daemon::controller(args),
+        Command::Speaker(args) => daemon::speaker(args),
     }
 }
 

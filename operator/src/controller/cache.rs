@@ -68,7 +68,7 @@ pub struct Caches {
     communities: Store<Community>,
 }
 
-fn spawn_reflector<K, S>(stream: S, changes: Arc<Changes>) -> Store<K>
+pub(crate) fn spawn_reflector<K, S>(stream: S, changes: Arc<Changes>) -> Store<K>
 where
     K: Lookup + Clone + Debug + Send + Sync + 'static,
     K::DynamicType: Eq + Hash + Clone + Default + Send + Sync,
@@ -93,7 +93,7 @@ where
     reader
 }
 
-fn full<K>(api: Api<K>, changes: &Arc<Changes>) -> Store<K>
+pub(crate) fn full<K>(api: Api<K>, changes: &Arc<Changes>) -> Store<K>
 where
     K: Resource + Lookup + Clone + Debug + DeserializeOwned + Send + Sync + 'static,
     <K as Lookup>::DynamicType: Eq + Hash + Clone + Default + Send + Sync,
@@ -104,7 +104,7 @@ where
     )
 }
 
-fn owned<K>(store: &Store<K>) -> Vec<K>
+pub(crate) fn owned<K>(store: &Store<K>) -> Vec<K>
 where
     K: Lookup + Clone + 'static,
     K::DynamicType: Eq + Hash + Clone,
@@ -113,7 +113,7 @@ where
 }
 
 /// Full objects carrying only the metadata a metadata watch returned.
-fn from_metadata<K>(store: &Store<PartialObjectMeta<K>>) -> Vec<K>
+pub(crate) fn from_metadata<K>(store: &Store<PartialObjectMeta<K>>) -> Vec<K>
 where
     K: Resource<DynamicType = ()> + Default + Clone,
 {

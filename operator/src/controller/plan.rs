@@ -180,7 +180,7 @@ pub fn plan(
 }
 
 /// The condition a ConfigurationState carries for one load.
-fn load_condition(
+pub(crate) fn load_condition(
     type_: &str,
     load: &Result<(), Vec<ConfigError>>,
     invalid_suffix: &str,

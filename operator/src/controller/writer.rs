@@ -227,33 +227,67 @@ impl ApiWriter {
         &self,
         status: &ConfigurationStateStatus,
     ) -> Result<(), WriteError> {
-        let api: Api<ConfigurationState> = Api::namespaced(self.client.clone(), &self.namespace);
-        let params = PatchParams::apply(FIELD_MANAGER).force();
-        let mut metadata = json!({
-            "name": STATE_NAME,
-            "labels": { COMPONENT_LABEL: "controller" },
-        });
-        if let Some(owner) = &self.owner {
-            metadata["ownerReferences"] = json!([owner]);
-        }
-        let failed = |source| WriteError::ConfigurationState { source };
-        let typed = |field: &str, value: Value| {
-            let mut object = json!({
-                "apiVersion": ConfigurationState::api_version(&()),
-                "kind": ConfigurationState::kind(&()),
-            });
-            object[field] = value;
-            object
-        };
-        let mut object = typed("metadata", metadata);
-        object["spec"] = json!({});
-        api.patch(STATE_NAME, &params, &Patch::Apply(&object))
-            .await
-            .map_err(failed)?;
-        let status = typed("status", json!(status));
-        api.patch_status(STATE_NAME, &params, &Patch::Apply(&status))
-            .await
-            .map(drop)
-            .map_err(failed)
+        apply_configuration_state(
+            &self.client,
+            &StateTarget {
+                namespace: &self.namespace,
+                name: STATE_NAME,
+                component: "controller",
+                field_manager: FIELD_MANAGER,
+                owner: self.owner.as_ref(),
+            },
+            status,
+        )
+        .await
+        .map_err(|source| WriteError::ConfigurationState { source })
     }
+}
+
+/// Which ConfigurationState a component writes, and as whom.
+#[derive(Clone, Copy, Debug)]
+pub struct StateTarget<'a> {
+    /// ferrolb's namespace.
+    pub namespace: &'a str,
+    /// `controller` or `speaker-<node>`.
+    pub name: &'a str,
+    /// The `metallb.io/component-type` label: `controller` or `speaker`.
+    pub component: &'a str,
+    /// The server-side apply field manager.
+    pub field_manager: &'a str,
+    /// The pod that owns the object, if known.
+    pub owner: Option<&'a OwnerReference>,
+}
+
+/// Creates or updates a ConfigurationState by server-side apply: the object (with its label
+/// and owner), then its status.
+pub async fn apply_configuration_state(
+    client: &Client,
+    target: &StateTarget<'_>,
+    status: &ConfigurationStateStatus,
+) -> Result<(), kube::Error> {
+    let api: Api<ConfigurationState> = Api::namespaced(client.clone(), target.namespace);
+    let params = PatchParams::apply(target.field_manager).force();
+    let mut metadata = json!({
+        "name": target.name,
+        "labels": { COMPONENT_LABEL: target.component },
+    });
+    if let Some(owner) = target.owner {
+        metadata["ownerReferences"] = json!([owner]);
+    }
+    let typed = |field: &str, value: Value| {
+        let mut object = json!({
+            "apiVersion": ConfigurationState::api_version(&()),
+            "kind": ConfigurationState::kind(&()),
+        });
+        object[field] = value;
+        object
+    };
+    let mut object = typed("metadata", metadata);
+    object["spec"] = json!({});
+    api.patch(target.name, &params, &Patch::Apply(&object))
+        .await?;
+    let status = typed("status", json!(status));
+    api.patch_status(target.name, &params, &Patch::Apply(&status))
+        .await
+        .map(drop)
 }

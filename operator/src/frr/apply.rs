@@ -2,12 +2,14 @@
 //!
 //! [`Applier::apply`] writes `frr.conf` atomically first, so an FRR that restarts boots with
 //! the configuration ferrolb last asked for. Then, when FRR is known to run the previous
-//! model, it types [`delta::diff`]'s commands in **one** vtysh run that also prints
-//! `show running-config`, and compares that (normalised) with the rendered text. On the first
-//! apply, a vtysh error, a mismatch, or a change the delta engine cannot express, it runs
-//! `frr-reload.py --reload` on the file and verifies again. If even that does not give the
-//! rendered text, the last configuration that verified is written and reloaded, so FRR keeps
-//! running something known, and the error is returned.
+//! model, or runs nothing of ours (a fresh start: the delta from nothing is the whole
+//! configuration), it types [`delta::diff`]'s commands in **one** vtysh run that also prints
+//! `show running-config`, and compares that (normalised, by [`canonical`] form, because FRR
+//! prints some objects in creation order) with the rendered text. When FRR's state is
+//! unknown, on a vtysh error, a mismatch, or a change the delta engine cannot express, it
+//! runs `frr-reload.py --reload` on the file and verifies again. If even that does not give
+//! the rendered text, the last configuration that verified is written and reloaded, so FRR
+//! keeps running something known, and the error is returned.
 //!
 //! Paths (vtysh, its socket directory, the configuration directory, frr-reload.py) are
 //! fields of [`FrrTarget`], so the same code drives the speaker pod's `frr` container and a
@@ -179,6 +181,13 @@ impl Applier {
         self.applied.as_ref().map(|(_, text)| text.as_str())
     }
 
+    /// Records that FRR runs `model`, as the caller has verified.
+    pub fn adopt(&mut self, model: &FrrConfig) -> Result<(), ApplyError> {
+        let text = render::render(model)?;
+        self.applied = Some((model.clone(), text));
+        Ok(())
+    }
+
     /// Forgets what FRR runs (e.g. it restarted): the next apply reloads.
     pub fn forget(&mut self) {
         self.applied = None;
@@ -197,6 +206,16 @@ impl Applier {
             });
         }
         write_atomically(&self.target.config_file(), &text)?;
+        if self.applied.is_none() {
+            // An FRR that runs nothing of ours yet (a fresh start) takes the whole
+            // configuration as one delta from nothing: far faster than frr-reload.py, which
+            // needs minutes for a large file.
+            if let Ok(running) = self.target.running_config().await
+                && is_blank(&running)
+            {
+                self.applied = Some((blank(model), String::new()));
+            }
+        }
         let reason = match self.applied.take() {
             None => "FRR's configuration is not known yet".to_string(),
             Some((running, running_text)) => match delta::diff(&running, model) {
@@ -295,6 +314,33 @@ impl Applier {
         }
         reload?;
         Err(ApplyError::Mismatch(first_difference(text, &running)))
+    }
+}
+
+/// Whether a running configuration holds nothing ferrolb configures: no router, list,
+/// route-map, BFD or next-hop tracking line (what a freshly started FRR prints).
+pub fn is_blank(running: &str) -> bool {
+    const OURS: [&str; 8] = [
+        "router ",
+        "ip prefix-list",
+        "ipv6 prefix-list",
+        "route-map ",
+        "bfd",
+        "ip nht",
+        "ipv6 nht",
+        "log stdout",
+    ];
+    !running
+        .lines()
+        .any(|line| OURS.iter().any(|ours| line.starts_with(ours)))
+}
+
+/// The model of a blank FRR on the node `model` is for.
+fn blank(model: &FrrConfig) -> FrrConfig {
+    FrrConfig {
+        no_ipv4_forwarding: model.no_ipv4_forwarding,
+        no_ipv6_forwarding: model.no_ipv6_forwarding,
+        ..FrrConfig::default()
     }
 }
 

@@ -1,10 +1,12 @@
 //! FRR: the node's configuration as data ([`model`]), rendered to frr.conf ([`render`]),
-//! changed line by line ([`delta`]) and put into a running FRR and verified ([`apply`]).
+//! changed line by line ([`delta`]), put into a running FRR and verified ([`apply`]), and its
+//! sessions read back ([`state`]).
 
 pub mod apply;
 pub mod delta;
 pub mod model;
 pub mod render;
+pub mod state;
 
 pub use model::{FrrConfig, NodeFacts, build};
 pub use render::{RenderError, render};

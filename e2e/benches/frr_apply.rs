@@ -1,0 +1,195 @@
+//! ferrolb's FRR apply path against `frr-reload.py`, on a node with 10,000 Services
+//! announced to a real router (root; network namespaces and Debian's FRR). Prints
+//! `BENCH <name> <value> <unit>` lines:
+//!
+//! - `frr_apply_add1`, `frr_apply_remove1`, `frr_apply_remove1000`, `frr_apply_community1000`:
+//!   ferrolb's applier (delta in one vtysh run, verified against the running configuration);
+//! - `frr_reload_py_*`: `frr-reload.py --reload` for the same change on the same instance,
+//!   measured alternately with the above in the same run;
+//! - `frr_apply_speedup_min`: the smallest of the four reload/apply ratios of medians.
+//!
+//! The node's Services are 10.64.0.1 and up; one in ten carries community 64512:7, so every
+//! prefix has its own prefix-list entry (the costly case for both tools).
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use ferrolb::frr::FrrConfig;
+use ferrolb::frr::apply::{Applier, ApplyPath, same_configuration};
+use ferrolb_e2e::configs;
+use ferrolb_e2e::peering::{Peering, ROUTERS};
+use ferrolb_e2e::process::wait_for;
+
+const BASE: u32 = 10_000;
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+fn tagged(n: u32) -> bool {
+    n % 10 == 0
+}
+
+struct Change {
+    name: &'static str,
+    from: FrrConfig,
+    to: FrrConfig,
+    runs: usize,
+}
+
+struct Rig {
+    peering: Peering,
+    applier: Applier,
+    runtime: tokio::runtime::Runtime,
+}
+
+impl Rig {
+    /// Brings FRR to `model` (any path), unmeasured.
+    fn set(&mut self, model: &FrrConfig) -> Result<()> {
+        self.runtime.block_on(self.applier.apply(model))?;
+        Ok(())
+    }
+
+    /// ferrolb's apply of `to`, from `from`; milliseconds.
+    fn apply(&mut self, from: &FrrConfig, to: &FrrConfig) -> Result<f64> {
+        self.set(from)?;
+        let report = self.runtime.block_on(self.applier.apply(to))?;
+        if !matches!(report.path, ApplyPath::Delta(_)) {
+            bail!("expected the delta path, took {:?}", report.path);
+        }
+        Ok(report.elapsed.as_secs_f64() * 1e3)
+    }
+
+    /// `frr-reload.py --reload` of `to`, from `from`; milliseconds. Checked afterwards.
+    fn reload_py(&mut self, from: &FrrConfig, to: &FrrConfig) -> Result<f64> {
+        self.set(from)?;
+        let target = self.applier.target().clone();
+        let text = configs::render(to)?;
+        std::fs::write(target.config_file(), &text)?;
+        let started = Instant::now();
+        let out = Command::new(&target.reload_script)
+            .args(["--reload", "--stdout", "--bindir", "/usr/bin"])
+            .arg("--confdir")
+            .arg(&target.config_dir)
+            .arg("--rundir")
+            .arg(std::env::temp_dir())
+            .arg("--vty_socket")
+            .arg(&target.vty_dir)
+            .arg(target.config_file())
+            .output()
+            .context("running frr-reload.py")?;
+        let elapsed = started.elapsed().as_secs_f64() * 1e3;
+        let running = self.peering.node_frr.running_config()?;
+        if !same_configuration(&text, &running) {
+            bail!(
+                "frr-reload.py did not reach the configuration: {}",
+                String::from_utf8_lossy(&out.stdout)
+            );
+        }
+        self.applier.adopt(to)?;
+        Ok(elapsed)
+    }
+}
+
+fn main() -> Result<()> {
+    let names = [
+        "frr_apply_add1",
+        "frr_apply_remove1",
+        "frr_apply_remove1000",
+        "frr_apply_community1000",
+        "frr_apply_speedup_min",
+    ];
+    let wanted: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    let selected = wanted.is_empty()
+        || wanted
+            .iter()
+            .any(|w| names.contains(&w.as_str()) || w.starts_with("frr_reload_py_"));
+    if !selected {
+        return Ok(());
+    }
+    if !nix::unistd::Uid::effective().is_root() {
+        eprintln!("frr_apply_* skipped: needs root (network namespaces)");
+        return Ok(());
+    }
+    let model =
+        |count: u32, tag: &dyn Fn(u32) -> bool| configs::model(&configs::announced(0..count, tag));
+    let base = model(BASE, &tagged)?;
+    let changes = vec![
+        Change {
+            name: "add1",
+            from: base.clone(),
+            to: model(BASE + 1, &tagged)?,
+            runs: 5,
+        },
+        Change {
+            name: "remove1",
+            from: base.clone(),
+            to: model(BASE - 1, &tagged)?,
+            runs: 5,
+        },
+        Change {
+            name: "remove1000",
+            from: base.clone(),
+            to: model(BASE - 1000, &tagged)?,
+            runs: 3,
+        },
+        Change {
+            name: "community1000",
+            from: base.clone(),
+            to: model(BASE, &|n| tagged(n) != (n < 1000))?,
+            runs: 3,
+        },
+    ];
+
+    let mut rig = Rig {
+        peering: Peering::start("apply")?,
+        applier: Applier::new(Default::default()),
+        runtime: tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?,
+    };
+    rig.applier = Applier::new(rig.peering.node_frr.target());
+    rig.set(&base)?;
+    rig.peering
+        .wait_established(ROUTERS[0].1, Duration::from_secs(30))?;
+    wait_for("tor1 to hold every prefix", Duration::from_secs(60), || {
+        Ok((rig.peering.received(0)? == u64::from(BASE)).then_some(()))
+    })?;
+
+    let mut ratios = Vec::new();
+    for change in &changes {
+        let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+        for run in 0..change.runs {
+            ours.push(rig.apply(&change.from, &change.to)?);
+            theirs.push(rig.reload_py(&change.from, &change.to)?);
+            eprintln!(
+                "{} run {run}: apply {:.1} ms, frr-reload.py {:.0} ms",
+                change.name, ours[run], theirs[run]
+            );
+        }
+        let show = |v: &[f64]| {
+            v.iter()
+                .map(|x| format!("{x:.0}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        eprintln!(
+            "{}: apply runs (ms) {} / frr-reload.py runs (ms) {}",
+            change.name,
+            show(&ours),
+            show(&theirs)
+        );
+        let (a, r) = (median(ours), median(theirs));
+        println!("BENCH frr_apply_{} {a:.1} ms", change.name);
+        println!("BENCH frr_reload_py_{} {r:.0} ms", change.name);
+        ratios.push(r / a);
+    }
+    let min = ratios.iter().copied().fold(f64::INFINITY, f64::min);
+    println!("BENCH frr_apply_speedup_min {min:.1} ratio");
+    Ok(())
+}

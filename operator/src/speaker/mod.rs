@@ -1,0 +1,296 @@
+//! `ferrolb speaker --node-name NAME`: announces this node's Services over BGP through FRR.
+//!
+//! Flow: watches ([`cache`]) raise a change signal. Once every watch has listed, each burst
+//! of changes is gathered for a few milliseconds, then one pass ([`plan`], pure) loads the
+//! configuration (the last valid one stays in force when the newest is invalid), computes the
+//! node's BGP intent and FRR model, and [`crate::frr::apply`] puts it into FRR: a delta in one
+//! vtysh run, verified, or a reload. The log says what was announced and withdrawn, to which
+//! peers, and how long it took. After every apply and every few seconds, FRR's sessions are
+//! read into metrics ([`metrics`]) and the running configuration is compared with the applied
+//! one, so an FRR restart or a hand edit is repaired. The `speaker-<node>` ConfigurationState
+//! and one ServiceBGPStatus per announced Service ([`status`]) report the outcome.
+//!
+//! Guarantees: FRR is not touched before every cache has listed once, nor while no valid
+//! configuration has ever loaded; an apply that fails leaves the last verified configuration
+//! in FRR and is retried with backoff.
+
+pub mod cache;
+pub mod metrics;
+pub mod plan;
+pub mod status;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::Client;
+use prometheus_client::registry::Registry;
+use tokio_util::sync::CancellationToken;
+
+use crate::api::ConfigurationStateStatus;
+use crate::cluster::ServiceScope;
+use crate::config::LoadOptions;
+use crate::controller::cache::Changes;
+use crate::controller::writer::{StateTarget, apply_configuration_state};
+use crate::frr::NodeFacts;
+use crate::frr::apply::{Applier, ApplyPath, FrrTarget, same_configuration};
+use crate::frr::state;
+use crate::http::Endpoints;
+use cache::SpeakerCaches;
+use metrics::Metrics;
+use plan::{PassInputs, Planner};
+
+/// The field manager of the speaker's writes.
+pub const FIELD_MANAGER: &str = "ferrolb-speaker";
+
+/// How the speaker runs.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// This node's name.
+    pub node_name: String,
+    /// ferrolb's namespace.
+    pub namespace: String,
+    /// The Services handled.
+    pub scope: ServiceScope,
+    /// The FRR instance driven.
+    pub frr: FrrTarget,
+    /// Where `/healthz`, `/readyz` and `/metrics` are served.
+    pub health_addr: SocketAddr,
+    /// Where `/metrics` is also served; `None` for none.
+    pub metrics_addr: Option<SocketAddr>,
+    /// How long a burst of changes is gathered before a pass.
+    pub coalesce: Duration,
+    /// How often FRR's state is polled and its configuration checked.
+    pub poll: Duration,
+    /// Announce from nodes labelled for exclusion anyway.
+    pub ignore_exclude_label: bool,
+}
+
+const RETRY_MIN: Duration = Duration::from_millis(200);
+const RETRY_MAX: Duration = Duration::from_secs(30);
+
+/// Reads the kernel's forwarding switches, which zebra prints.
+fn node_facts() -> NodeFacts {
+    let on = |path: &str| {
+        std::fs::read_to_string(path)
+            .map(|v| v.trim() != "0")
+            .unwrap_or(true)
+    };
+    NodeFacts {
+        ipv4_forwarding: on("/proc/sys/net/ipv4/ip_forward"),
+        ipv6_forwarding: on("/proc/sys/net/ipv6/conf/all/forwarding"),
+    }
+}
+
+fn now() -> Time {
+    Time(k8s_openapi::jiff::Timestamp::now())
+}
+
+/// Runs the speaker until `shutdown` is cancelled.
+pub async fn run(options: Options, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let client = Client::try_default()
+        .await
+        .context("no Kubernetes client configuration (in-cluster or KUBECONFIG)")?;
+    let metrics = Arc::new(Metrics::default());
+    let mut registry = Registry::default();
+    metrics.register(&mut registry);
+    let ready = Arc::new(AtomicBool::new(false));
+    let endpoints = Endpoints::new(registry, Arc::clone(&ready));
+    let health = endpoints
+        .serve(options.health_addr, shutdown.clone())
+        .await
+        .with_context(|| format!("binding the health endpoint {}", options.health_addr))?;
+    tracing::info!(%health, "serving /healthz /readyz /metrics");
+    if let Some(addr) = options.metrics_addr.filter(|a| *a != options.health_addr) {
+        let bound = endpoints
+            .serve(addr, shutdown.clone())
+            .await
+            .with_context(|| format!("binding the metrics endpoint {addr}"))?;
+        tracing::info!(%bound, "serving /metrics");
+    }
+
+    let slices_v1 = cache::serves_endpoint_slices_v1(&client)
+        .await
+        .context("asking the API server for discovery.k8s.io/v1")?;
+    if !slices_v1 {
+        tracing::info!("discovery.k8s.io/v1 is not served; reading core/v1 Endpoints");
+    }
+    let changes = Arc::new(Changes::new(metrics.k8s_updates.clone()));
+    let caches = SpeakerCaches::start(
+        &client,
+        &options.namespace,
+        &options.node_name,
+        slices_v1,
+        &changes,
+    );
+    tokio::select! {
+        () = caches.ready() => {}
+        () = shutdown.cancelled() => return Ok(()),
+    }
+    ready.store(true, Ordering::Release);
+    tracing::info!(node = %options.node_name, "caches synced");
+
+    let load = LoadOptions {
+        namespace: options.namespace.clone(),
+    };
+    let state_name = format!("speaker-{}", options.node_name);
+    let mut planner = Planner::default();
+    let mut applier = Applier::new(options.frr.clone());
+    let mut statuses =
+        status::StatusWriter::new(client.clone(), &options.namespace, &options.node_name);
+    let mut written_state: Option<ConfigurationStateStatus> = None;
+    let mut last_apply: Option<Result<String, String>> = None;
+    let mut retry = RETRY_MIN;
+    let mut poll = tokio::time::interval(options.poll);
+    poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let started = Instant::now();
+        let objects = caches.snapshot();
+        let pass = planner.pass(
+            &objects,
+            &PassInputs {
+                node: &options.node_name,
+                scope: &options.scope,
+                load: &load,
+                facts: node_facts(),
+                ignore_exclude_label: options.ignore_exclude_label,
+            },
+        );
+        metrics.set_config(pass.model.is_some(), pass.stale);
+        if let Err(errors) = &pass.load {
+            for error in errors {
+                tracing::warn!(%error, "configuration error; the last valid configuration stays in force");
+            }
+        }
+        let mut failed = false;
+        if let Some(model) = &pass.model {
+            match applier.apply(model).await {
+                Ok(report) => {
+                    let ms = report.elapsed.as_secs_f64() * 1e3;
+                    let how = match &report.path {
+                        ApplyPath::Unchanged => None,
+                        ApplyPath::Delta(delta) => {
+                            metrics.record_apply("delta", ms);
+                            Some(format!(
+                                "delta of {} commands ({} networks added, {} removed) in {ms:.1} ms",
+                                delta.commands.len(),
+                                delta.networks_added,
+                                delta.networks_removed
+                            ))
+                        }
+                        ApplyPath::Reload(reason) => {
+                            metrics.record_apply("reload", ms);
+                            tracing::info!(%reason, "reloaded FRR with frr-reload.py");
+                            Some(format!("frr-reload.py in {ms:.1} ms ({reason})"))
+                        }
+                    };
+                    for change in &pass.changes {
+                        if !change.to.is_empty() {
+                            tracing::info!(prefix = %change.prefix, peers = %change.to.join(", "), ms = format!("{ms:.1}"), "announce");
+                        }
+                        if !change.from.is_empty() {
+                            tracing::info!(prefix = %change.prefix, peers = %change.from.join(", "), ms = format!("{ms:.1}"), "withdraw");
+                        }
+                    }
+                    if let Some(how) = how {
+                        tracing::info!(how = %how, "FRR configuration applied");
+                        last_apply = Some(Ok(how));
+                    }
+                    retry = RETRY_MIN;
+                }
+                Err(error) => {
+                    metrics.record_apply("failed", started.elapsed().as_secs_f64() * 1e3);
+                    tracing::error!(error = %error, "applying FRR's configuration failed; the last verified one stays");
+                    last_apply = Some(Err(error.to_string()));
+                    failed = true;
+                }
+            }
+            poll_state(&applier, &metrics).await;
+        }
+
+        let state = plan::configuration_state(
+            &pass.load,
+            last_apply.as_ref(),
+            written_state.as_ref(),
+            &now(),
+        );
+        if written_state.as_ref() != Some(&state) {
+            let target = StateTarget {
+                namespace: &options.namespace,
+                name: &state_name,
+                component: "speaker",
+                field_manager: FIELD_MANAGER,
+                owner: None,
+            };
+            match apply_configuration_state(&client, &target, &state).await {
+                Ok(()) => written_state = Some(state),
+                Err(error) => tracing::warn!(%error, "writing the ConfigurationState failed"),
+            }
+        }
+        if pass.model.is_some()
+            && let Err(error) = statuses.sync(&pass.statuses).await
+        {
+            tracing::warn!(%error, "writing ServiceBGPStatus failed");
+            failed = true;
+        }
+        tracing::debug!(ms = started.elapsed().as_secs_f64() * 1e3, "pass done");
+
+        // Wait for a change, a poll that finds FRR drifted, a retry, or the end.
+        let backoff = if failed {
+            let wait = retry;
+            retry = (retry * 2).min(RETRY_MAX);
+            Some(wait)
+        } else {
+            None
+        };
+        loop {
+            tokio::select! {
+                () = changes.wait() => {
+                    tokio::time::sleep(options.coalesce).await;
+                    break;
+                }
+                () = tokio::time::sleep(backoff.unwrap_or(RETRY_MAX)), if backoff.is_some() => break,
+                _ = poll.tick() => {
+                    if drifted(&applier, &metrics).await {
+                        tracing::warn!("FRR's running configuration differs from the applied one (restart or hand edit); applying again");
+                        applier.forget();
+                        break;
+                    }
+                }
+                () = shutdown.cancelled() => return Ok(()),
+            }
+        }
+    }
+}
+
+/// Reads FRR's sessions into the metrics.
+async fn poll_state(applier: &Applier, metrics: &Metrics) {
+    let target = applier.target();
+    let bgp = target.run(&["show bgp vrf all neighbors json"]).await;
+    let bfd = target.run(&["show bfd peers json"]).await;
+    match (bgp, bfd) {
+        (Ok(bgp), Ok(bfd)) => match (state::bgp_sessions(&bgp), state::bfd_sessions(&bfd)) {
+            (Ok(b), Ok(f)) => metrics.set_sessions(&b, &f),
+            (Err(e), _) | (_, Err(e)) => tracing::warn!(error = %e, "reading FRR's state"),
+        },
+        (Err(e), _) | (_, Err(e)) => tracing::warn!(error = %e, "polling FRR"),
+    }
+}
+
+/// Polls FRR; whether its running configuration no longer matches what was applied.
+async fn drifted(applier: &Applier, metrics: &Metrics) -> bool {
+    poll_state(applier, metrics).await;
+    let Some(applied) = applier.applied_text() else {
+        return false;
+    };
+    match applier.target().running_config().await {
+        Ok(running) => !same_configuration(applied, &running),
+        Err(error) => {
+            tracing::warn!(%error, "reading FRR's running configuration");
+            false
+        }
+    }
+}

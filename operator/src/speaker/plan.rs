@@ -1,0 +1,332 @@
+//! One speaker pass, pure: cluster objects in, the node's FRR model, what changed on the wire,
+//! the ServiceBGPStatus objects and the ConfigurationState out.
+//!
+//! A configuration that fails to load leaves the last valid one in force (and is reported);
+//! until one loads, the speaker has no model and FRR is left alone. The node is read from its
+//! Node object; a node without one has only its hostname label, like MetalLB's speaker.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use ipnet::IpNet;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+
+use crate::api::{ConfigurationStateResult, ConfigurationStateStatus};
+use crate::bgp::{self, IntentInputs, NodeIntent, ServiceBgp};
+use crate::cluster::{self, LbService, NodeView, ServiceKey, ServiceScope};
+use crate::config::{self, ClusterObjects, Config, ConfigError, LoadOptions};
+use crate::controller::plan::load_condition;
+use crate::frr::{self, FrrConfig, NodeFacts};
+
+/// A change in what the node announces: one prefix, and the peers (BGPPeer names) that now
+/// receive it and that no longer do.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Announcement {
+    /// The prefix.
+    pub prefix: IpNet,
+    /// Peers it is now announced to.
+    pub to: Vec<String>,
+    /// Peers it is withdrawn from.
+    pub from: Vec<String>,
+}
+
+/// What one pass decided.
+#[derive(Clone, Debug)]
+pub struct Pass {
+    /// The model to apply; `None` while no configuration has ever loaded.
+    pub model: Option<FrrConfig>,
+    /// The load's outcome (errors when the latest configuration is invalid).
+    pub load: Result<(), Vec<ConfigError>>,
+    /// Whether an older configuration is in force because the latest is invalid.
+    pub stale: bool,
+    /// Announcement changes since the previous pass.
+    pub changes: Vec<Announcement>,
+    /// Per announced Service, the BGPPeers receiving it from this node.
+    pub statuses: BTreeMap<ServiceKey, BTreeSet<String>>,
+}
+
+/// The speaker's memory between passes.
+#[derive(Debug, Default)]
+pub struct Planner {
+    last_good: Option<Config>,
+    announced: BTreeMap<IpNet, BTreeSet<String>>,
+}
+
+/// What a pass needs besides the objects.
+#[derive(Clone, Copy, Debug)]
+pub struct PassInputs<'a> {
+    /// This node's name.
+    pub node: &'a str,
+    /// The Services handled.
+    pub scope: &'a ServiceScope,
+    /// Load options (ferrolb's namespace).
+    pub load: &'a LoadOptions,
+    /// Kernel facts FRR prints.
+    pub facts: NodeFacts,
+    /// Announce from nodes labelled for exclusion anyway.
+    pub ignore_exclude_label: bool,
+}
+
+impl Planner {
+    /// Runs one pass over `objects`.
+    pub fn pass(&mut self, objects: &ClusterObjects, inputs: &PassInputs<'_>) -> Pass {
+        let load = match config::load(objects, inputs.load) {
+            Ok(config) => {
+                self.last_good = Some(config);
+                Ok(())
+            }
+            Err(errors) => Err(errors),
+        };
+        let stale = load.is_err() && self.last_good.is_some();
+        let Some(config) = &self.last_good else {
+            return Pass {
+                model: None,
+                load,
+                stale,
+                changes: Vec::new(),
+                statuses: BTreeMap::new(),
+            };
+        };
+        let node = objects
+            .nodes
+            .iter()
+            .find(|n| n.metadata.name.as_deref() == Some(inputs.node))
+            .map(NodeView::from_node)
+            .unwrap_or_else(|| NodeView::named(inputs.node));
+        let services: Vec<LbService> = objects
+            .services
+            .iter()
+            .map(LbService::from_service)
+            .collect();
+        let endpoints = cluster::serving_endpoints(&objects.endpoint_slices);
+        let intent = bgp::intent(
+            config,
+            &IntentInputs {
+                node: &node,
+                services: &services,
+                endpoints: &endpoints,
+                scope: inputs.scope,
+                ignore_exclude_label: inputs.ignore_exclude_label,
+            },
+        );
+        let model = frr::build(config, &intent, &node, inputs.facts);
+        let announced = announced(&intent);
+        let changes = announcement_changes(&self.announced, &announced);
+        self.announced = announced;
+        let statuses = intent
+            .services
+            .iter()
+            .filter_map(|(key, outcome)| match outcome {
+                ServiceBgp::Announced { peers, .. } if !peers.is_empty() => {
+                    Some((key.clone(), peers.clone()))
+                }
+                _ => None,
+            })
+            .collect();
+        Pass {
+            model: Some(model),
+            load,
+            stale,
+            changes,
+            statuses,
+        }
+    }
+}
+
+/// Each announced prefix and the BGPPeers (by name) receiving it.
+pub fn announced(intent: &NodeIntent) -> BTreeMap<IpNet, BTreeSet<String>> {
+    let mut out: BTreeMap<IpNet, BTreeSet<String>> = BTreeMap::new();
+    for session in &intent.sessions {
+        for prefix in session.announcements.keys() {
+            out.entry(*prefix)
+                .or_default()
+                .insert(session.peer.name.clone());
+        }
+    }
+    out
+}
+
+/// The prefixes whose receivers changed between two announcement maps, in prefix order.
+pub fn announcement_changes(
+    before: &BTreeMap<IpNet, BTreeSet<String>>,
+    after: &BTreeMap<IpNet, BTreeSet<String>>,
+) -> Vec<Announcement> {
+    let empty = BTreeSet::new();
+    let prefixes: BTreeSet<&IpNet> = before.keys().chain(after.keys()).collect();
+    prefixes
+        .into_iter()
+        .filter_map(|prefix| {
+            let was = before.get(prefix).unwrap_or(&empty);
+            let is = after.get(prefix).unwrap_or(&empty);
+            let to: Vec<String> = is.difference(was).cloned().collect();
+            let from: Vec<String> = was.difference(is).cloned().collect();
+            (!to.is_empty() || !from.is_empty()).then_some(Announcement {
+                prefix: *prefix,
+                to,
+                from,
+            })
+        })
+        .collect()
+}
+
+/// The `speaker-<node>` ConfigurationState: condition `configReconcilerValid` from the load,
+/// and `frrConfigApplied` from the last apply (`None` before the first). Transition times
+/// are kept while a condition's status does not change.
+pub fn configuration_state(
+    load: &Result<(), Vec<ConfigError>>,
+    applied: Option<&Result<String, String>>,
+    previous: Option<&ConfigurationStateStatus>,
+    now: &Time,
+) -> ConfigurationStateStatus {
+    let mut conditions = vec![load_condition(
+        "configReconcilerValid",
+        load,
+        "\n(the last valid configuration stays in force)",
+        now,
+    )];
+    if let Some(applied) = applied {
+        let (status, reason, message) = match applied {
+            Ok(how) => ("True", "Applied", how.clone()),
+            Err(error) => ("False", "ApplyFailed", error.clone()),
+        };
+        conditions.push(Condition {
+            type_: "frrConfigApplied".to_string(),
+            status: status.to_string(),
+            reason: reason.to_string(),
+            message,
+            last_transition_time: now.clone(),
+            observed_generation: None,
+        });
+    }
+    let before = previous
+        .and_then(|p| p.conditions.as_deref())
+        .unwrap_or(&[]);
+    for condition in &mut conditions {
+        if let Some(old) = before
+            .iter()
+            .find(|o| o.type_ == condition.type_ && o.status == condition.status)
+        {
+            condition.last_transition_time = old.last_transition_time.clone();
+        }
+    }
+    let errors: Vec<String> = conditions
+        .iter()
+        .filter(|c| c.status == "False")
+        .map(|c| c.message.clone())
+        .collect();
+    ConfigurationStateStatus {
+        result: Some(if errors.is_empty() {
+            ConfigurationStateResult::Valid
+        } else {
+            ConfigurationStateResult::Invalid
+        }),
+        error_summary: (!errors.is_empty()).then(|| errors.join("\n")),
+        conditions: Some(conditions),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifest;
+
+    const CONFIG: &str = r#"
+apiVersion: metallb.io/v1beta1
+kind: IPAddressPool
+metadata: {name: web}
+spec: {addresses: [198.51.100.0/24]}
+---
+apiVersion: metallb.io/v1beta1
+kind: BGPAdvertisement
+metadata: {name: all}
+spec: {ipAddressPools: [web]}
+---
+apiVersion: metallb.io/v1beta2
+kind: BGPPeer
+metadata: {name: tor1}
+spec: {myASN: 64512, peerASN: 64513, peerAddress: 10.0.0.1}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: a, namespace: shop}
+spec: {type: LoadBalancer, ports: [{port: 80}]}
+status: {loadBalancer: {ingress: [{ip: 198.51.100.7}]}}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: a-1, namespace: shop, labels: {kubernetes.io/service-name: a}}
+addressType: IPv4
+endpoints: [{addresses: [10.244.0.5], nodeName: node-a}]
+"#;
+
+    fn objects(text: &str) -> ClusterObjects {
+        manifest::parse(text, "test", "metallb-system")
+            .unwrap()
+            .objects
+    }
+
+    fn inputs<'a>(scope: &'a ServiceScope, load: &'a LoadOptions) -> PassInputs<'a> {
+        PassInputs {
+            node: "node-a",
+            scope,
+            load,
+            facts: NodeFacts::default(),
+            ignore_exclude_label: false,
+        }
+    }
+
+    #[test]
+    fn a_pass_announces_and_reports_what_changed() {
+        let (scope, load) = (ServiceScope::default(), LoadOptions::default());
+        let mut planner = Planner::default();
+        let pass = planner.pass(&objects(CONFIG), &inputs(&scope, &load));
+        assert!(pass.model.is_some() && pass.load.is_ok() && !pass.stale);
+        assert_eq!(
+            pass.changes,
+            [Announcement {
+                prefix: "198.51.100.7/32".parse().unwrap(),
+                to: vec!["tor1".into()],
+                from: vec![],
+            }]
+        );
+        assert_eq!(
+            pass.statuses[&ServiceKey::new("shop", "a")],
+            BTreeSet::from(["tor1".to_string()])
+        );
+        let again = planner.pass(&objects(CONFIG), &inputs(&scope, &load));
+        assert!(again.changes.is_empty());
+    }
+
+    #[test]
+    fn an_invalid_configuration_keeps_the_last_valid_one() {
+        let (scope, load) = (ServiceScope::default(), LoadOptions::default());
+        let mut planner = Planner::default();
+        let broken = CONFIG.replace("198.51.100.0/24", "198.51.100.0/99");
+        let first = planner.pass(&objects(&broken), &inputs(&scope, &load));
+        assert!(first.model.is_none() && first.load.is_err() && !first.stale);
+        let good = planner.pass(&objects(CONFIG), &inputs(&scope, &load));
+        let bad = planner.pass(&objects(&broken), &inputs(&scope, &load));
+        assert!(bad.stale && bad.load.is_err());
+        assert_eq!(bad.model, good.model);
+        assert!(bad.changes.is_empty());
+        let state = configuration_state(&bad.load, None, None, &Time(Default::default()));
+        assert_eq!(state.result, Some(ConfigurationStateResult::Invalid));
+        assert!(
+            state
+                .error_summary
+                .unwrap()
+                .contains("IPAddressPool/metallb-system/web")
+        );
+    }
+
+    #[test]
+    fn a_failed_apply_makes_the_state_invalid() {
+        let state = configuration_state(
+            &Ok(()),
+            Some(&Err("vtysh failed".into())),
+            None,
+            &Time(Default::default()),
+        );
+        assert_eq!(state.result, Some(ConfigurationStateResult::Invalid));
+        assert_eq!(state.error_summary.as_deref(), Some("vtysh failed"));
+    }
+}

@@ -1,0 +1,176 @@
+//! ServiceBGPStatus objects: one per Service this node announces, in ferrolb's namespace,
+//! naming the BGPPeers that receive it, with MetalLB's labels (`metallb.io/node`,
+//! `metallb.io/service-name`, `metallb.io/service-namespace`) so `kubectl get
+//! servicebgpstatus -l metallb.io/service-name=web` works as with MetalLB.
+//!
+//! Names are stable (`<service>-<node>-<hash>`, at most 63 characters), so objects are written
+//! by server-side apply and the set is synced by difference: the node's existing objects are
+//! listed once, then only changes are written and objects for Services no longer announced
+//! are deleted.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
+use kube::{Api, Client, Resource};
+use serde_json::json;
+
+use super::FIELD_MANAGER;
+use crate::api::ServiceBGPStatus;
+use crate::cluster::ServiceKey;
+
+/// The label naming the node.
+pub const NODE_LABEL: &str = "metallb.io/node";
+/// The label naming the Service.
+pub const SERVICE_NAME_LABEL: &str = "metallb.io/service-name";
+/// The label naming the Service's namespace.
+pub const SERVICE_NAMESPACE_LABEL: &str = "metallb.io/service-namespace";
+
+/// The object name for a Service on a node.
+pub fn object_name(service: &ServiceKey, node: &str) -> String {
+    let hash = fnv1a(format!("{}/{}/{node}", service.namespace, service.name).as_bytes());
+    let mut head = format!("{}-{node}", service.name);
+    head.truncate(53);
+    let head = head.trim_end_matches(['-', '.']);
+    format!("{head}-{hash:08x}")
+}
+
+fn fnv1a(bytes: &[u8]) -> u32 {
+    bytes.iter().fold(0x811c_9dc5_u32, |h, b| {
+        (h ^ u32::from(*b)).wrapping_mul(0x0100_0193)
+    })
+}
+
+/// Keeps the node's ServiceBGPStatus objects equal to the announced Services.
+#[derive(Debug)]
+pub struct StatusWriter {
+    api: Api<ServiceBGPStatus>,
+    node: String,
+    /// What the cluster holds, by object name: (Service, peers). `None` until listed.
+    written: Option<BTreeMap<String, (ServiceKey, BTreeSet<String>)>>,
+}
+
+impl StatusWriter {
+    /// A writer for `node`'s objects in `namespace`.
+    pub fn new(client: Client, namespace: &str, node: &str) -> StatusWriter {
+        StatusWriter {
+            api: Api::namespaced(client, namespace),
+            node: node.to_string(),
+            written: None,
+        }
+    }
+
+    async fn list(&self) -> Result<BTreeMap<String, (ServiceKey, BTreeSet<String>)>, kube::Error> {
+        let params = ListParams::default().labels(&format!("{NODE_LABEL}={}", self.node));
+        let list = self.api.list(&params).await?;
+        Ok(list
+            .items
+            .into_iter()
+            .filter_map(|o| {
+                let name = o.meta().name.clone()?;
+                let status = o.status.unwrap_or_default();
+                let key = ServiceKey::new(
+                    status.service_namespace.as_deref().unwrap_or_default(),
+                    status.service_name.as_deref().unwrap_or_default(),
+                );
+                let peers = status.peers.unwrap_or_default().into_iter().collect();
+                Some((name, (key, peers)))
+            })
+            .collect())
+    }
+
+    /// Writes what changed so that the node's objects are exactly `wanted`.
+    pub async fn sync(
+        &mut self,
+        wanted: &BTreeMap<ServiceKey, BTreeSet<String>>,
+    ) -> Result<(), kube::Error> {
+        let mut written = match self.written.take() {
+            Some(w) => w,
+            None => self.list().await?,
+        };
+        let desired: BTreeMap<String, (&ServiceKey, &BTreeSet<String>)> = wanted
+            .iter()
+            .map(|(key, peers)| (object_name(key, &self.node), (key, peers)))
+            .collect();
+        let mut outcome = Ok(());
+        let params = PatchParams::apply(FIELD_MANAGER).force();
+        for (name, (key, peers)) in &desired {
+            if written
+                .get(name)
+                .is_some_and(|(k, p)| k == *key && p == *peers)
+            {
+                continue;
+            }
+            let object = json!({
+                "apiVersion": ServiceBGPStatus::api_version(&()),
+                "kind": ServiceBGPStatus::kind(&()),
+                "metadata": {
+                    "name": name,
+                    "labels": {
+                        NODE_LABEL: self.node,
+                        SERVICE_NAME_LABEL: key.name,
+                        SERVICE_NAMESPACE_LABEL: key.namespace,
+                    },
+                },
+                "spec": {},
+            });
+            let status = json!({
+                "apiVersion": ServiceBGPStatus::api_version(&()),
+                "kind": ServiceBGPStatus::kind(&()),
+                "status": {
+                    "node": self.node,
+                    "serviceName": key.name,
+                    "serviceNamespace": key.namespace,
+                    "peers": peers,
+                },
+            });
+            let result = async {
+                self.api
+                    .patch(name, &params, &Patch::Apply(&object))
+                    .await?;
+                self.api
+                    .patch_status(name, &params, &Patch::Apply(&status))
+                    .await
+            }
+            .await;
+            match result {
+                Ok(_) => {
+                    written.insert(name.clone(), ((*key).clone(), (*peers).clone()));
+                }
+                Err(e) => outcome = Err(e),
+            }
+        }
+        let gone: Vec<String> = written
+            .keys()
+            .filter(|n| !desired.contains_key(*n))
+            .cloned()
+            .collect();
+        for name in gone {
+            match self.api.delete(&name, &DeleteParams::default()).await {
+                Ok(_) => {
+                    written.remove(&name);
+                }
+                Err(kube::Error::Api(status)) if status.code == 404 => {
+                    written.remove(&name);
+                }
+                Err(e) => outcome = Err(e),
+            }
+        }
+        self.written = Some(written);
+        outcome
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_stable_short_and_distinct() {
+        let a = object_name(&ServiceKey::new("shop", "web"), "node-a");
+        assert_eq!(a, object_name(&ServiceKey::new("shop", "web"), "node-a"));
+        assert!(a.starts_with("web-node-a-"));
+        assert_ne!(a, object_name(&ServiceKey::new("blog", "web"), "node-a"));
+        let long = object_name(&ServiceKey::new("x", &"s".repeat(80)), &"n".repeat(80));
+        assert!(long.len() <= 63, "{long}");
+    }
+}
