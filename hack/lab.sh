@@ -33,7 +33,7 @@ case "${1:-}" in
     FERROLB_APISERVER_DIR="$(hack/apiserver.sh build)"
     export FERROLB_APISERVER_DIR
     ;;
-  down | status | kubectl | announce) ;;
+  down | status | kubectl) ;;
   *)
     echo "usage: hack/lab.sh up | status | kubectl ARGS... | down" >&2
     exit 2

@@ -5,7 +5,7 @@
 //! advertisements with communities, local preference, aggregation, peer and Service
 //! selectors, and Services with or without a label. Peer `tor1` (10.98.0.1) and `tor2`
 //! (10.98.0.2) are real routers in the delta test; the other peers never answer.
-//! [`announced`] is a node with `n` Services announced to one peer, for benchmarks.
+//! [`announced`] is a node with thousands of Services announced to one peer, for benchmarks.
 
 use anyhow::{Context, Result, anyhow};
 
@@ -265,26 +265,36 @@ fn service(name: &str, ip: &str, hot: &str) -> String {
     )
 }
 
-/// A node announcing `services` (numbered from 0) to `tor1`. Services whose number is in
-/// `tagged` get community 64512:7 from a second advertisement selecting `tag: "yes"`; the
-/// others get none. Addresses come from 10.64.0.0/10, one /32 per Service.
-pub fn announced(services: impl Iterator<Item = u32>, tagged: impl Fn(u32) -> bool) -> String {
+/// A node announcing Services to `tor1` from two pools, as a large cluster would: `bulk`
+/// (10.64.0.0/10, Services numbered `bulk`, no attributes) and `edge` (10.128.0.0/16, the
+/// first `edge` Services, with `community` when given). Every Service has endpoints.
+pub fn announced(bulk: std::ops::Range<u32>, edge: u32, community: Option<&str>) -> String {
     let mut out = pool("bulk", "10.64.0.0/10");
+    out.push_str(&pool("edge", "10.128.0.0/16"));
     out.push_str(&peer(
         "tor1",
         "myASN: 64512, peerASN: 64513, peerAddress: 10.98.0.1, connectTime: 1s",
     ));
     out.push_str(
-        "---\napiVersion: metallb.io/v1beta1\nkind: BGPAdvertisement\nmetadata: {name: plain}\nspec: {ipAddressPools: [bulk], serviceSelectors: [{matchLabels: {tag: \"no\"}}]}\n",
+        "---\napiVersion: metallb.io/v1beta1\nkind: BGPAdvertisement\nmetadata: {name: bulk}\nspec: {ipAddressPools: [bulk]}\n",
     );
-    out.push_str(
-        "---\napiVersion: metallb.io/v1beta1\nkind: BGPAdvertisement\nmetadata: {name: tagged}\nspec: {ipAddressPools: [bulk], communities: [\"64512:7\"], serviceSelectors: [{matchLabels: {tag: \"yes\"}}]}\n",
-    );
-    for n in services {
-        let ip = std::net::Ipv4Addr::from(u32::from(std::net::Ipv4Addr::new(10, 64, 0, 0)) + n + 1);
+    let communities = community
+        .map(|c| format!(", communities: [\"{c}\"]"))
+        .unwrap_or_default();
+    out.push_str(&format!(
+        "---\napiVersion: metallb.io/v1beta1\nkind: BGPAdvertisement\nmetadata: {{name: edge}}\nspec: {{ipAddressPools: [edge]{communities}}}\n"
+    ));
+    // One List document: a plain file of 10,000 documents is legal, but a List is what
+    // `kubectl get -o yaml` gives.
+    out.push_str("---\napiVersion: v1\nkind: List\nitems:\n");
+    let base = |a: u8, b: u8| u32::from(std::net::Ipv4Addr::new(a, b, 0, 0));
+    let services = bulk
+        .map(|n| ("bulk", n, base(10, 64) + n + 1))
+        .chain((0..edge).map(|n| ("edge", n, base(10, 128) + n + 1)));
+    for (pool, n, ip) in services {
+        let ip = std::net::Ipv4Addr::from(ip);
         out.push_str(&format!(
-            "---\napiVersion: v1\nkind: Service\nmetadata: {{name: s{n}, namespace: bulk, labels: {{tag: \"{}\"}}}}\nspec: {{type: LoadBalancer, ports: [{{port: 80, protocol: TCP}}]}}\nstatus: {{loadBalancer: {{ingress: [{{ip: \"{ip}\"}}]}}}}\n",
-            if tagged(n) { "yes" } else { "no" }
+            "- {{apiVersion: v1, kind: Service, metadata: {{name: {pool}{n}, namespace: bulk}}, spec: {{type: LoadBalancer, ports: [{{port: 80, protocol: TCP}}]}}, status: {{loadBalancer: {{ingress: [{{ip: \"{ip}\"}}]}}}}}}\n"
         ));
     }
     out
@@ -306,8 +316,15 @@ mod tests {
 
     #[test]
     fn the_bulk_node_announces_every_service() {
-        let model = model(&announced(0..100, |n| n % 10 == 0)).unwrap();
+        let model = model(&announced(0..100, 20, Some("64512:7"))).unwrap();
         let networks = &model.routers[0].ipv4.as_ref().unwrap().networks;
-        assert_eq!(networks.len(), 100);
+        assert_eq!(networks.len(), 120);
+        // Each pool is one range entry.
+        let entries: usize = model
+            .ipv4_prefix_lists
+            .iter()
+            .map(|l| l.entries.len())
+            .sum();
+        assert_eq!(entries, 2);
     }
 }

@@ -76,9 +76,6 @@ fn state_file(dir: &Path) -> PathBuf {
     dir.join("state.json")
 }
 
-/// The kinds a node's configuration is rendered from.
-const RENDER_KINDS: &str = "nodes,services,namespaces,ipaddresspools.metallb.io,bgppeers.metallb.io,bgpadvertisements.metallb.io,l2advertisements.metallb.io,bfdprofiles.metallb.io,communities.metallb.io,secrets";
-
 /// kubectl in the control plane's namespace.
 pub fn kubectl(dir: &Path) -> Kubectl {
     Kubectl::new(&dir.join("cp/kubeconfig")).within(Some(&ns("cp")))
@@ -87,6 +84,34 @@ pub fn kubectl(dir: &Path) -> Kubectl {
 fn node_manifest(name: &str, address: &str) -> String {
     format!(
         "apiVersion: v1\nkind: Node\nmetadata: {{name: {name}, labels: {{kubernetes.io/hostname: {name}}}}}\nstatus: {{addresses: [{{type: InternalIP, address: {address}}}]}}\n---\n"
+    )
+}
+
+/// Where the lab's Services have ready endpoints (there is no kubelet, so the harness writes
+/// the core/v1 Endpoints a cluster would have): `web` on both nodes, `api`
+/// (`externalTrafficPolicy: Local`) on n1 only, `printer` on n2.
+pub const ENDPOINTS: [(&str, &[(&str, &str)]); 3] = [
+    ("web", &[("10.244.1.10", "n1"), ("10.244.2.10", "n2")]),
+    ("api", &[("10.244.1.11", "n1")]),
+    ("printer", &[("10.244.2.12", "n2")]),
+];
+
+/// A core/v1 Endpoints object for Service `namespace/name` with ready `(ip, node)` addresses.
+pub fn endpoints_manifest(namespace: &str, name: &str, ready: &[(&str, &str)]) -> String {
+    let addresses: Vec<String> = ready
+        .iter()
+        .map(|(ip, node)| format!("{{ip: {ip}, nodeName: {node}}}"))
+        .collect();
+    let subsets = if addresses.is_empty() {
+        "[]".to_string()
+    } else {
+        format!(
+            "[{{addresses: [{}], ports: [{{port: 80}}]}}]",
+            addresses.join(", ")
+        )
+    };
+    format!(
+        "apiVersion: v1\nkind: Endpoints\nmetadata: {{name: {name}, namespace: {namespace}}}\nsubsets: {subsets}\n---\n"
     )
 }
 
@@ -106,15 +131,34 @@ pub fn render_frr(node: &str, input: &Path) -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-/// Renders each node's frr.conf from the cluster's objects and loads it into its FRR.
-pub fn announce(dir: &Path) -> Result<()> {
-    let objects = kubectl(dir).run(&["get", RENDER_KINDS, "-A", "-o", "yaml"], None)?;
-    let input = dir.join("cluster.yaml");
-    std::fs::write(&input, objects)?;
-    for (node, _) in NODES {
-        Frr::client(&dir.join(node), &ns(node)).load(&render_frr(node, &input)?)?;
-    }
-    Ok(())
+/// Starts `ferrolb speaker` for node `name` in its namespace, driving the node's FRR
+/// instance `frr` through its own socket and configuration directories, with the lab's
+/// kubeconfig (the API server is on the lab network). Health on the node's address.
+pub fn start_speaker(
+    node: &Netns,
+    name: &str,
+    address: &str,
+    frr: &Frr,
+    kubeconfig: &Path,
+    dir: &Path,
+) -> Result<Process> {
+    let target = frr.target();
+    let mut speaker = node.command(paths::ferrolb()?);
+    speaker
+        .arg("speaker")
+        .args(["--node-name", name])
+        .arg("--frr-vty-dir")
+        .arg(&target.vty_dir)
+        .arg("--frr-config-dir")
+        .arg(&target.config_dir)
+        .args(["--health-addr", &format!("{address}:17472")])
+        .args(["--metrics-addr", "none"])
+        .env("KUBECONFIG", kubeconfig);
+    Process::spawn(
+        &format!("speaker-{name}"),
+        speaker,
+        &dir.join(format!("speaker-{name}.log")),
+    )
 }
 
 /// The gateways of `prefix` in `router`'s kernel FIB (several with ECMP, none without a route).
@@ -223,6 +267,12 @@ pub fn up(dir: &Path) -> Result<String> {
         None,
     )?;
 
+    let endpoints: String = ENDPOINTS
+        .iter()
+        .map(|(name, ready)| endpoints_manifest("shop", name, ready))
+        .collect();
+    kubectl.apply(&endpoints)?;
+
     let mut controller = cp.command(paths::ferrolb()?);
     controller
         .arg("controller")
@@ -235,8 +285,18 @@ pub fn up(dir: &Path) -> Result<String> {
     let router = Frr::start(&rtr, &dir.join("rtr"))?;
     router.load(ROUTER_CONFIG)?;
     let mut node_frr = Vec::new();
-    for ((name, _), node) in NODES.iter().zip(&nodes) {
-        node_frr.push(Frr::start(node, &dir.join(name))?);
+    let mut speakers = Vec::new();
+    for ((name, address), node) in NODES.iter().zip(&nodes) {
+        let frr = Frr::start(node, &dir.join(name))?;
+        speakers.push(start_speaker(
+            node,
+            name,
+            address,
+            &frr,
+            plane.kubeconfig(),
+            dir,
+        )?);
+        node_frr.push(frr);
     }
 
     wait_for(
@@ -252,10 +312,10 @@ pub fn up(dir: &Path) -> Result<String> {
             Ok(all.then_some(()))
         },
     )?;
-    announce(dir)?;
 
     // Everything stays up; record it so `down` can end it by PID.
     let mut pids = vec![controller.keep()];
+    pids.extend(speakers.into_iter().map(Process::keep));
     pids.extend(plane.keep());
     pids.extend(router.keep());
     for frr in node_frr {
@@ -267,9 +327,9 @@ pub fn up(dir: &Path) -> Result<String> {
     std::fs::write(state_file(dir), serde_json::to_string_pretty(&state)?)?;
 
     let router = Netns::attach(&ns("rtr"));
-    let converged = wait_for("ECMP routes on the router", Duration::from_secs(30), || {
+    let converged = wait_for("routes on the router", Duration::from_secs(30), || {
         for ip in bgp_ips(dir)? {
-            if nexthops(&router, &ip)?.len() < NODES.len() {
+            if nexthops(&router, &ip)?.is_empty() {
                 return Ok(None);
             }
         }

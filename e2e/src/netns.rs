@@ -56,6 +56,11 @@ impl Netns {
         self.name.clone()
     }
 
+    /// Whether a namespace of that name exists.
+    pub fn exists(name: &str) -> bool {
+        std::path::Path::new("/run/netns").join(name).exists()
+    }
+
     /// Deletes a namespace left in place by [`Netns::keep`].
     pub fn delete(name: &str) -> Result<()> {
         ip(&["netns", "del", name]).map(drop)

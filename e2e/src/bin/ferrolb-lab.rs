@@ -1,4 +1,4 @@
-//! `ferrolb-lab up|down|status|kubectl ARGS…|announce [--dir DIR]`: the local lab (see
+//! `ferrolb-lab up|down|status|kubectl ARGS… [--dir DIR]`: the local lab (see
 //! `ferrolb_e2e::lab`). Run through `hack/lab.sh`, which builds what it needs first.
 
 use std::path::PathBuf;
@@ -17,7 +17,6 @@ fn main() -> ExitCode {
         Some("up") => ferrolb_e2e::lab::up(&dir).map(|text| print!("{text}")),
         Some("down") => ferrolb_e2e::lab::down(&dir).map(|()| println!("lab down")),
         Some("status") => ferrolb_e2e::lab::status(&dir).map(|text| print!("{text}")),
-        Some("announce") => ferrolb_e2e::lab::announce(&dir).map(|()| println!("announced")),
         Some("kubectl") => {
             let rest: Vec<&str> = args[1..].iter().map(String::as_str).collect();
             ferrolb_e2e::lab::kubectl(&dir)
@@ -25,7 +24,7 @@ fn main() -> ExitCode {
                 .map(|text| print!("{text}"))
         }
         _ => {
-            eprintln!("usage: ferrolb-lab up|down|status|announce|kubectl ARGS... [--dir DIR]");
+            eprintln!("usage: ferrolb-lab up|down|status|kubectl ARGS... [--dir DIR]");
             return ExitCode::from(2);
         }
     };

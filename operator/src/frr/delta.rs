@@ -67,6 +67,10 @@ pub fn diff(old: &FrrConfig, new: &FrrConfig) -> Result<FrrDelta, NeedsReload> {
 
     if old.log_level != new.log_level {
         early.push(format!("log stdout {}", new.log_level));
+        if old.log_level.is_empty() {
+            // From a blank FRR: the rest of the fixed header.
+            early.push("log timestamp precision 3".into());
+        }
     }
     // `no ip forwarding` mirrors the kernel's setting, which zebra reads and prints; the
     // model follows the node's facts, so there is nothing to type for it.
