@@ -13,3 +13,6 @@ done
 cargo build -q --release -p ferrolb
 FERROLB_BIN="${CARGO_TARGET_DIR:-$PWD/target}/release/ferrolb" \
     cargo bench -q -p ferrolb-e2e --bench lab -- "$@"
+# ferrolb's FRR apply path against frr-reload.py (root, Debian's frr); takes several minutes,
+# most of it frr-reload.py removing 1,000 lines.
+cargo bench -q -p ferrolb-e2e --bench frr_apply -- "$@"

@@ -11,7 +11,6 @@
 //! The node announces 9,000 Services from pool `bulk` and 1,000 from pool `edge`, whose
 //! advertisement sets community 64512:7; `community1000` changes it to 64512:8.
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -66,15 +65,8 @@ impl Rig {
         let text = configs::render(to)?;
         std::fs::write(target.config_file(), &text)?;
         let started = Instant::now();
-        let out = Command::new(&target.reload_script)
-            .args(["--reload", "--stdout", "--bindir", "/usr/bin"])
-            .arg("--confdir")
-            .arg(&target.config_dir)
-            .arg("--rundir")
-            .arg(std::env::temp_dir())
-            .arg("--vty_socket")
-            .arg(&target.vty_dir)
-            .arg(target.config_file())
+        let out = target
+            .reload_command()
             .output()
             .context("running frr-reload.py")?;
         let elapsed = started.elapsed().as_secs_f64() * 1e3;

@@ -45,6 +45,30 @@ impl Endpoints {
             .with_state(self.clone())
     }
 
+    /// Serves on `health` and, when given and different, on `metrics` too, until `shutdown`;
+    /// logs the bound addresses.
+    pub async fn serve_both(
+        &self,
+        health: SocketAddr,
+        metrics: Option<SocketAddr>,
+        shutdown: &CancellationToken,
+    ) -> anyhow::Result<()> {
+        use anyhow::Context as _;
+        let bound = self
+            .serve(health, shutdown.clone())
+            .await
+            .with_context(|| format!("binding the health endpoint {health}"))?;
+        tracing::info!(health = %bound, "serving /healthz /readyz /metrics");
+        if let Some(addr) = metrics.filter(|a| *a != health) {
+            let bound = self
+                .serve(addr, shutdown.clone())
+                .await
+                .with_context(|| format!("binding the metrics endpoint {addr}"))?;
+            tracing::info!(%bound, "serving /metrics");
+        }
+        Ok(())
+    }
+
     /// Binds `addr` and serves until `shutdown`; returns the bound address at once (port 0
     /// picks a free one).
     pub async fn serve(

@@ -124,18 +124,9 @@ pub async fn run(options: Options, shutdown: CancellationToken) -> anyhow::Resul
     metrics.register(&mut registry);
     let ready = Arc::new(AtomicBool::new(false));
     let endpoints = Endpoints::new(registry, Arc::clone(&ready));
-    let health = endpoints
-        .serve(options.health_addr, shutdown.clone())
-        .await
-        .with_context(|| format!("binding the health endpoint {}", options.health_addr))?;
-    tracing::info!(%health, "serving /healthz /readyz /metrics");
-    if let Some(addr) = options.metrics_addr.filter(|a| *a != options.health_addr) {
-        let bound = endpoints
-            .serve(addr, shutdown.clone())
-            .await
-            .with_context(|| format!("binding the metrics endpoint {addr}"))?;
-        tracing::info!(%bound, "serving /metrics");
-    }
+    endpoints
+        .serve_both(options.health_addr, options.metrics_addr, &shutdown)
+        .await?;
 
     let changes = Arc::new(Changes::new(metrics.updates.clone()));
     let caches = Caches::start(&client, &options.namespace, &changes);

@@ -180,6 +180,24 @@ pub fn plan(
 }
 
 /// The condition a ConfigurationState carries for one load.
+/// Gives each condition whose status is unchanged from `previous` its old transition time.
+pub(crate) fn keep_transition_times(
+    conditions: &mut [Condition],
+    previous: Option<&ConfigurationStateStatus>,
+) {
+    let before = previous
+        .and_then(|p| p.conditions.as_deref())
+        .unwrap_or(&[]);
+    for condition in conditions {
+        if let Some(old) = before
+            .iter()
+            .find(|o| o.type_ == condition.type_ && o.status == condition.status)
+        {
+            condition.last_transition_time = old.last_transition_time.clone();
+        }
+    }
+}
+
 pub(crate) fn load_condition(
     type_: &str,
     load: &Result<(), Vec<ConfigError>>,
@@ -237,17 +255,7 @@ pub fn configuration_state(
         ),
         load_condition("configReconcilerValid", all, "", now),
     ];
-    let before = previous
-        .and_then(|p| p.conditions.as_deref())
-        .unwrap_or(&[]);
-    for condition in &mut conditions {
-        if let Some(old) = before
-            .iter()
-            .find(|o| o.type_ == condition.type_ && o.status == condition.status)
-        {
-            condition.last_transition_time = old.last_transition_time.clone();
-        }
-    }
+    keep_transition_times(&mut conditions, previous);
     let error_summary = match (all, pools) {
         (Err(errors), _) | (Ok(()), Err(errors)) => Some(summary(errors)),
         (Ok(()), Ok(())) => None,

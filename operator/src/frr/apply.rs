@@ -72,6 +72,23 @@ impl FrrTarget {
         command
     }
 
+    /// `frr-reload.py --reload` of this instance's frr.conf.
+    pub fn reload_command(&self) -> std::process::Command {
+        let bindir = self.vtysh.parent().unwrap_or(Path::new("/usr/bin"));
+        let mut command = std::process::Command::new(&self.reload_script);
+        command
+            .args(["--reload", "--stdout", "--bindir"])
+            .arg(bindir)
+            .arg("--confdir")
+            .arg(&self.config_dir)
+            .arg("--rundir")
+            .arg(std::env::temp_dir())
+            .arg("--vty_socket")
+            .arg(&self.vty_dir)
+            .arg(self.config_file());
+        command
+    }
+
     /// Runs vtysh with one `-c` per command; returns its output, or the output and exit
     /// status as an error when a command failed.
     pub async fn run(&self, commands: &[&str]) -> Result<String, ApplyError> {
@@ -292,21 +309,8 @@ impl Applier {
 
     async fn reload_and_verify(&self, text: &str) -> Result<(), ApplyError> {
         let target = &self.target;
-        let bindir = target.vtysh.parent().unwrap_or(Path::new("/usr/bin"));
-        let mut command = Command::new(&target.reload_script);
-        command
-            .arg("--reload")
-            .arg("--stdout")
-            .arg("--bindir")
-            .arg(bindir)
-            .arg("--confdir")
-            .arg(&target.config_dir)
-            .arg("--rundir")
-            .arg(std::env::temp_dir())
-            .arg("--vty_socket")
-            .arg(&target.vty_dir)
-            .arg(target.config_file())
-            .kill_on_drop(true);
+        let mut command = Command::from(target.reload_command());
+        command.kill_on_drop(true);
         let reload = output(command, "frr-reload.py").await;
         let running = target.running_config().await?;
         if same_configuration(text, &running) {

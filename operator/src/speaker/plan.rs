@@ -14,7 +14,7 @@ use crate::api::{ConfigurationStateResult, ConfigurationStateStatus};
 use crate::bgp::{self, IntentInputs, NodeIntent, ServiceBgp};
 use crate::cluster::{self, LbService, NodeView, ServiceKey, ServiceScope};
 use crate::config::{self, ClusterObjects, Config, ConfigError, LoadOptions};
-use crate::controller::plan::load_condition;
+use crate::controller::plan::{keep_transition_times, load_condition};
 use crate::frr::{self, FrrConfig, NodeFacts};
 
 /// A change in what the node announces: one prefix, and the peers (BGPPeer names) that now
@@ -197,17 +197,7 @@ pub fn configuration_state(
             observed_generation: None,
         });
     }
-    let before = previous
-        .and_then(|p| p.conditions.as_deref())
-        .unwrap_or(&[]);
-    for condition in &mut conditions {
-        if let Some(old) = before
-            .iter()
-            .find(|o| o.type_ == condition.type_ && o.status == condition.status)
-        {
-            condition.last_transition_time = old.last_transition_time.clone();
-        }
-    }
+    keep_transition_times(&mut conditions, previous);
     let errors: Vec<String> = conditions
         .iter()
         .filter(|c| c.status == "False")
