@@ -122,14 +122,6 @@ impl Frr {
         ))
     }
 
-    /// The PIDs of the daemons started by this object, by daemon name.
-    pub fn pids(&self) -> Vec<(String, u32)> {
-        self.daemons
-            .iter()
-            .map(|(name, p)| (name.clone(), p.pid()))
-            .collect()
-    }
-
     /// Leaves the daemons running beyond this object; returns their PIDs.
     pub fn keep(self) -> Vec<u32> {
         self.daemons.into_iter().map(|(_, p)| p.keep()).collect()

@@ -19,11 +19,6 @@ pub struct Process {
 }
 
 impl Process {
-    /// The process ID.
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
     /// Starts `command` with stdout and stderr appended to `log`, in a session of its own
     /// (through `setsid`, which execs in place, so the PID is the program's): a lab left
     /// running does not die with the terminal that started it.

@@ -139,5 +139,9 @@ fn random_deltas_give_the_rendered_configuration_and_keep_sessions() -> Result<(
         deltas * 2 > steps as usize,
         "most steps must go through the delta engine"
     );
+    assert!(
+        kept > 0,
+        "no established session was ever checked for resets"
+    );
     Ok(())
 }

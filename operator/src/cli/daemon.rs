@@ -24,15 +24,43 @@ pub enum LogFormat {
     Json,
 }
 
-/// Options of `ferrolb controller`.
+/// Options both long-running commands take.
 #[derive(Debug, clap::Args)]
-pub struct ControllerArgs {
-    /// The namespace ferrolb runs in (configuration, Lease, ConfigurationState).
+pub struct CommonArgs {
+    /// The namespace ferrolb runs in (configuration, Lease, ConfigurationState,
+    /// ServiceBGPStatus).
     #[arg(short = 'n', long, default_value = DEFAULT_NAMESPACE, env = "FERROLB_NAMESPACE")]
     namespace: String,
     /// Handle Services of this loadBalancerClass (default: Services without a class).
     #[arg(long = "lb-class", value_name = "CLASS")]
     load_balancer_class: Option<String>,
+    /// Address for /metrics; `none` disables the separate listener.
+    #[arg(long, default_value = "0.0.0.0:9120")]
+    metrics_addr: String,
+    /// Address for /healthz and /readyz (they also serve /metrics).
+    #[arg(long, default_value = "0.0.0.0:17472")]
+    health_addr: SocketAddr,
+    /// Milliseconds a burst of changes is gathered before acting on it.
+    #[arg(long, default_value_t = 10)]
+    coalesce_ms: u64,
+    /// Log format.
+    #[arg(long, value_enum, default_value = "text")]
+    log_format: LogFormat,
+}
+
+impl CommonArgs {
+    fn scope(&self) -> ServiceScope {
+        ServiceScope {
+            load_balancer_class: self.load_balancer_class.clone(),
+        }
+    }
+}
+
+/// Options of `ferrolb controller`.
+#[derive(Debug, clap::Args)]
+pub struct ControllerArgs {
+    #[command(flatten)]
+    common: CommonArgs,
     /// This replica's pod name: the Lease holder identity and Event reporter instance.
     #[arg(long, env = "POD_NAME")]
     pod_name: Option<String>,
@@ -49,32 +77,16 @@ pub struct ControllerArgs {
     /// Seconds before expiry the leader renews; also the clock skew tolerated.
     #[arg(long, default_value_t = 2)]
     lease_grace: u64,
-    /// Address for /metrics; `none` disables the separate listener.
-    #[arg(long, default_value = "0.0.0.0:9120")]
-    metrics_addr: String,
-    /// Address for /healthz and /readyz (they also serve /metrics).
-    #[arg(long, default_value = "0.0.0.0:17472")]
-    health_addr: SocketAddr,
-    /// Milliseconds a burst of changes is gathered before a pass.
-    #[arg(long, default_value_t = 10)]
-    coalesce_ms: u64,
-    /// Log format.
-    #[arg(long, value_enum, default_value = "text")]
-    log_format: LogFormat,
 }
 
 /// Options of `ferrolb speaker`.
 #[derive(Debug, clap::Args)]
 pub struct SpeakerArgs {
+    #[command(flatten)]
+    common: CommonArgs,
     /// This node's name.
     #[arg(long, env = "NODE_NAME")]
     node_name: String,
-    /// The namespace ferrolb runs in (configuration, ConfigurationState, ServiceBGPStatus).
-    #[arg(short = 'n', long, default_value = DEFAULT_NAMESPACE, env = "FERROLB_NAMESPACE")]
-    namespace: String,
-    /// Handle Services of this loadBalancerClass (default: Services without a class).
-    #[arg(long = "lb-class", value_name = "CLASS")]
-    load_balancer_class: Option<String>,
     /// The vtysh binary.
     #[arg(long, default_value = "/usr/bin/vtysh")]
     frr_vtysh: std::path::PathBuf,
@@ -87,24 +99,12 @@ pub struct SpeakerArgs {
     /// FRR's frr-reload.py, the fallback path.
     #[arg(long, default_value = "/usr/lib/frr/frr-reload.py")]
     frr_reload: std::path::PathBuf,
-    /// Address for /metrics; `none` disables the separate listener.
-    #[arg(long, default_value = "0.0.0.0:9120")]
-    metrics_addr: String,
-    /// Address for /healthz and /readyz (they also serve /metrics).
-    #[arg(long, default_value = "0.0.0.0:17472")]
-    health_addr: SocketAddr,
-    /// Milliseconds a burst of changes is gathered before FRR is changed.
-    #[arg(long, default_value_t = 10)]
-    coalesce_ms: u64,
     /// Seconds between polls of FRR's sessions and configuration.
     #[arg(long, default_value_t = 5)]
     poll_seconds: u64,
     /// Announce from nodes labelled node.kubernetes.io/exclude-from-external-load-balancers.
     #[arg(long)]
     ignore_exclude_lb: bool,
-    /// Log format.
-    #[arg(long, value_enum, default_value = "text")]
-    log_format: LogFormat,
 }
 
 fn parse_metrics_addr(text: &str) -> Result<Option<SocketAddr>, ExitCode> {
@@ -119,26 +119,24 @@ fn parse_metrics_addr(text: &str) -> Result<Option<SocketAddr>, ExitCode> {
 
 /// Runs `ferrolb speaker`.
 pub fn speaker(args: SpeakerArgs) -> ExitCode {
-    init_logging(args.log_format);
-    let metrics_addr = match parse_metrics_addr(&args.metrics_addr) {
+    init_logging(args.common.log_format);
+    let metrics_addr = match parse_metrics_addr(&args.common.metrics_addr) {
         Ok(addr) => addr,
         Err(code) => return code,
     };
     let options = speaker::Options {
+        scope: args.common.scope(),
         node_name: args.node_name,
-        namespace: args.namespace,
-        scope: ServiceScope {
-            load_balancer_class: args.load_balancer_class,
-        },
+        namespace: args.common.namespace,
         frr: FrrTarget {
             vtysh: args.frr_vtysh,
             vty_dir: args.frr_vty_dir,
             config_dir: args.frr_config_dir,
             reload_script: args.frr_reload,
         },
-        health_addr: args.health_addr,
+        health_addr: args.common.health_addr,
         metrics_addr,
-        coalesce: Duration::from_millis(args.coalesce_ms),
+        coalesce: Duration::from_millis(args.common.coalesce_ms),
         poll: Duration::from_secs(args.poll_seconds.max(1)),
         ignore_exclude_label: args.ignore_exclude_lb,
     };
@@ -204,8 +202,8 @@ fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
 
 /// Runs `ferrolb controller`.
 pub fn controller(args: ControllerArgs) -> ExitCode {
-    init_logging(args.log_format);
-    let metrics_addr = match parse_metrics_addr(&args.metrics_addr) {
+    init_logging(args.common.log_format);
+    let metrics_addr = match parse_metrics_addr(&args.common.metrics_addr) {
         Ok(addr) => addr,
         Err(code) => return code,
     };
@@ -217,18 +215,16 @@ pub fn controller(args: ControllerArgs) -> ExitCode {
         return ExitCode::from(2);
     }
     let options = controller::Options {
-        namespace: args.namespace,
-        scope: ServiceScope {
-            load_balancer_class: args.load_balancer_class,
-        },
+        scope: args.common.scope(),
+        namespace: args.common.namespace,
         identity: args.pod_name,
         pod_uid: args.pod_uid,
         lease_name: args.lease_name,
         lease_duration: Duration::from_secs(args.lease_duration),
         lease_grace: Duration::from_secs(args.lease_grace),
         metrics_addr,
-        health_addr: args.health_addr,
-        coalesce: Duration::from_millis(args.coalesce_ms),
+        health_addr: args.common.health_addr,
+        coalesce: Duration::from_millis(args.common.coalesce_ms),
     };
     finish(
         "controller",

@@ -59,6 +59,13 @@ pub struct Caches {
     services: Store<Service>,
     namespaces: Store<PartialObjectMeta<Namespace>>,
     nodes: Store<PartialObjectMeta<Node>>,
+    config: ConfigStores,
+}
+
+/// Secrets and every `metallb.io` configuration kind in ferrolb's namespace: the stores the
+/// controller and the speaker both read.
+#[derive(Clone, Debug)]
+pub struct ConfigStores {
     secrets: Store<Secret>,
     pools: Store<IPAddressPool>,
     peers: Store<BGPPeer>,
@@ -128,16 +135,10 @@ where
         .collect()
 }
 
-impl Caches {
-    /// Starts every watch; `changes` is raised on each event once a kind has listed.
-    pub fn start(client: &Client, namespace: &str, changes: &Arc<Changes>) -> Caches {
-        Caches {
-            services: full(Api::all(client.clone()), changes),
-            namespaces: full(
-                Api::<PartialObjectMeta<Namespace>>::all(client.clone()),
-                changes,
-            ),
-            nodes: full(Api::<PartialObjectMeta<Node>>::all(client.clone()), changes),
+impl ConfigStores {
+    /// Starts the watches in `namespace`.
+    pub fn start(client: &Client, namespace: &str, changes: &Arc<Changes>) -> ConfigStores {
+        ConfigStores {
             secrets: full(Api::namespaced(client.clone(), namespace), changes),
             pools: full(Api::namespaced(client.clone(), namespace), changes),
             peers: full(Api::namespaced(client.clone(), namespace), changes),
@@ -150,12 +151,7 @@ impl Caches {
 
     /// Waits until every kind has listed once.
     pub async fn ready(&self) {
-        // A store whose writer is gone never becomes ready; its watch task has ended, which
-        // only happens at shutdown.
         let _ = futures::join!(
-            self.services.wait_until_ready(),
-            self.namespaces.wait_until_ready(),
-            self.nodes.wait_until_ready(),
             self.secrets.wait_until_ready(),
             self.pools.wait_until_ready(),
             self.peers.wait_until_ready(),
@@ -166,6 +162,44 @@ impl Caches {
         );
     }
 
+    /// Copies what is cached now into `objects`.
+    pub fn fill(&self, objects: &mut ClusterObjects) {
+        objects.pools = owned(&self.pools);
+        objects.peers = owned(&self.peers);
+        objects.bgp_advertisements = owned(&self.bgp_advertisements);
+        objects.l2_advertisements = owned(&self.l2_advertisements);
+        objects.bfd_profiles = owned(&self.bfd_profiles);
+        objects.communities = owned(&self.communities);
+        objects.secrets = owned(&self.secrets);
+    }
+}
+
+impl Caches {
+    /// Starts every watch; `changes` is raised on each event once a kind has listed.
+    pub fn start(client: &Client, namespace: &str, changes: &Arc<Changes>) -> Caches {
+        Caches {
+            services: full(Api::all(client.clone()), changes),
+            namespaces: full(
+                Api::<PartialObjectMeta<Namespace>>::all(client.clone()),
+                changes,
+            ),
+            nodes: full(Api::<PartialObjectMeta<Node>>::all(client.clone()), changes),
+            config: ConfigStores::start(client, namespace, changes),
+        }
+    }
+
+    /// Waits until every kind has listed once.
+    pub async fn ready(&self) {
+        // A store whose writer is gone never becomes ready; its watch task has ended, which
+        // only happens at shutdown.
+        let _ = futures::join!(
+            self.services.wait_until_ready(),
+            self.namespaces.wait_until_ready(),
+            self.nodes.wait_until_ready(),
+            self.config.ready(),
+        );
+    }
+
     /// A copy of everything cached now; Services sorted by namespace and name.
     pub fn snapshot(&self) -> ClusterObjects {
         let mut services = owned(&self.services);
@@ -173,19 +207,14 @@ impl Caches {
             (&a.metadata.namespace, &a.metadata.name)
                 .cmp(&(&b.metadata.namespace, &b.metadata.name))
         });
-        ClusterObjects {
-            pools: owned(&self.pools),
-            peers: owned(&self.peers),
-            bgp_advertisements: owned(&self.bgp_advertisements),
-            l2_advertisements: owned(&self.l2_advertisements),
-            bfd_profiles: owned(&self.bfd_profiles),
-            communities: owned(&self.communities),
-            secrets: owned(&self.secrets),
+        let mut objects = ClusterObjects {
             namespaces: from_metadata(&self.namespaces),
             nodes: from_metadata(&self.nodes),
             services,
-            endpoint_slices: Vec::new(),
-        }
+            ..ClusterObjects::default()
+        };
+        self.config.fill(&mut objects);
+        objects
     }
 
     /// Caches already filled with `objects`, with no watch behind them (for tests of the
@@ -219,13 +248,15 @@ impl Caches {
             services: filled(objects.services.clone()),
             namespaces: filled(meta(&objects.namespaces)),
             nodes: filled(meta(&objects.nodes)),
-            secrets: filled(objects.secrets.clone()),
-            pools: filled(objects.pools.clone()),
-            peers: filled(objects.peers.clone()),
-            bgp_advertisements: filled(objects.bgp_advertisements.clone()),
-            l2_advertisements: filled(objects.l2_advertisements.clone()),
-            bfd_profiles: filled(objects.bfd_profiles.clone()),
-            communities: filled(objects.communities.clone()),
+            config: ConfigStores {
+                secrets: filled(objects.secrets.clone()),
+                pools: filled(objects.pools.clone()),
+                peers: filled(objects.peers.clone()),
+                bgp_advertisements: filled(objects.bgp_advertisements.clone()),
+                l2_advertisements: filled(objects.l2_advertisements.clone()),
+                bfd_profiles: filled(objects.bfd_profiles.clone()),
+                communities: filled(objects.communities.clone()),
+            },
         }
     }
 }

@@ -32,12 +32,53 @@ pub struct Metrics {
     in_use: PoolGauge,
     in_use_v4: PoolGauge,
     in_use_v6: PoolGauge,
+    /// The Kubernetes client metrics.
+    pub client: ClientMetrics,
+}
+
+/// The `metallb_k8s_client_*` metrics every component exports.
+#[derive(Debug, Default)]
+pub struct ClientMetrics {
     /// Watch events processed.
     pub updates: Counter,
     /// Writes to the API that failed.
     pub update_errors: Counter,
     config_loaded: Gauge,
     config_stale: Gauge,
+}
+
+impl ClientMetrics {
+    /// Registers the metrics in `registry`.
+    pub fn register(&self, registry: &mut Registry) {
+        // Counters get their `_total` suffix from the encoder.
+        registry.register(
+            "metallb_k8s_client_updates",
+            "Number of Kubernetes object updates processed",
+            self.updates.clone(),
+        );
+        registry.register(
+            "metallb_k8s_client_update_errors",
+            "Number of Kubernetes writes that failed",
+            self.update_errors.clone(),
+        );
+        registry.register(
+            "metallb_k8s_client_config_loaded_bool",
+            "1 if a configuration has been loaded since start",
+            self.config_loaded.clone(),
+        );
+        registry.register(
+            "metallb_k8s_client_config_stale_bool",
+            "1 if the configuration in force is older than the objects in the cluster because the \
+             newest is invalid",
+            self.config_stale.clone(),
+        );
+    }
+
+    /// Records whether a configuration is in force and whether it is stale.
+    pub fn set_config(&self, loaded: bool, stale: bool) {
+        self.config_loaded.set(i64::from(loaded));
+        self.config_stale.set(i64::from(stale));
+    }
 }
 
 impl Metrics {
@@ -78,28 +119,7 @@ impl Metrics {
         for (name, help, family) in pool_gauges {
             registry.register(name, help, family.clone());
         }
-        // Counters get their `_total` suffix from the encoder.
-        registry.register(
-            "metallb_k8s_client_updates",
-            "Number of Kubernetes object updates processed",
-            self.updates.clone(),
-        );
-        registry.register(
-            "metallb_k8s_client_update_errors",
-            "Number of Kubernetes writes that failed",
-            self.update_errors.clone(),
-        );
-        registry.register(
-            "metallb_k8s_client_config_loaded_bool",
-            "1 if a configuration has been loaded since start",
-            self.config_loaded.clone(),
-        );
-        registry.register(
-            "metallb_k8s_client_config_stale_bool",
-            "1 if the configuration in force is older than the objects in the cluster because the \
-             newest is invalid",
-            self.config_stale.clone(),
-        );
+        self.client.register(registry);
     }
 
     /// Sets the pool gauges to `usage`; pools no longer present lose their series.
@@ -130,12 +150,6 @@ impl Metrics {
             set(&self.in_use_v6, u.assigned_ipv6);
         }
     }
-
-    /// Records whether a configuration is in force and whether it is stale.
-    pub fn set_config(&self, loaded: bool, stale: bool) {
-        self.config_loaded.set(i64::from(loaded));
-        self.config_stale.set(i64::from(stale));
-    }
 }
 
 #[cfg(test)]
@@ -165,8 +179,8 @@ mod tests {
         );
         usage.insert("gone".to_string(), PoolUsage::default());
         metrics.set_usage(&usage);
-        metrics.set_config(true, false);
-        metrics.updates.inc();
+        metrics.client.set_config(true, false);
+        metrics.client.updates.inc();
         let text = encoded(&metrics);
         for line in [
             "metallb_allocator_addresses_total{pool=\"prod\"} 270.0",

@@ -68,7 +68,8 @@ pub struct Options {
 const RETRY_MIN: Duration = Duration::from_millis(200);
 const RETRY_MAX: Duration = Duration::from_secs(30);
 
-fn now() -> Time {
+/// The current time, as the API writes it.
+pub(crate) fn now() -> Time {
     Time(k8s_openapi::jiff::Timestamp::now())
 }
 
@@ -113,22 +114,39 @@ fn watch_releases(client: Client, options: &Options) -> Arc<tokio::sync::Notify>
     released
 }
 
-/// Runs the controller until `shutdown` is cancelled.
-pub async fn run(options: Options, shutdown: CancellationToken) -> anyhow::Result<()> {
+/// What every long-running component does first: a Kubernetes client from the in-cluster
+/// configuration or `KUBECONFIG`, and the health and metrics listeners serving the metrics
+/// `register` adds. Returns the client and the readiness flag `/readyz` reports.
+pub(crate) async fn connect_and_serve(
+    register: impl FnOnce(&mut Registry),
+    health_addr: SocketAddr,
+    metrics_addr: Option<SocketAddr>,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<(Client, Arc<AtomicBool>)> {
     let client = Client::try_default()
         .await
         .context("no Kubernetes client configuration (in-cluster or KUBECONFIG)")?;
-
-    let metrics = Arc::new(Metrics::default());
     let mut registry = Registry::default();
-    metrics.register(&mut registry);
+    register(&mut registry);
     let ready = Arc::new(AtomicBool::new(false));
-    let endpoints = Endpoints::new(registry, Arc::clone(&ready));
-    endpoints
-        .serve_both(options.health_addr, options.metrics_addr, &shutdown)
+    Endpoints::new(registry, Arc::clone(&ready))
+        .serve_both(health_addr, metrics_addr, shutdown)
         .await?;
+    Ok((client, ready))
+}
 
-    let changes = Arc::new(Changes::new(metrics.updates.clone()));
+/// Runs the controller until `shutdown` is cancelled.
+pub async fn run(options: Options, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let metrics = Arc::new(Metrics::default());
+    let (client, ready) = connect_and_serve(
+        |registry| metrics.register(registry),
+        options.health_addr,
+        options.metrics_addr,
+        &shutdown,
+    )
+    .await?;
+
+    let changes = Arc::new(Changes::new(metrics.client.updates.clone()));
     let caches = Caches::start(&client, &options.namespace, &changes);
 
     let manager = lease(client.clone(), &options)
@@ -199,7 +217,7 @@ pub async fn run(options: Options, shutdown: CancellationToken) -> anyhow::Resul
                 .pass(caches.snapshot(), &writer, &metrics, &now())
                 .await;
             for failure in &report.failures {
-                metrics.update_errors.inc();
+                metrics.client.update_errors.inc();
                 if failure.is_conflict() {
                     tracing::debug!(error = %failure, "write conflicted; deciding again");
                 } else {

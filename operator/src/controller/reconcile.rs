@@ -144,7 +144,9 @@ impl Reconciler {
         }
         self.stale = report.stale;
         let all = config::load(&objects, &self.options).map(drop);
-        metrics.set_config(self.config.is_some(), report.stale);
+        metrics
+            .client
+            .set_config(self.config.is_some(), report.stale);
 
         let state = configuration_state(&pools, &all, self.state.as_ref(), now);
         if self.state.as_ref() != Some(&state) {

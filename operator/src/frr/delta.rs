@@ -40,9 +40,9 @@ pub struct FrrDelta {
     pub commands: Vec<String>,
     /// Exec commands to run after the configuration: `clear bgp … soft out`.
     pub refresh: Vec<String>,
-    /// Networks announced that were not (per router, `vrf` or `default`).
+    /// Networks announced that were not, over every router.
     pub networks_added: usize,
-    /// Networks no longer announced.
+    /// Networks no longer announced, over every router.
     pub networks_removed: usize,
 }
 
@@ -715,7 +715,7 @@ fn refreshes(old: &FrrConfig, new: &FrrConfig) -> Vec<String> {
                 .collect();
             // Networks announced before and after that a changed list entry matches.
             let mut affected: BTreeSet<IpNet> = BTreeSet::new();
-            for (_, _, entry) in changed_entries.iter().filter(|(f, _, _)| *f == list_family) {
+            for (_, entry) in changed_entries.iter().filter(|(f, _)| *f == list_family) {
                 match entry.prefix {
                     None => affected.extend(common.iter().copied()),
                     Some(p) => {
@@ -755,11 +755,11 @@ fn refreshes(old: &FrrConfig, new: &FrrConfig) -> Vec<String> {
     out
 }
 
-/// Prefix-list entries present on one side only, as (family keyword, list, entry).
+/// Prefix-list entries present on one side only, as (family keyword, entry).
 fn changed_list_entries<'a>(
     old: &'a FrrConfig,
     new: &'a FrrConfig,
-) -> Vec<(&'static str, &'a str, &'a PrefixListEntry)> {
+) -> Vec<(&'static str, &'a PrefixListEntry)> {
     let mut out = Vec::new();
     for (family, a, b) in [
         ("ip", &old.ipv4_prefix_lists, &new.ipv4_prefix_lists),
@@ -772,7 +772,7 @@ fn changed_list_entries<'a>(
                 let there = other.get(list.name.as_str());
                 for entry in &list.entries {
                     if !there.is_some_and(|l| l.entries.contains(entry)) {
-                        out.push((family, list.name.as_str(), entry));
+                        out.push((family, entry));
                     }
                 }
             }

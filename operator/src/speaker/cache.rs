@@ -9,19 +9,16 @@
 
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::{Endpoints, Namespace, Node, Secret, Service};
+use k8s_openapi::api::core::v1::{Endpoints, Namespace, Node, Service};
 use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions, EndpointSlice};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::core::PartialObjectMeta;
 use kube::runtime::reflector::Store;
 use kube::{Api, Client};
 
-use crate::api::{
-    BFDProfile, BGPAdvertisement, BGPPeer, Community, IPAddressPool, L2Advertisement,
-};
 use crate::cluster::SERVICE_NAME_LABEL;
 use crate::config::ClusterObjects;
-use crate::controller::cache::{Changes, from_metadata, full, owned};
+use crate::controller::cache::{Changes, ConfigStores, from_metadata, full, owned};
 
 /// Where endpoints come from.
 #[derive(Clone, Debug)]
@@ -38,13 +35,7 @@ pub struct SpeakerCaches {
     namespaces: Store<PartialObjectMeta<Namespace>>,
     nodes: Store<PartialObjectMeta<Node>>,
     this_node: Store<Node>,
-    secrets: Store<Secret>,
-    pools: Store<IPAddressPool>,
-    peers: Store<BGPPeer>,
-    bgp_advertisements: Store<BGPAdvertisement>,
-    l2_advertisements: Store<L2Advertisement>,
-    bfd_profiles: Store<BFDProfile>,
-    communities: Store<Community>,
+    config: ConfigStores,
 }
 
 /// Whether the API server serves `discovery.k8s.io/v1` EndpointSlices.
@@ -83,13 +74,7 @@ impl SpeakerCaches {
             namespaces: full(Api::all(client.clone()), changes),
             nodes: full(Api::all(client.clone()), changes),
             this_node,
-            secrets: full(Api::namespaced(client.clone(), namespace), changes),
-            pools: full(Api::namespaced(client.clone(), namespace), changes),
-            peers: full(Api::namespaced(client.clone(), namespace), changes),
-            bgp_advertisements: full(Api::namespaced(client.clone(), namespace), changes),
-            l2_advertisements: full(Api::namespaced(client.clone(), namespace), changes),
-            bfd_profiles: full(Api::namespaced(client.clone(), namespace), changes),
-            communities: full(Api::namespaced(client.clone(), namespace), changes),
+            config: ConfigStores::start(client, namespace, changes),
         }
     }
 
@@ -107,13 +92,7 @@ impl SpeakerCaches {
             self.namespaces.wait_until_ready(),
             self.nodes.wait_until_ready(),
             self.this_node.wait_until_ready(),
-            self.secrets.wait_until_ready(),
-            self.pools.wait_until_ready(),
-            self.peers.wait_until_ready(),
-            self.bgp_advertisements.wait_until_ready(),
-            self.l2_advertisements.wait_until_ready(),
-            self.bfd_profiles.wait_until_ready(),
-            self.communities.wait_until_ready(),
+            self.config.ready(),
         );
     }
 
@@ -132,19 +111,15 @@ impl SpeakerCaches {
                 owned(s).iter().flat_map(slices_from_endpoints).collect()
             }
         };
-        ClusterObjects {
-            pools: owned(&self.pools),
-            peers: owned(&self.peers),
-            bgp_advertisements: owned(&self.bgp_advertisements),
-            l2_advertisements: owned(&self.l2_advertisements),
-            bfd_profiles: owned(&self.bfd_profiles),
-            communities: owned(&self.communities),
-            secrets: owned(&self.secrets),
+        let mut objects = ClusterObjects {
             namespaces: from_metadata(&self.namespaces),
             nodes,
             services: owned(&self.services),
             endpoint_slices,
-        }
+            ..ClusterObjects::default()
+        };
+        self.config.fill(&mut objects);
+        objects
     }
 }
 

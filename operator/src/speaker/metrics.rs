@@ -12,6 +12,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
+use crate::controller::metrics::ClientMetrics;
 use crate::frr::state::{BfdSession, BgpSession, by_peer};
 
 /// The `peer` label.
@@ -35,10 +36,8 @@ pub struct Metrics {
     announced: Family<PeerLabel, Gauge>,
     updates: Family<PeerLabel, Gauge>,
     bfd_up: Family<PeerLabel, Gauge>,
-    /// Watch events processed.
-    pub k8s_updates: Counter,
-    config_loaded: Gauge,
-    config_stale: Gauge,
+    /// The Kubernetes client metrics.
+    pub client: ClientMetrics,
     /// Applies by path.
     pub applies: Family<PathLabel, Counter>,
     last_apply_ms: Gauge,
@@ -67,22 +66,7 @@ impl Metrics {
             "BFD session state (1 is up, 0 is down)",
             self.bfd_up.clone(),
         );
-        registry.register(
-            "metallb_k8s_client_updates",
-            "Number of Kubernetes object updates processed",
-            self.k8s_updates.clone(),
-        );
-        registry.register(
-            "metallb_k8s_client_config_loaded_bool",
-            "1 if a configuration has been loaded since start",
-            self.config_loaded.clone(),
-        );
-        registry.register(
-            "metallb_k8s_client_config_stale_bool",
-            "1 if the configuration in force is older than the objects in the cluster because the \
-             newest is invalid",
-            self.config_stale.clone(),
-        );
+        self.client.register(registry);
         registry.register(
             "ferrolb_frr_applies",
             "Configuration applies to FRR, by path (delta, reload, failed)",
@@ -93,12 +77,6 @@ impl Metrics {
             "Wall time of the last apply, verification included",
             self.last_apply_ms.clone(),
         );
-    }
-
-    /// Records the configuration load.
-    pub fn set_config(&self, loaded: bool, stale: bool) {
-        self.config_loaded.set(i64::from(loaded));
-        self.config_stale.set(i64::from(stale));
     }
 
     /// Records one apply.

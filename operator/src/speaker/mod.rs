@@ -21,13 +21,10 @@ pub mod status;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::Client;
-use prometheus_client::registry::Registry;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::ConfigurationStateStatus;
@@ -35,10 +32,10 @@ use crate::cluster::ServiceScope;
 use crate::config::LoadOptions;
 use crate::controller::cache::Changes;
 use crate::controller::writer::{StateTarget, apply_configuration_state};
+use crate::controller::{connect_and_serve, now};
 use crate::frr::NodeFacts;
 use crate::frr::apply::{Applier, ApplyPath, FrrTarget, same_configuration};
 use crate::frr::state;
-use crate::http::Endpoints;
 use cache::SpeakerCaches;
 use metrics::Metrics;
 use plan::{PassInputs, Planner};
@@ -85,23 +82,16 @@ fn node_facts() -> NodeFacts {
     }
 }
 
-fn now() -> Time {
-    Time(k8s_openapi::jiff::Timestamp::now())
-}
-
 /// Runs the speaker until `shutdown` is cancelled.
 pub async fn run(options: Options, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let client = Client::try_default()
-        .await
-        .context("no Kubernetes client configuration (in-cluster or KUBECONFIG)")?;
     let metrics = Arc::new(Metrics::default());
-    let mut registry = Registry::default();
-    metrics.register(&mut registry);
-    let ready = Arc::new(AtomicBool::new(false));
-    let endpoints = Endpoints::new(registry, Arc::clone(&ready));
-    endpoints
-        .serve_both(options.health_addr, options.metrics_addr, &shutdown)
-        .await?;
+    let (client, ready) = connect_and_serve(
+        |registry| metrics.register(registry),
+        options.health_addr,
+        options.metrics_addr,
+        &shutdown,
+    )
+    .await?;
 
     let slices_v1 = cache::serves_endpoint_slices_v1(&client)
         .await
@@ -109,7 +99,7 @@ pub async fn run(options: Options, shutdown: CancellationToken) -> anyhow::Resul
     if !slices_v1 {
         tracing::info!("discovery.k8s.io/v1 is not served; reading core/v1 Endpoints");
     }
-    let changes = Arc::new(Changes::new(metrics.k8s_updates.clone()));
+    let changes = Arc::new(Changes::new(metrics.client.updates.clone()));
     let caches = SpeakerCaches::start(
         &client,
         &options.namespace,
@@ -150,7 +140,7 @@ pub async fn run(options: Options, shutdown: CancellationToken) -> anyhow::Resul
                 ignore_exclude_label: options.ignore_exclude_label,
             },
         );
-        metrics.set_config(pass.model.is_some(), pass.stale);
+        metrics.client.set_config(pass.model.is_some(), pass.stale);
         if let Err(errors) = &pass.load {
             for error in errors {
                 tracing::warn!(%error, "configuration error; the last valid configuration stays in force");
@@ -218,12 +208,16 @@ pub async fn run(options: Options, shutdown: CancellationToken) -> anyhow::Resul
             };
             match apply_configuration_state(&client, &target, &state).await {
                 Ok(()) => written_state = Some(state),
-                Err(error) => tracing::warn!(%error, "writing the ConfigurationState failed"),
+                Err(error) => {
+                    metrics.client.update_errors.inc();
+                    tracing::warn!(%error, "writing the ConfigurationState failed");
+                }
             }
         }
         if pass.model.is_some()
             && let Err(error) = statuses.sync(&pass.statuses).await
         {
+            metrics.client.update_errors.inc();
             tracing::warn!(%error, "writing ServiceBGPStatus failed");
             failed = true;
         }
