@@ -3,7 +3,8 @@
 //! `BENCH <name> <value> <unit>` lines:
 //!
 //! - `frr_apply_add1`, `frr_apply_remove1`, `frr_apply_remove1000`, `frr_apply_community1000`:
-//!   ferrolb's applier (delta in one vtysh run, verified against the running configuration);
+//!   ferrolb's applier (the delta typed through the daemons' vty sockets, verified against
+//!   the whole running configuration);
 //! - `frr_reload_py_*`: `frr-reload.py --reload` for the same change on the same instance,
 //!   measured alternately with the above in the same run;
 //! - `frr_apply_speedup_min`: the smallest of the four reload/apply ratios of medians.
@@ -54,6 +55,9 @@ impl Rig {
         let report = self.runtime.block_on(self.applier.apply(to))?;
         if !matches!(report.path, ApplyPath::Delta(_)) {
             bail!("expected the delta path, took {:?}", report.path);
+        }
+        if !report.sockets {
+            bail!("expected the delta through the vty sockets, it went through vtysh");
         }
         Ok(report.elapsed.as_secs_f64() * 1e3)
     }

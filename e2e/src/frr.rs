@@ -34,6 +34,44 @@ fn owned_by_frr(path: &Path) -> Result<()> {
         .with_context(|| format!("chown frr {}", path.display()))
 }
 
+/// Starts one daemon of the instance whose state is under `run`, in `ns`, and waits for its
+/// vty socket. Its configuration is empty (`-f /dev/null`): configuration is typed in.
+pub fn spawn_daemon(ns: &Netns, run: &Path, daemon: &str) -> Result<Process> {
+    let mut command = ns.command(format!("/usr/lib/frr/{daemon}"));
+    command
+        .args(["-F", "traditional", "-u", "frr", "-g", "frr", "-P", "0"])
+        .args(["-f", "/dev/null"])
+        .arg("-i")
+        .arg(run.join(format!("{daemon}.pid")))
+        .arg("--vty_socket")
+        .arg(run)
+        .arg("-z")
+        .arg(run.join("zserv.api"))
+        .arg("--log")
+        .arg(format!(
+            "file:{}",
+            run.join(format!("{daemon}.log")).display()
+        ));
+    match daemon {
+        "zebra" => {
+            command.args(["-s", "90000000"]);
+        }
+        "bfdd" => {
+            command.arg("--bfdctl").arg(run.join("bfdd.sock"));
+        }
+        _ => {}
+    }
+    let socket = run.join(format!("{daemon}.vty"));
+    let _ = std::fs::remove_file(&socket);
+    let process = Process::spawn(daemon, command, &run.join(format!("{daemon}.out")))?;
+    wait_for(
+        &format!("{daemon} in {}", ns.name()),
+        Duration::from_secs(10),
+        || Ok(socket.exists().then_some(())),
+    )?;
+    Ok(process)
+}
+
 impl Frr {
     /// Starts the daemons in `ns`, keeping their state under `dir/{run,etc}`.
     pub fn start(ns: &Netns, dir: &Path) -> Result<Frr> {
@@ -59,40 +97,9 @@ impl Frr {
     }
 
     fn start_daemon(&mut self, ns: &Netns, daemon: &str) -> Result<()> {
-        let run = &self.run;
-        let mut command = ns.command(format!("/usr/lib/frr/{daemon}"));
-        command
-            .args(["-F", "traditional", "-u", "frr", "-g", "frr", "-P", "0"])
-            .args(["-f", "/dev/null"])
-            .arg("-i")
-            .arg(run.join(format!("{daemon}.pid")))
-            .arg("--vty_socket")
-            .arg(run)
-            .arg("-z")
-            .arg(run.join("zserv.api"))
-            .arg("--log")
-            .arg(format!(
-                "file:{}",
-                run.join(format!("{daemon}.log")).display()
-            ));
-        match daemon {
-            "zebra" => {
-                command.args(["-s", "90000000"]);
-            }
-            "bfdd" => {
-                command.arg("--bfdctl").arg(run.join("bfdd.sock"));
-            }
-            _ => {}
-        }
-        let socket = run.join(format!("{daemon}.vty"));
-        let _ = std::fs::remove_file(&socket);
-        let process = Process::spawn(daemon, command, &run.join(format!("{daemon}.out")))?;
+        let process = spawn_daemon(ns, &self.run, daemon)?;
         self.daemons.push((daemon.to_string(), process));
-        wait_for(
-            &format!("{daemon} in {}", self.netns),
-            Duration::from_secs(10),
-            || Ok(socket.exists().then_some(())),
-        )
+        Ok(())
     }
 
     /// A handle on an instance started elsewhere (its directory `dir`, in namespace

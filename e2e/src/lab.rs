@@ -4,7 +4,8 @@
 //! ```text
 //!  netns ferrolb-sw: bridge br0
 //!   ├─ ferrolb-cp   10.99.0.2    etcd, kube-apiserver :6443-ish, ferrolb controller
-//!   ├─ ferrolb-rtr  10.99.0.1    FRR, AS 64513, ECMP (maximum-paths 8), BFD 100 ms
+//!   ├─ ferrolb-rtr  10.99.0.1    FRR "tor", AS 64513 (eBGP), ECMP (maximum-paths 8), BFD 100 ms
+//!   ├─ ferrolb-rr   10.99.0.3    FRR "rr", AS 64512 (iBGP), TCP-MD5 password, ECMP
 //!   ├─ ferrolb-n1   10.99.0.11   node n1: FRR, AS 64512
 //!   ├─ ferrolb-n2   10.99.0.12   node n2: FRR, AS 64512
 //!   └─ ferrolb-cli  10.99.0.100  client, default route via the router
@@ -15,7 +16,8 @@
 //! `examples/lab/lab.yaml`; the harness adds the Node objects (there is no kubelet). Each node's
 //! FRR is loaded with what `ferrolb render frr --node N` makes of the cluster's objects.
 //! State (namespaces, PIDs, directories) is kept in the lab directory, so `down` ends exactly
-//! what `up` started, by PID.
+//! what `up` started, by PID. Scenarios restart parts by the PIDs recorded there
+//! ([`restart_speaker`], [`restart_controller`], [`crash_daemon`]).
 
 use std::fmt::Write as _;
 use std::net::IpAddr;
@@ -23,10 +25,11 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 use crate::apiserver::ControlPlane;
-use crate::frr::Frr;
+use crate::frr::{Frr, spawn_daemon};
 use crate::kubectl::Kubectl;
 use crate::netns::{Netns, Switch};
 use crate::paths;
@@ -36,6 +39,10 @@ use crate::process::{Process, stop_pid, wait_for};
 pub const NODES: [(&str, &str); 2] = [("n1", "10.99.0.11"), ("n2", "10.99.0.12")];
 const PREFIX: &str = "ferrolb";
 const CONTROL_PLANE: &str = "10.99.0.2";
+/// The iBGP router's address.
+pub const RR: &str = "10.99.0.3";
+/// The password the iBGP router requires (the lab's Secret `rr-password` holds it).
+pub const RR_PASSWORD: &str = "lab-secret";
 
 /// The router's configuration: eBGP to both nodes with BFD, ECMP.
 pub const ROUTER_CONFIG: &str = "frr defaults traditional
@@ -68,12 +75,76 @@ router bgp 64513
 exit
 ";
 
-fn ns(name: &str) -> String {
+/// The iBGP router: same AS as the nodes, MD5-protected sessions, ECMP.
+pub fn rr_config() -> String {
+    format!(
+        "frr defaults traditional
+log stdout informational
+!
+router bgp 64512
+ bgp router-id {RR}
+ bgp log-neighbor-changes
+ neighbor NODES peer-group
+ neighbor NODES remote-as 64512
+ neighbor NODES password {RR_PASSWORD}
+ neighbor NODES timers 3 9
+ neighbor NODES timers connect 1
+ neighbor 10.99.0.11 peer-group NODES
+ neighbor 10.99.0.12 peer-group NODES
+ !
+ address-family ipv4 unicast
+  maximum-paths ibgp 8
+ exit-address-family
+exit
+"
+    )
+}
+
+/// The lab's namespace called `name` (`rtr`, `rr`, `cp`, `cli`, `n1`, …).
+pub fn ns(name: &str) -> String {
     format!("{PREFIX}-{name}")
 }
 
 fn state_file(dir: &Path) -> PathBuf {
     dir.join("state.json")
+}
+
+/// What `up` started: every PID (ended by `down`), the namespaces, and the PIDs of the
+/// parts scenarios restart, by role (`controller`, `speaker-n1`, `n1/bgpd`, …).
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct LabState {
+    pids: Vec<u32>,
+    namespaces: Vec<String>,
+    #[serde(default)]
+    roles: std::collections::BTreeMap<String, u32>,
+}
+
+impl LabState {
+    fn read(dir: &Path) -> Result<LabState> {
+        let text = std::fs::read_to_string(state_file(dir))
+            .with_context(|| format!("no lab state in {}", dir.display()))?;
+        Ok(serde_json::from_str(&text)?)
+    }
+
+    fn write(&self, dir: &Path) -> Result<()> {
+        std::fs::write(state_file(dir), serde_json::to_string_pretty(self)?)?;
+        Ok(())
+    }
+
+    fn role(&self, role: &str) -> Result<u32> {
+        self.roles
+            .get(role)
+            .copied()
+            .with_context(|| format!("the lab has no {role}"))
+    }
+
+    /// Records `pid` as `role`, replacing the PID it had.
+    fn replace(&mut self, role: &str, pid: u32) {
+        if let Some(old) = self.roles.insert(role.to_string(), pid) {
+            self.pids.retain(|p| *p != old);
+        }
+        self.pids.push(pid);
+    }
 }
 
 /// kubectl in the control plane's namespace.
@@ -129,6 +200,84 @@ pub fn render_frr(node: &str, input: &Path) -> Result<String> {
         );
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn start_controller(cp: &Netns, kubeconfig: &Path, dir: &Path) -> Result<Process> {
+    let mut controller = cp.command(paths::ferrolb()?);
+    controller
+        .arg("controller")
+        .args(["--pod-name", "controller-0"])
+        .args(["--health-addr", &format!("{CONTROL_PLANE}:17472")])
+        .args(["--metrics-addr", "none"])
+        .env("KUBECONFIG", kubeconfig);
+    Process::spawn("controller", controller, &dir.join("controller.log"))
+}
+
+/// Stops node `name`'s speaker (SIGTERM, as Kubernetes does) and starts a new one.
+pub fn restart_speaker(dir: &Path, name: &str) -> Result<()> {
+    let mut state = LabState::read(dir)?;
+    let role = format!("speaker-{name}");
+    stop_pid(state.role(&role)?, Duration::from_secs(10));
+    let address = NODES
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, a)| *a)
+        .with_context(|| format!("no node {name}"))?;
+    let frr = Frr::client(&dir.join(name), &ns(name));
+    let speaker = start_speaker(
+        &Netns::attach(&ns(name)),
+        name,
+        address,
+        &frr,
+        &dir.join("cp/kubeconfig"),
+        dir,
+    )?;
+    state.replace(&role, speaker.keep());
+    state.write(dir)
+}
+
+/// Stops the controller (SIGTERM) and starts a new one.
+pub fn restart_controller(dir: &Path) -> Result<()> {
+    let mut state = LabState::read(dir)?;
+    stop_pid(state.role("controller")?, Duration::from_secs(10));
+    let controller = start_controller(&Netns::attach(&ns("cp")), &dir.join("cp/kubeconfig"), dir)?;
+    state.replace("controller", controller.keep());
+    state.write(dir)
+}
+
+/// Kills FRR daemon `daemon` of node `name` with SIGKILL (a crash) and starts it again
+/// empty, as a supervisor would: whatever configuration it had is gone until the speaker
+/// notices and puts it back.
+pub fn crash_daemon(dir: &Path, name: &str, daemon: &str) -> Result<()> {
+    let mut state = LabState::read(dir)?;
+    let run = dir.join(name).join("run");
+    let pid_file = run.join(format!("{daemon}.pid"));
+    let pid: i32 = std::fs::read_to_string(&pid_file)
+        .with_context(|| format!("reading {}", pid_file.display()))?
+        .trim()
+        .parse()
+        .with_context(|| format!("{} holds no PID", pid_file.display()))?;
+    let target = nix::unistd::Pid::from_raw(pid);
+    nix::sys::signal::kill(target, nix::sys::signal::Signal::SIGKILL)?;
+    // The daemon is a child of whoever started it; it is gone once /proc says so (zombie or
+    // reaped).
+    wait_for(
+        &format!("{daemon} of {name} to die"),
+        Duration::from_secs(10),
+        || {
+            let status = std::fs::read_to_string(format!("/proc/{pid}/status"));
+            Ok(match status {
+                Err(_) => Some(()),
+                Ok(text) => text
+                    .lines()
+                    .any(|l| l.starts_with("State:") && l.contains('Z'))
+                    .then_some(()),
+            })
+        },
+    )?;
+    let process = spawn_daemon(&Netns::attach(&ns(name)), &run, daemon)?;
+    state.replace(&format!("{name}/{daemon}"), process.keep());
+    state.write(dir)
 }
 
 /// Starts `ferrolb speaker` for node `name` in its namespace, driving the node's FRR
@@ -211,9 +360,11 @@ pub fn up(dir: &Path) -> Result<String> {
     let switch = Switch::create(&ns("sw"))?;
     let cp = Netns::create(&ns("cp"))?;
     let rtr = Netns::create(&ns("rtr"))?;
+    let rr = Netns::create(&ns("rr"))?;
     let cli = Netns::create(&ns("cli"))?;
     switch.attach(&cp, "cp", &[&format!("{CONTROL_PLANE}/24")])?;
     switch.attach(&rtr, "rtr", &["10.99.0.1/24"])?;
+    switch.attach(&rr, "rr", &[&format!("{RR}/24")])?;
     switch.attach(&cli, "cli", &["10.99.0.100/24"])?;
     rtr.sysctl(&[
         "net.ipv4.ip_forward=1",
@@ -273,17 +424,12 @@ pub fn up(dir: &Path) -> Result<String> {
         .collect();
     kubectl.apply(&endpoints)?;
 
-    let mut controller = cp.command(paths::ferrolb()?);
-    controller
-        .arg("controller")
-        .args(["--pod-name", "controller-0"])
-        .args(["--health-addr", &format!("{CONTROL_PLANE}:17472")])
-        .args(["--metrics-addr", "none"])
-        .env("KUBECONFIG", plane.kubeconfig());
-    let controller = Process::spawn("controller", controller, &dir.join("controller.log"))?;
+    let controller = start_controller(&cp, plane.kubeconfig(), dir)?;
 
     let router = Frr::start(&rtr, &dir.join("rtr"))?;
     router.load(ROUTER_CONFIG)?;
+    let reflector = Frr::start(&rr, &dir.join("rr"))?;
+    reflector.load(&rr_config())?;
     let mut node_frr = Vec::new();
     let mut speakers = Vec::new();
     for ((name, address), node) in NODES.iter().zip(&nodes) {
@@ -314,17 +460,20 @@ pub fn up(dir: &Path) -> Result<String> {
     )?;
 
     // Everything stays up; record it so `down` can end it by PID.
-    let mut pids = vec![controller.keep()];
-    pids.extend(speakers.into_iter().map(Process::keep));
-    pids.extend(plane.keep());
-    pids.extend(router.keep());
-    for frr in node_frr {
-        pids.extend(frr.keep());
+    let mut state = LabState::default();
+    state.replace("controller", controller.keep());
+    for ((name, _), speaker) in NODES.iter().zip(speakers) {
+        state.replace(&format!("speaker-{name}"), speaker.keep());
     }
-    let mut namespaces = vec![switch.keep(), cp.keep(), rtr.keep(), cli.keep()];
-    namespaces.extend(nodes.into_iter().map(Netns::keep));
-    let state = json!({ "pids": pids, "namespaces": namespaces });
-    std::fs::write(state_file(dir), serde_json::to_string_pretty(&state)?)?;
+    state.pids.extend(plane.keep());
+    state.pids.extend(router.keep());
+    state.pids.extend(reflector.keep());
+    for frr in node_frr {
+        state.pids.extend(frr.keep());
+    }
+    state.namespaces = vec![switch.keep(), cp.keep(), rtr.keep(), rr.keep(), cli.keep()];
+    state.namespaces.extend(nodes.into_iter().map(Netns::keep));
+    state.write(dir)?;
 
     let router = Netns::attach(&ns("rtr"));
     let converged = wait_for("routes on the router", Duration::from_secs(30), || {
@@ -345,18 +494,12 @@ pub fn up(dir: &Path) -> Result<String> {
 
 /// Ends everything `up` started and deletes the lab's namespaces.
 pub fn down(dir: &Path) -> Result<()> {
-    let text = std::fs::read_to_string(state_file(dir))
-        .with_context(|| format!("no lab state in {}", dir.display()))?;
-    let state: Value = serde_json::from_str(&text)?;
-    for pid in state["pids"].as_array().into_iter().flatten() {
-        if let Some(pid) = pid.as_u64().and_then(|p| u32::try_from(p).ok()) {
-            stop_pid(pid, Duration::from_secs(5));
-        }
+    let state = LabState::read(dir)?;
+    for pid in &state.pids {
+        stop_pid(*pid, Duration::from_secs(5));
     }
-    for name in state["namespaces"].as_array().into_iter().flatten() {
-        if let Some(name) = name.as_str() {
-            let _ = Netns::delete(name);
-        }
+    for name in &state.namespaces {
+        let _ = Netns::delete(name);
     }
     std::fs::remove_dir_all(dir)?;
     Ok(())
@@ -421,6 +564,15 @@ pub fn status(dir: &Path) -> Result<String> {
     let frr = Frr::client(&dir.join("rtr"), &ns("rtr"));
     writeln!(out, "\nRouter: show bfd peers brief")?;
     for line in frr.vtysh("show bfd peers brief")?.lines() {
+        writeln!(out, "  {line}")?;
+    }
+    let rr = Frr::client(&dir.join("rr"), &ns("rr"));
+    writeln!(
+        out,
+        "\niBGP router {}: show bgp ipv4 unicast summary",
+        ns("rr")
+    )?;
+    for line in rr.vtysh("show bgp ipv4 unicast summary")?.lines() {
         writeln!(out, "  {line}")?;
     }
     Ok(out)

@@ -67,6 +67,7 @@ fn random_deltas_give_the_rendered_configuration_and_keep_sessions() -> Result<(
     let first = runtime.block_on(applier.apply(&previous))?;
     // A fresh FRR takes the whole configuration as a delta from nothing.
     assert!(matches!(first.path, ApplyPath::Delta(_)), "{first:?}");
+    assert!(first.sockets, "{first:?}");
     peering.wait_established(ROUTERS[0].1, Duration::from_secs(30))?;
 
     let (mut deltas, mut reloads, mut refreshes, mut kept) = (0, 0, 0, 0);
@@ -93,6 +94,11 @@ fn random_deltas_give_the_rendered_configuration_and_keep_sessions() -> Result<(
         };
         match (&expected, &report.path) {
             (Ok(d), ApplyPath::Delta(_)) => {
+                assert!(
+                    report.sockets,
+                    "the delta went through vtysh, not the daemons' sockets\n{}",
+                    context()
+                );
                 deltas += 1;
                 refreshes += usize::from(!d.refresh.is_empty());
             }

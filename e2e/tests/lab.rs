@@ -1,20 +1,37 @@
 //! The whole lab as `hack/lab.sh up` builds it (root; network namespaces, Debian's FRR and the
 //! Kubernetes 1.20 apiserver from `hack/apiserver.sh`): a real API server, `ferrolb
-//! controller`, and `ferrolb speaker` on two nodes, each driving its own FRR, peering with a
-//! ToR router. Scenarios are driven with kubectl and judged by the router's kernel FIB:
-//! ECMP from both nodes; `externalTrafficPolicy: Local` announced only where the ready
-//! endpoint is (read from core/v1 Endpoints, which is all 1.20 serves), and moved when it
-//! moves; an invalid CR reported in each speaker's ConfigurationState with every route kept;
-//! a deleted Service withdrawn. The lab uses the fixed namespaces `ferrolb-*`: it refuses to
-//! start while a user's lab is up.
+//! controller`, and `ferrolb speaker` on two nodes, each driving its own FRR, peering with two
+//! routers: `tor` (eBGP, BFD) and `rr` (iBGP, TCP-MD5 password). Scenarios are driven with
+//! kubectl and judged by the routers' kernel FIBs and BGP tables, one after the other on one
+//! lab:
+//!
+//! - ECMP from both nodes on both routers; the community on both, the local preference on
+//!   the iBGP one; the MD5-protected sessions up;
+//! - `externalTrafficPolicy: Local` announced only where the ready endpoint is (read from
+//!   core/v1 Endpoints, which is all 1.20 serves), and moved when it moves;
+//! - an invalid CR reported in each speaker's ConfigurationState with every route kept;
+//! - ServiceBGPStatus naming nodes and peers;
+//! - a peer's node selector and an advertisement's node selector;
+//! - IP sharing: one route for two Services, kept until the last goes;
+//! - a pool removed: its Service loses the IP and the route goes;
+//! - a speaker restart withdraws nothing, and the new speaker adopts FRR's configuration;
+//! - bgpd killed and restarted empty: the speaker puts the configuration back;
+//! - a controller restart changes no IP;
+//! - a wrong password brings only that session down, the right one brings it back;
+//! - a deleted Service withdrawn.
+//!
+//! The lab uses the fixed namespaces `ferrolb-*`: it refuses to start while a user's lab is up.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
+use ferrolb_e2e::frr::Frr;
+use ferrolb_e2e::kubectl::Kubectl;
 use ferrolb_e2e::lab::{self, endpoints_manifest};
 use ferrolb_e2e::netns::Netns;
 use ferrolb_e2e::process::wait_for;
+use serde_json::Value;
 
 const WAIT: Duration = Duration::from_secs(30);
 const N1: &str = "10.99.0.11";
@@ -49,6 +66,57 @@ fn wait_hops(router: &Netns, ip: &str, want: &[&str]) -> Result<()> {
     })
 }
 
+/// Waits until `service` has exactly `want` as its IP (`None`: no IP).
+fn wait_ip(kubectl: &Kubectl, service: &str, want: Option<&str>) -> Result<()> {
+    wait_for(&format!("{service} to have IP {want:?}"), WAIT, || {
+        let s = kubectl.get(&["service", "-n", "shop", service])?;
+        let ip = s["status"]["loadBalancer"]["ingress"][0]["ip"].as_str();
+        Ok((ip == want).then_some(()))
+    })
+}
+
+/// The best path's attributes for `ip`/32 in `router`'s BGP table.
+fn best_path(router: &Frr, ip: &str) -> Result<Value> {
+    let route = router.json(&format!("show bgp ipv4 unicast {ip}/32 json"))?;
+    route["paths"]
+        .as_array()
+        .and_then(|paths| paths.first())
+        .cloned()
+        .with_context(|| format!("no path for {ip} in {route}"))
+}
+
+/// The router's sessions to the nodes: (established count, dropped count) per node address.
+fn sessions(router: &Frr) -> Result<Vec<(u64, u64)>> {
+    let neighbors = router.json("show bgp neighbors json")?;
+    Ok([N1, N2]
+        .iter()
+        .map(|n| {
+            (
+                neighbors[n]["connectionsEstablished"].as_u64().unwrap_or(0),
+                neighbors[n]["connectionsDropped"].as_u64().unwrap_or(0),
+            )
+        })
+        .collect())
+}
+
+fn service(name: &str, annotations: &str, port: u16) -> String {
+    format!(
+        "apiVersion: v1\nkind: Service\nmetadata: {{name: {name}, namespace: shop, annotations: {{{annotations}}}}}\nspec: {{type: LoadBalancer, selector: {{app: {name}}}, ports: [{{port: {port}, protocol: TCP}}]}}\n---\n"
+    )
+}
+
+fn both_nodes(name: &str) -> String {
+    endpoints_manifest(
+        "shop",
+        name,
+        &[("10.244.1.20", "n1"), ("10.244.2.20", "n2")],
+    )
+}
+
+fn speaker_log(dir: &std::path::Path, node: &str) -> String {
+    std::fs::read_to_string(dir.join(format!("speaker-{node}.log"))).unwrap_or_default()
+}
+
 #[test]
 fn speakers_announce_follow_endpoints_survive_bad_config_and_withdraw() -> Result<()> {
     if Netns::exists("ferrolb-sw") {
@@ -60,12 +128,29 @@ fn speakers_announce_follow_endpoints_survive_bad_config_and_withdraw() -> Resul
     println!("{summary}");
     let kubectl = lab::kubectl(&dir);
     let router = Netns::attach("ferrolb-rtr");
+    let rr = Netns::attach("ferrolb-rr");
+    let tor_frr = Frr::client(&dir.join("rtr"), "ferrolb-rtr");
+    let rr_frr = Frr::client(&dir.join("rr"), "ferrolb-rr");
     let web = ip_of(&dir, "web")?;
     let api = ip_of(&dir, "api")?;
 
-    // ECMP for Cluster; Local only from the node with the endpoint.
+    // ECMP for Cluster on both routers (rr's sessions need the password from the Secret);
+    // Local only from the node with the endpoint.
     wait_hops(&router, &web, &[N1, N2])?;
+    wait_hops(&rr, &web, &[N1, N2])?;
     wait_hops(&router, &api, &[N1])?;
+
+    // The advertisement's community reaches both routers; the local preference only the
+    // iBGP one (it means nothing over eBGP, and FRR does not send it there).
+    let on_tor = best_path(&tor_frr, &web)?;
+    let on_rr = best_path(&rr_frr, &web)?;
+    assert_eq!(on_tor["community"]["string"], "64512:100", "{on_tor}");
+    assert_eq!(on_rr["community"]["string"], "64512:100", "{on_rr}");
+    assert_eq!(on_rr["locPrf"], 150, "{on_rr}");
+    assert!(
+        on_tor["locPrf"].is_null() || on_tor["locPrf"] == 100,
+        "{on_tor}"
+    );
 
     // The endpoint moves to n2: so does the route.
     kubectl.apply(&endpoints_manifest("shop", "api", &[("10.244.2.11", "n2")]))?;
@@ -114,8 +199,219 @@ fn speakers_announce_follow_endpoints_survive_bad_config_and_withdraw() -> Resul
     nodes.sort();
     assert_eq!(nodes, ["n1", "n2"]);
 
-    // A deleted Service is withdrawn from the router.
+    let peers: Vec<&str> = statuses["items"][0]["status"]["peers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|p| p.as_str())
+        .collect();
+    assert!(
+        peers.contains(&"tor") && peers.contains(&"rr"),
+        "{statuses}"
+    );
+
+    selectors(&dir, &kubectl, &router, &rr, &web)?;
+    sharing_and_pool_removal(&kubectl, &router)?;
+    restarts(&dir, &kubectl, &router, &tor_frr, &web)?;
+    password(&kubectl, &router, &rr, &web)?;
+
+    // A deleted Service is withdrawn from the routers.
     kubectl.run(&["delete", "service", "-n", "shop", "web"], None)?;
     wait_hops(&router, &web, &[])?;
+    wait_hops(&rr, &web, &[])?;
+    Ok(())
+}
+
+/// A peer's node selector limits which nodes peer with it; an advertisement's which nodes
+/// announce.
+fn selectors(
+    dir: &std::path::Path,
+    kubectl: &Kubectl,
+    router: &Netns,
+    rr: &Netns,
+    web: &str,
+) -> Result<()> {
+    kubectl.run(
+        &[
+            "patch",
+            "bgppeer",
+            "-n",
+            "metallb-system",
+            "tor",
+            "--type=merge",
+            "-p",
+            r#"{"spec":{"nodeSelectors":[{"matchLabels":{"kubernetes.io/hostname":"n2"}}]}}"#,
+        ],
+        None,
+    )?;
+    wait_hops(router, web, &[N2])?;
+    wait_hops(rr, web, &[N1, N2])?;
+    kubectl.run(
+        &[
+            "patch",
+            "bgppeer",
+            "-n",
+            "metallb-system",
+            "tor",
+            "--type=json",
+            "-p",
+            r#"[{"op":"remove","path":"/spec/nodeSelectors"}]"#,
+        ],
+        None,
+    )?;
+    wait_hops(router, web, &[N1, N2])?;
+
+    // Pool `edge` is announced from n1 only, though its Service has endpoints on both.
+    kubectl.apply(
+        "apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {name: edge, namespace: metallb-system}\nspec: {addresses: [10.98.1.0/28]}\n---\napiVersion: metallb.io/v1beta1\nkind: BGPAdvertisement\nmetadata: {name: edge, namespace: metallb-system}\nspec: {ipAddressPools: [edge], nodeSelectors: [{matchLabels: {kubernetes.io/hostname: n1}}]}\n",
+    )?;
+    kubectl.apply(&(service("edge", "metallb.io/address-pool: edge", 80) + &both_nodes("edge")))?;
+    let edge = wait_for("edge to get an IP", WAIT, || {
+        ip_of(dir, "edge").map(Some).or(Ok(None))
+    })?;
+    assert!(edge.starts_with("10.98.1."), "{edge}");
+    wait_hops(router, &edge, &[N1])?;
+    wait_hops(rr, &edge, &[N1])?;
+    Ok(())
+}
+
+/// Two Services sharing an IP make one route, kept until the last one goes; removing a
+/// pool takes its Services' IPs and routes away.
+fn sharing_and_pool_removal(kubectl: &Kubectl, router: &Netns) -> Result<()> {
+    let shared = "10.98.0.14";
+    let annotations =
+        format!("metallb.io/allow-shared-ip: team, metallb.io/loadBalancerIPs: {shared}");
+    kubectl.apply(
+        &(service("share-a", &annotations, 80)
+            + &service("share-b", &annotations, 443)
+            + &both_nodes("share-a")
+            + &both_nodes("share-b")),
+    )?;
+    wait_ip(kubectl, "share-a", Some(shared))?;
+    wait_ip(kubectl, "share-b", Some(shared))?;
+    wait_hops(router, shared, &[N1, N2])?;
+    kubectl.run(&["delete", "service", "-n", "shop", "share-a"], None)?;
+    std::thread::sleep(Duration::from_millis(500));
+    wait_hops(router, shared, &[N1, N2])?;
+    kubectl.run(&["delete", "service", "-n", "shop", "share-b"], None)?;
+    wait_hops(router, shared, &[])?;
+
+    let edge = kubectl.get(&["service", "-n", "shop", "edge"])?["status"]["loadBalancer"]
+        ["ingress"][0]["ip"]
+        .as_str()
+        .context("edge has no IP")?
+        .to_string();
+    kubectl.run(
+        &["delete", "ipaddresspool", "-n", "metallb-system", "edge"],
+        None,
+    )?;
+    wait_ip(kubectl, "edge", None)?;
+    wait_hops(router, &edge, &[])?;
+    kubectl.run(&["delete", "service", "-n", "shop", "edge"], None)?;
+    Ok(())
+}
+
+/// Restarts: a speaker (nothing withdrawn, FRR's configuration adopted), bgpd (crashed and
+/// back empty: the speaker puts the configuration back), the controller (no IP changes).
+fn restarts(
+    dir: &std::path::Path,
+    kubectl: &Kubectl,
+    router: &Netns,
+    tor_frr: &Frr,
+    web: &str,
+) -> Result<()> {
+    // Speaker n1 restarts while the router's FIB is sampled: the route keeps both next hops
+    // throughout and the session is never reset.
+    let before = sessions(tor_frr)?;
+    let adopted_before = speaker_log(dir, "n1").matches("adopted").count();
+    let sampling = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let sampler = {
+        let sampling = sampling.clone();
+        let web = web.to_string();
+        std::thread::spawn(move || -> Result<usize> {
+            let router = Netns::attach("ferrolb-rtr");
+            let mut samples = 0;
+            while sampling.load(std::sync::atomic::Ordering::Relaxed) {
+                let hops = lab::nexthops(&router, &web)?;
+                if hops.len() != 2 {
+                    bail!("during the speaker restart {web} had next hops {hops:?}");
+                }
+                samples += 1;
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Ok(samples)
+        })
+    };
+    lab::restart_speaker(dir, "n1")?;
+    wait_for(
+        "the new speaker on n1 to adopt FRR's configuration",
+        WAIT,
+        || Ok((speaker_log(dir, "n1").matches("adopted").count() > adopted_before).then_some(())),
+    )?;
+    std::thread::sleep(Duration::from_secs(1));
+    sampling.store(false, std::sync::atomic::Ordering::Relaxed);
+    let samples = sampler.join().expect("sampler thread")?;
+    assert!(samples > 10, "only {samples} samples");
+    assert_eq!(
+        sessions(tor_frr)?,
+        before,
+        "a session was reset by the speaker restart"
+    );
+
+    // bgpd on n1 crashes and comes back empty: its routes go, then the speaker notices the
+    // drift and puts the configuration back.
+    lab::crash_daemon(dir, "n1", "bgpd")?;
+    wait_hops(router, web, &[N2])?;
+    wait_hops(router, web, &[N1, N2])?;
+
+    // The controller restarts: no Service changes IP, and new Services still get one.
+    let ips = |k: &Kubectl| -> Result<Vec<(String, String)>> {
+        let list = k.get(&["services", "-n", "shop"])?;
+        Ok(list["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|s| {
+                (
+                    s["metadata"]["name"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string(),
+                    s["status"]["loadBalancer"]["ingress"][0]["ip"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string(),
+                )
+            })
+            .collect())
+    };
+    let before = ips(kubectl)?;
+    lab::restart_controller(dir)?;
+    kubectl.apply(&(service("late", "", 80) + &both_nodes("late")))?;
+    let late = wait_for("late to get an IP", WAIT, || {
+        ip_of(dir, "late").map(Some).or(Ok(None))
+    })?;
+    wait_hops(router, &late, &[N1, N2])?;
+    let after: Vec<(String, String)> = ips(kubectl)?
+        .into_iter()
+        .filter(|(n, _)| n != "late")
+        .collect();
+    assert_eq!(after, before, "a controller restart changed an IP");
+    Ok(())
+}
+
+/// A wrong password in the Secret brings down only the session to the router that checks
+/// it; the right one brings it back.
+fn password(kubectl: &Kubectl, router: &Netns, rr: &Netns, web: &str) -> Result<()> {
+    let secret = |password: &str| {
+        format!(
+            "apiVersion: v1\nkind: Secret\nmetadata: {{name: rr-password, namespace: metallb-system}}\ntype: kubernetes.io/basic-auth\nstringData: {{password: {password}}}\n"
+        )
+    };
+    kubectl.apply(&secret("not-the-password"))?;
+    wait_hops(rr, web, &[])?;
+    wait_hops(router, web, &[N1, N2])?;
+    kubectl.apply(&secret(lab::RR_PASSWORD))?;
+    wait_hops(rr, web, &[N1, N2])?;
     Ok(())
 }

@@ -24,6 +24,7 @@ use tokio::process::Command;
 use super::delta::{self, FrrDelta};
 use super::model::FrrConfig;
 use super::render::{self, RenderError};
+use super::vty::{Vty, VtyError};
 
 /// Largest command script typed through vtysh arguments; larger ones go through a file.
 const MAX_ARGUMENT_SCRIPT: usize = 256 * 1024;
@@ -146,6 +147,9 @@ pub enum ApplyError {
         /// What it printed.
         output: String,
     },
+    /// Talking to a daemon's vty socket failed.
+    #[error(transparent)]
+    Vty(#[from] VtyError),
     /// After a full reload FRR still runs something else.
     #[error("FRR does not run the rendered configuration after a reload; first difference: {0}")]
     Mismatch(String),
@@ -156,6 +160,9 @@ pub enum ApplyError {
 pub enum ApplyPath {
     /// FRR already ran it; nothing was typed.
     Unchanged,
+    /// FRR's state was not known (the speaker started), and FRR was found running exactly
+    /// the rendered configuration: adopted, nothing typed, no session touched.
+    Adopted,
     /// Typed as a delta and verified.
     Delta(FrrDelta),
     /// Loaded with `frr-reload.py` and verified; the reason it was needed.
@@ -169,6 +176,8 @@ pub struct ApplyReport {
     pub path: ApplyPath,
     /// Wall time from start to verified.
     pub elapsed: Duration,
+    /// Whether a delta went through the daemons' vty sockets (false: through vtysh).
+    pub sockets: bool,
 }
 
 /// Applies models to one FRR instance, remembering what it verified last.
@@ -177,6 +186,9 @@ pub struct Applier {
     target: FrrTarget,
     /// The model FRR is known to run, and its text; `None` when unknown.
     applied: Option<(FrrConfig, String)>,
+    /// Open connections to the daemons' vty sockets; `None` until connected, or after
+    /// they broke (a daemon restarted).
+    vty: Option<Vty>,
 }
 
 impl Applier {
@@ -185,6 +197,7 @@ impl Applier {
         Applier {
             target,
             applied: None,
+            vty: None,
         }
     }
 
@@ -196,6 +209,52 @@ impl Applier {
     /// The text FRR was last verified to run.
     pub fn applied_text(&self) -> Option<&str> {
         self.applied.as_ref().map(|(_, text)| text.as_str())
+    }
+
+    /// The daemons' vty sockets, connected on first use; `None` when they cannot be
+    /// reached, and vtysh is used instead.
+    async fn direct(&mut self) -> Option<&mut Vty> {
+        if self.vty.is_none() {
+            match Vty::connect(&self.target.vty_dir).await {
+                Ok(vty) => self.vty = Some(vty),
+                Err(error) => tracing::debug!(%error, "vty sockets not reachable; using vtysh"),
+            }
+        }
+        self.vty.as_mut()
+    }
+
+    /// Notes a vty error: a broken connection is dropped, to be made again next time.
+    fn vty_failed(&mut self, error: &VtyError) {
+        if matches!(
+            error,
+            VtyError::Io { .. } | VtyError::Timeout(..) | VtyError::Connect(..)
+        ) {
+            self.vty = None;
+        }
+    }
+
+    /// FRR's running configuration, normalised: each daemon's part read from its socket,
+    /// or vtysh's merged view when the sockets cannot be used. Compare it with
+    /// [`same_configuration`], which does not depend on which of the two it is.
+    pub async fn running_config(&mut self) -> Result<String, ApplyError> {
+        if let Some(vty) = self.direct().await {
+            match vty.running_config().await {
+                Ok(text) => return Ok(text),
+                Err(error) => self.vty_failed(&error),
+            }
+        }
+        self.target.running_config().await
+    }
+
+    /// Output of one `show` command on `daemon` (by its socket, else through vtysh).
+    pub async fn query(&mut self, daemon: &str, command: &str) -> Result<String, ApplyError> {
+        if let Some(vty) = self.direct().await {
+            match vty.query(daemon, command).await {
+                Ok(text) => return Ok(text),
+                Err(error) => self.vty_failed(&error),
+            }
+        }
+        self.target.run(&[command]).await
     }
 
     /// Records that FRR runs `model`, as the caller has verified.
@@ -220,17 +279,26 @@ impl Applier {
             return Ok(ApplyReport {
                 path: ApplyPath::Unchanged,
                 elapsed: started.elapsed(),
+                sockets: false,
             });
         }
         write_atomically(&self.target.config_file(), &text)?;
-        if self.applied.is_none() {
-            // An FRR that runs nothing of ours yet (a fresh start) takes the whole
-            // configuration as one delta from nothing: far faster than frr-reload.py, which
-            // needs minutes for a large file.
-            if let Ok(running) = self.target.running_config().await
-                && is_blank(&running)
-            {
+        if self.applied.is_none()
+            && let Ok(running) = self.running_config().await
+        {
+            if is_blank(&running) {
+                // An FRR that runs nothing of ours yet (a fresh start) takes the whole
+                // configuration as one delta from nothing: far faster than frr-reload.py,
+                // which needs minutes for a large file.
                 self.applied = Some((blank(model), String::new()));
+            } else if same_configuration(&text, &running) {
+                // A restarted speaker finds its predecessor's work in place.
+                self.applied = Some((model.clone(), text));
+                return Ok(ApplyReport {
+                    path: ApplyPath::Adopted,
+                    elapsed: started.elapsed(),
+                    sockets: false,
+                });
             }
         }
         let reason = match self.applied.take() {
@@ -238,14 +306,15 @@ impl Applier {
             Some((running, running_text)) => match delta::diff(&running, model) {
                 Err(e) => e.0,
                 Ok(delta) => match self.type_delta(&delta).await {
-                    Ok(now) if same_configuration(&text, &now) => {
+                    Ok((now, sockets)) if same_configuration(&text, &now) => {
                         self.applied = Some((model.clone(), text));
                         return Ok(ApplyReport {
                             path: ApplyPath::Delta(delta),
                             elapsed: started.elapsed(),
+                            sockets,
                         });
                     }
-                    Ok(now) => {
+                    Ok((now, _)) => {
                         // Kept for the fallback below, should the reload fail too.
                         self.applied = Some((running, running_text));
                         format!(
@@ -267,6 +336,7 @@ impl Applier {
                 Ok(ApplyReport {
                     path: ApplyPath::Reload(reason),
                     elapsed: started.elapsed(),
+                    sockets: false,
                 })
             }
             Err(e) => {
@@ -281,8 +351,29 @@ impl Applier {
         }
     }
 
-    /// Types the delta (and its refreshes) and returns the running configuration after it.
-    async fn type_delta(&self, delta: &FrrDelta) -> Result<String, ApplyError> {
+    /// Types the delta (and its refreshes) and returns the running configuration after it:
+    /// through the daemons' sockets when every line has a known owner, else through vtysh.
+    async fn type_delta(&mut self, delta: &FrrDelta) -> Result<(String, bool), ApplyError> {
+        if let Some(vty) = self.direct().await {
+            let typed = match vty.configure(&delta.commands, &delta.refresh).await {
+                Ok(()) => vty.running_config().await,
+                Err(error) => Err(error),
+            };
+            match typed {
+                Ok(running) => return Ok((running, true)),
+                Err(VtyError::Unroutable(line)) => {
+                    tracing::debug!(%line, "delta typed through vtysh");
+                }
+                Err(error) => {
+                    self.vty_failed(&error);
+                    return Err(error.into());
+                }
+            }
+        }
+        Ok((self.type_with_vtysh(delta).await?, false))
+    }
+
+    async fn type_with_vtysh(&self, delta: &FrrDelta) -> Result<String, ApplyError> {
         let size: usize = delta.commands.iter().map(|c| c.len() + 1).sum();
         let out = if size <= MAX_ARGUMENT_SCRIPT {
             let mut commands: Vec<&str> = Vec::with_capacity(delta.commands.len() + 8);
@@ -307,12 +398,11 @@ impl Applier {
         Ok(normalise_running(&out))
     }
 
-    async fn reload_and_verify(&self, text: &str) -> Result<(), ApplyError> {
-        let target = &self.target;
-        let mut command = Command::from(target.reload_command());
+    async fn reload_and_verify(&mut self, text: &str) -> Result<(), ApplyError> {
+        let mut command = Command::from(self.target.reload_command());
         command.kill_on_drop(true);
         let reload = output(command, "frr-reload.py").await;
-        let running = target.running_config().await?;
+        let running = self.running_config().await?;
         if same_configuration(text, &running) {
             return Ok(());
         }
@@ -393,18 +483,21 @@ pub fn normalise_running(output: &str) -> String {
 }
 
 /// A configuration as the set of its lines, each with the lines it sits under (`router bgp
-/// 64512 > address-family ipv4 unicast > network 192.0.2.1/32`), sorted. FRR prints
-/// route-maps, prefix-lists, BFD profiles and VRF routers in the order they were created,
-/// so after a delta the same configuration can print in another order than a fresh load;
-/// this form is the same for both. Separators (`!`) and block ends (`exit`,
-/// `exit-address-family`) carry no meaning and are left out.
+/// 64512 > address-family ipv4 unicast > network 192.0.2.1/32`), sorted, each once. FRR
+/// prints route-maps, prefix-lists, BFD profiles and VRF routers in the order they were
+/// created, so after a delta the same configuration can print in another order than a
+/// fresh load; this form is the same for both. It is also the same for vtysh's merged view
+/// and for the daemons' parts read one by one, where lines every daemon prints (`frr
+/// defaults`, `log …`) and the lists zebra mirrors appear more than once. Separators and
+/// comments (`!…`) and block ends (`exit`, `exit-address-family`) carry no meaning and are
+/// left out.
 pub fn canonical(text: &str) -> Vec<String> {
     let mut stack: Vec<(usize, &str)> = Vec::new();
     let mut out = Vec::new();
     for line in text.lines() {
         let trimmed = line.trim_start();
         if trimmed.is_empty()
-            || trimmed == "!"
+            || trimmed.starts_with('!')
             || trimmed == "exit"
             || trimmed == "exit-address-family"
         {
@@ -424,6 +517,7 @@ pub fn canonical(text: &str) -> Vec<String> {
         stack.push((depth, trimmed));
     }
     out.sort_unstable();
+    out.dedup();
     out
 }
 

@@ -153,13 +153,24 @@ pub async fn run(options: Options, shutdown: CancellationToken) -> anyhow::Resul
                     let ms = report.elapsed.as_secs_f64() * 1e3;
                     let how = match &report.path {
                         ApplyPath::Unchanged => None,
+                        ApplyPath::Adopted => {
+                            metrics.record_apply("adopted", ms);
+                            Some(format!(
+                                "adopted: FRR already runs the rendered configuration (checked in {ms:.1} ms)"
+                            ))
+                        }
                         ApplyPath::Delta(delta) => {
                             metrics.record_apply("delta", ms);
                             Some(format!(
-                                "delta of {} commands ({} networks added, {} removed) in {ms:.1} ms",
+                                "delta of {} commands ({} networks added, {} removed) through {} in {ms:.1} ms",
                                 delta.commands.len(),
                                 delta.networks_added,
-                                delta.networks_removed
+                                delta.networks_removed,
+                                if report.sockets {
+                                    "the vty sockets"
+                                } else {
+                                    "vtysh"
+                                }
                             ))
                         }
                         ApplyPath::Reload(reason) => {
@@ -189,7 +200,7 @@ pub async fn run(options: Options, shutdown: CancellationToken) -> anyhow::Resul
                     failed = true;
                 }
             }
-            poll_state(&applier, &metrics).await;
+            poll_state(&mut applier, &metrics).await;
         }
 
         let state = plan::configuration_state(
@@ -239,7 +250,7 @@ pub async fn run(options: Options, shutdown: CancellationToken) -> anyhow::Resul
                 }
                 () = tokio::time::sleep(backoff.unwrap_or(RETRY_MAX)), if backoff.is_some() => break,
                 _ = poll.tick() => {
-                    if drifted(&applier, &metrics).await {
+                    if drifted(&mut applier, &metrics).await {
                         tracing::warn!("FRR's running configuration differs from the applied one (restart or hand edit); applying again");
                         applier.forget();
                         break;
@@ -252,10 +263,11 @@ pub async fn run(options: Options, shutdown: CancellationToken) -> anyhow::Resul
 }
 
 /// Reads FRR's sessions into the metrics.
-async fn poll_state(applier: &Applier, metrics: &Metrics) {
-    let target = applier.target();
-    let bgp = target.run(&["show bgp vrf all neighbors json"]).await;
-    let bfd = target.run(&["show bfd peers json"]).await;
+async fn poll_state(applier: &mut Applier, metrics: &Metrics) {
+    let bgp = applier
+        .query("bgpd", "show bgp vrf all neighbors json")
+        .await;
+    let bfd = applier.query("bfdd", "show bfd peers json").await;
     match (bgp, bfd) {
         (Ok(bgp), Ok(bfd)) => match (state::bgp_sessions(&bgp), state::bfd_sessions(&bfd)) {
             (Ok(b), Ok(f)) => metrics.set_sessions(&b, &f),
@@ -266,13 +278,15 @@ async fn poll_state(applier: &Applier, metrics: &Metrics) {
 }
 
 /// Polls FRR; whether its running configuration no longer matches what was applied.
-async fn drifted(applier: &Applier, metrics: &Metrics) -> bool {
+async fn drifted(applier: &mut Applier, metrics: &Metrics) -> bool {
     poll_state(applier, metrics).await;
-    let Some(applied) = applier.applied_text() else {
+    if applier.applied_text().is_none() {
         return false;
-    };
-    match applier.target().running_config().await {
-        Ok(running) => !same_configuration(applied, &running),
+    }
+    match applier.running_config().await {
+        Ok(running) => applier
+            .applied_text()
+            .is_some_and(|applied| !same_configuration(applied, &running)),
         Err(error) => {
             tracing::warn!(%error, "reading FRR's running configuration");
             false
