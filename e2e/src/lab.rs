@@ -236,6 +236,18 @@ pub fn restart_speaker(dir: &Path, name: &str) -> Result<()> {
     state.write(dir)
 }
 
+/// The PID of a part the lab started: `controller`, `speaker-n1`, `speaker-n2`, or a
+/// daemon restarted by [`crash_daemon`] (`n1/bgpd`).
+pub fn pid(dir: &Path, role: &str) -> Result<u32> {
+    LabState::read(dir)?.role(role)
+}
+
+/// Sets node `name`'s port on the lab switch up or down (down: a hard failure, seen by its
+/// peers only through BFD or hold timers).
+pub fn set_node_port(name: &str, up: bool) -> Result<()> {
+    Switch::existing(&ns("sw")).set_port(name, up)
+}
+
 /// Stops the controller (SIGTERM) and starts a new one.
 pub fn restart_controller(dir: &Path) -> Result<()> {
     let mut state = LabState::read(dir)?;

@@ -178,6 +178,13 @@ impl Switch {
         Ok(())
     }
 
+    /// A handle on a switch created elsewhere (a lab that is up); it stays on drop.
+    pub fn existing(name: &str) -> Switch {
+        Switch {
+            ns: Netns::attach(name),
+        }
+    }
+
     /// Leaves the switch in place; returns its namespace's name.
     pub fn keep(self) -> String {
         self.ns.keep()

@@ -12,6 +12,7 @@
 //! - an invalid CR reported in each speaker's ConfigurationState with every route kept;
 //! - ServiceBGPStatus naming nodes and peers;
 //! - a peer's node selector and an advertisement's node selector;
+//! - BFD failover: a node's switch port fails, BFD takes its next hop away;
 //! - IP sharing: one route for two Services, kept until the last goes;
 //! - a pool removed: its Service loses the IP and the route goes;
 //! - a speaker restart withdraws nothing, and the new speaker adopts FRR's configuration;
@@ -212,6 +213,7 @@ fn speakers_announce_follow_endpoints_survive_bad_config_and_withdraw() -> Resul
 
     selectors(&dir, &kubectl, &router, &rr, &web)?;
     sharing_and_pool_removal(&kubectl, &router)?;
+    bfd_failover(&router, &tor_frr, &web)?;
     restarts(&dir, &kubectl, &router, &tor_frr, &web)?;
     password(&kubectl, &router, &rr, &web)?;
 
@@ -309,6 +311,42 @@ fn sharing_and_pool_removal(kubectl: &Kubectl, router: &Netns) -> Result<()> {
     wait_hops(router, &edge, &[])?;
     kubectl.run(&["delete", "service", "-n", "shop", "edge"], None)?;
     Ok(())
+}
+
+/// A node's switch port fails: BFD (100 ms × 3, from the BFDProfile the speaker configured)
+/// takes its session and next hop away long before the 9 s hold time; the port comes back
+/// and so does ECMP.
+fn bfd_failover(router: &Netns, tor_frr: &Frr, web: &str) -> Result<()> {
+    wait_for("BFD sessions up on tor", WAIT, || {
+        let peers = tor_frr.json("show bfd peers json")?;
+        let up = peers
+            .as_array()
+            .map_or(0, |p| p.iter().filter(|p| p["status"] == "up").count());
+        Ok((up == 2).then_some(()))
+    })?;
+    let started = std::time::Instant::now();
+    lab::set_node_port("n1", false)?;
+    let failed = (|| {
+        wait_hops(router, web, &[N2])?;
+        let elapsed = started.elapsed();
+        // The hold time is 9 s: only BFD can have been this quick.
+        if elapsed > Duration::from_secs(3) {
+            bail!("n1's next hop went after {elapsed:?}: BFD did not act");
+        }
+        let peers = tor_frr.json("show bfd peers json")?;
+        let n1 = peers
+            .as_array()
+            .and_then(|p| p.iter().find(|p| p["peer"] == N1))
+            .cloned()
+            .unwrap_or_default();
+        if n1["status"] != "down" {
+            bail!("n1's BFD session is not down: {n1}");
+        }
+        Ok(())
+    })();
+    lab::set_node_port("n1", true)?;
+    failed?;
+    wait_hops(router, web, &[N1, N2])
 }
 
 /// Restarts: a speaker (nothing withdrawn, FRR's configuration adopted), bgpd (crashed and

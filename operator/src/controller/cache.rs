@@ -106,9 +106,20 @@ where
     <K as Lookup>::DynamicType: Eq + Hash + Clone + Default + Send + Sync,
 {
     spawn_reflector(
-        watcher(api, watcher::Config::default()),
+        watcher(api, watcher::Config::default()).modify(slim),
         Arc::clone(changes),
     )
+}
+
+/// Drops what ferrolb never reads and that can be most of a cached object's size: the
+/// managed fields (a JSON tree per field manager) and kubectl's last-applied copy of the
+/// whole object. With 10,000 Services and their Endpoints this is most of the cache.
+pub(crate) fn slim<K: Resource>(object: &mut K) {
+    let meta = object.meta_mut();
+    meta.managed_fields = None;
+    if let Some(annotations) = meta.annotations.as_mut() {
+        annotations.remove("kubectl.kubernetes.io/last-applied-configuration");
+    }
 }
 
 pub(crate) fn owned<K>(store: &Store<K>) -> Vec<K>

@@ -120,8 +120,14 @@ pub async fn run(options: Options, shutdown: CancellationToken) -> anyhow::Resul
     let state_name = format!("speaker-{}", options.node_name);
     let mut planner = Planner::default();
     let mut applier = Applier::new(options.frr.clone());
-    let mut statuses =
-        status::StatusWriter::new(client.clone(), &options.namespace, &options.node_name);
+    let (statuses, wanted_statuses) = tokio::sync::watch::channel(None);
+    tokio::spawn(
+        status::StatusWriter::new(client.clone(), &options.namespace, &options.node_name).run(
+            wanted_statuses,
+            metrics.client.update_errors.clone(),
+            shutdown.clone(),
+        ),
+    );
     let mut written_state: Option<ConfigurationStateStatus> = None;
     let mut last_apply: Option<Result<String, String>> = None;
     let mut retry = RETRY_MIN;
@@ -225,12 +231,14 @@ pub async fn run(options: Options, shutdown: CancellationToken) -> anyhow::Resul
                 }
             }
         }
-        if pass.model.is_some()
-            && let Err(error) = statuses.sync(&pass.statuses).await
-        {
-            metrics.client.update_errors.inc();
-            tracing::warn!(%error, "writing ServiceBGPStatus failed");
-            failed = true;
+        if pass.model.is_some() {
+            statuses.send_if_modified(|written| {
+                let changed = written.as_ref() != Some(&pass.statuses);
+                if changed {
+                    *written = Some(pass.statuses.clone());
+                }
+                changed
+            });
         }
         tracing::debug!(ms = started.elapsed().as_secs_f64() * 1e3, "pass done");
 

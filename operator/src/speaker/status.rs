@@ -10,6 +10,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use futures::StreamExt as _;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
 use kube::{Api, Client, Resource};
 use serde_json::json;
@@ -78,7 +79,8 @@ impl StatusWriter {
             .collect())
     }
 
-    /// Writes what changed so that the node's objects are exactly `wanted`.
+    /// Writes what changed so that the node's objects are exactly `wanted`, up to
+    /// [`IN_FLIGHT`] requests at a time.
     pub async fn sync(
         &mut self,
         wanted: &BTreeMap<ServiceKey, BTreeSet<String>>,
@@ -91,61 +93,49 @@ impl StatusWriter {
             .iter()
             .map(|(key, peers)| (object_name(key, &self.node), (key, peers)))
             .collect();
-        let mut outcome = Ok(());
-        let params = PatchParams::apply(FIELD_MANAGER).force();
-        for (name, (key, peers)) in &desired {
-            if written
-                .get(name)
-                .is_some_and(|(k, p)| k == *key && p == *peers)
-            {
-                continue;
-            }
-            let object = json!({
-                "apiVersion": ServiceBGPStatus::api_version(&()),
-                "kind": ServiceBGPStatus::kind(&()),
-                "metadata": {
-                    "name": name,
-                    "labels": {
-                        NODE_LABEL: self.node,
-                        SERVICE_NAME_LABEL: key.name,
-                        SERVICE_NAMESPACE_LABEL: key.namespace,
-                    },
-                },
-                "spec": {},
-            });
-            let status = json!({
-                "apiVersion": ServiceBGPStatus::api_version(&()),
-                "kind": ServiceBGPStatus::kind(&()),
-                "status": {
-                    "node": self.node,
-                    "serviceName": key.name,
-                    "serviceNamespace": key.namespace,
-                    "peers": peers,
-                },
-            });
-            let result = async {
-                self.api
-                    .patch(name, &params, &Patch::Apply(&object))
-                    .await?;
-                self.api
-                    .patch_status(name, &params, &Patch::Apply(&status))
-                    .await
-            }
-            .await;
-            match result {
-                Ok(_) => {
-                    written.insert(name.clone(), ((*key).clone(), (*peers).clone()));
-                }
-                Err(e) => outcome = Err(e),
-            }
-        }
+        // Owned, so the futures below borrow nothing but `self`.
+        let changed: Vec<(String, ServiceKey, BTreeSet<String>)> = desired
+            .iter()
+            .filter(|(name, (key, peers))| {
+                !written
+                    .get(*name)
+                    .is_some_and(|(k, p)| k == *key && p == *peers)
+            })
+            .map(|(name, (key, peers))| (name.clone(), (*key).clone(), (*peers).clone()))
+            .collect();
         let gone: Vec<String> = written
             .keys()
             .filter(|n| !desired.contains_key(*n))
             .cloned()
             .collect();
-        for name in gone {
-            match self.api.delete(&name, &DeleteParams::default()).await {
+        let mut outcome = Ok(());
+        let this = &*self;
+        let writes = futures::stream::iter(changed)
+            .map(|(name, key, peers)| async move {
+                let result = this.write(&name, &key, &peers).await;
+                (name, key, peers, result)
+            })
+            .buffer_unordered(IN_FLIGHT)
+            .collect::<Vec<_>>()
+            .await;
+        for (name, key, peers, result) in writes {
+            match result {
+                Ok(()) => {
+                    written.insert(name, (key, peers));
+                }
+                Err(e) => outcome = Err(e),
+            }
+        }
+        let deletes = futures::stream::iter(gone)
+            .map(|name| async move {
+                let result = this.api.delete(&name, &DeleteParams::default()).await;
+                (name, result)
+            })
+            .buffer_unordered(IN_FLIGHT)
+            .collect::<Vec<_>>()
+            .await;
+        for (name, result) in deletes {
+            match result {
                 Ok(_) => {
                     written.remove(&name);
                 }
@@ -158,7 +148,90 @@ impl StatusWriter {
         self.written = Some(written);
         outcome
     }
+
+    /// Creates or updates one object and its status.
+    async fn write(
+        &self,
+        name: &str,
+        key: &ServiceKey,
+        peers: &BTreeSet<String>,
+    ) -> Result<(), kube::Error> {
+        let params = PatchParams::apply(FIELD_MANAGER).force();
+        let object = json!({
+            "apiVersion": ServiceBGPStatus::api_version(&()),
+            "kind": ServiceBGPStatus::kind(&()),
+            "metadata": {
+                "name": name,
+                "labels": {
+                    NODE_LABEL: self.node,
+                    SERVICE_NAME_LABEL: key.name,
+                    SERVICE_NAMESPACE_LABEL: key.namespace,
+                },
+            },
+            "spec": {},
+        });
+        let status = json!({
+            "apiVersion": ServiceBGPStatus::api_version(&()),
+            "kind": ServiceBGPStatus::kind(&()),
+            "status": {
+                "node": self.node,
+                "serviceName": key.name,
+                "serviceNamespace": key.namespace,
+                "peers": peers,
+            },
+        });
+        self.api
+            .patch(name, &params, &Patch::Apply(&object))
+            .await?;
+        self.api
+            .patch_status(name, &params, &Patch::Apply(&status))
+            .await?;
+        Ok(())
+    }
+
+    /// Runs until `shutdown`: writes the latest `wanted` whenever it changes, in the
+    /// background, so a burst of thousands of writes never holds up FRR. Nothing is written
+    /// while `wanted` is `None` (no configuration applied yet). A failed sync is retried
+    /// (200 ms doubling to 30 s) with whatever is wanted by then; `errors` counts failures.
+    pub async fn run(
+        mut self,
+        mut wanted: tokio::sync::watch::Receiver<Option<BTreeMap<ServiceKey, BTreeSet<String>>>>,
+        errors: prometheus_client::metrics::counter::Counter,
+        shutdown: tokio_util::sync::CancellationToken,
+    ) {
+        let mut retry = RETRY_MIN;
+        loop {
+            let latest = wanted.borrow_and_update().clone();
+            let result = match &latest {
+                Some(latest) => self.sync(latest).await,
+                None => Ok(()),
+            };
+            match result {
+                Ok(()) => {
+                    retry = RETRY_MIN;
+                    tokio::select! {
+                        changed = wanted.changed() => if changed.is_err() { return },
+                        () = shutdown.cancelled() => return,
+                    }
+                }
+                Err(error) => {
+                    errors.inc();
+                    tracing::warn!(%error, "writing ServiceBGPStatus failed; retrying");
+                    tokio::select! {
+                        () = tokio::time::sleep(retry) => {}
+                        () = shutdown.cancelled() => return,
+                    }
+                    retry = (retry * 2).min(RETRY_MAX);
+                }
+            }
+        }
+    }
 }
+
+/// Writes in flight at once.
+const IN_FLIGHT: usize = 16;
+const RETRY_MIN: std::time::Duration = std::time::Duration::from_millis(200);
+const RETRY_MAX: std::time::Duration = std::time::Duration::from_secs(30);
 
 #[cfg(test)]
 mod tests {

@@ -1,0 +1,331 @@
+//! Convergence on the whole lab (root; network namespaces, Debian's FRR, the 1.20 apiserver):
+//! `ferrolb controller` and two `ferrolb speaker`s announcing 10,000 Services to the ToR
+//! router, then one more Service at a time. Prints `BENCH <name> <value> <unit>` lines:
+//!
+//! - `converge_p50`, `converge_p99`: a Service (with its ready endpoints already in place) is
+//!   created through the API → its prefix is in the router's kernel FIB; 40 Services, each
+//!   asking for its own IP from a pool kept apart from the 10,000;
+//! - `withdraw_p50`: that Service deleted → its prefix gone from the router's FIB;
+//! - `speaker_rss_10k`: the larger of the two speakers' resident set (VmRSS) with the 10,000
+//!   announced, and their peak (VmHWM) alongside on stderr.
+//!
+//! The clock starts just before the create or delete request leaves (the API client runs in
+//! the control plane's namespace, in process, so no kubectl start-up is counted) and stops
+//! when `ip monitor route` in the router's namespace prints the route's arrival or deletion.
+
+use std::io::{BufRead as _, BufReader};
+use std::os::fd::AsFd as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use futures::{StreamExt as _, TryStreamExt as _};
+use k8s_openapi::api::core::v1::{Endpoints, Service};
+use kube::api::{Api, DeleteParams, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use serde_json::json;
+
+use ferrolb_e2e::lab;
+use ferrolb_e2e::netns::Netns;
+use ferrolb_e2e::process::wait_for;
+
+const BULK: usize = 10_000;
+const PROBES: usize = 40;
+const NAMESPACE: &str = "bench";
+const BULK_POOL: &str = "10.100.0.0/16";
+/// Probe `i` asks for `10.101.0.{i + 1}`.
+const PROBE_POOL: &str = "10.101.0.0/24";
+
+fn percentile(values: &[f64], p: f64) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let rank = ((p / 100.0) * (sorted.len() as f64 - 1.0)).round() as usize;
+    sorted[rank.min(sorted.len() - 1)]
+}
+
+/// Takes the lab down however the bench ends.
+struct Up(PathBuf);
+
+impl Drop for Up {
+    fn drop(&mut self) {
+        if let Err(error) = lab::down(&self.0) {
+            eprintln!("lab down: {error:#}");
+        }
+    }
+}
+
+fn service(name: &str, ip: Option<&str>) -> Result<Service> {
+    let mut annotations = serde_json::Map::new();
+    if let Some(ip) = ip {
+        annotations.insert("metallb.io/loadBalancerIPs".into(), json!(ip));
+    }
+    Ok(serde_json::from_value(json!({
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": name, "namespace": NAMESPACE, "annotations": annotations},
+        "spec": {
+            "type": "LoadBalancer",
+            "selector": {"app": name},
+            "ports": [{"port": 80, "protocol": "TCP"}]
+        }
+    }))?)
+}
+
+fn endpoints(name: &str, i: usize) -> Result<Endpoints> {
+    let (a, b) = (i / 250, i % 250 + 1);
+    Ok(serde_json::from_value(json!({
+        "apiVersion": "v1",
+        "kind": "Endpoints",
+        "metadata": {"name": name, "namespace": NAMESPACE},
+        "subsets": [{
+            "addresses": [
+                {"ip": format!("10.244.{a}.{b}"), "nodeName": "n1"},
+                {"ip": format!("10.245.{a}.{b}"), "nodeName": "n2"}
+            ],
+            "ports": [{"port": 80}]
+        }]
+    }))?)
+}
+
+/// Runs `work` on a thread that has entered the control plane's network namespace (where the
+/// API server's address is reachable), on a runtime of its own.
+fn in_control_plane<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
+    std::thread::spawn(move || {
+        let file = std::fs::File::open(format!("/run/netns/{}", lab::ns("cp")))?;
+        nix::sched::setns(file.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET)
+            .context("entering the control plane's namespace")?;
+        work()
+    })
+    .join()
+    .map_err(|_| anyhow::anyhow!("the API thread panicked"))?
+}
+
+async fn client(kubeconfig: &Path) -> Result<kube::Client> {
+    let config = kube::Config::from_custom_kubeconfig(
+        Kubeconfig::read_from(kubeconfig)?,
+        &KubeConfigOptions::default(),
+    )
+    .await?;
+    Ok(kube::Client::try_from(config)?)
+}
+
+/// The router's routes in FIB, as `ip monitor route` reports them: (when, line).
+fn monitor() -> Result<(std::process::Child, Receiver<(Instant, String)>)> {
+    let mut child = Command::new("ip")
+        .args(["-n", &lab::ns("rtr"), "monitor", "route"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("starting ip monitor")?;
+    let stdout = child.stdout.take().context("no stdout")?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send((Instant::now(), line)).is_err() {
+                break;
+            }
+        }
+    });
+    Ok((child, rx))
+}
+
+/// Waits for the first monitor line that `matches`; returns when it was read.
+fn wait_line(
+    rx: &Receiver<(Instant, String)>,
+    what: &str,
+    matches: impl Fn(&str) -> bool,
+) -> Result<Instant> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok((at, line)) if matches(&line) => return Ok(at),
+            Ok(_) => {}
+            Err(RecvTimeoutError::Timeout) => bail!("timed out waiting for {what}"),
+            Err(RecvTimeoutError::Disconnected) => bail!("ip monitor ended"),
+        }
+    }
+}
+
+fn bgp_routes(router: &Netns) -> Result<usize> {
+    Ok(router
+        .ip(&["route", "show", "proto", "bgp"])?
+        .lines()
+        .filter(|l| !l.starts_with(char::is_whitespace))
+        .count())
+}
+
+fn memory(pid: u32) -> Result<(f64, f64)> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let field = |name: &str| -> Result<f64> {
+        let line = status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .with_context(|| format!("no {name} for {pid}"))?;
+        let kib: f64 = line
+            .split_whitespace()
+            .nth(1)
+            .context("malformed status")?
+            .parse()?;
+        Ok(kib / 1024.0)
+    };
+    Ok((field("VmRSS:")?, field("VmHWM:")?))
+}
+
+fn run(dir: &Path) -> Result<()> {
+    let kubectl = lab::kubectl(dir);
+    kubectl.apply(&format!(
+        "apiVersion: v1\nkind: Namespace\nmetadata: {{name: {NAMESPACE}}}\n---\napiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {{name: bulk, namespace: metallb-system}}\nspec: {{addresses: [{BULK_POOL}]}}\n---\napiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {{name: probe, namespace: metallb-system}}\nspec: {{addresses: [{PROBE_POOL}], autoAssign: false}}\n---\napiVersion: metallb.io/v1beta1\nkind: BGPAdvertisement\nmetadata: {{name: bench, namespace: metallb-system}}\nspec: {{ipAddressPools: [bulk, probe], peers: [tor]}}\n"
+    ))?;
+    let kubeconfig = dir.join("cp/kubeconfig");
+    let router = Netns::attach(&lab::ns("rtr"));
+    let base = bgp_routes(&router)?;
+
+    // 10,000 Services with ready endpoints on both nodes.
+    let started = Instant::now();
+    let config = kubeconfig.clone();
+    in_control_plane(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        runtime.block_on(async move {
+            let client = client(&config).await?;
+            let eps: Api<Endpoints> = Api::namespaced(client.clone(), NAMESPACE);
+            let svcs: Api<Service> = Api::namespaced(client, NAMESPACE);
+            futures::stream::iter(0..BULK)
+                .map(|i| {
+                    let (eps, svcs) = (eps.clone(), svcs.clone());
+                    async move {
+                        let name = format!("bulk-{i}");
+                        eps.create(&PostParams::default(), &endpoints(&name, i)?)
+                            .await?;
+                        svcs.create(&PostParams::default(), &service(&name, None)?)
+                            .await?;
+                        anyhow::Ok(())
+                    }
+                })
+                .buffer_unordered(32)
+                .try_collect::<Vec<()>>()
+                .await?;
+            anyhow::Ok(())
+        })
+    })?;
+    eprintln!(
+        "created {BULK} Services and Endpoints in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    wait_for(
+        "the router to hold the 10,000 routes",
+        Duration::from_secs(600),
+        || Ok((bgp_routes(&router)? >= base + BULK).then_some(())),
+    )?;
+    eprintln!(
+        "10,000 routes in the router's FIB {:.1} s after the first create",
+        started.elapsed().as_secs_f64()
+    );
+    // Let the speakers settle (status writes, polls) before measuring memory and latency.
+    std::thread::sleep(Duration::from_secs(5));
+    let mut rss = 0.0f64;
+    for (node, _) in lab::NODES {
+        let (now, peak) = memory(lab::pid(dir, &format!("speaker-{node}"))?)?;
+        eprintln!("speaker-{node}: VmRSS {now:.1} MiB, VmHWM {peak:.1} MiB");
+        rss = rss.max(now);
+    }
+
+    let (mut monitor_child, lines) = monitor()?;
+    let config = kubeconfig.clone();
+    let router = Netns::attach(&lab::ns("rtr"));
+    let (converge, withdraw) = in_control_plane(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        runtime.block_on(async move {
+            let client = client(&config).await?;
+            let eps: Api<Endpoints> = Api::namespaced(client.clone(), NAMESPACE);
+            let svcs: Api<Service> = Api::namespaced(client, NAMESPACE);
+            let (mut converge, mut withdraw) = (Vec::new(), Vec::new());
+            for i in 0..PROBES {
+                let name = format!("probe-{i}");
+                let ip = format!("10.101.0.{}", i + 1);
+                eps.create(&PostParams::default(), &endpoints(&name, BULK + i)?)
+                    .await?;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                while lines.try_recv().is_ok() {}
+                let created = Instant::now();
+                svcs.create(&PostParams::default(), &service(&name, Some(&ip))?)
+                    .await?;
+                let prefix = format!("{ip} ");
+                // Blocking is fine here: nothing else runs on this runtime meanwhile.
+                let routed = wait_line(&lines, &format!("{ip} in the FIB"), |l| {
+                    l.starts_with(&prefix)
+                })?;
+                converge.push(routed.duration_since(created).as_secs_f64() * 1e3);
+                // Both next hops in, and quiet, before the delete.
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                while lines.try_recv().is_ok() {}
+                let deleted = Instant::now();
+                svcs.delete(&name, &DeleteParams::default()).await?;
+                // With ECMP the first withdrawal replaces the route; it is gone when the
+                // kernel deletes it and holds no other route for the prefix.
+                let deleted_line = format!("Deleted {prefix}");
+                let gone = loop {
+                    let at = wait_line(&lines, &format!("{ip} leaving the FIB"), |l| {
+                        l.starts_with(&deleted_line)
+                    })?;
+                    if lab::nexthops(&router, &ip)?.is_empty() {
+                        break at;
+                    }
+                };
+                withdraw.push(gone.duration_since(deleted).as_secs_f64() * 1e3);
+                // The 1.20 apiserver deletes a Service's Endpoints with it.
+                let _ = eps.delete(&name, &DeleteParams::default()).await;
+                eprintln!(
+                    "probe {i}: converge {:.1} ms, withdraw {:.1} ms",
+                    converge[i], withdraw[i]
+                );
+            }
+            anyhow::Ok((converge, withdraw))
+        })
+    })?;
+    let _ = monitor_child.kill();
+    let _ = monitor_child.wait();
+
+    println!("BENCH converge_p50 {:.1} ms", percentile(&converge, 50.0));
+    println!("BENCH converge_p99 {:.1} ms", percentile(&converge, 99.0));
+    println!("BENCH withdraw_p50 {:.1} ms", percentile(&withdraw, 50.0));
+    println!("BENCH speaker_rss_10k {rss:.1} MiB");
+    Ok(())
+}
+
+fn main() -> Result<()> {
+    let names = [
+        "converge_p50",
+        "converge_p99",
+        "withdraw_p50",
+        "speaker_rss_10k",
+    ];
+    let wanted: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    if !(wanted.is_empty() || wanted.iter().any(|w| names.contains(&w.as_str()))) {
+        return Ok(());
+    }
+    if !nix::unistd::Uid::effective().is_root() {
+        eprintln!("converge_* and speaker_rss_10k skipped: need root (network namespaces)");
+        return Ok(());
+    }
+    if Netns::exists(&lab::ns("sw")) {
+        bail!("a lab is up: run `hack/lab.sh down` first");
+    }
+    let dir = std::env::temp_dir().join(format!("ferrolb-converge-{}", std::process::id()));
+    let summary = lab::up(&dir)?;
+    let _up = Up(dir.clone());
+    eprintln!("{summary}");
+    run(&dir)
+}
