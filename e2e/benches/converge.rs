@@ -9,6 +9,8 @@
 //! - `speaker_rss_10k`: the larger of the two speakers' resident set (VmRSS) with the 10,000
 //!   announced, and their peak (VmHWM) alongside on stderr.
 //!
+//! `FERROLB_CONVERGE_KEEP=1` leaves the lab up afterwards, with its 10,000 Services.
+//!
 //! The clock starts just before the create or delete request leaves (the API client runs in
 //! the control plane's namespace, in process, so no kubectl start-up is counted) and stops
 //! when `ip monitor route` in the router's namespace prints the route's arrival or deletion.
@@ -325,7 +327,13 @@ fn main() -> Result<()> {
     }
     let dir = std::env::temp_dir().join(format!("ferrolb-converge-{}", std::process::id()));
     let summary = lab::up(&dir)?;
-    let _up = Up(dir.clone());
+    let up = Up(dir.clone());
     eprintln!("{summary}");
-    run(&dir)
+    let result = run(&dir);
+    if std::env::var_os("FERROLB_CONVERGE_KEEP").is_some() {
+        // Left up for a look (logs, FRR, the API): `ferrolb-lab --dir DIR down` ends it.
+        eprintln!("lab left up in {}", dir.display());
+        std::mem::forget(up);
+    }
+    result
 }

@@ -111,7 +111,9 @@ impl ControlPlane {
             .arg(format!("--bind-address={address}"))
             .arg(format!("--secure-port={api_port}"))
             .arg(format!("--cert-dir={}", pki.display()))
-            .arg("--service-cluster-ip-range=10.96.0.0/16")
+            // Dual-stack (alpha in 1.20), so Services can be IPv6.
+            .arg("--feature-gates=IPv6DualStack=true")
+            .arg("--service-cluster-ip-range=10.96.0.0/16,fd00:96::/112")
             // LoadBalancer Services take a node port each (1.20 cannot turn that off); the
             // default range of 2,768 ports is too few for the 10,000-Service benchmarks.
             .arg("--service-node-port-range=20000-59999")

@@ -5,9 +5,10 @@
 //!  netns ferrolb-sw: bridge br0
 //!   ├─ ferrolb-cp   10.99.0.2    etcd, kube-apiserver :6443-ish, ferrolb controller
 //!   ├─ ferrolb-rtr  10.99.0.1    FRR "tor", AS 64513 (eBGP), ECMP (maximum-paths 8), BFD 100 ms
+//!   │               fd99::1      the same router over IPv6 (peer "tor-v6")
 //!   ├─ ferrolb-rr   10.99.0.3    FRR "rr", AS 64512 (iBGP), TCP-MD5 password, ECMP
-//!   ├─ ferrolb-n1   10.99.0.11   node n1: FRR, AS 64512
-//!   ├─ ferrolb-n2   10.99.0.12   node n2: FRR, AS 64512
+//!   ├─ ferrolb-n1   10.99.0.11   node n1: FRR, AS 64512 (and fd99::11)
+//!   ├─ ferrolb-n2   10.99.0.12   node n2: FRR, AS 64512 (and fd99::12)
 //!   └─ ferrolb-cli  10.99.0.100  client, default route via the router
 //! ```
 //!
@@ -37,6 +38,10 @@ use crate::process::{Process, stop_pid, wait_for};
 
 /// The lab's nodes: name and address.
 pub const NODES: [(&str, &str); 2] = [("n1", "10.99.0.11"), ("n2", "10.99.0.12")];
+/// The lab network's IPv6 prefix: the router is `::1`, node n1 `::11`, n2 `::12`.
+pub const NET6: &str = "fd99::";
+/// The pools whose IPs the routers should hold.
+pub const BGP_POOLS: [&str; 2] = ["lab-bgp", "lab-bgp-v6"];
 const PREFIX: &str = "ferrolb";
 const CONTROL_PLANE: &str = "10.99.0.2";
 /// The iBGP router's address.
@@ -68,8 +73,20 @@ router bgp 64513
  neighbor NODES bfd profile lab
  neighbor 10.99.0.11 peer-group NODES
  neighbor 10.99.0.12 peer-group NODES
+ neighbor NODES6 peer-group
+ neighbor NODES6 remote-as 64512
+ neighbor NODES6 timers 3 9
+ neighbor NODES6 timers connect 1
+ neighbor fd99::11 peer-group NODES6
+ neighbor fd99::12 peer-group NODES6
  !
  address-family ipv4 unicast
+  no neighbor NODES6 activate
+  maximum-paths 8
+ exit-address-family
+ !
+ address-family ipv6 unicast
+  neighbor NODES6 activate
   maximum-paths 8
  exit-address-family
 exit
@@ -161,8 +178,9 @@ fn node_manifest(name: &str, address: &str) -> String {
 /// Where the lab's Services have ready endpoints (there is no kubelet, so the harness writes
 /// the core/v1 Endpoints a cluster would have): `web` on both nodes, `api`
 /// (`externalTrafficPolicy: Local`) on n1 only, `printer` on n2.
-pub const ENDPOINTS: [(&str, &[(&str, &str)]); 3] = [
+pub const ENDPOINTS: [(&str, &[(&str, &str)]); 4] = [
     ("web", &[("10.244.1.10", "n1"), ("10.244.2.10", "n2")]),
+    ("web6", &[("fd44:1::10", "n1"), ("fd44:2::10", "n2")]),
     ("api", &[("10.244.1.11", "n1")]),
     ("printer", &[("10.244.2.12", "n2")]),
 ];
@@ -171,7 +189,7 @@ pub const ENDPOINTS: [(&str, &[(&str, &str)]); 3] = [
 pub fn endpoints_manifest(namespace: &str, name: &str, ready: &[(&str, &str)]) -> String {
     let addresses: Vec<String> = ready
         .iter()
-        .map(|(ip, node)| format!("{{ip: {ip}, nodeName: {node}}}"))
+        .map(|(ip, node)| format!("{{ip: \"{ip}\", nodeName: {node}}}"))
         .collect();
     let subsets = if addresses.is_empty() {
         "[]".to_string()
@@ -324,7 +342,8 @@ pub fn start_speaker(
 
 /// The gateways of `prefix` in `router`'s kernel FIB (several with ECMP, none without a route).
 pub fn nexthops(router: &Netns, prefix: &str) -> Result<Vec<String>> {
-    let text = router.ip(&["-j", "route", "show", prefix])?;
+    let family = if prefix.contains(':') { "-6" } else { "-4" };
+    let text = router.ip(&[family, "-j", "route", "show", prefix])?;
     let routes: Value = serde_json::from_str(&text)?;
     let Some(route) = routes.as_array().and_then(|r| r.first()) else {
         return Ok(Vec::new());
@@ -347,7 +366,10 @@ fn bgp_ips(dir: &Path) -> Result<Vec<String>> {
         .as_array()
         .into_iter()
         .flatten()
-        .filter(|s| s["metadata"]["annotations"]["metallb.io/ip-allocated-from-pool"] == "lab-bgp")
+        .filter(|s| {
+            let pool = &s["metadata"]["annotations"]["metallb.io/ip-allocated-from-pool"];
+            BGP_POOLS.iter().any(|p| pool == p)
+        })
         .flat_map(|s| {
             s["status"]["loadBalancer"]["ingress"]
                 .as_array()
@@ -375,7 +397,7 @@ pub fn up(dir: &Path) -> Result<String> {
     let rr = Netns::create(&ns("rr"))?;
     let cli = Netns::create(&ns("cli"))?;
     switch.attach(&cp, "cp", &[&format!("{CONTROL_PLANE}/24")])?;
-    switch.attach(&rtr, "rtr", &["10.99.0.1/24"])?;
+    switch.attach(&rtr, "rtr", &["10.99.0.1/24", &format!("{NET6}1/64")])?;
     switch.attach(&rr, "rr", &[&format!("{RR}/24")])?;
     switch.attach(&cli, "cli", &["10.99.0.100/24"])?;
     rtr.sysctl(&[
@@ -387,7 +409,12 @@ pub fn up(dir: &Path) -> Result<String> {
     let mut nodes = Vec::new();
     for (name, address) in NODES {
         let node = Netns::create(&ns(name))?;
-        switch.attach(&node, name, &[&format!("{address}/24")])?;
+        let suffix = address.rsplit('.').next().unwrap_or_default();
+        switch.attach(
+            &node,
+            name,
+            &[&format!("{address}/24"), &format!("{NET6}{suffix}/64")],
+        )?;
         node.sysctl(&["net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1"])?;
         nodes.push(node);
     }
@@ -556,14 +583,15 @@ pub fn status(dir: &Path) -> Result<String> {
                 .as_str()
                 .unwrap_or("Cluster"),
         )?;
-        if pool == "lab-bgp" {
+        if BGP_POOLS.contains(&pool) {
             bgp_ips.extend(ips.iter().map(|s| s.to_string()));
         }
     }
     let router = Netns::attach(&ns("rtr"));
     writeln!(out, "\nRouter {} routes (kernel FIB):", ns("rtr"))?;
     for ip in &bgp_ips {
-        let route = router.ip(&["route", "show", ip])?;
+        let family = if ip.contains(':') { "-6" } else { "-4" };
+        let route = router.ip(&[family, "route", "show", ip])?;
         let route = route.trim();
         if route.is_empty() {
             writeln!(out, "  {ip}: (no route yet)")?;

@@ -5,7 +5,7 @@
 //! kubectl and judged by the routers' kernel FIBs and BGP tables, one after the other on one
 //! lab:
 //!
-//! - ECMP from both nodes on both routers; the community on both, the local preference on
+//! - ECMP from both nodes on both routers, and for an IPv6 Service over IPv6 sessions; the community on both, the local preference on
 //!   the iBGP one; the MD5-protected sessions up;
 //! - `externalTrafficPolicy: Local` announced only where the ready endpoint is (read from
 //!   core/v1 Endpoints, which is all 1.20 serves), and moved when it moves;
@@ -140,6 +140,13 @@ fn speakers_announce_follow_endpoints_survive_bad_config_and_withdraw() -> Resul
     wait_hops(&router, &web, &[N1, N2])?;
     wait_hops(&rr, &web, &[N1, N2])?;
     wait_hops(&router, &api, &[N1])?;
+
+    // IPv6: the IPv6 Service's prefix reaches the ToR over the IPv6 session, from both nodes.
+    let web6 = ip_of(&dir, "web6")?;
+    assert!(web6.starts_with("fd98::"), "{web6}");
+    wait_for(&format!("two next hops for {web6}"), WAIT, || {
+        Ok((lab::nexthops(&router, &web6)?.len() == 2).then_some(()))
+    })?;
 
     // The advertisement's community reaches both routers; the local preference only the
     // iBGP one (it means nothing over eBGP, and FRR does not send it there).

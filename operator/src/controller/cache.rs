@@ -105,8 +105,21 @@ where
     K: Resource + Lookup + Clone + Debug + DeserializeOwned + Send + Sync + 'static,
     <K as Lookup>::DynamicType: Eq + Hash + Clone + Default + Send + Sync,
 {
+    trimmed(api, changes, |_| {})
+}
+
+/// Like [`full`], with `trim` also applied to each object before it is cached (to drop
+/// fields the reader never uses).
+pub(crate) fn trimmed<K>(api: Api<K>, changes: &Arc<Changes>, trim: fn(&mut K)) -> Store<K>
+where
+    K: Resource + Lookup + Clone + Debug + DeserializeOwned + Send + Sync + 'static,
+    <K as Lookup>::DynamicType: Eq + Hash + Clone + Default + Send + Sync,
+{
     spawn_reflector(
-        watcher(api, watcher::Config::default()).modify(slim),
+        watcher(api, watcher::Config::default()).modify(move |object| {
+            slim(object);
+            trim(object);
+        }),
         Arc::clone(changes),
     )
 }

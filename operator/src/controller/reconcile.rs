@@ -12,6 +12,7 @@
 
 use std::collections::{HashMap, HashSet};
 
+use futures::StreamExt as _;
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
@@ -21,6 +22,9 @@ use super::writer::{ApiWriter, WriteError};
 use crate::api::{ConfigurationStateStatus, IPAddressPoolStatus};
 use crate::cluster::{ServiceKey, ServiceScope};
 use crate::config::{self, ClusterObjects, Config, LoadOptions};
+
+/// Service and event writes in flight at once.
+const IN_FLIGHT: usize = 16;
 
 /// What one pass did.
 #[derive(Debug, Default)]
@@ -167,12 +171,30 @@ impl Reconciler {
         let by_key: HashMap<ServiceKey, &Service> =
             services.iter().map(|s| (ServiceKey::of(s), s)).collect();
         let mut failed = HashSet::new();
-        for write in &plan.writes {
-            let Some(service) = by_key.get(&write.key) else {
+        // Writes go out IN_FLIGHT at a time (a burst of new Services is not a queue of
+        // round trips); results are taken in plan order.
+        let writes: Vec<_> = futures::stream::iter(0..plan.writes.len())
+            .map(|i| {
+                let write = &plan.writes[i];
+                let from = by_key
+                    .get(&write.key)
+                    .map(|service| service.metadata.resource_version.clone());
+                async move {
+                    let result = match &from {
+                        Some(from) => Some(writer.service(write, from.as_deref()).await),
+                        None => None,
+                    };
+                    (write, from.flatten(), result)
+                }
+            })
+            .buffered(IN_FLIGHT)
+            .collect()
+            .await;
+        for (write, from, result) in writes {
+            let Some(result) = result else {
                 continue;
             };
-            let from = service.metadata.resource_version.clone();
-            match writer.service(write, from.as_deref()).await {
+            match result {
                 Ok(Some(written)) => {
                     report.written += 1;
                     tracing::info!(service = %write.key, ingress = ?crate::cluster::ingress_ips(&written), "service updated");
@@ -191,14 +213,17 @@ impl Reconciler {
                 }
             }
         }
-        for (key, event) in &plan.events {
-            if failed.contains(key) {
-                continue;
-            }
-            let Some(service) = by_key.get(key) else {
-                continue;
-            };
-            match writer.event(service, event).await {
+        let events: Vec<_> = futures::stream::iter(0..plan.events.len())
+            .filter_map(|i| {
+                let (key, event) = &plan.events[i];
+                let service = by_key.get(key).filter(|_| !failed.contains(key));
+                futures::future::ready(service.map(|service| writer.event(service, event)))
+            })
+            .buffer_unordered(IN_FLIGHT)
+            .collect()
+            .await;
+        for result in events {
+            match result {
                 Ok(()) => report.events += 1,
                 Err(error) => report.failures.push(error),
             }

@@ -18,7 +18,7 @@ use kube::{Api, Client};
 
 use crate::cluster::SERVICE_NAME_LABEL;
 use crate::config::ClusterObjects;
-use crate::controller::cache::{Changes, ConfigStores, from_metadata, full, owned};
+use crate::controller::cache::{Changes, ConfigStores, from_metadata, full, owned, trimmed};
 
 /// Where endpoints come from.
 #[derive(Clone, Debug)]
@@ -65,11 +65,15 @@ impl SpeakerCaches {
             Arc::clone(changes),
         );
         SpeakerCaches {
-            services: full(Api::all(client.clone()), changes),
+            services: trimmed(Api::all(client.clone()), changes, trim_service),
             endpoints: if slices_v1 {
-                EndpointSource::Slices(full(Api::all(client.clone()), changes))
+                EndpointSource::Slices(trimmed(Api::all(client.clone()), changes, trim_slice))
             } else {
-                EndpointSource::Endpoints(full(Api::all(client.clone()), changes))
+                EndpointSource::Endpoints(trimmed(
+                    Api::all(client.clone()),
+                    changes,
+                    trim_endpoints,
+                ))
             },
             namespaces: full(Api::all(client.clone()), changes),
             nodes: full(Api::all(client.clone()), changes),
@@ -120,6 +124,72 @@ impl SpeakerCaches {
         };
         self.config.fill(&mut objects);
         objects
+    }
+}
+
+/// Keeps what announcing reads of a Service ([`crate::cluster::LbService`]): name,
+/// namespace, labels, the `metallb.*` annotations, type, class, traffic policy and ingress.
+/// With 10,000 Services the rest (ports, selectors, cluster IPs, other annotations) would be
+/// most of the speaker's memory.
+pub fn trim_service(service: &mut Service) {
+    let meta = &mut service.metadata;
+    meta.owner_references = None;
+    meta.finalizers = None;
+    if let Some(annotations) = meta.annotations.as_mut() {
+        annotations
+            .retain(|k, _| k.starts_with("metallb.io/") || k.starts_with("metallb.universe.tf/"));
+    }
+    if let Some(spec) = service.spec.take() {
+        service.spec = Some(k8s_openapi::api::core::v1::ServiceSpec {
+            type_: spec.type_,
+            load_balancer_class: spec.load_balancer_class,
+            external_traffic_policy: spec.external_traffic_policy,
+            ..Default::default()
+        });
+    }
+    if let Some(status) = service.status.as_mut() {
+        status.conditions = None;
+        if let Some(ingress) = status
+            .load_balancer
+            .as_mut()
+            .and_then(|lb| lb.ingress.as_mut())
+        {
+            for entry in ingress {
+                entry.ports = None;
+                entry.hostname = None;
+            }
+        }
+    }
+}
+
+/// Keeps what announcing reads of core/v1 Endpoints: each address's IP and node, ready or
+/// not (no target references, host names or ports).
+pub fn trim_endpoints(endpoints: &mut Endpoints) {
+    endpoints.metadata.owner_references = None;
+    for subset in endpoints.subsets.iter_mut().flatten() {
+        subset.ports = None;
+        for address in subset
+            .addresses
+            .iter_mut()
+            .flatten()
+            .chain(subset.not_ready_addresses.iter_mut().flatten())
+        {
+            address.target_ref = None;
+            address.hostname = None;
+        }
+    }
+}
+
+/// Keeps what announcing reads of an EndpointSlice: its Service label, and each endpoint's
+/// addresses, conditions and node (no target references, hints or ports).
+pub fn trim_slice(slice: &mut EndpointSlice) {
+    slice.metadata.owner_references = None;
+    slice.ports = None;
+    for endpoint in &mut slice.endpoints {
+        endpoint.target_ref = None;
+        endpoint.hints = None;
+        endpoint.hostname = None;
+        endpoint.deprecated_topology = None;
     }
 }
 
@@ -188,6 +258,66 @@ mod tests {
             node_name: Some(node.into()),
             ..EndpointAddress::default()
         }
+    }
+
+    #[test]
+    fn trimming_keeps_everything_announcing_reads() {
+        let service: Service = serde_json::from_value(serde_json::json!({
+            "metadata": {
+                "name": "web", "namespace": "shop", "labels": {"app": "web"},
+                "annotations": {
+                    "metallb.io/allow-shared-ip": "k",
+                    "metallb.universe.tf/address-pool": "p",
+                    "kubectl.kubernetes.io/last-applied-configuration": "{}",
+                    "other": "x"
+                },
+                "managedFields": [{"manager": "kubectl", "operation": "Update", "fieldsType": "FieldsV1", "fieldsV1": {"f:spec": {}}}]
+            },
+            "spec": {
+                "type": "LoadBalancer", "loadBalancerClass": "c", "externalTrafficPolicy": "Local",
+                "ports": [{"port": 80, "nodePort": 31000}], "selector": {"app": "web"},
+                "clusterIP": "10.96.0.5", "clusterIPs": ["10.96.0.5"], "ipFamilies": ["IPv4"]
+            },
+            "status": {"loadBalancer": {"ingress": [{"ip": "192.0.2.1"}, {"ip": "2001:db8::1"}]}}
+        }))
+        .unwrap();
+        let mut trimmed = service.clone();
+        crate::controller::cache::slim(&mut trimmed);
+        trim_service(&mut trimmed);
+        assert_eq!(
+            crate::cluster::LbService::from_service(&trimmed),
+            crate::cluster::LbService::from_service(&service)
+        );
+        assert_eq!(
+            crate::cluster::annotation(&trimmed, "address-pool").as_deref(),
+            Some("p")
+        );
+        let spec = trimmed.spec.as_ref().unwrap();
+        assert!(spec.ports.is_none() && spec.selector.is_none() && spec.cluster_ip.is_none());
+        assert!(trimmed.metadata.managed_fields.is_none());
+        assert_eq!(trimmed.metadata.annotations.as_ref().unwrap().len(), 2);
+
+        let mut endpoints = Endpoints {
+            metadata: ObjectMeta::default(),
+            subsets: Some(vec![EndpointSubset {
+                addresses: Some(vec![EndpointAddress {
+                    target_ref: Some(Default::default()),
+                    hostname: Some("pod".into()),
+                    ..address("10.244.1.5", "n1")
+                }]),
+                not_ready_addresses: Some(vec![address("10.244.2.5", "n2")]),
+                ports: Some(vec![Default::default()]),
+            }]),
+        };
+        let before = serving_endpoints(&slices_from_endpoints(&endpoints));
+        trim_endpoints(&mut endpoints);
+        assert_eq!(
+            serving_endpoints(&slices_from_endpoints(&endpoints)),
+            before
+        );
+        let subset = &endpoints.subsets.as_ref().unwrap()[0];
+        assert!(subset.ports.is_none());
+        assert!(subset.addresses.as_ref().unwrap()[0].target_ref.is_none());
     }
 
     #[test]

@@ -136,6 +136,7 @@ pub async fn run(options: Options, shutdown: CancellationToken) -> anyhow::Resul
     loop {
         let started = Instant::now();
         let objects = caches.snapshot();
+        let snapshot_ms = started.elapsed().as_secs_f64() * 1e3;
         let pass = planner.pass(
             &objects,
             &PassInputs {
@@ -152,6 +153,7 @@ pub async fn run(options: Options, shutdown: CancellationToken) -> anyhow::Resul
                 tracing::warn!(%error, "configuration error; the last valid configuration stays in force");
             }
         }
+        let plan_ms = started.elapsed().as_secs_f64() * 1e3 - snapshot_ms;
         let mut failed = false;
         if let Some(model) = &pass.model {
             match applier.apply(model).await {
@@ -240,7 +242,12 @@ pub async fn run(options: Options, shutdown: CancellationToken) -> anyhow::Resul
                 changed
             });
         }
-        tracing::debug!(ms = started.elapsed().as_secs_f64() * 1e3, "pass done");
+        tracing::debug!(
+            snapshot_ms,
+            plan_ms,
+            ms = started.elapsed().as_secs_f64() * 1e3,
+            "pass done"
+        );
 
         // Wait for a change, a poll that finds FRR drifted, a retry, or the end.
         let backoff = if failed {
