@@ -150,7 +150,9 @@ impl ServingEndpoints {
 }
 
 /// Groups EndpointSlices by the Service they belong to and summarises where endpoints serve.
-pub fn serving_endpoints(slices: &[EndpointSlice]) -> BTreeMap<ServiceKey, ServingEndpoints> {
+pub fn serving_endpoints<'a>(
+    slices: impl IntoIterator<Item = &'a EndpointSlice>,
+) -> BTreeMap<ServiceKey, ServingEndpoints> {
     let mut out: BTreeMap<ServiceKey, ServingEndpoints> = BTreeMap::new();
     for slice in slices {
         let meta = &slice.metadata;

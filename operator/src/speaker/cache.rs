@@ -7,6 +7,7 @@
 //! into equivalent slices ([`slices_from_endpoints`]): ready addresses serve, not-ready ones do
 //! not, and each keeps its node name. Nothing is read until every watch has listed once.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{Endpoints, Namespace, Node, Service};
@@ -16,7 +17,9 @@ use kube::core::PartialObjectMeta;
 use kube::runtime::reflector::Store;
 use kube::{Api, Client};
 
-use crate::cluster::SERVICE_NAME_LABEL;
+use crate::cluster::{
+    LbService, SERVICE_NAME_LABEL, ServiceKey, ServingEndpoints, serving_endpoints,
+};
 use crate::config::ClusterObjects;
 use crate::controller::cache::{Changes, ConfigStores, from_metadata, full, owned, trimmed};
 
@@ -100,8 +103,27 @@ impl SpeakerCaches {
         );
     }
 
-    /// A copy of everything cached now. The speaker's own Node is the full object (labels,
-    /// conditions, addresses); the others carry their metadata.
+    /// The Services and where their endpoints serve, as announcing reads them, straight
+    /// from the caches (no copy of the objects).
+    pub fn announcing(&self) -> (Vec<LbService>, BTreeMap<ServiceKey, ServingEndpoints>) {
+        let services = self
+            .services
+            .state()
+            .iter()
+            .map(|s| LbService::from_service(s))
+            .collect();
+        let endpoints = match &self.endpoints {
+            EndpointSource::Slices(s) => serving_endpoints(s.state().iter().map(AsRef::as_ref)),
+            EndpointSource::Endpoints(s) => {
+                serving_from_endpoints(s.state().iter().map(AsRef::as_ref))
+            }
+        };
+        (services, endpoints)
+    }
+
+    /// A copy of the configuration, Namespaces and Nodes cached now (Services and
+    /// endpoints come from [`SpeakerCaches::announcing`]). The speaker's own Node is the full
+    /// object (labels, conditions, addresses); the others carry their metadata.
     pub fn snapshot(&self) -> ClusterObjects {
         let mine = owned(&self.this_node);
         let mut nodes: Vec<Node> = from_metadata(&self.nodes)
@@ -109,17 +131,9 @@ impl SpeakerCaches {
             .filter(|n| !mine.iter().any(|m| m.metadata.name == n.metadata.name))
             .collect();
         nodes.extend(mine);
-        let endpoint_slices = match &self.endpoints {
-            EndpointSource::Slices(s) => owned(s),
-            EndpointSource::Endpoints(s) => {
-                owned(s).iter().flat_map(slices_from_endpoints).collect()
-            }
-        };
         let mut objects = ClusterObjects {
             namespaces: from_metadata(&self.namespaces),
             nodes,
-            services: owned(&self.services),
-            endpoint_slices,
             ..ClusterObjects::default()
         };
         self.config.fill(&mut objects);
@@ -191,6 +205,32 @@ pub fn trim_slice(slice: &mut EndpointSlice) {
         endpoint.hostname = None;
         endpoint.deprecated_topology = None;
     }
+}
+
+/// What [`serving_endpoints`] makes of the [`slices_from_endpoints`] of each object, without
+/// building the slices: ready addresses serve, not-ready ones do not.
+pub fn serving_from_endpoints<'a>(
+    all: impl IntoIterator<Item = &'a Endpoints>,
+) -> BTreeMap<ServiceKey, ServingEndpoints> {
+    let mut out: BTreeMap<ServiceKey, ServingEndpoints> = BTreeMap::new();
+    for endpoints in all {
+        let meta = &endpoints.metadata;
+        let (Some(name), Some(subsets)) = (&meta.name, &endpoints.subsets) else {
+            continue;
+        };
+        if subsets.is_empty() {
+            continue;
+        }
+        let key = ServiceKey::new(meta.namespace.as_deref().unwrap_or("default"), name);
+        let entry = out.entry(key).or_default();
+        for address in subsets.iter().flat_map(|s| s.addresses.iter().flatten()) {
+            entry.any = true;
+            if let Some(node) = &address.node_name {
+                entry.nodes.insert(node.clone());
+            }
+        }
+    }
+    out
 }
 
 /// The EndpointSlices equivalent to a core/v1 Endpoints object: one per subset, labelled
@@ -310,6 +350,7 @@ mod tests {
             }]),
         };
         let before = serving_endpoints(&slices_from_endpoints(&endpoints));
+        assert_eq!(serving_from_endpoints([&endpoints]), before);
         trim_endpoints(&mut endpoints);
         assert_eq!(
             serving_endpoints(&slices_from_endpoints(&endpoints)),

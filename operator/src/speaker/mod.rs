@@ -131,14 +131,20 @@ pub async fn run(options: Options, shutdown: CancellationToken) -> anyhow::Resul
     let mut written_state: Option<ConfigurationStateStatus> = None;
     let mut last_apply: Option<Result<String, String>> = None;
     let mut retry = RETRY_MIN;
+    // Free memory goes back to the kernel after the first pass and then once per poll
+    // period (see release_free_memory).
+    let mut trim_memory = true;
     let mut poll = tokio::time::interval(options.poll);
     poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let started = Instant::now();
         let objects = caches.snapshot();
+        let (services, endpoints) = caches.announcing();
         let snapshot_ms = started.elapsed().as_secs_f64() * 1e3;
-        let pass = planner.pass(
+        let pass = planner.pass_with(
             &objects,
+            &services,
+            &endpoints,
             &PassInputs {
                 node: &options.node_name,
                 scope: &options.scope,
@@ -242,6 +248,11 @@ pub async fn run(options: Options, shutdown: CancellationToken) -> anyhow::Resul
                 changed
             });
         }
+        drop((objects, services, endpoints));
+        if trim_memory {
+            crate::controller::release_free_memory();
+            trim_memory = false;
+        }
         tracing::debug!(
             snapshot_ms,
             plan_ms,
@@ -265,6 +276,7 @@ pub async fn run(options: Options, shutdown: CancellationToken) -> anyhow::Resul
                 }
                 () = tokio::time::sleep(backoff.unwrap_or(RETRY_MAX)), if backoff.is_some() => break,
                 _ = poll.tick() => {
+                    crate::controller::release_free_memory();
                     if drifted(&mut applier, &metrics).await {
                         tracing::warn!("FRR's running configuration differs from the applied one (restart or hand edit); applying again");
                         applier.forget();
