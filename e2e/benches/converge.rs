@@ -91,28 +91,39 @@ fn endpoints(name: &str, i: usize) -> Result<Endpoints> {
     }))?)
 }
 
-/// Runs `work` on a thread that has entered the control plane's network namespace (where the
-/// API server's address is reachable), on a runtime of its own.
-fn in_control_plane<T: Send + 'static>(
-    work: impl FnOnce() -> Result<T> + Send + 'static,
-) -> Result<T> {
+/// Runs `work` with API handles on Endpoints and Services in the bench namespace, on a thread
+/// that has entered the control plane's network namespace (where the API server's address is
+/// reachable), on a runtime of its own.
+fn with_api<T, F, Fut>(kubeconfig: &Path, work: F) -> Result<T>
+where
+    T: Send + 'static,
+    F: FnOnce(Api<Endpoints>, Api<Service>) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    let kubeconfig = kubeconfig.to_path_buf();
     std::thread::spawn(move || {
         let file = std::fs::File::open(format!("/run/netns/{}", lab::ns("cp")))?;
         nix::sched::setns(file.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET)
             .context("entering the control plane's namespace")?;
-        work()
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        runtime.block_on(async move {
+            let config = kube::Config::from_custom_kubeconfig(
+                Kubeconfig::read_from(&kubeconfig)?,
+                &KubeConfigOptions::default(),
+            )
+            .await?;
+            let client = kube::Client::try_from(config)?;
+            work(
+                Api::namespaced(client.clone(), NAMESPACE),
+                Api::namespaced(client, NAMESPACE),
+            )
+            .await
+        })
     })
     .join()
     .map_err(|_| anyhow::anyhow!("the API thread panicked"))?
-}
-
-async fn client(kubeconfig: &Path) -> Result<kube::Client> {
-    let config = kube::Config::from_custom_kubeconfig(
-        Kubeconfig::read_from(kubeconfig)?,
-        &KubeConfigOptions::default(),
-    )
-    .await?;
-    Ok(kube::Client::try_from(config)?)
 }
 
 /// The router's routes in FIB, as `ip monitor route` reports them: (when, line).
@@ -190,32 +201,23 @@ fn run(dir: &Path) -> Result<()> {
 
     // 10,000 Services with ready endpoints on both nodes.
     let started = Instant::now();
-    let config = kubeconfig.clone();
-    in_control_plane(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
-        runtime.block_on(async move {
-            let client = client(&config).await?;
-            let eps: Api<Endpoints> = Api::namespaced(client.clone(), NAMESPACE);
-            let svcs: Api<Service> = Api::namespaced(client, NAMESPACE);
-            futures::stream::iter(0..BULK)
-                .map(|i| {
-                    let (eps, svcs) = (eps.clone(), svcs.clone());
-                    async move {
-                        let name = format!("bulk-{i}");
-                        eps.create(&PostParams::default(), &endpoints(&name, i)?)
-                            .await?;
-                        svcs.create(&PostParams::default(), &service(&name, None)?)
-                            .await?;
-                        anyhow::Ok(())
-                    }
-                })
-                .buffer_unordered(32)
-                .try_collect::<Vec<()>>()
-                .await?;
-            anyhow::Ok(())
-        })
+    with_api(&kubeconfig, |eps, svcs| async move {
+        futures::stream::iter(0..BULK)
+            .map(|i| {
+                let (eps, svcs) = (eps.clone(), svcs.clone());
+                async move {
+                    let name = format!("bulk-{i}");
+                    eps.create(&PostParams::default(), &endpoints(&name, i)?)
+                        .await?;
+                    svcs.create(&PostParams::default(), &service(&name, None)?)
+                        .await?;
+                    anyhow::Ok(())
+                }
+            })
+            .buffer_unordered(32)
+            .try_collect::<Vec<()>>()
+            .await?;
+        anyhow::Ok(())
     })?;
     eprintln!(
         "created {BULK} Services and Endpoints in {:.1} s",
@@ -240,59 +242,50 @@ fn run(dir: &Path) -> Result<()> {
     }
 
     let (mut monitor_child, lines) = monitor()?;
-    let config = kubeconfig.clone();
     let router = Netns::attach(&lab::ns("rtr"));
-    let (converge, withdraw) = in_control_plane(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
-        runtime.block_on(async move {
-            let client = client(&config).await?;
-            let eps: Api<Endpoints> = Api::namespaced(client.clone(), NAMESPACE);
-            let svcs: Api<Service> = Api::namespaced(client, NAMESPACE);
-            let (mut converge, mut withdraw) = (Vec::new(), Vec::new());
-            for i in 0..PROBES {
-                let name = format!("probe-{i}");
-                let ip = format!("10.101.0.{}", i + 1);
-                eps.create(&PostParams::default(), &endpoints(&name, BULK + i)?)
-                    .await?;
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                while lines.try_recv().is_ok() {}
-                let created = Instant::now();
-                svcs.create(&PostParams::default(), &service(&name, Some(&ip))?)
-                    .await?;
-                let prefix = format!("{ip} ");
-                // Blocking is fine here: nothing else runs on this runtime meanwhile.
-                let routed = wait_line(&lines, &format!("{ip} in the FIB"), |l| {
-                    l.starts_with(&prefix)
+    let (converge, withdraw) = with_api(&kubeconfig, |eps, svcs| async move {
+        let (mut converge, mut withdraw) = (Vec::new(), Vec::new());
+        for i in 0..PROBES {
+            let name = format!("probe-{i}");
+            let ip = format!("10.101.0.{}", i + 1);
+            eps.create(&PostParams::default(), &endpoints(&name, BULK + i)?)
+                .await?;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            while lines.try_recv().is_ok() {}
+            let created = Instant::now();
+            svcs.create(&PostParams::default(), &service(&name, Some(&ip))?)
+                .await?;
+            let prefix = format!("{ip} ");
+            // Blocking is fine here: nothing else runs on this runtime meanwhile.
+            let routed = wait_line(&lines, &format!("{ip} in the FIB"), |l| {
+                l.starts_with(&prefix)
+            })?;
+            converge.push(routed.duration_since(created).as_secs_f64() * 1e3);
+            // Both next hops in, and quiet, before the delete.
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            while lines.try_recv().is_ok() {}
+            let deleted = Instant::now();
+            svcs.delete(&name, &DeleteParams::default()).await?;
+            // With ECMP the first withdrawal replaces the route; it is gone when the
+            // kernel deletes it and holds no other route for the prefix.
+            let deleted_line = format!("Deleted {prefix}");
+            let gone = loop {
+                let at = wait_line(&lines, &format!("{ip} leaving the FIB"), |l| {
+                    l.starts_with(&deleted_line)
                 })?;
-                converge.push(routed.duration_since(created).as_secs_f64() * 1e3);
-                // Both next hops in, and quiet, before the delete.
-                tokio::time::sleep(Duration::from_millis(300)).await;
-                while lines.try_recv().is_ok() {}
-                let deleted = Instant::now();
-                svcs.delete(&name, &DeleteParams::default()).await?;
-                // With ECMP the first withdrawal replaces the route; it is gone when the
-                // kernel deletes it and holds no other route for the prefix.
-                let deleted_line = format!("Deleted {prefix}");
-                let gone = loop {
-                    let at = wait_line(&lines, &format!("{ip} leaving the FIB"), |l| {
-                        l.starts_with(&deleted_line)
-                    })?;
-                    if lab::nexthops(&router, &ip)?.is_empty() {
-                        break at;
-                    }
-                };
-                withdraw.push(gone.duration_since(deleted).as_secs_f64() * 1e3);
-                // The 1.20 apiserver deletes a Service's Endpoints with it.
-                let _ = eps.delete(&name, &DeleteParams::default()).await;
-                eprintln!(
-                    "probe {i}: converge {:.1} ms, withdraw {:.1} ms",
-                    converge[i], withdraw[i]
-                );
-            }
-            anyhow::Ok((converge, withdraw))
-        })
+                if lab::nexthops(&router, &ip)?.is_empty() {
+                    break at;
+                }
+            };
+            withdraw.push(gone.duration_since(deleted).as_secs_f64() * 1e3);
+            // The 1.20 apiserver deletes a Service's Endpoints with it.
+            let _ = eps.delete(&name, &DeleteParams::default()).await;
+            eprintln!(
+                "probe {i}: converge {:.1} ms, withdraw {:.1} ms",
+                converge[i], withdraw[i]
+            );
+        }
+        anyhow::Ok((converge, withdraw))
     })?;
     let _ = monitor_child.kill();
     let _ = monitor_child.wait();

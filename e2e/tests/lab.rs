@@ -240,33 +240,30 @@ fn selectors(
     rr: &Netns,
     web: &str,
 ) -> Result<()> {
-    kubectl.run(
-        &[
-            "patch",
-            "bgppeer",
-            "-n",
-            "metallb-system",
-            "tor",
-            "--type=merge",
-            "-p",
-            r#"{"spec":{"nodeSelectors":[{"matchLabels":{"kubernetes.io/hostname":"n2"}}]}}"#,
-        ],
-        None,
+    let patch_tor = |kind: &str, patch: &str| {
+        kubectl.run(
+            &[
+                "patch",
+                "bgppeer",
+                "-n",
+                "metallb-system",
+                "tor",
+                kind,
+                "-p",
+                patch,
+            ],
+            None,
+        )
+    };
+    patch_tor(
+        "--type=merge",
+        r#"{"spec":{"nodeSelectors":[{"matchLabels":{"kubernetes.io/hostname":"n2"}}]}}"#,
     )?;
     wait_hops(router, web, &[N2])?;
     wait_hops(rr, web, &[N1, N2])?;
-    kubectl.run(
-        &[
-            "patch",
-            "bgppeer",
-            "-n",
-            "metallb-system",
-            "tor",
-            "--type=json",
-            "-p",
-            r#"[{"op":"remove","path":"/spec/nodeSelectors"}]"#,
-        ],
-        None,
+    patch_tor(
+        "--type=json",
+        r#"[{"op":"remove","path":"/spec/nodeSelectors"}]"#,
     )?;
     wait_hops(router, web, &[N1, N2])?;
 

@@ -504,7 +504,20 @@ pub fn normalise_running(output: &str) -> String {
 /// comments (`!…`) and block ends (`exit`, `exit-address-family`) carry no meaning and are
 /// left out.
 pub fn canonical(text: &str) -> Vec<String> {
-    let mut stack: Vec<(usize, &str)> = Vec::new();
+    let mut out = walk(text, |parent: Option<&String>, line| match parent {
+        Some(parent) => format!("{parent} > {line}"),
+        None => line.to_string(),
+    });
+    out.sort_unstable();
+    out.dedup();
+    out
+}
+
+/// Calls `node` on each line that carries meaning (no separators, comments or block ends),
+/// with what it returned for the line's parent (the nearest line above it with less
+/// indentation); returns what it returned, in line order.
+fn walk<T: Clone>(text: &str, mut node: impl FnMut(Option<&T>, &str) -> T) -> Vec<T> {
+    let mut stack: Vec<(usize, T)> = Vec::new();
     let mut out = Vec::new();
     for line in text.lines() {
         let trimmed = line.trim_start();
@@ -519,17 +532,10 @@ pub fn canonical(text: &str) -> Vec<String> {
         while stack.last().is_some_and(|(d, _)| *d >= depth) {
             stack.pop();
         }
-        let mut path = String::new();
-        for (_, parent) in &stack {
-            path.push_str(parent);
-            path.push_str(" > ");
-        }
-        path.push_str(trimmed);
-        out.push(path);
-        stack.push((depth, trimmed));
+        let value = node(stack.last().map(|(_, v)| v), trimmed);
+        out.push(value.clone());
+        stack.push((depth, value));
     }
-    out.sort_unstable();
-    out.dedup();
     out
 }
 
@@ -546,29 +552,13 @@ pub fn same_configuration(rendered: &str, running: &str) -> bool {
 /// a 64-bit collision.
 pub fn digest(text: &str) -> Vec<u64> {
     use std::hash::{Hash as _, Hasher as _};
-    let mut stack: Vec<(usize, u64)> = Vec::new();
-    let mut out = Vec::with_capacity(text.len() / 24);
-    for line in text.lines() {
-        let trimmed = line.trim_start();
-        if trimmed.is_empty()
-            || trimmed.starts_with('!')
-            || trimmed == "exit"
-            || trimmed == "exit-address-family"
-        {
-            continue;
-        }
-        let depth = line.len() - trimmed.len();
-        while stack.last().is_some_and(|(d, _)| *d >= depth) {
-            stack.pop();
-        }
+    let mut out = walk(text, |parent: Option<&u64>, line| {
         // SipHash with fixed keys: the same line hashes the same in every process.
         let mut hasher = std::hash::DefaultHasher::new();
-        stack.last().map_or(0, |(_, h)| *h).hash(&mut hasher);
-        trimmed.hash(&mut hasher);
-        let hash = hasher.finish();
-        out.push(hash);
-        stack.push((depth, hash));
-    }
+        parent.copied().unwrap_or(0).hash(&mut hasher);
+        line.hash(&mut hasher);
+        hasher.finish()
+    });
     out.sort_unstable();
     out.dedup();
     out
