@@ -13,6 +13,10 @@ done
 cargo build -q --release -p ferrolb
 FERROLB_BIN="${CARGO_TARGET_DIR:-$PWD/target}/release/ferrolb" \
     cargo bench -q -p ferrolb-e2e --bench lab -- "$@"
+# The whole lab with 10,000 Services: create/delete → router FIB, speaker memory (root, Debian's
+# frr, the apiserver from hack/apiserver.sh); creating the Services takes several minutes.
+FERROLB_BIN="${CARGO_TARGET_DIR:-$PWD/target}/release/ferrolb" \
+    cargo bench -q -p ferrolb-e2e --bench converge -- "$@"
 # ferrolb's FRR apply path against frr-reload.py (root, Debian's frr); takes several minutes,
 # most of it frr-reload.py removing 1,000 lines.
 cargo bench -q -p ferrolb-e2e --bench frr_apply -- "$@"

@@ -71,6 +71,33 @@ impl Kubectl {
         self.run(&["apply", "-f", "-"], Some(manifests))
     }
 
+    /// `kubectl apply` of every CRD in `dir`, then waits until the API server has
+    /// established each. Polled rather than `kubectl wait`: the 1.20-era wait fails at once
+    /// on a CRD whose status has no conditions yet, instead of waiting.
+    pub fn apply_crds(&self, dir: &Path, timeout: std::time::Duration) -> Result<()> {
+        self.run(
+            &["apply", "--validate=false", "-f", &dir.to_string_lossy()],
+            None,
+        )?;
+        let wanted = std::fs::read_dir(dir)?.count();
+        crate::process::wait_for("the CRDs to be established", timeout, || {
+            let crds = self.get(&["crd"])?;
+            let established = crds["items"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|crd| {
+                    crd["status"]["conditions"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .any(|c| c["type"] == "Established" && c["status"] == "True")
+                })
+                .count();
+            Ok((established >= wanted).then_some(()))
+        })
+    }
+
     /// `kubectl get ARGS -o json`, parsed.
     pub fn get(&self, args: &[&str]) -> Result<Value> {
         let mut all = vec!["get"];

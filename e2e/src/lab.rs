@@ -421,25 +421,7 @@ pub fn up(dir: &Path) -> Result<String> {
 
     let plane = ControlPlane::start(Some(&cp), &dir.join("cp"), CONTROL_PLANE.parse::<IpAddr>()?)?;
     let kubectl = kubectl(dir);
-    kubectl.run(
-        &[
-            "apply",
-            "--validate=false",
-            "-f",
-            &paths::repo().join("crds").to_string_lossy(),
-        ],
-        None,
-    )?;
-    kubectl.run(
-        &[
-            "wait",
-            "--for=condition=Established",
-            "crd",
-            "--all",
-            "--timeout=60s",
-        ],
-        None,
-    )?;
+    kubectl.apply_crds(&paths::repo().join("crds"), Duration::from_secs(60))?;
     let mut base =
         String::from("apiVersion: v1\nkind: Namespace\nmetadata: {name: metallb-system}\n---\n");
     for (name, address) in NODES {

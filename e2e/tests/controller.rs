@@ -30,24 +30,7 @@ impl Lab {
         let scratch = Scratch::new(name)?;
         let plane = ControlPlane::start(None, scratch.path(), "127.0.0.1".parse()?)?;
         let kubectl = Kubectl::new(plane.kubeconfig());
-        let crds = paths::repo().join("crds");
-        kubectl.run(
-            &["apply", "--validate=false", "-f", &crds.to_string_lossy()],
-            None,
-        )?;
-        for crd in std::fs::read_dir(&crds)? {
-            let file = crd?.file_name().to_string_lossy().replace(".yaml", "");
-            let name = file.trim_start_matches("metallb.io_").to_string() + ".metallb.io";
-            kubectl.run(
-                &[
-                    "wait",
-                    "--for=condition=Established",
-                    &format!("crd/{name}"),
-                    "--timeout=30s",
-                ],
-                None,
-            )?;
-        }
+        kubectl.apply_crds(&paths::repo().join("crds"), Duration::from_secs(30))?;
         kubectl.apply(
             "apiVersion: v1\nkind: Namespace\nmetadata: {name: metallb-system}\n---\napiVersion: v1\nkind: Namespace\nmetadata: {name: shop}\n",
         )?;
