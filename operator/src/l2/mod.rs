@@ -4,6 +4,11 @@
 //! eligible live nodes, the highest preference score wins, ties broken by
 //! `sha256(node + "#" + ip)` compared bytewise, smallest first, where `ip` is the Service's
 //! first ingress IP (both IPs of a dual-stack Service share one owner).
+//!
+//! [`wire`] reads and writes the packets an owner answers and sends: ARP and IPv6 neighbour
+//! discovery.
+
+pub mod wire;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
