@@ -6,8 +6,9 @@
 //! first ingress IP (both IPs of a dual-stack Service share one owner).
 //!
 //! [`wire`] reads and writes the packets an owner answers and sends: ARP and IPv6 neighbour
-//! discovery.
+//! discovery; [`interfaces`] decides which interfaces answer.
 
+pub mod interfaces;
 pub mod wire;
 
 use std::collections::{BTreeMap, BTreeSet};

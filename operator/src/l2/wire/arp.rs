@@ -115,8 +115,8 @@ impl Arp {
     }
 
     /// A gratuitous ARP announcing that `ip` is at `mac`: a reply whose sender and target IP
-    /// are both `ip`, to the broadcast address (what MetalLB sends, and what hosts update
-    /// their caches from).
+    /// are both `ip`, to the broadcast address. MetalLB sends this and
+    /// [`Arp::gratuitous_request`] each round; hosts update their caches from either.
     pub fn gratuitous(mac: Mac, ip: Ipv4Addr) -> Arp {
         Arp {
             op: Op::Reply,
@@ -124,6 +124,16 @@ impl Arp {
             sender_ip: ip,
             target_mac: Mac::BROADCAST,
             target_ip: ip,
+        }
+    }
+
+    /// The request form of a gratuitous ARP: sender and target IP both `ip`, target
+    /// hardware address zero.
+    pub fn gratuitous_request(mac: Mac, ip: Ipv4Addr) -> Arp {
+        Arp {
+            op: Op::Request,
+            target_mac: Mac::ZERO,
+            ..Arp::gratuitous(mac, ip)
         }
     }
 }

@@ -236,6 +236,8 @@ impl Advertisement {
 
     /// The answer to `solicitation` from the owner of its target, at `mac`: to the asker,
     /// or to all nodes when the asker has no address yet (duplicate address detection).
+    /// Override is set (MetalLB leaves it clear): a client still holding the previous
+    /// owner's address replaces it at once instead of only marking it stale.
     pub fn answer(solicitation: &Solicitation, mac: Mac) -> Advertisement {
         let dad = solicitation.src.is_unspecified();
         Advertisement {

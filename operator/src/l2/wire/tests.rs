@@ -44,10 +44,8 @@ fn an_arp_request_reads_field_by_field_and_is_answered_by_its_owner() {
     assert_eq!(announce.sender_ip, announce.target_ip);
     assert_eq!(announce.target_mac, Mac::BROADCAST);
     // A gratuitous packet asks nobody anything.
-    let probe = Arp {
-        op: Op::Request,
-        ..announce
-    };
+    let probe = Arp::gratuitous_request(A, announce.target_ip);
+    assert_eq!((probe.op, probe.target_mac), (Op::Request, Mac::ZERO));
     assert!(!probe.asks_for(announce.target_ip));
 }
 
