@@ -8,8 +8,11 @@
 //! - of the rest, those that can broadcast answer ARP, and those with an IPv6 link-local
 //!   address answer NDP;
 //! - an L2Advertisement that names interfaces limits its IPs to those ([`answers_on`]).
+//!
+//! [`Link::scan`] reads the interfaces from sysfs, as MetalLB does every 10 s.
 
 use std::collections::BTreeSet;
+use std::path::Path;
 
 use regex::Regex;
 use serde::Deserialize;
@@ -47,6 +50,64 @@ pub struct Link {
     pub enslaved: bool,
     /// It has an fe80::/10 address.
     pub ipv6_link_local: bool,
+}
+
+const IFF_UP: u32 = 0x1;
+const IFF_BROADCAST: u32 = 0x2;
+const IFF_NOARP: u32 = 0x80;
+
+impl Link {
+    /// The interfaces of the network namespace whose sysfs is mounted at `class_net`
+    /// (`/sys/class/net`), with IPv6 link-local addresses read from `if_inet6`
+    /// (`/proc/net/if_inet6`), by name. What MetalLB reads too: flags, a `master` link, and
+    /// link-scope IPv6 addresses. Interfaces that vanish while being read are left out.
+    pub fn scan(class_net: &Path, if_inet6: &Path) -> std::io::Result<Vec<Link>> {
+        let inet6 = std::fs::read_to_string(if_inet6).unwrap_or_default();
+        let link_local = link_local_interfaces(&inet6);
+        let mut links = Vec::new();
+        for entry in std::fs::read_dir(class_net)? {
+            let entry = entry?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let dir = entry.path();
+            let Ok(flags) = std::fs::read_to_string(dir.join("flags")) else {
+                continue;
+            };
+            let Some(flags) = parse_flags(&flags) else {
+                continue;
+            };
+            links.push(Link {
+                up: flags & IFF_UP != 0,
+                broadcast: flags & IFF_BROADCAST != 0,
+                noarp: flags & IFF_NOARP != 0,
+                enslaved: dir.join("master").exists(),
+                ipv6_link_local: link_local.contains(&name),
+                name,
+            });
+        }
+        links.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(links)
+    }
+}
+
+/// The interface flags sysfs prints (`0x1003`).
+fn parse_flags(text: &str) -> Option<u32> {
+    u32::from_str_radix(text.trim().trim_start_matches("0x"), 16).ok()
+}
+
+/// Interfaces with a link-scope (0x20) address in `/proc/net/if_inet6` text: lines of
+/// address, index, prefix length, scope, flags and name, in hex.
+fn link_local_interfaces(text: &str) -> BTreeSet<String> {
+    text.lines()
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            match fields.as_slice() {
+                [_, _, _, scope, _, name] if u8::from_str_radix(scope, 16) == Ok(0x20) => {
+                    Some(name.to_string())
+                }
+                _ => None,
+            }
+        })
+        .collect()
 }
 
 /// What an interface answers.
@@ -244,6 +305,47 @@ mod tests {
             "{err}"
         );
         assert!(Exclusions::from_yaml("announcedInterfacesToExclude: 3").is_err());
+    }
+
+    #[test]
+    fn interfaces_are_read_from_sysfs_and_if_inet6() {
+        let dir = std::env::temp_dir().join(format!("ferrolb-links-{}", std::process::id()));
+        let net = dir.join("class/net");
+        for (name, flags) in [
+            ("eth0", "0x1003"),
+            ("eth1", "0x1002"),
+            ("br0", "0x1003"),
+            ("wg0", "0x91"),
+        ] {
+            std::fs::create_dir_all(net.join(name)).unwrap();
+            std::fs::write(net.join(name).join("flags"), format!("{flags}\n")).unwrap();
+        }
+        // eth1 is a bridge port.
+        std::fs::write(net.join("eth1/master"), "").unwrap();
+        // Gone before its flags could be read.
+        std::fs::create_dir_all(net.join("tmp0")).unwrap();
+        let inet6 = dir.join("if_inet6");
+        std::fs::write(
+            &inet6,
+            "fe80000000000000020000fffe00000a 02 40 20 80     eth0\nfd000000000000000000000000000002 04 40 00 80     br0\n00000000000000000000000000000001 01 80 10 80       lo\n",
+        )
+        .unwrap();
+        let links = Link::scan(&net, &inet6).unwrap();
+        let names: Vec<&str> = links.iter().map(|l| l.name.as_str()).collect();
+        assert_eq!(names, ["br0", "eth0", "eth1", "wg0"]);
+        let eth0 = &links[1];
+        assert!(eth0.up && eth0.broadcast && !eth0.noarp && !eth0.enslaved && eth0.ipv6_link_local);
+        assert!(links[2].enslaved && !links[2].up);
+        // br0 has only a global IPv6 address; wg0 is point-to-point and NOARP.
+        assert!(!links[0].ipv6_link_local);
+        assert!(links[3].noarp && !links[3].broadcast);
+        std::fs::remove_dir_all(&dir).unwrap();
+
+        // This machine's own loopback: up, no broadcast.
+        let here =
+            Link::scan(Path::new("/sys/class/net"), Path::new("/proc/net/if_inet6")).unwrap();
+        let lo = here.iter().find(|l| l.name == "lo").expect("lo is listed");
+        assert!(lo.up && !lo.broadcast);
     }
 
     #[test]
