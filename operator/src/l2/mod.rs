@@ -6,8 +6,10 @@
 //! first ingress IP (both IPs of a dual-stack Service share one owner).
 //!
 //! [`wire`] reads and writes the packets an owner answers and sends: ARP and IPv6 neighbour
-//! discovery; [`interfaces`] decides which interfaces answer.
+//! discovery; [`interfaces`] decides which interfaces answer; [`announcer`] what a responder
+//! answers and when it announces.
 
+pub mod announcer;
 pub mod interfaces;
 pub mod wire;
 
