@@ -135,6 +135,16 @@ pub(crate) fn slim<K: Resource>(object: &mut K) {
     }
 }
 
+/// What a controller pass reads: the configuration kinds, Namespaces and Nodes, and the
+/// Services as the cache holds them.
+#[derive(Clone, Debug, Default)]
+pub struct Snapshot {
+    /// Everything but the Services.
+    pub objects: ClusterObjects,
+    /// The Services, shared with the cache.
+    pub services: Vec<Arc<Service>>,
+}
+
 pub(crate) fn owned<K>(store: &Store<K>) -> Vec<K>
 where
     K: Lookup + Clone + 'static,
@@ -224,9 +234,11 @@ impl Caches {
         );
     }
 
-    /// A copy of everything cached now; Services sorted by namespace and name.
-    pub fn snapshot(&self) -> ClusterObjects {
-        let mut services = owned(&self.services);
+    /// Everything cached now: the configuration copied, the Services shared with the cache
+    /// (not copied: 10,000 of them made every pass pay for a deep copy), sorted by namespace
+    /// and name.
+    pub fn snapshot(&self) -> Snapshot {
+        let mut services = self.services.state();
         services.sort_by(|a, b| {
             (&a.metadata.namespace, &a.metadata.name)
                 .cmp(&(&b.metadata.namespace, &b.metadata.name))
@@ -234,11 +246,10 @@ impl Caches {
         let mut objects = ClusterObjects {
             namespaces: from_metadata(&self.namespaces),
             nodes: from_metadata(&self.nodes),
-            services,
             ..ClusterObjects::default()
         };
         self.config.fill(&mut objects);
-        objects
+        Snapshot { objects, services }
     }
 
     /// Caches already filled with `objects`, with no watch behind them (for tests of the

@@ -95,13 +95,16 @@ pub fn pool_status(usage: &PoolUsage) -> IPAddressPoolStatus {
 }
 
 /// Plans one pass over every Service with the configuration in force.
-pub fn plan(
+pub fn plan<S: std::borrow::Borrow<Service>>(
     config: &Config,
-    services: &[Service],
+    services: &[S],
     scope: &ServiceScope,
     memory: &mut EventMemory,
 ) -> Plan {
-    let views: Vec<AllocService> = services.iter().map(AllocService::from_service).collect();
+    let views: Vec<AllocService> = services
+        .iter()
+        .map(|s| AllocService::from_service(s.borrow()))
+        .collect();
     let (allocator, decisions) = alloc::allocate_all(config, &views, scope);
     let mut out = Plan {
         usage: allocator.usage(),
@@ -113,6 +116,7 @@ pub fn plan(
         .map(|(name, u)| (name.clone(), pool_status(u)))
         .collect();
     for (service, view) in services.iter().zip(&views) {
+        let service: &Service = service.borrow();
         let Some(decision) = decisions.get(&view.key) else {
             continue;
         };

@@ -11,11 +11,13 @@
 //! - Events go out only for writes that succeeded.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use futures::StreamExt as _;
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
+use super::cache::Snapshot;
 use super::metrics::Metrics;
 use super::plan::{EventMemory, configuration_state, plan};
 use super::writer::{ApiWriter, WriteError};
@@ -47,7 +49,7 @@ pub struct PassReport {
 struct Written {
     /// The version the write was decided from.
     from: Option<String>,
-    service: Service,
+    service: Arc<Service>,
 }
 
 /// The controller's memory between passes.
@@ -89,7 +91,7 @@ impl Reconciler {
     }
 
     /// The Services as this controller last wrote them, where the cache has not caught up.
-    fn with_own_writes(&mut self, services: Vec<Service>) -> Vec<Service> {
+    fn with_own_writes(&mut self, services: Vec<Arc<Service>>) -> Vec<Arc<Service>> {
         let mut seen = HashSet::new();
         let services = services
             .into_iter()
@@ -102,7 +104,7 @@ impl Reconciler {
                 match ours {
                     Some(written) => {
                         seen.insert(key);
-                        written.service.clone()
+                        Arc::clone(&written.service)
                     }
                     None => service,
                 }
@@ -112,16 +114,17 @@ impl Reconciler {
         services
     }
 
-    /// Runs one pass over `objects` (a snapshot of the caches) at time `now`.
+    /// Runs one pass over `snapshot` (of the caches) at time `now`.
     pub async fn pass(
         &mut self,
-        mut objects: ClusterObjects,
+        snapshot: Snapshot,
         writer: &ApiWriter,
         metrics: &Metrics,
         now: &Time,
     ) -> PassReport {
         let mut report = PassReport::default();
-        let services = self.with_own_writes(std::mem::take(&mut objects.services));
+        let Snapshot { objects, services } = snapshot;
+        let services = self.with_own_writes(services);
         let allocation_input = ClusterObjects {
             pools: objects.pools.clone(),
             namespaces: objects.namespaces.clone(),
@@ -168,8 +171,10 @@ impl Reconciler {
         report.assigned = plan.assigned;
         report.pending = plan.pending;
 
-        let by_key: HashMap<ServiceKey, &Service> =
-            services.iter().map(|s| (ServiceKey::of(s), s)).collect();
+        let by_key: HashMap<ServiceKey, &Service> = services
+            .iter()
+            .map(|s| (ServiceKey::of(s), s.as_ref()))
+            .collect();
         let mut failed = HashSet::new();
         // Writes go out IN_FLIGHT at a time (a burst of new Services is not a queue of
         // round trips); results are taken in plan order.
@@ -202,7 +207,7 @@ impl Reconciler {
                         write.key.clone(),
                         Written {
                             from,
-                            service: written,
+                            service: Arc::new(written),
                         },
                     );
                 }
