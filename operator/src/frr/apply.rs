@@ -306,18 +306,11 @@ impl Applier {
             Some((running, running_text)) => match delta::diff(&running, model) {
                 Err(e) => e.0,
                 Ok(delta) => match self.type_delta(&delta).await {
-                    Ok((now, sockets))
-                        if {
-                            let typed = started.elapsed();
-                            let same = same_configuration(&text, &now);
-                            tracing::debug!(
-                                typed_ms = typed.as_secs_f64() * 1e3,
-                                verified_ms = started.elapsed().as_secs_f64() * 1e3,
-                                "delta typed and checked"
-                            );
-                            same
-                        } =>
-                    {
+                    Ok((now, sockets)) if same_configuration(&text, &now) => {
+                        tracing::debug!(
+                            ms = started.elapsed().as_secs_f64() * 1e3,
+                            "delta typed and checked"
+                        );
                         self.applied = Some((model.clone(), text));
                         return Ok(ApplyReport {
                             path: ApplyPath::Delta(delta),

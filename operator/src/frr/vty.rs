@@ -86,7 +86,6 @@ struct Connection {
 /// Open connections to every daemon of one FRR instance.
 #[derive(Debug)]
 pub struct Vty {
-    dir: PathBuf,
     connections: BTreeMap<String, Connection>,
 }
 
@@ -96,7 +95,6 @@ impl Vty {
         let entries =
             std::fs::read_dir(dir).map_err(|e| VtyError::Connect(dir.to_path_buf(), e))?;
         let mut vty = Vty {
-            dir: dir.to_path_buf(),
             connections: BTreeMap::new(),
         };
         for entry in entries.flatten() {
@@ -124,11 +122,6 @@ impl Vty {
             return Err(VtyError::NoDaemons(dir.to_path_buf()));
         }
         Ok(vty)
-    }
-
-    /// The socket directory.
-    pub fn dir(&self) -> &Path {
-        &self.dir
     }
 
     /// The daemons connected, by name.

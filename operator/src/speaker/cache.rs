@@ -3,23 +3,20 @@
 //! one change signal (shared helpers with the controller's [`crate::controller::cache`]).
 //!
 //! EndpointSlices are read from `discovery.k8s.io/v1`. Where the API server does not serve
-//! that version (Kubernetes before 1.21), core/v1 Endpoints are watched instead and turned
-//! into equivalent slices ([`slices_from_endpoints`]): ready addresses serve, not-ready ones do
-//! not, and each keeps its node name. Nothing is read until every watch has listed once.
+//! that version (Kubernetes before 1.21), core/v1 Endpoints are watched instead and summarised
+//! the same way ([`serving_from_endpoints`]): ready addresses serve, not-ready ones do not,
+//! and each counts for its node. Nothing is read until every watch has listed once.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{Endpoints, Namespace, Node, Service};
-use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions, EndpointSlice};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::core::PartialObjectMeta;
 use kube::runtime::reflector::Store;
 use kube::{Api, Client};
 
-use crate::cluster::{
-    LbService, SERVICE_NAME_LABEL, ServiceKey, ServingEndpoints, serving_endpoints,
-};
+use crate::cluster::{LbService, ServiceKey, ServingEndpoints, serving_endpoints};
 use crate::config::ClusterObjects;
 use crate::controller::cache::{Changes, ConfigStores, from_metadata, full, owned, trimmed};
 
@@ -207,8 +204,9 @@ pub fn trim_slice(slice: &mut EndpointSlice) {
     }
 }
 
-/// What [`serving_endpoints`] makes of the [`slices_from_endpoints`] of each object, without
-/// building the slices: ready addresses serve, not-ready ones do not.
+/// Where the Services of core/v1 Endpoints objects have serving endpoints, as
+/// [`serving_endpoints`] says for slices: ready addresses serve (on their node), not-ready
+/// ones do not; an object without subsets says nothing.
 pub fn serving_from_endpoints<'a>(
     all: impl IntoIterator<Item = &'a Endpoints>,
 ) -> BTreeMap<ServiceKey, ServingEndpoints> {
@@ -233,64 +231,11 @@ pub fn serving_from_endpoints<'a>(
     out
 }
 
-/// The EndpointSlices equivalent to a core/v1 Endpoints object: one per subset, labelled
-/// with the Service's name; ready addresses are ready endpoints, not-ready addresses are
-/// neither ready nor serving.
-pub fn slices_from_endpoints(endpoints: &Endpoints) -> Vec<EndpointSlice> {
-    let meta = &endpoints.metadata;
-    let Some(service) = meta.name.clone() else {
-        return Vec::new();
-    };
-    let subsets = endpoints.subsets.as_deref().unwrap_or_default();
-    subsets
-        .iter()
-        .enumerate()
-        .map(|(i, subset)| {
-            let mut list = Vec::new();
-            for (addresses, ready) in [
-                (&subset.addresses, true),
-                (&subset.not_ready_addresses, false),
-            ] {
-                for address in addresses.as_deref().unwrap_or_default() {
-                    list.push(Endpoint {
-                        addresses: vec![address.ip.clone()],
-                        node_name: address.node_name.clone(),
-                        conditions: Some(EndpointConditions {
-                            ready: Some(ready),
-                            serving: Some(ready),
-                            terminating: None,
-                        }),
-                        ..Endpoint::default()
-                    });
-                }
-            }
-            let family = list.first().map_or("IPv4", |e| {
-                if e.addresses[0].contains(':') {
-                    "IPv6"
-                } else {
-                    "IPv4"
-                }
-            });
-            EndpointSlice {
-                metadata: ObjectMeta {
-                    name: Some(format!("{service}-subset-{i}")),
-                    namespace: meta.namespace.clone(),
-                    labels: Some([(SERVICE_NAME_LABEL.to_string(), service.clone())].into()),
-                    ..ObjectMeta::default()
-                },
-                address_type: family.to_string(),
-                endpoints: list,
-                ports: None,
-            }
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cluster::{ServiceKey, serving_endpoints};
     use k8s_openapi::api::core::v1::{EndpointAddress, EndpointSubset};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
     fn address(ip: &str, node: &str) -> EndpointAddress {
         EndpointAddress {
@@ -338,7 +283,11 @@ mod tests {
         assert_eq!(trimmed.metadata.annotations.as_ref().unwrap().len(), 2);
 
         let mut endpoints = Endpoints {
-            metadata: ObjectMeta::default(),
+            metadata: ObjectMeta {
+                name: Some("web".into()),
+                namespace: Some("shop".into()),
+                ..ObjectMeta::default()
+            },
             subsets: Some(vec![EndpointSubset {
                 addresses: Some(vec![EndpointAddress {
                     target_ref: Some(Default::default()),
@@ -349,13 +298,13 @@ mod tests {
                 ports: Some(vec![Default::default()]),
             }]),
         };
-        let before = serving_endpoints(&slices_from_endpoints(&endpoints));
-        assert_eq!(serving_from_endpoints([&endpoints]), before);
-        trim_endpoints(&mut endpoints);
+        let before = serving_from_endpoints([&endpoints]);
         assert_eq!(
-            serving_endpoints(&slices_from_endpoints(&endpoints)),
-            before
+            before[&ServiceKey::new("shop", "web")].nodes,
+            ["n1".to_string()].into()
         );
+        trim_endpoints(&mut endpoints);
+        assert_eq!(serving_from_endpoints([&endpoints]), before);
         let subset = &endpoints.subsets.as_ref().unwrap()[0];
         assert!(subset.ports.is_none());
         assert!(subset.addresses.as_ref().unwrap()[0].target_ref.is_none());
@@ -375,8 +324,7 @@ mod tests {
                 ports: None,
             }]),
         };
-        let slices = slices_from_endpoints(&endpoints);
-        let summary = serving_endpoints(&slices);
+        let summary = serving_from_endpoints([&endpoints]);
         let web = &summary[&ServiceKey::new("shop", "web")];
         assert!(web.any);
         assert_eq!(web.nodes, ["n1".to_string()].into());

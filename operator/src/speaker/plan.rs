@@ -12,7 +12,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
 use crate::api::{ConfigurationStateResult, ConfigurationStateStatus};
 use crate::bgp::{self, IntentInputs, NodeIntent, ServiceBgp};
-use crate::cluster::{self, LbService, NodeView, ServiceKey, ServiceScope, ServingEndpoints};
+use crate::cluster::{LbService, NodeView, ServiceKey, ServiceScope, ServingEndpoints};
 use crate::config::{self, ClusterObjects, Config, ConfigError, LoadOptions};
 use crate::controller::plan::{keep_transition_times, load_condition};
 use crate::frr::{self, FrrConfig, NodeFacts};
@@ -68,14 +68,15 @@ pub struct PassInputs<'a> {
 
 impl Planner {
     /// Runs one pass over `objects` (configuration, Nodes, Namespaces, Services and
-    /// EndpointSlices).
+    /// EndpointSlices); tests build their input this way.
+    #[cfg(test)]
     pub fn pass(&mut self, objects: &ClusterObjects, inputs: &PassInputs<'_>) -> Pass {
         let services: Vec<LbService> = objects
             .services
             .iter()
             .map(LbService::from_service)
             .collect();
-        let endpoints = cluster::serving_endpoints(&objects.endpoint_slices);
+        let endpoints = crate::cluster::serving_endpoints(&objects.endpoint_slices);
         self.pass_with(objects, &services, &endpoints, inputs)
     }
 
