@@ -101,9 +101,14 @@ impl Announcer {
             .is_some_and(|o| answers_on(&o.interfaces, interface))
     }
 
-    /// The frame to send back for `frame`, received on `interface` whose MAC is `mac`, if
-    /// it asks for an IP this node answers for there.
-    pub fn answer(&self, interface: &str, mac: Mac, frame: &[u8]) -> Option<Vec<u8>> {
+    /// The IPs owned now, each with the interfaces it may be announced on (empty: all).
+    pub fn owned(&self) -> impl Iterator<Item = (IpAddr, &BTreeSet<String>)> {
+        self.owned.iter().map(|(ip, o)| (*ip, &o.interfaces))
+    }
+
+    /// The IP asked for and the frame to send back for `frame`, received on `interface`
+    /// whose MAC is `mac`, if it asks for an IP this node answers for there.
+    pub fn answer(&self, interface: &str, mac: Mac, frame: &[u8]) -> Option<(IpAddr, Vec<u8>)> {
         let frame = Frame::parse(frame).ok()?;
         match frame.ethertype {
             ETHERTYPE_ARP => {
@@ -117,7 +122,8 @@ impl Announcer {
                     return None;
                 }
                 let reply = request.reply(mac).to_bytes();
-                Some(
+                Some((
+                    IpAddr::V4(request.target_ip),
                     Frame {
                         dst: request.sender_mac,
                         src: mac,
@@ -125,7 +131,7 @@ impl Announcer {
                         payload: &reply,
                     }
                     .to_bytes(),
-                )
+                ))
             }
             ETHERTYPE_IPV6 => {
                 let Ok(Ndp::Solicitation(solicitation)) = ndp::parse(frame.payload) else {
@@ -142,7 +148,8 @@ impl Announcer {
                     asker
                 };
                 let packet = advertisement.to_bytes();
-                Some(
+                Some((
+                    IpAddr::V6(solicitation.target),
                     Frame {
                         dst,
                         src: mac,
@@ -150,7 +157,7 @@ impl Announcer {
                         payload: &packet,
                     }
                     .to_bytes(),
-                )
+                ))
             }
             _ => None,
         }
@@ -263,9 +270,10 @@ mod tests {
         let mut announcer = Announcer::default();
         announcer.set(Instant::now(), &owning(&["10.99.0.200"], &["eth1"]));
 
-        let reply = announcer
+        let (asked, reply) = announcer
             .answer("eth1", OURS, &arp_request(Mac::BROADCAST, ip))
             .expect("answered");
+        assert_eq!(asked, IpAddr::V4(ip));
         let frame = Frame::parse(&reply).unwrap();
         assert_eq!((frame.dst, frame.src), (CLIENT, OURS));
         let arp = Arp::parse(frame.payload).unwrap();
@@ -328,7 +336,7 @@ mod tests {
             }
             .to_bytes()
         };
-        let reply = announcer
+        let (_, reply) = announcer
             .answer("eth0", OURS, &solicit(Some(CLIENT)))
             .expect("answered");
         let frame = Frame::parse(&reply).unwrap();

@@ -17,6 +17,8 @@ use std::path::Path;
 use regex::Regex;
 use serde::Deserialize;
 
+use super::wire::Mac;
+
 /// MetalLB's default exclusions: container, bridge, tunnel and CNI interfaces, and `lo`.
 pub const DEFAULT_EXCLUDED: [&str; 14] = [
     "^docker.*",
@@ -50,6 +52,10 @@ pub struct Link {
     pub enslaved: bool,
     /// It has an fe80::/10 address.
     pub ipv6_link_local: bool,
+    /// Its index.
+    pub index: u32,
+    /// Its hardware address.
+    pub mac: Mac,
 }
 
 const IFF_UP: u32 = 0x1;
@@ -75,7 +81,13 @@ impl Link {
             let Some(flags) = parse_flags(&flags) else {
                 continue;
             };
+            let read = |file: &str| std::fs::read_to_string(dir.join(file)).unwrap_or_default();
+            let Ok(index) = read("ifindex").trim().parse::<u32>() else {
+                continue;
+            };
             links.push(Link {
+                index,
+                mac: read("address").trim().parse().unwrap_or(Mac::ZERO),
                 up: flags & IFF_UP != 0,
                 broadcast: flags & IFF_BROADCAST != 0,
                 noarp: flags & IFF_NOARP != 0,
@@ -311,14 +323,23 @@ mod tests {
     fn interfaces_are_read_from_sysfs_and_if_inet6() {
         let dir = std::env::temp_dir().join(format!("ferrolb-links-{}", std::process::id()));
         let net = dir.join("class/net");
-        for (name, flags) in [
+        for (index, (name, flags)) in [
             ("eth0", "0x1003"),
             ("eth1", "0x1002"),
             ("br0", "0x1003"),
             ("wg0", "0x91"),
-        ] {
+        ]
+        .into_iter()
+        .enumerate()
+        {
             std::fs::create_dir_all(net.join(name)).unwrap();
             std::fs::write(net.join(name).join("flags"), format!("{flags}\n")).unwrap();
+            std::fs::write(net.join(name).join("ifindex"), format!("{}\n", index + 2)).unwrap();
+            std::fs::write(
+                net.join(name).join("address"),
+                format!("02:00:00:00:00:{index:02x}\n"),
+            )
+            .unwrap();
         }
         // eth1 is a bridge port.
         std::fs::write(net.join("eth1/master"), "").unwrap();
@@ -335,6 +356,7 @@ mod tests {
         assert_eq!(names, ["br0", "eth0", "eth1", "wg0"]);
         let eth0 = &links[1];
         assert!(eth0.up && eth0.broadcast && !eth0.noarp && !eth0.enslaved && eth0.ipv6_link_local);
+        assert_eq!((eth0.index, eth0.mac), (2, Mac([2, 0, 0, 0, 0, 0])));
         assert!(links[2].enslaved && !links[2].up);
         // br0 has only a global IPv6 address; wg0 is point-to-point and NOARP.
         assert!(!links[0].ipv6_link_local);
@@ -346,6 +368,7 @@ mod tests {
             Link::scan(Path::new("/sys/class/net"), Path::new("/proc/net/if_inet6")).unwrap();
         let lo = here.iter().find(|l| l.name == "lo").expect("lo is listed");
         assert!(lo.up && !lo.broadcast);
+        assert_eq!((lo.index, lo.mac), (1, Mac::ZERO));
     }
 
     #[test]

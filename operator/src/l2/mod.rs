@@ -11,6 +11,9 @@
 
 pub mod announcer;
 pub mod interfaces;
+pub mod members;
+pub mod responder;
+pub mod socket;
 pub mod wire;
 
 use std::collections::{BTreeMap, BTreeSet};

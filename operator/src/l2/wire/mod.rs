@@ -30,6 +30,27 @@ impl fmt::Display for Mac {
     }
 }
 
+impl std::str::FromStr for Mac {
+    type Err = WireError;
+
+    /// Parses `aa:bb:cc:dd:ee:ff` as sysfs prints it.
+    fn from_str(text: &str) -> Result<Mac, WireError> {
+        let mut bytes = [0u8; 6];
+        let mut parts = text.split(':');
+        for byte in &mut bytes {
+            let part = parts.next().ok_or(WireError::Mac)?;
+            if part.len() != 2 {
+                return Err(WireError::Mac);
+            }
+            *byte = u8::from_str_radix(part, 16).map_err(|_| WireError::Mac)?;
+        }
+        if parts.next().is_some() {
+            return Err(WireError::Mac);
+        }
+        Ok(Mac(bytes))
+    }
+}
+
 /// EtherType of ARP.
 pub const ETHERTYPE_ARP: u16 = 0x0806;
 /// EtherType of IPv6.
@@ -64,6 +85,9 @@ pub enum WireError {
         /// The checksum the packet should carry.
         expected: u16,
     },
+    /// Text that is not six colon-separated hex bytes.
+    #[error("not a MAC address (want aa:bb:cc:dd:ee:ff)")]
+    Mac,
 }
 
 pub(crate) fn need(what: &'static str, bytes: &[u8], need: usize) -> Result<(), WireError> {

@@ -171,6 +171,23 @@ fn multicast_groups_and_their_ethernet_addresses() {
 }
 
 #[test]
+fn macs_read_as_sysfs_prints_them() {
+    assert_eq!(
+        "02:00:0a:ff:00:9c".parse::<Mac>(),
+        Ok(Mac([2, 0, 0x0a, 0xff, 0, 0x9c]))
+    );
+    for bad in [
+        "",
+        "02:00:0a:ff:00",
+        "02:00:0a:ff:00:9c:01",
+        "2:00:0a:ff:00:9c",
+        "zz:00:0a:ff:00:9c",
+    ] {
+        assert_eq!(bad.parse::<Mac>(), Err(WireError::Mac), "{bad}");
+    }
+}
+
+#[test]
 fn malformed_ndp_options_are_errors() {
     let ns = Solicitation {
         src: "fe80::1".parse().unwrap(),
@@ -232,6 +249,11 @@ proptest! {
             target_ip: Ipv4Addr::from(ti),
         };
         prop_assert_eq!(Arp::parse(&arp.to_bytes()).unwrap(), arp);
+    }
+
+    #[test]
+    fn macs_print_and_parse_back(m in mac()) {
+        prop_assert_eq!(m.to_string().parse::<Mac>(), Ok(m));
     }
 
     #[test]
