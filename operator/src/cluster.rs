@@ -190,6 +190,9 @@ pub struct NodeView {
     pub network_unavailable: bool,
     /// `status.addresses` that are IPs (InternalIP, ExternalIP), in order.
     pub addresses: Vec<IpAddr>,
+    /// Condition `Ready` is there and not true (the kubelet reported trouble, or stopped
+    /// reporting).
+    pub not_ready: bool,
 }
 
 impl NodeView {
@@ -210,6 +213,9 @@ impl NodeView {
             c.iter()
                 .any(|c| c.type_ == "NetworkUnavailable" && c.status == "True")
         });
+        let not_ready = status.and_then(|s| s.conditions.as_ref()).is_some_and(|c| {
+            c.iter().any(|c| c.type_ == "Ready" && c.status != "True")
+        });
         let addresses = status
             .and_then(|s| s.addresses.as_ref())
             .map(|list| {
@@ -225,6 +231,7 @@ impl NodeView {
             labels,
             network_unavailable,
             addresses,
+            not_ready,
         }
     }
 }

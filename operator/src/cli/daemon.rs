@@ -13,6 +13,7 @@ use crate::api::DEFAULT_NAMESPACE;
 use crate::cluster::ServiceScope;
 use crate::controller;
 use crate::frr::apply::FrrTarget;
+use crate::l2;
 use crate::speaker;
 
 /// Log line format.
@@ -105,6 +106,25 @@ pub struct SpeakerArgs {
     /// Announce from nodes labelled node.kubernetes.io/exclude-from-external-load-balancers.
     #[arg(long)]
     ignore_exclude_lb: bool,
+    /// The UDP port speakers gossip on (MetalLB's memberlist port).
+    #[arg(long, env = "FERROLB_ML_BIND_PORT", default_value_t = l2::members::DEFAULT_PORT)]
+    ml_bind_port: u16,
+    /// The address other speakers reach this one at; default: this Node's first internal IP.
+    #[arg(long, env = "FERROLB_ML_BIND_ADDR")]
+    ml_bind_addr: Option<std::net::IpAddr>,
+    /// The Secret (in ferrolb's namespace) whose `secretkey` authenticates gossip.
+    #[arg(long, default_value = "memberlist")]
+    ml_secret_name: String,
+    /// Milliseconds between gossip probes.
+    #[arg(long, default_value_t = 300)]
+    ml_probe_ms: u64,
+    /// Milliseconds a suspected speaker has to answer before it counts as dead.
+    #[arg(long, default_value_t = 600)]
+    ml_suspect_ms: u64,
+    /// Interfaces never answered on for layer 2 (regular expressions; repeatable), on top of
+    /// the built-in list of container and CNI interfaces.
+    #[arg(long = "exclude-interface", value_name = "REGEX")]
+    exclude_interfaces: Vec<String>,
 }
 
 fn parse_metrics_addr(text: &str) -> Result<Option<SocketAddr>, ExitCode> {
@@ -124,7 +144,32 @@ pub fn speaker(args: SpeakerArgs) -> ExitCode {
         Ok(addr) => addr,
         Err(code) => return code,
     };
+    let patterns: Vec<String> = l2::interfaces::DEFAULT_EXCLUDED
+        .iter()
+        .map(|p| p.to_string())
+        .chain(args.exclude_interfaces)
+        .collect();
+    let exclusions = match l2::interfaces::Exclusions::from_patterns(&patterns) {
+        Ok(exclusions) => exclusions,
+        Err(error) => {
+            eprintln!("error: --exclude-interface: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    let probe_period = Duration::from_millis(args.ml_probe_ms.max(20));
+    let l2 = speaker::L2Options {
+        port: args.ml_bind_port,
+        advertise: args.ml_bind_addr,
+        secret: args.ml_secret_name,
+        exclusions,
+        timings: l2::members::Timings {
+            probe_period,
+            probe_rtt: (probe_period / 3).max(Duration::from_millis(10)),
+            suspect_to_down: Duration::from_millis(args.ml_suspect_ms.max(50)),
+        },
+    };
     let options = speaker::Options {
+        l2,
         scope: args.common.scope(),
         node_name: args.node_name,
         namespace: args.common.namespace,

@@ -174,6 +174,11 @@ pub async fn run(options: Options, shutdown: CancellationToken) -> anyhow::Resul
     }
     ready.store(true, Ordering::Release);
     tracing::info!("caches synced");
+    tokio::spawn(ensure_memberlist_secret(
+        client.clone(),
+        options.namespace.clone(),
+        shutdown.clone(),
+    ));
 
     let owner = options
         .identity
@@ -278,4 +283,59 @@ pub async fn run(options: Options, shutdown: CancellationToken) -> anyhow::Resul
         Err(_) => tracing::warn!("releasing the Lease timed out"),
     }
     Ok(())
+}
+
+/// The Secret whose `secretkey` authenticates the speakers' gossip (MetalLB's name and key).
+pub const MEMBERLIST_SECRET: &str = "memberlist";
+
+/// Creates the gossip key Secret when it does not exist: 128 random bytes, as MetalLB's
+/// install does. An existing Secret is never changed (a rotated key would split the
+/// speakers until they all restart). Retried until it exists or `shutdown`.
+pub async fn ensure_memberlist_secret(
+    client: Client,
+    namespace: String,
+    shutdown: CancellationToken,
+) {
+    use k8s_openapi::ByteString;
+    use k8s_openapi::api::core::v1::Secret;
+    use kube::api::PostParams;
+    use rand::RngExt as _;
+
+    let api: kube::Api<Secret> = kube::Api::namespaced(client, &namespace);
+    let mut wait = Duration::from_millis(500);
+    loop {
+        let result: Result<(), kube::Error> = match api.get_opt(MEMBERLIST_SECRET).await {
+            Ok(Some(_)) => return,
+            Ok(None) => {
+                let mut key = vec![0u8; 128];
+                rand::rng().fill(&mut key[..]);
+                let secret = Secret {
+                    metadata: kube::api::ObjectMeta {
+                        name: Some(MEMBERLIST_SECRET.to_string()),
+                        namespace: Some(namespace.clone()),
+                        ..Default::default()
+                    },
+                    data: Some([("secretkey".to_string(), ByteString(key))].into()),
+                    ..Default::default()
+                };
+                match api.create(&PostParams::default(), &secret).await {
+                    Ok(_) => {
+                        tracing::info!(secret = %format!("{namespace}/{MEMBERLIST_SECRET}"), "created the speakers' gossip key");
+                        return;
+                    }
+                    Err(kube::Error::Api(status)) if status.code == 409 => return,
+                    Err(error) => Err(error),
+                }
+            }
+            Err(error) => Err(error),
+        };
+        if let Err(error) = result {
+            tracing::warn!(%error, "creating the gossip key Secret; retrying");
+        }
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            () = shutdown.cancelled() => return,
+        }
+        wait = (wait * 2).min(Duration::from_secs(30));
+    }
 }

@@ -54,6 +54,22 @@ pub struct L2Announcement {
     pub interfaces: BTreeSet<String>,
 }
 
+/// The nodes that count as alive for election: those gossip holds alive whose Node is not
+/// NotReady. `None` until gossip has settled: a speaker that does not yet know who else is
+/// alive claims nothing.
+pub fn live_members(nodes: &[NodeView], liveness: &members::Liveness) -> Option<Vec<NodeView>> {
+    if !liveness.settled {
+        return None;
+    }
+    Some(
+        nodes
+            .iter()
+            .filter(|n| liveness.alive.contains(&n.name) && !n.not_ready)
+            .cloned()
+            .collect(),
+    )
+}
+
 /// The owner among `candidates` (node name, preference score) for a Service whose first
 /// ingress IP is `ip`.
 pub fn elect<'a>(candidates: &[(&'a str, u32)], ip: IpAddr) -> Option<&'a str> {
@@ -153,6 +169,26 @@ mod tests {
         let rest: Vec<(&str, u32)> = nodes.iter().copied().filter(|(n, _)| *n != gone).collect();
         assert_eq!(rest.len(), 2);
         assert_eq!(elect(&rest, ip), Some(winner));
+    }
+
+    #[test]
+    fn members_are_the_gossip_alive_nodes_that_are_not_not_ready() {
+        let mut nodes = vec![
+            NodeView::named("n1"),
+            NodeView::named("n2"),
+            NodeView::named("n3"),
+        ];
+        nodes[1].not_ready = true;
+        let mut liveness = members::Liveness {
+            alive: ["n1", "n2", "n4"].iter().map(|n| n.to_string()).collect(),
+            settled: false,
+        };
+        assert_eq!(live_members(&nodes, &liveness), None);
+        liveness.settled = true;
+        let live = live_members(&nodes, &liveness).unwrap();
+        let names: Vec<&str> = live.iter().map(|n| n.name.as_str()).collect();
+        // n2 is NotReady, n3 is dead in gossip, n4 has no Node.
+        assert_eq!(names, ["n1"]);
     }
 
     #[test]

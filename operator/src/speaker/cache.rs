@@ -33,8 +33,7 @@ pub struct SpeakerCaches {
     services: Store<Service>,
     endpoints: EndpointSource,
     namespaces: Store<PartialObjectMeta<Namespace>>,
-    nodes: Store<PartialObjectMeta<Node>>,
-    this_node: Store<Node>,
+    nodes: Store<Node>,
     config: ConfigStores,
 }
 
@@ -52,18 +51,9 @@ impl SpeakerCaches {
     pub fn start(
         client: &Client,
         namespace: &str,
-        node: &str,
         slices_v1: bool,
         changes: &Arc<Changes>,
     ) -> SpeakerCaches {
-        use kube::runtime::watcher;
-        let this_node = crate::controller::cache::spawn_reflector(
-            watcher(
-                Api::<Node>::all(client.clone()),
-                watcher::Config::default().fields(&format!("metadata.name={node}")),
-            ),
-            Arc::clone(changes),
-        );
         SpeakerCaches {
             services: trimmed(Api::all(client.clone()), changes, trim_service),
             endpoints: if slices_v1 {
@@ -76,8 +66,7 @@ impl SpeakerCaches {
                 ))
             },
             namespaces: full(Api::all(client.clone()), changes),
-            nodes: full(Api::all(client.clone()), changes),
-            this_node,
+            nodes: trimmed(Api::all(client.clone()), changes, trim_node),
             config: ConfigStores::start(client, namespace, changes),
         }
     }
@@ -95,7 +84,6 @@ impl SpeakerCaches {
             endpoints,
             self.namespaces.wait_until_ready(),
             self.nodes.wait_until_ready(),
-            self.this_node.wait_until_ready(),
             self.config.ready(),
         );
     }
@@ -119,22 +107,41 @@ impl SpeakerCaches {
     }
 
     /// A copy of the configuration, Namespaces and Nodes cached now (Services and
-    /// endpoints come from [`SpeakerCaches::announcing`]). The speaker's own Node is the full
-    /// object (labels, conditions, addresses); the others carry their metadata.
+    /// endpoints come from [`SpeakerCaches::announcing`]). Nodes are trimmed by [`trim_node`]:
+    /// labels, conditions and addresses, which election and gossip seeds read.
     pub fn snapshot(&self) -> ClusterObjects {
-        let mine = owned(&self.this_node);
-        let mut nodes: Vec<Node> = from_metadata(&self.nodes)
-            .into_iter()
-            .filter(|n| !mine.iter().any(|m| m.metadata.name == n.metadata.name))
-            .collect();
-        nodes.extend(mine);
         let mut objects = ClusterObjects {
             namespaces: from_metadata(&self.namespaces),
-            nodes,
+            nodes: owned(&self.nodes),
             ..ClusterObjects::default()
         };
         self.config.fill(&mut objects);
         objects
+    }
+}
+
+/// Keeps what the speaker reads of a Node ([`crate::cluster::NodeView`]): name, labels,
+/// addresses and the type and status of its conditions (not its images, volumes or
+/// capacity, which are most of a Node object).
+pub fn trim_node(node: &mut Node) {
+    let meta = &mut node.metadata;
+    meta.owner_references = None;
+    meta.annotations = None;
+    node.spec = None;
+    if let Some(status) = node.status.take() {
+        node.status = Some(k8s_openapi::api::core::v1::NodeStatus {
+            addresses: status.addresses,
+            conditions: status.conditions.map(|list| {
+                list.into_iter()
+                    .map(|c| k8s_openapi::api::core::v1::NodeCondition {
+                        type_: c.type_,
+                        status: c.status,
+                        ..Default::default()
+                    })
+                    .collect()
+            }),
+            ..Default::default()
+        });
     }
 }
 

@@ -41,6 +41,10 @@ pub struct Metrics {
     /// Applies by path.
     pub applies: Family<PathLabel, Counter>,
     last_apply_ms: Gauge,
+    /// Layer-2 answers and announcements.
+    pub l2: std::sync::Arc<crate::l2::responder::L2Metrics>,
+    /// Gossip.
+    pub members: std::sync::Arc<crate::l2::members::MembersMetrics>,
 }
 
 impl Metrics {
@@ -77,6 +81,8 @@ impl Metrics {
             "Wall time of the last apply, verification included",
             self.last_apply_ms.clone(),
         );
+        self.l2.register(registry);
+        self.members.register(registry);
     }
 
     /// Records one apply.

@@ -1,4 +1,5 @@
-//! `ferrolb speaker --node-name NAME`: announces this node's Services over BGP through FRR.
+//! `ferrolb speaker --node-name NAME`: announces this node's Services over BGP through FRR,
+//! and answers ARP/NDP for the layer-2 IPs it is elected for ([`layer2`]).
 //!
 //! Flow: watches ([`cache`]) raise a change signal. Once every watch has listed, each burst
 //! of changes is gathered for a few milliseconds, then one pass ([`plan`], pure) loads the
@@ -13,6 +14,8 @@
 //! Guarantees: FRR is not touched before every cache has listed once, nor while no valid
 //! configuration has ever loaded; an apply that fails leaves the last verified configuration
 //! in FRR and is retried with backoff.
+
+mod layer2;
 
 pub mod cache;
 pub mod metrics;
@@ -43,9 +46,26 @@ use plan::{PassInputs, Planner};
 /// The field manager of the speaker's writes.
 pub const FIELD_MANAGER: &str = "ferrolb-speaker";
 
+/// How the speaker answers for layer-2 IPs and finds the other speakers.
+#[derive(Clone, Debug)]
+pub struct L2Options {
+    /// The gossip port.
+    pub port: u16,
+    /// The address others reach this speaker at; `None` for the Node's first address.
+    pub advertise: Option<std::net::IpAddr>,
+    /// The Secret holding the gossip key (`secretkey`).
+    pub secret: String,
+    /// Interfaces never answered on.
+    pub exclusions: crate::l2::interfaces::Exclusions,
+    /// Failure-detection timings.
+    pub timings: crate::l2::members::Timings,
+}
+
 /// How the speaker runs.
 #[derive(Clone, Debug)]
 pub struct Options {
+    /// Layer 2.
+    pub l2: L2Options,
     /// This node's name.
     pub node_name: String,
     /// ferrolb's namespace.
@@ -103,7 +123,6 @@ pub async fn run(options: Options, shutdown: CancellationToken) -> anyhow::Resul
     let caches = SpeakerCaches::start(
         &client,
         &options.namespace,
-        &options.node_name,
         slices_v1,
         &changes,
     );
@@ -122,12 +141,13 @@ pub async fn run(options: Options, shutdown: CancellationToken) -> anyhow::Resul
     let mut applier = Applier::new(options.frr.clone());
     let (statuses, wanted_statuses) = tokio::sync::watch::channel(None);
     tokio::spawn(
-        status::StatusWriter::new(client.clone(), &options.namespace, &options.node_name).run(
+        status::StatusWriter::<crate::api::ServiceBGPStatus>::new(client.clone(), &options.namespace, &options.node_name).run(
             wanted_statuses,
             metrics.client.update_errors.clone(),
             shutdown.clone(),
         ),
     );
+    let mut layer2 = layer2::Layer2::start(&client, &options, &metrics, &shutdown);
     let mut written_state: Option<ConfigurationStateStatus> = None;
     let mut last_apply: Option<Result<String, String>> = None;
     let mut retry = RETRY_MIN;
@@ -141,6 +161,8 @@ pub async fn run(options: Options, shutdown: CancellationToken) -> anyhow::Resul
         let objects = caches.snapshot();
         let (services, endpoints) = caches.announcing();
         let snapshot_ms = started.elapsed().as_secs_f64() * 1e3;
+        layer2.seed(&objects.nodes);
+        let liveness = layer2.liveness();
         let pass = planner.pass_with(
             &objects,
             &services,
@@ -151,8 +173,12 @@ pub async fn run(options: Options, shutdown: CancellationToken) -> anyhow::Resul
                 load: &load,
                 facts: node_facts(),
                 ignore_exclude_label: options.ignore_exclude_label,
+                liveness: &liveness,
             },
         );
+        if pass.model.is_some() {
+            layer2.announce(&pass.l2);
+        }
         metrics.client.set_config(pass.model.is_some(), pass.stale);
         if let Err(errors) = &pass.load {
             for error in errors {
@@ -274,6 +300,7 @@ pub async fn run(options: Options, shutdown: CancellationToken) -> anyhow::Resul
                     tokio::time::sleep(options.coalesce).await;
                     break;
                 }
+                () = layer2.liveness_changed() => break,
                 () = tokio::time::sleep(backoff.unwrap_or(RETRY_MAX)), if backoff.is_some() => break,
                 _ = poll.tick() => {
                     crate::controller::release_free_memory();

@@ -16,6 +16,8 @@ use crate::cluster::{LbService, NodeView, ServiceKey, ServiceScope, ServingEndpo
 use crate::config::{self, ClusterObjects, Config, ConfigError, LoadOptions};
 use crate::controller::plan::{keep_transition_times, load_condition};
 use crate::frr::{self, FrrConfig, NodeFacts};
+use crate::l2::members::Liveness;
+use crate::l2::{self, L2Announcement, L2Inputs};
 
 /// A change in what the node announces: one prefix, and the peers (BGPPeer names) that now
 /// receive it and that no longer do.
@@ -42,6 +44,8 @@ pub struct Pass {
     pub changes: Vec<Announcement>,
     /// Per announced Service, the BGPPeers receiving it from this node.
     pub statuses: BTreeMap<ServiceKey, BTreeSet<String>>,
+    /// The Services this node answers ARP/NDP for.
+    pub l2: Vec<L2Announcement>,
 }
 
 /// The speaker's memory between passes.
@@ -64,6 +68,8 @@ pub struct PassInputs<'a> {
     pub facts: NodeFacts,
     /// Announce from nodes labelled for exclusion anyway.
     pub ignore_exclude_label: bool,
+    /// Which speakers gossip holds alive.
+    pub liveness: &'a Liveness,
 }
 
 impl Planner {
@@ -106,14 +112,32 @@ impl Planner {
                 stale,
                 changes: Vec::new(),
                 statuses: BTreeMap::new(),
+                l2: Vec::new(),
             };
         };
-        let node = objects
-            .nodes
+        let mut nodes: Vec<NodeView> = objects.nodes.iter().map(NodeView::from_node).collect();
+        if !nodes.iter().any(|n| n.name == inputs.node) {
+            nodes.push(NodeView::named(inputs.node));
+        }
+        let node = nodes
             .iter()
-            .find(|n| n.metadata.name.as_deref() == Some(inputs.node))
-            .map(NodeView::from_node)
+            .find(|n| n.name == inputs.node)
+            .cloned()
             .unwrap_or_else(|| NodeView::named(inputs.node));
+        let l2 = match l2::live_members(&nodes, inputs.liveness) {
+            Some(members) => l2::announcements(
+                config,
+                &L2Inputs {
+                    node: inputs.node,
+                    members: &members,
+                    services,
+                    endpoints,
+                    scope: inputs.scope,
+                    ignore_exclude_label: inputs.ignore_exclude_label,
+                },
+            ),
+            None => Vec::new(),
+        };
         let intent = bgp::intent(
             config,
             &IntentInputs {
@@ -144,6 +168,7 @@ impl Planner {
             stale,
             changes,
             statuses,
+            l2,
         }
     }
 }
@@ -271,13 +296,68 @@ endpoints: [{addresses: [10.244.0.5], nodeName: node-a}]
     }
 
     fn inputs<'a>(scope: &'a ServiceScope, load: &'a LoadOptions) -> PassInputs<'a> {
+        static ALONE: std::sync::LazyLock<Liveness> = std::sync::LazyLock::new(|| Liveness {
+            alive: BTreeSet::from(["node-a".to_string()]),
+            settled: true,
+        });
         PassInputs {
             node: "node-a",
             scope,
             load,
             facts: NodeFacts::default(),
             ignore_exclude_label: false,
+            liveness: &ALONE,
         }
+    }
+
+    #[test]
+    fn layer2_ips_are_claimed_only_once_gossip_has_settled_and_by_the_elected_node() {
+        let config = CONFIG.replace("kind: BGPAdvertisement", "kind: L2Advertisement");
+        let (scope, load) = (ServiceScope::default(), LoadOptions::default());
+        let mut planner = Planner::default();
+        let pass = planner.pass(&objects(&config), &inputs(&scope, &load));
+        assert_eq!(pass.l2.len(), 1);
+        assert_eq!(pass.l2[0].service, ServiceKey::new("shop", "a"));
+        assert!(pass.statuses.is_empty(), "no BGP advertisement");
+
+        let unsettled = Liveness {
+            alive: BTreeSet::from(["node-a".to_string()]),
+            settled: false,
+        };
+        let pass = planner.pass(
+            &objects(&config),
+            &PassInputs {
+                liveness: &unsettled,
+                ..inputs(&scope, &load)
+            },
+        );
+        assert!(pass.l2.is_empty());
+
+        // With node-b alive too, exactly one of the two claims the IP.
+        let both = Liveness {
+            alive: BTreeSet::from(["node-a".to_string(), "node-b".to_string()]),
+            settled: true,
+        };
+        let with_b = format!(
+            "{config}---\napiVersion: v1\nkind: Node\nmetadata: {{name: node-b}}\n---\napiVersion: v1\nkind: Node\nmetadata: {{name: node-a}}\n"
+        );
+        let claims: usize = ["node-a", "node-b"]
+            .iter()
+            .map(|node| {
+                Planner::default()
+                    .pass(
+                        &objects(&with_b),
+                        &PassInputs {
+                            node,
+                            liveness: &both,
+                            ..inputs(&scope, &load)
+                        },
+                    )
+                    .l2
+                    .len()
+            })
+            .sum();
+        assert_eq!(claims, 1);
     }
 
     #[test]

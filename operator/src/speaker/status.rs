@@ -1,5 +1,6 @@
-//! ServiceBGPStatus objects: one per Service this node announces, in ferrolb's namespace,
-//! naming the BGPPeers that receive it, with MetalLB's labels (`metallb.io/node`,
+//! ServiceBGPStatus and ServiceL2Status objects: one per Service this node announces, in
+//! ferrolb's namespace, naming the BGPPeers that receive it (BGP) or the interfaces it is
+//! answered on (layer 2, empty for all), with MetalLB's labels (`metallb.io/node`,
 //! `metallb.io/service-name`, `metallb.io/service-namespace`) so `kubectl get
 //! servicebgpstatus -l metallb.io/service-name=web` works as with MetalLB.
 //!
@@ -16,8 +17,61 @@ use kube::{Api, Client, Resource};
 use serde_json::json;
 
 use super::FIELD_MANAGER;
-use crate::api::ServiceBGPStatus;
+use crate::api::{ServiceBGPStatus, ServiceL2Status};
 use crate::cluster::ServiceKey;
+
+/// A per-Service status kind: its detail is a set of names (peers, interfaces).
+pub trait StatusKind:
+    Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
+    + Clone
+    + serde::de::DeserializeOwned
+    + std::fmt::Debug
+    + Send
+    + Sync
+    + 'static
+{
+    /// The status fields naming the detail.
+    fn detail(names: &BTreeSet<String>) -> (&'static str, serde_json::Value);
+    /// The Service and detail an object holds.
+    fn read(&self) -> (ServiceKey, BTreeSet<String>);
+}
+
+impl StatusKind for ServiceBGPStatus {
+    fn detail(names: &BTreeSet<String>) -> (&'static str, serde_json::Value) {
+        ("peers", json!(names))
+    }
+
+    fn read(&self) -> (ServiceKey, BTreeSet<String>) {
+        let status = self.status.clone().unwrap_or_default();
+        let key = ServiceKey::new(
+            status.service_namespace.as_deref().unwrap_or_default(),
+            status.service_name.as_deref().unwrap_or_default(),
+        );
+        (key, status.peers.unwrap_or_default().into_iter().collect())
+    }
+}
+
+impl StatusKind for ServiceL2Status {
+    fn detail(names: &BTreeSet<String>) -> (&'static str, serde_json::Value) {
+        let list: Vec<serde_json::Value> = names.iter().map(|n| json!({ "name": n })).collect();
+        ("interfaces", json!(list))
+    }
+
+    fn read(&self) -> (ServiceKey, BTreeSet<String>) {
+        let status = self.status.clone().unwrap_or_default();
+        let key = ServiceKey::new(
+            status.service_namespace.as_deref().unwrap_or_default(),
+            status.service_name.as_deref().unwrap_or_default(),
+        );
+        let names = status
+            .interfaces
+            .unwrap_or_default()
+            .into_iter()
+            .map(|i| i.name)
+            .collect();
+        (key, names)
+    }
+}
 
 /// The label naming the node.
 pub const NODE_LABEL: &str = "metallb.io/node";
@@ -41,18 +95,18 @@ fn fnv1a(bytes: &[u8]) -> u32 {
     })
 }
 
-/// Keeps the node's ServiceBGPStatus objects equal to the announced Services.
+/// Keeps the node's status objects of kind `K` equal to the announced Services.
 #[derive(Debug)]
-pub struct StatusWriter {
-    api: Api<ServiceBGPStatus>,
+pub struct StatusWriter<K: StatusKind> {
+    api: Api<K>,
     node: String,
     /// What the cluster holds, by object name: (Service, peers). `None` until listed.
     written: Option<BTreeMap<String, (ServiceKey, BTreeSet<String>)>>,
 }
 
-impl StatusWriter {
+impl<K: StatusKind> StatusWriter<K> {
     /// A writer for `node`'s objects in `namespace`.
-    pub fn new(client: Client, namespace: &str, node: &str) -> StatusWriter {
+    pub fn new(client: Client, namespace: &str, node: &str) -> StatusWriter<K> {
         StatusWriter {
             api: Api::namespaced(client, namespace),
             node: node.to_string(),
@@ -68,13 +122,7 @@ impl StatusWriter {
             .into_iter()
             .filter_map(|o| {
                 let name = o.meta().name.clone()?;
-                let status = o.status.unwrap_or_default();
-                let key = ServiceKey::new(
-                    status.service_namespace.as_deref().unwrap_or_default(),
-                    status.service_name.as_deref().unwrap_or_default(),
-                );
-                let peers = status.peers.unwrap_or_default().into_iter().collect();
-                Some((name, (key, peers)))
+                Some((name, o.read()))
             })
             .collect())
     }
@@ -158,8 +206,8 @@ impl StatusWriter {
     ) -> Result<(), kube::Error> {
         let params = PatchParams::apply(FIELD_MANAGER).force();
         let object = json!({
-            "apiVersion": ServiceBGPStatus::api_version(&()),
-            "kind": ServiceBGPStatus::kind(&()),
+            "apiVersion": K::api_version(&()),
+            "kind": K::kind(&()),
             "metadata": {
                 "name": name,
                 "labels": {
@@ -170,15 +218,17 @@ impl StatusWriter {
             },
             "spec": {},
         });
+        let (field, detail) = K::detail(peers);
+        let mut status = json!({
+            "node": self.node,
+            "serviceName": key.name,
+            "serviceNamespace": key.namespace,
+        });
+        status[field] = detail;
         let status = json!({
-            "apiVersion": ServiceBGPStatus::api_version(&()),
-            "kind": ServiceBGPStatus::kind(&()),
-            "status": {
-                "node": self.node,
-                "serviceName": key.name,
-                "serviceNamespace": key.namespace,
-                "peers": peers,
-            },
+            "apiVersion": K::api_version(&()),
+            "kind": K::kind(&()),
+            "status": status,
         });
         self.api
             .patch(name, &params, &Patch::Apply(&object))
@@ -216,7 +266,7 @@ impl StatusWriter {
                 }
                 Err(error) => {
                     errors.inc();
-                    tracing::warn!(%error, "writing ServiceBGPStatus failed; retrying");
+                    tracing::warn!(%error, kind = %K::kind(&()), "writing status objects failed; retrying");
                     tokio::select! {
                         () = tokio::time::sleep(retry) => {}
                         () = shutdown.cancelled() => return,
