@@ -178,11 +178,12 @@ fn node_manifest(name: &str, address: &str) -> String {
 /// Where the lab's Services have ready endpoints (there is no kubelet, so the harness writes
 /// the core/v1 Endpoints a cluster would have): `web` on both nodes, `api`
 /// (`externalTrafficPolicy: Local`) on n1 only, `printer` on n2.
-pub const ENDPOINTS: [(&str, &[(&str, &str)]); 4] = [
+pub const ENDPOINTS: [(&str, &[(&str, &str)]); 5] = [
     ("web", &[("10.244.1.10", "n1"), ("10.244.2.10", "n2")]),
     ("web6", &[("fd44:1::10", "n1"), ("fd44:2::10", "n2")]),
     ("api", &[("10.244.1.11", "n1")]),
     ("printer", &[("10.244.2.12", "n2")]),
+    ("printer6", &[("fd44:2::12", "n2")]),
 ];
 
 /// A core/v1 Endpoints object for Service `namespace/name` with ready `(ip, node)` addresses.
@@ -340,6 +341,53 @@ pub fn start_speaker(
     )
 }
 
+/// The MAC address of `node`'s lab interface.
+pub fn node_mac(name: &str) -> Result<String> {
+    let out = Netns::attach(&ns(name)).ip(&["-j", "link", "show", "eth0"])?;
+    let links: serde_json::Value = serde_json::from_str(&out)?;
+    links[0]["address"]
+        .as_str()
+        .map(str::to_string)
+        .with_context(|| format!("no MAC for {name}'s eth0 in {out}"))
+}
+
+/// The MAC the client's kernel holds for `ip` (a neighbour entry that is not FAILED or
+/// INCOMPLETE), if any.
+pub fn client_neighbour(ip: &str) -> Result<Option<String>> {
+    let out = Netns::attach(&ns("cli")).ip(&["-j", "neigh", "show", ip, "dev", "eth0"])?;
+    let entries: serde_json::Value =
+        serde_json::from_str(if out.trim().is_empty() { "[]" } else { &out })?;
+    Ok(entries.as_array().into_iter().flatten().find_map(|e| {
+        let usable = e["state"]
+            .as_array()
+            .is_some_and(|s| !s.iter().any(|s| s == "FAILED" || s == "INCOMPLETE"));
+        usable
+            .then(|| e["lladdr"].as_str().map(str::to_string))
+            .flatten()
+    }))
+}
+
+/// The node the ServiceL2Status of `shop/service` names, if there is exactly one.
+pub fn l2_owner(dir: &Path, service: &str) -> Result<Option<String>> {
+    let list = kubectl(dir).get(&[
+        "servicel2statuses",
+        "-n",
+        "metallb-system",
+        "-l",
+        &format!("metallb.io/service-name={service}"),
+    ])?;
+    let nodes: Vec<&str> = list["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|s| s["status"]["node"].as_str())
+        .collect();
+    Ok(match nodes.as_slice() {
+        [one] => Some(one.to_string()),
+        _ => None,
+    })
+}
+
 /// The gateways of `prefix` in `router`'s kernel FIB (several with ECMP, none without a route).
 pub fn nexthops(router: &Netns, prefix: &str) -> Result<Vec<String>> {
     let family = if prefix.contains(':') { "-6" } else { "-4" };
@@ -399,7 +447,7 @@ pub fn up(dir: &Path) -> Result<String> {
     switch.attach(&cp, "cp", &[&format!("{CONTROL_PLANE}/24")])?;
     switch.attach(&rtr, "rtr", &["10.99.0.1/24", &format!("{NET6}1/64")])?;
     switch.attach(&rr, "rr", &[&format!("{RR}/24")])?;
-    switch.attach(&cli, "cli", &["10.99.0.100/24"])?;
+    switch.attach(&cli, "cli", &["10.99.0.100/24", &format!("{NET6}100/64")])?;
     rtr.sysctl(&[
         "net.ipv4.ip_forward=1",
         "net.ipv6.conf.all.forwarding=1",

@@ -85,6 +85,27 @@ impl Netns {
         command
     }
 
+    /// Runs `work` on a thread of its own inside the namespace (sockets it opens live
+    /// there; the file system view stays the caller's).
+    pub fn in_thread<T, F>(&self, work: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce() -> Result<T> + Send + 'static,
+    {
+        let path = format!("/run/netns/{}", self.name);
+        std::thread::spawn(move || {
+            let file = std::fs::File::open(&path).with_context(|| format!("opening {path}"))?;
+            nix::sched::setns(
+                std::os::fd::AsFd::as_fd(&file),
+                nix::sched::CloneFlags::CLONE_NEWNET,
+            )
+            .with_context(|| format!("entering {path}"))?;
+            work()
+        })
+        .join()
+        .map_err(|_| anyhow::anyhow!("the thread in {} panicked", self.name))?
+    }
+
     /// Runs `program ARGS` inside the namespace; returns stdout, or an error with stderr.
     pub fn run(&self, program: &str, args: &[&str]) -> Result<String> {
         let out = self

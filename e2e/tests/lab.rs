@@ -19,6 +19,9 @@
 //! - bgpd killed and restarted empty: the speaker puts the configuration back;
 //! - a controller restart changes no IP;
 //! - a wrong password brings only that session down, the right one brings it back;
+//! - layer 2: `arping` and `ndisc6` from the client get the elected node's MAC and no other;
+//!   a speaker with the wrong gossip key gets nowhere and changes nothing; the owner's switch
+//!   port fails and the client's neighbour entry moves to the other node, then back;
 //! - a deleted Service withdrawn.
 //!
 //! The lab uses the fixed namespaces `ferrolb-*`: it refuses to start while a user's lab is up.
@@ -218,6 +221,7 @@ fn speakers_announce_follow_endpoints_survive_bad_config_and_withdraw() -> Resul
         "{statuses}"
     );
 
+    layer2(&dir)?;
     selectors(&dir, &kubectl, &router, &rr, &web)?;
     sharing_and_pool_removal(&kubectl, &router)?;
     bfd_failover(&router, &tor_frr, &web)?;
@@ -455,5 +459,125 @@ fn password(kubectl: &Kubectl, router: &Netns, rr: &Netns, web: &str) -> Result<
     wait_hops(router, web, &[N1, N2])?;
     kubectl.apply(&secret(lab::RR_PASSWORD))?;
     wait_hops(rr, web, &[N1, N2])?;
+    Ok(())
+}
+
+/// The MACs that answered an `arping` run.
+fn arping_macs(cli: &Netns, ip: &str) -> Result<std::collections::BTreeSet<String>> {
+    let out = cli.run("arping", &["-c", "3", "-w", "5", "-I", "eth0", ip])?;
+    Ok(out
+        .lines()
+        .filter(|l| l.contains("reply from"))
+        .filter_map(|l| {
+            let start = l.find('[')?;
+            let end = l.find(']')?;
+            Some(l[start + 1..end].to_lowercase())
+        })
+        .collect())
+}
+
+/// Layer 2: the elected node answers ARP and NDP, gossip keeps strangers out, and a failed
+/// owner hands over to the other node.
+fn layer2(dir: &std::path::Path) -> Result<()> {
+    let cli = Netns::attach("ferrolb-cli");
+    let mac = |node: &str| lab::node_mac(node);
+    let ip = ip_of(dir, "printer")?;
+    assert_eq!(ip, "10.99.0.200");
+    let owner = wait_for("one node to announce printer", WAIT, || {
+        lab::l2_owner(dir, "printer")
+    })?;
+    let other = if owner == "n1" { "n2" } else { "n1" };
+    let (owner_mac, other_mac) = (mac(&owner)?, mac(other)?);
+    assert_eq!(
+        arping_macs(&cli, &ip)?,
+        [owner_mac.clone()].into(),
+        "only {owner} answers for {ip}"
+    );
+    // The owner logged it.
+    assert!(speaker_log(dir, &owner).contains("layer 2: answering"));
+
+    // IPv6: a neighbour solicitation gets the IPv6 Service's owner's MAC.
+    let ip6 = ip_of(dir, "printer6")?;
+    assert_eq!(ip6, "fd99::200");
+    let owner6 = wait_for("one node to announce printer6", WAIT, || {
+        lab::l2_owner(dir, "printer6")
+    })?;
+    let out = cli.run("ndisc6", &["-r", "3", &ip6, "eth0"])?;
+    let answered = out
+        .lines()
+        .find_map(|l| l.split("link-layer address:").nth(1))
+        .map(|m| m.trim().to_lowercase())
+        .with_context(|| format!("no link-layer address in {out}"))?;
+    assert_eq!(answered, mac(&owner6)?, "{out}");
+
+    // A speaker with the wrong key, posing as the other node, for three seconds: nobody
+    // takes it in and nothing moves.
+    let impostor = other.to_string();
+    let seen = cli.in_thread(move || {
+        use ferrolb::l2::members::{Members, MembersMetrics, MembersOptions, Timings};
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        runtime.block_on(async move {
+            let members = Members::start(
+                MembersOptions {
+                    node: impostor,
+                    bind: "10.99.0.100:7946".parse()?,
+                    advertise: None,
+                    key: b"not the cluster's key".to_vec(),
+                    timings: Timings::default(),
+                },
+                std::sync::Arc::new(MembersMetrics::default()),
+                tokio_util::sync::CancellationToken::new(),
+            )
+            .await?;
+            members.seed(
+                [
+                    ("n1".to_string(), "10.99.0.11:7946".parse()?),
+                    ("n2".to_string(), "10.99.0.12:7946".parse()?),
+                ]
+                .into(),
+            );
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            let alive = members.liveness().borrow().alive.clone();
+            members.crash();
+            anyhow::Ok(alive)
+        })
+    })?;
+    assert_eq!(seen.len(), 1, "the impostor saw {seen:?}");
+    assert_eq!(
+        lab::l2_owner(dir, "printer")?.as_deref(),
+        Some(owner.as_str())
+    );
+    assert_eq!(arping_macs(&cli, &ip)?, [owner_mac.clone()].into());
+
+    // The owner's port fails: the other node takes over and tells the client.
+    // Any datagram makes the client's kernel resolve the IP.
+    let target: std::net::SocketAddr = format!("{ip}:9").parse()?;
+    cli.in_thread(move || {
+        std::net::UdpSocket::bind("0.0.0.0:0")?.send_to(b"hello", target)?;
+        Ok(())
+    })?;
+    wait_for("the client to resolve the IP", WAIT, || {
+        Ok((lab::client_neighbour(&ip)?.as_deref() == Some(owner_mac.as_str())).then_some(()))
+    })?;
+    let failed = std::time::Instant::now();
+    lab::set_node_port(&owner, false)?;
+    let moved = wait_for("the client's entry to move to the other node", WAIT, || {
+        Ok((lab::client_neighbour(&ip)?.as_deref() == Some(other_mac.as_str())).then_some(()))
+    });
+    let took = failed.elapsed();
+    lab::set_node_port(&owner, true)?;
+    moved?;
+    println!("layer-2 failover: {} ms", took.as_millis());
+    assert!(speaker_log(dir, other).contains("speaker down"));
+
+    // The owner is back: it is elected again and the client follows.
+    wait_for("the client's entry to move back", WAIT, || {
+        Ok((lab::client_neighbour(&ip)?.as_deref() == Some(owner_mac.as_str())).then_some(()))
+    })?;
+    wait_for("one ServiceL2Status again", WAIT, || {
+        Ok((lab::l2_owner(dir, "printer")?.as_deref() == Some(owner.as_str())).then_some(()))
+    })?;
     Ok(())
 }

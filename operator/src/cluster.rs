@@ -213,9 +213,9 @@ impl NodeView {
             c.iter()
                 .any(|c| c.type_ == "NetworkUnavailable" && c.status == "True")
         });
-        let not_ready = status.and_then(|s| s.conditions.as_ref()).is_some_and(|c| {
-            c.iter().any(|c| c.type_ == "Ready" && c.status != "True")
-        });
+        let not_ready = status
+            .and_then(|s| s.conditions.as_ref())
+            .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status != "True"));
         let addresses = status
             .and_then(|s| s.addresses.as_ref())
             .map(|list| {

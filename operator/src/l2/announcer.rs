@@ -70,6 +70,14 @@ impl Announcer {
         self.owned = owned;
     }
 
+    /// Starts every owned IP's announcements again at `now`, for [`QUIET`].
+    pub fn reannounce(&mut self, now: Instant) {
+        for owned in self.owned.values_mut() {
+            owned.confirmed = now;
+            owned.next = Some(now);
+        }
+    }
+
     /// Whether `ip` is owned now.
     pub fn owns(&self, ip: IpAddr) -> bool {
         self.owned.contains_key(&ip)
@@ -262,6 +270,13 @@ mod tests {
         // Confirming after the rounds ended starts nothing new.
         announcer.set(at(20000), &owning(&["10.99.0.200"], &[]));
         assert!(announcer.due(at(20000)).is_empty());
+        // A speaker rejoined: the rounds start over.
+        announcer.reannounce(at(21000));
+        let rounds: Vec<u64> = (21000..30000)
+            .step_by(100)
+            .filter(|ms| !announcer.due(at(*ms)).is_empty())
+            .collect();
+        assert_eq!(rounds, [21000, 22100, 23200, 24300, 25400]);
     }
 
     #[test]

@@ -122,10 +122,20 @@ impl Drop for Attached {
     }
 }
 
+/// What the responder answers for.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Owned {
+    /// The Services and IPs this node owns.
+    pub list: Vec<L2Announcement>,
+    /// Raised whenever a speaker (re)joins: every owned IP is announced again, since while it
+    /// was apart the other side may have claimed it and told the clients so.
+    pub epoch: u64,
+}
+
 /// Answers and announces for the IPs in `announcements` until `shutdown`.
 pub async fn run(
     options: ResponderOptions,
-    mut announcements: watch::Receiver<Vec<L2Announcement>>,
+    mut announcements: watch::Receiver<Owned>,
     metrics: Arc<L2Metrics>,
     shutdown: CancellationToken,
 ) {
@@ -138,6 +148,7 @@ pub async fn run(
             None
         }
     };
+    let mut epoch = 0;
     let mut rescan = tokio::time::interval(RESCAN);
     rescan.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -147,9 +158,14 @@ pub async fn run(
                 if changed.is_err() {
                     return;
                 }
-                let list = announcements.borrow_and_update().clone();
+                let owned = announcements.borrow_and_update().clone();
                 if let Ok(mut a) = announcer.write() {
-                    a.set(Instant::now().into_std(), &list);
+                    let now = Instant::now().into_std();
+                    a.set(now, &owned.list);
+                    if owned.epoch != epoch {
+                        a.reannounce(now);
+                        epoch = owned.epoch;
+                    }
                 }
                 sync_groups(&announcer, &mut attached);
             }

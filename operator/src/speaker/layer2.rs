@@ -22,12 +22,12 @@ use tokio_util::sync::CancellationToken;
 
 use super::metrics::Metrics;
 use super::status::StatusWriter;
-use super::{Options, FIELD_MANAGER};
+use super::{FIELD_MANAGER, Options};
 use crate::api::ServiceL2Status;
 use crate::cluster::{NodeView, ServiceKey};
 use crate::l2::L2Announcement;
 use crate::l2::members::{Liveness, Members, MembersMetrics, MembersOptions, Timings};
-use crate::l2::responder::{self, ResponderOptions};
+use crate::l2::responder::{self, Owned, ResponderOptions};
 
 /// The key in the gossip Secret (MetalLB's).
 pub const SECRET_KEY: &str = "secretkey";
@@ -42,7 +42,9 @@ pub(super) struct Layer2 {
     port: u16,
     seeds: watch::Sender<BTreeMap<String, SocketAddr>>,
     liveness: watch::Receiver<Liveness>,
-    owned: watch::Sender<Vec<L2Announcement>>,
+    owned: watch::Sender<Owned>,
+    /// Who was alive at the last announce.
+    alive: BTreeSet<String>,
     statuses: watch::Sender<Statuses>,
     client: Client,
     recorder: Recorder,
@@ -56,7 +58,7 @@ impl Layer2 {
         metrics: &Metrics,
         shutdown: &CancellationToken,
     ) -> Layer2 {
-        let (owned, owned_rx) = watch::channel(Vec::new());
+        let (owned, owned_rx) = watch::channel(Owned::default());
         tokio::spawn(responder::run(
             ResponderOptions {
                 exclusions: options.l2.exclusions.clone(),
@@ -95,6 +97,7 @@ impl Layer2 {
             seeds,
             liveness,
             owned,
+            alive: BTreeSet::new(),
             statuses,
             client: client.clone(),
             recorder: Recorder::new(
@@ -138,11 +141,15 @@ impl Layer2 {
         }
     }
 
-    /// Makes `list` what this node answers for.
-    pub fn announce(&mut self, list: &[L2Announcement]) {
+    /// Makes `list` what this node answers for; `liveness` is who was alive when it was
+    /// elected (a speaker that joins makes this node announce its IPs again).
+    pub fn announce(&mut self, list: &[L2Announcement], liveness: &Liveness) {
+        let joined = liveness.alive.difference(&self.alive).next().is_some();
+        self.alive.clone_from(&liveness.alive);
         let before: BTreeMap<ServiceKey, Vec<IpAddr>> = self
             .owned
             .borrow()
+            .list
             .iter()
             .map(|a| (a.service.clone(), a.ips.clone()))
             .collect();
@@ -150,10 +157,15 @@ impl Layer2 {
             .iter()
             .map(|a| (a.service.clone(), a.ips.clone()))
             .collect();
-        if before == after && *self.owned.borrow() == list {
+        if !joined && self.owned.borrow().list == list {
             return;
         }
-        self.owned.send_replace(list.to_vec());
+        self.owned.send_modify(|owned| {
+            owned.list = list.to_vec();
+            if joined {
+                owned.epoch += 1;
+            }
+        });
         for (key, ips) in &after {
             if before.get(key) != Some(ips) {
                 let ips: Vec<String> = ips.iter().map(ToString::to_string).collect();

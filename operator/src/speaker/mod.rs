@@ -120,12 +120,7 @@ pub async fn run(options: Options, shutdown: CancellationToken) -> anyhow::Resul
         tracing::info!("discovery.k8s.io/v1 is not served; reading core/v1 Endpoints");
     }
     let changes = Arc::new(Changes::new(metrics.client.updates.clone()));
-    let caches = SpeakerCaches::start(
-        &client,
-        &options.namespace,
-        slices_v1,
-        &changes,
-    );
+    let caches = SpeakerCaches::start(&client, &options.namespace, slices_v1, &changes);
     tokio::select! {
         () = caches.ready() => {}
         () = shutdown.cancelled() => return Ok(()),
@@ -141,7 +136,12 @@ pub async fn run(options: Options, shutdown: CancellationToken) -> anyhow::Resul
     let mut applier = Applier::new(options.frr.clone());
     let (statuses, wanted_statuses) = tokio::sync::watch::channel(None);
     tokio::spawn(
-        status::StatusWriter::<crate::api::ServiceBGPStatus>::new(client.clone(), &options.namespace, &options.node_name).run(
+        status::StatusWriter::<crate::api::ServiceBGPStatus>::new(
+            client.clone(),
+            &options.namespace,
+            &options.node_name,
+        )
+        .run(
             wanted_statuses,
             metrics.client.update_errors.clone(),
             shutdown.clone(),
@@ -177,7 +177,7 @@ pub async fn run(options: Options, shutdown: CancellationToken) -> anyhow::Resul
             },
         );
         if pass.model.is_some() {
-            layer2.announce(&pass.l2);
+            layer2.announce(&pass.l2, &liveness);
         }
         metrics.client.set_config(pass.model.is_some(), pass.stale);
         if let Err(errors) = &pass.load {
