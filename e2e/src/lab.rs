@@ -341,6 +341,28 @@ pub fn start_speaker(
     )
 }
 
+/// Adds a node to a lab that is up: its namespace on the switch, its Node object, its FRR and
+/// its speaker (the routers do not peer with it: it serves layer 2, and its BGP sessions stay
+/// down). `down` ends it with the rest.
+pub fn add_node(dir: &Path, name: &str, address: &str) -> Result<()> {
+    let mut state = LabState::read(dir)?;
+    state.namespaces.push(Netns::create(&ns(name))?.keep());
+    state.write(dir)?;
+    let node = Netns::attach(&ns(name));
+    let suffix = address.rsplit('.').next().unwrap_or_default();
+    Switch::existing(&ns("sw")).attach(
+        &node,
+        name,
+        &[&format!("{address}/24"), &format!("{NET6}{suffix}/64")],
+    )?;
+    kubectl(dir).apply(&node_manifest(name, address))?;
+    let frr = Frr::start(&node, &dir.join(name))?;
+    let speaker = start_speaker(&node, name, address, &frr, &dir.join("cp/kubeconfig"), dir)?;
+    state.replace(&format!("speaker-{name}"), speaker.keep());
+    state.pids.extend(frr.keep());
+    state.write(dir)
+}
+
 /// The MAC address of `node`'s lab interface.
 pub fn node_mac(name: &str) -> Result<String> {
     let out = Netns::attach(&ns(name)).ip(&["-j", "link", "show", "eth0"])?;

@@ -19,9 +19,10 @@
 //! - bgpd killed and restarted empty: the speaker puts the configuration back;
 //! - a controller restart changes no IP;
 //! - a wrong password brings only that session down, the right one brings it back;
-//! - layer 2: `arping` and `ndisc6` from the client get the elected node's MAC and no other;
-//!   a speaker with the wrong gossip key gets nowhere and changes nothing; the owner's switch
-//!   port fails and the client's neighbour entry moves to the other node, then back;
+//! - layer 2, with a third node added: `arping` and `ndisc6` from the client get the elected
+//!   node's MAC and no other; a speaker with the wrong gossip key gets nowhere and changes
+//!   nothing; the owner's switch port fails and the client's neighbour entry moves to a
+//!   surviving node, then back when the owner returns;
 //! - a deleted Service withdrawn.
 //!
 //! The lab uses the fixed namespaces `ferrolb-*`: it refuses to start while a user's lab is up.
@@ -221,12 +222,12 @@ fn speakers_announce_follow_endpoints_survive_bad_config_and_withdraw() -> Resul
         "{statuses}"
     );
 
-    layer2(&dir)?;
     selectors(&dir, &kubectl, &router, &rr, &web)?;
     sharing_and_pool_removal(&kubectl, &router)?;
     bfd_failover(&router, &tor_frr, &web)?;
     restarts(&dir, &kubectl, &router, &tor_frr, &web)?;
     password(&kubectl, &router, &rr, &web)?;
+    layer2(&dir)?;
 
     // A deleted Service is withdrawn from the routers.
     kubectl.run(&["delete", "service", "-n", "shop", "web"], None)?;
@@ -480,19 +481,26 @@ fn arping_macs(cli: &Netns, ip: &str) -> Result<std::collections::BTreeSet<Strin
 /// owner hands over to the other node.
 fn layer2(dir: &std::path::Path) -> Result<()> {
     let cli = Netns::attach("ferrolb-cli");
+    lab::add_node(dir, "n3", "10.99.0.13")?;
+    let nodes = ["n1", "n2", "n3"];
     let mac = |node: &str| lab::node_mac(node);
     let ip = ip_of(dir, "printer")?;
     assert_eq!(ip, "10.99.0.200");
-    let owner = wait_for("one node to announce printer", WAIT, || {
-        lab::l2_owner(dir, "printer")
+    // The owner among three speakers: once n3 is in, every speaker agrees on one.
+    wait_for("n3 to join the gossip", WAIT, || {
+        Ok(speaker_log(dir, "n3").contains("speaker up").then_some(()))
     })?;
-    let other = if owner == "n1" { "n2" } else { "n1" };
-    let (owner_mac, other_mac) = (mac(&owner)?, mac(other)?);
-    assert_eq!(
-        arping_macs(&cli, &ip)?,
-        [owner_mac.clone()].into(),
-        "only {owner} answers for {ip}"
-    );
+    let owner = wait_for("the node printer's status names to be the one answering", WAIT, || {
+        let Some(owner) = lab::l2_owner(dir, "printer")? else {
+            return Ok(None);
+        };
+        let answering = arping_macs(&cli, &ip)?;
+        Ok((answering == [lab::node_mac(&owner)?].into()).then_some(owner))
+    })?;
+    let others: Vec<&str> = nodes.iter().copied().filter(|n| *n != owner).collect();
+    let other = others[0];
+    let owner_mac = mac(&owner)?;
+    let survivors: Vec<String> = others.iter().map(|n| mac(n)).collect::<Result<_>>()?;
     // The owner logged it.
     assert!(speaker_log(dir, &owner).contains("layer 2: answering"));
 
@@ -563,13 +571,17 @@ fn layer2(dir: &std::path::Path) -> Result<()> {
     })?;
     let failed = std::time::Instant::now();
     lab::set_node_port(&owner, false)?;
-    let moved = wait_for("the client's entry to move to the other node", WAIT, || {
-        Ok((lab::client_neighbour(&ip)?.as_deref() == Some(other_mac.as_str())).then_some(()))
+    let moved = wait_for("the client's entry to move to a surviving node", WAIT, || {
+        let now = lab::client_neighbour(&ip)?;
+        Ok(now.filter(|m| survivors.contains(m)))
     });
     let took = failed.elapsed();
+    let answers = moved.as_ref().ok().map(|_| arping_macs(&cli, &ip));
     lab::set_node_port(&owner, true)?;
-    moved?;
+    let new_mac = moved?;
     println!("layer-2 failover: {} ms", took.as_millis());
+    // Exactly one survivor answers, the one the client moved to.
+    assert_eq!(answers.context("arping")??, [new_mac].into());
     assert!(speaker_log(dir, other).contains("speaker down"));
 
     // The owner is back: it is elected again and the client follows.
