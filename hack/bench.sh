@@ -17,6 +17,9 @@ FERROLB_BIN="${CARGO_TARGET_DIR:-$PWD/target}/release/ferrolb" \
 # frr, the apiserver from hack/apiserver.sh); creating the Services takes several minutes.
 FERROLB_BIN="${CARGO_TARGET_DIR:-$PWD/target}/release/ferrolb" \
     cargo bench -q -p ferrolb-e2e --bench converge -- "$@"
+# Layer-2 failover on the lab with three speakers (root, Debian's frr, the apiserver).
+FERROLB_BIN="${CARGO_TARGET_DIR:-$PWD/target}/release/ferrolb" \
+    cargo bench -q -p ferrolb-e2e --bench l2_failover -- "$@"
 # ferrolb's FRR apply path against frr-reload.py (root, Debian's frr); takes several minutes,
 # most of it frr-reload.py removing 1,000 lines.
 cargo bench -q -p ferrolb-e2e --bench frr_apply -- "$@"

@@ -490,13 +490,17 @@ fn layer2(dir: &std::path::Path) -> Result<()> {
     wait_for("n3 to join the gossip", WAIT, || {
         Ok(speaker_log(dir, "n3").contains("speaker up").then_some(()))
     })?;
-    let owner = wait_for("the node printer's status names to be the one answering", WAIT, || {
-        let Some(owner) = lab::l2_owner(dir, "printer")? else {
-            return Ok(None);
-        };
-        let answering = arping_macs(&cli, &ip)?;
-        Ok((answering == [lab::node_mac(&owner)?].into()).then_some(owner))
-    })?;
+    let owner = wait_for(
+        "the node printer's status names to be the one answering",
+        WAIT,
+        || {
+            let Some(owner) = lab::l2_owner(dir, "printer")? else {
+                return Ok(None);
+            };
+            let answering = arping_macs(&cli, &ip)?;
+            Ok((answering == [lab::node_mac(&owner)?].into()).then_some(owner))
+        },
+    )?;
     let others: Vec<&str> = nodes.iter().copied().filter(|n| *n != owner).collect();
     let other = others[0];
     let owner_mac = mac(&owner)?;
@@ -571,10 +575,14 @@ fn layer2(dir: &std::path::Path) -> Result<()> {
     })?;
     let failed = std::time::Instant::now();
     lab::set_node_port(&owner, false)?;
-    let moved = wait_for("the client's entry to move to a surviving node", WAIT, || {
-        let now = lab::client_neighbour(&ip)?;
-        Ok(now.filter(|m| survivors.contains(m)))
-    });
+    let moved = wait_for(
+        "the client's entry to move to a surviving node",
+        WAIT,
+        || {
+            let now = lab::client_neighbour(&ip)?;
+            Ok(now.filter(|m| survivors.contains(m)))
+        },
+    );
     let took = failed.elapsed();
     let answers = moved.as_ref().ok().map(|_| arping_macs(&cli, &ip));
     lab::set_node_port(&owner, true)?;
