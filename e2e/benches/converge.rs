@@ -17,7 +17,7 @@
 
 use std::io::{BufRead as _, BufReader};
 use std::os::fd::AsFd as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
@@ -48,16 +48,6 @@ fn percentile(values: &[f64], p: f64) -> f64 {
 }
 
 /// Takes the lab down however the bench ends.
-struct Up(PathBuf);
-
-impl Drop for Up {
-    fn drop(&mut self) {
-        if let Err(error) = lab::down(&self.0) {
-            eprintln!("lab down: {error:#}");
-        }
-    }
-}
-
 fn service(name: &str, ip: Option<&str>) -> Result<Service> {
     let mut annotations = serde_json::Map::new();
     if let Some(ip) = ip {
@@ -304,29 +294,17 @@ fn main() -> Result<()> {
         "withdraw_p50",
         "speaker_rss_10k",
     ];
-    let wanted: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with('-'))
-        .collect();
-    if !(wanted.is_empty() || wanted.iter().any(|w| names.contains(&w.as_str()))) {
+    if !lab::bench_selected(&names) {
         return Ok(());
-    }
-    if !nix::unistd::Uid::effective().is_root() {
-        eprintln!("converge_* and speaker_rss_10k skipped: need root (network namespaces)");
-        return Ok(());
-    }
-    if Netns::exists(&lab::ns("sw")) {
-        bail!("a lab is up: run `hack/lab.sh down` first");
     }
     let dir = std::env::temp_dir().join(format!("ferrolb-converge-{}", std::process::id()));
-    let summary = lab::up(&dir)?;
-    let up = Up(dir.clone());
+    let (up, summary) = lab::Up::start(&dir)?;
     eprintln!("{summary}");
     let result = run(&dir);
     if std::env::var_os("FERROLB_CONVERGE_KEEP").is_some() {
         // Left up for a look (logs, FRR, the API): `ferrolb-lab --dir DIR down` ends it.
         eprintln!("lab left up in {}", dir.display());
-        std::mem::forget(up);
+        up.keep();
     }
     result
 }

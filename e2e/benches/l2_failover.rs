@@ -18,16 +18,6 @@ const RUNS: usize = 7;
 const IP: &str = "10.99.0.200";
 const NODES: [&str; 3] = ["n1", "n2", "n3"];
 
-struct Up(std::path::PathBuf);
-
-impl Drop for Up {
-    fn drop(&mut self) {
-        if let Err(error) = lab::down(&self.0) {
-            eprintln!("lab down: {error:#}");
-        }
-    }
-}
-
 /// Makes the client resolve the IP; the MAC it gets.
 fn resolve(cli: &Netns) -> Result<String> {
     let target: std::net::SocketAddr = format!("{IP}:9").parse()?;
@@ -104,24 +94,11 @@ fn run(dir: &std::path::Path) -> Result<()> {
 }
 
 fn main() -> Result<()> {
-    let names = ["l2_failover_p50", "l2_failover_max"];
-    let wanted: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with('-'))
-        .collect();
-    if !(wanted.is_empty() || wanted.iter().any(|w| names.contains(&w.as_str()))) {
+    if !lab::bench_selected(&["l2_failover_p50", "l2_failover_max"]) {
         return Ok(());
-    }
-    if !nix::unistd::Uid::effective().is_root() {
-        eprintln!("l2_failover_* skipped: need root (network namespaces)");
-        return Ok(());
-    }
-    if Netns::exists(&lab::ns("sw")) {
-        bail!("a lab is up: run `hack/lab.sh down` first");
     }
     let dir = std::env::temp_dir().join(format!("ferrolb-l2-failover-{}", std::process::id()));
-    let summary = lab::up(&dir)?;
-    let _up = Up(dir.clone());
+    let (_up, summary) = lab::Up::start(&dir)?;
     eprintln!("{summary}");
     run(&dir)
 }

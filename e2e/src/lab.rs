@@ -341,6 +341,57 @@ pub fn start_speaker(
     )
 }
 
+/// A lab brought up by a test or benchmark, taken down however it ends.
+#[derive(Debug)]
+pub struct Up(pub PathBuf);
+
+impl Up {
+    /// Brings a lab up in `dir`, refusing while a lab is already up; the summary `up` prints.
+    pub fn start(dir: &Path) -> Result<(Up, String)> {
+        if Netns::exists(&ns("sw")) {
+            bail!(
+                "a lab is up (namespace {} exists): run `hack/lab.sh down` first",
+                ns("sw")
+            );
+        }
+        let summary = up(dir)?;
+        Ok((Up(dir.to_path_buf()), summary))
+    }
+
+    /// Leaves the lab up (`ferrolb-lab --dir DIR down` ends it).
+    pub fn keep(self) {
+        std::mem::forget(self);
+    }
+}
+
+impl Drop for Up {
+    fn drop(&mut self) {
+        if let Err(error) = down(&self.0) {
+            eprintln!("lab down: {error:#}");
+        }
+    }
+}
+
+/// Whether a benchmark binary whose figures are `names` should run, given the names on its
+/// command line (none: all), and root (network namespaces) is there; says why when not.
+pub fn bench_selected(names: &[&str]) -> bool {
+    let wanted: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    if !(wanted.is_empty() || wanted.iter().any(|w| names.contains(&w.as_str()))) {
+        return false;
+    }
+    if !nix::unistd::Uid::effective().is_root() {
+        eprintln!(
+            "{} skipped: need root (network namespaces)",
+            names.join(", ")
+        );
+        return false;
+    }
+    true
+}
+
 /// Adds a node to a lab that is up: its namespace on the switch, its Node object, its FRR and
 /// its speaker (the routers do not peer with it: it serves layer 2, and its BGP sessions stay
 /// down). `down` ends it with the rest.

@@ -27,7 +27,6 @@
 //!
 //! The lab uses the fixed namespaces `ferrolb-*`: it refuses to start while a user's lab is up.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
@@ -41,17 +40,6 @@ use serde_json::Value;
 const WAIT: Duration = Duration::from_secs(30);
 const N1: &str = "10.99.0.11";
 const N2: &str = "10.99.0.12";
-
-/// Takes the lab down however the test ends.
-struct Up(PathBuf);
-
-impl Drop for Up {
-    fn drop(&mut self) {
-        if let Err(error) = lab::down(&self.0) {
-            eprintln!("lab down: {error:#}");
-        }
-    }
-}
 
 fn ip_of(dir: &std::path::Path, service: &str) -> Result<String> {
     let s = lab::kubectl(dir).get(&["service", "-n", "shop", service])?;
@@ -124,12 +112,8 @@ fn speaker_log(dir: &std::path::Path, node: &str) -> String {
 
 #[test]
 fn speakers_announce_follow_endpoints_survive_bad_config_and_withdraw() -> Result<()> {
-    if Netns::exists("ferrolb-sw") {
-        bail!("a lab is up (namespace ferrolb-sw exists): run `hack/lab.sh down` first");
-    }
     let dir = std::env::temp_dir().join(format!("ferrolb-lab-test-{}", std::process::id()));
-    let summary = lab::up(&dir)?;
-    let _up = Up(dir.clone());
+    let (_up, summary) = lab::Up::start(&dir)?;
     println!("{summary}");
     let kubectl = lab::kubectl(&dir);
     let router = Netns::attach("ferrolb-rtr");

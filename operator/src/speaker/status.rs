@@ -36,6 +36,14 @@ pub trait StatusKind:
     fn read(&self) -> (ServiceKey, BTreeSet<String>);
 }
 
+/// The Service a status object names.
+fn key_of(namespace: Option<String>, name: Option<String>) -> ServiceKey {
+    ServiceKey::new(
+        namespace.as_deref().unwrap_or_default(),
+        name.as_deref().unwrap_or_default(),
+    )
+}
+
 impl StatusKind for ServiceBGPStatus {
     fn detail(names: &BTreeSet<String>) -> (&'static str, serde_json::Value) {
         ("peers", json!(names))
@@ -43,10 +51,7 @@ impl StatusKind for ServiceBGPStatus {
 
     fn read(&self) -> (ServiceKey, BTreeSet<String>) {
         let status = self.status.clone().unwrap_or_default();
-        let key = ServiceKey::new(
-            status.service_namespace.as_deref().unwrap_or_default(),
-            status.service_name.as_deref().unwrap_or_default(),
-        );
+        let key = key_of(status.service_namespace, status.service_name);
         (key, status.peers.unwrap_or_default().into_iter().collect())
     }
 }
@@ -59,10 +64,7 @@ impl StatusKind for ServiceL2Status {
 
     fn read(&self) -> (ServiceKey, BTreeSet<String>) {
         let status = self.status.clone().unwrap_or_default();
-        let key = ServiceKey::new(
-            status.service_namespace.as_deref().unwrap_or_default(),
-            status.service_name.as_deref().unwrap_or_default(),
-        );
+        let key = key_of(status.service_namespace, status.service_name);
         let names = status
             .interfaces
             .unwrap_or_default()
