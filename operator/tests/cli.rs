@@ -373,3 +373,37 @@ fn allocate_exits_1_on_invalid_configuration() {
         text(&out.stderr)
     );
 }
+
+#[test]
+fn speaker_interface_exclusions_are_checked_before_anything_starts() {
+    let out = ferrolb(
+        &["speaker", "--node-name", "n1", "--exclude-interface", "("],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("--exclude-interface") && err.contains("\"(\""),
+        "{err}"
+    );
+
+    let file = std::env::temp_dir().join(format!("excludel2-{}.yaml", std::process::id()));
+    std::fs::write(&file, "announcedInterfacesToExclude: ['^ok$', '[']\n").unwrap();
+    let out = ferrolb(
+        &[
+            "speaker",
+            "--node-name",
+            "n1",
+            "--exclude-interfaces-file",
+            file.to_str().unwrap(),
+        ],
+        None,
+    );
+    std::fs::remove_file(&file).unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("excludel2") && err.contains("announcedInterfacesToExclude[1]"),
+        "{err}"
+    );
+}

@@ -122,9 +122,14 @@ pub struct SpeakerArgs {
     #[arg(long, default_value_t = 600)]
     ml_suspect_ms: u64,
     /// Interfaces never answered on for layer 2 (regular expressions; repeatable), on top of
-    /// the built-in list of container and CNI interfaces.
+    /// the list from --exclude-interfaces-file.
     #[arg(long = "exclude-interface", value_name = "REGEX")]
     exclude_interfaces: Vec<String>,
+    /// MetalLB's `excludel2.yaml` (`announcedInterfacesToExclude: [REGEX, …]`, from the
+    /// `metallb-excludel2` ConfigMap); when the file is absent, the built-in list of container
+    /// and CNI interfaces is used.
+    #[arg(long, default_value = "/etc/metallb/excludel2.yaml")]
+    exclude_interfaces_file: std::path::PathBuf,
 }
 
 fn parse_metrics_addr(text: &str) -> Result<Option<SocketAddr>, ExitCode> {
@@ -144,15 +149,23 @@ pub fn speaker(args: SpeakerArgs) -> ExitCode {
         Ok(addr) => addr,
         Err(code) => return code,
     };
-    let patterns: Vec<String> = l2::interfaces::DEFAULT_EXCLUDED
-        .iter()
-        .map(|p| p.to_string())
-        .chain(args.exclude_interfaces)
-        .collect();
-    let exclusions = match l2::interfaces::Exclusions::from_patterns(&patterns) {
-        Ok(exclusions) => exclusions,
-        Err(error) => {
-            eprintln!("error: --exclude-interface: {error}");
+    let base = match std::fs::read_to_string(&args.exclude_interfaces_file) {
+        Ok(text) => l2::interfaces::Exclusions::from_yaml(&text)
+            .map_err(|error| format!("{}: {error}", args.exclude_interfaces_file.display())),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            Ok(l2::interfaces::Exclusions::default())
+        }
+        Err(error) => Err(format!(
+            "{}: {error}",
+            args.exclude_interfaces_file.display()
+        )),
+    };
+    let extra = l2::interfaces::Exclusions::from_patterns(&args.exclude_interfaces)
+        .map_err(|error| format!("--exclude-interface: {error}"));
+    let exclusions = match (base, extra) {
+        (Ok(base), Ok(extra)) => base.and(extra),
+        (Err(error), _) | (_, Err(error)) => {
+            eprintln!("error: {error}");
             return ExitCode::from(2);
         }
     };

@@ -197,6 +197,12 @@ impl Exclusions {
         Exclusions::from_patterns(&file.patterns)
     }
 
+    /// Both lists.
+    pub fn and(mut self, other: Exclusions) -> Exclusions {
+        self.0.extend(other.0);
+        self
+    }
+
     /// Whether `name` is excluded.
     pub fn excludes(&self, name: &str) -> bool {
         self.0.iter().any(|r| r.is_match(name))
