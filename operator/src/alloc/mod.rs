@@ -740,6 +740,11 @@ fn serves_quietly(pool: &Pool, service: &AllocService) -> bool {
         && crate::config::any_matches(&a.service_selectors, &service.labels)
 }
 
+/// Why the pool's serviceAllocation keeps it from serving the Service, if it does.
+pub fn allocation_refusal(pool: &Pool, service: &AllocService) -> Option<String> {
+    serves(pool, service).err().map(|r| r.0)
+}
+
 /// Whether the pool's serviceAllocation lets it serve the Service.
 fn serves(pool: &Pool, service: &AllocService) -> Result<(), Refusal> {
     if serves_quietly(pool, service) {

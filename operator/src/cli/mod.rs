@@ -5,6 +5,7 @@
 
 mod allocate;
 mod daemon;
+mod explain;
 mod files;
 mod render;
 
@@ -60,6 +61,13 @@ enum Command {
     Render {
         #[command(subcommand)]
         what: RenderWhat,
+    },
+    /// Explain a Service: the pool and IPs it gets and why, and per node whether it is
+    /// announced (BGP peers and attributes, layer-2 owner) or why not. Reads the cluster, or
+    /// manifest files with -f.
+    Explain {
+        #[command(subcommand)]
+        what: explain::ExplainWhat,
     },
     /// Run the controller: allocate IPs to LoadBalancer Services in the cluster (leader
     /// elected on a Lease, so several replicas can run).
@@ -126,6 +134,7 @@ pub fn main() -> ExitCode {
             RenderWhat::Frr(args) => render::frr(&args),
             RenderWhat::Announcements(args) => render::announcements(&args),
         },
+        Command::Explain { what } => explain::run(what),
         Command::Controller(args) => daemon::controller(args),
         Command::Speaker(args) => daemon::speaker(args),
     }

@@ -83,69 +83,164 @@ pub fn elect<'a>(candidates: &[(&'a str, u32)], ip: IpAddr) -> Option<&'a str> {
         .map(|(_, _, node)| node)
 }
 
+/// Why a node does not answer for a Service's IPs (MetalLB's reason words where it has one).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase", tag = "reason")]
+pub enum NotAnswered {
+    /// No ingress IP yet.
+    NoIpAllocated,
+    /// The ingress IPs are not all in one configured pool.
+    IpNotAllowed,
+    /// The pool has no L2Advertisement.
+    NoL2Advertisement,
+    /// No L2Advertisement of the pool selects the Service (serviceSelectors; a shared IP is
+    /// never matched by serviceSelectors).
+    NoMatchingAdvertisement,
+    /// No serving endpoint anywhere.
+    NoEndpoints,
+    /// The node is not among the live speakers (gossip, or its Ready condition).
+    NodeNotAlive,
+    /// The node's `NetworkUnavailable` condition is true.
+    NodeNetworkUnavailable,
+    /// The node carries the exclusion label.
+    NodeLabeledExcludeBalancers,
+    /// No L2Advertisement's nodeSelectors select the node.
+    NodeNotSelected,
+    /// `externalTrafficPolicy: Local` and no serving endpoint on this node.
+    NoLocalEndpoints,
+    /// Eligible, but another node is elected.
+    NotElected {
+        /// The elected node.
+        owner: String,
+    },
+}
+
+impl std::fmt::Display for NotAnswered {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            NotAnswered::NoIpAllocated => write!(f, "the Service has no IP"),
+            NotAnswered::IpNotAllowed => write!(f, "its IPs are not in one configured pool"),
+            NotAnswered::NoL2Advertisement => write!(f, "no L2Advertisement names its pool"),
+            NotAnswered::NoMatchingAdvertisement => write!(
+                f,
+                "no L2Advertisement of its pool selects the Service (serviceSelectors)"
+            ),
+            NotAnswered::NoEndpoints => write!(f, "the Service has no ready endpoint"),
+            NotAnswered::NodeNotAlive => {
+                write!(f, "the node is not alive (gossip, or Ready is not True)")
+            }
+            NotAnswered::NodeNetworkUnavailable => {
+                write!(f, "the node's NetworkUnavailable condition is True")
+            }
+            NotAnswered::NodeLabeledExcludeBalancers => write!(
+                f,
+                "the node is labelled node.kubernetes.io/exclude-from-external-load-balancers"
+            ),
+            NotAnswered::NodeNotSelected => write!(
+                f,
+                "no L2Advertisement of its pool selects the node (nodeSelectors)"
+            ),
+            NotAnswered::NoLocalEndpoints => write!(
+                f,
+                "externalTrafficPolicy is Local and the node has no ready endpoint"
+            ),
+            NotAnswered::NotElected { owner } => write!(f, "node {owner} is elected"),
+        }
+    }
+}
+
+/// Whether `inputs.node` answers for `service`, on which interfaces (empty: all), or why not.
+pub fn verdict(
+    config: &Config,
+    inputs: &L2Inputs<'_>,
+    service: &LbService,
+) -> Result<BTreeSet<String>, NotAnswered> {
+    let Some(first) = service.ingress.first() else {
+        return Err(NotAnswered::NoIpAllocated);
+    };
+    let Some(pool) = pool_of(config, &service.ingress) else {
+        return Err(NotAnswered::IpNotAllowed);
+    };
+    if pool.l2_advertisements.is_empty() {
+        return Err(NotAnswered::NoL2Advertisement);
+    }
+    let ads: Vec<&L2Advertisement> = pool
+        .l2_advertisements
+        .iter()
+        .filter_map(|n| config.l2_advertisements.get(n))
+        .filter(|ad| any_matches(&ad.service_selectors, &service.labels))
+        .collect();
+    if ads.is_empty()
+        || (service.sharing_key.is_some() && ads.iter().any(|a| !a.service_selectors.is_empty()))
+    {
+        return Err(NotAnswered::NoMatchingAdvertisement);
+    }
+    let Some(endpoints) = inputs.endpoints.get(&service.key).filter(|e| e.any) else {
+        return Err(NotAnswered::NoEndpoints);
+    };
+    let eligible = |n: &NodeView| -> Result<u32, NotAnswered> {
+        if n.network_unavailable {
+            return Err(NotAnswered::NodeNetworkUnavailable);
+        }
+        if n.excluded && !inputs.ignore_exclude_label {
+            return Err(NotAnswered::NodeLabeledExcludeBalancers);
+        }
+        if !ads.iter().any(|a| a.selects_node(&n.labels)) {
+            return Err(NotAnswered::NodeNotSelected);
+        }
+        if service.traffic_policy_local && !endpoints.on_node(&n.name) {
+            return Err(NotAnswered::NoLocalEndpoints);
+        }
+        Ok(ads
+            .iter()
+            .flat_map(|a| &a.preferred_nodes)
+            .filter(|p| p.selector.matches(&n.labels))
+            .map(|p| p.weight)
+            .sum())
+    };
+    let Some(me) = inputs.members.iter().find(|n| n.name == inputs.node) else {
+        return Err(NotAnswered::NodeNotAlive);
+    };
+    eligible(me)?;
+    let candidates: Vec<(&str, u32)> = inputs
+        .members
+        .iter()
+        .filter_map(|n| eligible(n).ok().map(|score| (n.name.as_str(), score)))
+        .collect();
+    match elect(&candidates, *first) {
+        Some(owner) if owner == inputs.node => {}
+        Some(owner) => {
+            return Err(NotAnswered::NotElected {
+                owner: owner.to_string(),
+            });
+        }
+        None => return Err(NotAnswered::NodeNotAlive),
+    }
+    let mine: Vec<&&L2Advertisement> = ads.iter().filter(|a| a.selects_node(&me.labels)).collect();
+    Ok(if mine.iter().any(|a| a.interfaces.is_empty()) {
+        BTreeSet::new()
+    } else {
+        mine.iter()
+            .flat_map(|a| a.interfaces.iter().cloned())
+            .collect()
+    })
+}
+
 /// The Services `inputs.node` answers for, assuming `inputs.members` are alive.
 pub fn announcements(config: &Config, inputs: &L2Inputs<'_>) -> Vec<L2Announcement> {
-    let mut out = Vec::new();
-    for service in inputs.services.iter().filter(|s| s.in_scope(inputs.scope)) {
-        let Some(first) = service.ingress.first() else {
-            continue;
-        };
-        let Some(pool) = pool_of(config, &service.ingress) else {
-            continue;
-        };
-        let Some(endpoints) = inputs.endpoints.get(&service.key).filter(|e| e.any) else {
-            continue;
-        };
-        let ads: Vec<&L2Advertisement> = pool
-            .l2_advertisements
-            .iter()
-            .filter_map(|n| config.l2_advertisements.get(n))
-            .filter(|ad| any_matches(&ad.service_selectors, &service.labels))
-            .collect();
-        if ads.is_empty()
-            || (service.sharing_key.is_some()
-                && ads.iter().any(|a| !a.service_selectors.is_empty()))
-        {
-            continue;
-        }
-        let candidates: Vec<(&str, u32)> = inputs
-            .members
-            .iter()
-            .filter(|n| !n.network_unavailable && (!n.excluded || inputs.ignore_exclude_label))
-            .filter(|n| ads.iter().any(|a| a.selects_node(&n.labels)))
-            .filter(|n| !service.traffic_policy_local || endpoints.on_node(&n.name))
-            .map(|n| {
-                let score = ads
-                    .iter()
-                    .flat_map(|a| &a.preferred_nodes)
-                    .filter(|p| p.selector.matches(&n.labels))
-                    .map(|p| p.weight)
-                    .sum();
-                (n.name.as_str(), score)
+    inputs
+        .services
+        .iter()
+        .filter(|s| s.in_scope(inputs.scope))
+        .filter_map(|service| {
+            let interfaces = verdict(config, inputs, service).ok()?;
+            Some(L2Announcement {
+                service: service.key.clone(),
+                ips: service.ingress.clone(),
+                interfaces,
             })
-            .collect();
-        if elect(&candidates, *first) != Some(inputs.node) {
-            continue;
-        }
-        let Some(me) = inputs.members.iter().find(|n| n.name == inputs.node) else {
-            continue;
-        };
-        let mine: Vec<&&L2Advertisement> =
-            ads.iter().filter(|a| a.selects_node(&me.labels)).collect();
-        let interfaces = if mine.iter().any(|a| a.interfaces.is_empty()) {
-            BTreeSet::new()
-        } else {
-            mine.iter()
-                .flat_map(|a| a.interfaces.iter().cloned())
-                .collect()
-        };
-        out.push(L2Announcement {
-            service: service.key.clone(),
-            ips: service.ingress.clone(),
-            interfaces,
-        });
-    }
-    out
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -1,0 +1,823 @@
+//! `ferrolb explain service`: why a Service has the IP it has (or none), and what every node
+//! does with it, computed by the same functions the controller and the speakers run.
+//!
+//! - Pools: the pool chosen and how (kept, requested IPs, requested pool, automatic), and for
+//!   every other pool why it was not used.
+//! - Per node: BGP (to which peers, with which communities and local preference, or MetalLB's
+//!   reason word for not announcing; peers whose nodeSelectors leave the node out) and layer 2
+//!   (the elected node answers; the others say why not).
+//!
+//! Every node in the input counts as alive for layer-2 election unless its Ready condition is
+//! not True (gossip cannot be seen from outside); the reported owner is who wins then.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::net::IpAddr;
+
+use serde::Serialize;
+
+use crate::alloc::{self, AllocService};
+use crate::bgp::{self, IntentInputs, NotAnnounced, ServiceBgp};
+use crate::cluster::{LbService, NodeView, ServiceKey, ServiceScope};
+use crate::config::{ClusterObjects, Config};
+use crate::l2::{self, L2Inputs};
+use crate::offline;
+
+/// The whole answer.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Explanation {
+    /// `namespace/name`.
+    pub service: String,
+    /// The ingress IPs the Service has, or would get from the controller.
+    pub ips: Vec<IpAddr>,
+    /// The pool they come from.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pool: Option<String>,
+    /// How the pool was picked.
+    pub how: String,
+    /// Why the Service has no IP (`<pending>`), when that is so.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pending: Option<String>,
+    /// The `allow-shared-ip` key.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sharing_key: Option<String>,
+    /// Every pool, chosen or not and why.
+    pub pools: Vec<PoolVerdict>,
+    /// Every node.
+    pub nodes: Vec<NodeVerdict>,
+    /// What was assumed.
+    pub warnings: Vec<String>,
+}
+
+/// One pool's part.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PoolVerdict {
+    /// The pool.
+    pub name: String,
+    /// Whether the Service's IPs come from it.
+    pub chosen: bool,
+    /// Why not, when not chosen.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// One node's part.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeVerdict {
+    /// The node.
+    pub node: String,
+    /// BGP.
+    pub bgp: BgpVerdict,
+    /// Layer 2.
+    pub l2: L2Verdict,
+}
+
+/// What a node does over BGP.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BgpVerdict {
+    /// Whether the node announces the Service.
+    pub announced: bool,
+    /// MetalLB's reason word when it does not (`noLocalEndpoints`, …); absent when the pool
+    /// has no BGPAdvertisement at all.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The reason in words.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    /// Peers receiving it, with what.
+    pub peers: Vec<PeerAnnouncement>,
+    /// BGPPeers whose nodeSelectors leave this node out.
+    pub peers_not_on_node: Vec<String>,
+}
+
+/// One peer receiving a Service's prefixes.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PeerAnnouncement {
+    /// The BGPPeer.
+    pub peer: String,
+    /// Its address or interface.
+    pub address: String,
+    /// The prefixes it gets.
+    pub prefixes: Vec<String>,
+    /// Communities attached.
+    pub communities: Vec<String>,
+    /// LOCAL_PREF (iBGP).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub local_pref: Option<u32>,
+}
+
+/// What a node does over layer 2.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct L2Verdict {
+    /// Whether the node answers ARP/NDP for the IPs.
+    pub answers: bool,
+    /// Interfaces it answers on (empty: all suitable).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub interfaces: Vec<String>,
+    /// Why not (reason word and, for `notElected`, the owner).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<l2::NotAnswered>,
+    /// The reason in words.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+/// Why [`explain`] has no answer.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ExplainError {
+    /// No such Service in the input.
+    #[error("Service {0} is not in the input")]
+    NotFound(ServiceKey),
+    /// The Service is not of type LoadBalancer.
+    #[error("Service {0} is not of type LoadBalancer: ferrolb gives it no IP")]
+    NotLoadBalancer(ServiceKey),
+}
+
+fn not_announced_text(reason: NotAnnounced) -> &'static str {
+    match reason {
+        NotAnnounced::NoIpAllocated => "the Service has no IP",
+        NotAnnounced::IpNotAllowed => "its IPs are not in one configured pool",
+        NotAnnounced::NotOwner => "no BGPAdvertisement of its pool selects this node",
+        NotAnnounced::NoMatchingAdvertisement => {
+            "no BGPAdvertisement selecting this node selects the Service (serviceSelectors)"
+        }
+        NotAnnounced::NodeNetworkUnavailable => "the node's NetworkUnavailable condition is True",
+        NotAnnounced::NodeLabeledExcludeBalancers => {
+            "the node is labelled node.kubernetes.io/exclude-from-external-load-balancers"
+        }
+        NotAnnounced::NoLocalEndpoints => {
+            "externalTrafficPolicy is Local and the node has no ready endpoint"
+        }
+        NotAnnounced::NoEndpoints => "the Service has no ready endpoint",
+        NotAnnounced::NoPeers => {
+            "no session of this node receives its prefixes (advertisement peers or address family)"
+        }
+    }
+}
+
+fn word<T: Serialize>(value: &T) -> Option<String> {
+    match serde_json::to_value(value).ok()? {
+        serde_json::Value::String(s) => Some(s),
+        serde_json::Value::Object(map) => map.get("reason")?.as_str().map(str::to_string),
+        _ => None,
+    }
+}
+
+/// Explains `key` among `objects` under `config`.
+pub fn explain(
+    config: &Config,
+    objects: &ClusterObjects,
+    key: &ServiceKey,
+    scope: &ServiceScope,
+) -> Result<Explanation, ExplainError> {
+    let Some(object) = objects.services.iter().find(|s| ServiceKey::of(s) == *key) else {
+        return Err(ExplainError::NotFound(key.clone()));
+    };
+    let mut wanted = AllocService::from_service(object);
+    wanted.assume_cluster_families();
+    if !wanted.is_load_balancer {
+        return Err(ExplainError::NotLoadBalancer(key.clone()));
+    }
+    let mut warnings = Vec::new();
+    if !wanted.in_scope(scope) {
+        warnings.push(format!(
+            "the Service's loadBalancerClass {:?} is not the one handled ({:?}): ferrolb leaves it alone",
+            wanted.load_balancer_class, scope.load_balancer_class
+        ));
+    }
+    let decision = offline::allocate(config, objects, scope).remove(key);
+    let (ips, pool, pending) = match &decision {
+        Some(d) => (d.ingress.clone(), d.pool.clone(), d.pending.clone()),
+        None => (Vec::new(), None, None),
+    };
+    let kept = !wanted.ingress.is_empty() && wanted.ingress == ips;
+    if wanted.ingress.is_empty() && !ips.is_empty() {
+        warnings.push(
+            "the Service has no IP in the input: shown is what the controller would assign"
+                .to_string(),
+        );
+    }
+    let requested_ips = wanted.requested_ips.clone().unwrap_or_default();
+    let how = if pool.is_none() {
+        "no pool".to_string()
+    } else if kept {
+        "kept: the Service already holds these IPs and they are still valid".to_string()
+    } else if !requested_ips.is_empty() {
+        "requested: metallb.io/loadBalancerIPs (or spec.loadBalancerIP)".to_string()
+    } else if let Some(p) = &wanted.requested_pool {
+        format!("requested: metallb.io/address-pool: {p}")
+    } else {
+        "automatic: pools with serviceAllocation by priority, then the rest by name; autoAssign pools only".to_string()
+    };
+    let families = wanted.wanted_families();
+    let pools = config
+        .pools
+        .values()
+        .map(|p| {
+            let chosen = pool.as_deref() == Some(p.name.as_str());
+            let reason = (!chosen).then(|| {
+                let missing: Vec<&str> = families
+                    .iter()
+                    .filter(|f| match f {
+                        alloc::Family::V4 => !p.has_ipv4(),
+                        alloc::Family::V6 => !p.has_ipv6(),
+                    })
+                    .map(|f| match f {
+                        alloc::Family::V4 => "IPv4",
+                        alloc::Family::V6 => "IPv6",
+                    })
+                    .collect();
+                if !requested_ips.is_empty() {
+                    if requested_ips
+                        .iter()
+                        .all(|ip| p.cidrs().any(|c| c.contains(ip)))
+                    {
+                        "the requested IPs are here but taken or not allowed".to_string()
+                    } else {
+                        "the requested IPs are not in it".to_string()
+                    }
+                } else if let Some(asked) = &wanted.requested_pool {
+                    format!("the Service asks for pool {asked}")
+                } else if kept {
+                    "the Service keeps the IPs it holds".to_string()
+                } else if !p.auto_assign {
+                    "autoAssign: false (used only when asked for by name or IP)".to_string()
+                } else if let Some(refusal) = alloc::allocation_refusal(p, &wanted) {
+                    refusal
+                } else if !missing.is_empty() {
+                    format!("it has no {} addresses", missing.join(" or "))
+                } else if let Some(chosen) = &pool {
+                    format!("pool {chosen} comes first")
+                } else {
+                    "it has no free address for the Service".to_string()
+                }
+            });
+            PoolVerdict {
+                name: p.name.clone(),
+                chosen,
+                reason,
+            }
+        })
+        .collect();
+
+    // What the nodes see: the Service with its (would-be) IPs, endpoints as observed or
+    // assumed, every listed node alive unless NotReady.
+    let mut nodes: Vec<NodeView> = objects.nodes.iter().map(NodeView::from_node).collect();
+    nodes.sort_by(|a, b| a.name.cmp(&b.name));
+    if nodes.is_empty() {
+        warnings.push(
+            "no Node objects in the input: nothing to say per node (add Nodes, or ask the cluster)"
+                .to_string(),
+        );
+    }
+    let mut service = LbService::from_service(object);
+    service.ingress.clone_from(&ips);
+    let mut endpoints = crate::cluster::serving_endpoints(&objects.endpoint_slices);
+    if !endpoints.contains_key(key) {
+        warnings.push(format!(
+            "no EndpointSlice for Service {key}: assuming ready endpoints on every node"
+        ));
+        endpoints.insert(
+            key.clone(),
+            crate::cluster::ServingEndpoints {
+                nodes: nodes.iter().map(|n| n.name.clone()).collect(),
+                any: true,
+            },
+        );
+    }
+    let alive: Vec<NodeView> = nodes.iter().filter(|n| !n.not_ready).cloned().collect();
+    let services = std::slice::from_ref(&service);
+    let node_verdicts = nodes
+        .iter()
+        .map(|node| {
+            let intent = bgp::intent(
+                config,
+                &IntentInputs {
+                    node,
+                    services,
+                    endpoints: &endpoints,
+                    scope,
+                    ignore_exclude_label: false,
+                },
+            );
+            let bgp = bgp_verdict(config, &intent, key, node);
+            let l2 = match l2::verdict(
+                config,
+                &L2Inputs {
+                    node: &node.name,
+                    members: &alive,
+                    services,
+                    endpoints: &endpoints,
+                    scope,
+                    ignore_exclude_label: false,
+                },
+                &service,
+            ) {
+                Ok(interfaces) => L2Verdict {
+                    answers: true,
+                    interfaces: interfaces.into_iter().collect(),
+                    reason: None,
+                    detail: None,
+                },
+                Err(why) => L2Verdict {
+                    answers: false,
+                    interfaces: Vec::new(),
+                    detail: Some(why.to_string()),
+                    reason: Some(why),
+                },
+            };
+            NodeVerdict {
+                node: node.name.clone(),
+                bgp,
+                l2,
+            }
+        })
+        .collect();
+    Ok(Explanation {
+        service: key.to_string(),
+        ips,
+        pool,
+        how,
+        pending,
+        sharing_key: wanted.sharing_key.clone(),
+        pools,
+        nodes: node_verdicts,
+        warnings,
+    })
+}
+
+fn bgp_verdict(
+    config: &Config,
+    intent: &bgp::NodeIntent,
+    key: &ServiceKey,
+    node: &NodeView,
+) -> BgpVerdict {
+    let peers_not_on_node = config
+        .peers
+        .values()
+        .filter(|p| !p.selects_node(&node.labels))
+        .map(|p| p.name.clone())
+        .collect();
+    let (announced, reason, detail, peers) = match intent.services.get(key) {
+        Some(ServiceBgp::Announced { prefixes, .. }) => {
+            let peers = intent
+                .sessions
+                .iter()
+                .filter_map(|s| {
+                    let mine: BTreeMap<_, _> = s
+                        .announcements
+                        .iter()
+                        .filter(|(p, _)| prefixes.contains(*p))
+                        .collect();
+                    let first = mine.values().next()?;
+                    Some(PeerAnnouncement {
+                        peer: s.peer.name.clone(),
+                        address: s.peer.endpoint.to_string(),
+                        prefixes: mine.keys().map(ToString::to_string).collect(),
+                        communities: first.communities.iter().map(ToString::to_string).collect(),
+                        local_pref: first.local_pref,
+                    })
+                })
+                .collect();
+            (true, None, None, peers)
+        }
+        Some(ServiceBgp::NotAnnounced(why)) => (
+            false,
+            word(why),
+            Some(not_announced_text(*why).to_string()),
+            Vec::new(),
+        ),
+        None => (
+            false,
+            None,
+            Some("its pool has no BGPAdvertisement".to_string()),
+            Vec::new(),
+        ),
+    };
+    BgpVerdict {
+        announced,
+        reason,
+        detail,
+        peers,
+        peers_not_on_node,
+    }
+}
+
+impl Explanation {
+    /// For people.
+    pub fn text(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(out, "Service {}", self.service);
+        if self.ips.is_empty() {
+            let _ = writeln!(
+                out,
+                "  IPs:     none (<pending>): {}",
+                self.pending.as_deref().unwrap_or("no pool serves it")
+            );
+        } else {
+            let ips: Vec<String> = self.ips.iter().map(ToString::to_string).collect();
+            let _ = writeln!(out, "  IPs:     {}", ips.join(", "));
+            if let Some(pending) = &self.pending {
+                let _ = writeln!(out, "  note:    {pending}");
+            }
+        }
+        if let Some(pool) = &self.pool {
+            let _ = writeln!(out, "  pool:    {pool} ({})", self.how);
+        }
+        if let Some(key) = &self.sharing_key {
+            let _ = writeln!(out, "  sharing: metallb.io/allow-shared-ip {key}");
+        }
+        let others: Vec<&PoolVerdict> = self.pools.iter().filter(|p| !p.chosen).collect();
+        if !others.is_empty() {
+            let _ = writeln!(out, "  other pools:");
+            for p in others {
+                let _ = writeln!(
+                    out,
+                    "    {}: {}",
+                    p.name,
+                    p.reason.as_deref().unwrap_or_default()
+                );
+            }
+        }
+        if !self.nodes.is_empty() {
+            let _ = writeln!(out, "Nodes:");
+        }
+        for n in &self.nodes {
+            let _ = writeln!(out, "  {}", n.node);
+            if n.bgp.announced {
+                for p in &n.bgp.peers {
+                    let mut what = String::new();
+                    if !p.communities.is_empty() {
+                        let _ = write!(what, " communities {}", p.communities.join(" "));
+                    }
+                    if let Some(lp) = p.local_pref {
+                        let _ = write!(what, " localPref {lp}");
+                    }
+                    let _ = writeln!(
+                        out,
+                        "    BGP: {} to {} ({}){what}",
+                        p.prefixes.join(", "),
+                        p.peer,
+                        p.address
+                    );
+                }
+            } else {
+                let _ = writeln!(
+                    out,
+                    "    BGP: not announced: {}{}",
+                    n.bgp.detail.as_deref().unwrap_or_default(),
+                    n.bgp
+                        .reason
+                        .as_deref()
+                        .map(|r| format!(" ({r})"))
+                        .unwrap_or_default()
+                );
+            }
+            if !n.bgp.peers_not_on_node.is_empty() {
+                let _ = writeln!(
+                    out,
+                    "         peers not on this node (nodeSelectors): {}",
+                    n.bgp.peers_not_on_node.join(", ")
+                );
+            }
+            if n.l2.answers {
+                let on = if n.l2.interfaces.is_empty() {
+                    "every suitable interface".to_string()
+                } else {
+                    n.l2.interfaces.join(", ")
+                };
+                let _ = writeln!(out, "    L2:  answers ARP/NDP (elected) on {on}");
+            } else {
+                let _ = writeln!(
+                    out,
+                    "    L2:  does not answer: {}",
+                    n.l2.detail.as_deref().unwrap_or_default()
+                );
+            }
+        }
+        for w in &self.warnings {
+            let _ = writeln!(out, "note: {w}");
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::LoadOptions;
+    use crate::manifest;
+
+    const INPUT: &str = r#"
+apiVersion: v1
+kind: Namespace
+metadata: {name: shop}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: other}
+---
+apiVersion: metallb.io/v1beta1
+kind: IPAddressPool
+metadata: {name: bgp, namespace: metallb-system}
+spec:
+  addresses: [198.51.100.0/24]
+  serviceAllocation: {priority: 1, namespaces: [shop]}
+---
+apiVersion: metallb.io/v1beta1
+kind: IPAddressPool
+metadata: {name: spare, namespace: metallb-system}
+spec: {addresses: [198.51.101.0/24]}
+---
+apiVersion: metallb.io/v1beta1
+kind: IPAddressPool
+metadata: {name: manual, namespace: metallb-system}
+spec: {addresses: [203.0.113.0/24], autoAssign: false}
+---
+apiVersion: metallb.io/v1beta1
+kind: IPAddressPool
+metadata: {name: v6, namespace: metallb-system}
+spec: {addresses: ["2001:db8::/64"]}
+---
+apiVersion: metallb.io/v1beta1
+kind: IPAddressPool
+metadata: {name: l2, namespace: metallb-system}
+spec: {addresses: [192.0.2.0/29], autoAssign: false}
+---
+apiVersion: metallb.io/v1beta1
+kind: L2Advertisement
+metadata: {name: l2, namespace: metallb-system}
+spec:
+  ipAddressPools: [l2]
+  nodeSelectors: [{matchLabels: {zone: a}}]
+---
+apiVersion: metallb.io/v1beta1
+kind: BGPAdvertisement
+metadata: {name: edge, namespace: metallb-system}
+spec:
+  ipAddressPools: [bgp, spare]
+  communities: ["64500:1"]
+  nodeSelectors: [{matchExpressions: [{key: role, operator: In, values: [edge]}]}]
+---
+apiVersion: metallb.io/v1beta2
+kind: BGPPeer
+metadata: {name: tor, namespace: metallb-system}
+spec: {myASN: 64512, peerASN: 64513, peerAddress: 10.0.0.1}
+---
+apiVersion: metallb.io/v1beta2
+kind: BGPPeer
+metadata: {name: rack1, namespace: metallb-system}
+spec:
+  myASN: 64512
+  peerASN: 64514
+  peerAddress: 10.0.0.2
+  nodeSelectors: [{matchLabels: {rack: r1}}]
+---
+apiVersion: v1
+kind: Node
+metadata: {name: n1, labels: {kubernetes.io/hostname: n1, zone: a, role: edge, rack: r1}}
+---
+apiVersion: v1
+kind: Node
+metadata:
+  name: n2
+  labels: {kubernetes.io/hostname: n2, zone: a, role: edge, node.kubernetes.io/exclude-from-external-load-balancers: ""}
+---
+apiVersion: v1
+kind: Node
+metadata: {name: n3, labels: {kubernetes.io/hostname: n3, zone: b}}
+---
+apiVersion: v1
+kind: Node
+metadata: {name: n4, labels: {kubernetes.io/hostname: n4, zone: a, role: edge}}
+status: {conditions: [{type: Ready, status: "False"}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: shop}
+spec: {type: LoadBalancer, externalTrafficPolicy: Local, clusterIP: 10.96.0.10, ports: [{port: 80}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: printer, namespace: shop, annotations: {metallb.io/address-pool: l2}}
+spec: {type: LoadBalancer, clusterIP: 10.96.0.11, ports: [{port: 631}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: app, namespace: other}
+spec: {type: LoadBalancer, clusterIP: 10.96.0.12, ports: [{port: 80}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: lost, namespace: shop, annotations: {metallb.io/address-pool: nope}}
+spec: {type: LoadBalancer, clusterIP: 10.96.0.13, ports: [{port: 80}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: plain, namespace: shop}
+spec: {type: ClusterIP, clusterIP: 10.96.0.14, ports: [{port: 80}]}
+"#;
+
+    fn slice(namespace: &str, service: &str, node: &str) -> String {
+        format!(
+            "---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {{name: {service}-1, namespace: {namespace}, labels: {{kubernetes.io/service-name: {service}}}}}\naddressType: IPv4\nendpoints: [{{addresses: [10.244.0.5], nodeName: {node}, conditions: {{ready: true}}}}]\n"
+        )
+    }
+
+    fn run(service: &str) -> Result<Explanation, ExplainError> {
+        let text = format!(
+            "{INPUT}{}{}{}",
+            slice("shop", "web", "n1"),
+            slice("shop", "printer", "n1"),
+            slice("other", "app", "n1")
+        );
+        let objects = manifest::parse(&text, "test", "metallb-system")
+            .unwrap()
+            .objects;
+        let config = crate::config::load(
+            &objects,
+            &LoadOptions {
+                namespace: "metallb-system".into(),
+            },
+        )
+        .unwrap();
+        let (namespace, name) = service.split_once('/').unwrap();
+        explain(
+            &config,
+            &objects,
+            &ServiceKey::new(namespace, name),
+            &ServiceScope::default(),
+        )
+    }
+
+    fn node<'a>(e: &'a Explanation, name: &str) -> &'a NodeVerdict {
+        e.nodes.iter().find(|n| n.node == name).unwrap()
+    }
+
+    fn pool<'a>(e: &'a Explanation, name: &str) -> &'a str {
+        e.pools
+            .iter()
+            .find(|p| p.name == name)
+            .and_then(|p| p.reason.as_deref())
+            .unwrap_or("chosen")
+    }
+
+    #[test]
+    fn bgp_reasons_per_node_and_pool_choice() {
+        let e = run("shop/web").unwrap();
+        assert_eq!(e.pool.as_deref(), Some("bgp"));
+        assert!(e.how.starts_with("automatic"), "{}", e.how);
+        assert_eq!(pool(&e, "spare"), "pool bgp comes first");
+        assert_eq!(
+            pool(&e, "manual"),
+            "autoAssign: false (used only when asked for by name or IP)"
+        );
+        assert_eq!(pool(&e, "v6"), "it has no IPv4 addresses");
+
+        let n1 = node(&e, "n1");
+        assert!(n1.bgp.announced);
+        let peers: Vec<&str> = n1.bgp.peers.iter().map(|p| p.peer.as_str()).collect();
+        assert_eq!(peers, ["tor", "rack1"]);
+        assert_eq!(n1.bgp.peers[0].communities, ["64500:1"]);
+        assert_eq!(n1.bgp.peers[0].prefixes, [format!("{}/32", e.ips[0])]);
+        assert_eq!(
+            node(&e, "n2").bgp.reason.as_deref(),
+            Some("nodeLabeledExcludeBalancers")
+        );
+        assert_eq!(node(&e, "n3").bgp.reason.as_deref(), Some("notOwner"));
+        assert_eq!(
+            node(&e, "n4").bgp.reason.as_deref(),
+            Some("noLocalEndpoints")
+        );
+        assert_eq!(node(&e, "n2").bgp.peers_not_on_node, ["rack1"]);
+        assert!(n1.bgp.peers_not_on_node.is_empty());
+        assert_eq!(
+            node(&e, "n1").l2.detail.as_deref(),
+            Some("no L2Advertisement names its pool")
+        );
+        let text = e.text();
+        assert!(text.contains("BGP: not announced: externalTrafficPolicy is Local and the node has no ready endpoint (noLocalEndpoints)"), "{text}");
+        assert!(
+            text.contains("peers not on this node (nodeSelectors): rack1"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn layer2_owner_and_why_the_others_do_not_answer() {
+        let e = run("shop/printer").unwrap();
+        assert_eq!(e.pool.as_deref(), Some("l2"));
+        assert!(e.how.contains("metallb.io/address-pool: l2"), "{}", e.how);
+        assert_eq!(pool(&e, "bgp"), "the Service asks for pool l2");
+        assert!(node(&e, "n1").l2.answers);
+        let reason = |n: &str| node(&e, n).l2.reason.clone();
+        assert_eq!(
+            reason("n2"),
+            Some(l2::NotAnswered::NodeLabeledExcludeBalancers)
+        );
+        assert_eq!(reason("n3"), Some(l2::NotAnswered::NodeNotSelected));
+        assert_eq!(reason("n4"), Some(l2::NotAnswered::NodeNotAlive));
+        assert_eq!(
+            node(&e, "n1").bgp.detail.as_deref(),
+            Some("its pool has no BGPAdvertisement")
+        );
+        let json = serde_json::to_value(&e).unwrap();
+        assert_eq!(
+            json["nodes"][2]["l2"]["reason"]["reason"],
+            "nodeNotSelected"
+        );
+        let text = e.text();
+        assert!(
+            text.contains("L2:  answers ARP/NDP (elected) on every suitable interface"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn not_elected_names_the_owner() {
+        // Without the exclusion label and with n4 Ready, n1, n2 and n4 are candidates.
+        let text = format!(
+            "{}{}",
+            INPUT
+                .replace(
+                    ", node.kubernetes.io/exclude-from-external-load-balancers: \"\"",
+                    ""
+                )
+                .replace(
+                    "status: {conditions: [{type: Ready, status: \"False\"}]}",
+                    ""
+                ),
+            slice("shop", "printer", "n1")
+        );
+        let objects = manifest::parse(&text, "test", "metallb-system")
+            .unwrap()
+            .objects;
+        let config = crate::config::load(
+            &objects,
+            &LoadOptions {
+                namespace: "metallb-system".into(),
+            },
+        )
+        .unwrap();
+        let e = explain(
+            &config,
+            &objects,
+            &ServiceKey::new("shop", "printer"),
+            &ServiceScope::default(),
+        )
+        .unwrap();
+        let owners: Vec<&str> = e
+            .nodes
+            .iter()
+            .filter(|n| n.l2.answers)
+            .map(|n| n.node.as_str())
+            .collect();
+        assert_eq!(owners.len(), 1);
+        for n in e.nodes.iter().filter(|n| !n.l2.answers && n.node != "n3") {
+            assert_eq!(
+                n.l2.reason,
+                Some(l2::NotAnswered::NotElected {
+                    owner: owners[0].to_string()
+                })
+            );
+        }
+    }
+
+    #[test]
+    fn pending_and_refused_pools_are_explained() {
+        let e = run("other/app").unwrap();
+        assert_eq!(e.pool.as_deref(), Some("spare"));
+        assert_eq!(
+            pool(&e, "bgp"),
+            "pool bgp serves only namespaces shop (serviceAllocation), not other"
+        );
+
+        let e = run("shop/lost").unwrap();
+        assert!(e.ips.is_empty());
+        assert_eq!(
+            e.pending.as_deref(),
+            Some("pool nope (metallb.io/address-pool) does not exist")
+        );
+        assert!(e.text().contains("IPs:     none (<pending>): pool nope"));
+        assert_eq!(node(&e, "n1").bgp.reason.as_deref(), Some("noIpAllocated"));
+        assert_eq!(
+            node(&e, "n1").l2.reason,
+            Some(l2::NotAnswered::NoIpAllocated)
+        );
+
+        assert_eq!(
+            run("shop/plain").unwrap_err(),
+            ExplainError::NotLoadBalancer(ServiceKey::new("shop", "plain"))
+        );
+        assert_eq!(
+            run("shop/ghost").unwrap_err(),
+            ExplainError::NotFound(ServiceKey::new("shop", "ghost"))
+        );
+    }
+}
