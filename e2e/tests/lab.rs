@@ -23,6 +23,8 @@
 //!   node's MAC and no other; a speaker with the wrong gossip key gets nowhere and changes
 //!   nothing; the owner's switch port fails and the client's neighbour entry moves to a
 //!   surviving node, then back when the owner returns;
+//! - `ferrolb explain service` against the API server agrees with the ServiceL2Status on
+//!   the layer-2 owner and names the BGP peers and attributes;
 //! - a deleted Service withdrawn.
 //!
 //! The lab uses the fixed namespaces `ferrolb-*`: it refuses to start while a user's lab is up.
@@ -212,6 +214,7 @@ fn speakers_announce_follow_endpoints_survive_bad_config_and_withdraw() -> Resul
     restarts(&dir, &kubectl, &router, &tor_frr, &web)?;
     password(&kubectl, &router, &rr, &web)?;
     layer2(&dir)?;
+    explain(&dir, &web)?;
 
     // A deleted Service is withdrawn from the routers.
     kubectl.run(&["delete", "service", "-n", "shop", "web"], None)?;
@@ -583,5 +586,55 @@ fn layer2(dir: &std::path::Path) -> Result<()> {
     wait_for("one ServiceL2Status again", WAIT, || {
         Ok((lab::l2_owner(dir, "printer")?.as_deref() == Some(owner.as_str())).then_some(()))
     })?;
+    Ok(())
+}
+
+/// `ferrolb explain service` against the lab's API server: the layer-2 owner it computes is
+/// the one the speakers elected, and the BGP answer names the peers with their attributes.
+fn explain(dir: &std::path::Path, web: &str) -> Result<()> {
+    let cp = Netns::attach("ferrolb-cp");
+    let run = |service: &str| -> Result<Value> {
+        let out = cp
+            .command(ferrolb_e2e::paths::ferrolb()?)
+            .args(["explain", "service", service, "-o", "json", "--kubeconfig"])
+            .arg(dir.join("cp/kubeconfig"))
+            .output()?;
+        if !out.status.success() {
+            bail!(
+                "explain {service}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(serde_json::from_slice(&out.stdout)?)
+    };
+    let printer = run("shop/printer")?;
+    assert_eq!(printer["pool"], "lab-l2", "{printer}");
+    assert_eq!(printer["ips"][0], "10.99.0.200", "{printer}");
+    let answering: Vec<&str> = printer["nodes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|n| n["l2"]["answers"] == true)
+        .filter_map(|n| n["node"].as_str())
+        .collect();
+    let owner = lab::l2_owner(dir, "printer")?;
+    assert_eq!(answering, [owner.as_deref().unwrap_or("?")], "{printer}");
+
+    let shown = run("shop/web")?;
+    assert_eq!(shown["ips"][0], web, "{shown}");
+    let n1 = shown["nodes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|n| n["node"] == "n1")
+        .cloned()
+        .context("n1 in the explanation")?;
+    let peers = n1["bgp"]["peers"].as_array().cloned().unwrap_or_default();
+    let rr = peers
+        .iter()
+        .find(|p| p["peer"] == "rr")
+        .with_context(|| format!("rr in {n1}"))?;
+    assert_eq!(rr["localPref"], 150, "{n1}");
+    assert_eq!(rr["communities"][0], "64512:100", "{n1}");
     Ok(())
 }
