@@ -12,6 +12,7 @@ pub mod cli;
 pub mod cluster;
 pub mod config;
 pub mod controller;
+pub mod convert;
 pub mod explain;
 pub mod frr;
 pub mod http;

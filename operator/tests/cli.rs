@@ -407,3 +407,96 @@ fn speaker_interface_exclusions_are_checked_before_anything_starts() {
         "{err}"
     );
 }
+
+#[test]
+fn convert_prints_resources_that_validate() {
+    let legacy = examples().join("legacy/configmap.yaml");
+    let out = ferrolb(&["convert", "-f", legacy.to_str().unwrap()], None);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let yaml = text(&out.stdout);
+    for kind in [
+        "kind: BFDProfile",
+        "kind: Community",
+        "kind: IPAddressPool",
+        "kind: BGPAdvertisement",
+        "kind: L2Advertisement",
+        "kind: BGPPeer",
+    ] {
+        assert!(yaml.contains(kind), "{kind} missing:\n{yaml}");
+    }
+    let validated = ferrolb(&["validate", "-f", "-"], Some(&yaml));
+    assert_eq!(
+        validated.status.code(),
+        Some(0),
+        "{}",
+        text(&validated.stderr)
+    );
+
+    // A legacy configuration MetalLB would refuse converts, and says why it is invalid.
+    let bad = "address-pools:\n- {name: a, protocol: bgp, addresses: [198.51.100.0/24]}\n- {name: b, protocol: layer2, addresses: [198.51.100.128/25]}\n";
+    let out = ferrolb(&["convert", "-f", "-"], Some(bad));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stdout).contains("name: b"));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("IPAddressPool/metallb-system/b") && err.contains("overlap"),
+        "{err}"
+    );
+
+    let out = ferrolb(
+        &["convert", "-f", "-"],
+        Some("address-pools: [{name: a, protocol: x}]\n"),
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("protocol \"x\" is neither layer2 nor bgp"));
+}
+
+#[test]
+fn explain_answers_from_files() {
+    let lab = examples().join("lab/lab.yaml");
+    let nodes = "apiVersion: v1\nkind: Node\nmetadata: {name: n1}\n---\napiVersion: v1\nkind: Node\nmetadata: {name: n2}\n";
+    let out = ferrolb(
+        &[
+            "explain",
+            "service",
+            "printer",
+            "-n",
+            "shop",
+            "-f",
+            lab.to_str().unwrap(),
+            "-f",
+            "-",
+        ],
+        Some(nodes),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let shown = text(&out.stdout);
+    assert!(
+        shown.starts_with("Service shop/printer\n  IPs:     10.99.0.200\n"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("pool:    lab-l2 (requested: metallb.io/address-pool: lab-l2)"),
+        "{shown}"
+    );
+    assert_eq!(
+        shown.matches("L2:  answers ARP/NDP (elected)").count(),
+        1,
+        "{shown}"
+    );
+
+    let out = ferrolb(
+        &[
+            "explain",
+            "service",
+            "shop/nope",
+            "-f",
+            lab.to_str().unwrap(),
+            "-o",
+            "json",
+        ],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("Service shop/nope is not in the input"));
+}

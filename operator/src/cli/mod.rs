@@ -69,6 +69,16 @@ enum Command {
         #[command(subcommand)]
         what: explain::ExplainWhat,
     },
+    /// Convert MetalLB's legacy ConfigMap configuration (the `config` key) to metallb.io
+    /// resources, printed as YAML; the result is checked as `validate` would check it.
+    Convert {
+        /// The ConfigMap (or its `config` file); - for stdin.
+        #[arg(short = 'f', long = "filename", value_name = "PATH")]
+        path: PathBuf,
+        /// The namespace of the resources when the ConfigMap names none.
+        #[arg(short = 'n', long, default_value = DEFAULT_NAMESPACE, env = "FERROLB_NAMESPACE")]
+        namespace: String,
+    },
     /// Run the controller: allocate IPs to LoadBalancer Services in the cluster (leader
     /// elected on a Lease, so several replicas can run).
     Controller(daemon::ControllerArgs),
@@ -135,9 +145,65 @@ pub fn main() -> ExitCode {
             RenderWhat::Announcements(args) => render::announcements(&args),
         },
         Command::Explain { what } => explain::run(what),
+        Command::Convert { path, namespace } => convert(&path, &namespace),
         Command::Controller(args) => daemon::controller(args),
         Command::Speaker(args) => daemon::speaker(args),
     }
+}
+
+fn convert(path: &std::path::Path, namespace: &str) -> ExitCode {
+    let text = if path.as_os_str() == "-" {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut text).map(|_| text)
+    } else {
+        std::fs::read_to_string(path)
+    };
+    let text = match text {
+        Ok(text) => text,
+        Err(e) => {
+            eprintln!("error: {}: {e}", path.display());
+            return ExitCode::from(2);
+        }
+    };
+    let converted = match crate::convert::convert(&text, namespace) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {}: {e}", path.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    let yaml = match converted.yaml() {
+        Ok(yaml) => yaml,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let _ = std::io::stdout().write_all(yaml.as_bytes());
+    // The output must stand on its own: check it as `validate` would.
+    let target = converted
+        .documents
+        .first()
+        .and_then(|d| d.object["metadata"]["namespace"].as_str())
+        .unwrap_or(namespace)
+        .to_string();
+    let manifests = match crate::manifest::parse(&yaml, "converted", &target) {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("error: the converted output does not read back: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let analysis = config::analyse(&manifests.objects, &options(&target));
+    warn(&analysis.warnings);
+    let errors: Vec<_> = manifests.errors.iter().chain(&analysis.errors).collect();
+    if !errors.is_empty() {
+        eprintln!(
+            "the converted configuration is not valid as it stands (as in MetalLB, it would be refused):"
+        );
+        return invalid(&errors);
+    }
+    ExitCode::SUCCESS
 }
 
 fn crds() -> ExitCode {
