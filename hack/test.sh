@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Runs every check and test of the repository: formatting, lints, unit, golden and CLI tests.
+# Runs every check and test of the repository: formatting, lints, the Helm chart, unit, golden,
+# CLI and e2e tests.
 # Build output goes to CARGO_TARGET_DIR when set (CI keeps it outside the work tree).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -8,6 +9,10 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy --all-targets -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "== Helm chart: lint, schema, renders validated, CRDs and plain manifests in sync"
+hack/chart.sh
+echo "== Argo CD health checks"
+lua5.4 deploy/argocd/test.lua
 echo "== cargo test"
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT

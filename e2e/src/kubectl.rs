@@ -29,16 +29,45 @@ impl Kubectl {
         self
     }
 
-    /// Runs `kubectl ARGS` (with `stdin` piped in); returns stdout, or an error with stderr.
-    pub fn run(&self, args: &[&str], stdin: Option<&str>) -> Result<String> {
-        let mut command = match &self.netns {
+    fn command(&self) -> Command {
+        match &self.netns {
             Some(ns) => {
                 let mut c = Command::new("ip");
                 c.args(["netns", "exec", ns, "kubectl"]);
                 c
             }
             None => Command::new("kubectl"),
+        }
+    }
+
+    /// `kubectl auth can-i VERB RESOURCE -n NAMESPACE --as USER`; `RESOURCE` may name a
+    /// subresource as `services/status`.
+    pub fn can_i(&self, verb: &str, resource: &str, namespace: &str, user: &str) -> Result<bool> {
+        let mut command = self.command();
+        command
+            .arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .args(["auth", "can-i", verb, "-n", namespace, "--as", user]);
+        match resource.split_once('/') {
+            Some((resource, sub)) => command.args([resource, "--subresource", sub]),
+            None => command.arg(resource),
         };
+        let out = command
+            .output()
+            .context("running kubectl auth can-i")?;
+        match String::from_utf8_lossy(&out.stdout).trim() {
+            "yes" => Ok(true),
+            "no" => Ok(false),
+            other => bail!(
+                "kubectl auth can-i {verb} {resource}: {other} {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ),
+        }
+    }
+
+    /// Runs `kubectl ARGS` (with `stdin` piped in); returns stdout, or an error with stderr.
+    pub fn run(&self, args: &[&str], stdin: Option<&str>) -> Result<String> {
+        let mut command = self.command();
         let mut child = command
             .arg("--kubeconfig")
             .arg(&self.kubeconfig)

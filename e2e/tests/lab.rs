@@ -571,12 +571,31 @@ fn layer2(dir: &std::path::Path) -> Result<()> {
         },
     );
     let took = failed.elapsed();
-    let answers = moved.as_ref().ok().map(|_| arping_macs(&cli, &ip));
+    // Exactly one survivor answers, the one the client moved to (once both survivors have
+    // seen the death: until then the other may still count the old owner alive).
+    let answers = moved.as_ref().ok().map(|new_mac| {
+        let want: std::collections::BTreeSet<String> = [new_mac.clone()].into();
+        wait_for("only the new owner to answer", WAIT, || {
+            let macs = arping_macs(&cli, &ip).unwrap_or_default();
+            Ok((macs == want).then_some(()))
+        })
+    });
     lab::set_node_port(&owner, true)?;
-    let new_mac = moved?;
+    let show_logs = || {
+        for node in nodes {
+            let log = speaker_log(dir, node);
+            let lines: Vec<&str> = log
+                .lines()
+                .filter(|l| {
+                    l.contains("layer 2") || l.contains("speaker ") || l.contains("declared")
+                })
+                .collect();
+            eprintln!("speaker-{node}:\n{}", lines.join("\n"));
+        }
+    };
+    moved.inspect_err(|_| show_logs())?;
     println!("layer-2 failover: {} ms", took.as_millis());
-    // Exactly one survivor answers, the one the client moved to.
-    assert_eq!(answers.context("arping")??, [new_mac].into());
+    answers.context("arping")?.inspect_err(|_| show_logs())?;
     assert!(speaker_log(dir, other).contains("speaker down"));
 
     // The owner is back: it is elected again and the client follows.
