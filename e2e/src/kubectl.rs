@@ -52,9 +52,7 @@ impl Kubectl {
             Some((resource, sub)) => command.args([resource, "--subresource", sub]),
             None => command.arg(resource),
         };
-        let out = command
-            .output()
-            .context("running kubectl auth can-i")?;
+        let out = command.output().context("running kubectl auth can-i")?;
         match String::from_utf8_lossy(&out.stdout).trim() {
             "yes" => Ok(true),
             "no" => Ok(false),
