@@ -1,7 +1,8 @@
 //! The plain install (`deploy/manifests/ferrolb.yaml`, rendered from the Helm chart by
 //! `hack/chart.sh --write`) against a real kube-apiserver (Kubernetes 1.20 from
-//! `hack/apiserver.sh`, RBAC on): every object is accepted, and the RBAC grants each component
-//! what it uses and not what it must not have.
+//! `hack/apiserver.sh`, RBAC on): every object is accepted (the webhook configuration without a
+//! caBundle: the controller sets it), and the RBAC grants each component what it uses and not
+//! what it must not have.
 //!
 //! Not applied here: the PodDisruptionBudget (`policy/v1`, served from Kubernetes 1.21; the
 //! chart's render is validated against 1.33's schemas by `hack/chart.py`). Nothing runs the
@@ -55,6 +56,15 @@ fn the_plain_install_applies_and_grants_least_privilege() -> Result<()> {
     assert_eq!(ds["spec"]["template"]["spec"]["hostNetwork"], true);
     let deployment = kubectl.get(&["deployment", "-n", NS, "controller"])?;
     assert_eq!(deployment["spec"]["replicas"], 2);
+    let webhook = kubectl.get(&[
+        "validatingwebhookconfiguration",
+        "ferrolb-validating-webhook",
+    ])?;
+    assert_eq!(
+        webhook["webhooks"][0]["clientConfig"]["service"]["name"],
+        "ferrolb-webhook"
+    );
+    assert!(webhook["webhooks"][0]["clientConfig"]["caBundle"].is_null());
 
     let controller = format!("system:serviceaccount:{NS}:controller");
     let speaker = format!("system:serviceaccount:{NS}:speaker");
@@ -78,6 +88,15 @@ fn the_plain_install_applies_and_grants_least_privilege() -> Result<()> {
             true,
         ),
         (&controller, "create", "secrets", NS, true),
+        // Only its own webhook configuration and certificate Secret, by name.
+        (
+            &controller,
+            "update",
+            "validatingwebhookconfigurations",
+            "",
+            false,
+        ),
+        (&controller, "update", "secrets", NS, false),
         (&controller, "get", "secrets", "shop", false),
         (&controller, "delete", "services", "shop", false),
         (

@@ -20,3 +20,4 @@ pub mod l2;
 pub mod manifest;
 pub mod offline;
 pub mod speaker;
+pub mod webhook;

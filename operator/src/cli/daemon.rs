@@ -78,6 +78,24 @@ pub struct ControllerArgs {
     /// Seconds before expiry the leader renews; also the clock skew tolerated.
     #[arg(long, default_value_t = 2)]
     lease_grace: u64,
+    /// Serve the validating webhook (AdmissionReview v1 over TLS) here, such as 0.0.0.0:9443.
+    #[arg(long, value_name = "ADDR")]
+    webhook_addr: Option<SocketAddr>,
+    /// The Service in front of the webhook; its names go into the certificate.
+    #[arg(long, default_value = "ferrolb-webhook")]
+    webhook_service: String,
+    /// More DNS names or IPs for the webhook certificate (repeatable).
+    #[arg(long = "webhook-extra-name", value_name = "NAME")]
+    webhook_extra_names: Vec<String>,
+    /// The Secret the webhook's CA and certificate are kept in.
+    #[arg(long, default_value = "ferrolb-webhook-cert")]
+    webhook_secret: String,
+    /// The ValidatingWebhookConfiguration whose caBundle the controller keeps current.
+    #[arg(long, default_value = "ferrolb-validating-webhook")]
+    webhook_configuration: String,
+    /// Read tls.crt and tls.key from here (cert-manager) instead of managing certificates.
+    #[arg(long, value_name = "DIR")]
+    webhook_cert_dir: Option<std::path::PathBuf>,
 }
 
 /// Options of `ferrolb speaker`.
@@ -272,6 +290,7 @@ pub fn controller(args: ControllerArgs) -> ExitCode {
         );
         return ExitCode::from(2);
     }
+    let namespace = args.common.namespace.clone();
     let options = controller::Options {
         scope: args.common.scope(),
         namespace: args.common.namespace,
@@ -283,6 +302,17 @@ pub fn controller(args: ControllerArgs) -> ExitCode {
         metrics_addr,
         health_addr: args.common.health_addr,
         coalesce: Duration::from_millis(args.common.coalesce_ms),
+        webhook: args
+            .webhook_addr
+            .map(|addr| crate::webhook::WebhookOptions {
+                addr,
+                namespace,
+                service: args.webhook_service,
+                extra_names: args.webhook_extra_names,
+                secret: args.webhook_secret,
+                configuration: args.webhook_configuration,
+                cert_dir: args.webhook_cert_dir,
+            }),
     };
     finish(
         "controller",

@@ -234,6 +234,18 @@ impl Caches {
         );
     }
 
+    /// The configuration, Namespaces and Nodes cached now (what the webhook judges a
+    /// request against).
+    pub fn configuration(&self) -> ClusterObjects {
+        let mut objects = ClusterObjects {
+            namespaces: from_metadata(&self.namespaces),
+            nodes: from_metadata(&self.nodes),
+            ..ClusterObjects::default()
+        };
+        self.config.fill(&mut objects);
+        objects
+    }
+
     /// Everything cached now: the configuration copied, the Services shared with the cache
     /// (not copied: 10,000 of them made every pass pay for a deep copy), sorted by namespace
     /// and name.

@@ -63,6 +63,8 @@ pub struct Options {
     pub health_addr: SocketAddr,
     /// How long a burst of changes is gathered before a pass.
     pub coalesce: Duration,
+    /// The validating webhook; `None` to serve none.
+    pub webhook: Option<crate::webhook::WebhookOptions>,
 }
 
 const RETRY_MIN: Duration = Duration::from_millis(200);
@@ -72,7 +74,7 @@ const RETRY_MAX: Duration = Duration::from_secs(30);
 /// Hands memory the allocator holds but no longer uses back to the kernel. glibc keeps what
 /// a burst freed (the first list of 10,000 objects, a pass over them) in its arenas, so the
 /// resident set stays at the peak; after a trim it is what is live.
-#[allow(unsafe_code)] // One libc call; nothing else in ferrolb is unsafe.
+#[allow(unsafe_code)] // One libc call (the only other unsafe code is in l2::socket).
 pub(crate) fn release_free_memory() {
     #[cfg(target_env = "gnu")]
     // SAFETY: malloc_trim takes no pointers; it only shrinks the allocator's own free lists.
@@ -179,6 +181,20 @@ pub async fn run(options: Options, shutdown: CancellationToken) -> anyhow::Resul
         options.namespace.clone(),
         shutdown.clone(),
     ));
+    if let Some(webhook) = options.webhook.clone() {
+        let served = caches.clone();
+        let load = LoadOptions {
+            namespace: options.namespace.clone(),
+        };
+        let (client, shutdown) = (client.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            let objects = std::sync::Arc::new(move || served.configuration());
+            if let Err(error) = crate::webhook::run(client, webhook, load, objects, shutdown).await
+            {
+                tracing::error!(error = format!("{error:#}"), "the webhook stopped");
+            }
+        });
+    }
 
     let owner = options
         .identity

@@ -408,6 +408,7 @@ fn options() -> super::Options {
         metrics_addr: None,
         health_addr: "127.0.0.1:0".parse().expect("address"),
         coalesce: Duration::from_millis(10),
+        webhook: None,
     }
 }
 

@@ -1,0 +1,229 @@
+//! The validating admission webhook the controller serves (`--webhook-addr`): every create,
+//! update and delete of a `metallb.io` configuration object in ferrolb's namespace is judged by
+//! [`review::review`] against the controller's caches, over TLS (AdmissionReview v1).
+//!
+//! Certificates come from [`certs`] (a CA and serving certificate the controller makes and
+//! renews in a Secret, with the CA patched into the ValidatingWebhookConfiguration's
+//! `caBundle`), or from files cert-manager maintains (`--webhook-cert-dir`, `tls.crt` and
+//! `tls.key`; cert-manager's CA injector then owns the `caBundle`). Either way a renewed
+//! certificate is served without a restart. Every replica serves the webhook, leader or not:
+//! their caches are all warm.
+
+pub mod certs;
+pub mod review;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::State;
+use axum::routing::post;
+use axum_server::tls_rustls::RustlsConfig;
+use k8s_openapi::ByteString;
+use k8s_openapi::api::admissionregistration::v1::ValidatingWebhookConfiguration;
+use k8s_openapi::api::core::v1::Secret;
+use kube::core::DynamicObject;
+use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview};
+use kube::{Api, Client};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{ClusterObjects, LoadOptions};
+
+/// How often the certificate is checked for renewal (and the files re-read).
+const CHECK: Duration = Duration::from_secs(600);
+
+/// Where and how the webhook is served.
+#[derive(Clone, Debug)]
+pub struct WebhookOptions {
+    /// The TLS listener.
+    pub addr: SocketAddr,
+    /// ferrolb's namespace.
+    pub namespace: String,
+    /// The Service in front of the webhook (its DNS names go into the certificate).
+    pub service: String,
+    /// More names or IPs for the certificate.
+    pub extra_names: Vec<String>,
+    /// The Secret holding the CA and serving certificate.
+    pub secret: String,
+    /// The ValidatingWebhookConfiguration whose `caBundle` is kept current.
+    pub configuration: String,
+    /// cert-manager's files instead of the Secret.
+    pub cert_dir: Option<PathBuf>,
+}
+
+impl WebhookOptions {
+    fn names(&self) -> Vec<String> {
+        let mut names = vec![
+            format!("{}.{}.svc", self.service, self.namespace),
+            format!("{}.{}.svc.cluster.local", self.service, self.namespace),
+            format!("{}.{}", self.service, self.namespace),
+            self.service.clone(),
+        ];
+        names.extend(self.extra_names.iter().cloned());
+        names
+    }
+}
+
+type Objects = Arc<dyn Fn() -> ClusterObjects + Send + Sync>;
+
+#[derive(Clone)]
+struct Shared {
+    objects: Objects,
+    load: LoadOptions,
+}
+
+async fn validate(
+    State(shared): State<Shared>,
+    Json(review): Json<AdmissionReview<DynamicObject>>,
+) -> Json<AdmissionReview<DynamicObject>> {
+    let request: AdmissionRequest<DynamicObject> = match review.try_into() {
+        Ok(request) => request,
+        Err(error) => {
+            return Json(AdmissionResponse::invalid(error.to_string()).into_review());
+        }
+    };
+    let response = review::review(&(shared.objects)(), &shared.load, &request);
+    if !response.allowed {
+        tracing::info!(
+            kind = %request.kind.kind,
+            name = %request.name,
+            operation = ?request.operation,
+            reason = %response.result.message,
+            "admission denied"
+        );
+    }
+    Json(response.into_review())
+}
+
+/// The serving pair (and the CA, when ferrolb manages it).
+async fn current(
+    client: &Client,
+    options: &WebhookOptions,
+) -> anyhow::Result<(Vec<u8>, Vec<u8>, Option<String>)> {
+    if let Some(dir) = &options.cert_dir {
+        let cert = tokio::fs::read(dir.join("tls.crt")).await?;
+        let key = tokio::fs::read(dir.join("tls.key")).await?;
+        return Ok((cert, key, None));
+    }
+    let api: Api<Secret> = Api::namespaced(client.clone(), &options.namespace);
+    let bundle = certs::ensure(&api, &options.secret, &options.namespace, &options.names()).await?;
+    Ok((
+        bundle.cert.into_bytes(),
+        bundle.key.into_bytes(),
+        Some(bundle.ca_cert),
+    ))
+}
+
+/// Puts `ca` into every webhook of the configuration; whether it changed anything.
+pub async fn patch_ca_bundle(client: &Client, name: &str, ca: &str) -> anyhow::Result<bool> {
+    let api: Api<ValidatingWebhookConfiguration> = Api::all(client.clone());
+    for _ in 0..5 {
+        let Some(mut configuration) = api.get_opt(name).await? else {
+            anyhow::bail!("ValidatingWebhookConfiguration {name} does not exist");
+        };
+        let wanted = ByteString(ca.as_bytes().to_vec());
+        let mut changed = false;
+        for webhook in configuration.webhooks.iter_mut().flatten() {
+            if webhook.client_config.ca_bundle.as_ref() != Some(&wanted) {
+                webhook.client_config.ca_bundle = Some(wanted.clone());
+                changed = true;
+            }
+        }
+        if !changed {
+            return Ok(false);
+        }
+        match api.replace(name, &Default::default(), &configuration).await {
+            Ok(_) => return Ok(true),
+            Err(kube::Error::Api(status)) if status.code == 409 => continue,
+            Err(error) => return Err(error.into()),
+        }
+    }
+    anyhow::bail!("ValidatingWebhookConfiguration {name} kept changing")
+}
+
+/// Serves the webhook until `shutdown`.
+pub async fn run(
+    client: Client,
+    options: WebhookOptions,
+    load: LoadOptions,
+    objects: Objects,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    // One crypto provider for the process (kube's client uses the same one).
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let (cert, key, ca) = current(&client, &options).await?;
+    let tls = RustlsConfig::from_pem(cert.clone(), key.clone()).await?;
+    let mut patched_ca = None;
+    if let Some(ca) = &ca {
+        match patch_ca_bundle(&client, &options.configuration, ca).await {
+            Ok(_) => patched_ca = Some(ca.clone()),
+            Err(error) => tracing::warn!(%error, "setting the webhook's caBundle; retried later"),
+        }
+    }
+    let app = axum::Router::new()
+        .route("/validate", post(validate))
+        .with_state(Shared { objects, load });
+    let handle = axum_server::Handle::new();
+    let server = axum_server::bind_rustls(options.addr, tls.clone())
+        .handle(handle.clone())
+        .serve(app.into_make_service());
+    tracing::info!(addr = %options.addr, "webhook serving");
+    let renew = {
+        let client = client.clone();
+        let options = options.clone();
+        let shutdown = shutdown.clone();
+        async move {
+            let (mut cert, mut key) = (cert, key);
+            let mut patched = patched_ca;
+            let mut check = tokio::time::interval(if patched.is_some() || ca.is_none() {
+                CHECK
+            } else {
+                Duration::from_secs(5)
+            });
+            check.tick().await;
+            loop {
+                tokio::select! {
+                    _ = check.tick() => {}
+                    () = shutdown.cancelled() => return,
+                }
+                match current(&client, &options).await {
+                    Ok((new_cert, new_key, ca)) => {
+                        if (new_cert != cert || new_key != key)
+                            && tls
+                                .reload_from_pem(new_cert.clone(), new_key.clone())
+                                .await
+                                .is_ok()
+                        {
+                            tracing::info!("webhook certificate reloaded");
+                            (cert, key) = (new_cert, new_key);
+                        }
+                        if let Some(ca) = ca
+                            && patched.as_ref() != Some(&ca)
+                        {
+                            match patch_ca_bundle(&client, &options.configuration, &ca).await {
+                                Ok(_) => patched = Some(ca),
+                                Err(error) => {
+                                    tracing::warn!(%error, "setting the webhook's caBundle")
+                                }
+                            }
+                        }
+                    }
+                    Err(error) => tracing::warn!(%error, "checking the webhook certificate"),
+                }
+            }
+        }
+    };
+    let stop = {
+        let handle = handle.clone();
+        async move {
+            shutdown.cancelled().await;
+            handle.graceful_shutdown(Some(Duration::from_secs(2)));
+        }
+    };
+    tokio::spawn(renew);
+    tokio::spawn(stop);
+    server.await?;
+    Ok(())
+}

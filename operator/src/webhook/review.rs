@@ -1,0 +1,298 @@
+//! What the webhook decides, without sockets: the configuration the cluster would hold after
+//! the request (the object created, replaced or deleted) is loaded exactly as the controller and
+//! the speakers load it, and the request is denied when that produces errors the current
+//! configuration does not have. So a change that breaks nothing is allowed even while some
+//! other object is already invalid, and a deletion that would leave a reference dangling (a
+//! BFDProfile a BGPPeer uses) is denied.
+
+use std::collections::BTreeSet;
+
+use kube::core::DynamicObject;
+use kube::core::admission::{AdmissionRequest, AdmissionResponse, Operation};
+use serde::de::DeserializeOwned;
+
+use crate::config::{self, ClusterObjects, LoadOptions};
+
+/// Which list of [`ClusterObjects`] a kind lives in, and how to read one.
+fn replace<K: DeserializeOwned + kube::Resource>(
+    list: &mut Vec<K>,
+    name: &str,
+    object: Option<&DynamicObject>,
+) -> Result<(), String> {
+    list.retain(|o| o.meta().name.as_deref() != Some(name));
+    if let Some(object) = object {
+        let value = serde_json::to_value(object).map_err(|e| e.to_string())?;
+        let typed: K = serde_path_to_error::deserialize(value)
+            .map_err(|e| format!("{}: {}", e.path(), e.inner()))?;
+        list.push(typed);
+    }
+    Ok(())
+}
+
+/// The configuration after `request`; `None` when the kind is not ferrolb's.
+fn after(
+    objects: &ClusterObjects,
+    request: &AdmissionRequest<DynamicObject>,
+) -> Option<Result<ClusterObjects, String>> {
+    if request.kind.group != "metallb.io" {
+        return None;
+    }
+    let mut next = objects.clone();
+    let object = match request.operation {
+        Operation::Delete => None,
+        _ => request.object.as_ref(),
+    };
+    let name = request.name.as_str();
+    let name = if name.is_empty() {
+        object
+            .and_then(|o| o.metadata.name.as_deref())
+            .unwrap_or_default()
+    } else {
+        name
+    };
+    let result = match request.kind.kind.as_str() {
+        "IPAddressPool" => replace(&mut next.pools, name, object),
+        "BGPPeer" => replace(&mut next.peers, name, object),
+        "BGPAdvertisement" => replace(&mut next.bgp_advertisements, name, object),
+        "L2Advertisement" => replace(&mut next.l2_advertisements, name, object),
+        "BFDProfile" => replace(&mut next.bfd_profiles, name, object),
+        "Community" => replace(&mut next.communities, name, object),
+        _ => return None,
+    };
+    Some(result.map(|()| next))
+}
+
+fn errors(objects: &ClusterObjects, options: &LoadOptions) -> BTreeSet<String> {
+    match config::load(objects, options) {
+        Ok(_) => BTreeSet::new(),
+        Err(errors) => errors.iter().map(ToString::to_string).collect(),
+    }
+}
+
+/// The answer to `request`, given the configuration objects the cluster holds now.
+pub fn review(
+    objects: &ClusterObjects,
+    options: &LoadOptions,
+    request: &AdmissionRequest<DynamicObject>,
+) -> AdmissionResponse {
+    let response = AdmissionResponse::from(request);
+    // Objects outside ferrolb's namespace are not configuration; they are left alone.
+    if request.namespace.as_deref() != Some(options.namespace.as_str()) {
+        return response;
+    }
+    let Some(next) = after(objects, request) else {
+        return response;
+    };
+    let what = format!(
+        "{}/{}/{}",
+        request.kind.kind, options.namespace, request.name
+    );
+    let next = match next {
+        Ok(next) => next,
+        Err(reason) => return response.deny(format!("{what}: {reason}")),
+    };
+    let before = errors(objects, options);
+    let introduced: Vec<String> = errors(&next, options)
+        .into_iter()
+        .filter(|e| !before.contains(e))
+        .collect();
+    if introduced.is_empty() {
+        return response;
+    }
+    let verb = match request.operation {
+        Operation::Delete => "deleting",
+        Operation::Create => "creating",
+        _ => "this change to",
+    };
+    response.deny(format!(
+        "ferrolb: {verb} {what} would make the configuration invalid:\n{}",
+        introduced.join("\n")
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifest;
+    use kube::core::admission::AdmissionReview;
+    use serde_json::json;
+
+    const BASE: &str = r#"
+apiVersion: metallb.io/v1beta1
+kind: IPAddressPool
+metadata: {name: a, namespace: metallb-system}
+spec: {addresses: [10.0.0.0/24]}
+---
+apiVersion: metallb.io/v1beta1
+kind: BFDProfile
+metadata: {name: fast, namespace: metallb-system}
+spec: {receiveInterval: 100}
+---
+apiVersion: metallb.io/v1beta2
+kind: BGPPeer
+metadata: {name: tor, namespace: metallb-system}
+spec: {myASN: 64512, peerASN: 64513, peerAddress: 10.1.0.1, bfdProfile: fast}
+"#;
+
+    fn objects(text: &str) -> ClusterObjects {
+        manifest::parse(text, "test", "metallb-system")
+            .unwrap()
+            .objects
+    }
+
+    fn request(
+        operation: &str,
+        kind: &str,
+        object: serde_json::Value,
+    ) -> AdmissionRequest<DynamicObject> {
+        let name = object["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let review: AdmissionReview<DynamicObject> = serde_json::from_value(json!({
+            "apiVersion": "admission.k8s.io/v1",
+            "kind": "AdmissionReview",
+            "request": {
+                "uid": "u-1",
+                "kind": {"group": "metallb.io", "version": "v1beta1", "kind": kind},
+                "resource": {"group": "metallb.io", "version": "v1beta1", "resource": format!("{}s", kind.to_lowercase())},
+                "name": name,
+                "namespace": "metallb-system",
+                "operation": operation,
+                "userInfo": {},
+                "object": if operation == "DELETE" { serde_json::Value::Null } else { object.clone() },
+                "oldObject": if operation == "DELETE" { object } else { serde_json::Value::Null },
+            }
+        }))
+        .unwrap();
+        review.request.unwrap()
+    }
+
+    fn pool(name: &str, cidr: &str) -> serde_json::Value {
+        json!({
+            "apiVersion": "metallb.io/v1beta1", "kind": "IPAddressPool",
+            "metadata": {"name": name, "namespace": "metallb-system"},
+            "spec": {"addresses": [cidr]},
+        })
+    }
+
+    fn options() -> LoadOptions {
+        LoadOptions {
+            namespace: "metallb-system".into(),
+        }
+    }
+
+    #[test]
+    fn a_good_pool_is_allowed_and_an_overlapping_one_denied_with_its_reason() {
+        let base = objects(BASE);
+        let ok = review(
+            &base,
+            &options(),
+            &request("CREATE", "IPAddressPool", pool("b", "10.0.1.0/24")),
+        );
+        assert!(ok.allowed, "{:?}", ok.result);
+        let denied = review(
+            &base,
+            &options(),
+            &request("CREATE", "IPAddressPool", pool("b", "10.0.0.128/25")),
+        );
+        assert!(!denied.allowed);
+        let message = denied.result.message;
+        assert!(message.starts_with("ferrolb: creating IPAddressPool/metallb-system/b would make the configuration invalid:\n"), "{message}");
+        assert!(
+            message.contains("overlaps IPAddressPool \"a\""),
+            "{message}"
+        );
+        // Replacing a with itself changed is judged without the old a.
+        let moved = review(
+            &base,
+            &options(),
+            &request("UPDATE", "IPAddressPool", pool("a", "10.0.0.0/23")),
+        );
+        assert!(moved.allowed, "{:?}", moved.result);
+    }
+
+    #[test]
+    fn a_field_of_the_wrong_type_and_a_bad_value_are_denied() {
+        let base = objects(BASE);
+        let mut wrong = pool("c", "10.9.0.0/24");
+        wrong["spec"]["autoAssign"] = json!("yes");
+        let denied = review(
+            &base,
+            &options(),
+            &request("CREATE", "IPAddressPool", wrong),
+        );
+        assert!(!denied.allowed);
+        assert!(
+            denied.result.message.contains("spec.autoAssign"),
+            "{}",
+            denied.result.message
+        );
+        let denied = review(
+            &base,
+            &options(),
+            &request("CREATE", "IPAddressPool", pool("c", "10.9.0.0/99")),
+        );
+        assert!(!denied.allowed);
+        assert!(
+            denied
+                .result
+                .message
+                .contains("IPAddressPool/metallb-system/c: spec.addresses[0]"),
+            "{}",
+            denied.result.message
+        );
+    }
+
+    #[test]
+    fn a_bfd_profile_in_use_cannot_be_deleted_an_unused_one_can() {
+        let base = objects(BASE);
+        let fast = json!({
+            "apiVersion": "metallb.io/v1beta1", "kind": "BFDProfile",
+            "metadata": {"name": "fast", "namespace": "metallb-system"}, "spec": {},
+        });
+        let denied = review(&base, &options(), &request("DELETE", "BFDProfile", fast));
+        assert!(!denied.allowed);
+        assert!(
+            denied
+                .result
+                .message
+                .contains("deleting BFDProfile/metallb-system/fast"),
+            "{}",
+            denied.result.message
+        );
+        assert!(
+            denied
+                .result
+                .message
+                .contains("BGPPeer/metallb-system/tor: spec.bfdProfile"),
+            "{}",
+            denied.result.message
+        );
+        let unused = objects(&BASE.replace(", bfdProfile: fast", ""));
+        let fast = json!({
+            "apiVersion": "metallb.io/v1beta1", "kind": "BFDProfile",
+            "metadata": {"name": "fast", "namespace": "metallb-system"}, "spec": {},
+        });
+        assert!(review(&unused, &options(), &request("DELETE", "BFDProfile", fast)).allowed);
+    }
+
+    #[test]
+    fn an_unrelated_change_passes_while_something_else_is_broken() {
+        let broken = objects(&format!(
+            "{BASE}---\napiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {{name: z, namespace: metallb-system}}\nspec: {{addresses: [10.0.0.5/32]}}\n"
+        ));
+        assert!(
+            review(
+                &broken,
+                &options(),
+                &request("CREATE", "IPAddressPool", pool("b", "10.0.1.0/24"))
+            )
+            .allowed
+        );
+        // Other namespaces and other groups are not ferrolb's.
+        let mut elsewhere = request("CREATE", "IPAddressPool", pool("b", "10.0.0.0/24"));
+        elsewhere.namespace = Some("shop".into());
+        assert!(review(&broken, &options(), &elsewhere).allowed);
+    }
+}
