@@ -124,6 +124,12 @@ pub struct SpeakerArgs {
     /// Announce from nodes labelled node.kubernetes.io/exclude-from-external-load-balancers.
     #[arg(long)]
     ignore_exclude_lb: bool,
+    /// FRR's log level (`log stdout LEVEL` in frr.conf).
+    #[arg(long, default_value = "informational", value_parser = [
+        "emergencies", "alerts", "critical", "errors", "warnings", "notifications",
+        "informational", "debugging",
+    ])]
+    frr_log_level: String,
     /// The UDP port speakers gossip on (MetalLB's memberlist port).
     #[arg(long, env = "FERROLB_ML_BIND_PORT", default_value_t = l2::members::DEFAULT_PORT)]
     ml_bind_port: u16,
@@ -215,6 +221,7 @@ pub fn speaker(args: SpeakerArgs) -> ExitCode {
         coalesce: Duration::from_millis(args.common.coalesce_ms),
         poll: Duration::from_secs(args.poll_seconds.max(1)),
         ignore_exclude_label: args.ignore_exclude_lb,
+        frr_log_level: args.frr_log_level,
     };
     finish(
         "speaker",

@@ -84,6 +84,8 @@ pub struct Options {
     pub poll: Duration,
     /// Announce from nodes labelled for exclusion anyway.
     pub ignore_exclude_label: bool,
+    /// FRR's log level (`log stdout LEVEL`).
+    pub frr_log_level: String,
 }
 
 const RETRY_MIN: Duration = Duration::from_millis(200);
@@ -174,6 +176,7 @@ pub async fn run(options: Options, shutdown: CancellationToken) -> anyhow::Resul
                 facts: node_facts(),
                 ignore_exclude_label: options.ignore_exclude_label,
                 liveness: &liveness,
+                frr_log_level: &options.frr_log_level,
             },
         );
         if pass.model.is_some() {

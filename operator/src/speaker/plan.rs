@@ -70,6 +70,8 @@ pub struct PassInputs<'a> {
     pub ignore_exclude_label: bool,
     /// Which speakers gossip holds alive.
     pub liveness: &'a Liveness,
+    /// FRR's `log stdout` level.
+    pub frr_log_level: &'a str,
 }
 
 impl Planner {
@@ -148,7 +150,8 @@ impl Planner {
                 ignore_exclude_label: inputs.ignore_exclude_label,
             },
         );
-        let model = frr::build(config, &intent, &node, inputs.facts);
+        let mut model = frr::build(config, &intent, &node, inputs.facts);
+        model.log_level = inputs.frr_log_level.to_string();
         let announced = announced(&intent);
         let changes = announcement_changes(&self.announced, &announced);
         self.announced = announced;
@@ -307,6 +310,7 @@ endpoints: [{addresses: [10.244.0.5], nodeName: node-a}]
             facts: NodeFacts::default(),
             ignore_exclude_label: false,
             liveness: &ALONE,
+            frr_log_level: "informational",
         }
     }
 

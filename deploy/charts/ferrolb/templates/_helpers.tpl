@@ -18,6 +18,15 @@ app.kubernetes.io/component: {{ .component }}
 {{ .Values.image.repository }}:{{ .Values.image.tag | default .Chart.AppVersion }}
 {{- end -}}
 
+{{/* The frr container's image: the ferrolb image unless speaker.frr.image says otherwise. */}}
+{{- define "ferrolb.frrImage" -}}
+{{- with .Values.speaker.frr.image -}}
+{{ .repository }}:{{ .tag }}
+{{- else -}}
+{{ include "ferrolb.image" . }}
+{{- end -}}
+{{- end -}}
+
 {{/* Flags both components take. */}}
 {{- define "ferrolb.commonArgs" -}}
 - --log-format={{ .Values.logFormat }}
