@@ -581,17 +581,7 @@ data:
 "#;
 
     fn load(yaml: &str) -> (crate::config::ClusterObjects, crate::config::Config) {
-        let objects = manifest::parse(yaml, "converted", "metallb-system")
-            .unwrap()
-            .objects;
-        let config = crate::config::load(
-            &objects,
-            &LoadOptions {
-                namespace: "metallb-system".into(),
-            },
-        )
-        .unwrap_or_else(|e| panic!("the converted output does not load: {e:?}\n{yaml}"));
-        (objects, config)
+        offline::fixture(yaml)
     }
 
     fn kinds(converted: &Converted) -> Vec<String> {

@@ -511,8 +511,6 @@ impl Explanation {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::LoadOptions;
-    use crate::manifest;
 
     const INPUT: &str = r#"
 apiVersion: v1
@@ -637,16 +635,7 @@ spec: {type: ClusterIP, clusterIP: 10.96.0.14, ports: [{port: 80}]}
             slice("shop", "printer", "n1"),
             slice("other", "app", "n1")
         );
-        let objects = manifest::parse(&text, "test", "metallb-system")
-            .unwrap()
-            .objects;
-        let config = crate::config::load(
-            &objects,
-            &LoadOptions {
-                namespace: "metallb-system".into(),
-            },
-        )
-        .unwrap();
+        let (objects, config) = crate::offline::fixture(&text);
         let (namespace, name) = service.split_once('/').unwrap();
         explain(
             &config,
@@ -755,16 +744,7 @@ spec: {type: ClusterIP, clusterIP: 10.96.0.14, ports: [{port: 80}]}
                 ),
             slice("shop", "printer", "n1")
         );
-        let objects = manifest::parse(&text, "test", "metallb-system")
-            .unwrap()
-            .objects;
-        let config = crate::config::load(
-            &objects,
-            &LoadOptions {
-                namespace: "metallb-system".into(),
-            },
-        )
-        .unwrap();
+        let (objects, config) = crate::offline::fixture(&text);
         let e = explain(
             &config,
             &objects,

@@ -257,3 +257,20 @@ impl OfflineNode {
         })
     }
 }
+
+/// Test input: manifests read into objects (ferrolb in `metallb-system`) and the configuration
+/// they load to; panics, showing the errors, when either fails.
+#[cfg(test)]
+pub(crate) fn fixture(text: &str) -> (ClusterObjects, Config) {
+    let objects = crate::manifest::parse(text, "test", "metallb-system")
+        .unwrap_or_else(|e| panic!("the manifests do not read: {e}\n{text}"))
+        .objects;
+    let config = crate::config::load(
+        &objects,
+        &crate::config::LoadOptions {
+            namespace: "metallb-system".into(),
+        },
+    )
+    .unwrap_or_else(|e| panic!("the configuration does not load: {e:?}\n{text}"));
+    (objects, config)
+}
