@@ -2,11 +2,15 @@
 //! configuration in force, the Service status and annotation patches, the Events, the
 //! IPAddressPool statuses and the `controller` ConfigurationState.
 //!
-//! The controller recomputes allocation over every Service on each change (the same
-//! [`alloc::allocate_all`] the `allocate` command runs), so a plan is idempotent: applied to
-//! its own result it asks for no writes. Events that describe a state rather than a change
-//! (`AllocationFailed`, `LoadBalancerFailed`) are recorded once per distinct reason, not on
-//! every pass; [`EventMemory`] remembers what was said.
+//! The first pass of a term, and every pass after the pools change, allocates over every
+//! Service from nothing (the same [`alloc::allocate_all`] the `allocate` command runs). The
+//! passes in between keep that allocator and re-decide only the Services that changed (a new
+//! resourceVersion), that were written last time, or that were deleted, then give freed IPs to
+//! Services still waiting, as `allocate_all` does: one new Service among 10,000 costs its own
+//! decision, not 10,000. Either way a plan is idempotent: applied to its own result it asks for
+//! no writes, and its result is what a fresh start would keep. Events that describe a state
+//! rather than a change (`AllocationFailed`, `LoadBalancerFailed`) are recorded once per
+//! distinct reason, not on every pass; [`EventMemory`] remembers what was said.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
@@ -48,10 +52,27 @@ pub struct Plan {
     pub pending: usize,
 }
 
-/// The reasons already reported per Service, so a state is reported once, not every pass.
+/// What the controller remembers between passes: the reasons already reported per Service
+/// (so a state is reported once, not every pass) and the allocation it keeps.
 #[derive(Clone, Debug, Default)]
 pub struct EventMemory {
     said: HashMap<ServiceKey, Vec<String>>,
+    kept: Option<Kept>,
+}
+
+/// The allocation kept between passes while the pools stay as they are.
+#[derive(Clone, Debug)]
+struct Kept {
+    /// The pools it was made for.
+    pools: String,
+    allocator: alloc::Allocator,
+    decisions: HashMap<ServiceKey, alloc::Decision>,
+    /// Services that needed no write at the resourceVersion recorded: nothing to redo while
+    /// it stays.
+    settled: HashMap<ServiceKey, Option<String>>,
+    /// Services another instance handles (or not LoadBalancers): counted neither assigned
+    /// nor pending.
+    foreign: std::collections::HashSet<ServiceKey>,
 }
 
 fn live_pool(service: &Service) -> Option<&str> {
@@ -101,35 +122,21 @@ pub fn plan<S: std::borrow::Borrow<Service>>(
     scope: &ServiceScope,
     memory: &mut EventMemory,
 ) -> Plan {
-    let views: Vec<AllocService> = services
-        .iter()
-        .map(|s| AllocService::from_service(s.borrow()))
-        .collect();
-    let (allocator, decisions) = alloc::allocate_all(config, &views, scope);
-    let mut out = Plan {
-        usage: allocator.usage(),
-        ..Plan::default()
+    let pools = format!("{:?}", config.pools);
+    let kept = memory.kept.take().filter(|k| k.pools == pools);
+    let mut out = Plan::default();
+    let mut kept = match kept {
+        Some(kept) => incremental(kept, services, scope, memory, &mut out),
+        None => cold(config, pools, services, scope, memory, &mut out),
     };
+    out.usage = kept.allocator.usage();
     out.pools = out
         .usage
         .iter()
         .map(|(name, u)| (name.clone(), pool_status(u)))
         .collect();
-    for (service, view) in services.iter().zip(&views) {
-        let service: &Service = service.borrow();
-        let Some(decision) = decisions.get(&view.key) else {
-            continue;
-        };
-        if !view.in_scope(scope) {
-            // Another class, or no longer a LoadBalancer: clear only what we wrote.
-            if !view.is_load_balancer && live_pool(service).is_some() {
-                out.writes.push(ServiceWrite {
-                    key: view.key.clone(),
-                    status: (!view.ingress.is_empty()).then(|| status_patch(&[])),
-                    metadata: Some(annotation_patch(None)),
-                });
-            }
-            memory.said.remove(&view.key);
+    for (key, decision) in &kept.decisions {
+        if kept.foreign.contains(key) {
             continue;
         }
         if decision.ingress.is_empty() {
@@ -137,50 +144,220 @@ pub fn plan<S: std::borrow::Borrow<Service>>(
         } else {
             out.assigned += 1;
         }
-        let wanted_pool = decision
-            .pool
-            .as_deref()
-            .filter(|_| !decision.ingress.is_empty());
-        let status = (view.ingress != decision.ingress).then(|| status_patch(&decision.ingress));
-        let metadata = (live_pool(service) != wanted_pool).then(|| annotation_patch(wanted_pool));
-        let changed = status.is_some() || metadata.is_some();
-        if changed {
-            out.writes.push(ServiceWrite {
-                key: view.key.clone(),
-                status,
-                metadata,
-            });
-        }
-        // Events: every one on a change; otherwise only reasons not said before.
-        let said = memory.said.entry(view.key.clone()).or_default();
-        let now: Vec<String> = decision
-            .events
-            .iter()
-            .map(|e| format!("{}: {}", e.reason, e.message))
-            .collect();
-        for (event, text) in decision.events.iter().zip(&now) {
-            if changed || !said.contains(text) {
-                out.events.push((view.key.clone(), event.clone()));
-            }
-        }
-        if changed && !view.deprecated_annotations.is_empty() {
-            out.events.push((
-                view.key.clone(),
-                Event {
-                    type_: "Warning",
-                    reason: "deprecatedAnnotation",
-                    message: format!(
-                        "Service uses deprecated annotation(s) {}; use the metallb.io/ prefix",
-                        view.deprecated_annotations.join(", ")
-                    ),
-                },
-            ));
-        }
-        *said = now;
+    }
+    // A Service written this pass is looked at again next pass (its write may fail).
+    for write in &out.writes {
+        kept.settled.remove(&write.key);
+    }
+    memory.kept = Some(kept);
+    out
+}
+
+/// Allocation over every Service from nothing.
+fn cold<S: std::borrow::Borrow<Service>>(
+    config: &Config,
+    pools: String,
+    services: &[S],
+    scope: &ServiceScope,
+    memory: &mut EventMemory,
+    out: &mut Plan,
+) -> Kept {
+    let views: Vec<AllocService> = services
+        .iter()
+        .map(|s| AllocService::from_service(s.borrow()))
+        .collect();
+    let (allocator, decisions) = alloc::allocate_all(config, &views, scope);
+    let mut settled = HashMap::new();
+    for (service, view) in services.iter().zip(&views) {
+        let service: &Service = service.borrow();
+        let Some(decision) = decisions.get(&view.key) else {
+            continue;
+        };
+        outcome(service, view, decision, scope, memory, out);
+        settled.insert(view.key.clone(), service.metadata.resource_version.clone());
     }
     // Deleted Services are forgotten.
     memory.said.retain(|k, _| decisions.contains_key(k));
-    out
+    Kept {
+        pools,
+        allocator,
+        decisions: decisions.into_iter().collect(),
+        settled,
+        foreign: views
+            .iter()
+            .filter(|v| !v.in_scope(scope))
+            .map(|v| v.key.clone())
+            .collect(),
+    }
+}
+
+/// The kept allocation brought up to date: deleted Services release their IPs, changed ones
+/// are decided again (holders first, as `allocate_all` orders them), then Services still
+/// waiting try again while that freed IPs.
+fn incremental<S: std::borrow::Borrow<Service>>(
+    mut kept: Kept,
+    services: &[S],
+    scope: &ServiceScope,
+    memory: &mut EventMemory,
+    out: &mut Plan,
+) -> Kept {
+    let index: HashMap<ServiceKey, usize> = services
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (ServiceKey::of(s.borrow()), i))
+        .collect();
+    let mut freed = false;
+    let gone: Vec<ServiceKey> = kept
+        .decisions
+        .keys()
+        .filter(|k| !index.contains_key(*k))
+        .cloned()
+        .collect();
+    for key in gone {
+        freed |= kept.allocator.release(&key);
+        kept.decisions.remove(&key);
+        kept.settled.remove(&key);
+        kept.foreign.remove(&key);
+        memory.said.remove(&key);
+    }
+    let mut todo: Vec<(usize, AllocService)> = index
+        .iter()
+        .filter(|(key, i)| {
+            let version = &services[**i].borrow().metadata.resource_version;
+            kept.settled.get(*key) != Some(version) || version.is_none()
+        })
+        .map(|(_, i)| (*i, AllocService::from_service(services[*i].borrow())))
+        .collect();
+    todo.sort_by(|(_, a), (_, b)| {
+        b.ingress
+            .len()
+            .cmp(&a.ingress.len())
+            .then_with(|| a.key.cmp(&b.key))
+    });
+    let mut touched: HashMap<ServiceKey, (usize, AllocService)> = HashMap::new();
+    for (i, view) in todo {
+        let held = kept.allocator.release(&view.key);
+        let decision = kept.allocator.converge(&view, scope);
+        let kept_ips = kept
+            .decisions
+            .get(&view.key)
+            .is_some_and(|d| d.ingress == decision.ingress);
+        freed |= held && !kept_ips;
+        kept.decisions.insert(view.key.clone(), decision);
+        touched.insert(view.key.clone(), (i, view));
+    }
+    let mut rounds = 0;
+    while freed && rounds < 8 {
+        freed = false;
+        rounds += 1;
+        let mut waiting: Vec<ServiceKey> = kept
+            .decisions
+            .iter()
+            .filter(|(_, d)| d.pending.is_some() && d.ingress.is_empty())
+            .map(|(k, _)| k.clone())
+            .collect();
+        waiting.sort();
+        for key in waiting {
+            let Some(&i) = index.get(&key) else {
+                continue;
+            };
+            let view = match touched.remove(&key) {
+                Some((_, view)) => view,
+                None => AllocService::from_service(services[i].borrow()),
+            };
+            let again = kept.allocator.converge(&view, scope);
+            if !again.ingress.is_empty()
+                && let Some(previous) = kept.decisions.get_mut(&key)
+            {
+                let mut events = std::mem::take(&mut previous.events);
+                events.retain(|e| e.reason != "AllocationFailed");
+                events.extend(again.events.clone());
+                *previous = alloc::Decision { events, ..again };
+                freed = true;
+            }
+            touched.insert(key, (i, view));
+        }
+    }
+    let mut touched: Vec<(usize, AllocService)> = touched.into_values().collect();
+    touched.sort_by_key(|(i, _)| *i);
+    for (i, view) in touched {
+        let service: &Service = services[i].borrow();
+        let Some(decision) = kept.decisions.get(&view.key) else {
+            continue;
+        };
+        outcome(service, &view, decision, scope, memory, out);
+        kept.settled
+            .insert(view.key.clone(), service.metadata.resource_version.clone());
+        if view.in_scope(scope) {
+            kept.foreign.remove(&view.key);
+        } else {
+            kept.foreign.insert(view.key.clone());
+        }
+    }
+    kept
+}
+
+/// The writes and events for one Service given its decision.
+fn outcome(
+    service: &Service,
+    view: &AllocService,
+    decision: &alloc::Decision,
+    scope: &ServiceScope,
+    memory: &mut EventMemory,
+    out: &mut Plan,
+) {
+    if !view.in_scope(scope) {
+        // Another class, or no longer a LoadBalancer: clear only what we wrote.
+        if !view.is_load_balancer && live_pool(service).is_some() {
+            out.writes.push(ServiceWrite {
+                key: view.key.clone(),
+                status: (!view.ingress.is_empty()).then(|| status_patch(&[])),
+                metadata: Some(annotation_patch(None)),
+            });
+        }
+        memory.said.remove(&view.key);
+        return;
+    }
+    let wanted_pool = decision
+        .pool
+        .as_deref()
+        .filter(|_| !decision.ingress.is_empty());
+    let status = (view.ingress != decision.ingress).then(|| status_patch(&decision.ingress));
+    let metadata = (live_pool(service) != wanted_pool).then(|| annotation_patch(wanted_pool));
+    let changed = status.is_some() || metadata.is_some();
+    if changed {
+        out.writes.push(ServiceWrite {
+            key: view.key.clone(),
+            status,
+            metadata,
+        });
+    }
+    // Events: every one on a change; otherwise only reasons not said before.
+    let said = memory.said.entry(view.key.clone()).or_default();
+    let now: Vec<String> = decision
+        .events
+        .iter()
+        .map(|e| format!("{}: {}", e.reason, e.message))
+        .collect();
+    for (event, text) in decision.events.iter().zip(&now) {
+        if changed || !said.contains(text) {
+            out.events.push((view.key.clone(), event.clone()));
+        }
+    }
+    if changed && !view.deprecated_annotations.is_empty() {
+        out.events.push((
+            view.key.clone(),
+            Event {
+                type_: "Warning",
+                reason: "deprecatedAnnotation",
+                message: format!(
+                    "Service uses deprecated annotation(s) {}; use the metallb.io/ prefix",
+                    view.deprecated_annotations.join(", ")
+                ),
+            },
+        ));
+    }
+    *said = now;
 }
 
 /// The condition a ConfigurationState carries for one load.
@@ -434,5 +611,141 @@ status: {loadBalancer: {ingress: [{ip: 10.0.0.0}]}}
         // Only another kind invalid: allocation is fine, the result is still Invalid.
         let peer_error = configuration_state(&Ok(()), &Err(Vec::new()), None, &then);
         assert_eq!(peer_error.result, Some(ConfigurationStateResult::Invalid));
+    }
+
+    mod incremental {
+        use super::*;
+        use proptest::prelude::*;
+
+        const POOLS: &str = r#"
+apiVersion: metallb.io/v1beta1
+kind: IPAddressPool
+metadata: {name: small, namespace: metallb-system}
+spec: {addresses: [10.0.0.0/30]}
+---
+apiVersion: metallb.io/v1beta1
+kind: IPAddressPool
+metadata: {name: spare, namespace: metallb-system}
+spec: {addresses: [10.0.1.0/31]}
+---
+apiVersion: metallb.io/v1beta1
+kind: IPAddressPool
+metadata: {name: manual, namespace: metallb-system}
+spec: {addresses: [10.0.2.0/30], autoAssign: false}
+"#;
+
+        #[derive(Clone, Debug)]
+        enum Step {
+            /// Create or replace Service `n` (sharing key, requested pool, requested IP).
+            Put(u8, Option<u8>, Option<u8>, Option<u8>),
+            Delete(u8),
+        }
+
+        fn step() -> impl Strategy<Value = Step> {
+            prop_oneof![
+                3 => (0u8..8, proptest::option::of(0u8..2), proptest::option::of(0u8..3), proptest::option::of(0u8..6))
+                    .prop_map(|(n, k, p, ip)| Step::Put(n, k, p, ip)),
+                1 => (0u8..8).prop_map(Step::Delete),
+            ]
+        }
+
+        fn service(
+            n: u8,
+            key: Option<u8>,
+            pool: Option<u8>,
+            ip: Option<u8>,
+            version: u64,
+        ) -> Service {
+            let mut annotations = serde_json::Map::new();
+            if let Some(k) = key {
+                annotations.insert("metallb.io/allow-shared-ip".into(), json!(format!("k{k}")));
+            }
+            if let Some(p) = pool {
+                annotations.insert(
+                    "metallb.io/address-pool".into(),
+                    json!(["small", "spare", "manual"][p as usize]),
+                );
+            }
+            if let Some(i) = ip {
+                let ip = [
+                    "10.0.0.1", "10.0.0.2", "10.0.1.0", "10.0.2.1", "10.0.2.2", "10.9.9.9",
+                ][i as usize];
+                annotations.insert("metallb.io/loadBalancerIPs".into(), json!(ip));
+            }
+            serde_json::from_value(json!({
+                "apiVersion": "v1", "kind": "Service",
+                "metadata": {"name": format!("s{n}"), "namespace": "shop", "resourceVersion": version.to_string(), "annotations": annotations},
+                "spec": {"type": "LoadBalancer", "clusterIP": format!("10.96.0.{n}"), "ports": [{"port": 80, "protocol": "TCP"}]},
+            }))
+            .unwrap()
+        }
+
+        /// Applies the writes as the API server would (a new resourceVersion each).
+        fn write(services: &mut [Service], plan: &Plan, version: &mut u64) {
+            apply(services, plan);
+            for w in &plan.writes {
+                if let Some(s) = services
+                    .iter_mut()
+                    .find(|s| s.metadata.name.as_deref() == Some(w.key.name.as_str()))
+                {
+                    *version += 1;
+                    s.metadata.resource_version = Some(version.to_string());
+                }
+            }
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+            /// Kept allocation, one change at a time: every result is what a fresh start keeps
+            /// (a cold plan over it writes nothing), a second pass writes nothing, and no IP
+            /// is held by two Services that do not share it.
+            #[test]
+            fn incremental_passes_reach_what_a_fresh_start_keeps(steps in proptest::collection::vec(step(), 1..24)) {
+                let parsed = crate::manifest::parse(POOLS, "t", "metallb-system").unwrap();
+                let config = config::load(&parsed.objects, &LoadOptions { namespace: "metallb-system".into() }).unwrap();
+                let scope = ServiceScope::default();
+                let mut memory = EventMemory::default();
+                let mut services: Vec<Service> = Vec::new();
+                let mut version = 1u64;
+                for step in steps {
+                    version += 1;
+                    match step {
+                        Step::Put(n, k, p, ip) => {
+                            let mut fresh = service(n, k, p, ip, version);
+                            if let Some(old) = services.iter_mut().find(|s| s.metadata.name == fresh.metadata.name) {
+                                // An edit keeps what the controller wrote.
+                                fresh.status = old.status.clone();
+                                if let Some(pool) = old.metadata.annotations.as_ref().and_then(|a| a.get(POOL_ANNOTATION)) {
+                                    fresh.metadata.annotations.get_or_insert_with(Default::default).insert(POOL_ANNOTATION.into(), pool.clone());
+                                }
+                                *old = fresh;
+                            } else {
+                                services.push(fresh);
+                            }
+                        }
+                        Step::Delete(n) => services.retain(|s| s.metadata.name.as_deref() != Some(format!("s{n}").as_str())),
+                    }
+                    let first = plan(&config, &services, &scope, &mut memory);
+                    write(&mut services, &first, &mut version);
+                    let again = plan(&config, &services, &scope, &mut memory);
+                    prop_assert!(again.writes.is_empty(), "second pass wrote {:?}", again.writes);
+                    let fresh = plan(&config, &services, &scope, &mut EventMemory::default());
+                    prop_assert!(fresh.writes.is_empty(), "a fresh start would write {:?}", fresh.writes);
+                    prop_assert_eq!((again.assigned, again.pending), (fresh.assigned, fresh.pending));
+                    prop_assert_eq!(&again.usage, &fresh.usage);
+                    let mut holders: HashMap<String, Vec<Option<String>>> = HashMap::new();
+                    for s in &services {
+                        for ip in crate::cluster::ingress_ips(s) {
+                            let key = s.metadata.annotations.as_ref().and_then(|a| a.get("metallb.io/allow-shared-ip")).cloned();
+                            holders.entry(ip.to_string()).or_default().push(key);
+                        }
+                    }
+                    for (ip, keys) in holders {
+                        prop_assert!(keys.len() == 1 || keys.iter().all(|k| k.is_some() && *k == keys[0]), "{} held by {:?}", ip, keys);
+                    }
+                }
+            }
+        }
     }
 }
