@@ -31,6 +31,8 @@ use crate::l2::responder::{self, Owned, ResponderOptions};
 
 /// The key in the gossip Secret (MetalLB's).
 pub const SECRET_KEY: &str = "secretkey";
+/// Events posted at once.
+const EVENTS_IN_FLIGHT: usize = 8;
 /// How often a missing Secret or address is looked for again.
 const WAIT: Duration = Duration::from_secs(2);
 
@@ -48,6 +50,9 @@ pub(super) struct Layer2 {
     statuses: watch::Sender<Statuses>,
     client: Client,
     recorder: Recorder,
+    /// Bounds the Events in flight (taking over thousands of Services at once must not
+    /// open thousands of requests).
+    events: Arc<tokio::sync::Semaphore>,
 }
 
 impl Layer2 {
@@ -100,6 +105,7 @@ impl Layer2 {
             alive: BTreeSet::new(),
             statuses,
             client: client.clone(),
+            events: Arc::new(tokio::sync::Semaphore::new(EVENTS_IN_FLIGHT)),
             recorder: Recorder::new(
                 client.clone(),
                 Reporter {
@@ -191,7 +197,11 @@ impl Layer2 {
         let api: Api<Service> = Api::namespaced(self.client.clone(), &key.namespace);
         let recorder = self.recorder.clone();
         let node = self.node.clone();
+        let events = Arc::clone(&self.events);
         tokio::spawn(async move {
+            let Ok(_permit) = events.acquire().await else {
+                return;
+            };
             let Ok(Some(service)) = api.get_opt(&key.name).await else {
                 return;
             };
