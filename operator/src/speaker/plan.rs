@@ -194,22 +194,49 @@ pub fn announcement_changes(
     before: &BTreeMap<IpNet, BTreeSet<String>>,
     after: &BTreeMap<IpNet, BTreeSet<String>>,
 ) -> Vec<Announcement> {
+    // One walk over both sorted maps: equal entries (nearly all of them) cost a comparison.
     let empty = BTreeSet::new();
-    let prefixes: BTreeSet<&IpNet> = before.keys().chain(after.keys()).collect();
-    prefixes
-        .into_iter()
-        .filter_map(|prefix| {
-            let was = before.get(prefix).unwrap_or(&empty);
-            let is = after.get(prefix).unwrap_or(&empty);
-            let to: Vec<String> = is.difference(was).cloned().collect();
-            let from: Vec<String> = was.difference(is).cloned().collect();
-            (!to.is_empty() || !from.is_empty()).then_some(Announcement {
-                prefix: *prefix,
-                to,
-                from,
-            })
-        })
-        .collect()
+    let mut out = Vec::new();
+    let mut change = |prefix: &IpNet, was: &BTreeSet<String>, is: &BTreeSet<String>| {
+        if was == is {
+            return;
+        }
+        out.push(Announcement {
+            prefix: *prefix,
+            to: is.difference(was).cloned().collect(),
+            from: was.difference(is).cloned().collect(),
+        });
+    };
+    let (mut old, mut new) = (before.iter().peekable(), after.iter().peekable());
+    loop {
+        match (old.peek(), new.peek()) {
+            (Some((p, was)), Some((q, is))) => match p.cmp(q) {
+                std::cmp::Ordering::Less => {
+                    change(p, was, &empty);
+                    old.next();
+                }
+                std::cmp::Ordering::Greater => {
+                    change(q, &empty, is);
+                    new.next();
+                }
+                std::cmp::Ordering::Equal => {
+                    change(p, was, is);
+                    old.next();
+                    new.next();
+                }
+            },
+            (Some((p, was)), None) => {
+                change(p, was, &empty);
+                old.next();
+            }
+            (None, Some((q, is))) => {
+                change(q, &empty, is);
+                new.next();
+            }
+            (None, None) => break,
+        }
+    }
+    out
 }
 
 /// The `speaker-<node>` ConfigurationState: condition `configReconcilerValid` from the load,
@@ -384,6 +411,36 @@ endpoints: [{addresses: [10.244.0.5], nodeName: node-a}]
         );
         let again = planner.pass(&objects(CONFIG), &inputs(&scope, &load));
         assert!(again.changes.is_empty());
+    }
+
+    proptest::proptest! {
+        /// The one-walk diff equals the definition: per prefix of either map, the peers
+        /// gained and the peers lost, prefixes with neither left out.
+        #[test]
+        fn announcement_changes_are_the_per_prefix_differences(
+            before in proptest::collection::btree_map(0u8..40, proptest::collection::btree_set(0u8..3, 0..3), 0..30),
+            after in proptest::collection::btree_map(0u8..40, proptest::collection::btree_set(0u8..3, 0..3), 0..30),
+        ) {
+            let map = |m: &BTreeMap<u8, BTreeSet<u8>>| -> BTreeMap<IpNet, BTreeSet<String>> {
+                m.iter()
+                    .map(|(p, s)| (format!("10.0.0.{p}/32").parse().unwrap(), s.iter().map(|n| format!("peer{n}")).collect()))
+                    .collect()
+            };
+            let (before, after) = (map(&before), map(&after));
+            let empty = BTreeSet::new();
+            let prefixes: BTreeSet<&IpNet> = before.keys().chain(after.keys()).collect();
+            let expected: Vec<Announcement> = prefixes
+                .into_iter()
+                .filter_map(|prefix| {
+                    let was = before.get(prefix).unwrap_or(&empty);
+                    let is = after.get(prefix).unwrap_or(&empty);
+                    let to: Vec<String> = is.difference(was).cloned().collect();
+                    let from: Vec<String> = was.difference(is).cloned().collect();
+                    (!to.is_empty() || !from.is_empty()).then_some(Announcement { prefix: *prefix, to, from })
+                })
+                .collect();
+            proptest::prop_assert_eq!(announcement_changes(&before, &after), expected);
+        }
     }
 
     #[test]
