@@ -14,7 +14,7 @@ use std::fmt;
 use std::net::IpAddr;
 use std::str::FromStr;
 
-use k8s_openapi::api::core::v1::{Node, Service};
+use k8s_openapi::api::core::v1::{Endpoints, Node, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 
 /// The label that takes a node out of external load balancing.
@@ -170,6 +170,33 @@ pub fn serving_endpoints<'a>(
             }
             entry.any = true;
             if let Some(node) = &endpoint.node_name {
+                entry.nodes.insert(node.clone());
+            }
+        }
+    }
+    out
+}
+
+/// Where the Services of core/v1 Endpoints objects have serving endpoints, as
+/// [`serving_endpoints`] says for slices: ready addresses serve (on their node), not-ready
+/// ones do not; an object without subsets says nothing.
+pub fn serving_from_endpoints<'a>(
+    all: impl IntoIterator<Item = &'a Endpoints>,
+) -> BTreeMap<ServiceKey, ServingEndpoints> {
+    let mut out: BTreeMap<ServiceKey, ServingEndpoints> = BTreeMap::new();
+    for endpoints in all {
+        let meta = &endpoints.metadata;
+        let (Some(name), Some(subsets)) = (&meta.name, &endpoints.subsets) else {
+            continue;
+        };
+        if subsets.is_empty() {
+            continue;
+        }
+        let key = ServiceKey::new(meta.namespace.as_deref().unwrap_or("default"), name);
+        let entry = out.entry(key).or_default();
+        for address in subsets.iter().flat_map(|s| s.addresses.iter().flatten()) {
+            entry.any = true;
+            if let Some(node) = &address.node_name {
                 entry.nodes.insert(node.clone());
             }
         }

@@ -18,7 +18,7 @@ use serde::Serialize;
 
 use crate::alloc::{self, AllocService};
 use crate::bgp::{self, IntentInputs, NotAnnounced, ServiceBgp};
-use crate::cluster::{LbService, NodeView, ServiceKey, ServiceScope};
+use crate::cluster::{LbService, NodeView, ServiceKey, ServiceScope, ServingEndpoints};
 use crate::config::{ClusterObjects, Config};
 use crate::l2::{self, L2Inputs};
 use crate::offline;
@@ -169,10 +169,12 @@ fn word<T: Serialize>(value: &T) -> Option<String> {
     }
 }
 
-/// Explains `key` among `objects` under `config`.
+/// Explains `key` among `objects` under `config`, with `endpoints` saying where each
+/// Service's endpoints serve (from EndpointSlices or core/v1 Endpoints).
 pub fn explain(
     config: &Config,
     objects: &ClusterObjects,
+    endpoints: &BTreeMap<ServiceKey, ServingEndpoints>,
     key: &ServiceKey,
     scope: &ServiceScope,
 ) -> Result<Explanation, ExplainError> {
@@ -278,14 +280,14 @@ pub fn explain(
     }
     let mut service = LbService::from_service(object);
     service.ingress.clone_from(&ips);
-    let mut endpoints = crate::cluster::serving_endpoints(&objects.endpoint_slices);
+    let mut endpoints = endpoints.clone();
     if !endpoints.contains_key(key) {
         warnings.push(format!(
-            "no EndpointSlice for Service {key}: assuming ready endpoints on every node"
+            "no endpoints for Service {key}: assuming ready endpoints on every node"
         ));
         endpoints.insert(
             key.clone(),
-            crate::cluster::ServingEndpoints {
+            ServingEndpoints {
                 nodes: nodes.iter().map(|n| n.name.clone()).collect(),
                 any: true,
             },
@@ -640,6 +642,7 @@ spec: {type: ClusterIP, clusterIP: 10.96.0.14, ports: [{port: 80}]}
         explain(
             &config,
             &objects,
+            &crate::cluster::serving_endpoints(&objects.endpoint_slices),
             &ServiceKey::new(namespace, name),
             &ServiceScope::default(),
         )
@@ -748,6 +751,7 @@ spec: {type: ClusterIP, clusterIP: 10.96.0.14, ports: [{port: 80}]}
         let e = explain(
             &config,
             &objects,
+            &crate::cluster::serving_endpoints(&objects.endpoint_slices),
             &ServiceKey::new("shop", "printer"),
             &ServiceScope::default(),
         )

@@ -1,12 +1,13 @@
 //! `ferrolb explain service [NAMESPACE/]NAME`: against manifest files (`-f`) or the cluster
 //! (kubeconfig as kubectl finds it, or `--kubeconfig`).
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use k8s_openapi::api::core::v1::{Endpoints, Namespace, Node, Secret, Service};
-use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions, EndpointSlice};
-use kube::api::{ListParams, ObjectMeta};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kube::api::ListParams;
 use kube::{Api, Client};
 
 use super::{emit, invalid, load_input, options, warn};
@@ -14,7 +15,9 @@ use crate::api::{
     BFDProfile, BGPAdvertisement, BGPPeer, Community, DEFAULT_NAMESPACE, IPAddressPool,
     L2Advertisement,
 };
-use crate::cluster::{ServiceKey, ServiceScope};
+use crate::cluster::{
+    ServiceKey, ServiceScope, ServingEndpoints, serving_endpoints, serving_from_endpoints,
+};
 use crate::config::{self, ClusterObjects, Config};
 use crate::explain;
 
@@ -67,21 +70,24 @@ pub(super) fn run(what: ExplainWhat) -> ExitCode {
         Some((ns, name)) => ServiceKey::new(ns, name),
         None => ServiceKey::new(&args.namespace, &args.service),
     };
-    let (objects, config) = if args.paths.is_empty() {
+    let (objects, endpoints, config) = if args.paths.is_empty() {
         match from_cluster(&args) {
             Ok(loaded) => loaded,
             Err(code) => return code,
         }
     } else {
         match load_input(&args.paths, &args.ferrolb_namespace) {
-            Ok((manifests, config)) => (manifests.objects, config),
+            Ok((manifests, config)) => {
+                let endpoints = serving_endpoints(&manifests.objects.endpoint_slices);
+                (manifests.objects, endpoints, config)
+            }
             Err(code) => return code,
         }
     };
     let scope = ServiceScope {
         load_balancer_class: args.load_balancer_class.clone(),
     };
-    let explanation = match explain::explain(&config, &objects, &key, &scope) {
+    let explanation = match explain::explain(&config, &objects, &endpoints, &key, &scope) {
         Ok(e) => e,
         Err(error) => {
             eprintln!("error: {error}");
@@ -94,8 +100,11 @@ pub(super) fn run(what: ExplainWhat) -> ExitCode {
     })
 }
 
+/// Where each Service's endpoints serve.
+type Serving = BTreeMap<ServiceKey, ServingEndpoints>;
+
 /// Reads what the controller and speakers read from the cluster, and loads it.
-fn from_cluster(args: &ServiceArgs) -> Result<(ClusterObjects, Config), ExitCode> {
+fn from_cluster(args: &ServiceArgs) -> Result<(ClusterObjects, Serving, Config), ExitCode> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -103,7 +112,7 @@ fn from_cluster(args: &ServiceArgs) -> Result<(ClusterObjects, Config), ExitCode
             eprintln!("error: {e}");
             ExitCode::from(2)
         })?;
-    let objects = runtime
+    let (objects, endpoints) = runtime
         .block_on(read_cluster(
             args.kubeconfig.as_deref(),
             &args.ferrolb_namespace,
@@ -117,7 +126,7 @@ fn from_cluster(args: &ServiceArgs) -> Result<(ClusterObjects, Config), ExitCode
         invalid(&errors)
     })?;
     warn(&config.warnings);
-    Ok((objects, config))
+    Ok((objects, endpoints, config))
 }
 
 async fn client(kubeconfig: Option<&std::path::Path>) -> anyhow::Result<Client> {
@@ -141,21 +150,23 @@ where
     Ok(api.list(&ListParams::default()).await?.items)
 }
 
+/// The objects, and where endpoints serve: from EndpointSlices, or from core/v1 Endpoints
+/// where `discovery.k8s.io/v1` is not served (as the speaker reads them).
 async fn read_cluster(
     kubeconfig: Option<&std::path::Path>,
     namespace: &str,
-) -> anyhow::Result<ClusterObjects> {
+) -> anyhow::Result<(ClusterObjects, Serving)> {
     let client = client(kubeconfig).await?;
-    let endpoint_slices = if crate::speaker::cache::serves_endpoint_slices_v1(&client).await? {
-        list(Api::<EndpointSlice>::all(client.clone())).await?
-    } else {
-        list(Api::<Endpoints>::all(client.clone()))
-            .await?
-            .iter()
-            .map(slice_of)
-            .collect()
-    };
-    Ok(ClusterObjects {
+    let (endpoint_slices, endpoints) =
+        if crate::speaker::cache::serves_endpoint_slices_v1(&client).await? {
+            let slices = list(Api::<EndpointSlice>::all(client.clone())).await?;
+            let serving = serving_endpoints(&slices);
+            (slices, serving)
+        } else {
+            let all = list(Api::<Endpoints>::all(client.clone())).await?;
+            (Vec::new(), serving_from_endpoints(&all))
+        };
+    let objects = ClusterObjects {
         pools: list(Api::<IPAddressPool>::namespaced(client.clone(), namespace)).await?,
         peers: list(Api::<BGPPeer>::namespaced(client.clone(), namespace)).await?,
         bgp_advertisements: list(Api::<BGPAdvertisement>::namespaced(
@@ -175,41 +186,6 @@ async fn read_cluster(
         nodes: list(Api::<Node>::all(client.clone())).await?,
         services: list(Api::<Service>::all(client.clone())).await?,
         endpoint_slices,
-    })
-}
-
-/// core/v1 Endpoints as one EndpointSlice (for API servers without discovery.k8s.io/v1).
-fn slice_of(endpoints: &Endpoints) -> EndpointSlice {
-    let name = endpoints.metadata.name.clone().unwrap_or_default();
-    let mut list = Vec::new();
-    for subset in endpoints.subsets.iter().flatten() {
-        for (ready, addresses) in [
-            (true, subset.addresses.iter().flatten()),
-            (false, subset.not_ready_addresses.iter().flatten()),
-        ] {
-            for address in addresses {
-                list.push(Endpoint {
-                    addresses: vec![address.ip.clone()],
-                    node_name: address.node_name.clone(),
-                    conditions: Some(EndpointConditions {
-                        ready: Some(ready),
-                        serving: Some(ready),
-                        terminating: Some(false),
-                    }),
-                    ..Endpoint::default()
-                });
-            }
-        }
-    }
-    EndpointSlice {
-        metadata: ObjectMeta {
-            name: Some(name.clone()),
-            namespace: endpoints.metadata.namespace.clone(),
-            labels: Some([("kubernetes.io/service-name".to_string(), name)].into()),
-            ..ObjectMeta::default()
-        },
-        address_type: "IPv4".to_string(),
-        endpoints: list,
-        ports: None,
-    }
+    };
+    Ok((objects, endpoints))
 }

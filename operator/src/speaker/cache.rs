@@ -4,7 +4,7 @@
 //!
 //! EndpointSlices are read from `discovery.k8s.io/v1`. Where the API server does not serve
 //! that version (Kubernetes before 1.21), core/v1 Endpoints are watched instead and summarised
-//! the same way ([`serving_from_endpoints`]): ready addresses serve, not-ready ones do not,
+//! the same way ([`crate::cluster::serving_from_endpoints`]): ready addresses serve, not-ready ones do not,
 //! and each counts for its node. Nothing is read until every watch has listed once.
 
 use std::collections::BTreeMap;
@@ -16,7 +16,9 @@ use kube::core::PartialObjectMeta;
 use kube::runtime::reflector::Store;
 use kube::{Api, Client};
 
-use crate::cluster::{LbService, ServiceKey, ServingEndpoints, serving_endpoints};
+use crate::cluster::{
+    LbService, ServiceKey, ServingEndpoints, serving_endpoints, serving_from_endpoints,
+};
 use crate::config::ClusterObjects;
 use crate::controller::cache::{Changes, ConfigStores, from_metadata, full, owned, trimmed};
 
@@ -209,33 +211,6 @@ pub fn trim_slice(slice: &mut EndpointSlice) {
         endpoint.hostname = None;
         endpoint.deprecated_topology = None;
     }
-}
-
-/// Where the Services of core/v1 Endpoints objects have serving endpoints, as
-/// [`serving_endpoints`] says for slices: ready addresses serve (on their node), not-ready
-/// ones do not; an object without subsets says nothing.
-pub fn serving_from_endpoints<'a>(
-    all: impl IntoIterator<Item = &'a Endpoints>,
-) -> BTreeMap<ServiceKey, ServingEndpoints> {
-    let mut out: BTreeMap<ServiceKey, ServingEndpoints> = BTreeMap::new();
-    for endpoints in all {
-        let meta = &endpoints.metadata;
-        let (Some(name), Some(subsets)) = (&meta.name, &endpoints.subsets) else {
-            continue;
-        };
-        if subsets.is_empty() {
-            continue;
-        }
-        let key = ServiceKey::new(meta.namespace.as_deref().unwrap_or("default"), name);
-        let entry = out.entry(key).or_default();
-        for address in subsets.iter().flat_map(|s| s.addresses.iter().flatten()) {
-            entry.any = true;
-            if let Some(node) = &address.node_name {
-                entry.nodes.insert(node.clone());
-            }
-        }
-    }
-    out
 }
 
 #[cfg(test)]

@@ -13,7 +13,8 @@ use serde::de::DeserializeOwned;
 
 use crate::config::{self, ClusterObjects, LoadOptions};
 
-/// Which list of [`ClusterObjects`] a kind lives in, and how to read one.
+/// `list` with the object named `name` taken out and, when given, `object` (read as `K`)
+/// put in its place.
 fn replace<K: DeserializeOwned + kube::Resource>(
     list: &mut Vec<K>,
     name: &str,
