@@ -147,61 +147,81 @@ impl ServingEndpoints {
     pub fn on_node(&self, node: &str) -> bool {
         self.nodes.contains(node)
     }
+
+    /// Adds what another part of the same Service's endpoints (another slice) says.
+    pub fn merge(&mut self, other: &ServingEndpoints) {
+        self.any |= other.any;
+        self.nodes.extend(other.nodes.iter().cloned());
+    }
+}
+
+/// One EndpointSlice's Service and where its endpoints serve; `None` for a slice without
+/// the `kubernetes.io/service-name` label.
+pub fn slice_serving(slice: &EndpointSlice) -> Option<(ServiceKey, ServingEndpoints)> {
+    let meta = &slice.metadata;
+    let service = meta.labels.as_ref()?.get(SERVICE_NAME_LABEL)?;
+    let key = ServiceKey::new(meta.namespace.as_deref().unwrap_or("default"), service);
+    let mut out = ServingEndpoints::default();
+    for endpoint in &slice.endpoints {
+        let conditions = endpoint.conditions.as_ref();
+        let ready = conditions.and_then(|c| c.ready).unwrap_or(true);
+        let serving = conditions.and_then(|c| c.serving).unwrap_or(false);
+        if !(ready || serving) || endpoint.addresses.is_empty() {
+            continue;
+        }
+        out.any = true;
+        if let Some(node) = &endpoint.node_name {
+            out.nodes.insert(node.clone());
+        }
+    }
+    Some((key, out))
+}
+
+/// A core/v1 Endpoints object's Service and where it serves, as [`slice_serving`] says for
+/// slices: ready addresses serve (on their node), not-ready ones do not; an object without
+/// subsets says nothing (`None`).
+pub fn endpoints_serving(endpoints: &Endpoints) -> Option<(ServiceKey, ServingEndpoints)> {
+    let meta = &endpoints.metadata;
+    let (Some(name), Some(subsets)) = (&meta.name, &endpoints.subsets) else {
+        return None;
+    };
+    if subsets.is_empty() {
+        return None;
+    }
+    let key = ServiceKey::new(meta.namespace.as_deref().unwrap_or("default"), name);
+    let mut out = ServingEndpoints::default();
+    for address in subsets.iter().flat_map(|s| s.addresses.iter().flatten()) {
+        out.any = true;
+        if let Some(node) = &address.node_name {
+            out.nodes.insert(node.clone());
+        }
+    }
+    Some((key, out))
+}
+
+fn group(
+    parts: impl Iterator<Item = (ServiceKey, ServingEndpoints)>,
+) -> BTreeMap<ServiceKey, ServingEndpoints> {
+    let mut out: BTreeMap<ServiceKey, ServingEndpoints> = BTreeMap::new();
+    for (key, part) in parts {
+        out.entry(key).or_default().merge(&part);
+    }
+    out
 }
 
 /// Groups EndpointSlices by the Service they belong to and summarises where endpoints serve.
 pub fn serving_endpoints<'a>(
     slices: impl IntoIterator<Item = &'a EndpointSlice>,
 ) -> BTreeMap<ServiceKey, ServingEndpoints> {
-    let mut out: BTreeMap<ServiceKey, ServingEndpoints> = BTreeMap::new();
-    for slice in slices {
-        let meta = &slice.metadata;
-        let Some(service) = meta.labels.as_ref().and_then(|l| l.get(SERVICE_NAME_LABEL)) else {
-            continue;
-        };
-        let key = ServiceKey::new(meta.namespace.as_deref().unwrap_or("default"), service);
-        let entry = out.entry(key).or_default();
-        for endpoint in &slice.endpoints {
-            let conditions = endpoint.conditions.as_ref();
-            let ready = conditions.and_then(|c| c.ready).unwrap_or(true);
-            let serving = conditions.and_then(|c| c.serving).unwrap_or(false);
-            if !(ready || serving) || endpoint.addresses.is_empty() {
-                continue;
-            }
-            entry.any = true;
-            if let Some(node) = &endpoint.node_name {
-                entry.nodes.insert(node.clone());
-            }
-        }
-    }
-    out
+    group(slices.into_iter().filter_map(slice_serving))
 }
 
-/// Where the Services of core/v1 Endpoints objects have serving endpoints, as
-/// [`serving_endpoints`] says for slices: ready addresses serve (on their node), not-ready
-/// ones do not; an object without subsets says nothing.
+/// Where the Services of core/v1 Endpoints objects have serving endpoints
+/// ([`endpoints_serving`] per object).
 pub fn serving_from_endpoints<'a>(
     all: impl IntoIterator<Item = &'a Endpoints>,
 ) -> BTreeMap<ServiceKey, ServingEndpoints> {
-    let mut out: BTreeMap<ServiceKey, ServingEndpoints> = BTreeMap::new();
-    for endpoints in all {
-        let meta = &endpoints.metadata;
-        let (Some(name), Some(subsets)) = (&meta.name, &endpoints.subsets) else {
-            continue;
-        };
-        if subsets.is_empty() {
-            continue;
-        }
-        let key = ServiceKey::new(meta.namespace.as_deref().unwrap_or("default"), name);
-        let entry = out.entry(key).or_default();
-        for address in subsets.iter().flat_map(|s| s.addresses.iter().flatten()) {
-            entry.any = true;
-            if let Some(node) = &address.node_name {
-                entry.nodes.insert(node.clone());
-            }
-        }
-    }
-    out
+    group(all.into_iter().filter_map(endpoints_serving))
 }
 
 /// A node as announcing sees it.

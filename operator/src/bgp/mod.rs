@@ -120,66 +120,203 @@ pub struct NodeIntent {
 
 /// Computes the node's BGP intent.
 pub fn intent(config: &Config, inputs: &IntentInputs<'_>) -> NodeIntent {
-    let node = inputs.node;
-    let mut peers: Vec<&Peer> = config
-        .peers
-        .values()
-        .filter(|p| p.selects_node(&node.labels))
-        .collect();
-    peers.sort_by(|a, b| (&a.vrf, &a.endpoint, &a.name).cmp(&(&b.vrf, &b.endpoint, &b.name)));
-    let plan = Plan::new(config, node, &peers);
-    // (prefix, advertisement index) per session, merged into attributes at the end.
-    let mut reached: Vec<Vec<(IpNet, usize)>> = vec![Vec::new(); peers.len()];
-    let mut services = BTreeMap::new();
-    for service in inputs.services.iter().filter(|s| s.in_scope(inputs.scope)) {
-        let Some(outcome) = announce_service(&plan, inputs, service, &mut reached) else {
-            continue;
-        };
-        services.insert(service.key.clone(), outcome);
+    IntentState::new(config, inputs).intent
+}
+
+/// A prefix's place in one session: (session index, prefix, advertisement index).
+type Reach = (usize, IpNet, usize);
+
+/// The node's intent kept up to date Service by Service: [`IntentState::new`] computes it
+/// for all Services (that is [`intent`]), [`IntentState::update`] re-decides one Service
+/// and changes only the prefixes it touches. Valid while the configuration and the node
+/// stay the same; after a change of either, build it anew.
+#[derive(Clone, Debug)]
+pub struct IntentState {
+    plan: Plan,
+    /// Per session: each announced prefix and the advertisements reaching it, with how
+    /// many Services reach it through each.
+    refs: Vec<BTreeMap<IpNet, Vec<(usize, u32)>>>,
+    /// Per Service: what it put into `refs`.
+    reaches: BTreeMap<ServiceKey, Vec<Reach>>,
+    intent: NodeIntent,
+}
+
+/// A prefix whose receivers changed: the BGPPeers (by name) it went to before and goes to now.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PrefixChange {
+    /// The prefix.
+    pub prefix: IpNet,
+    /// The peers receiving it before.
+    pub before: BTreeSet<String>,
+    /// The peers receiving it now.
+    pub after: BTreeSet<String>,
+}
+
+impl IntentState {
+    /// The intent for every Service of `inputs`.
+    pub fn new(config: &Config, inputs: &IntentInputs<'_>) -> IntentState {
+        let node = inputs.node;
+        let mut peers: Vec<&Peer> = config
+            .peers
+            .values()
+            .filter(|p| p.selects_node(&node.labels))
+            .collect();
+        peers.sort_by(|a, b| (&a.vrf, &a.endpoint, &a.name).cmp(&(&b.vrf, &b.endpoint, &b.name)));
+        let plan = Plan::new(config, node, &peers);
+        let mut refs: Vec<BTreeMap<IpNet, Vec<(usize, u32)>>> = vec![BTreeMap::new(); peers.len()];
+        let mut reaches = BTreeMap::new();
+        let mut services = BTreeMap::new();
+        let mut reached = Vec::new();
+        for service in inputs.services.iter().filter(|s| s.in_scope(inputs.scope)) {
+            reached.clear();
+            let Some(outcome) = announce_service(config, &plan, inputs, service, &mut reached)
+            else {
+                continue;
+            };
+            for (s, prefix, ad) in &reached {
+                add_ref(refs[*s].entry(*prefix).or_default(), *ad);
+            }
+            if !reached.is_empty() {
+                reaches.insert(service.key.clone(), reached.clone());
+            }
+            services.insert(service.key.clone(), outcome);
+        }
+        let sessions = peers
+            .iter()
+            .zip(&refs)
+            .enumerate()
+            .map(|(s, (peer, refs))| SessionIntent {
+                peer: (*peer).clone(),
+                announcements: refs
+                    .iter()
+                    .map(|(prefix, ads)| (*prefix, plan.merged(s, ads)))
+                    .collect(),
+            })
+            .collect();
+        IntentState {
+            plan,
+            refs,
+            reaches,
+            intent: NodeIntent {
+                node: node.name.clone(),
+                sessions,
+                services,
+            },
+        }
     }
-    let sessions = peers
-        .iter()
-        .zip(reached)
-        .enumerate()
-        .map(|(s, (peer, mut reached))| {
-            reached.sort_unstable();
-            reached.dedup();
-            let mut merged: Vec<(IpNet, RouteAttributes)> = Vec::with_capacity(reached.len());
-            for (prefix, ad) in reached {
-                let attributes = &plan.attributes[ad][s];
-                match merged.last_mut() {
-                    Some((last, into)) if *last == prefix => {
-                        // The loader rejects advertisements that could give one prefix two
-                        // LOCAL_PREFs; should one slip through, the higher wins.
-                        into.local_pref = into.local_pref.max(attributes.local_pref);
-                        into.communities
-                            .extend(attributes.communities.iter().copied());
+
+    /// The intent now.
+    pub fn intent(&self) -> &NodeIntent {
+        &self.intent
+    }
+
+    /// Decides the Services `keys` again with what `inputs` says of them now (a key missing
+    /// from `inputs.services` is a deleted Service); `inputs` must hold the same node, and
+    /// `config` be the configuration, this state was built with. Returns the prefixes whose
+    /// receivers changed, in prefix order.
+    pub fn update<'k>(
+        &mut self,
+        config: &Config,
+        inputs: &IntentInputs<'_>,
+        keys: impl IntoIterator<Item = &'k ServiceKey>,
+        find: impl Fn(&ServiceKey) -> Option<&'k LbService>,
+    ) -> Vec<PrefixChange> {
+        let mut touched: BTreeSet<IpNet> = BTreeSet::new();
+        let mut removed: Vec<Reach> = Vec::new();
+        let mut added: Vec<Reach> = Vec::new();
+        let mut reached = Vec::new();
+        for key in keys {
+            if let Some(old) = self.reaches.remove(key) {
+                removed.extend(old);
+            }
+            self.intent.services.remove(key);
+            let Some(service) = find(key).filter(|s| s.in_scope(inputs.scope)) else {
+                continue;
+            };
+            reached.clear();
+            let Some(outcome) = announce_service(config, &self.plan, inputs, service, &mut reached)
+            else {
+                continue;
+            };
+            if !reached.is_empty() {
+                added.extend(reached.iter().copied());
+                self.reaches.insert(key.clone(), reached.clone());
+            }
+            self.intent.services.insert(key.clone(), outcome);
+        }
+        touched.extend(removed.iter().chain(&added).map(|(_, p, _)| *p));
+        let receivers = |intent: &NodeIntent, prefix: &IpNet| -> BTreeSet<String> {
+            intent
+                .sessions
+                .iter()
+                .filter(|s| s.announcements.contains_key(prefix))
+                .map(|s| s.peer.name.clone())
+                .collect()
+        };
+        let before: Vec<BTreeSet<String>> =
+            touched.iter().map(|p| receivers(&self.intent, p)).collect();
+        for (s, prefix, ad) in removed {
+            if let Some(ads) = self.refs[s].get_mut(&prefix) {
+                if let Some(at) = ads.iter().position(|(a, _)| *a == ad) {
+                    ads[at].1 -= 1;
+                    if ads[at].1 == 0 {
+                        ads.remove(at);
                     }
-                    _ => merged.push((prefix, attributes.clone())),
+                }
+                if ads.is_empty() {
+                    self.refs[s].remove(&prefix);
                 }
             }
-            SessionIntent {
-                peer: (*peer).clone(),
-                announcements: merged.into_iter().collect(),
+        }
+        for (s, prefix, ad) in added {
+            add_ref(self.refs[s].entry(prefix).or_default(), ad);
+        }
+        let mut changes = Vec::new();
+        for (prefix, before) in touched.into_iter().zip(before) {
+            for (s, session) in self.intent.sessions.iter_mut().enumerate() {
+                match self.refs[s].get(&prefix) {
+                    Some(ads) => {
+                        session
+                            .announcements
+                            .insert(prefix, self.plan.merged(s, ads));
+                    }
+                    None => {
+                        session.announcements.remove(&prefix);
+                    }
+                }
             }
-        })
-        .collect();
-    NodeIntent {
-        node: node.name.clone(),
-        sessions,
-        services,
+            let after = receivers(&self.intent, &prefix);
+            if after != before {
+                changes.push(PrefixChange {
+                    prefix,
+                    before,
+                    after,
+                });
+            }
+        }
+        changes
     }
 }
 
-/// What [`intent`] works out once per call rather than once per Service.
-struct Plan<'c> {
-    config: &'c Config,
+fn add_ref(ads: &mut Vec<(usize, u32)>, ad: usize) {
+    match ads.iter_mut().find(|(a, _)| *a == ad) {
+        Some((_, n)) => *n += 1,
+        None => {
+            ads.push((ad, 1));
+            ads.sort_unstable();
+        }
+    }
+}
+
+/// What [`intent`] works out once per configuration and node rather than once per Service.
+#[derive(Clone, Debug)]
+struct Plan {
     /// Session names, in session order.
-    peer_names: Vec<&'c str>,
+    peer_names: Vec<String>,
     /// Per pool: its BGPAdvertisements (index into `ads`) that select the node.
-    pool_ads: BTreeMap<&'c str, Vec<usize>>,
+    pool_ads: BTreeMap<String, Vec<usize>>,
     /// The advertisements that select the node.
-    ads: Vec<&'c BgpAdvertisement>,
+    ads: Vec<BgpAdvertisement>,
     /// Per advertisement and session: whether the session receives that advertisement's
     /// prefixes of each family.
     reaches: Vec<Vec<[bool; 2]>>,
@@ -187,21 +324,21 @@ struct Plan<'c> {
     attributes: Vec<Vec<RouteAttributes>>,
 }
 
-impl<'c> Plan<'c> {
-    fn new(config: &'c Config, node: &NodeView, peers: &[&'c Peer]) -> Plan<'c> {
+impl Plan {
+    fn new(config: &Config, node: &NodeView, peers: &[&Peer]) -> Plan {
         let ads: Vec<&BgpAdvertisement> = config
             .bgp_advertisements
             .values()
             .filter(|ad| ad.selects_node(&node.labels))
             .collect();
-        let mut pool_ads: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+        let mut pool_ads: BTreeMap<String, Vec<usize>> = BTreeMap::new();
         for pool in config.pools.values() {
             let selected = pool
                 .bgp_advertisements
                 .iter()
                 .filter_map(|name| ads.iter().position(|ad| ad.name == *name))
                 .collect();
-            pool_ads.insert(pool.name.as_str(), selected);
+            pool_ads.insert(pool.name.clone(), selected);
         }
         let reaches = ads
             .iter()
@@ -228,13 +365,27 @@ impl<'c> Plan<'c> {
             })
             .collect();
         Plan {
-            config,
-            peer_names: peers.iter().map(|p| p.name.as_str()).collect(),
+            peer_names: peers.iter().map(|p| p.name.clone()).collect(),
             pool_ads,
-            ads,
+            ads: ads.into_iter().cloned().collect(),
             reaches,
             attributes,
         }
+    }
+
+    /// The attributes of a prefix on session `s` reached through the advertisements `ads`:
+    /// the union of their communities, and the highest LOCAL_PREF (the loader rejects
+    /// advertisements that could give one prefix two; should one slip through, the higher
+    /// wins).
+    fn merged(&self, s: usize, ads: &[(usize, u32)]) -> RouteAttributes {
+        let mut out = RouteAttributes::default();
+        for (ad, _) in ads {
+            let attributes = &self.attributes[*ad][s];
+            out.local_pref = out.local_pref.max(attributes.local_pref);
+            out.communities
+                .extend(attributes.communities.iter().copied());
+        }
+        out
     }
 }
 
@@ -258,11 +409,13 @@ pub fn pool_of<'c>(config: &'c Config, ips: &[IpAddr]) -> Option<&'c Pool> {
         .then_some(pool)
 }
 
+/// Decides one Service; the prefixes it sends to each session go to `reached`.
 fn announce_service(
-    plan: &Plan<'_>,
+    config: &Config,
+    plan: &Plan,
     inputs: &IntentInputs<'_>,
     service: &LbService,
-    reached: &mut [Vec<(IpNet, usize)>],
+    reached: &mut Vec<Reach>,
 ) -> Option<ServiceBgp> {
     use NotAnnounced::*;
     let node = inputs.node;
@@ -270,7 +423,7 @@ fn announce_service(
     if service.ingress.is_empty() {
         return not(NoIpAllocated);
     }
-    let Some(pool) = pool_of(plan.config, &service.ingress) else {
+    let Some(pool) = pool_of(config, &service.ingress) else {
         return not(IpNotAllowed);
     };
     if pool.bgp_advertisements.is_empty() {
@@ -307,20 +460,24 @@ fn announce_service(
         return not(NoEndpoints);
     }
     let mut prefixes = BTreeSet::new();
-    let mut to = vec![false; reached.len()];
+    let mut to = vec![false; plan.peer_names.len()];
     for ip in &service.ingress {
         let f = usize::from(ip.is_ipv6());
         for a in &matching {
-            let prefix = aggregate(*ip, plan.ads[*a]);
+            let prefix = aggregate(*ip, &plan.ads[*a]);
             prefixes.insert(prefix);
-            for (s, session) in reached.iter_mut().enumerate() {
+            for (s, to) in to.iter_mut().enumerate() {
                 if plan.reaches[*a][s][f] {
-                    session.push((prefix, *a));
-                    to[s] = true;
+                    reached.push((s, prefix, *a));
+                    *to = true;
                 }
             }
         }
     }
+    // Each (session, prefix, advertisement) once per Service, however many of its IPs
+    // aggregate into the prefix.
+    reached.sort_unstable();
+    reached.dedup();
     let peers: BTreeSet<String> = to
         .iter()
         .zip(&plan.peer_names)

@@ -255,3 +255,107 @@ fn ipv6_prefixes_skip_ipv4_only_sessions() {
         ServiceBgp::NotAnnounced(NotAnnounced::NoPeers)
     );
 }
+
+/// Receivers per prefix: the BGPPeers each announced prefix goes to.
+fn receivers(intent: &NodeIntent) -> BTreeMap<IpNet, std::collections::BTreeSet<String>> {
+    let mut out: BTreeMap<IpNet, std::collections::BTreeSet<String>> = BTreeMap::new();
+    for session in &intent.sessions {
+        for prefix in session.announcements.keys() {
+            out.entry(*prefix)
+                .or_default()
+                .insert(session.peer.name.clone());
+        }
+    }
+    out
+}
+
+proptest::proptest! {
+    /// Updating the kept intent one Service at a time gives exactly what computing it from
+    /// scratch gives, and reports exactly the prefixes whose receivers changed.
+    #[test]
+    fn updating_service_by_service_equals_computing_from_scratch(
+        rack_2 in proptest::bool::ANY,
+        steps in proptest::collection::vec(
+            (0u8..6, proptest::option::of((
+                proptest::collection::vec(0usize..8, 0..3),
+                proptest::bool::ANY,
+                proptest::bool::ANY,
+                proptest::bool::ANY,
+                proptest::collection::btree_set(0u8..2, 0..3),
+            ))),
+            1..30,
+        ),
+    ) {
+        const IPS: [&str; 8] = [
+            "198.51.100.1", "198.51.100.2", "198.51.100.200", "2001:db8::1",
+            "2001:db8::2", "203.0.113.1", "192.0.2.1", "10.0.0.1",
+        ];
+        let config = config();
+        let mut node = NodeView::named("node-a");
+        if rack_2 {
+            node.labels.insert("rack".into(), "2".into());
+        }
+        let scope = ServiceScope::default();
+        let mut services: BTreeMap<ServiceKey, LbService> = BTreeMap::new();
+        let mut endpoints: BTreeMap<ServiceKey, ServingEndpoints> = BTreeMap::new();
+        let list = |services: &BTreeMap<ServiceKey, LbService>| -> Vec<LbService> {
+            services.values().cloned().collect()
+        };
+        let empty = list(&services);
+        let mut state = IntentState::new(&config, &IntentInputs {
+            node: &node,
+            services: &empty,
+            endpoints: &endpoints,
+            scope: &scope,
+            ignore_exclude_label: false,
+        });
+        for (n, change) in steps {
+            let key = ServiceKey::new("web", &format!("s{n}"));
+            match change {
+                None => {
+                    services.remove(&key);
+                    endpoints.remove(&key);
+                }
+                Some((ips, local, quiet, not_lb, nodes)) => {
+                    let ips: Vec<&str> = ips.iter().map(|i| IPS[*i]).collect();
+                    let mut s = service(&key.name, &ips);
+                    s.traffic_policy_local = local;
+                    s.is_load_balancer = !not_lb;
+                    if quiet {
+                        s.labels.insert("loud".into(), "no".into());
+                    }
+                    services.insert(key.clone(), s);
+                    endpoints.insert(key.clone(), ServingEndpoints {
+                        nodes: nodes.iter().map(|i| ["node-a", "node-b"][usize::from(*i)].to_string()).collect(),
+                        any: !nodes.is_empty(),
+                    });
+                }
+            }
+            let all = list(&services);
+            let inputs = IntentInputs {
+                node: &node,
+                services: &all,
+                endpoints: &endpoints,
+                scope: &scope,
+                ignore_exclude_label: false,
+            };
+            let before = receivers(state.intent());
+            let changes = state.update(&config, &inputs, [&key], |k| services.get(k));
+            let fresh = intent(&config, &inputs);
+            proptest::prop_assert_eq!(state.intent(), &fresh);
+            let after = receivers(&fresh);
+            let none = std::collections::BTreeSet::new();
+            let expected: Vec<PrefixChange> = before
+                .keys()
+                .chain(after.keys())
+                .collect::<std::collections::BTreeSet<_>>()
+                .into_iter()
+                .filter_map(|p| {
+                    let (b, a) = (before.get(p).unwrap_or(&none), after.get(p).unwrap_or(&none));
+                    (b != a).then(|| PrefixChange { prefix: *p, before: b.clone(), after: a.clone() })
+                })
+                .collect();
+            proptest::prop_assert_eq!(changes, expected);
+        }
+    }
+}

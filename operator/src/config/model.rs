@@ -14,7 +14,7 @@ pub use super::selector::Selector;
 use super::selector::any_matches;
 
 /// A loaded, consistent configuration. Maps are keyed by object name.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct Config {
     /// The namespace the configuration was read from.
     pub namespace: String,

@@ -2,9 +2,12 @@
 //! that dies stops owning its layer-2 IPs within about a second, long before its Node turns
 //! NotReady (40 s by default).
 //!
-//! - Identity: the node name, the address others reach it at, and a random generation number
-//!   that changes when the speaker restarts or learns it was declared dead (so it rejoins at
-//!   once instead of waiting for the cluster to forget it).
+//! - Identity: the node name, the address others reach it at, and a generation: the time the
+//!   speaker started, in microseconds, moved on when it learns it was declared dead (so it
+//!   rejoins at once instead of waiting for the cluster to forget it). A restarted speaker is
+//!   therefore always newer than its predecessor, whose dead identity the others may still
+//!   hold; a random or counted generation could be older, and would be declared dead again
+//!   and again until it counted past it.
 //! - Seeds: the speaker's peers come from the API (every Node's internal address, at the
 //!   memberlist port); each one that is not an active member is announced to every
 //!   [`REANNOUNCE`], so a healed partition or a late starter joins within that time.
@@ -51,7 +54,7 @@ pub const SETTLE: Duration = Duration::from_secs(3);
 /// Bytes of the authentication tag in front of every datagram.
 const TAG: usize = 32;
 /// The format version, first byte of every datagram.
-const VERSION: u8 = 1;
+const VERSION: u8 = 2;
 
 /// A speaker as gossip knows it.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -61,7 +64,7 @@ pub struct Speaker {
     /// Where its gossip socket is reached.
     pub addr: SocketAddr,
     /// Generation, changed on restart and on rejoining.
-    generation: u16,
+    generation: u64,
 }
 
 impl Speaker {
@@ -70,9 +73,16 @@ impl Speaker {
         Speaker {
             node: node.to_string(),
             addr,
-            generation: rand::random(),
+            generation: now_micros(),
         }
     }
+}
+
+/// Microseconds since the Unix epoch.
+fn now_micros() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
 }
 
 impl Identity for Speaker {
@@ -80,7 +90,7 @@ impl Identity for Speaker {
 
     fn renew(&self) -> Option<Self> {
         Some(Speaker {
-            generation: self.generation.wrapping_add(1),
+            generation: (self.generation + 1).max(now_micros()),
             ..self.clone()
         })
     }
@@ -90,9 +100,7 @@ impl Identity for Speaker {
     }
 
     fn win_addr_conflict(&self, adversary: &Self) -> bool {
-        // Serial-number comparison, so the count may wrap.
-        let ahead = self.generation.wrapping_sub(adversary.generation);
-        ahead != 0 && ahead < u16::MAX / 2
+        self.generation > adversary.generation
     }
 }
 
@@ -432,21 +440,25 @@ mod tests {
         assert_eq!(open(b"cluster key", &tampered), None);
         assert_eq!(open(b"cluster key", &sealed[..TAG]), None);
         let mut other_version = sealed;
-        other_version[0] = 2;
+        other_version[0] = VERSION + 1;
         assert_eq!(open(b"cluster key", &other_version), None);
     }
 
     #[test]
-    fn a_newer_generation_wins_even_across_the_wrap() {
+    fn a_restarted_speaker_is_newer_than_its_predecessor_however_often_that_renewed() {
         let addr: SocketAddr = "10.0.0.1:7946".parse().unwrap();
-        let old = Speaker {
-            node: "n1".into(),
-            addr,
-            generation: u16::MAX,
-        };
-        let new = old.renew().unwrap();
-        assert_eq!(new.generation, 0);
+        let mut old = Speaker::new("n1", addr);
+        // Renewals come seconds apart in life; a burst of them runs a microsecond each
+        // ahead of the clock.
+        for _ in 0..1_000 {
+            old = old.renew().unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(5));
+        let new = Speaker::new("n1", addr);
         assert!(new.win_addr_conflict(&old));
+        assert!(!old.win_addr_conflict(&new));
+        let renewed = new.renew().unwrap();
+        assert!(renewed.win_addr_conflict(&new));
         assert!(!old.win_addr_conflict(&new));
         assert!(!old.win_addr_conflict(&old));
         assert_eq!(new.addr(), "n1");

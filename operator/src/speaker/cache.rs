@@ -1,39 +1,34 @@
-//! The speaker's view of the cluster: reflectors on Services, EndpointSlices, Namespaces,
-//! Nodes, and Secrets and every `metallb.io` configuration kind in ferrolb's namespace, raising
-//! one change signal (shared helpers with the controller's [`crate::controller::cache`]).
+//! The speaker's view of the cluster. Services and EndpointSlices come as changes
+//! ([`super::feed`]): each is reduced on arrival to what announcing reads (an [`LbService`],
+//! where its endpoints serve), and no Service or endpoint object is kept. Namespaces, Nodes,
+//! and Secrets and every `metallb.io` configuration kind in ferrolb's namespace are cached
+//! by reflectors (shared helpers with the controller's [`crate::controller::cache`]). Every
+//! event raises one change signal.
 //!
 //! EndpointSlices are read from `discovery.k8s.io/v1`. Where the API server does not serve
 //! that version (Kubernetes before 1.21), core/v1 Endpoints are watched instead and summarised
-//! the same way ([`crate::cluster::serving_from_endpoints`]): ready addresses serve, not-ready ones do not,
-//! and each counts for its node. Nothing is read until every watch has listed once.
+//! the same way ([`crate::cluster::endpoints_serving`]): ready addresses serve, not-ready ones
+//! do not, and each counts for its node. Nothing is read until every watch has listed once.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{Endpoints, Namespace, Node, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::core::PartialObjectMeta;
 use kube::runtime::reflector::Store;
-use kube::{Api, Client};
+use kube::{Api, Client, Resource};
 
-use crate::cluster::{
-    LbService, ServiceKey, ServingEndpoints, serving_endpoints, serving_from_endpoints,
-};
+use super::feed::{EndpointPart, Feed, ObjectKey, Pending};
+use crate::cluster::{LbService, ServiceKey, endpoints_serving, slice_serving};
 use crate::config::ClusterObjects;
 use crate::controller::cache::{Changes, ConfigStores, from_metadata, full, owned, trimmed};
 
-/// Where endpoints come from.
-#[derive(Clone, Debug)]
-enum EndpointSource {
-    Slices(Store<EndpointSlice>),
-    Endpoints(Store<Endpoints>),
-}
-
-/// The reflector stores the speaker reads.
+/// The speaker's caches: changes of Services and endpoints (see [`super::feed`]), and
+/// stores of the rest.
 #[derive(Clone, Debug)]
 pub struct SpeakerCaches {
-    services: Store<Service>,
-    endpoints: EndpointSource,
+    services: Arc<Feed<ServiceKey, LbService>>,
+    endpoints: Arc<Feed<ObjectKey, EndpointPart>>,
     namespaces: Store<PartialObjectMeta<Namespace>>,
     nodes: Store<Node>,
     config: ConfigStores,
@@ -48,6 +43,24 @@ pub async fn serves_endpoint_slices_v1(client: &Client) -> Result<bool, kube::Er
     }
 }
 
+/// `namespace/name` of any namespaced object.
+fn object_key<K: Resource>(object: &K) -> ObjectKey {
+    let meta = object.meta();
+    ServiceKey::new(
+        meta.namespace.as_deref().unwrap_or("default"),
+        meta.name.as_deref().unwrap_or_default(),
+    )
+}
+
+/// The Services and endpoint objects that changed since the last [`SpeakerCaches::take`].
+#[derive(Debug, Default)]
+pub struct Taken {
+    /// Services, as announcing reads them.
+    pub services: Pending<ServiceKey, LbService>,
+    /// EndpointSlices (or core/v1 Endpoints): their Service and where they serve.
+    pub endpoints: Pending<ObjectKey, EndpointPart>,
+}
+
 impl SpeakerCaches {
     /// Starts every watch. `slices_v1` picks EndpointSlices over core/v1 Endpoints.
     pub fn start(
@@ -57,15 +70,26 @@ impl SpeakerCaches {
         changes: &Arc<Changes>,
     ) -> SpeakerCaches {
         SpeakerCaches {
-            services: trimmed(Api::all(client.clone()), changes, trim_service),
+            services: Feed::start(
+                Api::<Service>::all(client.clone()),
+                ServiceKey::of,
+                |s| Some(LbService::from_service(s)),
+                changes,
+            ),
             endpoints: if slices_v1 {
-                EndpointSource::Slices(trimmed(Api::all(client.clone()), changes, trim_slice))
-            } else {
-                EndpointSource::Endpoints(trimmed(
-                    Api::all(client.clone()),
+                Feed::start(
+                    Api::<EndpointSlice>::all(client.clone()),
+                    object_key,
+                    slice_serving,
                     changes,
-                    trim_endpoints,
-                ))
+                )
+            } else {
+                Feed::start(
+                    Api::<Endpoints>::all(client.clone()),
+                    object_key,
+                    endpoints_serving,
+                    changes,
+                )
             },
             namespaces: full(Api::all(client.clone()), changes),
             nodes: trimmed(Api::all(client.clone()), changes, trim_node),
@@ -75,41 +99,25 @@ impl SpeakerCaches {
 
     /// Waits until every kind has listed once.
     pub async fn ready(&self) {
-        let endpoints = async {
-            let _ = match &self.endpoints {
-                EndpointSource::Slices(s) => s.wait_until_ready().await,
-                EndpointSource::Endpoints(s) => s.wait_until_ready().await,
-            };
-        };
         let _ = futures::join!(
-            self.services.wait_until_ready(),
-            endpoints,
+            self.services.ready(),
+            self.endpoints.ready(),
             self.namespaces.wait_until_ready(),
             self.nodes.wait_until_ready(),
             self.config.ready(),
         );
     }
 
-    /// The Services and where their endpoints serve, as announcing reads them, straight
-    /// from the caches (no copy of the objects).
-    pub fn announcing(&self) -> (Vec<LbService>, BTreeMap<ServiceKey, ServingEndpoints>) {
-        let services = self
-            .services
-            .state()
-            .iter()
-            .map(|s| LbService::from_service(s))
-            .collect();
-        let endpoints = match &self.endpoints {
-            EndpointSource::Slices(s) => serving_endpoints(s.state().iter().map(AsRef::as_ref)),
-            EndpointSource::Endpoints(s) => {
-                serving_from_endpoints(s.state().iter().map(AsRef::as_ref))
-            }
-        };
-        (services, endpoints)
+    /// What changed in Services and endpoints since the last call.
+    pub fn take(&self) -> Taken {
+        Taken {
+            services: self.services.take(),
+            endpoints: self.endpoints.take(),
+        }
     }
 
     /// A copy of the configuration, Namespaces and Nodes cached now (Services and
-    /// endpoints come from [`SpeakerCaches::announcing`]). Nodes are trimmed by [`trim_node`]:
+    /// endpoints come from [`SpeakerCaches::take`]). Nodes are trimmed by [`trim_node`]:
     /// labels, conditions and addresses, which election and gossip seeds read.
     pub fn snapshot(&self) -> ClusterObjects {
         let mut objects = ClusterObjects {
@@ -147,72 +155,6 @@ pub fn trim_node(node: &mut Node) {
     }
 }
 
-/// Keeps what announcing reads of a Service ([`crate::cluster::LbService`]): name,
-/// namespace, labels, the `metallb.*` annotations, type, class, traffic policy and ingress.
-/// With 10,000 Services the rest (ports, selectors, cluster IPs, other annotations) would be
-/// most of the speaker's memory.
-pub fn trim_service(service: &mut Service) {
-    let meta = &mut service.metadata;
-    meta.owner_references = None;
-    meta.finalizers = None;
-    if let Some(annotations) = meta.annotations.as_mut() {
-        annotations
-            .retain(|k, _| k.starts_with("metallb.io/") || k.starts_with("metallb.universe.tf/"));
-    }
-    if let Some(spec) = service.spec.take() {
-        service.spec = Some(k8s_openapi::api::core::v1::ServiceSpec {
-            type_: spec.type_,
-            load_balancer_class: spec.load_balancer_class,
-            external_traffic_policy: spec.external_traffic_policy,
-            ..Default::default()
-        });
-    }
-    if let Some(status) = service.status.as_mut() {
-        status.conditions = None;
-        if let Some(ingress) = status
-            .load_balancer
-            .as_mut()
-            .and_then(|lb| lb.ingress.as_mut())
-        {
-            for entry in ingress {
-                entry.ports = None;
-                entry.hostname = None;
-            }
-        }
-    }
-}
-
-/// Keeps what announcing reads of core/v1 Endpoints: each address's IP and node, ready or
-/// not (no target references, host names or ports).
-pub fn trim_endpoints(endpoints: &mut Endpoints) {
-    endpoints.metadata.owner_references = None;
-    for subset in endpoints.subsets.iter_mut().flatten() {
-        subset.ports = None;
-        for address in subset
-            .addresses
-            .iter_mut()
-            .flatten()
-            .chain(subset.not_ready_addresses.iter_mut().flatten())
-        {
-            address.target_ref = None;
-            address.hostname = None;
-        }
-    }
-}
-
-/// Keeps what announcing reads of an EndpointSlice: its Service label, and each endpoint's
-/// addresses, conditions and node (no target references, hints or ports).
-pub fn trim_slice(slice: &mut EndpointSlice) {
-    slice.metadata.owner_references = None;
-    slice.ports = None;
-    for endpoint in &mut slice.endpoints {
-        endpoint.target_ref = None;
-        endpoint.hints = None;
-        endpoint.hostname = None;
-        endpoint.deprecated_topology = None;
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -228,72 +170,7 @@ mod tests {
     }
 
     #[test]
-    fn trimming_keeps_everything_announcing_reads() {
-        let service: Service = serde_json::from_value(serde_json::json!({
-            "metadata": {
-                "name": "web", "namespace": "shop", "labels": {"app": "web"},
-                "annotations": {
-                    "metallb.io/allow-shared-ip": "k",
-                    "metallb.universe.tf/address-pool": "p",
-                    "kubectl.kubernetes.io/last-applied-configuration": "{}",
-                    "other": "x"
-                },
-                "managedFields": [{"manager": "kubectl", "operation": "Update", "fieldsType": "FieldsV1", "fieldsV1": {"f:spec": {}}}]
-            },
-            "spec": {
-                "type": "LoadBalancer", "loadBalancerClass": "c", "externalTrafficPolicy": "Local",
-                "ports": [{"port": 80, "nodePort": 31000}], "selector": {"app": "web"},
-                "clusterIP": "10.96.0.5", "clusterIPs": ["10.96.0.5"], "ipFamilies": ["IPv4"]
-            },
-            "status": {"loadBalancer": {"ingress": [{"ip": "192.0.2.1"}, {"ip": "2001:db8::1"}]}}
-        }))
-        .unwrap();
-        let mut trimmed = service.clone();
-        crate::controller::cache::slim(&mut trimmed);
-        trim_service(&mut trimmed);
-        assert_eq!(
-            crate::cluster::LbService::from_service(&trimmed),
-            crate::cluster::LbService::from_service(&service)
-        );
-        assert_eq!(
-            crate::cluster::annotation(&trimmed, "address-pool").as_deref(),
-            Some("p")
-        );
-        let spec = trimmed.spec.as_ref().unwrap();
-        assert!(spec.ports.is_none() && spec.selector.is_none() && spec.cluster_ip.is_none());
-        assert!(trimmed.metadata.managed_fields.is_none());
-        assert_eq!(trimmed.metadata.annotations.as_ref().unwrap().len(), 2);
-
-        let mut endpoints = Endpoints {
-            metadata: ObjectMeta {
-                name: Some("web".into()),
-                namespace: Some("shop".into()),
-                ..ObjectMeta::default()
-            },
-            subsets: Some(vec![EndpointSubset {
-                addresses: Some(vec![EndpointAddress {
-                    target_ref: Some(Default::default()),
-                    hostname: Some("pod".into()),
-                    ..address("10.244.1.5", "n1")
-                }]),
-                not_ready_addresses: Some(vec![address("10.244.2.5", "n2")]),
-                ports: Some(vec![Default::default()]),
-            }]),
-        };
-        let before = serving_from_endpoints([&endpoints]);
-        assert_eq!(
-            before[&ServiceKey::new("shop", "web")].nodes,
-            ["n1".to_string()].into()
-        );
-        trim_endpoints(&mut endpoints);
-        assert_eq!(serving_from_endpoints([&endpoints]), before);
-        let subset = &endpoints.subsets.as_ref().unwrap()[0];
-        assert!(subset.ports.is_none());
-        assert!(subset.addresses.as_ref().unwrap()[0].target_ref.is_none());
-    }
-
-    #[test]
-    fn core_endpoints_serve_where_their_ready_addresses_are() {
+    fn endpoint_objects_are_keyed_by_themselves_and_name_their_service() {
         let endpoints = Endpoints {
             metadata: ObjectMeta {
                 name: Some("web".into()),
@@ -306,9 +183,21 @@ mod tests {
                 ports: None,
             }]),
         };
-        let summary = serving_from_endpoints([&endpoints]);
-        let web = &summary[&ServiceKey::new("shop", "web")];
-        assert!(web.any);
-        assert_eq!(web.nodes, ["n1".to_string()].into());
+        assert_eq!(object_key(&endpoints), ServiceKey::new("shop", "web"));
+        let (service, serving) = endpoints_serving(&endpoints).unwrap();
+        assert_eq!(service, ServiceKey::new("shop", "web"));
+        assert!(serving.any);
+        assert_eq!(serving.nodes, ["n1".to_string()].into());
+        let slice: EndpointSlice = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "web-x1", "namespace": "shop",
+                         "labels": {"kubernetes.io/service-name": "web"}},
+            "addressType": "IPv4",
+            "endpoints": [{"addresses": ["10.244.1.5"], "nodeName": "n2"}]
+        }))
+        .unwrap();
+        assert_eq!(object_key(&slice), ServiceKey::new("shop", "web-x1"));
+        let (service, serving) = slice_serving(&slice).unwrap();
+        assert_eq!(service, ServiceKey::new("shop", "web"));
+        assert_eq!(serving.nodes, ["n2".to_string()].into());
     }
 }

@@ -36,7 +36,7 @@ const EVENTS_IN_FLIGHT: usize = 8;
 /// How often a missing Secret or address is looked for again.
 const WAIT: Duration = Duration::from_secs(2);
 
-type Statuses = Option<BTreeMap<ServiceKey, BTreeSet<String>>>;
+type Statuses = Option<super::status::Wanted>;
 
 /// The running layer-2 side.
 pub(super) struct Layer2 {
@@ -185,11 +185,17 @@ impl Layer2 {
                 tracing::info!(service = %key, ips = %ips.join(", "), "layer 2: no longer answering");
             }
         }
-        self.statuses.send_replace(Some(
-            list.iter()
-                .map(|a| (a.service.clone(), a.interfaces.clone()))
-                .collect(),
-        ));
+        let wanted: BTreeMap<ServiceKey, BTreeSet<String>> = list
+            .iter()
+            .map(|a| (a.service.clone(), a.interfaces.clone()))
+            .collect();
+        self.statuses.send_if_modified(|written| {
+            if written.as_deref() == Some(&wanted) {
+                return false;
+            }
+            *written = Some(Arc::new(wanted));
+            true
+        });
     }
 
     /// Posts `nodeAssigned` on the Service, in the background.

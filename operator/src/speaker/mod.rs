@@ -18,6 +18,7 @@
 mod layer2;
 
 pub mod cache;
+pub mod feed;
 pub mod metrics;
 pub mod plan;
 pub mod status;
@@ -161,14 +162,13 @@ pub async fn run(options: Options, shutdown: CancellationToken) -> anyhow::Resul
     loop {
         let started = Instant::now();
         let objects = caches.snapshot();
-        let (services, endpoints) = caches.announcing();
+        let taken = caches.take();
         let snapshot_ms = started.elapsed().as_secs_f64() * 1e3;
         layer2.seed(&objects.nodes);
         let liveness = layer2.liveness();
         let pass = planner.pass_with(
             &objects,
-            &services,
-            &endpoints,
+            taken,
             &PassInputs {
                 node: &options.node_name,
                 scope: &options.scope,
@@ -270,14 +270,16 @@ pub async fn run(options: Options, shutdown: CancellationToken) -> anyhow::Resul
         }
         if pass.model.is_some() {
             statuses.send_if_modified(|written| {
-                let changed = written.as_ref() != Some(&pass.statuses);
+                let changed = !written
+                    .as_ref()
+                    .is_some_and(|w| Arc::ptr_eq(w, &pass.statuses));
                 if changed {
-                    *written = Some(pass.statuses.clone());
+                    *written = Some(Arc::clone(&pass.statuses));
                 }
                 changed
             });
         }
-        drop((objects, services, endpoints));
+        drop(objects);
         if trim_memory {
             crate::controller::release_free_memory();
             trim_memory = false;

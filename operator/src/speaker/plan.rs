@@ -6,13 +6,16 @@
 //! Node object; a node without one has only its hostname label, like MetalLB's speaker.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use ipnet::IpNet;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
+use super::cache::Taken;
+use super::feed::{EndpointIndex, SortedSet};
 use crate::api::{ConfigurationStateResult, ConfigurationStateStatus};
-use crate::bgp::{self, IntentInputs, NodeIntent, ServiceBgp};
-use crate::cluster::{LbService, NodeView, ServiceKey, ServiceScope, ServingEndpoints};
+use crate::bgp::{IntentInputs, IntentState, NodeIntent, ServiceBgp};
+use crate::cluster::{LbService, NodeView, ServiceKey, ServiceScope};
 use crate::config::{self, ClusterObjects, Config, ConfigError, LoadOptions};
 use crate::controller::plan::{keep_transition_times, load_condition};
 use crate::frr::{self, FrrConfig, NodeFacts};
@@ -31,6 +34,9 @@ pub struct Announcement {
     pub from: Vec<String>,
 }
 
+/// Per announced Service, the BGPPeers receiving it from this node.
+pub type Statuses = BTreeMap<ServiceKey, BTreeSet<String>>;
+
 /// What one pass decided.
 #[derive(Clone, Debug)]
 pub struct Pass {
@@ -42,17 +48,47 @@ pub struct Pass {
     pub stale: bool,
     /// Announcement changes since the previous pass.
     pub changes: Vec<Announcement>,
-    /// Per announced Service, the BGPPeers receiving it from this node.
-    pub statuses: BTreeMap<ServiceKey, BTreeSet<String>>,
+    /// Per announced Service, the BGPPeers receiving it from this node (shared with the
+    /// planner: a pass that changes no status copies nothing).
+    pub statuses: Arc<Statuses>,
     /// The Services this node answers ARP/NDP for.
     pub l2: Vec<L2Announcement>,
 }
 
-/// The speaker's memory between passes.
-#[derive(Debug, Default)]
+/// The speaker's memory between passes: the only copy of the Services and of where their
+/// endpoints serve (kept from the caches' changes), and the BGP intent, which a pass
+/// updates for the Services that changed while the configuration and the node stay the
+/// same, and computes anew otherwise.
+#[derive(Debug)]
 pub struct Planner {
     last_good: Option<Config>,
-    announced: BTreeMap<IpNet, BTreeSet<String>>,
+    services: SortedSet<ServiceKey, LbService>,
+    endpoints: EndpointIndex,
+    bgp: Option<Kept>,
+    statuses: Arc<Statuses>,
+}
+
+/// The intent and what it was computed for.
+#[derive(Debug)]
+struct Kept {
+    state: IntentState,
+    /// Computed under the configuration in force.
+    current: bool,
+    node: NodeView,
+    scope: ServiceScope,
+    ignore_exclude_label: bool,
+}
+
+impl Default for Planner {
+    fn default() -> Self {
+        Planner {
+            last_good: None,
+            services: SortedSet::new(|s: &LbService| &s.key),
+            endpoints: EndpointIndex::default(),
+            bgp: None,
+            statuses: Arc::default(),
+        }
+    }
 }
 
 /// What a pass needs besides the objects.
@@ -75,33 +111,51 @@ pub struct PassInputs<'a> {
 }
 
 impl Planner {
-    /// Runs one pass over `objects` (configuration, Nodes, Namespaces, Services and
-    /// EndpointSlices); tests build their input this way.
+    /// Runs one pass over `objects` (configuration, Nodes, Namespaces, and all Services and
+    /// EndpointSlices, as a fresh list); tests build their input this way.
     #[cfg(test)]
     pub fn pass(&mut self, objects: &ClusterObjects, inputs: &PassInputs<'_>) -> Pass {
-        let services: Vec<LbService> = objects
-            .services
-            .iter()
-            .map(LbService::from_service)
-            .collect();
-        let endpoints = crate::cluster::serving_endpoints(&objects.endpoint_slices);
-        self.pass_with(objects, &services, &endpoints, inputs)
+        use super::feed::Pending;
+        use kube::Resource as _;
+        let taken = Taken {
+            services: Pending::listed(
+                objects
+                    .services
+                    .iter()
+                    .map(|s| (ServiceKey::of(s), LbService::from_service(s))),
+            ),
+            endpoints: Pending::listed(objects.endpoint_slices.iter().filter_map(|slice| {
+                let meta = slice.meta();
+                let key = ServiceKey::new(
+                    meta.namespace.as_deref().unwrap_or("default"),
+                    meta.name.as_deref().unwrap_or_default(),
+                );
+                crate::cluster::slice_serving(slice).map(|part| (key, part))
+            })),
+        };
+        self.pass_with(objects, taken, inputs)
     }
 
-    /// Runs one pass over the configuration, Nodes and Namespaces in `objects`, and
-    /// `services` and `endpoints` as announcing sees them (`objects`' own Services and
-    /// EndpointSlices are not read): the speaker derives these straight from its caches
-    /// without copying 10,000 objects.
+    /// Runs one pass: the configuration, Nodes and Namespaces from `objects` (its Services
+    /// and EndpointSlices are not read), and the Services and endpoint objects that changed
+    /// since the last pass from `taken`.
     pub fn pass_with(
         &mut self,
         objects: &ClusterObjects,
-        services: &[LbService],
-        endpoints: &BTreeMap<ServiceKey, ServingEndpoints>,
+        taken: Taken,
         inputs: &PassInputs<'_>,
     ) -> Pass {
+        let mut dirty = self.services.apply(taken.services);
+        dirty.extend(self.endpoints.apply(taken.endpoints));
         let load = match config::load(objects, inputs.load) {
             Ok(config) => {
-                self.last_good = Some(config);
+                if self.last_good.as_ref() != Some(&config) {
+                    self.last_good = Some(config);
+                    // Every Service is decided anew under a new configuration.
+                    if let Some(kept) = &mut self.bgp {
+                        kept.current = false;
+                    }
+                }
                 Ok(())
             }
             Err(errors) => Err(errors),
@@ -113,7 +167,7 @@ impl Planner {
                 load,
                 stale,
                 changes: Vec::new(),
-                statuses: BTreeMap::new(),
+                statuses: Arc::clone(&self.statuses),
                 l2: Vec::new(),
             };
         };
@@ -126,6 +180,8 @@ impl Planner {
             .find(|n| n.name == inputs.node)
             .cloned()
             .unwrap_or_else(|| NodeView::named(inputs.node));
+        let services = self.services.as_slice();
+        let endpoints = self.endpoints.by_service();
         let l2 = match l2::live_members(&nodes, inputs.liveness) {
             Some(members) => l2::announcements(
                 config,
@@ -140,39 +196,98 @@ impl Planner {
             ),
             None => Vec::new(),
         };
-        let intent = bgp::intent(
-            config,
-            &IntentInputs {
-                node: &node,
-                services,
-                endpoints,
-                scope: inputs.scope,
-                ignore_exclude_label: inputs.ignore_exclude_label,
-            },
-        );
-        let mut model = frr::build(config, &intent, &node, inputs.facts);
-        model.log_level = inputs.frr_log_level.to_string();
-        let announced = announced(&intent);
-        let changes = announcement_changes(&self.announced, &announced);
-        self.announced = announced;
-        let statuses = intent
-            .services
-            .iter()
-            .filter_map(|(key, outcome)| match outcome {
-                ServiceBgp::Announced { peers, .. } if !peers.is_empty() => {
-                    Some((key.clone(), peers.clone()))
+        let intent_inputs = IntentInputs {
+            node: &node,
+            services,
+            endpoints,
+            scope: inputs.scope,
+            ignore_exclude_label: inputs.ignore_exclude_label,
+        };
+        let same_input = self.bgp.as_ref().is_some_and(|kept| {
+            kept.current
+                && kept.node == node
+                && kept.scope == *inputs.scope
+                && kept.ignore_exclude_label == inputs.ignore_exclude_label
+        });
+        let changes = match &mut self.bgp {
+            Some(kept) if same_input => {
+                let table = &self.services;
+                let changed = kept
+                    .state
+                    .update(config, &intent_inputs, &dirty, |key| table.get(key));
+                if !dirty.is_empty() {
+                    let services = &kept.state.intent().services;
+                    let statuses = Arc::make_mut(&mut self.statuses);
+                    for key in &dirty {
+                        match services.get(key).and_then(announced_to) {
+                            Some(peers) => {
+                                if statuses.get(key) != Some(peers) {
+                                    statuses.insert(key.clone(), peers.clone());
+                                }
+                            }
+                            None => {
+                                statuses.remove(key);
+                            }
+                        }
+                    }
                 }
-                _ => None,
-            })
-            .collect();
+                changed
+                    .into_iter()
+                    .map(|c| Announcement {
+                        prefix: c.prefix,
+                        to: c.after.difference(&c.before).cloned().collect(),
+                        from: c.before.difference(&c.after).cloned().collect(),
+                    })
+                    .collect()
+            }
+            _ => {
+                let state = IntentState::new(config, &intent_inputs);
+                let before = self
+                    .bgp
+                    .as_ref()
+                    .map(|kept| announced(kept.state.intent()))
+                    .unwrap_or_default();
+                let changes = announcement_changes(&before, &announced(state.intent()));
+                let statuses: Statuses = state
+                    .intent()
+                    .services
+                    .iter()
+                    .filter_map(|(key, outcome)| {
+                        Some((key.clone(), announced_to(outcome)?.clone()))
+                    })
+                    .collect();
+                if *self.statuses != statuses {
+                    self.statuses = Arc::new(statuses);
+                }
+                self.bgp = Some(Kept {
+                    state,
+                    current: true,
+                    node: node.clone(),
+                    scope: inputs.scope.clone(),
+                    ignore_exclude_label: inputs.ignore_exclude_label,
+                });
+                changes
+            }
+        };
+        let intent = self.bgp.as_ref().map(|kept| kept.state.intent());
+        let mut model = frr::build(config, intent.expect("kept above"), &node, inputs.facts);
+        model.log_level = inputs.frr_log_level.to_string();
         Pass {
             model: Some(model),
             load,
             stale,
             changes,
-            statuses,
+            statuses: Arc::clone(&self.statuses),
             l2,
         }
+    }
+}
+
+/// The peers an announced Service goes to, when it goes to any.
+fn announced_to(outcome: &ServiceBgp) -> Option<&BTreeSet<String>> {
+    match outcome {
+        ServiceBgp::Announced { peers, .. } if !peers.is_empty() => Some(peers),
+        _ => None,
     }
 }
 

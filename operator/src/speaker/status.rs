@@ -97,13 +97,19 @@ fn fnv1a(bytes: &[u8]) -> u32 {
     })
 }
 
+/// Per Service, the names (peers, interfaces) its status object lists.
+pub type Wanted = std::sync::Arc<BTreeMap<ServiceKey, BTreeSet<String>>>;
+
 /// Keeps the node's status objects of kind `K` equal to the announced Services.
 #[derive(Debug)]
 pub struct StatusWriter<K: StatusKind> {
     api: Api<K>,
     node: String,
-    /// What the cluster holds, by object name: (Service, peers). `None` until listed.
-    written: Option<BTreeMap<String, (ServiceKey, BTreeSet<String>)>>,
+    /// What the cluster holds, by Service: the detail its object lists. `None` until listed.
+    written: Option<BTreeMap<ServiceKey, BTreeSet<String>>>,
+    /// Objects of this node found when listing that no Service owns under its name
+    /// (duplicates, or names of an older scheme): deleted on the next sync.
+    strays: Vec<String>,
 }
 
 impl<K: StatusKind> StatusWriter<K> {
@@ -113,24 +119,31 @@ impl<K: StatusKind> StatusWriter<K> {
             api: Api::namespaced(client, namespace),
             node: node.to_string(),
             written: None,
+            strays: Vec::new(),
         }
     }
 
-    async fn list(&self) -> Result<BTreeMap<String, (ServiceKey, BTreeSet<String>)>, kube::Error> {
+    async fn list(&mut self) -> Result<BTreeMap<ServiceKey, BTreeSet<String>>, kube::Error> {
         let params = ListParams::default().labels(&format!("{NODE_LABEL}={}", self.node));
         let list = self.api.list(&params).await?;
-        Ok(list
-            .items
-            .into_iter()
-            .filter_map(|o| {
-                let name = o.meta().name.clone()?;
-                Some((name, o.read()))
-            })
-            .collect())
+        let mut written = BTreeMap::new();
+        for object in list.items {
+            let Some(name) = object.meta().name.clone() else {
+                continue;
+            };
+            let (key, detail) = object.read();
+            if name == object_name(&key, &self.node) {
+                written.insert(key, detail);
+            } else {
+                self.strays.push(name);
+            }
+        }
+        Ok(written)
     }
 
     /// Writes what changed so that the node's objects are exactly `wanted`, up to
-    /// [`IN_FLIGHT`] requests at a time.
+    /// [`IN_FLIGHT`] requests at a time. One walk over both (sorted) maps finds the
+    /// changes; names are worked out only for those.
     pub async fn sync(
         &mut self,
         wanted: &BTreeMap<ServiceKey, BTreeSet<String>>,
@@ -139,60 +152,88 @@ impl<K: StatusKind> StatusWriter<K> {
             Some(w) => w,
             None => self.list().await?,
         };
-        let desired: BTreeMap<String, (&ServiceKey, &BTreeSet<String>)> = wanted
-            .iter()
-            .map(|(key, peers)| (object_name(key, &self.node), (key, peers)))
-            .collect();
-        // Owned, so the futures below borrow nothing but `self`.
-        let changed: Vec<(String, ServiceKey, BTreeSet<String>)> = desired
-            .iter()
-            .filter(|(name, (key, peers))| {
-                !written
-                    .get(*name)
-                    .is_some_and(|(k, p)| k == *key && p == *peers)
-            })
-            .map(|(name, (key, peers))| (name.clone(), (*key).clone(), (*peers).clone()))
-            .collect();
-        let gone: Vec<String> = written
-            .keys()
-            .filter(|n| !desired.contains_key(*n))
-            .cloned()
-            .collect();
+        let mut changed: Vec<(ServiceKey, BTreeSet<String>)> = Vec::new();
+        let mut gone: Vec<ServiceKey> = Vec::new();
+        let (mut want, mut have) = (wanted.iter().peekable(), written.iter().peekable());
+        loop {
+            match (want.peek(), have.peek()) {
+                (Some((k, v)), Some((h, w))) => match k.cmp(h) {
+                    std::cmp::Ordering::Less => {
+                        changed.push(((*k).clone(), (*v).clone()));
+                        want.next();
+                    }
+                    std::cmp::Ordering::Greater => {
+                        gone.push((*h).clone());
+                        have.next();
+                    }
+                    std::cmp::Ordering::Equal => {
+                        if v != w {
+                            changed.push(((*k).clone(), (*v).clone()));
+                        }
+                        want.next();
+                        have.next();
+                    }
+                },
+                (Some((k, v)), None) => {
+                    changed.push(((*k).clone(), (*v).clone()));
+                    want.next();
+                }
+                (None, Some((h, _))) => {
+                    gone.push((*h).clone());
+                    have.next();
+                }
+                (None, None) => break,
+            }
+        }
         let mut outcome = Ok(());
         let this = &*self;
         let writes = futures::stream::iter(changed)
-            .map(|(name, key, peers)| async move {
-                let result = this.write(&name, &key, &peers).await;
-                (name, key, peers, result)
+            .map(|(key, detail)| async move {
+                let result = this
+                    .write(&object_name(&key, &this.node), &key, &detail)
+                    .await;
+                (key, detail, result)
             })
             .buffer_unordered(IN_FLIGHT)
             .collect::<Vec<_>>()
             .await;
-        for (name, key, peers, result) in writes {
+        for (key, detail, result) in writes {
             match result {
                 Ok(()) => {
-                    written.insert(name, (key, peers));
+                    written.insert(key, detail);
                 }
                 Err(e) => outcome = Err(e),
             }
         }
-        let deletes = futures::stream::iter(gone)
-            .map(|name| async move {
+        let names = gone
+            .into_iter()
+            .map(|key| (object_name(&key, &self.node), Some(key)))
+            .chain(self.strays.drain(..).map(|name| (name, None)))
+            .collect::<Vec<_>>();
+        let this = &*self;
+        let deletes = futures::stream::iter(names)
+            .map(|(name, key)| async move {
                 let result = this.api.delete(&name, &DeleteParams::default()).await;
-                (name, result)
+                (name, key, result)
             })
             .buffer_unordered(IN_FLIGHT)
             .collect::<Vec<_>>()
             .await;
-        for (name, result) in deletes {
+        for (name, key, result) in deletes {
             match result {
-                Ok(_) => {
-                    written.remove(&name);
+                Ok(_) => {}
+                Err(kube::Error::Api(status)) if status.code == 404 => {}
+                Err(e) => {
+                    outcome = Err(e);
+                    // Tried again next time.
+                    if key.is_none() {
+                        self.strays.push(name);
+                    }
+                    continue;
                 }
-                Err(kube::Error::Api(status)) if status.code == 404 => {
-                    written.remove(&name);
-                }
-                Err(e) => outcome = Err(e),
+            }
+            if let Some(key) = key {
+                written.remove(&key);
             }
         }
         self.written = Some(written);
@@ -247,7 +288,7 @@ impl<K: StatusKind> StatusWriter<K> {
     /// (200 ms doubling to 30 s) with whatever is wanted by then; `errors` counts failures.
     pub async fn run(
         mut self,
-        mut wanted: tokio::sync::watch::Receiver<Option<BTreeMap<ServiceKey, BTreeSet<String>>>>,
+        mut wanted: tokio::sync::watch::Receiver<Option<Wanted>>,
         errors: prometheus_client::metrics::counter::Counter,
         shutdown: tokio_util::sync::CancellationToken,
     ) {
