@@ -251,7 +251,8 @@ impl Caches {
     /// and name.
     pub fn snapshot(&self) -> Snapshot {
         let mut services = self.services.state();
-        services.sort_by(|a, b| {
+        // Keys are unique, so an unstable sort gives the one order.
+        services.sort_unstable_by(|a, b| {
             (&a.metadata.namespace, &a.metadata.name)
                 .cmp(&(&b.metadata.namespace, &b.metadata.name))
         });

@@ -70,11 +70,10 @@ pub struct Options {
 const RETRY_MIN: Duration = Duration::from_millis(200);
 const RETRY_MAX: Duration = Duration::from_secs(30);
 
-/// The current time, as the API writes it.
 /// Hands memory the allocator holds but no longer uses back to the kernel. glibc keeps what
 /// a burst freed (the first list of 10,000 objects, a pass over them) in its arenas, so the
 /// resident set stays at the peak; after a trim it is what is live.
-#[allow(unsafe_code)] // One libc call (the only other unsafe code is in l2::socket).
+#[allow(unsafe_code)] // One libc call (other unsafe code: limit_malloc_arenas, and l2::socket).
 pub(crate) fn release_free_memory() {
     #[cfg(target_env = "gnu")]
     // SAFETY: malloc_trim takes no pointers; it only shrinks the allocator's own free lists.
@@ -83,6 +82,18 @@ pub(crate) fn release_free_memory() {
     }
 }
 
+/// Limits glibc to two malloc arenas rather than one per core and thread: the daemons'
+/// data is a few long-lived maps, and more arenas mostly hold memory already freed.
+#[allow(unsafe_code)] // One libc call, as above.
+pub(crate) fn limit_malloc_arenas() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: mallopt takes no pointers; it sets a parameter for arenas created later.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+    }
+}
+
+/// The current time, as the API writes it.
 pub(crate) fn now() -> Time {
     Time(k8s_openapi::jiff::Timestamp::now())
 }
@@ -151,6 +162,7 @@ pub(crate) async fn connect_and_serve(
 
 /// Runs the controller until `shutdown` is cancelled.
 pub async fn run(options: Options, shutdown: CancellationToken) -> anyhow::Result<()> {
+    limit_malloc_arenas();
     let metrics = Arc::new(Metrics::default());
     let (client, ready) = connect_and_serve(
         |registry| metrics.register(registry),

@@ -21,7 +21,7 @@ use serde_json::{Value, json};
 
 use crate::alloc::{self, AllocService, Event, POOL_ANNOTATION, PoolUsage};
 use crate::api::{ConfigurationStateResult, ConfigurationStateStatus, IPAddressPoolStatus};
-use crate::cluster::{ServiceKey, ServiceScope};
+use crate::cluster::{KeyRef, ServiceKey, ServiceScope, key_parts};
 use crate::config::{Config, ConfigError};
 
 /// The writes for one Service.
@@ -201,16 +201,17 @@ fn incremental<S: std::borrow::Borrow<Service>>(
     memory: &mut EventMemory,
     out: &mut Plan,
 ) -> Kept {
-    let index: HashMap<ServiceKey, usize> = services
+    // Borrowed keys: nothing is allocated per Service to find the few that changed.
+    let index: HashMap<(&str, &str), usize> = services
         .iter()
         .enumerate()
-        .map(|(i, s)| (ServiceKey::of(s.borrow()), i))
+        .map(|(i, s)| (key_parts(s.borrow()), i))
         .collect();
     let mut freed = false;
     let gone: Vec<ServiceKey> = kept
         .decisions
         .keys()
-        .filter(|k| !index.contains_key(*k))
+        .filter(|k| !index.contains_key(&k.parts()))
         .cloned()
         .collect();
     for key in gone {
@@ -224,7 +225,7 @@ fn incremental<S: std::borrow::Borrow<Service>>(
         .iter()
         .filter(|(key, i)| {
             let version = &services[**i].borrow().metadata.resource_version;
-            kept.settled.get(*key) != Some(version) || version.is_none()
+            kept.settled.get(*key as &dyn KeyRef) != Some(version) || version.is_none()
         })
         .map(|(_, i)| (*i, AllocService::from_service(services[*i].borrow())))
         .collect();
@@ -258,7 +259,7 @@ fn incremental<S: std::borrow::Borrow<Service>>(
             .collect();
         waiting.sort();
         for key in waiting {
-            let Some(&i) = index.get(&key) else {
+            let Some(&i) = index.get(&key.parts()) else {
                 continue;
             };
             let view = match touched.remove(&key) {

@@ -22,7 +22,7 @@ use super::metrics::Metrics;
 use super::plan::{EventMemory, configuration_state, plan};
 use super::writer::{ApiWriter, WriteError};
 use crate::api::{ConfigurationStateStatus, IPAddressPoolStatus};
-use crate::cluster::{ServiceKey, ServiceScope};
+use crate::cluster::{KeyRef, ServiceKey, ServiceScope, key_parts};
 use crate::config::{self, ClusterObjects, Config, LoadOptions};
 
 /// Service and event writes in flight at once.
@@ -93,17 +93,20 @@ impl Reconciler {
     /// The Services as this controller last wrote them, where the cache has not caught up.
     fn with_own_writes(&mut self, services: Vec<Arc<Service>>) -> Vec<Arc<Service>> {
         let mut seen = HashSet::new();
+        if self.written.is_empty() {
+            return services;
+        }
         let services = services
             .into_iter()
             .map(|service| {
-                let key = ServiceKey::of(&service);
+                let key = key_parts(&service);
                 let ours = self
                     .written
-                    .get(&key)
+                    .get(&key as &dyn KeyRef)
                     .filter(|w| w.from.is_some() && w.from == service.metadata.resource_version);
                 match ours {
                     Some(written) => {
-                        seen.insert(key);
+                        seen.insert(ServiceKey::new(key.0, key.1));
                         Arc::clone(&written.service)
                     }
                     None => service,
@@ -171,9 +174,9 @@ impl Reconciler {
         report.assigned = plan.assigned;
         report.pending = plan.pending;
 
-        let by_key: HashMap<ServiceKey, &Service> = services
+        let by_key: HashMap<(&str, &str), &Service> = services
             .iter()
-            .map(|s| (ServiceKey::of(s), s.as_ref()))
+            .map(|s| (key_parts(s), s.as_ref()))
             .collect();
         let mut failed = HashSet::new();
         // Writes go out IN_FLIGHT at a time (a burst of new Services is not a queue of
@@ -182,7 +185,7 @@ impl Reconciler {
             .map(|i| {
                 let write = &plan.writes[i];
                 let from = by_key
-                    .get(&write.key)
+                    .get(&write.key.parts())
                     .map(|service| service.metadata.resource_version.clone());
                 async move {
                     let result = match &from {
@@ -221,7 +224,7 @@ impl Reconciler {
         let events: Vec<_> = futures::stream::iter(0..plan.events.len())
             .filter_map(|i| {
                 let (key, event) = &plan.events[i];
-                let service = by_key.get(key).filter(|_| !failed.contains(key));
+                let service = by_key.get(&key.parts()).filter(|_| !failed.contains(key));
                 futures::future::ready(service.map(|service| writer.event(service, event)))
             })
             .buffer_unordered(IN_FLIGHT)

@@ -299,7 +299,9 @@ fn merge_walk<K: Ord, V: PartialEq>(
 /// or core/v1 Endpoints, keyed by object) that each name their Service.
 #[derive(Clone, Debug, Default)]
 pub struct EndpointIndex {
-    /// Per object: its Service.
+    /// Per object: its Service, when that is not the object's own name (core/v1 Endpoints
+    /// always share their Service's name, and most slices do not: only the others cost a
+    /// key here).
     owner: BTreeMap<ObjectKey, crate::cluster::ServiceKey>,
     /// Per Service and object: what the object says.
     parts: BTreeMap<(crate::cluster::ServiceKey, ObjectKey), crate::cluster::ServingEndpoints>,
@@ -330,8 +332,9 @@ impl EndpointIndex {
         if let Some(list) = pending.reset {
             let listed: BTreeSet<&ObjectKey> = list.iter().map(|(k, _)| k).collect();
             let gone: Vec<ObjectKey> = self
-                .owner
+                .parts
                 .keys()
+                .map(|(_, object)| object)
                 .filter(|k| !listed.contains(k))
                 .cloned()
                 .collect();
@@ -377,12 +380,19 @@ impl EndpointIndex {
         part: Option<EndpointPart>,
         dirty: &mut BTreeSet<crate::cluster::ServiceKey>,
     ) {
-        if let Some(service) = self.owner.remove(&object) {
-            self.parts.remove(&(service.clone(), object.clone()));
-            dirty.insert(service);
+        let own = (object.clone(), object.clone());
+        let before = match self.owner.remove(&object) {
+            Some(service) => Some((service, object.clone())),
+            None => self.parts.contains_key(&own).then_some(own),
+        };
+        if let Some(at) = before {
+            self.parts.remove(&at);
+            dirty.insert(at.0);
         }
         if let Some((service, serving)) = part {
-            self.owner.insert(object.clone(), service.clone());
+            if service != object {
+                self.owner.insert(object.clone(), service.clone());
+            }
             self.parts.insert((service.clone(), object), serving);
             dirty.insert(service);
         }
@@ -467,7 +477,9 @@ mod tests {
                         Some(p) => { objects.insert(o, p.clone()); }
                         None => { objects.remove(&o); }
                     }
-                    pending.changed.insert(ServiceKey::new("ns", &format!("o{o}")), p);
+                    // Objects 0-3 are named as Services are (as core/v1 Endpoints are).
+                    let name = if o < 4 { format!("s{o}") } else { format!("o{o}") };
+                    pending.changed.insert(ServiceKey::new("ns", &name), p);
                 }
                 let dirty = index.apply(pending);
                 let mut expected: BTreeMap<ServiceKey, ServingEndpoints> = BTreeMap::new();
@@ -476,7 +488,7 @@ mod tests {
                 }
                 prop_assert_eq!(index.by_service(), &expected);
                 let changed: BTreeSet<ServiceKey> = before.keys().chain(expected.keys())
-                    .filter(|k| before.get(k) != expected.get(k)).cloned().collect();
+                    .filter(|k| before.get(*k) != expected.get(*k)).cloned().collect();
                 prop_assert_eq!(dirty, changed);
             }
         }

@@ -107,6 +107,7 @@ fn node_facts() -> NodeFacts {
 
 /// Runs the speaker until `shutdown` is cancelled.
 pub async fn run(options: Options, shutdown: CancellationToken) -> anyhow::Result<()> {
+    crate::controller::limit_malloc_arenas();
     let metrics = Arc::new(Metrics::default());
     let (client, ready) = connect_and_serve(
         |registry| metrics.register(registry),

@@ -106,7 +106,9 @@ pub struct StatusWriter<K: StatusKind> {
     api: Api<K>,
     node: String,
     /// What the cluster holds, by Service: the detail its object lists. `None` until listed.
-    written: Option<BTreeMap<ServiceKey, BTreeSet<String>>>,
+    /// After a sync that wrote everything, this is the very map that was wanted (shared,
+    /// not copied).
+    written: Option<Wanted>,
     /// Objects of this node found when listing that no Service owns under its name
     /// (duplicates, or names of an older scheme): deleted on the next sync.
     strays: Vec<String>,
@@ -144,13 +146,10 @@ impl<K: StatusKind> StatusWriter<K> {
     /// Writes what changed so that the node's objects are exactly `wanted`, up to
     /// [`IN_FLIGHT`] requests at a time. One walk over both (sorted) maps finds the
     /// changes; names are worked out only for those.
-    pub async fn sync(
-        &mut self,
-        wanted: &BTreeMap<ServiceKey, BTreeSet<String>>,
-    ) -> Result<(), kube::Error> {
+    pub async fn sync(&mut self, wanted: &Wanted) -> Result<(), kube::Error> {
         let mut written = match self.written.take() {
             Some(w) => w,
-            None => self.list().await?,
+            None => std::sync::Arc::new(self.list().await?),
         };
         let mut changed: Vec<(ServiceKey, BTreeSet<String>)> = Vec::new();
         let mut gone: Vec<ServiceKey> = Vec::new();
@@ -197,11 +196,11 @@ impl<K: StatusKind> StatusWriter<K> {
             .buffer_unordered(IN_FLIGHT)
             .collect::<Vec<_>>()
             .await;
+        // Applied to `written` only if something failed (else it becomes `wanted`).
+        let mut done: Vec<(ServiceKey, Option<BTreeSet<String>>)> = Vec::new();
         for (key, detail, result) in writes {
             match result {
-                Ok(()) => {
-                    written.insert(key, detail);
-                }
+                Ok(()) => done.push((key, Some(detail))),
                 Err(e) => outcome = Err(e),
             }
         }
@@ -233,10 +232,22 @@ impl<K: StatusKind> StatusWriter<K> {
                 }
             }
             if let Some(key) = key {
-                written.remove(&key);
+                done.push((key, None));
             }
         }
-        self.written = Some(written);
+        self.written = Some(if outcome.is_ok() {
+            // Everything wanted is written: keep the wanted map itself.
+            std::sync::Arc::clone(wanted)
+        } else {
+            let map = std::sync::Arc::make_mut(&mut written);
+            for (key, detail) in done {
+                match detail {
+                    Some(detail) => map.insert(key, detail),
+                    None => map.remove(&key),
+                };
+            }
+            written
+        });
         outcome
     }
 
