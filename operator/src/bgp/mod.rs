@@ -118,6 +118,21 @@ pub struct NodeIntent {
     pub services: BTreeMap<ServiceKey, ServiceBgp>,
 }
 
+impl NodeIntent {
+    /// Each announced prefix and the BGPPeers (by name) receiving it.
+    pub fn receivers(&self) -> BTreeMap<IpNet, BTreeSet<String>> {
+        let mut out: BTreeMap<IpNet, BTreeSet<String>> = BTreeMap::new();
+        for session in &self.sessions {
+            for prefix in session.announcements.keys() {
+                out.entry(*prefix)
+                    .or_default()
+                    .insert(session.peer.name.clone());
+            }
+        }
+        out
+    }
+}
+
 /// Computes the node's BGP intent.
 pub fn intent(config: &Config, inputs: &IntentInputs<'_>) -> NodeIntent {
     IntentState::new(config, inputs).intent

@@ -256,19 +256,6 @@ fn ipv6_prefixes_skip_ipv4_only_sessions() {
     );
 }
 
-/// Receivers per prefix: the BGPPeers each announced prefix goes to.
-fn receivers(intent: &NodeIntent) -> BTreeMap<IpNet, std::collections::BTreeSet<String>> {
-    let mut out: BTreeMap<IpNet, std::collections::BTreeSet<String>> = BTreeMap::new();
-    for session in &intent.sessions {
-        for prefix in session.announcements.keys() {
-            out.entry(*prefix)
-                .or_default()
-                .insert(session.peer.name.clone());
-        }
-    }
-    out
-}
-
 proptest::proptest! {
     /// Updating the kept intent one Service at a time gives exactly what computing it from
     /// scratch gives, and reports exactly the prefixes whose receivers changed.
@@ -339,11 +326,11 @@ proptest::proptest! {
                 scope: &scope,
                 ignore_exclude_label: false,
             };
-            let before = receivers(state.intent());
+            let before = state.intent().receivers();
             let changes = state.update(&config, &inputs, [&key], |k| services.get(k));
             let fresh = intent(&config, &inputs);
             proptest::prop_assert_eq!(state.intent(), &fresh);
-            let after = receivers(&fresh);
+            let after = fresh.receivers();
             let none = std::collections::BTreeSet::new();
             let expected: Vec<PrefixChange> = before
                 .keys()

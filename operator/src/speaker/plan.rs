@@ -14,7 +14,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use super::cache::Taken;
 use super::feed::{EndpointIndex, SortedSet};
 use crate::api::{ConfigurationStateResult, ConfigurationStateStatus};
-use crate::bgp::{IntentInputs, IntentState, NodeIntent, ServiceBgp};
+use crate::bgp::{IntentInputs, IntentState, ServiceBgp};
 use crate::cluster::{LbService, NodeView, ServiceKey, ServiceScope};
 use crate::config::{self, ClusterObjects, Config, ConfigError, LoadOptions};
 use crate::controller::plan::{keep_transition_times, load_condition};
@@ -245,9 +245,9 @@ impl Planner {
                 let before = self
                     .bgp
                     .as_ref()
-                    .map(|kept| announced(kept.state.intent()))
+                    .map(|kept| kept.state.intent().receivers())
                     .unwrap_or_default();
-                let changes = announcement_changes(&before, &announced(state.intent()));
+                let changes = announcement_changes(&before, &state.intent().receivers());
                 let statuses: Statuses = state
                     .intent()
                     .services
@@ -289,19 +289,6 @@ fn announced_to(outcome: &ServiceBgp) -> Option<&BTreeSet<String>> {
         ServiceBgp::Announced { peers, .. } if !peers.is_empty() => Some(peers),
         _ => None,
     }
-}
-
-/// Each announced prefix and the BGPPeers (by name) receiving it.
-pub fn announced(intent: &NodeIntent) -> BTreeMap<IpNet, BTreeSet<String>> {
-    let mut out: BTreeMap<IpNet, BTreeSet<String>> = BTreeMap::new();
-    for session in &intent.sessions {
-        for prefix in session.announcements.keys() {
-            out.entry(*prefix)
-                .or_default()
-                .insert(session.peer.name.clone());
-        }
-    }
-    out
 }
 
 /// The prefixes whose receivers changed between two announcement maps, in prefix order.
