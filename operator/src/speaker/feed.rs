@@ -37,11 +37,6 @@ impl<K, V> Default for Pending<K, V> {
 }
 
 impl<K: Ord, V> Pending<K, V> {
-    /// Whether nothing changed.
-    pub fn is_empty(&self) -> bool {
-        self.reset.is_none() && self.changed.is_empty()
-    }
-
     /// A full list, as the first list of a watch gives it.
     pub fn listed(values: impl IntoIterator<Item = (K, V)>) -> Self {
         Pending {
