@@ -41,7 +41,8 @@ pub struct CommonArgs {
     /// Address for /healthz and /readyz (they also serve /metrics).
     #[arg(long, default_value = "0.0.0.0:17472")]
     health_addr: SocketAddr,
-    /// Milliseconds a burst of changes is gathered before acting on it.
+    /// Milliseconds a burst of changes is gathered before acting on it (a change after a
+    /// quiet spell of that long is acted on at once).
     #[arg(long, default_value_t = 10)]
     coalesce_ms: u64,
     /// Log format.

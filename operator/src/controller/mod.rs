@@ -61,7 +61,7 @@ pub struct Options {
     pub metrics_addr: Option<SocketAddr>,
     /// Where `/healthz` and `/readyz` (and metrics) are served.
     pub health_addr: SocketAddr,
-    /// How long a burst of changes is gathered before a pass.
+    /// How long a burst of changes is gathered before a pass (see `controller::gather`).
     pub coalesce: Duration,
     /// The validating webhook; `None` to serve none.
     pub webhook: Option<crate::webhook::WebhookOptions>,
@@ -90,6 +90,16 @@ pub(crate) fn limit_malloc_arenas() {
     // SAFETY: mallopt takes no pointers; it sets a parameter for arenas created later.
     unsafe {
         libc::mallopt(libc::M_ARENA_MAX, 2);
+    }
+}
+
+/// Waits out the rest of a burst after a change arrived. A change that comes when the last
+/// pass ended at least `window` ago starts a pass at once: a lone create is not kept waiting.
+/// One that comes sooner is part of a burst (it arrived while a pass ran), so the next pass
+/// waits `window` to take the rest of the burst with it.
+pub(crate) async fn gather(last_pass: std::time::Instant, window: Duration) {
+    if last_pass.elapsed() < window {
+        tokio::time::sleep(window).await;
     }
 }
 
@@ -278,6 +288,7 @@ pub async fn run(options: Options, shutdown: CancellationToken) -> anyhow::Resul
                 ms = started.elapsed().as_secs_f64() * 1e3,
                 "pass done"
             );
+            let done = std::time::Instant::now();
             let again = if report.failures.is_empty() {
                 retry = RETRY_MIN;
                 None
@@ -287,7 +298,7 @@ pub async fn run(options: Options, shutdown: CancellationToken) -> anyhow::Resul
                 Some(wait)
             };
             tokio::select! {
-                () = changes.wait() => tokio::time::sleep(options.coalesce).await,
+                () = changes.wait() => gather(done, options.coalesce).await,
                 () = tokio::time::sleep(again.unwrap_or(RETRY_MAX)), if again.is_some() => {}
                 changed = leading.changed() => {
                     if changed.is_err() {

@@ -272,7 +272,6 @@ impl Applier {
     /// Makes FRR run `model`; see the module documentation for the paths.
     pub async fn apply(&mut self, model: &FrrConfig) -> Result<ApplyReport, ApplyError> {
         let started = Instant::now();
-        let text = render::render(model)?;
         if let Some((running, _)) = &self.applied
             && running == model
         {
@@ -282,6 +281,8 @@ impl Applier {
                 sockets: false,
             });
         }
+        let text = render::render(model)?;
+        let render_ms = started.elapsed().as_secs_f64() * 1e3;
         write_atomically(&self.target.config_file(), &text)?;
         if self.applied.is_none()
             && let Ok(running) = self.running_config().await
@@ -308,6 +309,7 @@ impl Applier {
                 Ok(delta) => match self.type_delta(&delta).await {
                     Ok((now, sockets)) if same_configuration(&text, &now) => {
                         tracing::debug!(
+                            render_ms,
                             ms = started.elapsed().as_secs_f64() * 1e3,
                             "delta typed and checked"
                         );
@@ -360,7 +362,10 @@ impl Applier {
     async fn type_delta(&mut self, delta: &FrrDelta) -> Result<(String, bool), ApplyError> {
         if let Some(vty) = self.direct().await {
             let typed = match vty.configure(&delta.commands, &delta.refresh).await {
-                Ok(()) => vty.running_config().await,
+                Ok(()) => {
+                    tracing::debug!(lines = delta.commands.len(), "delta typed");
+                    vty.running_config().await
+                }
                 Err(error) => Err(error),
             };
             match typed {

@@ -79,7 +79,7 @@ pub struct Options {
     pub health_addr: SocketAddr,
     /// Where `/metrics` is also served; `None` for none.
     pub metrics_addr: Option<SocketAddr>,
-    /// How long a burst of changes is gathered before a pass.
+    /// How long a burst of changes is gathered before a pass (see `controller::gather`).
     pub coalesce: Duration,
     /// How often FRR's state is polled and its configuration checked.
     pub poll: Duration,
@@ -291,6 +291,7 @@ pub async fn run(options: Options, shutdown: CancellationToken) -> anyhow::Resul
             ms = started.elapsed().as_secs_f64() * 1e3,
             "pass done"
         );
+        let done = Instant::now();
 
         // Wait for a change, a poll that finds FRR drifted, a retry, or the end.
         let backoff = if failed {
@@ -303,7 +304,7 @@ pub async fn run(options: Options, shutdown: CancellationToken) -> anyhow::Resul
         loop {
             tokio::select! {
                 () = changes.wait() => {
-                    tokio::time::sleep(options.coalesce).await;
+                    crate::controller::gather(done, options.coalesce).await;
                     break;
                 }
                 () = layer2.liveness_changed() => break,
