@@ -55,7 +55,7 @@ fn services() -> (Vec<LbService>, BTreeMap<ServiceKey, ServingEndpoints>) {
         endpoints.insert(
             key.clone(),
             ServingEndpoints {
-                nodes: ["node-a".to_string()].into(),
+                nodes: ["node-a"].into_iter().collect(),
                 any: true,
             },
         );

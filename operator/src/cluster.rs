@@ -13,6 +13,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::net::IpAddr;
 use std::str::FromStr;
+use std::sync::{Arc, Mutex};
 
 use k8s_openapi::api::core::v1::{Endpoints, Node, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
@@ -196,11 +197,87 @@ pub fn annotation(service: &Service, suffix: &str) -> Option<String> {
         .cloned()
 }
 
+/// A set of node names: sorted and without repeats, each name shared with every other set
+/// naming that node. A Service's endpoints usually sit on a few nodes, and the speaker keeps
+/// such a set per Service and per EndpointSlice; a `BTreeSet<String>` costs a 280-byte node
+/// and a copy of each name, this costs one small array of pointers.
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct NodeSet(Vec<Arc<str>>);
+
+/// The one shared copy of a node name. Names no set uses any more are dropped when the table
+/// has doubled since it was last swept.
+fn node_name(name: &str) -> Arc<str> {
+    static NAMES: Mutex<(BTreeSet<Arc<str>>, usize)> = Mutex::new((BTreeSet::new(), 0));
+    let mut guard = NAMES
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let (names, swept) = &mut *guard;
+    if let Some(shared) = names.get(name) {
+        return Arc::clone(shared);
+    }
+    if names.len() >= (*swept * 2).max(64) {
+        names.retain(|n| Arc::strong_count(n) > 1);
+        *swept = names.len();
+    }
+    let shared: Arc<str> = Arc::from(name);
+    names.insert(Arc::clone(&shared));
+    shared
+}
+
+impl NodeSet {
+    /// Whether `node` is in the set.
+    pub fn contains(&self, node: &str) -> bool {
+        self.0.binary_search_by(|n| (**n).cmp(node)).is_ok()
+    }
+
+    /// Adds `node`.
+    pub fn insert(&mut self, node: &str) {
+        if let Err(at) = self.0.binary_search_by(|n| (**n).cmp(node)) {
+            self.0.insert(at, node_name(node));
+        }
+    }
+
+    /// Adds every node of `other`.
+    pub fn extend(&mut self, other: &NodeSet) {
+        for node in &other.0 {
+            if let Err(at) = self.0.binary_search(node) {
+                self.0.insert(at, Arc::clone(node));
+            }
+        }
+    }
+
+    /// The names, in order.
+    pub fn iter(&self) -> impl Iterator<Item = &str> {
+        self.0.iter().map(|n| &**n)
+    }
+
+    /// Whether the set is empty.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// How many nodes the set holds.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+}
+
+impl<S: AsRef<str>> FromIterator<S> for NodeSet {
+    fn from_iter<I: IntoIterator<Item = S>>(names: I) -> NodeSet {
+        let mut set = NodeSet::default();
+        for name in names {
+            set.insert(name.as_ref());
+        }
+        set.0.shrink_to_fit();
+        set
+    }
+}
+
 /// Where a Service has endpoints that can take traffic.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ServingEndpoints {
     /// Nodes hosting at least one serving endpoint.
-    pub nodes: BTreeSet<String>,
+    pub nodes: NodeSet,
     /// Whether any serving endpoint exists, on a known node or not.
     pub any: bool,
 }
@@ -214,7 +291,7 @@ impl ServingEndpoints {
     /// Adds what another part of the same Service's endpoints (another slice) says.
     pub fn merge(&mut self, other: &ServingEndpoints) {
         self.any |= other.any;
-        self.nodes.extend(other.nodes.iter().cloned());
+        self.nodes.extend(&other.nodes);
     }
 }
 
@@ -234,9 +311,10 @@ pub fn slice_serving(slice: &EndpointSlice) -> Option<(ServiceKey, ServingEndpoi
         }
         out.any = true;
         if let Some(node) = &endpoint.node_name {
-            out.nodes.insert(node.clone());
+            out.nodes.insert(node);
         }
     }
+    out.nodes.0.shrink_to_fit();
     Some((key, out))
 }
 
@@ -256,9 +334,10 @@ pub fn endpoints_serving(endpoints: &Endpoints) -> Option<(ServiceKey, ServingEn
     for address in subsets.iter().flat_map(|s| s.addresses.iter().flatten()) {
         out.any = true;
         if let Some(node) = &address.node_name {
-            out.nodes.insert(node.clone());
+            out.nodes.insert(node);
         }
     }
+    out.nodes.0.shrink_to_fit();
     Some((key, out))
 }
 
@@ -394,7 +473,7 @@ mod tests {
             slice("b", vec![endpoint("n1", Some(false), None)]),
         ]);
         let a = &summary[&ServiceKey::new("web", "a")];
-        assert_eq!(a.nodes, ["n1", "n2", "n3"].map(String::from).into());
+        assert_eq!(a.nodes.iter().collect::<Vec<_>>(), ["n1", "n2", "n3"]);
         assert!(a.any);
         let b = &summary[&ServiceKey::new("web", "b")];
         assert!(!b.any && b.nodes.is_empty());

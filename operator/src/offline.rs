@@ -220,7 +220,7 @@ impl OfflineNode {
                     ServiceBgp::Announced { prefixes, peers } => json!({
                         "announced": true,
                         "prefixes": prefixes.iter().map(ToString::to_string).collect::<Vec<_>>(),
-                        "peers": peers,
+                        "peers": &**peers,
                     }),
                     ServiceBgp::NotAnnounced(reason) => {
                         json!({ "announced": false, "reason": reason })

@@ -15,6 +15,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use ipnet::IpNet;
 use serde::Serialize;
@@ -100,8 +101,8 @@ pub enum ServiceBgp {
     Announced {
         /// The prefixes (after aggregation).
         prefixes: BTreeSet<IpNet>,
-        /// The receiving BGPPeers.
-        peers: BTreeSet<String>,
+        /// The receiving BGPPeers (one copy shared by every Service with the same ones).
+        peers: Arc<BTreeSet<String>>,
     },
     /// Not announced, and why.
     NotAnnounced(NotAnnounced),
@@ -153,7 +154,32 @@ pub struct IntentState {
     refs: Vec<BTreeMap<IpNet, Vec<(usize, u32)>>>,
     /// Per Service: what it put into `refs`.
     reaches: BTreeMap<ServiceKey, Vec<Reach>>,
+    peer_sets: PeerSets,
     intent: NodeIntent,
+}
+
+/// The sets of receiving peers handed out so far. Thousands of Services go to the same few
+/// combinations of peers; each holds a pointer to one shared copy rather than its own set.
+#[derive(Clone, Debug, Default)]
+struct PeerSets(Vec<Arc<BTreeSet<String>>>);
+
+impl PeerSets {
+    /// Sets kept for sharing; past this, sets no Service holds any more are dropped first.
+    const KEPT: usize = 64;
+
+    fn share(&mut self, peers: BTreeSet<String>) -> Arc<BTreeSet<String>> {
+        if let Some(shared) = self.0.iter().find(|s| ***s == peers) {
+            return Arc::clone(shared);
+        }
+        if self.0.len() >= Self::KEPT {
+            self.0.retain(|s| Arc::strong_count(s) > 1);
+        }
+        let shared = Arc::new(peers);
+        if self.0.len() < Self::KEPT {
+            self.0.push(Arc::clone(&shared));
+        }
+        shared
+    }
 }
 
 /// A prefix whose receivers changed: the BGPPeers (by name) it went to before and goes to now.
@@ -182,9 +208,11 @@ impl IntentState {
         let mut reaches = BTreeMap::new();
         let mut services = BTreeMap::new();
         let mut reached = Vec::new();
+        let mut peer_sets = PeerSets::default();
         for service in inputs.services.iter().filter(|s| s.in_scope(inputs.scope)) {
             reached.clear();
-            let Some(outcome) = announce_service(config, &plan, inputs, service, &mut reached)
+            let Some(outcome) =
+                announce_service(config, &plan, inputs, service, &mut reached, &mut peer_sets)
             else {
                 continue;
             };
@@ -212,6 +240,7 @@ impl IntentState {
             plan,
             refs,
             reaches,
+            peer_sets,
             intent: NodeIntent {
                 node: node.name.clone(),
                 sessions,
@@ -249,8 +278,14 @@ impl IntentState {
                 continue;
             };
             reached.clear();
-            let Some(outcome) = announce_service(config, &self.plan, inputs, service, &mut reached)
-            else {
+            let Some(outcome) = announce_service(
+                config,
+                &self.plan,
+                inputs,
+                service,
+                &mut reached,
+                &mut self.peer_sets,
+            ) else {
                 continue;
             };
             if !reached.is_empty() {
@@ -431,6 +466,7 @@ fn announce_service(
     inputs: &IntentInputs<'_>,
     service: &LbService,
     reached: &mut Vec<Reach>,
+    peer_sets: &mut PeerSets,
 ) -> Option<ServiceBgp> {
     use NotAnnounced::*;
     let node = inputs.node;
@@ -502,7 +538,10 @@ fn announce_service(
     if peers.is_empty() {
         return not(NoPeers);
     }
-    Some(ServiceBgp::Announced { prefixes, peers })
+    Some(ServiceBgp::Announced {
+        prefixes,
+        peers: peer_sets.share(peers),
+    })
 }
 
 /// The ingress IP masked to the advertisement's aggregation length for its family.

@@ -239,7 +239,7 @@ fn aggregated_prefixes_are_announced_once_with_the_union_of_communities() {
         intent.services[&ServiceKey::new("web", "a")],
         ServiceBgp::Announced {
             prefixes: [net("198.51.100.0/24"), net("198.51.100.10/32")].into(),
-            peers: ["ebgp".to_string(), "ibgp".to_string()].into(),
+            peers: BTreeSet::from(["ebgp".to_string(), "ibgp".to_string()]).into(),
         }
     );
 }

@@ -187,7 +187,7 @@ mod tests {
         let (service, serving) = endpoints_serving(&endpoints).unwrap();
         assert_eq!(service, ServiceKey::new("shop", "web"));
         assert!(serving.any);
-        assert_eq!(serving.nodes, ["n1".to_string()].into());
+        assert_eq!(serving.nodes.iter().collect::<Vec<_>>(), ["n1"]);
         let slice: EndpointSlice = serde_json::from_value(serde_json::json!({
             "metadata": {"name": "web-x1", "namespace": "shop",
                          "labels": {"kubernetes.io/service-name": "web"}},
@@ -198,6 +198,6 @@ mod tests {
         assert_eq!(object_key(&slice), ServiceKey::new("shop", "web-x1"));
         let (service, serving) = slice_serving(&slice).unwrap();
         assert_eq!(service, ServiceKey::new("shop", "web"));
-        assert_eq!(serving.nodes, ["n2".to_string()].into());
+        assert_eq!(serving.nodes.iter().collect::<Vec<_>>(), ["n2"]);
     }
 }

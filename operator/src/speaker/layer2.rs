@@ -185,9 +185,9 @@ impl Layer2 {
                 tracing::info!(service = %key, ips = %ips.join(", "), "layer 2: no longer answering");
             }
         }
-        let wanted: BTreeMap<ServiceKey, BTreeSet<String>> = list
+        let wanted: BTreeMap<ServiceKey, super::status::Names> = list
             .iter()
-            .map(|a| (a.service.clone(), a.interfaces.clone()))
+            .map(|a| (a.service.clone(), Arc::new(a.interfaces.clone())))
             .collect();
         self.statuses.send_if_modified(|written| {
             if written.as_deref() == Some(&wanted) {

@@ -35,7 +35,7 @@ pub struct Announcement {
 }
 
 /// Per announced Service, the BGPPeers receiving it from this node.
-pub type Statuses = BTreeMap<ServiceKey, BTreeSet<String>>;
+pub type Statuses = BTreeMap<ServiceKey, super::status::Names>;
 
 /// What one pass decided.
 #[derive(Clone, Debug)]
@@ -284,7 +284,7 @@ impl Planner {
 }
 
 /// The peers an announced Service goes to, when it goes to any.
-fn announced_to(outcome: &ServiceBgp) -> Option<&BTreeSet<String>> {
+fn announced_to(outcome: &ServiceBgp) -> Option<&super::status::Names> {
     match outcome {
         ServiceBgp::Announced { peers, .. } if !peers.is_empty() => Some(peers),
         _ => None,
@@ -509,7 +509,7 @@ endpoints: [{addresses: [10.244.0.5], nodeName: node-a}]
         );
         assert_eq!(
             pass.statuses[&ServiceKey::new("shop", "a")],
-            BTreeSet::from(["tor1".to_string()])
+            BTreeSet::from(["tor1".to_string()]).into()
         );
         let again = planner.pass(&objects(CONFIG), &inputs(&scope, &load));
         assert!(again.changes.is_empty());

@@ -97,8 +97,12 @@ fn fnv1a(bytes: &[u8]) -> u32 {
     })
 }
 
-/// Per Service, the names (peers, interfaces) its status object lists.
-pub type Wanted = std::sync::Arc<BTreeMap<ServiceKey, BTreeSet<String>>>;
+/// The names (peers, interfaces) one status object lists; Services listing the same names
+/// share one copy.
+pub type Names = std::sync::Arc<BTreeSet<String>>;
+
+/// Per Service, the names its status object lists.
+pub type Wanted = std::sync::Arc<BTreeMap<ServiceKey, Names>>;
 
 /// Keeps the node's status objects of kind `K` equal to the announced Services.
 #[derive(Debug)]
@@ -125,7 +129,7 @@ impl<K: StatusKind> StatusWriter<K> {
         }
     }
 
-    async fn list(&mut self) -> Result<BTreeMap<ServiceKey, BTreeSet<String>>, kube::Error> {
+    async fn list(&mut self) -> Result<BTreeMap<ServiceKey, Names>, kube::Error> {
         let params = ListParams::default().labels(&format!("{NODE_LABEL}={}", self.node));
         let list = self.api.list(&params).await?;
         let mut written = BTreeMap::new();
@@ -135,7 +139,7 @@ impl<K: StatusKind> StatusWriter<K> {
             };
             let (key, detail) = object.read();
             if name == object_name(&key, &self.node) {
-                written.insert(key, detail);
+                written.insert(key, Names::new(detail));
             } else {
                 self.strays.push(name);
             }
@@ -151,7 +155,7 @@ impl<K: StatusKind> StatusWriter<K> {
             Some(w) => w,
             None => std::sync::Arc::new(self.list().await?),
         };
-        let mut changed: Vec<(ServiceKey, BTreeSet<String>)> = Vec::new();
+        let mut changed: Vec<(ServiceKey, Names)> = Vec::new();
         let mut gone: Vec<ServiceKey> = Vec::new();
         let (mut want, mut have) = (wanted.iter().peekable(), written.iter().peekable());
         loop {
@@ -197,7 +201,7 @@ impl<K: StatusKind> StatusWriter<K> {
             .collect::<Vec<_>>()
             .await;
         // Applied to `written` only if something failed (else it becomes `wanted`).
-        let mut done: Vec<(ServiceKey, Option<BTreeSet<String>>)> = Vec::new();
+        let mut done: Vec<(ServiceKey, Option<Names>)> = Vec::new();
         for (key, detail, result) in writes {
             match result {
                 Ok(()) => done.push((key, Some(detail))),
