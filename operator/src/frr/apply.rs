@@ -1,11 +1,15 @@
 //! Puts a rendered configuration into a running FRR and proves it is there.
 //!
-//! [`Applier::apply`] writes `frr.conf` atomically first, so an FRR that restarts boots with
-//! the configuration ferrolb last asked for. Then, when FRR is known to run the previous
-//! model, or runs nothing of ours (a fresh start: the delta from nothing is the whole
-//! configuration), it types [`delta::diff`]'s commands in **one** vtysh run that also prints
-//! `show running-config`, and compares that (normalised, by [`canonical`] form, because FRR
-//! prints some objects in creation order) with the rendered text. When FRR's state is
+//! When FRR is known to run the previous model, [`Applier::apply`] types [`delta::diff`]'s
+//! commands first, so the change is on its way to the peers before anything else is done;
+//! the checks rendering makes of words (names, passwords) run before that, on the model
+//! without its bulk (announced networks and prefix-list lines are typed values that cannot
+//! fail them). Then it renders the model and writes `frr.conf` atomically, so an FRR that
+//! restarts boots with the configuration ferrolb last asked for. When FRR runs nothing of ours
+//! (a fresh start: the delta from nothing is the whole configuration), the file is written
+//! first and the delta typed after. Either way, `show running-config` is read back and
+//! compared (normalised, by [`canonical`] form, because FRR prints some objects in creation
+//! order) with the rendered text. When FRR's state is
 //! unknown, on a vtysh error, a mismatch, or a change the delta engine cannot express, it
 //! runs `frr-reload.py --reload` on the file and verifies again. If even that does not give
 //! the rendered text, the last configuration that verified is written and reloaded, so FRR
@@ -281,9 +285,31 @@ impl Applier {
                 sockets: false,
             });
         }
-        let text = render::render(model)?;
-        let render_ms = started.elapsed().as_secs_f64() * 1e3;
-        write_atomically(&self.target.config_file(), &text)?;
+        // The usual path: FRR runs the last model; the delta goes in before the bulk is rendered.
+        let mut typed_early = None;
+        if let Some((running, _)) = &self.applied
+            && let Ok(delta) = delta::diff(running, model)
+            && render::render(&skeleton(model)).is_ok()
+        {
+            let typed = self.type_delta(&delta).await;
+            typed_early = Some((delta, typed, started.elapsed().as_secs_f64() * 1e3));
+        }
+        let text = match render::render(model) {
+            Ok(text) => text,
+            Err(e) => {
+                if typed_early.is_some() {
+                    // What FRR runs now is not known: the next apply reloads.
+                    self.applied = None;
+                }
+                return Err(e.into());
+            }
+        };
+        if let Err(e) = write_atomically(&self.target.config_file(), &text) {
+            if typed_early.is_some() {
+                self.applied = None;
+            }
+            return Err(e);
+        }
         if self.applied.is_none()
             && let Ok(running) = self.running_config().await
         {
@@ -304,12 +330,21 @@ impl Applier {
         }
         let reason = match self.applied.take() {
             None => "FRR's configuration is not known yet".to_string(),
-            Some((running, running_text)) => match delta::diff(&running, model) {
-                Err(e) => e.0,
-                Ok(delta) => match self.type_delta(&delta).await {
+            Some((running, running_text)) => match match typed_early {
+                Some((delta, typed, typed_ms)) => Ok((delta, typed, typed_ms)),
+                None => match delta::diff(&running, model) {
+                    Err(e) => Err(e.0),
+                    Ok(delta) => {
+                        let typed = self.type_delta(&delta).await;
+                        Ok((delta, typed, started.elapsed().as_secs_f64() * 1e3))
+                    }
+                },
+            } {
+                Err(reason) => reason,
+                Ok((delta, typed, typed_ms)) => match typed {
                     Ok((now, sockets)) if same_configuration(&text, &now) => {
                         tracing::debug!(
-                            render_ms,
+                            typed_ms,
                             ms = started.elapsed().as_secs_f64() * 1e3,
                             "delta typed and checked"
                         );
@@ -463,6 +498,26 @@ pub fn write_atomically(path: &Path, text: &str) -> Result<(), ApplyError> {
         .map_err(fail)?;
     drop(file);
     std::fs::rename(&temporary, path).map_err(fail)
+}
+
+/// `model` with one announced network per address family and one line per prefix-list at
+/// most: rendering it runs every check rendering the whole model runs (the lines left out
+/// hold only prefixes and numbers), for a fraction of the cost.
+fn skeleton(model: &FrrConfig) -> FrrConfig {
+    let mut out = model.clone();
+    for router in &mut out.routers {
+        for family in [&mut router.ipv4, &mut router.ipv6].into_iter().flatten() {
+            family.networks.truncate(1);
+        }
+    }
+    for list in out
+        .ipv4_prefix_lists
+        .iter_mut()
+        .chain(&mut out.ipv6_prefix_lists)
+    {
+        list.entries.truncate(1);
+    }
+    out
 }
 
 /// `show running-config` as ferrolb renders it: without the banner, `frr version`,
