@@ -480,6 +480,22 @@ mod tests {
     }
 
     #[test]
+    fn node_sets_are_sorted_without_repeats_and_share_names() {
+        let mut a: NodeSet = ["n3", "n1", "n3"].into_iter().collect();
+        assert_eq!(a.iter().collect::<Vec<_>>(), ["n1", "n3"]);
+        let b: NodeSet = ["n2", "n1"].into_iter().collect();
+        a.extend(&b);
+        assert_eq!(a.iter().collect::<Vec<_>>(), ["n1", "n2", "n3"]);
+        assert!(a.contains("n2") && !a.contains("n4") && a.len() == 3);
+        // One copy of each name, however many sets hold it.
+        assert!(Arc::ptr_eq(&a.0[0], &b.0[0]));
+        let mut c = NodeSet::default();
+        assert!(c.is_empty());
+        c.insert("n1");
+        assert!(Arc::ptr_eq(&c.0[0], &a.0[0]));
+    }
+
+    #[test]
     fn endpoints_without_addresses_do_not_serve() {
         let mut e = endpoint("n1", Some(true), None);
         e.addresses.clear();

@@ -245,6 +245,19 @@ fn aggregated_prefixes_are_announced_once_with_the_union_of_communities() {
 }
 
 #[test]
+fn services_announced_to_the_same_peers_share_one_set() {
+    let intent = World::new()
+        .with(service("a", &["198.51.100.10"]), &["node-a"])
+        .with(service("b", &["198.51.100.11"]), &["node-a"])
+        .intent();
+    let peers = |name: &str| match &intent.services[&ServiceKey::new("web", name)] {
+        ServiceBgp::Announced { peers, .. } => std::sync::Arc::clone(peers),
+        other => panic!("{name} not announced: {other:?}"),
+    };
+    assert!(std::sync::Arc::ptr_eq(&peers("a"), &peers("b")));
+}
+
+#[test]
 fn ipv6_prefixes_skip_ipv4_only_sessions() {
     let intent = World::new()
         .with(service("six", &["2001:db8::10"]), &["node-a"])

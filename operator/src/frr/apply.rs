@@ -651,6 +651,57 @@ pub fn first_difference(expected: &str, running: &str) -> String {
 mod tests {
     use super::*;
 
+    /// The model of a golden case for `node-a`.
+    fn golden_model(case: &str) -> FrrConfig {
+        let path = format!(
+            "{}/tests/golden/{case}/input.yaml",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let text = std::fs::read_to_string(&path).expect("golden input readable");
+        let parsed = crate::manifest::parse(&text, "input.yaml", "metallb-system").expect("YAML");
+        let config = crate::config::load(&parsed.objects, &crate::config::LoadOptions::default())
+            .expect("golden input loads");
+        let node = crate::offline::prepare(
+            config,
+            &parsed.objects,
+            "node-a",
+            crate::cluster::ServiceScope::default(),
+        );
+        crate::frr::build(&node.config, &node.intent(), &node.node, Default::default())
+    }
+
+    #[test]
+    fn the_skeleton_keeps_every_checked_word_and_drops_the_bulk() {
+        let model = golden_model("peer-filter");
+        let networks = |m: &FrrConfig| -> usize {
+            m.routers
+                .iter()
+                .flat_map(|r| [&r.ipv4, &r.ipv6])
+                .flatten()
+                .map(|f| f.networks.len())
+                .sum()
+        };
+        let lines = |m: &FrrConfig| -> usize {
+            m.ipv4_prefix_lists
+                .iter()
+                .chain(&m.ipv6_prefix_lists)
+                .map(|l| l.entries.len())
+                .sum()
+        };
+        let small = skeleton(&model);
+        assert!(networks(&model) > networks(&small) && networks(&small) > 0);
+        assert!(lines(&model) > lines(&small) && lines(&small) > 0);
+        assert_eq!(model.route_maps, small.route_maps);
+        assert!(render::render(&small).is_ok());
+
+        // A word the template refuses fails the skeleton as it fails the whole model, so the
+        // delta for such a model is never typed.
+        let mut bad = model.clone();
+        bad.routers[0].neighbors[0].password = Some("two words".into());
+        assert!(render::render(&bad).is_err());
+        assert!(render::render(&skeleton(&bad)).is_err());
+    }
+
     #[test]
     fn running_config_loses_the_host_dependent_lines() {
         let output = "% The route-map 'x' does not exist.\nBuilding configuration...\n\nCurrent configuration:\n!\nfrr version 8.4.4\nfrr defaults traditional\nhostname vm\nservice integrated-vtysh-config\nlog stdout informational\n!\nend\n";
