@@ -23,6 +23,7 @@ use tokio::sync::Notify;
 use crate::api::{
     BFDProfile, BGPAdvertisement, BGPPeer, Community, IPAddressPool, L2Advertisement,
 };
+use crate::cluster::ServiceKey;
 use crate::config::ClusterObjects;
 
 /// Raised on every watch event; counts them for `metallb_k8s_client_updates_total`.
@@ -53,10 +54,68 @@ impl Changes {
     }
 }
 
+/// Changed keys kept before they collapse into "everything changed".
+const MAX_CHANGED: usize = 65_536;
+
+/// The Services the watch changed since the last [`Caches::take_changed`], or "all of them"
+/// after a (re)list. Recorded after the reflector has applied the event, so a pass that reads
+/// a key from here finds the object in the store at least as new.
+#[derive(Debug)]
+pub struct ChangedServices(std::sync::Mutex<(bool, Vec<ServiceKey>)>);
+
+impl Default for ChangedServices {
+    /// Nothing seen yet counts as a list: the first taker looks at everything.
+    fn default() -> Self {
+        ChangedServices(std::sync::Mutex::new((true, Vec::new())))
+    }
+}
+
+impl ChangedServices {
+    fn record(&self, event: &watcher::Event<Service>) {
+        let mut guard = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match event {
+            watcher::Event::Apply(s) | watcher::Event::Delete(s) => {
+                if guard.1.len() >= MAX_CHANGED {
+                    // Nobody is taking them (a standby): "everything" says as much.
+                    *guard = (true, Vec::new());
+                } else if !guard.0 {
+                    guard.1.push(ServiceKey::of(s));
+                }
+            }
+            watcher::Event::InitDone => {
+                guard.0 = true;
+                guard.1 = Vec::new();
+            }
+            watcher::Event::Init | watcher::Event::InitApply(_) => {}
+        }
+    }
+
+    /// The keys changed (sorted, each once) since the last take; `None` when a list came in
+    /// meanwhile (every Service may have changed).
+    fn take(&self) -> Option<Vec<ServiceKey>> {
+        let mut guard = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (all, keys) = std::mem::take(&mut *guard);
+        if all {
+            return None;
+        }
+        let mut keys = keys;
+        keys.sort_unstable();
+        keys.dedup();
+        Some(keys)
+    }
+}
+
 /// The reflector stores the controller reads.
 #[derive(Clone, Debug)]
 pub struct Caches {
     services: Store<Service>,
+    changed: Arc<ChangedServices>,
     namespaces: Store<PartialObjectMeta<Namespace>>,
     nodes: Store<PartialObjectMeta<Node>>,
     config: ConfigStores,
@@ -81,6 +140,20 @@ where
     K::DynamicType: Eq + Hash + Clone + Default + Send + Sync,
     S: Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static,
 {
+    spawn_recording(stream, changes, |_| {})
+}
+
+/// [`spawn_reflector`], with `record` shown each event once the store holds it.
+fn spawn_recording<K, S>(
+    stream: S,
+    changes: Arc<Changes>,
+    record: impl Fn(&watcher::Event<K>) + Send + 'static,
+) -> Store<K>
+where
+    K: Lookup + Clone + Debug + Send + Sync + 'static,
+    K::DynamicType: Eq + Hash + Clone + Default + Send + Sync,
+    S: Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static,
+{
     let (reader, writer) = reflector::store::<K>();
     let kind = std::any::type_name::<K>()
         .rsplit("::")
@@ -90,6 +163,9 @@ where
     tokio::spawn(async move {
         let mut stream = std::pin::pin!(stream);
         while let Some(event) = stream.next().await {
+            if let Ok(event) = &event {
+                record(event);
+            }
             match event {
                 Ok(watcher::Event::Init | watcher::Event::InitApply(_)) => {}
                 Ok(_) => changes.raise(),
@@ -211,8 +287,19 @@ impl ConfigStores {
 impl Caches {
     /// Starts every watch; `changes` is raised on each event once a kind has listed.
     pub fn start(client: &Client, namespace: &str, changes: &Arc<Changes>) -> Caches {
+        let changed = Arc::new(ChangedServices::default());
+        let recorder = Arc::clone(&changed);
         Caches {
-            services: full(Api::all(client.clone()), changes),
+            services: spawn_recording(
+                watcher(
+                    Api::<Service>::all(client.clone()),
+                    watcher::Config::default(),
+                )
+                .modify(slim),
+                Arc::clone(changes),
+                move |event| recorder.record(event),
+            ),
+            changed,
             namespaces: full(
                 Api::<PartialObjectMeta<Namespace>>::all(client.clone()),
                 changes,
@@ -265,6 +352,18 @@ impl Caches {
         Snapshot { objects, services }
     }
 
+    /// The Services changed since the last call, sorted; `None` when every Service must be
+    /// looked at (the first call, or a list came in since).
+    pub fn take_changed(&self) -> Option<Vec<ServiceKey>> {
+        self.changed.take()
+    }
+
+    /// The Service `key` as cached now.
+    pub fn service(&self, key: &ServiceKey) -> Option<Arc<Service>> {
+        self.services
+            .get(&reflector::ObjectRef::new(&key.name).within(&key.namespace))
+    }
+
     /// Caches already filled with `objects`, with no watch behind them (for tests of the
     /// reconciler).
     #[cfg(test)]
@@ -294,6 +393,7 @@ impl Caches {
         }
         Caches {
             services: filled(objects.services.clone()),
+            changed: Arc::default(),
             namespaces: filled(meta(&objects.namespaces)),
             nodes: filled(meta(&objects.nodes)),
             config: ConfigStores {

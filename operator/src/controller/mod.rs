@@ -268,9 +268,7 @@ pub async fn run(options: Options, shutdown: CancellationToken) -> anyhow::Resul
         let mut retry = RETRY_MIN;
         loop {
             let started = std::time::Instant::now();
-            let report = reconciler
-                .pass(caches.snapshot(), &writer, &metrics, &now())
-                .await;
+            let report = reconciler.pass(&caches, &writer, &metrics, &now()).await;
             for failure in &report.failures {
                 metrics.client.update_errors.inc();
                 if failure.is_conflict() {

@@ -17,9 +17,9 @@ use futures::StreamExt as _;
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
-use super::cache::Snapshot;
+use super::cache::Caches;
 use super::metrics::Metrics;
-use super::plan::{EventMemory, configuration_state, plan};
+use super::plan::{EventMemory, configuration_state, plan, plan_changed};
 use super::writer::{ApiWriter, WriteError};
 use crate::api::{ConfigurationStateStatus, IPAddressPoolStatus};
 use crate::cluster::{KeyRef, ServiceKey, ServiceScope, key_parts};
@@ -90,6 +90,22 @@ impl Reconciler {
         self.state = None;
     }
 
+    /// `service` as this controller last wrote it, where the cache has not caught up; forgets
+    /// the write once the cache shows a newer version.
+    fn own_write(&mut self, service: Arc<Service>) -> Arc<Service> {
+        let key = key_parts(&service);
+        match self.written.get(&key as &dyn KeyRef) {
+            Some(w) if w.from.is_some() && w.from == service.metadata.resource_version => {
+                Arc::clone(&w.service)
+            }
+            Some(_) => {
+                self.written.remove(&key as &dyn KeyRef);
+                service
+            }
+            None => service,
+        }
+    }
+
     /// The Services as this controller last wrote them, where the cache has not caught up.
     fn with_own_writes(&mut self, services: Vec<Arc<Service>>) -> Vec<Arc<Service>> {
         let mut seen = HashSet::new();
@@ -117,17 +133,19 @@ impl Reconciler {
         services
     }
 
-    /// Runs one pass over `snapshot` (of the caches) at time `now`.
+    /// Runs one pass over what `caches` hold at time `now`. Only the Services the watch
+    /// changed since the last pass are looked at, while the allocation kept from earlier passes
+    /// holds; else (first pass, pools changed, a relist) every one.
     pub async fn pass(
         &mut self,
-        snapshot: Snapshot,
+        caches: &Caches,
         writer: &ApiWriter,
         metrics: &Metrics,
         now: &Time,
     ) -> PassReport {
         let mut report = PassReport::default();
-        let Snapshot { objects, services } = snapshot;
-        let services = self.with_own_writes(services);
+        let changed = caches.take_changed();
+        let objects = caches.configuration();
         let allocation_input = ClusterObjects {
             pools: objects.pools.clone(),
             namespaces: objects.namespaces.clone(),
@@ -166,18 +184,57 @@ impl Reconciler {
             }
         }
 
-        let Some(config) = &self.config else {
+        let Some(config) = self.config.clone() else {
             return report;
         };
-        let plan = plan(config, &services, &self.scope, &mut self.memory);
+        // The Services the plan reads, by key: the changed ones alone when the kept allocation
+        // allows, else all of them.
+        let mut read: HashMap<ServiceKey, Arc<Service>> = HashMap::new();
+        let sparse = match changed {
+            Some(keys) => {
+                for key in keys
+                    .iter()
+                    .chain(self.memory.rechecks())
+                    .cloned()
+                    .collect::<Vec<_>>()
+                {
+                    if let Some(service) = caches.service(&key) {
+                        let service = self.own_write(service);
+                        read.insert(key, service);
+                    }
+                }
+                let memory = &mut self.memory;
+                plan_changed(&config, keys, |k| read.get(k).cloned(), &self.scope, memory)
+            }
+            None => None,
+        };
+        let (plan, all) = match sparse {
+            Some(plan) => (plan, Vec::new()),
+            None => {
+                let all = self.with_own_writes(caches.snapshot().services);
+                (plan(&config, &all, &self.scope, &mut self.memory), all)
+            }
+        };
         metrics.set_usage(&plan.usage);
         report.assigned = plan.assigned;
         report.pending = plan.pending;
 
-        let by_key: HashMap<(&str, &str), &Service> = services
+        // Services written or given events were read by the plan (changed ones), or are in
+        // `all`; a key missing from both is one deleted meanwhile.
+        let mut by_key: HashMap<(&str, &str), &Service> = HashMap::new();
+        for key in plan
+            .writes
             .iter()
-            .map(|s| (key_parts(s), s.as_ref()))
-            .collect();
+            .map(|w| &w.key)
+            .chain(plan.events.iter().map(|(k, _)| k))
+        {
+            if let Some(service) = read.get(key) {
+                by_key.insert(key.parts(), service.as_ref());
+            }
+        }
+        if !all.is_empty() {
+            by_key = all.iter().map(|s| (key_parts(s), s.as_ref())).collect();
+        }
         let mut failed = HashSet::new();
         // Writes go out IN_FLIGHT at a time (a burst of new Services is not a queue of
         // round trips); results are taken in plan order.

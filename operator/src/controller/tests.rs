@@ -236,8 +236,7 @@ async fn a_pass_makes_exactly_these_requests_and_a_second_pass_none() {
         (StatusCode::OK, service.clone())
     });
     let (report, seen) = tokio::join!(
-        f.reconciler
-            .pass(f.caches.snapshot(), &f.writer, &f.metrics, &f.now),
+        f.reconciler.pass(&f.caches, &f.writer, &f.metrics, &f.now),
         server
     );
     assert!(report.failures.is_empty(), "{:?}", report.failures);
@@ -324,7 +323,7 @@ async fn a_pass_makes_exactly_these_requests_and_a_second_pass_none() {
     // and in particular does not hand 10.0.0.0 to another Service.
     let report = f
         .reconciler
-        .pass(f.caches.snapshot(), &f.writer, &f.metrics, &f.now)
+        .pass(&f.caches, &f.writer, &f.metrics, &f.now)
         .await;
     assert!(report.failures.is_empty(), "{:?}", report.failures);
     assert_eq!((report.written, report.events), (0, 0));
@@ -345,8 +344,7 @@ async fn a_conflict_is_reported_and_its_events_held_back() {
         }
     });
     let (report, seen) = tokio::join!(
-        f.reconciler
-            .pass(f.caches.snapshot(), &f.writer, &f.metrics, &f.now),
+        f.reconciler.pass(&f.caches, &f.writer, &f.metrics, &f.now),
         server
     );
     let seen: Vec<String> = seen
@@ -376,8 +374,7 @@ async fn an_invalid_configuration_keeps_ips_and_is_reported() {
         |request| (StatusCode::OK, echo(request)),
     );
     let (report, seen) = tokio::join!(
-        f.reconciler
-            .pass(f.caches.snapshot(), &f.writer, &f.metrics, &f.now),
+        f.reconciler.pass(&f.caches, &f.writer, &f.metrics, &f.now),
         server
     );
     // Never loaded a valid configuration: only the state is written, no Service touched.
