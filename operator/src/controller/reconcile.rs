@@ -10,6 +10,7 @@
 //!   Service. Every patch is conditional on the version it was decided from.
 //! - Events go out only for writes that succeeded.
 
+use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
@@ -52,6 +53,29 @@ struct Written {
     service: Arc<Service>,
 }
 
+/// Forgets the write to `service` once the cache shows a version other than the one it was
+/// decided from.
+fn forget_caught_up(written: &mut HashMap<ServiceKey, Written>, service: &Service) {
+    let key = key_parts(service);
+    if written
+        .get(&key as &dyn KeyRef)
+        .is_some_and(|w| w.from.is_none() || w.from != service.metadata.resource_version)
+    {
+        written.remove(&key as &dyn KeyRef);
+    }
+}
+
+/// `service` as this controller last wrote it, where the cache has not caught up.
+fn substitute(written: &HashMap<ServiceKey, Written>, service: Arc<Service>) -> Arc<Service> {
+    let key = key_parts(&service);
+    match written.get(&key as &dyn KeyRef) {
+        Some(w) if w.from.is_some() && w.from == service.metadata.resource_version => {
+            Arc::clone(&w.service)
+        }
+        _ => service,
+    }
+}
+
 /// The controller's memory between passes.
 #[derive(Debug)]
 pub struct Reconciler {
@@ -88,22 +112,6 @@ impl Reconciler {
         self.written.clear();
         self.pool_statuses.clear();
         self.state = None;
-    }
-
-    /// `service` as this controller last wrote it, where the cache has not caught up; forgets
-    /// the write once the cache shows a newer version.
-    fn own_write(&mut self, service: Arc<Service>) -> Arc<Service> {
-        let key = key_parts(&service);
-        match self.written.get(&key as &dyn KeyRef) {
-            Some(w) if w.from.is_some() && w.from == service.metadata.resource_version => {
-                Arc::clone(&w.service)
-            }
-            Some(_) => {
-                self.written.remove(&key as &dyn KeyRef);
-                service
-            }
-            None => service,
-        }
     }
 
     /// The Services as this controller last wrote them, where the cache has not caught up.
@@ -187,27 +195,31 @@ impl Reconciler {
         let Some(config) = self.config.clone() else {
             return report;
         };
-        // The Services the plan reads, by key: the changed ones alone when the kept allocation
-        // allows, else all of them.
-        let mut read: HashMap<ServiceKey, Arc<Service>> = HashMap::new();
+        // The Services the plan reads, by key: when the kept allocation allows, the changed
+        // ones and whichever else it asks for (those waiting for a freed IP), else all.
+        let read: RefCell<HashMap<ServiceKey, Arc<Service>>> = RefCell::new(HashMap::new());
         let sparse = match changed {
             Some(keys) => {
-                for key in keys
-                    .iter()
-                    .chain(self.memory.rechecks())
-                    .cloned()
-                    .collect::<Vec<_>>()
-                {
-                    if let Some(service) = caches.service(&key) {
-                        let service = self.own_write(service);
-                        read.insert(key, service);
+                for key in keys.iter().chain(self.memory.rechecks()) {
+                    // Forgets own writes the cache has caught up with.
+                    if let Some(service) = caches.service(key) {
+                        forget_caught_up(&mut self.written, &service);
                     }
                 }
-                let memory = &mut self.memory;
-                plan_changed(&config, keys, |k| read.get(k).cloned(), &self.scope, memory)
+                let written = &self.written;
+                let find = |key: &ServiceKey| {
+                    if let Some(service) = read.borrow().get(key) {
+                        return Some(Arc::clone(service));
+                    }
+                    let service = substitute(written, caches.service(key)?);
+                    read.borrow_mut().insert(key.clone(), Arc::clone(&service));
+                    Some(service)
+                };
+                plan_changed(&config, keys, find, &self.scope, &mut self.memory)
             }
             None => None,
         };
+        let read = read.into_inner();
         let (plan, all) = match sparse {
             Some(plan) => (plan, Vec::new()),
             None => {
