@@ -1,9 +1,10 @@
 //! `ferrolb controller`: gives LoadBalancer Services their IPs.
 //!
-//! Flow: watches ([`cache`]) raise a change signal; the leader, after coalescing a burst for a
-//! few milliseconds, snapshots the caches and runs one pass ([`reconcile`]): load the
-//! configuration, plan allocation over every Service ([`plan`], pure), and write the
-//! differences ([`writer`]). Standby replicas keep their caches warm and take over when the
+//! Flow: watches ([`cache`]) raise a change signal and note which Services changed; the
+//! leader, after gathering a burst (see [`gather`]), runs one pass ([`reconcile`]): load the
+//! configuration, plan allocation for the changed Services with the allocator kept from the
+//! passes before, or over every Service after a relist or a pool change ([`plan`], pure), and
+//! write the differences ([`writer`]). Standby replicas keep their caches warm and take over when the
 //! Lease passes to them; before a new leader assigns anything, the pass rebuilds the
 //! allocator from the statuses already in the cluster, so existing IPs are kept.
 //!

@@ -1,5 +1,6 @@
-//! One controller pass: snapshot → load → [`plan`](super::plan::plan) → writes. Runs only on
-//! the leader, one pass at a time.
+//! One controller pass: load → [`plan_changed`](super::plan::plan_changed) over the Services
+//! the watch changed (or [`plan`](super::plan::plan) over a snapshot of all) → writes. Runs only
+//! on the leader, one pass at a time.
 //!
 //! Guarantees:
 //! - An invalid configuration never revokes an IP: allocation goes on with the last valid
