@@ -4,8 +4,8 @@
 //! leader, after gathering a burst (see [`gather`]), runs one pass ([`reconcile`]): load the
 //! configuration, plan allocation for the changed Services with the allocator kept from the
 //! passes before, or over every Service after a relist or a pool change ([`plan`], pure), and
-//! write the differences ([`writer`]). Standby replicas keep their caches warm and take over when the
-//! Lease passes to them; before a new leader assigns anything, the pass rebuilds the
+//! write the differences ([`writer`]). Standby replicas keep their caches warm and take over
+//! when the Lease passes to them; before a new leader assigns anything, the pass rebuilds the
 //! allocator from the statuses already in the cluster, so existing IPs are kept.
 //!
 //! Guarantees: only the Lease holder writes; a pass never runs before every cache has listed;

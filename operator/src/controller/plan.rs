@@ -8,8 +8,9 @@
 //! resourceVersion), that were written last time, or that were deleted, then give freed IPs to
 //! Services still waiting, as `allocate_all` does: one new Service among 10,000 costs its own
 //! decision, not 10,000. [`plan`] finds the changed ones by looking at every Service;
-//! [`plan_changed`] is told them (by the watch) and looks at nothing else. Either way a plan is idempotent: applied to its own result it asks for
-//! no writes, and its result is what a fresh start would keep. Events that describe a state
+//! [`plan_changed`] is told them (by the watch) and looks at nothing else. Either way a plan
+//! is idempotent: applied to its own result it asks for no writes, and its result is what a
+//! fresh start would keep. Events that describe a state
 //! rather than a change (`AllocationFailed`, `LoadBalancerFailed`) are recorded once per
 //! distinct reason, not on every pass; [`EventMemory`] remembers what was said.
 

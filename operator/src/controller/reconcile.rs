@@ -54,27 +54,51 @@ struct Written {
     service: Arc<Service>,
 }
 
-/// Forgets the write to `service` once the cache shows a version other than the one it was
-/// decided from.
-fn forget_caught_up(written: &mut HashMap<ServiceKey, Written>, service: &Service) {
-    let key = key_parts(service);
-    if written
-        .get(&key as &dyn KeyRef)
-        .is_some_and(|w| w.from.is_none() || w.from != service.metadata.resource_version)
-    {
-        written.remove(&key as &dyn KeyRef);
-    }
+/// This controller's write of `service`, while the cache still shows the version the write
+/// was decided from (it has not caught up with the write).
+fn ours<'a>(written: &'a HashMap<ServiceKey, Written>, service: &Service) -> Option<&'a Written> {
+    written
+        .get(&key_parts(service) as &dyn KeyRef)
+        .filter(|w| w.from.is_some() && w.from == service.metadata.resource_version)
 }
 
 /// `service` as this controller last wrote it, where the cache has not caught up.
 fn substitute(written: &HashMap<ServiceKey, Written>, service: Arc<Service>) -> Arc<Service> {
-    let key = key_parts(&service);
-    match written.get(&key as &dyn KeyRef) {
-        Some(w) if w.from.is_some() && w.from == service.metadata.resource_version => {
-            Arc::clone(&w.service)
-        }
-        _ => service,
+    match ours(written, &service) {
+        Some(w) => Arc::clone(&w.service),
+        None => service,
     }
+}
+
+/// Forgets the write to `service` once the cache has caught up with it.
+fn forget_caught_up(written: &mut HashMap<ServiceKey, Written>, service: &Service) {
+    if ours(written, service).is_none() {
+        written.remove(&key_parts(service) as &dyn KeyRef);
+    }
+}
+
+/// The Services as this controller last wrote them, where the cache has not caught up;
+/// forgets every other write.
+fn with_own_writes(
+    written: &mut HashMap<ServiceKey, Written>,
+    services: Vec<Arc<Service>>,
+) -> Vec<Arc<Service>> {
+    if written.is_empty() {
+        return services;
+    }
+    let mut seen = HashSet::new();
+    let services = services
+        .into_iter()
+        .map(|service| match ours(written, &service) {
+            Some(w) => {
+                seen.insert(ServiceKey::of(&service));
+                Arc::clone(&w.service)
+            }
+            None => service,
+        })
+        .collect();
+    written.retain(|k, _| seen.contains(k));
+    services
 }
 
 /// The controller's memory between passes.
@@ -113,33 +137,6 @@ impl Reconciler {
         self.written.clear();
         self.pool_statuses.clear();
         self.state = None;
-    }
-
-    /// The Services as this controller last wrote them, where the cache has not caught up.
-    fn with_own_writes(&mut self, services: Vec<Arc<Service>>) -> Vec<Arc<Service>> {
-        let mut seen = HashSet::new();
-        if self.written.is_empty() {
-            return services;
-        }
-        let services = services
-            .into_iter()
-            .map(|service| {
-                let key = key_parts(&service);
-                let ours = self
-                    .written
-                    .get(&key as &dyn KeyRef)
-                    .filter(|w| w.from.is_some() && w.from == service.metadata.resource_version);
-                match ours {
-                    Some(written) => {
-                        seen.insert(ServiceKey::new(key.0, key.1));
-                        Arc::clone(&written.service)
-                    }
-                    None => service,
-                }
-            })
-            .collect();
-        self.written.retain(|k, _| seen.contains(k));
-        services
     }
 
     /// Runs one pass over what `caches` hold at time `now`. Only the Services the watch
@@ -193,7 +190,7 @@ impl Reconciler {
             }
         }
 
-        let Some(config) = self.config.clone() else {
+        let Some(config) = &self.config else {
             return report;
         };
         // The Services the plan reads, by key: when the kept allocation allows, the changed
@@ -216,7 +213,7 @@ impl Reconciler {
                     read.borrow_mut().insert(key.clone(), Arc::clone(&service));
                     Some(service)
                 };
-                plan_changed(&config, keys, find, &self.scope, &mut self.memory)
+                plan_changed(config, keys, find, &self.scope, &mut self.memory)
             }
             None => None,
         };
@@ -224,8 +221,8 @@ impl Reconciler {
         let (plan, all) = match sparse {
             Some(plan) => (plan, Vec::new()),
             None => {
-                let all = self.with_own_writes(caches.snapshot().services);
-                (plan(&config, &all, &self.scope, &mut self.memory), all)
+                let all = with_own_writes(&mut self.written, caches.snapshot().services);
+                (plan(config, &all, &self.scope, &mut self.memory), all)
             }
         };
         metrics.set_usage(&plan.usage);

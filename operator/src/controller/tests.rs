@@ -505,3 +505,15 @@ async fn the_lease_is_taken_under_our_name_and_released_on_shutdown() {
         "release clears the holder: {release:?}"
     );
 }
+
+#[tokio::test]
+async fn a_change_after_a_quiet_spell_is_not_held_and_one_within_a_burst_is() {
+    let window = Duration::from_millis(300);
+    let quiet = std::time::Instant::now() - Duration::from_secs(5);
+    let started = std::time::Instant::now();
+    super::gather(quiet, window).await;
+    assert!(started.elapsed() < window, "{:?}", started.elapsed());
+    let started = std::time::Instant::now();
+    super::gather(started, window).await;
+    assert!(started.elapsed() >= window, "{:?}", started.elapsed());
+}

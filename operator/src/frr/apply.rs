@@ -9,9 +9,9 @@
 //! (a fresh start: the delta from nothing is the whole configuration), the file is written
 //! first and the delta typed after. Either way, `show running-config` is read back and
 //! compared (normalised, by [`canonical`] form, because FRR prints some objects in creation
-//! order) with the rendered text. When FRR's state is
-//! unknown, on a vtysh error, a mismatch, or a change the delta engine cannot express, it
-//! runs `frr-reload.py --reload` on the file and verifies again. If even that does not give
+//! order) with the rendered text. When FRR's state is unknown, on a vtysh error, a mismatch,
+//! or a change the delta engine cannot express, it runs `frr-reload.py --reload` on the file
+//! and verifies again. If even that does not give
 //! the rendered text, the last configuration that verified is written and reloaded, so FRR
 //! keeps running something known, and the error is returned.
 //!
@@ -330,45 +330,49 @@ impl Applier {
         }
         let reason = match self.applied.take() {
             None => "FRR's configuration is not known yet".to_string(),
-            Some((running, running_text)) => match match typed_early {
-                Some((delta, typed, typed_ms)) => Ok((delta, typed, typed_ms)),
-                None => match delta::diff(&running, model) {
-                    Err(e) => Err(e.0),
-                    Ok(delta) => {
-                        let typed = self.type_delta(&delta).await;
-                        Ok((delta, typed, started.elapsed().as_secs_f64() * 1e3))
-                    }
-                },
-            } {
-                Err(reason) => reason,
-                Ok((delta, typed, typed_ms)) => match typed {
-                    Ok((now, sockets)) if same_configuration(&text, &now) => {
-                        tracing::debug!(
-                            typed_ms,
-                            ms = started.elapsed().as_secs_f64() * 1e3,
-                            "delta typed and checked"
-                        );
-                        self.applied = Some((model.clone(), text));
-                        return Ok(ApplyReport {
-                            path: ApplyPath::Delta(delta),
-                            elapsed: started.elapsed(),
-                            sockets,
-                        });
-                    }
-                    Ok((now, _)) => {
-                        // Kept for the fallback below, should the reload fail too.
-                        self.applied = Some((running, running_text));
-                        format!(
-                            "the delta did not give the rendered configuration ({})",
-                            first_difference(&text, &now)
-                        )
-                    }
-                    Err(e) => {
-                        self.applied = Some((running, running_text));
-                        format!("the delta failed: {e}")
-                    }
-                },
-            },
+            Some((running, running_text)) => {
+                // Typed above, or (from a blank FRR) now.
+                let attempt = match typed_early {
+                    Some(typed) => Ok(typed),
+                    None => match delta::diff(&running, model) {
+                        Err(e) => Err(e.0),
+                        Ok(delta) => {
+                            let typed = self.type_delta(&delta).await;
+                            Ok((delta, typed, started.elapsed().as_secs_f64() * 1e3))
+                        }
+                    },
+                };
+                match attempt {
+                    Err(reason) => reason,
+                    Ok((delta, typed, typed_ms)) => match typed {
+                        Ok((now, sockets)) if same_configuration(&text, &now) => {
+                            tracing::debug!(
+                                typed_ms,
+                                ms = started.elapsed().as_secs_f64() * 1e3,
+                                "delta typed and checked"
+                            );
+                            self.applied = Some((model.clone(), text));
+                            return Ok(ApplyReport {
+                                path: ApplyPath::Delta(delta),
+                                elapsed: started.elapsed(),
+                                sockets,
+                            });
+                        }
+                        Ok((now, _)) => {
+                            // Kept for the fallback below, should the reload fail too.
+                            self.applied = Some((running, running_text));
+                            format!(
+                                "the delta did not give the rendered configuration ({})",
+                                first_difference(&text, &now)
+                            )
+                        }
+                        Err(e) => {
+                            self.applied = Some((running, running_text));
+                            format!("the delta failed: {e}")
+                        }
+                    },
+                }
+            }
         };
         let last_good = self.applied.take();
         match self.reload_and_verify(&text).await {
