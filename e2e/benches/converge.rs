@@ -9,7 +9,10 @@
 //! - `speaker_rss_10k`: the larger of the two speakers' resident set (VmRSS) with the 10,000
 //!   announced, and their peak (VmHWM) alongside on stderr.
 //!
-//! `FERROLB_CONVERGE_KEEP=1` leaves the lab up afterwards, with its 10,000 Services.
+//! `FERROLB_CONVERGE_KEEP=1` leaves the lab up afterwards, with its 10,000 Services;
+//! `FERROLB_CONVERGE_LAB=DIR` measures the probes again on such a lab (only the latencies:
+//! nothing is created in bulk and the speakers' memory is not read), for instance after
+//! restarting its daemons with another build.
 //!
 //! The clock starts just before the create or delete request leaves (the API client runs in
 //! the control plane's namespace, in process, so no kubectl start-up is counted) and stops
@@ -155,6 +158,21 @@ fn wait_line(
     }
 }
 
+/// The time of day in UTC to the microsecond, as the daemons' logs print it.
+fn clock() -> String {
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let day = since.as_secs() % 86_400;
+    format!(
+        "{:02}:{:02}:{:02}.{:06}",
+        day / 3600,
+        day / 60 % 60,
+        day % 60,
+        since.subsec_micros()
+    )
+}
+
 fn bgp_routes(router: &Netns) -> Result<usize> {
     Ok(router
         .ip(&["route", "show", "proto", "bgp"])?
@@ -231,6 +249,13 @@ fn run(dir: &Path) -> Result<()> {
         rss = rss.max(now);
     }
 
+    println!("BENCH speaker_rss_10k {rss:.1} MiB");
+    probe(dir)
+}
+
+/// Creates and deletes the probe Services one at a time; prints the latency figures.
+fn probe(dir: &Path) -> Result<()> {
+    let kubeconfig = dir.join("cp/kubeconfig");
     let (mut monitor_child, lines) = monitor()?;
     let router = Netns::attach(&lab::ns("rtr"));
     let (converge, withdraw) = with_api(&kubeconfig, |eps, svcs| async move {
@@ -243,6 +268,7 @@ fn run(dir: &Path) -> Result<()> {
             tokio::time::sleep(Duration::from_millis(100)).await;
             while lines.try_recv().is_ok() {}
             let created = Instant::now();
+            let wall = clock();
             svcs.create(&PostParams::default(), &service(&name, Some(&ip))?)
                 .await?;
             let prefix = format!("{ip} ");
@@ -271,7 +297,7 @@ fn run(dir: &Path) -> Result<()> {
             // The 1.20 apiserver deletes a Service's Endpoints with it.
             let _ = eps.delete(&name, &DeleteParams::default()).await;
             eprintln!(
-                "probe {i}: converge {:.1} ms, withdraw {:.1} ms",
+                "probe {i}: converge {:.1} ms, withdraw {:.1} ms (created at {wall} UTC)",
                 converge[i], withdraw[i]
             );
         }
@@ -283,7 +309,6 @@ fn run(dir: &Path) -> Result<()> {
     println!("BENCH converge_p50 {:.1} ms", percentile(&converge, 50.0));
     println!("BENCH converge_p99 {:.1} ms", percentile(&converge, 99.0));
     println!("BENCH withdraw_p50 {:.1} ms", percentile(&withdraw, 50.0));
-    println!("BENCH speaker_rss_10k {rss:.1} MiB");
     Ok(())
 }
 
@@ -296,6 +321,9 @@ fn main() -> Result<()> {
     ];
     if !lab::bench_selected(&names) {
         return Ok(());
+    }
+    if let Some(dir) = std::env::var_os("FERROLB_CONVERGE_LAB") {
+        return probe(Path::new(&dir));
     }
     let dir = std::env::temp_dir().join(format!("ferrolb-converge-{}", std::process::id()));
     let (up, summary) = lab::Up::start(&dir)?;

@@ -156,6 +156,8 @@ pub struct IntentState {
     reaches: BTreeMap<ServiceKey, Vec<Reach>>,
     peer_sets: PeerSets,
     intent: NodeIntent,
+    /// Counts the updates that changed an announcement (a prefix or its attributes).
+    revision: u64,
 }
 
 /// The sets of receiving peers handed out so far. Thousands of Services go to the same few
@@ -246,12 +248,20 @@ impl IntentState {
                 sessions,
                 services,
             },
+            revision: 0,
         }
     }
 
     /// The intent now.
     pub fn intent(&self) -> &NodeIntent {
         &self.intent
+    }
+
+    /// Changes when, and only when, an [`update`](Self::update) changes what a session
+    /// announces (a prefix or its attributes): while it stays, so does everything built from
+    /// the sessions' announcements.
+    pub fn revision(&self) -> u64 {
+        self.revision
     }
 
     /// Decides the Services `keys` again with what `inputs` says of them now (a key missing
@@ -322,16 +332,19 @@ impl IntentState {
             add_ref(self.refs[s].entry(prefix).or_default(), ad);
         }
         let mut changes = Vec::new();
+        let mut announced = false;
         for (prefix, before) in touched.into_iter().zip(before) {
             for (s, session) in self.intent.sessions.iter_mut().enumerate() {
                 match self.refs[s].get(&prefix) {
                     Some(ads) => {
-                        session
-                            .announcements
-                            .insert(prefix, self.plan.merged(s, ads));
+                        let attributes = self.plan.merged(s, ads);
+                        if session.announcements.get(&prefix) != Some(&attributes) {
+                            session.announcements.insert(prefix, attributes);
+                            announced = true;
+                        }
                     }
                     None => {
-                        session.announcements.remove(&prefix);
+                        announced |= session.announcements.remove(&prefix).is_some();
                     }
                 }
             }
@@ -343,6 +356,9 @@ impl IntentState {
                     after,
                 });
             }
+        }
+        if announced {
+            self.revision += 1;
         }
         changes
     }

@@ -94,14 +94,12 @@ pub(crate) fn limit_malloc_arenas() {
     }
 }
 
-/// Waits out the rest of a burst after a change arrived. A change that comes when the last
-/// pass ended at least `window` ago starts a pass at once: a lone create is not kept waiting.
-/// One that comes sooner is part of a burst (it arrived while a pass ran), so the next pass
-/// waits `window` to take the rest of the burst with it.
+/// Waits out the rest of a burst after a change arrived: the next pass starts no sooner than
+/// `window` after the last one ended. A change that comes after a quiet spell that long starts
+/// a pass at once (a lone create is not kept waiting); one that comes sooner is part of a
+/// burst, and the pass waits for the rest of the window to take more of it along.
 pub(crate) async fn gather(last_pass: std::time::Instant, window: Duration) {
-    if last_pass.elapsed() < window {
-        tokio::time::sleep(window).await;
-    }
+    tokio::time::sleep_until((last_pass + window).into()).await;
 }
 
 /// The current time, as the API writes it.

@@ -14,7 +14,7 @@
 //! rather than a change (`AllocationFailed`, `LoadBalancerFailed`) are recorded once per
 //! distinct reason, not on every pass; [`EventMemory`] remembers what was said.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
 
 use k8s_openapi::api::core::v1::Service;
@@ -86,6 +86,40 @@ struct Kept {
     /// Services written by the last plan: looked at again by the next (the write may fail,
     /// and then no watch event says so).
     recheck: Vec<ServiceKey>,
+    /// Services in scope with IPs, and without: kept up to date by [`update`], so a pass
+    /// that changes one Service counts one.
+    assigned: usize,
+    pending: usize,
+}
+
+impl Kept {
+    /// What `key` adds to (assigned, pending).
+    fn tally(&self, key: &ServiceKey) -> (usize, usize) {
+        match self.decisions.get(key) {
+            _ if self.foreign.contains(key) => (0, 0),
+            None => (0, 0),
+            Some(d) if d.ingress.is_empty() => (0, 1),
+            Some(_) => (1, 0),
+        }
+    }
+
+    /// Takes `key` out of the counts before its decision changes, once per update (`counted`
+    /// holds the keys taken out, put back by [`Kept::recount`]).
+    fn uncount(&mut self, key: &ServiceKey, counted: &mut BTreeSet<ServiceKey>) {
+        if counted.insert(key.clone()) {
+            let (assigned, pending) = self.tally(key);
+            self.assigned -= assigned;
+            self.pending -= pending;
+        }
+    }
+
+    fn recount(&mut self, counted: BTreeSet<ServiceKey>) {
+        for key in counted {
+            let (assigned, pending) = self.tally(&key);
+            self.assigned += assigned;
+            self.pending += pending;
+        }
+    }
 }
 
 fn live_pool(service: &Service) -> Option<&str> {
@@ -178,16 +212,8 @@ fn finish(mut kept: Kept, memory: &mut EventMemory, mut out: Plan) -> Plan {
         .iter()
         .map(|(name, u)| (name.clone(), pool_status(u)))
         .collect();
-    for (key, decision) in &kept.decisions {
-        if kept.foreign.contains(key) {
-            continue;
-        }
-        if decision.ingress.is_empty() {
-            out.pending += 1;
-        } else {
-            out.assigned += 1;
-        }
-    }
+    out.assigned = kept.assigned;
+    out.pending = kept.pending;
     // A Service written this pass is looked at again next pass (its write may fail).
     for write in &out.writes {
         kept.settled.remove(&write.key);
@@ -222,7 +248,7 @@ fn cold<S: std::borrow::Borrow<Service>>(
     }
     // Deleted Services are forgotten.
     memory.said.retain(|k, _| decisions.contains_key(k));
-    Kept {
+    let mut kept = Kept {
         pools,
         allocator,
         decisions: decisions.into_iter().collect(),
@@ -233,7 +259,15 @@ fn cold<S: std::borrow::Borrow<Service>>(
             .map(|v| v.key.clone())
             .collect(),
         recheck: Vec::new(),
+        assigned: 0,
+        pending: 0,
+    };
+    for view in views.iter().filter(|v| v.in_scope(scope)) {
+        let (assigned, pending) = kept.tally(&view.key);
+        kept.assigned += assigned;
+        kept.pending += pending;
     }
+    kept
 }
 
 /// The kept allocation brought up to date with every Service in `services`: the changed ones
@@ -284,9 +318,11 @@ fn update<S: std::borrow::Borrow<Service>>(
     out: &mut Plan,
 ) -> Kept {
     let mut freed = false;
+    let mut counted = BTreeSet::new();
     let mut todo: Vec<(S, AllocService)> = Vec::new();
     for key in keys {
         let Some(service) = find(&key) else {
+            kept.uncount(&key, &mut counted);
             freed |= kept.allocator.release(&key);
             kept.decisions.remove(&key);
             kept.settled.remove(&key);
@@ -316,6 +352,7 @@ fn update<S: std::borrow::Borrow<Service>>(
             .get(&view.key)
             .is_some_and(|d| d.ingress == decision.ingress);
         freed |= held && !kept_ips;
+        kept.uncount(&view.key, &mut counted);
         kept.decisions.insert(view.key.clone(), decision);
         touched.insert(view.key.clone(), (service, view));
     }
@@ -341,6 +378,8 @@ fn update<S: std::borrow::Borrow<Service>>(
                     (service, view)
                 }
             };
+            // Its decision may change here, and whether it is ours below.
+            kept.uncount(&key, &mut counted);
             let again = kept.allocator.converge(&view, scope);
             if !again.ingress.is_empty()
                 && let Some(previous) = kept.decisions.get_mut(&key)
@@ -368,6 +407,7 @@ fn update<S: std::borrow::Borrow<Service>>(
             kept.foreign.insert(view.key.clone());
         }
     }
+    kept.recount(counted);
     kept
 }
 

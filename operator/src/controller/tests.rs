@@ -507,7 +507,7 @@ async fn the_lease_is_taken_under_our_name_and_released_on_shutdown() {
 }
 
 #[tokio::test]
-async fn a_change_after_a_quiet_spell_is_not_held_and_one_within_a_burst_is() {
+async fn a_change_after_a_quiet_spell_is_not_held_and_one_within_a_burst_waits_out_the_window() {
     let window = Duration::from_millis(300);
     let quiet = std::time::Instant::now() - Duration::from_secs(5);
     let started = std::time::Instant::now();
@@ -516,4 +516,13 @@ async fn a_change_after_a_quiet_spell_is_not_held_and_one_within_a_burst_is() {
     let started = std::time::Instant::now();
     super::gather(started, window).await;
     assert!(started.elapsed() >= window, "{:?}", started.elapsed());
+    // A change late in the window waits only for what is left of it.
+    let ended = std::time::Instant::now() - Duration::from_millis(200);
+    let started = std::time::Instant::now();
+    super::gather(ended, window).await;
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(90) && waited < Duration::from_millis(280),
+        "{waited:?}"
+    );
 }

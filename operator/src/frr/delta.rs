@@ -190,6 +190,14 @@ fn prefix_list_line(family: &str, name: &str, entry: &PrefixListEntry) -> String
     line
 }
 
+/// The entry of `list` numbered `seq`: entries are in sequence order, each number once.
+fn entry_numbered(list: &PrefixList, seq: u32) -> Option<&PrefixListEntry> {
+    list.entries
+        .binary_search_by_key(&seq, |e| e.seq)
+        .ok()
+        .map(|i| &list.entries[i])
+}
+
 fn prefix_lists(
     family: &str,
     old: &[PrefixList],
@@ -202,13 +210,10 @@ fn prefix_lists(
     let new_by_name: BTreeMap<&str, &PrefixList> =
         new.iter().map(|l| (l.name.as_str(), l)).collect();
     for list in new {
-        let before: BTreeMap<u32, &PrefixListEntry> = old_by_name
-            .get(list.name.as_str())
-            .map(|l| l.entries.iter().map(|e| (e.seq, e)).collect())
-            .unwrap_or_default();
+        let before = old_by_name.get(list.name.as_str());
         for entry in &list.entries {
-            match before.get(&entry.seq) {
-                Some(was) if *was == entry => continue,
+            match before.and_then(|l| entry_numbered(l, entry.seq)) {
+                Some(was) if was == entry => continue,
                 Some(was) => {
                     early.push(format!("no {}", prefix_list_line(family, &list.name, was)))
                 }
@@ -221,8 +226,11 @@ fn prefix_lists(
         match new_by_name.get(list.name.as_str()) {
             None => late.push(format!("no {family} prefix-list {}", list.name)),
             Some(kept) => {
-                let seqs: BTreeSet<u32> = kept.entries.iter().map(|e| e.seq).collect();
-                for entry in list.entries.iter().filter(|e| !seqs.contains(&e.seq)) {
+                for entry in list
+                    .entries
+                    .iter()
+                    .filter(|e| entry_numbered(kept, e.seq).is_none())
+                {
                     late.push(format!(
                         "no {}",
                         prefix_list_line(family, &list.name, entry)
@@ -706,28 +714,27 @@ fn refreshes(old: &FrrConfig, new: &FrrConfig) -> Vec<String> {
             let (Some(before), Some(after)) = (before, after) else {
                 continue;
             };
-            let after_networks: BTreeSet<IpNet> = after.networks.iter().copied().collect();
-            let common: BTreeSet<IpNet> = before
-                .networks
-                .iter()
-                .filter(|n| after_networks.contains(n))
-                .copied()
-                .collect();
-            // Networks announced before and after that a changed list entry matches.
+            // Networks announced before and after that a changed list entry matches. Both
+            // lists are in prefix order: an entry's span is found by bisection, so a change
+            // costs what it matches, not the size of the table.
+            let kept = |net: &IpNet| after.networks.binary_search(net).is_ok();
             let mut affected: BTreeSet<IpNet> = BTreeSet::new();
             for (_, entry) in changed_entries.iter().filter(|(f, _)| *f == list_family) {
-                match entry.prefix {
-                    None => affected.extend(common.iter().copied()),
+                let inside = match entry.prefix {
+                    None => &before.networks[..],
                     Some(p) => {
                         let (low, high) = span(&p);
-                        affected.extend(
-                            common
-                                .range(low..=high)
-                                .filter(|net| covers(entry, net))
-                                .copied(),
-                        );
+                        let from = before.networks.partition_point(|n| *n < low);
+                        let to = before.networks.partition_point(|n| *n <= high);
+                        &before.networks[from..to]
                     }
-                }
+                };
+                affected.extend(
+                    inside
+                        .iter()
+                        .filter(|net| covers(entry, net) && kept(net))
+                        .copied(),
+                );
             }
             if affected.is_empty() {
                 continue;
@@ -771,7 +778,7 @@ fn changed_list_entries<'a>(
             for list in x {
                 let there = other.get(list.name.as_str());
                 for entry in &list.entries {
-                    if !there.is_some_and(|l| l.entries.contains(entry)) {
+                    if there.and_then(|l| entry_numbered(l, entry.seq)) != Some(entry) {
                         out.push((family, entry));
                     }
                 }

@@ -228,6 +228,14 @@ pub fn verdict(
 
 /// The Services `inputs.node` answers for, assuming `inputs.members` are alive.
 pub fn announcements(config: &Config, inputs: &L2Inputs<'_>) -> Vec<L2Announcement> {
+    // A BGP-only configuration answers for nothing: no Service needs a look.
+    if config
+        .pools
+        .values()
+        .all(|p| p.l2_advertisements.is_empty())
+    {
+        return Vec::new();
+    }
     inputs
         .services
         .iter()

@@ -270,12 +270,11 @@ pub async fn run(options: Options, shutdown: CancellationToken) -> anyhow::Resul
             }
         }
         if pass.model.is_some() {
+            let wanted = planner.statuses();
             statuses.send_if_modified(|written| {
-                let changed = !written
-                    .as_ref()
-                    .is_some_and(|w| Arc::ptr_eq(w, &pass.statuses));
+                let changed = !written.as_ref().is_some_and(|w| Arc::ptr_eq(w, &wanted));
                 if changed {
-                    *written = Some(Arc::clone(&pass.statuses));
+                    *written = Some(wanted);
                 }
                 changed
             });

@@ -40,17 +40,15 @@ pub type Statuses = BTreeMap<ServiceKey, super::status::Names>;
 /// What one pass decided.
 #[derive(Clone, Debug)]
 pub struct Pass {
-    /// The model to apply; `None` while no configuration has ever loaded.
-    pub model: Option<FrrConfig>,
+    /// The model to apply; `None` while no configuration has ever loaded. The same `Arc` as
+    /// the last pass's when nothing it is built from changed.
+    pub model: Option<Arc<FrrConfig>>,
     /// The load's outcome (errors when the latest configuration is invalid).
     pub load: Result<(), Vec<ConfigError>>,
     /// Whether an older configuration is in force because the latest is invalid.
     pub stale: bool,
     /// Announcement changes since the previous pass.
     pub changes: Vec<Announcement>,
-    /// Per announced Service, the BGPPeers receiving it from this node (shared with the
-    /// planner: a pass that changes no status copies nothing).
-    pub statuses: Arc<Statuses>,
     /// The Services this node answers ARP/NDP for.
     pub l2: Vec<L2Announcement>,
 }
@@ -65,7 +63,29 @@ pub struct Planner {
     services: SortedSet<ServiceKey, LbService>,
     endpoints: EndpointIndex,
     bgp: Option<Kept>,
+    /// As of the last [`Planner::statuses`]; `stale` says what changed since.
     statuses: Arc<Statuses>,
+    stale: StaleStatuses,
+    built: Option<Built>,
+}
+
+/// What passes changed since the statuses were last brought up to date.
+#[derive(Debug, Default)]
+struct StaleStatuses {
+    /// The intent was computed anew: every status.
+    all: bool,
+    /// Services decided again.
+    services: BTreeSet<ServiceKey>,
+}
+
+/// The last model built, and what it was built from besides the kept intent's configuration
+/// and node.
+#[derive(Debug)]
+struct Built {
+    revision: u64,
+    facts: NodeFacts,
+    log_level: String,
+    model: Arc<FrrConfig>,
 }
 
 /// The intent and what it was computed for.
@@ -87,6 +107,8 @@ impl Default for Planner {
             endpoints: EndpointIndex::default(),
             bgp: None,
             statuses: Arc::default(),
+            stale: StaleStatuses::default(),
+            built: None,
         }
     }
 }
@@ -167,7 +189,6 @@ impl Planner {
                 load,
                 stale,
                 changes: Vec::new(),
-                statuses: Arc::clone(&self.statuses),
                 l2: Vec::new(),
             };
         };
@@ -215,21 +236,8 @@ impl Planner {
                 let changed = kept
                     .state
                     .update(config, &intent_inputs, &dirty, |key| table.get(key));
-                if !dirty.is_empty() {
-                    let services = &kept.state.intent().services;
-                    let statuses = Arc::make_mut(&mut self.statuses);
-                    for key in &dirty {
-                        match services.get(key).and_then(announced_to) {
-                            Some(peers) => {
-                                if statuses.get(key) != Some(peers) {
-                                    statuses.insert(key.clone(), peers.clone());
-                                }
-                            }
-                            None => {
-                                statuses.remove(key);
-                            }
-                        }
-                    }
+                if !self.stale.all {
+                    self.stale.services.extend(dirty);
                 }
                 changed
                     .into_iter()
@@ -248,17 +256,11 @@ impl Planner {
                     .map(|kept| kept.state.intent().receivers())
                     .unwrap_or_default();
                 let changes = announcement_changes(&before, &state.intent().receivers());
-                let statuses: Statuses = state
-                    .intent()
-                    .services
-                    .iter()
-                    .filter_map(|(key, outcome)| {
-                        Some((key.clone(), announced_to(outcome)?.clone()))
-                    })
-                    .collect();
-                if *self.statuses != statuses {
-                    self.statuses = Arc::new(statuses);
-                }
+                self.stale = StaleStatuses {
+                    all: true,
+                    services: BTreeSet::new(),
+                };
+                self.built = None;
                 self.bgp = Some(Kept {
                     state,
                     current: true,
@@ -269,17 +271,71 @@ impl Planner {
                 changes
             }
         };
-        let intent = self.bgp.as_ref().map(|kept| kept.state.intent());
-        let mut model = frr::build(config, intent.expect("kept above"), &node, inputs.facts);
-        model.log_level = inputs.frr_log_level.to_string();
+        let state = &self.bgp.as_ref().expect("kept above").state;
+        // A Service that changed nothing announced (created without an IP yet, endpoints
+        // moved between nodes that both announce) builds nothing.
+        let model = match &self.built {
+            Some(built)
+                if built.revision == state.revision()
+                    && built.facts == inputs.facts
+                    && built.log_level == inputs.frr_log_level =>
+            {
+                Arc::clone(&built.model)
+            }
+            _ => {
+                let mut model = frr::build(config, state.intent(), &node, inputs.facts);
+                model.log_level = inputs.frr_log_level.to_string();
+                let model = Arc::new(model);
+                self.built = Some(Built {
+                    revision: state.revision(),
+                    facts: inputs.facts,
+                    log_level: inputs.frr_log_level.to_string(),
+                    model: Arc::clone(&model),
+                });
+                model
+            }
+        };
         Pass {
             model: Some(model),
             load,
             stale,
             changes,
-            statuses: Arc::clone(&self.statuses),
             l2,
         }
+    }
+
+    /// Per announced Service, the BGPPeers receiving it from this node, as of the last pass.
+    /// Kept apart from the pass so that it is worked out after FRR has its change: the map
+    /// is shared with the status writer, and a pass that changes a status copies it. A pass
+    /// that changes none returns the same `Arc`.
+    pub fn statuses(&mut self) -> Arc<Statuses> {
+        let stale = std::mem::take(&mut self.stale);
+        let Some(kept) = &self.bgp else {
+            return Arc::clone(&self.statuses);
+        };
+        let services = &kept.state.intent().services;
+        if stale.all {
+            let statuses: Statuses = services
+                .iter()
+                .filter_map(|(key, outcome)| Some((key.clone(), announced_to(outcome)?.clone())))
+                .collect();
+            if *self.statuses != statuses {
+                self.statuses = Arc::new(statuses);
+            }
+        } else {
+            for key in &stale.services {
+                let wanted = services.get(key).and_then(announced_to);
+                if self.statuses.get(key) == wanted {
+                    continue;
+                }
+                let statuses = Arc::make_mut(&mut self.statuses);
+                match wanted {
+                    Some(peers) => statuses.insert(key.clone(), peers.clone()),
+                    None => statuses.remove(key),
+                };
+            }
+        }
+        Arc::clone(&self.statuses)
     }
 }
 
@@ -451,7 +507,7 @@ endpoints: [{addresses: [10.244.0.5], nodeName: node-a}]
         let pass = planner.pass(&objects(&config), &inputs(&scope, &load));
         assert_eq!(pass.l2.len(), 1);
         assert_eq!(pass.l2[0].service, ServiceKey::new("shop", "a"));
-        assert!(pass.statuses.is_empty(), "no BGP advertisement");
+        assert!(planner.statuses().is_empty(), "no BGP advertisement");
 
         let unsettled = Liveness {
             alive: BTreeSet::from(["node-a".to_string()]),
@@ -508,11 +564,53 @@ endpoints: [{addresses: [10.244.0.5], nodeName: node-a}]
             }]
         );
         assert_eq!(
-            pass.statuses[&ServiceKey::new("shop", "a")],
+            planner.statuses()[&ServiceKey::new("shop", "a")],
             BTreeSet::from(["tor1".to_string()]).into()
         );
         let again = planner.pass(&objects(CONFIG), &inputs(&scope, &load));
         assert!(again.changes.is_empty());
+    }
+
+    #[test]
+    fn a_pass_that_changes_nothing_announced_reuses_the_model_and_the_statuses() {
+        let (scope, load) = (ServiceScope::default(), LoadOptions::default());
+        let mut planner = Planner::default();
+        let first = planner.pass(&objects(CONFIG), &inputs(&scope, &load));
+        let first_statuses = planner.statuses();
+        let waiting = "---\napiVersion: v1\nkind: Service\nmetadata: {name: b, namespace: shop}\nspec: {type: LoadBalancer, ports: [{port: 80}]}\n";
+        let with_b = format!("{CONFIG}{waiting}");
+        let idle = planner.pass(&objects(&with_b), &inputs(&scope, &load));
+        let (Some(before), Some(after)) = (&first.model, &idle.model) else {
+            panic!("no model");
+        };
+        assert!(
+            Arc::ptr_eq(before, after),
+            "a Service without an IP builds nothing"
+        );
+        assert!(Arc::ptr_eq(&first_statuses, &planner.statuses()));
+
+        let assigned = format!(
+            "{with_b}status: {{loadBalancer: {{ingress: [{{ip: 198.51.100.8}}]}}}}\n{}",
+            "---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {name: b-1, namespace: shop, labels: {kubernetes.io/service-name: b}}\naddressType: IPv4\nendpoints: [{addresses: [10.244.0.6], nodeName: node-a}]\n"
+        );
+        let busy = planner.pass(&objects(&assigned), &inputs(&scope, &load));
+        let fresh = Planner::default().pass(&objects(&assigned), &inputs(&scope, &load));
+        assert_eq!(busy.model, fresh.model);
+        assert_ne!(busy.model, idle.model);
+        assert_eq!(planner.statuses().len(), 2);
+
+        // What the model prints besides the intent is built anew when it changes.
+        let quiet = planner.pass(
+            &objects(&assigned),
+            &PassInputs {
+                frr_log_level: "warnings",
+                ..inputs(&scope, &load)
+            },
+        );
+        assert_eq!(
+            quiet.model.as_ref().map(|m| m.log_level.as_str()),
+            Some("warnings")
+        );
     }
 
     proptest::proptest! {
