@@ -160,8 +160,12 @@ pub async fn run(options: Options, shutdown: CancellationToken) -> anyhow::Resul
     let mut trim_memory = true;
     let mut poll = tokio::time::interval(options.poll);
     poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // When the last pass that changed something ended.
+    let mut busy_end = Instant::now();
     loop {
         let started = Instant::now();
+        // Whether this pass changes nothing: FRR, statuses and state stay as they are.
+        let mut idle = true;
         let objects = caches.snapshot();
         let taken = caches.take();
         let snapshot_ms = started.elapsed().as_secs_f64() * 1e3;
@@ -194,6 +198,7 @@ pub async fn run(options: Options, shutdown: CancellationToken) -> anyhow::Resul
         if let Some(model) = &pass.model {
             match applier.apply(model).await {
                 Ok(report) => {
+                    idle &= matches!(report.path, ApplyPath::Unchanged);
                     let ms = report.elapsed.as_secs_f64() * 1e3;
                     let how = match &report.path {
                         ApplyPath::Unchanged => None,
@@ -242,9 +247,13 @@ pub async fn run(options: Options, shutdown: CancellationToken) -> anyhow::Resul
                     tracing::error!(error = %error, "applying FRR's configuration failed; the last verified one stays");
                     last_apply = Some(Err(error.to_string()));
                     failed = true;
+                    idle = false;
                 }
             }
-            poll_state(&mut applier, &metrics).await;
+            if !idle {
+                // Sessions as they are after the change; otherwise the periodic poll.
+                poll_state(&mut applier, &metrics).await;
+            }
         }
 
         let state = plan::configuration_state(
@@ -261,6 +270,7 @@ pub async fn run(options: Options, shutdown: CancellationToken) -> anyhow::Resul
                 field_manager: FIELD_MANAGER,
                 owner: None,
             };
+            idle = false;
             match apply_configuration_state(&client, &target, &state).await {
                 Ok(()) => written_state = Some(state),
                 Err(error) => {
@@ -276,6 +286,7 @@ pub async fn run(options: Options, shutdown: CancellationToken) -> anyhow::Resul
                 if changed {
                     *written = Some(wanted);
                 }
+                idle &= !changed;
                 changed
             });
         }
@@ -291,6 +302,10 @@ pub async fn run(options: Options, shutdown: CancellationToken) -> anyhow::Resul
             "pass done"
         );
         let done = Instant::now();
+        let next = earliest_next(busy_end, done, done - started, idle, options.coalesce);
+        if !idle {
+            busy_end = done;
+        }
 
         // Wait for a change, a poll that finds FRR drifted, a retry, or the end.
         let backoff = if failed {
@@ -303,7 +318,7 @@ pub async fn run(options: Options, shutdown: CancellationToken) -> anyhow::Resul
         loop {
             tokio::select! {
                 () = changes.wait() => {
-                    crate::controller::gather(done, options.coalesce).await;
+                    tokio::time::sleep_until(next.into()).await;
                     break;
                 }
                 () = layer2.liveness_changed() => break,
@@ -319,6 +334,28 @@ pub async fn run(options: Options, shutdown: CancellationToken) -> anyhow::Resul
                 () = shutdown.cancelled() => return Ok(()),
             }
         }
+    }
+}
+
+/// The earliest start of the pass after one that ended at `end` after running for `took`.
+/// A pass that changed something is followed by `window` of gathering, so a burst's other
+/// changes come along (as [`crate::controller::gather`] does). One that changed nothing (a
+/// Service created without an IP yet, endpoints moving between serving nodes) holds the
+/// next only as long as it ran itself, and `window` after the last pass that changed
+/// something (`busy_end`): the change that typically follows it, the IP the controller has
+/// just assigned, is not kept waiting, while a storm of changes that change nothing still
+/// leaves the speaker idle at least half the time.
+fn earliest_next(
+    busy_end: Instant,
+    end: Instant,
+    took: Duration,
+    idle: bool,
+    window: Duration,
+) -> Instant {
+    if idle {
+        (busy_end + window).max(end + took)
+    } else {
+        end + window
     }
 }
 
@@ -351,5 +388,31 @@ async fn drifted(applier: &mut Applier, metrics: &Metrics) -> bool {
             tracing::warn!(%error, "reading FRR's running configuration");
             false
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pass_that_changed_nothing_holds_the_next_only_as_long_as_it_ran() {
+        let window = Duration::from_millis(10);
+        let start = Instant::now();
+        let ms = Duration::from_millis;
+        // A busy pass: the whole window follows it.
+        assert_eq!(
+            earliest_next(start, start, ms(30), false, window),
+            start + window
+        );
+        // An idle pass of 3 ms right after a busy one: the busy one's window still holds.
+        let end = start + ms(4);
+        assert_eq!(
+            earliest_next(start, end, ms(3), true, window),
+            start + window
+        );
+        // Later, only its own length.
+        let end = start + ms(50);
+        assert_eq!(earliest_next(start, end, ms(3), true, window), end + ms(3));
     }
 }
