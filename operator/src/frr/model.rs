@@ -278,10 +278,17 @@ pub fn build(config: &Config, intent: &NodeIntent, node: &NodeView, facts: NodeF
             ipv4: None,
             ipv6: None,
         };
-        let mut split: [BTreeSet<IpNet>; 2] = Default::default();
+        // In prefix order, each once: one session's keys already are.
+        let mut split: [Vec<IpNet>; 2] = Default::default();
         for session in &sessions {
             for prefix in session.announcements.keys() {
-                split[usize::from(matches!(prefix, IpNet::V6(_)))].insert(*prefix);
+                split[usize::from(matches!(prefix, IpNet::V6(_)))].push(*prefix);
+            }
+        }
+        if sessions.len() > 1 {
+            for networks in &mut split {
+                networks.sort_unstable();
+                networks.dedup();
             }
         }
         let [nets4, nets6] = split;
@@ -311,7 +318,7 @@ pub fn build(config: &Config, intent: &NodeIntent, node: &NodeView, facts: NodeF
                 v6.push(entry);
             }
         }
-        let [nets4, nets6] = networks.map(|n| n.networks.into_iter().collect());
+        let [nets4, nets6] = networks.map(|n| n.networks);
         router.ipv4 = family(nets4, v4);
         router.ipv6 = family(nets6, v6);
         out.routers.push(router);
@@ -385,12 +392,13 @@ struct OutboundPolicy {
 /// The router's announced networks of one family, and how many of them lie in each pool CIDR
 /// of that family: what a prefix-list may cover with one `CIDR le MAX` entry.
 struct FamilyNetworks {
-    networks: BTreeSet<IpNet>,
+    /// In prefix order, each once.
+    networks: Vec<IpNet>,
     ranges: Vec<(IpNet, usize)>,
 }
 
 impl FamilyNetworks {
-    fn new(networks: BTreeSet<IpNet>, pool_cidrs: &BTreeSet<IpNet>) -> FamilyNetworks {
+    fn new(networks: Vec<IpNet>, pool_cidrs: &BTreeSet<IpNet>) -> FamilyNetworks {
         let ranges = pool_cidrs
             .iter()
             .filter(|c| c.prefix_len() < c.max_prefix_len())
@@ -419,10 +427,12 @@ pub(super) fn span(cidr: &IpNet) -> (IpNet, IpNet) {
 const MIN_RANGE_MEMBERS: usize = 2;
 
 /// The networks of `networks` (sorted) that lie inside `cidr`.
-fn within<'a>(networks: &'a BTreeSet<IpNet>, cidr: &'a IpNet) -> impl Iterator<Item = &'a IpNet> {
+fn within<'a>(networks: &'a [IpNet], cidr: &'a IpNet) -> impl Iterator<Item = &'a IpNet> {
     let (low, high) = span(cidr);
-    networks
-        .range(low..=high)
+    let from = networks.partition_point(|n| *n < low);
+    let to = networks.partition_point(|n| *n <= high);
+    networks[from..to]
+        .iter()
         .filter(move |n| n.prefix_len() >= cidr.prefix_len())
 }
 
@@ -709,7 +719,7 @@ mod tests {
     }
 
     fn no_ranges() -> FamilyNetworks {
-        FamilyNetworks::new(BTreeSet::new(), &BTreeSet::new())
+        FamilyNetworks::new(Vec::new(), &BTreeSet::new())
     }
 
     fn lines(list: &PrefixList) -> Vec<String> {
@@ -764,7 +774,7 @@ mod tests {
         ]
         .map(net)
         .into();
-        let networks = FamilyNetworks::new(all.clone(), &pools);
+        let networks = FamilyNetworks::new(all.iter().copied().collect(), &pools);
         // A /32 pool is never a range, and the /16 aggregate lies in no pool CIDR.
         let every: Vec<IpNet> = all.iter().copied().collect();
         let list = prefix_list("l".into(), &every, &networks, &mut SeqCache::default());

@@ -228,17 +228,26 @@ pub fn verdict(
 
 /// The Services `inputs.node` answers for, assuming `inputs.members` are alive.
 pub fn announcements(config: &Config, inputs: &L2Inputs<'_>) -> Vec<L2Announcement> {
-    // A BGP-only configuration answers for nothing: no Service needs a look.
-    if config
+    // Only a Service whose first IP lies in a pool with an L2Advertisement can be answered
+    // for (the verdict's first tests): the others, thousands of BGP Services, cost one
+    // comparison each, and a BGP-only configuration none.
+    let answerable: Vec<&ipnet::IpNet> = config
         .pools
         .values()
-        .all(|p| p.l2_advertisements.is_empty())
-    {
+        .filter(|p| !p.l2_advertisements.is_empty())
+        .flat_map(|p| p.cidrs())
+        .collect();
+    if answerable.is_empty() {
         return Vec::new();
     }
     inputs
         .services
         .iter()
+        .filter(|s| {
+            s.ingress
+                .first()
+                .is_some_and(|ip| answerable.iter().any(|c| c.contains(ip)))
+        })
         .filter(|s| s.in_scope(inputs.scope))
         .filter_map(|service| {
             let interfaces = verdict(config, inputs, service).ok()?;
