@@ -447,10 +447,26 @@ fn outbound_policy(
     networks: &[FamilyNetworks; 2],
     seqs: &mut SeqCache,
 ) -> OutboundPolicy {
-    let mut parts: [BTreeMap<&RouteAttributes, Vec<IpNet>>; 2] = Default::default();
+    // Few distinct attribute sets, and runs of prefixes sharing one: the last set used is
+    // tried first. Parts end in attribute order.
+    let mut parts: [Vec<(&RouteAttributes, Vec<IpNet>)>; 2] = Default::default();
+    let mut last = [0usize; 2];
     for (prefix, attributes) in &session.announcements {
         let f = usize::from(matches!(prefix, IpNet::V6(_)));
-        parts[f].entry(attributes).or_default().push(*prefix);
+        let part = &mut parts[f];
+        if part.get(last[f]).is_none_or(|(a, _)| *a != attributes) {
+            last[f] = match part.iter().position(|(a, _)| *a == attributes) {
+                Some(at) => at,
+                None => {
+                    part.push((attributes, Vec::new()));
+                    part.len() - 1
+                }
+            };
+        }
+        part[last[f]].1.push(*prefix);
+    }
+    for part in &mut parts {
+        part.sort_by(|a, b| a.0.cmp(b.0));
     }
     let mut entries = Vec::new();
     let mut out_lists: [Vec<PrefixList>; 2] = Default::default();

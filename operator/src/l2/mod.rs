@@ -226,16 +226,28 @@ pub fn verdict(
     })
 }
 
+/// An address as (family, number), for range tests that cost two comparisons.
+fn number(ip: IpAddr) -> (u8, u128) {
+    match ip {
+        IpAddr::V4(a) => (4, u128::from(u32::from(a))),
+        IpAddr::V6(a) => (6, u128::from(a)),
+    }
+}
+
 /// The Services `inputs.node` answers for, assuming `inputs.members` are alive.
 pub fn announcements(config: &Config, inputs: &L2Inputs<'_>) -> Vec<L2Announcement> {
     // Only a Service whose first IP lies in a pool with an L2Advertisement can be answered
     // for (the verdict's first tests): the others, thousands of BGP Services, cost one
     // comparison each, and a BGP-only configuration none.
-    let answerable: Vec<&ipnet::IpNet> = config
+    let answerable: Vec<(u8, u128, u128)> = config
         .pools
         .values()
         .filter(|p| !p.l2_advertisements.is_empty())
         .flat_map(|p| p.cidrs())
+        .map(|c| {
+            let (family, low) = number(c.network());
+            (family, low, number(c.broadcast()).1)
+        })
         .collect();
     if answerable.is_empty() {
         return Vec::new();
@@ -244,9 +256,12 @@ pub fn announcements(config: &Config, inputs: &L2Inputs<'_>) -> Vec<L2Announceme
         .services
         .iter()
         .filter(|s| {
-            s.ingress
-                .first()
-                .is_some_and(|ip| answerable.iter().any(|c| c.contains(ip)))
+            s.ingress.first().is_some_and(|ip| {
+                let (family, n) = number(*ip);
+                answerable
+                    .iter()
+                    .any(|(f, low, high)| *f == family && (*low..=*high).contains(&n))
+            })
         })
         .filter(|s| s.in_scope(inputs.scope))
         .filter_map(|service| {
