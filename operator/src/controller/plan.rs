@@ -95,8 +95,10 @@ struct Kept {
 impl Kept {
     /// What `key` adds to (assigned, pending).
     fn tally(&self, key: &ServiceKey) -> (usize, usize) {
+        if self.foreign.contains(key) {
+            return (0, 0);
+        }
         match self.decisions.get(key) {
-            _ if self.foreign.contains(key) => (0, 0),
             None => (0, 0),
             Some(d) if d.ingress.is_empty() => (0, 1),
             Some(_) => (1, 0),
@@ -113,9 +115,10 @@ impl Kept {
         }
     }
 
-    fn recount(&mut self, counted: BTreeSet<ServiceKey>) {
-        for key in counted {
-            let (assigned, pending) = self.tally(&key);
+    /// Adds `keys` to the counts.
+    fn recount<'k>(&mut self, keys: impl IntoIterator<Item = &'k ServiceKey>) {
+        for key in keys {
+            let (assigned, pending) = self.tally(key);
             self.assigned += assigned;
             self.pending += pending;
         }
@@ -262,11 +265,7 @@ fn cold<S: std::borrow::Borrow<Service>>(
         assigned: 0,
         pending: 0,
     };
-    for view in views.iter().filter(|v| v.in_scope(scope)) {
-        let (assigned, pending) = kept.tally(&view.key);
-        kept.assigned += assigned;
-        kept.pending += pending;
-    }
+    kept.recount(views.iter().map(|v| &v.key));
     kept
 }
 
@@ -407,7 +406,7 @@ fn update<S: std::borrow::Borrow<Service>>(
             kept.foreign.insert(view.key.clone());
         }
     }
-    kept.recount(counted);
+    kept.recount(&counted);
     kept
 }
 

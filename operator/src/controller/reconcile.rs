@@ -231,20 +231,16 @@ impl Reconciler {
 
         // Services written or given events were read by the plan (changed ones), or are in
         // `all`; a key missing from both is one deleted meanwhile.
-        let mut by_key: HashMap<(&str, &str), &Service> = HashMap::new();
-        for key in plan
-            .writes
-            .iter()
-            .map(|w| &w.key)
-            .chain(plan.events.iter().map(|(k, _)| k))
-        {
-            if let Some(service) = read.get(key) {
-                by_key.insert(key.parts(), service.as_ref());
-            }
-        }
-        if !all.is_empty() {
-            by_key = all.iter().map(|s| (key_parts(s), s.as_ref())).collect();
-        }
+        let by_key: HashMap<(&str, &str), &Service> = if all.is_empty() {
+            plan.writes
+                .iter()
+                .map(|w| &w.key)
+                .chain(plan.events.iter().map(|(k, _)| k))
+                .filter_map(|key| Some((key.parts(), read.get(key)?.as_ref())))
+                .collect()
+        } else {
+            all.iter().map(|s| (key_parts(s), s.as_ref())).collect()
+        };
         let mut failed = HashSet::new();
         // Writes go out IN_FLIGHT at a time (a burst of new Services is not a queue of
         // round trips); results are taken in plan order.

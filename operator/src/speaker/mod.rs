@@ -79,7 +79,7 @@ pub struct Options {
     pub health_addr: SocketAddr,
     /// Where `/metrics` is also served; `None` for none.
     pub metrics_addr: Option<SocketAddr>,
-    /// How long a burst of changes is gathered before a pass (see `controller::gather`).
+    /// How long a burst of changes is gathered before a pass (see `earliest_next`).
     pub coalesce: Duration,
     /// How often FRR's state is polled and its configuration checked.
     pub poll: Duration,

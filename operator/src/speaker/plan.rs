@@ -63,15 +63,15 @@ pub struct Planner {
     services: SortedSet<ServiceKey, LbService>,
     endpoints: EndpointIndex,
     bgp: Option<Kept>,
-    /// As of the last [`Planner::statuses`]; `stale` says what changed since.
+    /// As of the last [`Planner::statuses`]; `behind` says what changed since.
     statuses: Arc<Statuses>,
-    stale: StaleStatuses,
+    behind: StatusesBehind,
     built: Option<Built>,
 }
 
 /// What passes changed since the statuses were last brought up to date.
 #[derive(Debug, Default)]
-struct StaleStatuses {
+struct StatusesBehind {
     /// The intent was computed anew: every status.
     all: bool,
     /// Services decided again.
@@ -107,7 +107,7 @@ impl Default for Planner {
             endpoints: EndpointIndex::default(),
             bgp: None,
             statuses: Arc::default(),
-            stale: StaleStatuses::default(),
+            behind: StatusesBehind::default(),
             built: None,
         }
     }
@@ -236,8 +236,8 @@ impl Planner {
                 let changed = kept
                     .state
                     .update(config, &intent_inputs, &dirty, |key| table.get(key));
-                if !self.stale.all {
-                    self.stale.services.extend(dirty);
+                if !self.behind.all {
+                    self.behind.services.extend(dirty);
                 }
                 changed
                     .into_iter()
@@ -256,7 +256,7 @@ impl Planner {
                     .map(|kept| kept.state.intent().receivers())
                     .unwrap_or_default();
                 let changes = announcement_changes(&before, &state.intent().receivers());
-                self.stale = StaleStatuses {
+                self.behind = StatusesBehind {
                     all: true,
                     services: BTreeSet::new(),
                 };
@@ -309,12 +309,12 @@ impl Planner {
     /// is shared with the status writer, and a pass that changes a status copies it. A pass
     /// that changes none returns the same `Arc`.
     pub fn statuses(&mut self) -> Arc<Statuses> {
-        let stale = std::mem::take(&mut self.stale);
+        let behind = std::mem::take(&mut self.behind);
         let Some(kept) = &self.bgp else {
             return Arc::clone(&self.statuses);
         };
         let services = &kept.state.intent().services;
-        if stale.all {
+        if behind.all {
             let statuses: Statuses = services
                 .iter()
                 .filter_map(|(key, outcome)| Some((key.clone(), announced_to(outcome)?.clone())))
@@ -323,7 +323,7 @@ impl Planner {
                 self.statuses = Arc::new(statuses);
             }
         } else {
-            for key in &stale.services {
+            for key in &behind.services {
                 let wanted = services.get(key).and_then(announced_to);
                 if self.statuses.get(key) == wanted {
                     continue;
