@@ -15,7 +15,7 @@ use std::net::IpAddr;
 use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 
-use k8s_openapi::api::core::v1::{Endpoints, Node, Service};
+use k8s_openapi::api::core::v1::{Node, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 
 /// The label that takes a node out of external load balancing.
@@ -318,29 +318,6 @@ pub fn slice_serving(slice: &EndpointSlice) -> Option<(ServiceKey, ServingEndpoi
     Some((key, out))
 }
 
-/// A core/v1 Endpoints object's Service and where it serves, as [`slice_serving`] says for
-/// slices: ready addresses serve (on their node), not-ready ones do not; an object without
-/// subsets says nothing (`None`).
-pub fn endpoints_serving(endpoints: &Endpoints) -> Option<(ServiceKey, ServingEndpoints)> {
-    let meta = &endpoints.metadata;
-    let (Some(name), Some(subsets)) = (&meta.name, &endpoints.subsets) else {
-        return None;
-    };
-    if subsets.is_empty() {
-        return None;
-    }
-    let key = ServiceKey::new(meta.namespace.as_deref().unwrap_or("default"), name);
-    let mut out = ServingEndpoints::default();
-    for address in subsets.iter().flat_map(|s| s.addresses.iter().flatten()) {
-        out.any = true;
-        if let Some(node) = &address.node_name {
-            out.nodes.insert(node);
-        }
-    }
-    out.nodes.0.shrink_to_fit();
-    Some((key, out))
-}
-
 fn group(
     parts: impl Iterator<Item = (ServiceKey, ServingEndpoints)>,
 ) -> BTreeMap<ServiceKey, ServingEndpoints> {
@@ -356,14 +333,6 @@ pub fn serving_endpoints<'a>(
     slices: impl IntoIterator<Item = &'a EndpointSlice>,
 ) -> BTreeMap<ServiceKey, ServingEndpoints> {
     group(slices.into_iter().filter_map(slice_serving))
-}
-
-/// Where the Services of core/v1 Endpoints objects have serving endpoints
-/// ([`endpoints_serving`] per object).
-pub fn serving_from_endpoints<'a>(
-    all: impl IntoIterator<Item = &'a Endpoints>,
-) -> BTreeMap<ServiceKey, ServingEndpoints> {
-    group(all.into_iter().filter_map(endpoints_serving))
 }
 
 /// A node as announcing sees it.

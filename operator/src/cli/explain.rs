@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use k8s_openapi::api::core::v1::{Endpoints, Namespace, Node, Secret, Service};
+use k8s_openapi::api::core::v1::{Namespace, Node, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::ListParams;
 use kube::{Api, Client};
@@ -15,9 +15,7 @@ use crate::api::{
     BFDProfile, BGPAdvertisement, BGPPeer, Community, DEFAULT_NAMESPACE, IPAddressPool,
     L2Advertisement,
 };
-use crate::cluster::{
-    ServiceKey, ServiceScope, ServingEndpoints, serving_endpoints, serving_from_endpoints,
-};
+use crate::cluster::{ServiceKey, ServiceScope, ServingEndpoints, serving_endpoints};
 use crate::config::{self, ClusterObjects, Config};
 use crate::explain;
 
@@ -150,22 +148,19 @@ where
     Ok(api.list(&ListParams::default()).await?.items)
 }
 
-/// The objects, and where endpoints serve: from EndpointSlices, or from core/v1 Endpoints
-/// where `discovery.k8s.io/v1` is not served (as the speaker reads them).
+/// The objects, and where endpoints serve (from EndpointSlices, as the speaker reads them).
 async fn read_cluster(
     kubeconfig: Option<&std::path::Path>,
     namespace: &str,
 ) -> anyhow::Result<(ClusterObjects, Serving)> {
     let client = client(kubeconfig).await?;
-    let (endpoint_slices, endpoints) =
-        if crate::speaker::cache::serves_endpoint_slices_v1(&client).await? {
-            let slices = list(Api::<EndpointSlice>::all(client.clone())).await?;
-            let serving = serving_endpoints(&slices);
-            (slices, serving)
-        } else {
-            let all = list(Api::<Endpoints>::all(client.clone())).await?;
-            (Vec::new(), serving_from_endpoints(&all))
-        };
+    if !crate::speaker::cache::serves_endpoint_slices_v1(&client).await? {
+        anyhow::bail!(
+            "the API server does not serve discovery.k8s.io/v1 EndpointSlices: ferrolb needs Kubernetes 1.21 or newer"
+        );
+    }
+    let endpoint_slices = list(Api::<EndpointSlice>::all(client.clone())).await?;
+    let endpoints = serving_endpoints(&endpoint_slices);
     let objects = ClusterObjects {
         pools: list(Api::<IPAddressPool>::namespaced(client.clone(), namespace)).await?,
         peers: list(Api::<BGPPeer>::namespaced(client.clone(), namespace)).await?,

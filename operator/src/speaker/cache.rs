@@ -5,21 +5,20 @@
 //! by reflectors (shared helpers with the controller's [`crate::controller::cache`]). Every
 //! event raises one change signal.
 //!
-//! EndpointSlices are read from `discovery.k8s.io/v1`. Where the API server does not serve
-//! that version (Kubernetes before 1.21), core/v1 Endpoints are watched instead and summarised
-//! the same way ([`crate::cluster::endpoints_serving`]): ready addresses serve, not-ready ones
-//! do not, and each counts for its node. Nothing is read until every watch has listed once.
+//! EndpointSlices are read from `discovery.k8s.io/v1` (Kubernetes 1.21 and newer; the speaker
+//! refuses to start where it is not served). Nothing is read until every watch has listed
+//! once.
 
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::{Endpoints, Namespace, Node, Service};
+use k8s_openapi::api::core::v1::{Namespace, Node, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::core::PartialObjectMeta;
 use kube::runtime::reflector::Store;
 use kube::{Api, Client, Resource};
 
 use super::feed::{EndpointPart, Feed, ObjectKey, Pending};
-use crate::cluster::{LbService, ServiceKey, endpoints_serving, slice_serving};
+use crate::cluster::{LbService, ServiceKey, slice_serving};
 use crate::config::ClusterObjects;
 use crate::controller::cache::{Changes, ConfigStores, from_metadata, full, owned, trimmed};
 
@@ -57,18 +56,13 @@ fn object_key<K: Resource>(object: &K) -> ObjectKey {
 pub struct Taken {
     /// Services, as announcing reads them.
     pub services: Pending<ServiceKey, LbService>,
-    /// EndpointSlices (or core/v1 Endpoints): their Service and where they serve.
+    /// EndpointSlices: their Service and where they serve.
     pub endpoints: Pending<ObjectKey, EndpointPart>,
 }
 
 impl SpeakerCaches {
-    /// Starts every watch. `slices_v1` picks EndpointSlices over core/v1 Endpoints.
-    pub fn start(
-        client: &Client,
-        namespace: &str,
-        slices_v1: bool,
-        changes: &Arc<Changes>,
-    ) -> SpeakerCaches {
+    /// Starts every watch.
+    pub fn start(client: &Client, namespace: &str, changes: &Arc<Changes>) -> SpeakerCaches {
         SpeakerCaches {
             services: Feed::start(
                 Api::<Service>::all(client.clone()),
@@ -76,21 +70,12 @@ impl SpeakerCaches {
                 |s| Some(LbService::from_service(s)),
                 changes,
             ),
-            endpoints: if slices_v1 {
-                Feed::start(
-                    Api::<EndpointSlice>::all(client.clone()),
-                    object_key,
-                    slice_serving,
-                    changes,
-                )
-            } else {
-                Feed::start(
-                    Api::<Endpoints>::all(client.clone()),
-                    object_key,
-                    endpoints_serving,
-                    changes,
-                )
-            },
+            endpoints: Feed::start(
+                Api::<EndpointSlice>::all(client.clone()),
+                object_key,
+                slice_serving,
+                changes,
+            ),
             namespaces: full(Api::all(client.clone()), changes),
             nodes: trimmed(Api::all(client.clone()), changes, trim_node),
             config: ConfigStores::start(client, namespace, changes),
@@ -158,36 +143,9 @@ pub fn trim_node(node: &mut Node) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use k8s_openapi::api::core::v1::{EndpointAddress, EndpointSubset};
-    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-
-    fn address(ip: &str, node: &str) -> EndpointAddress {
-        EndpointAddress {
-            ip: ip.into(),
-            node_name: Some(node.into()),
-            ..EndpointAddress::default()
-        }
-    }
 
     #[test]
-    fn endpoint_objects_are_keyed_by_themselves_and_name_their_service() {
-        let endpoints = Endpoints {
-            metadata: ObjectMeta {
-                name: Some("web".into()),
-                namespace: Some("shop".into()),
-                ..ObjectMeta::default()
-            },
-            subsets: Some(vec![EndpointSubset {
-                addresses: Some(vec![address("10.244.1.5", "n1")]),
-                not_ready_addresses: Some(vec![address("10.244.2.5", "n2")]),
-                ports: None,
-            }]),
-        };
-        assert_eq!(object_key(&endpoints), ServiceKey::new("shop", "web"));
-        let (service, serving) = endpoints_serving(&endpoints).unwrap();
-        assert_eq!(service, ServiceKey::new("shop", "web"));
-        assert!(serving.any);
-        assert_eq!(serving.nodes.iter().collect::<Vec<_>>(), ["n1"]);
+    fn slices_are_keyed_by_themselves_and_name_their_service() {
         let slice: EndpointSlice = serde_json::from_value(serde_json::json!({
             "metadata": {"name": "web-x1", "namespace": "shop",
                          "labels": {"kubernetes.io/service-name": "web"}},

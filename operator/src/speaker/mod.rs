@@ -121,10 +121,12 @@ pub async fn run(options: Options, shutdown: CancellationToken) -> anyhow::Resul
         .await
         .context("asking the API server for discovery.k8s.io/v1")?;
     if !slices_v1 {
-        tracing::info!("discovery.k8s.io/v1 is not served; reading core/v1 Endpoints");
+        anyhow::bail!(
+            "the API server does not serve discovery.k8s.io/v1 EndpointSlices: ferrolb needs Kubernetes 1.21 or newer"
+        );
     }
     let changes = Arc::new(Changes::new(metrics.client.updates.clone()));
-    let caches = SpeakerCaches::start(&client, &options.namespace, slices_v1, &changes);
+    let caches = SpeakerCaches::start(&client, &options.namespace, &changes);
     tokio::select! {
         () = caches.ready() => {}
         () = shutdown.cancelled() => return Ok(()),
