@@ -115,6 +115,26 @@ pub fn key_parts(service: &Service) -> (&str, &str) {
     )
 }
 
+/// The `ipMode` written with every ingress IP (GA in Kubernetes 1.32): the IP is a virtual
+/// IP that the nodes' kube-proxy delivers to the Service's endpoints itself, not the address
+/// of a proxy in front of them (`Proxy`).
+pub const IP_MODE: &str = "VIP";
+
+/// Whether every `status.loadBalancer.ingress[]` entry that holds an IP says
+/// `ipMode: VIP` ([`IP_MODE`]); true when there is none.
+pub fn ingress_ip_mode_is_vip(service: &Service) -> bool {
+    service
+        .status
+        .as_ref()
+        .and_then(|s| s.load_balancer.as_ref())
+        .and_then(|lb| lb.ingress.as_ref())
+        .is_none_or(|list| {
+            list.iter()
+                .filter(|i| i.ip.is_some())
+                .all(|i| i.ip_mode.as_deref() == Some(IP_MODE))
+        })
+}
+
 /// `status.loadBalancer.ingress[].ip` of a Service, in order; entries that are not IPs
 /// (hostnames, garbage) are skipped.
 pub fn ingress_ips(service: &Service) -> Vec<IpAddr> {

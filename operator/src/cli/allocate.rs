@@ -80,6 +80,7 @@ fn updated(service: &Service, decision: &Decision) -> Service {
                 .iter()
                 .map(|ip| LoadBalancerIngress {
                     ip: Some(ip.to_string()),
+                    ip_mode: Some(crate::cluster::IP_MODE.to_string()),
                     ..LoadBalancerIngress::default()
                 })
                 .collect()

@@ -134,14 +134,15 @@ fn live_pool(service: &Service) -> Option<&str> {
         .map(String::as_str)
 }
 
-/// The merge patch that sets `status.loadBalancer.ingress` to `ips` (removes it when empty).
+/// The merge patch that sets `status.loadBalancer.ingress` to `ips`, each with `ipMode: VIP`
+/// (removes it when empty).
 pub fn status_patch(ips: &[IpAddr]) -> Value {
     if ips.is_empty() {
         return json!({ "status": { "loadBalancer": { "ingress": null } } });
     }
     let ingress: Vec<Value> = ips
         .iter()
-        .map(|ip| json!({ "ip": ip.to_string() }))
+        .map(|ip| json!({ "ip": ip.to_string(), "ipMode": crate::cluster::IP_MODE }))
         .collect();
     json!({ "status": { "loadBalancer": { "ingress": ingress } } })
 }
@@ -435,7 +436,10 @@ fn outcome(
         .pool
         .as_deref()
         .filter(|_| !decision.ingress.is_empty());
-    let status = (view.ingress != decision.ingress).then(|| status_patch(&decision.ingress));
+    // An IP written without its ipMode (by an older release, or by MetalLB) is written again.
+    let status = (view.ingress != decision.ingress
+        || !crate::cluster::ingress_ip_mode_is_vip(service))
+    .then(|| status_patch(&decision.ingress));
     let metadata = (live_pool(service) != wanted_pool).then(|| annotation_patch(wanted_pool));
     let changed = status.is_some() || metadata.is_some();
     if changed {
@@ -580,7 +584,7 @@ apiVersion: v1
 kind: Service
 metadata: {name: kept, namespace: shop, annotations: {metallb.io/ip-allocated-from-pool: prod}}
 spec: {type: LoadBalancer, clusterIP: 10.96.0.1, ports: [{port: 80}]}
-status: {loadBalancer: {ingress: [{ip: 10.0.0.1}]}}
+status: {loadBalancer: {ingress: [{ip: 10.0.0.1, ipMode: VIP}]}}
 ---
 apiVersion: v1
 kind: Service
@@ -634,7 +638,9 @@ status: {loadBalancer: {ingress: [{ip: 10.0.0.0}]}}
         let new = &first.writes[0];
         assert_eq!(
             new.status,
-            Some(json!({"status": {"loadBalancer": {"ingress": [{"ip": "10.0.0.0"}]}}}))
+            Some(
+                json!({"status": {"loadBalancer": {"ingress": [{"ip": "10.0.0.0", "ipMode": "VIP"}]}}})
+            )
         );
         assert_eq!(
             new.metadata,
@@ -674,6 +680,37 @@ status: {loadBalancer: {ingress: [{ip: 10.0.0.0}]}}
             "the same reason is not repeated: {:?}",
             second.events
         );
+    }
+
+    #[test]
+    fn an_ip_written_without_its_mode_gets_ip_mode_vip_and_keeps_the_ip() {
+        let (config, mut services) = input();
+        let kept = services
+            .iter_mut()
+            .find(|s| s.metadata.name.as_deref() == Some("kept"))
+            .unwrap();
+        // As MetalLB or an older ferrolb left it: the IP alone.
+        kept.status =
+            serde_json::from_value(json!({"loadBalancer": {"ingress": [{"ip": "10.0.0.1"}]}}))
+                .unwrap();
+        let mut memory = EventMemory::default();
+        let first = plan(&config, &services, &ServiceScope::default(), &mut memory);
+        let write = first.writes.iter().find(|w| w.key.name == "kept").unwrap();
+        assert_eq!(
+            write.status,
+            Some(
+                json!({"status": {"loadBalancer": {"ingress": [{"ip": "10.0.0.1", "ipMode": "VIP"}]}}})
+            )
+        );
+        assert_eq!(write.metadata, None, "the pool annotation is already right");
+        assert!(
+            !first.events.iter().any(|(k, _)| k.name == "kept"),
+            "the same IP is no news: {:?}",
+            first.events
+        );
+        apply(&mut services, &first);
+        let second = plan(&config, &services, &ServiceScope::default(), &mut memory);
+        assert!(second.writes.is_empty(), "{:?}", second.writes);
     }
 
     #[test]

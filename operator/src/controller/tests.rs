@@ -136,7 +136,7 @@ apiVersion: v1
 kind: Service
 metadata: {name: kept, namespace: shop, resourceVersion: "5", uid: u-kept, annotations: {metallb.io/ip-allocated-from-pool: prod}}
 spec: {type: LoadBalancer, clusterIP: 10.96.0.1, ports: [{port: 80}]}
-status: {loadBalancer: {ingress: [{ip: 10.0.0.1}]}}
+status: {loadBalancer: {ingress: [{ip: 10.0.0.1, ipMode: VIP}]}}
 ---
 apiVersion: v1
 kind: Service
@@ -284,7 +284,7 @@ async fn a_pass_makes_exactly_these_requests_and_a_second_pass_none() {
         seen[2].body,
         json!({
             "metadata": {"resourceVersion": "7"},
-            "status": {"loadBalancer": {"ingress": [{"ip": "10.0.0.0"}]}}
+            "status": {"loadBalancer": {"ingress": [{"ip": "10.0.0.0", "ipMode": "VIP"}]}}
         })
     );
     assert_eq!(
