@@ -38,7 +38,7 @@ use crate::controller::cache::Changes;
 use crate::controller::writer::{StateTarget, apply_configuration_state};
 use crate::controller::{connect_and_serve, now};
 use crate::frr::NodeFacts;
-use crate::frr::apply::{Applier, ApplyPath, FrrTarget, same_configuration};
+use crate::frr::apply::{Applier, ApplyPath, FrrTarget, first_difference, same_configuration};
 use crate::frr::state;
 use cache::SpeakerCaches;
 use metrics::Metrics;
@@ -327,8 +327,8 @@ pub async fn run(options: Options, shutdown: CancellationToken) -> anyhow::Resul
                 () = tokio::time::sleep(backoff.unwrap_or(RETRY_MAX)), if backoff.is_some() => break,
                 _ = poll.tick() => {
                     crate::controller::release_free_memory();
-                    if drifted(&mut applier, &metrics).await {
-                        tracing::warn!("FRR's running configuration differs from the applied one (restart or hand edit); applying again");
+                    if let Some(difference) = drifted(&mut applier, &metrics).await {
+                        tracing::warn!(%difference, "FRR's running configuration differs from the applied one (restart or hand edit); applying again");
                         applier.forget();
                         break;
                     }
@@ -376,19 +376,18 @@ async fn poll_state(applier: &mut Applier, metrics: &Metrics) {
     }
 }
 
-/// Polls FRR; whether its running configuration no longer matches what was applied.
-async fn drifted(applier: &mut Applier, metrics: &Metrics) -> bool {
+/// Polls FRR; how its running configuration differs from what was applied, if it does.
+async fn drifted(applier: &mut Applier, metrics: &Metrics) -> Option<String> {
     poll_state(applier, metrics).await;
-    if applier.applied_text().is_none() {
-        return false;
-    }
+    applier.applied_text()?;
     match applier.running_config().await {
         Ok(running) => applier
             .applied_text()
-            .is_some_and(|applied| !same_configuration(applied, &running)),
+            .filter(|applied| !same_configuration(applied, &running))
+            .map(|applied| first_difference(applied, &running)),
         Err(error) => {
             tracing::warn!(%error, "reading FRR's running configuration");
-            false
+            None
         }
     }
 }
