@@ -14,7 +14,7 @@ cargo build -q --release -p ferrolb
 FERROLB_BIN="${CARGO_TARGET_DIR:-$PWD/target}/release/ferrolb" \
     cargo bench -q -p ferrolb-e2e --bench lab -- "$@"
 # The whole lab with 10,000 Services: create/delete → router FIB, speaker memory (root, Debian's
-# frr, the apiserver from hack/apiserver.sh); creating the Services takes several minutes.
+# frr, the control plane from hack/k8s.sh); creating the Services takes several minutes.
 FERROLB_BIN="${CARGO_TARGET_DIR:-$PWD/target}/release/ferrolb" \
     cargo bench -q -p ferrolb-e2e --bench converge -- "$@"
 # Layer-2 failover on the lab with three speakers (root, Debian's frr, the apiserver).

@@ -6,9 +6,9 @@
 #   hack/lab.sh kubectl … kubectl against the lab's API server (it lives in the lab network)
 #   hack/lab.sh down      stop everything the lab started and delete its namespaces
 #
-# Needs Debian's frr, kubectl and openssl (installed here when missing), and a kube-apiserver
-# built by hack/apiserver.sh (about 5 minutes, once per machine). State is in /run/ferrolb-lab
-# (FERROLB_LAB_DIR overrides).
+# Installs what it needs (hack/deps.sh) and uses the pinned Kubernetes built by hack/k8s.sh
+# (about 25 minutes, once per machine). State is in /run/ferrolb-lab (FERROLB_LAB_DIR
+# overrides).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,17 +21,8 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
 
 case "${1:-}" in
   up)
-    need=()
-    [ -x /usr/lib/frr/bgpd ] || need+=(frr)
-    command -v kubectl >/dev/null 2>&1 || need+=(kubernetes-client)
-    command -v openssl >/dev/null 2>&1 || need+=(openssl)
-    if [ "${#need[@]}" -gt 0 ]; then
-      DEBIAN_FRONTEND=noninteractive apt-get update -qq
-      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
-    fi
+    hack/deps.sh
     cargo build --release -q -p ferrolb -p ferrolb-e2e
-    FERROLB_APISERVER_DIR="$(hack/apiserver.sh build)"
-    export FERROLB_APISERVER_DIR
     ;;
   down | status | kubectl) ;;
   *)
@@ -39,5 +30,7 @@ case "${1:-}" in
     exit 2
     ;;
 esac
+FERROLB_K8S_DIR="$(hack/k8s.sh build)"
+export FERROLB_K8S_DIR
 export FERROLB_BIN="$CARGO_TARGET_DIR/release/ferrolb"
 exec "$CARGO_TARGET_DIR/release/ferrolb-lab" --dir "$dir" "$@"

@@ -1,9 +1,15 @@
 #!/usr/bin/env bash
 # Runs every check and test of the repository: formatting, lints, the Helm chart, unit, golden,
 # CLI and e2e tests.
-# Build output goes to CARGO_TARGET_DIR when set (CI keeps it outside the work tree).
+# Installs what it needs first (hack/deps.sh, as root) and builds the pinned Kubernetes, etcd and
+# Helm once per machine (hack/k8s.sh). Build output goes to CARGO_TARGET_DIR when set (CI keeps
+# it outside the work tree).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+hack/deps.sh
+FERROLB_K8S_DIR="$(hack/k8s.sh build)"
+export FERROLB_K8S_DIR
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check

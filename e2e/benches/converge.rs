@@ -1,4 +1,4 @@
-//! Convergence on the whole lab (root; network namespaces, Debian's FRR, the 1.20 apiserver):
+//! Convergence on the whole lab (root; network namespaces, Debian's FRR, the pinned Kubernetes):
 //! `ferrolb controller` and two `ferrolb speaker`s announcing 10,000 Services to the ToR
 //! router, then one more Service at a time. Prints `BENCH <name> <value> <unit>` lines:
 //!
@@ -27,7 +27,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use futures::{StreamExt as _, TryStreamExt as _};
-use k8s_openapi::api::core::v1::{Endpoints, Service};
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::{Api, DeleteParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use serde_json::json;
@@ -68,29 +69,42 @@ fn service(name: &str, ip: Option<&str>) -> Result<Service> {
     }))?)
 }
 
-fn endpoints(name: &str, i: usize) -> Result<Endpoints> {
+/// The harness's EndpointSlice for Service `name` (there are no pods): ready endpoints on
+/// both nodes, under a `managed-by` of its own so kube-controller-manager leaves it alone.
+fn endpoints(name: &str, i: usize) -> Result<EndpointSlice> {
     let (a, b) = (i / 250, i % 250 + 1);
+    let ready = json!({"ready": true, "serving": true, "terminating": false});
     Ok(serde_json::from_value(json!({
-        "apiVersion": "v1",
-        "kind": "Endpoints",
-        "metadata": {"name": name, "namespace": NAMESPACE},
-        "subsets": [{
-            "addresses": [
-                {"ip": format!("10.244.{a}.{b}"), "nodeName": "n1"},
-                {"ip": format!("10.245.{a}.{b}"), "nodeName": "n2"}
-            ],
-            "ports": [{"port": 80}]
-        }]
+        "apiVersion": "discovery.k8s.io/v1",
+        "kind": "EndpointSlice",
+        "metadata": {
+            "name": slice_name(name),
+            "namespace": NAMESPACE,
+            "labels": {
+                "kubernetes.io/service-name": name,
+                "endpointslice.kubernetes.io/managed-by": "e2e.ferrolb.io"
+            }
+        },
+        "addressType": "IPv4",
+        "endpoints": [
+            {"addresses": [format!("10.244.{a}.{b}")], "nodeName": "n1", "conditions": ready},
+            {"addresses": [format!("10.245.{a}.{b}")], "nodeName": "n2", "conditions": ready}
+        ],
+        "ports": [{"port": 80, "protocol": "TCP"}]
     }))?)
 }
 
-/// Runs `work` with API handles on Endpoints and Services in the bench namespace, on a thread
+fn slice_name(service: &str) -> String {
+    format!("{service}-bench")
+}
+
+/// Runs `work` with API handles on EndpointSlices and Services in the bench namespace, on a thread
 /// that has entered the control plane's network namespace (where the API server's address is
 /// reachable), on a runtime of its own.
 fn with_api<T, F, Fut>(kubeconfig: &Path, work: F) -> Result<T>
 where
     T: Send + 'static,
-    F: FnOnce(Api<Endpoints>, Api<Service>) -> Fut + Send + 'static,
+    F: FnOnce(Api<EndpointSlice>, Api<Service>) -> Fut + Send + 'static,
     Fut: std::future::Future<Output = Result<T>>,
 {
     let kubeconfig = kubeconfig.to_path_buf();
@@ -228,7 +242,7 @@ fn run(dir: &Path) -> Result<()> {
         anyhow::Ok(())
     })?;
     eprintln!(
-        "created {BULK} Services and Endpoints in {:.1} s",
+        "created {BULK} Services and EndpointSlices in {:.1} s",
         started.elapsed().as_secs_f64()
     );
     wait_for(
@@ -294,8 +308,10 @@ fn probe(dir: &Path) -> Result<()> {
                 }
             };
             withdraw.push(gone.duration_since(deleted).as_secs_f64() * 1e3);
-            // The 1.20 apiserver deletes a Service's Endpoints with it.
-            let _ = eps.delete(&name, &DeleteParams::default()).await;
+            // The harness's slice has no owner: it goes by hand.
+            let _ = eps
+                .delete(&slice_name(&name), &DeleteParams::default())
+                .await;
             eprintln!(
                 "probe {i}: converge {:.1} ms, withdraw {:.1} ms (created at {wall} UTC)",
                 converge[i], withdraw[i]

@@ -1,5 +1,5 @@
-//! Layer-2 failover on the lab (root; network namespaces, Debian's FRR, the apiserver from
-//! `hack/apiserver.sh`): three speakers, the IPv4 layer-2 Service `shop/printer`. Each run
+//! Layer-2 failover on the lab (root; network namespaces, Debian's FRR, the control plane from
+//! `hack/k8s.sh`): three speakers, the IPv4 layer-2 Service `shop/printer`. Each run
 //! the client resolves the IP (its neighbour entry holds the owner's MAC), the owner's switch
 //! port goes down, and the time until the client's kernel holds a surviving node's MAC is
 //! measured (the survivor learns of the death through gossip and sends gratuitous ARP). The

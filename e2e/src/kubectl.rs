@@ -1,4 +1,5 @@
-//! `kubectl` against a lab's control plane, run as a user would run it.
+//! `kubectl` against a lab's control plane, run as a user would run it: the pinned release's
+//! own kubectl (`hack/k8s.sh`), never whatever the machine has on its PATH.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -29,21 +30,22 @@ impl Kubectl {
         self
     }
 
-    fn command(&self) -> Command {
-        match &self.netns {
+    fn command(&self) -> Result<Command> {
+        let kubectl = crate::paths::k8s_tool("kubectl")?;
+        Ok(match &self.netns {
             Some(ns) => {
                 let mut c = Command::new("ip");
-                c.args(["netns", "exec", ns, "kubectl"]);
+                c.args(["netns", "exec", ns]).arg(kubectl);
                 c
             }
-            None => Command::new("kubectl"),
-        }
+            None => Command::new(kubectl),
+        })
     }
 
     /// `kubectl auth can-i VERB RESOURCE -n NAMESPACE --as USER`; `RESOURCE` may name a
     /// subresource as `services/status`.
     pub fn can_i(&self, verb: &str, resource: &str, namespace: &str, user: &str) -> Result<bool> {
-        let mut command = self.command();
+        let mut command = self.command()?;
         command
             .arg("--kubeconfig")
             .arg(&self.kubeconfig)
@@ -65,7 +67,7 @@ impl Kubectl {
 
     /// Runs `kubectl ARGS` (with `stdin` piped in); returns stdout, or an error with stderr.
     pub fn run(&self, args: &[&str], stdin: Option<&str>) -> Result<String> {
-        let mut command = self.command();
+        let mut command = self.command()?;
         let mut child = command
             .arg("--kubeconfig")
             .arg(&self.kubeconfig)
@@ -98,31 +100,18 @@ impl Kubectl {
         self.run(&["apply", "-f", "-"], Some(manifests))
     }
 
-    /// `kubectl apply` of every CRD in `dir`, then waits until the API server has
-    /// established each. Polled rather than `kubectl wait`: the 1.20-era wait fails at once
-    /// on a CRD whose status has no conditions yet, instead of waiting.
+    /// Applies every CRD in `dir` as a user would (`kubectl apply --server-side`, with the
+    /// API server's full schema validation), then waits until the API server has established
+    /// each.
     pub fn apply_crds(&self, dir: &Path, timeout: std::time::Duration) -> Result<()> {
+        let dir = dir.to_string_lossy();
+        self.run(&["apply", "--server-side", "-f", &dir], None)?;
+        let wait = format!("--timeout={}s", timeout.as_secs().max(1));
         self.run(
-            &["apply", "--validate=false", "-f", &dir.to_string_lossy()],
+            &["wait", "--for=condition=Established", &wait, "-f", &dir],
             None,
         )?;
-        let wanted = std::fs::read_dir(dir)?.count();
-        crate::process::wait_for("the CRDs to be established", timeout, || {
-            let crds = self.get(&["crd"])?;
-            let established = crds["items"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter(|crd| {
-                    crd["status"]["conditions"]
-                        .as_array()
-                        .into_iter()
-                        .flatten()
-                        .any(|c| c["type"] == "Established" && c["status"] == "True")
-                })
-                .count();
-            Ok((established >= wanted).then_some(()))
-        })
+        Ok(())
     }
 
     /// `kubectl get ARGS -o json`, parsed.

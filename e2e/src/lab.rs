@@ -29,7 +29,7 @@ use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::apiserver::ControlPlane;
+use crate::control_plane::ControlPlane;
 use crate::frr::{Frr, spawn_daemon};
 use crate::kubectl::Kubectl;
 use crate::netns::{Netns, Switch};
@@ -175,8 +175,8 @@ fn node_manifest(name: &str, address: &str) -> String {
     )
 }
 
-/// Where the lab's Services have ready endpoints (there is no kubelet, so the harness writes
-/// the core/v1 Endpoints a cluster would have): `web` on both nodes, `api`
+/// Where the lab's Services have ready endpoints (there is no kubelet yet, so the harness
+/// writes the EndpointSlices a cluster would have): `web` on both nodes, `api`
 /// (`externalTrafficPolicy: Local`) on n1 only, `printer` on n2.
 pub const ENDPOINTS: [(&str, &[(&str, &str)]); 5] = [
     ("web", &[("10.244.1.10", "n1"), ("10.244.2.10", "n2")]),
@@ -186,22 +186,65 @@ pub const ENDPOINTS: [(&str, &[(&str, &str)]); 5] = [
     ("printer6", &[("fd44:2::12", "n2")]),
 ];
 
-/// A core/v1 Endpoints object for Service `namespace/name` with ready `(ip, node)` addresses.
+/// The state of one endpoint, as its EndpointSlice's `conditions` say it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EndpointState {
+    /// Ready (and so serving).
+    Ready,
+    /// Terminating but still serving (`ready: false, serving: true, terminating: true`).
+    TerminatingServing,
+    /// Terminating and no longer serving.
+    TerminatingGone,
+    /// Not ready yet (`ready: false, serving: false`).
+    NotReady,
+}
+
+impl EndpointState {
+    fn conditions(self) -> &'static str {
+        match self {
+            EndpointState::Ready => "{ready: true, serving: true, terminating: false}",
+            EndpointState::TerminatingServing => "{ready: false, serving: true, terminating: true}",
+            EndpointState::TerminatingGone => "{ready: false, serving: false, terminating: true}",
+            EndpointState::NotReady => "{ready: false, serving: false, terminating: false}",
+        }
+    }
+}
+
+/// The harness's EndpointSlice (`discovery.k8s.io/v1`) for Service `namespace/name`, with
+/// ready endpoints at `(ip, node)`. It is managed by the harness (its own `managed-by`
+/// label), so kube-controller-manager's EndpointSlice controller, which writes its own
+/// (empty, as there are no pods) slices for the Service, leaves it alone.
 pub fn endpoints_manifest(namespace: &str, name: &str, ready: &[(&str, &str)]) -> String {
-    let addresses: Vec<String> = ready
+    let endpoints: Vec<(&str, &str, EndpointState)> = ready
         .iter()
-        .map(|(ip, node)| format!("{{ip: \"{ip}\", nodeName: {node}}}"))
+        .map(|&(ip, node)| (ip, node, EndpointState::Ready))
         .collect();
-    let subsets = if addresses.is_empty() {
-        "[]".to_string()
+    endpoint_slice_manifest(namespace, name, &endpoints)
+}
+
+/// As [`endpoints_manifest`], with each endpoint's state given.
+pub fn endpoint_slice_manifest(
+    namespace: &str,
+    name: &str,
+    endpoints: &[(&str, &str, EndpointState)],
+) -> String {
+    let family = if endpoints.iter().any(|(ip, _, _)| ip.contains(':')) {
+        "IPv6"
     } else {
-        format!(
-            "[{{addresses: [{}], ports: [{{port: 80}}]}}]",
-            addresses.join(", ")
-        )
+        "IPv4"
     };
+    let list: Vec<String> = endpoints
+        .iter()
+        .map(|(ip, node, state)| {
+            format!(
+                "{{addresses: [\"{ip}\"], nodeName: {node}, conditions: {}}}",
+                state.conditions()
+            )
+        })
+        .collect();
     format!(
-        "apiVersion: v1\nkind: Endpoints\nmetadata: {{name: {name}, namespace: {namespace}}}\nsubsets: {subsets}\n---\n"
+        "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {{name: {name}-lab, namespace: {namespace}, labels: {{kubernetes.io/service-name: {name}, endpointslice.kubernetes.io/managed-by: e2e.ferrolb.io}}}}\naddressType: {family}\nendpoints: [{}]\nports: [{{port: 80, protocol: TCP}}]\n---\n",
+        list.join(", ")
     )
 }
 
@@ -617,15 +660,26 @@ pub fn up(dir: &Path) -> Result<String> {
     state.namespaces.extend(nodes.into_iter().map(Netns::keep));
     state.write(dir)?;
 
+    // Converged: every BFD session of the ToR up, and every BGP IP routed there.
     let router = Netns::attach(&ns("rtr"));
-    let converged = wait_for("routes on the router", Duration::from_secs(30), || {
-        for ip in bgp_ips(dir)? {
-            if nexthops(&router, &ip)?.is_empty() {
+    let tor = Frr::client(&dir.join("rtr"), &ns("rtr"));
+    let converged = wait_for(
+        "BFD and routes on the router",
+        Duration::from_secs(30),
+        || {
+            let peers: Value = serde_json::from_str(&tor.vtysh("show bfd peers json")?)?;
+            let sessions = peers.as_array().map_or(&[][..], Vec::as_slice);
+            if sessions.len() < NODES.len() || sessions.iter().any(|p| p["status"] != "up") {
                 return Ok(None);
             }
-        }
-        Ok(Some(()))
-    });
+            for ip in bgp_ips(dir)? {
+                if nexthops(&router, &ip)?.is_empty() {
+                    return Ok(None);
+                }
+            }
+            Ok(Some(()))
+        },
+    );
     if let Err(error) = converged {
         eprintln!("warning: {error:#}");
     }
@@ -634,7 +688,7 @@ pub fn up(dir: &Path) -> Result<String> {
     Ok(out)
 }
 
-/// Ends everything `up` started and deletes the lab's namespaces.
+/// Ends everything `up` started and deletes the lab's namespaces and its directory.
 pub fn down(dir: &Path) -> Result<()> {
     let state = LabState::read(dir)?;
     for pid in &state.pids {
@@ -643,7 +697,10 @@ pub fn down(dir: &Path) -> Result<()> {
     for name in &state.namespaces {
         let _ = Netns::delete(name);
     }
-    std::fs::remove_dir_all(dir)?;
+    // FERROLB_KEEP keeps the logs and state files, as it keeps the tests' scratch directories.
+    if std::env::var_os("FERROLB_KEEP").is_none() {
+        std::fs::remove_dir_all(dir)?;
+    }
     Ok(())
 }
 

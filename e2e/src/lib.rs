@@ -1,4 +1,4 @@
-//! Lab harness for ferrolb: a real kube-apiserver + etcd ([`apiserver`]), network namespaces
+//! Lab harness for ferrolb: a real Kubernetes control plane ([`control_plane`]), network namespaces
 //! and the lab switch ([`netns`]), hermetic FRR instances ([`frr`]), a node peering with two
 //! routers ([`peering`]) and the configurations it is driven through ([`configs`]), the
 //! processes of the lab ([`process`]), `kubectl` as a user would run it ([`kubectl`]), and
@@ -8,8 +8,8 @@
 //! Everything a harness object starts is ended by PID when the object is dropped, on success
 //! or failure.
 
-pub mod apiserver;
 pub mod configs;
+pub mod control_plane;
 pub mod fabric;
 pub mod frr;
 pub mod kubectl;

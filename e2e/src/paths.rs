@@ -33,27 +33,55 @@ pub fn ferrolb() -> Result<PathBuf> {
     Ok(path)
 }
 
-/// The directory holding `kube-apiserver` and `etcd`: `FERROLB_APISERVER_DIR`, else what
-/// `hack/apiserver.sh build` prints (it builds once per machine and caches).
-pub fn apiserver_bin() -> Result<PathBuf> {
-    if let Some(dir) = std::env::var_os("FERROLB_APISERVER_DIR") {
-        return Ok(PathBuf::from(dir));
+/// The directory holding the pinned Kubernetes binaries, etcd and helm: `FERROLB_K8S_DIR`,
+/// else what `hack/k8s.sh build` prints (it builds once per machine and caches).
+pub fn k8s_bin() -> Result<PathBuf> {
+    static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    if let Some(dir) = DIR.get() {
+        return Ok(dir.clone());
     }
-    let script = repo().join("hack/apiserver.sh");
-    let out = Command::new("bash")
-        .arg(&script)
-        .arg("build")
-        .output()
-        .with_context(|| format!("running {}", script.display()))?;
-    if !out.status.success() {
-        bail!(
-            "{} build failed:\n{}",
-            script.display(),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    let dir = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    Ok(PathBuf::from(dir))
+    let dir = match std::env::var_os("FERROLB_K8S_DIR") {
+        Some(dir) => PathBuf::from(dir),
+        None => {
+            let script = repo().join("hack/k8s.sh");
+            let out = Command::new("bash")
+                .arg(&script)
+                .arg("build")
+                .output()
+                .with_context(|| format!("running {}", script.display()))?;
+            if !out.status.success() {
+                bail!(
+                    "{} build failed:\n{}",
+                    script.display(),
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+            PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+        }
+    };
+    Ok(DIR.get_or_init(|| dir).clone())
+}
+
+/// The Kubernetes version `hack/tools` pins (`v1.37.2`): the control plane must report it.
+pub fn k8s_version() -> Result<String> {
+    let go_mod = std::fs::read_to_string(repo().join("hack/tools/go.mod"))
+        .context("reading hack/tools/go.mod")?;
+    go_mod
+        .lines()
+        .find_map(|line| {
+            let mut words = line.split_whitespace();
+            (words.next() == Some("k8s.io/kubernetes"))
+                .then(|| words.next())
+                .flatten()
+                .filter(|v| v.starts_with('v'))
+                .map(str::to_string)
+        })
+        .context("hack/tools/go.mod pins no k8s.io/kubernetes version")
+}
+
+/// A program from [`k8s_bin`] (`kubectl`, `helm`, `kube-apiserver`, …).
+pub fn k8s_tool(name: &str) -> Result<PathBuf> {
+    Ok(k8s_bin()?.join(name))
 }
 
 /// A fresh scratch directory for one lab, removed by [`Scratch`]'s drop.

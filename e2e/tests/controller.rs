@@ -1,17 +1,14 @@
-//! `ferrolb controller` against a real kube-apiserver (Kubernetes 1.20 from Debian's source;
-//! `hack/apiserver.sh` builds it once per machine). Everything is done as a user would: CRDs
-//! and manifests applied with kubectl, results read back with kubectl.
-//!
-//! 1.20 predates CEL: the CRDs' `x-kubernetes-validations` are unknown to it, so they are
-//! applied with `--validate=false` (the server then ignores the rules; ferrolb's own checks
-//! still report every error in the ConfigurationState).
+//! `ferrolb controller` against a real control plane of the pinned Kubernetes release
+//! (`hack/k8s.sh` builds it once per machine). Everything is done as a user would: CRDs
+//! (server-side, fully validated) and manifests applied with kubectl, results read back with
+//! kubectl.
 
 use std::net::TcpListener;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use ferrolb_e2e::apiserver::ControlPlane;
+use ferrolb_e2e::control_plane::ControlPlane;
 use ferrolb_e2e::kubectl::Kubectl;
 use ferrolb_e2e::paths::{self, Scratch};
 use ferrolb_e2e::process::{Process, wait_for};

@@ -1,5 +1,5 @@
 //! The whole lab as `hack/lab.sh up` builds it (root; network namespaces, Debian's FRR and the
-//! Kubernetes 1.20 apiserver from `hack/apiserver.sh`): a real API server, `ferrolb
+//! pinned Kubernetes release from `hack/k8s.sh`): a real API server, `ferrolb
 //! controller`, and `ferrolb speaker` on two nodes, each driving its own FRR, peering with two
 //! routers: `tor` (eBGP, BFD) and `rr` (iBGP, TCP-MD5 password). Scenarios are driven with
 //! kubectl and judged by the routers' kernel FIBs and BGP tables, one after the other on one
@@ -8,7 +8,8 @@
 //! - ECMP from both nodes on both routers, and for an IPv6 Service over IPv6 sessions; the community on both, the local preference on
 //!   the iBGP one; the MD5-protected sessions up;
 //! - `externalTrafficPolicy: Local` announced only where the ready endpoint is (read from
-//!   core/v1 Endpoints, which is all 1.20 serves), and moved when it moves;
+//!   EndpointSlices), and moved when it moves; a terminating endpoint that still serves keeps
+//!   its node announcing, one that stopped serving does not;
 //! - an invalid CR reported in each speaker's ConfigurationState with every route kept;
 //! - ServiceBGPStatus naming nodes and peers;
 //! - a peer's node selector and an advertisement's node selector;
@@ -34,7 +35,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use ferrolb_e2e::frr::Frr;
 use ferrolb_e2e::kubectl::Kubectl;
-use ferrolb_e2e::lab::{self, endpoints_manifest};
+use ferrolb_e2e::lab::{self, EndpointState, endpoint_slice_manifest, endpoints_manifest};
 use ferrolb_e2e::netns::Netns;
 use ferrolb_e2e::process::wait_for;
 use serde_json::Value;
@@ -152,6 +153,29 @@ fn speakers_announce_follow_endpoints_survive_bad_config_and_withdraw() -> Resul
 
     // The endpoint moves to n2: so does the route.
     kubectl.apply(&endpoints_manifest("shop", "api", &[("10.244.2.11", "n2")]))?;
+    wait_hops(&router, &api, &[N2])?;
+
+    // As MetalLB reads EndpointSlices: a terminating endpoint that still serves (a rolling
+    // update's old pod) keeps its node announcing; once it stops serving, and with only a
+    // not-ready one beside it, the node withdraws.
+    kubectl.apply(&endpoint_slice_manifest(
+        "shop",
+        "api",
+        &[
+            ("10.244.1.11", "n1", EndpointState::TerminatingServing),
+            ("10.244.2.11", "n2", EndpointState::Ready),
+        ],
+    ))?;
+    wait_hops(&router, &api, &[N1, N2])?;
+    kubectl.apply(&endpoint_slice_manifest(
+        "shop",
+        "api",
+        &[
+            ("10.244.1.11", "n1", EndpointState::TerminatingGone),
+            ("10.244.1.12", "n1", EndpointState::NotReady),
+            ("10.244.2.11", "n2", EndpointState::Ready),
+        ],
+    ))?;
     wait_hops(&router, &api, &[N2])?;
 
     // An invalid pool: every speaker reports it, and no route changes.

@@ -1,5 +1,5 @@
 //! The validating webhook, served by a real `ferrolb controller` with the certificates it makes
-//! itself, against a real kube-apiserver (Kubernetes 1.20 from `hack/apiserver.sh`):
+//! itself, against a real control plane of the pinned Kubernetes release (`hack/k8s.sh`):
 //!
 //! - the controller writes its CA and serving certificate into a Secret and the CA into the
 //!   ValidatingWebhookConfiguration's `caBundle`;
@@ -15,7 +15,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use ferrolb_e2e::apiserver::ControlPlane;
+use ferrolb_e2e::control_plane::ControlPlane;
 use ferrolb_e2e::kubectl::Kubectl;
 use ferrolb_e2e::paths::{self, Scratch};
 use ferrolb_e2e::process::{Process, wait_for};

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Installs what the tests, the lab and the benchmarks need on a fresh Debian machine (as root),
+# and does nothing when it is all there. hack/test.sh and hack/lab.sh call it; .ci/run through
+# hack/test.sh.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+for component in rustfmt clippy; do
+  if ! rustup component list --installed 2>/dev/null | grep -q "^${component}"; then
+    rustup component add "$component"
+  fi
+done
+
+need=()
+# FRR from Debian: golden frr.conf files are checked by vtysh and loaded into real FRR daemons;
+# the speaker falls back to frr-reload.py (frr-pythontools) when FRR's state is unknown.
+[ -x /usr/lib/frr/bgpd ] || need+=(frr)
+[ -x /usr/lib/frr/frr-reload.py ] || need+=(frr-pythontools)
+# iproute2 for the network namespaces those daemons run in; flock for the build caches' locks.
+command -v ip >/dev/null 2>&1 || need+=(iproute2)
+command -v flock >/dev/null 2>&1 || need+=(util-linux)
+# openssl makes the control plane's service-account key.
+command -v openssl >/dev/null 2>&1 || need+=(openssl)
+# The Helm chart is checked with Helm's engine from PyPI, in a venv (hack/chart.sh).
+python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need+=(python3 python3-venv)
+# The Argo CD health checks shipped in deploy/argocd are Lua.
+command -v lua5.4 >/dev/null 2>&1 || need+=(lua5.4)
+# The lab's client checks layer-2 answers the way a user would.
+command -v arping >/dev/null 2>&1 || need+=(iputils-arping)
+command -v ndisc6 >/dev/null 2>&1 || need+=(ndisc6)
+if [ "${#need[@]}" -gt 0 ]; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
