@@ -19,5 +19,6 @@ pub mod http;
 pub mod l2;
 pub mod manifest;
 pub mod offline;
+pub mod shell;
 pub mod speaker;
 pub mod webhook;

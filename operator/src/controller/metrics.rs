@@ -7,7 +7,6 @@ use std::collections::BTreeMap;
 use std::sync::atomic::AtomicU64;
 
 use prometheus_client::encoding::EncodeLabelSet;
-use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
@@ -33,52 +32,7 @@ pub struct Metrics {
     in_use_v4: PoolGauge,
     in_use_v6: PoolGauge,
     /// The Kubernetes client metrics.
-    pub client: ClientMetrics,
-}
-
-/// The `metallb_k8s_client_*` metrics every component exports.
-#[derive(Debug, Default)]
-pub struct ClientMetrics {
-    /// Watch events processed.
-    pub updates: Counter,
-    /// Writes to the API that failed.
-    pub update_errors: Counter,
-    config_loaded: Gauge,
-    config_stale: Gauge,
-}
-
-impl ClientMetrics {
-    /// Registers the metrics in `registry`.
-    pub fn register(&self, registry: &mut Registry) {
-        // Counters get their `_total` suffix from the encoder.
-        registry.register(
-            "metallb_k8s_client_updates",
-            "Number of Kubernetes object updates processed",
-            self.updates.clone(),
-        );
-        registry.register(
-            "metallb_k8s_client_update_errors",
-            "Number of Kubernetes writes that failed",
-            self.update_errors.clone(),
-        );
-        registry.register(
-            "metallb_k8s_client_config_loaded_bool",
-            "1 if a configuration has been loaded since start",
-            self.config_loaded.clone(),
-        );
-        registry.register(
-            "metallb_k8s_client_config_stale_bool",
-            "1 if the configuration in force is older than the objects in the cluster because the \
-             newest is invalid",
-            self.config_stale.clone(),
-        );
-    }
-
-    /// Records whether a configuration is in force and whether it is stale.
-    pub fn set_config(&self, loaded: bool, stale: bool) {
-        self.config_loaded.set(i64::from(loaded));
-        self.config_stale.set(i64::from(stale));
-    }
+    pub client: crate::shell::metrics::ClientMetrics,
 }
 
 impl Metrics {

@@ -14,11 +14,12 @@
 //! rather than a change (`AllocationFailed`, `LoadBalancerFailed`) are recorded once per
 //! distinct reason, not on every pass; [`EventMemory`] remembers what was said.
 
+use crate::shell::state::{keep_transition_times, load_condition, summary};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
 
 use k8s_openapi::api::core::v1::Service;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use serde_json::{Value, json};
 
 use crate::alloc::{self, AllocService, Event, POOL_ANNOTATION, PoolUsage};
@@ -475,61 +476,6 @@ fn outcome(
         ));
     }
     *said = now;
-}
-
-/// The condition a ConfigurationState carries for one load.
-/// Gives each condition whose status is unchanged from `previous` its old transition time.
-pub(crate) fn keep_transition_times(
-    conditions: &mut [Condition],
-    previous: Option<&ConfigurationStateStatus>,
-) {
-    let before = previous
-        .and_then(|p| p.conditions.as_deref())
-        .unwrap_or(&[]);
-    for condition in conditions {
-        if let Some(old) = before
-            .iter()
-            .find(|o| o.type_ == condition.type_ && o.status == condition.status)
-        {
-            condition.last_transition_time = old.last_transition_time.clone();
-        }
-    }
-}
-
-pub(crate) fn load_condition(
-    type_: &str,
-    load: &Result<(), Vec<ConfigError>>,
-    invalid_suffix: &str,
-    now: &Time,
-) -> Condition {
-    let (status, reason, message) = match load {
-        Ok(()) => (
-            "True",
-            "Reconciled",
-            "the configuration is valid".to_string(),
-        ),
-        Err(errors) => (
-            "False",
-            "ConfigurationError",
-            format!("{}{invalid_suffix}", summary(errors)),
-        ),
-    };
-    Condition {
-        type_: type_.to_string(),
-        status: status.to_string(),
-        reason: reason.to_string(),
-        message,
-        last_transition_time: now.clone(),
-        observed_generation: None,
-    }
-}
-
-fn summary(errors: &[ConfigError]) -> String {
-    errors
-        .iter()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join("\n")
 }
 
 /// The `controller` ConfigurationState status, from two loads made at `now`: `pools`, what

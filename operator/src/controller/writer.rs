@@ -9,6 +9,7 @@
 //! - IPAddressPool status: JSON merge patch on the `status` subresource.
 //! - ConfigurationState `controller`: server-side apply of the object, then of its status.
 
+use crate::shell::state::{StateTarget, apply_configuration_state};
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::{Patch, PatchParams};
@@ -18,9 +19,7 @@ use serde_json::{Value, json};
 
 use super::plan::ServiceWrite;
 use crate::alloc;
-use crate::api::{
-    ConfigurationState, ConfigurationStateStatus, IPAddressPool, IPAddressPoolStatus,
-};
+use crate::api::{ConfigurationStateStatus, IPAddressPool, IPAddressPoolStatus};
 use crate::cluster::ServiceKey;
 
 /// The field manager of every write.
@@ -29,8 +28,6 @@ pub const FIELD_MANAGER: &str = "ferrolb-controller";
 pub const EVENT_COMPONENT: &str = "metallb-controller";
 /// The controller's ConfigurationState.
 pub const STATE_NAME: &str = "controller";
-/// Label naming the component a ConfigurationState belongs to.
-pub const COMPONENT_LABEL: &str = "metallb.io/component-type";
 /// The longest Event note the API accepts.
 const NOTE_LIMIT: usize = 1024;
 
@@ -241,53 +238,4 @@ impl ApiWriter {
         .await
         .map_err(|source| WriteError::ConfigurationState { source })
     }
-}
-
-/// Which ConfigurationState a component writes, and as whom.
-#[derive(Clone, Copy, Debug)]
-pub struct StateTarget<'a> {
-    /// ferrolb's namespace.
-    pub namespace: &'a str,
-    /// `controller` or `speaker-<node>`.
-    pub name: &'a str,
-    /// The `metallb.io/component-type` label: `controller` or `speaker`.
-    pub component: &'a str,
-    /// The server-side apply field manager.
-    pub field_manager: &'a str,
-    /// The pod that owns the object, if known.
-    pub owner: Option<&'a OwnerReference>,
-}
-
-/// Creates or updates a ConfigurationState by server-side apply: the object (with its label
-/// and owner), then its status.
-pub async fn apply_configuration_state(
-    client: &Client,
-    target: &StateTarget<'_>,
-    status: &ConfigurationStateStatus,
-) -> Result<(), kube::Error> {
-    let api: Api<ConfigurationState> = Api::namespaced(client.clone(), target.namespace);
-    let params = PatchParams::apply(target.field_manager).force();
-    let mut metadata = json!({
-        "name": target.name,
-        "labels": { COMPONENT_LABEL: target.component },
-    });
-    if let Some(owner) = target.owner {
-        metadata["ownerReferences"] = json!([owner]);
-    }
-    let typed = |field: &str, value: Value| {
-        let mut object = json!({
-            "apiVersion": ConfigurationState::api_version(&()),
-            "kind": ConfigurationState::kind(&()),
-        });
-        object[field] = value;
-        object
-    };
-    let mut object = typed("metadata", metadata);
-    object["spec"] = json!({});
-    api.patch(target.name, &params, &Patch::Apply(&object))
-        .await?;
-    let status = typed("status", json!(status));
-    api.patch_status(target.name, &params, &Patch::Apply(&status))
-        .await
-        .map(drop)
 }

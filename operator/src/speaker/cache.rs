@@ -2,7 +2,7 @@
 //! ([`super::feed`]): each is reduced on arrival to what announcing reads (an [`LbService`],
 //! where its endpoints serve), and no Service or endpoint object is kept. Namespaces, Nodes,
 //! and Secrets and every `metallb.io` configuration kind in ferrolb's namespace are cached
-//! by reflectors (shared helpers with the controller's [`crate::controller::cache`]). Every
+//! by reflectors ([`crate::shell::watch`], as the controller's are). Every
 //! event raises one change signal.
 //!
 //! EndpointSlices are read from `discovery.k8s.io/v1` (Kubernetes 1.21 and newer; the speaker
@@ -20,7 +20,7 @@ use kube::{Api, Client, Resource};
 use super::feed::{EndpointPart, Feed, ObjectKey, Pending};
 use crate::cluster::{LbService, ServiceKey, slice_serving};
 use crate::config::ClusterObjects;
-use crate::controller::cache::{Changes, ConfigStores, from_metadata, full, owned, trimmed};
+use crate::shell::watch::{Changes, ConfigStores, from_metadata, full, owned, trimmed};
 
 /// The speaker's caches: changes of Services and endpoints (see [`super::feed`]), and
 /// stores of the rest.

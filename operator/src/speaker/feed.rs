@@ -16,7 +16,7 @@ use kube::runtime::{WatchStreamExt as _, watcher};
 use kube::{Api, Resource};
 use serde::de::DeserializeOwned;
 
-use crate::controller::cache::Changes;
+use crate::shell::watch::Changes;
 
 /// Changes not yet taken by the reader.
 #[derive(Debug)]

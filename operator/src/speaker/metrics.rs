@@ -12,8 +12,8 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
-use crate::controller::metrics::ClientMetrics;
 use crate::frr::state::{BfdSession, BgpSession, by_peer};
+use crate::shell::metrics::ClientMetrics;
 
 /// The `peer` label.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]

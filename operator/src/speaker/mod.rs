@@ -34,12 +34,14 @@ use tokio_util::sync::CancellationToken;
 use crate::api::ConfigurationStateStatus;
 use crate::cluster::ServiceScope;
 use crate::config::LoadOptions;
-use crate::controller::cache::Changes;
-use crate::controller::writer::{StateTarget, apply_configuration_state};
-use crate::controller::{connect_and_serve, now};
 use crate::frr::NodeFacts;
 use crate::frr::apply::{Applier, ApplyPath, FrrTarget, first_difference, same_configuration};
 use crate::frr::state;
+use crate::shell::runtime::{
+    RETRY_MAX, RETRY_MIN, connect_and_serve, limit_malloc_arenas, now, release_free_memory,
+};
+use crate::shell::state::{StateTarget, apply_configuration_state};
+use crate::shell::watch::Changes;
 use cache::SpeakerCaches;
 use metrics::Metrics;
 use plan::{PassInputs, Planner};
@@ -89,9 +91,6 @@ pub struct Options {
     pub frr_log_level: String,
 }
 
-const RETRY_MIN: Duration = Duration::from_millis(200);
-const RETRY_MAX: Duration = Duration::from_secs(30);
-
 /// Reads the kernel's forwarding switches, which zebra prints.
 fn node_facts() -> NodeFacts {
     let on = |path: &str| {
@@ -107,7 +106,7 @@ fn node_facts() -> NodeFacts {
 
 /// Runs the speaker until `shutdown` is cancelled.
 pub async fn run(options: Options, shutdown: CancellationToken) -> anyhow::Result<()> {
-    crate::controller::limit_malloc_arenas();
+    limit_malloc_arenas();
     let metrics = Arc::new(Metrics::default());
     let (client, ready) = connect_and_serve(
         |registry| metrics.register(registry),
@@ -294,7 +293,7 @@ pub async fn run(options: Options, shutdown: CancellationToken) -> anyhow::Resul
         }
         drop(objects);
         if trim_memory {
-            crate::controller::release_free_memory();
+            release_free_memory();
             trim_memory = false;
         }
         tracing::debug!(
@@ -326,7 +325,7 @@ pub async fn run(options: Options, shutdown: CancellationToken) -> anyhow::Resul
                 () = layer2.liveness_changed() => break,
                 () = tokio::time::sleep(backoff.unwrap_or(RETRY_MAX)), if backoff.is_some() => break,
                 _ = poll.tick() => {
-                    crate::controller::release_free_memory();
+                    release_free_memory();
                     if let Some(difference) = drifted(&mut applier, &metrics).await {
                         tracing::warn!(%difference, "FRR's running configuration differs from the applied one (restart or hand edit); applying again");
                         applier.forget();
@@ -341,7 +340,7 @@ pub async fn run(options: Options, shutdown: CancellationToken) -> anyhow::Resul
 
 /// The earliest start of the pass after one that ended at `end` after running for `took`.
 /// A pass that changed something is followed by `window` of gathering, so a burst's other
-/// changes come along (as [`crate::controller::gather`] does). One that changed nothing (a
+/// changes come along (as [`crate::shell::runtime::gather`] does). One that changed nothing (a
 /// Service created without an IP yet, endpoints moving between serving nodes) holds the
 /// next only as long as it ran itself, and `window` after the last pass that changed
 /// something (`busy_end`): the change that typically follows it, the IP the controller has

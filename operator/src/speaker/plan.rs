@@ -17,10 +17,10 @@ use crate::api::{ConfigurationStateResult, ConfigurationStateStatus};
 use crate::bgp::{IntentInputs, IntentState, ServiceBgp};
 use crate::cluster::{LbService, NodeView, ServiceKey, ServiceScope};
 use crate::config::{self, ClusterObjects, Config, ConfigError, LoadOptions};
-use crate::controller::plan::{keep_transition_times, load_condition};
 use crate::frr::{self, FrrConfig, NodeFacts};
 use crate::l2::members::Liveness;
 use crate::l2::{self, L2Announcement, L2Inputs};
+use crate::shell::state::{keep_transition_times, load_condition};
 
 /// A change in what the node announces: one prefix, and the peers (BGPPeer names) that now
 /// receive it and that no longer do.

@@ -9,6 +9,7 @@
 //! listed once, then only changes are written and objects for Services no longer announced
 //! are deleted.
 
+use crate::shell::runtime::{RETRY_MAX, RETRY_MIN};
 use std::collections::{BTreeMap, BTreeSet};
 
 use futures::StreamExt as _;
@@ -338,8 +339,6 @@ impl<K: StatusKind> StatusWriter<K> {
 
 /// Writes in flight at once.
 const IN_FLIGHT: usize = 16;
-const RETRY_MIN: std::time::Duration = std::time::Duration::from_millis(200);
-const RETRY_MAX: std::time::Duration = std::time::Duration::from_secs(30);
 
 #[cfg(test)]
 mod tests {

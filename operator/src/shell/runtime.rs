@@ -1,0 +1,78 @@
+//! What every long-running component does the same way: start-up (client, health and metrics
+//! listeners), the clock as the API writes it, gathering bursts of changes, retry waits, and
+//! glibc's memory tuning.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+use anyhow::Context;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::Client;
+use prometheus_client::registry::Registry;
+use tokio_util::sync::CancellationToken;
+
+use crate::http::Endpoints;
+
+/// The first wait before a failed step is tried again; it doubles up to [`RETRY_MAX`].
+pub(crate) const RETRY_MIN: Duration = Duration::from_millis(200);
+/// The longest wait between tries.
+pub(crate) const RETRY_MAX: Duration = Duration::from_secs(30);
+
+/// Hands memory the allocator holds but no longer uses back to the kernel. glibc keeps what
+/// a burst freed (the first list of 10,000 objects, a pass over them) in its arenas, so the
+/// resident set stays at the peak; after a trim it is what is live.
+#[allow(unsafe_code)] // One libc call (other unsafe code: limit_malloc_arenas, and l2::socket).
+pub(crate) fn release_free_memory() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: malloc_trim takes no pointers; it only shrinks the allocator's own free lists.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+/// Limits glibc to two malloc arenas rather than one per core and thread: the daemons'
+/// data is a few long-lived maps, and more arenas mostly hold memory already freed.
+#[allow(unsafe_code)] // One libc call, as above.
+pub(crate) fn limit_malloc_arenas() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: mallopt takes no pointers; it sets a parameter for arenas created later.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+    }
+}
+
+/// Waits out the rest of a burst after a change arrived: the next pass starts no sooner than
+/// `window` after the last one ended. A change that comes after a quiet spell that long starts
+/// a pass at once (a lone create is not kept waiting); one that comes sooner is part of a
+/// burst, and the pass waits for the rest of the window to take more of it along.
+pub(crate) async fn gather(last_pass: std::time::Instant, window: Duration) {
+    tokio::time::sleep_until((last_pass + window).into()).await;
+}
+
+/// The current time, as the API writes it.
+pub(crate) fn now() -> Time {
+    Time(k8s_openapi::jiff::Timestamp::now())
+}
+
+/// What every long-running component does first: a Kubernetes client from the in-cluster
+/// configuration or `KUBECONFIG`, and the health and metrics listeners serving the metrics
+/// `register` adds. Returns the client and the readiness flag `/readyz` reports.
+pub(crate) async fn connect_and_serve(
+    register: impl FnOnce(&mut Registry),
+    health_addr: SocketAddr,
+    metrics_addr: Option<SocketAddr>,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<(Client, Arc<AtomicBool>)> {
+    let client = Client::try_default()
+        .await
+        .context("no Kubernetes client configuration (in-cluster or KUBECONFIG)")?;
+    let mut registry = Registry::default();
+    register(&mut registry);
+    let ready = Arc::new(AtomicBool::new(false));
+    Endpoints::new(registry, Arc::clone(&ready))
+        .serve_both(health_addr, metrics_addr, shutdown)
+        .await?;
+    Ok((client, ready))
+}

@@ -1,0 +1,119 @@
+//! ConfigurationState, as both daemons write theirs: the object by server-side apply (with
+//! its component label and owner), then its status; conditions built from a configuration
+//! load, keeping their transition times while their status stands.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, OwnerReference, Time};
+use kube::api::{Patch, PatchParams};
+use kube::{Api, Client, Resource};
+use serde_json::{Value, json};
+
+use crate::api::{ConfigurationState, ConfigurationStateStatus};
+use crate::config::ConfigError;
+
+/// Label naming the component a ConfigurationState belongs to.
+pub const COMPONENT_LABEL: &str = "metallb.io/component-type";
+
+/// Gives each condition whose status is unchanged from `previous` its old transition time.
+pub(crate) fn keep_transition_times(
+    conditions: &mut [Condition],
+    previous: Option<&ConfigurationStateStatus>,
+) {
+    let before = previous
+        .and_then(|p| p.conditions.as_deref())
+        .unwrap_or(&[]);
+    for condition in conditions {
+        if let Some(old) = before
+            .iter()
+            .find(|o| o.type_ == condition.type_ && o.status == condition.status)
+        {
+            condition.last_transition_time = old.last_transition_time.clone();
+        }
+    }
+}
+
+/// The condition a ConfigurationState carries for one load.
+pub(crate) fn load_condition(
+    type_: &str,
+    load: &Result<(), Vec<ConfigError>>,
+    invalid_suffix: &str,
+    now: &Time,
+) -> Condition {
+    let (status, reason, message) = match load {
+        Ok(()) => (
+            "True",
+            "Reconciled",
+            "the configuration is valid".to_string(),
+        ),
+        Err(errors) => (
+            "False",
+            "ConfigurationError",
+            format!("{}{invalid_suffix}", summary(errors)),
+        ),
+    };
+    Condition {
+        type_: type_.to_string(),
+        status: status.to_string(),
+        reason: reason.to_string(),
+        message,
+        last_transition_time: now.clone(),
+        observed_generation: None,
+    }
+}
+
+/// Every error, one per line.
+pub(crate) fn summary(errors: &[ConfigError]) -> String {
+    errors
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Which ConfigurationState a component writes, and as whom.
+#[derive(Clone, Copy, Debug)]
+pub struct StateTarget<'a> {
+    /// ferrolb's namespace.
+    pub namespace: &'a str,
+    /// `controller` or `speaker-<node>`.
+    pub name: &'a str,
+    /// The `metallb.io/component-type` label: `controller` or `speaker`.
+    pub component: &'a str,
+    /// The server-side apply field manager.
+    pub field_manager: &'a str,
+    /// The pod that owns the object, if known.
+    pub owner: Option<&'a OwnerReference>,
+}
+
+/// Creates or updates a ConfigurationState by server-side apply: the object (with its label
+/// and owner), then its status.
+pub async fn apply_configuration_state(
+    client: &Client,
+    target: &StateTarget<'_>,
+    status: &ConfigurationStateStatus,
+) -> Result<(), kube::Error> {
+    let api: Api<ConfigurationState> = Api::namespaced(client.clone(), target.namespace);
+    let params = PatchParams::apply(target.field_manager).force();
+    let mut metadata = json!({
+        "name": target.name,
+        "labels": { COMPONENT_LABEL: target.component },
+    });
+    if let Some(owner) = target.owner {
+        metadata["ownerReferences"] = json!([owner]);
+    }
+    let typed = |field: &str, value: Value| {
+        let mut object = json!({
+            "apiVersion": ConfigurationState::api_version(&()),
+            "kind": ConfigurationState::kind(&()),
+        });
+        object[field] = value;
+        object
+    };
+    let mut object = typed("metadata", metadata);
+    object["spec"] = json!({});
+    api.patch(target.name, &params, &Patch::Apply(&object))
+        .await?;
+    let status = typed("status", json!(status));
+    api.patch_status(target.name, &params, &Patch::Apply(&status))
+        .await
+        .map(drop)
+}
