@@ -16,7 +16,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use ferrolb::frr::FrrConfig;
-use ferrolb::frr::apply::{Applier, ApplyPath, same_configuration};
+use ferrolb::frr::apply::{Applier, ApplyPath};
+use ferrolb::frr::running::same_configuration;
 use ferrolb_e2e::configs;
 use ferrolb_e2e::peering::{Peering, ROUTERS};
 use ferrolb_e2e::process::wait_for;

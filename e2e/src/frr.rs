@@ -124,7 +124,7 @@ impl Frr {
 
     /// `show running-config`, normalised as ferrolb compares it with its rendering.
     pub fn running_config(&self) -> Result<String> {
-        Ok(ferrolb::frr::apply::normalise_running(
+        Ok(ferrolb::frr::running::normalise_running(
             &self.vtysh("show running-config")?,
         ))
     }

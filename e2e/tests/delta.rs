@@ -12,8 +12,9 @@ use std::time::Duration;
 
 use anyhow::Result;
 use ferrolb::frr::FrrConfig;
-use ferrolb::frr::apply::{Applier, ApplyPath, first_difference, same_configuration};
+use ferrolb::frr::apply::{Applier, ApplyPath};
 use ferrolb::frr::delta;
+use ferrolb::frr::running::{first_difference, same_configuration};
 use ferrolb_e2e::configs::{self, Rng};
 use ferrolb_e2e::peering::{Peering, ROUTERS};
 use serde_json::Value;

@@ -1,11 +1,13 @@
 //! FRR: the node's configuration as data ([`model`]), rendered to frr.conf ([`render`]),
-//! changed line by line ([`delta`]), put into a running FRR and verified ([`apply`]), and its
-//! sessions read back ([`state`]), talking to the daemons through their sockets ([`vty`]).
+//! changed line by line ([`delta`]), put into a running FRR and verified ([`apply`]) against
+//! what FRR prints back ([`running`]), and its sessions read back ([`state`]), talking to the
+//! daemons through their sockets ([`vty`]).
 
 pub mod apply;
 pub mod delta;
 pub mod model;
 pub mod render;
+pub mod running;
 pub mod state;
 pub mod vty;
 

@@ -22,7 +22,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::UnixStream;
 
-use super::apply::normalise_running;
+use super::running::normalise_running;
 
 /// Commands written before their answers are read.
 const BATCH: usize = 512;

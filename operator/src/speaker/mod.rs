@@ -35,7 +35,8 @@ use crate::api::ConfigurationStateStatus;
 use crate::cluster::ServiceScope;
 use crate::config::LoadOptions;
 use crate::frr::NodeFacts;
-use crate::frr::apply::{Applier, ApplyPath, FrrTarget, first_difference, same_configuration};
+use crate::frr::apply::{Applier, ApplyPath, FrrTarget};
+use crate::frr::running::{first_difference, same_configuration};
 use crate::frr::state;
 use crate::shell::runtime::{
     RETRY_MAX, RETRY_MIN, connect_and_serve, limit_malloc_arenas, now, release_free_memory,
