@@ -100,6 +100,12 @@ impl Kubectl {
         self.run(&["apply", "-f", "-"], Some(manifests))
     }
 
+    /// `kubectl apply -f PATH` of a file of the repository (`examples/lab/lab.yaml`, …).
+    pub fn apply_repo_file(&self, path: &str) -> Result<String> {
+        let path = crate::paths::repo().join(path);
+        self.run(&["apply", "-f", &path.to_string_lossy()], None)
+    }
+
     /// Applies every CRD in `dir` as a user would (`kubectl apply --server-side`, with the
     /// API server's full schema validation), then waits until the API server has established
     /// each.

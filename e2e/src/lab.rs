@@ -592,16 +592,7 @@ pub fn up(dir: &Path) -> Result<String> {
         base.push_str(&node_manifest(name, address));
     }
     kubectl.apply(&base)?;
-    kubectl.run(
-        &[
-            "apply",
-            "-f",
-            &paths::repo()
-                .join("examples/lab/lab.yaml")
-                .to_string_lossy(),
-        ],
-        None,
-    )?;
+    kubectl.apply_repo_file("examples/lab/lab.yaml")?;
 
     let endpoints: String = ENDPOINTS
         .iter()

@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use ferrolb_e2e::control_plane::ControlPlane;
 use ferrolb_e2e::kubectl::Kubectl;
 use ferrolb_e2e::paths::{self, Scratch};
@@ -17,15 +17,15 @@ const NS: &str = "metallb-system";
 
 /// `kubectl apply -f -` of `manifest` must fail with `message` in kubectl's error.
 fn refused(kubectl: &Kubectl, manifest: &str, message: &str) -> Result<()> {
-    match kubectl.apply(manifest) {
-        Ok(out) => bail!("accepted ({out}) though it breaks {message:?}:\n{manifest}"),
-        Err(error) => {
-            let text = format!("{error:#}");
-            if !text.contains(message) {
-                bail!("refused, but not with {message:?}: {text}");
-            }
-            Ok(())
-        }
+    refused_by(kubectl.apply(manifest), message).with_context(|| format!("applying:\n{manifest}"))
+}
+
+/// What kubectl answered must be a refusal naming `message`.
+fn refused_by(answer: Result<String>, message: &str) -> Result<()> {
+    match answer {
+        Ok(out) => bail!("accepted ({out}) though it breaks {message:?}"),
+        Err(error) if format!("{error:#}").contains(message) => Ok(()),
+        Err(error) => bail!("refused, but not with {message:?}: {error:#}"),
     }
 }
 
@@ -146,16 +146,14 @@ fn every_cel_rule_refuses_with_its_message_and_accepts_what_is_valid() -> Result
         "apiVersion: metallb.io/v1beta1\nkind: ServiceL2Status\nmetadata: {{name: l2-web, namespace: {NS}}}\n"
     ))?;
     apply_status(&kubectl, &l2_status("n1", "web"))?;
-    for (manifest, message) in [
-        (l2_status("n2", "web"), "node is immutable"),
-        (l2_status("n1", "api"), "serviceName is immutable"),
-    ] {
-        match apply_status(&kubectl, &manifest) {
-            Ok(out) => bail!("accepted ({out}) though it breaks {message:?}"),
-            Err(error) if format!("{error:#}").contains(message) => {}
-            Err(error) => bail!("refused, but not with {message:?}: {error:#}"),
-        }
-    }
+    refused_by(
+        apply_status(&kubectl, &l2_status("n2", "web")),
+        "node is immutable",
+    )?;
+    refused_by(
+        apply_status(&kubectl, &l2_status("n1", "api")),
+        "serviceName is immutable",
+    )?;
     apply_status(
         &kubectl,
         "apiVersion: metallb.io/v1beta1\nkind: ServiceL2Status\nmetadata: {name: l2-web, namespace: metallb-system}\nstatus: {node: n1, serviceName: web, serviceNamespace: shop, interfaces: [{name: eth1}]}\n",
@@ -164,15 +162,13 @@ fn every_cel_rule_refuses_with_its_message_and_accepts_what_is_valid() -> Result
         "apiVersion: metallb.io/v1beta1\nkind: ServiceBGPStatus\nmetadata: {{name: bgp-web, namespace: {NS}}}\n"
     ))?;
     apply_status(&kubectl, &bgp_status("n1", "shop"))?;
-    for (manifest, message) in [
-        (bgp_status("n2", "shop"), "node is immutable"),
-        (bgp_status("n1", "other"), "serviceNamespace is immutable"),
-    ] {
-        match apply_status(&kubectl, &manifest) {
-            Ok(out) => bail!("accepted ({out}) though it breaks {message:?}"),
-            Err(error) if format!("{error:#}").contains(message) => {}
-            Err(error) => bail!("refused, but not with {message:?}: {error:#}"),
-        }
-    }
+    refused_by(
+        apply_status(&kubectl, &bgp_status("n2", "shop")),
+        "node is immutable",
+    )?;
+    refused_by(
+        apply_status(&kubectl, &bgp_status("n1", "other")),
+        "serviceNamespace is immutable",
+    )?;
     Ok(())
 }

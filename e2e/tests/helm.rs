@@ -81,16 +81,7 @@ fn helm_installs_upgrades_and_uninstalls_the_chart_and_keeps_the_users_objects()
     kubectl.get(&["daemonset", "-n", NS, "speaker"])?;
 
     // The user's configuration goes in at once, with no controller to answer the webhook.
-    kubectl.run(
-        &[
-            "apply",
-            "-f",
-            &paths::repo()
-                .join("examples/lab/lab.yaml")
-                .to_string_lossy(),
-        ],
-        None,
-    )?;
+    kubectl.apply_repo_file("examples/lab/lab.yaml")?;
     let pools = names(&kubectl.get(&["ipaddresspools", "-n", NS])?);
     assert_eq!(pools, ["lab-bgp", "lab-bgp-v6", "lab-l2", "lab-l2-v6"]);
 

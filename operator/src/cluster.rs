@@ -15,7 +15,7 @@ use std::net::IpAddr;
 use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 
-use k8s_openapi::api::core::v1::{Node, Service};
+use k8s_openapi::api::core::v1::{LoadBalancerIngress, Node, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 
 /// The label that takes a node out of external load balancing.
@@ -123,33 +123,29 @@ pub const IP_MODE: &str = "VIP";
 /// Whether every `status.loadBalancer.ingress[]` entry that holds an IP says
 /// `ipMode: VIP` ([`IP_MODE`]); true when there is none.
 pub fn ingress_ip_mode_is_vip(service: &Service) -> bool {
+    ingress(service)
+        .filter(|i| i.ip.is_some())
+        .all(|i| i.ip_mode.as_deref() == Some(IP_MODE))
+}
+
+/// `status.loadBalancer.ingress[]` of a Service, in order.
+fn ingress(service: &Service) -> impl Iterator<Item = &LoadBalancerIngress> {
     service
         .status
         .as_ref()
         .and_then(|s| s.load_balancer.as_ref())
         .and_then(|lb| lb.ingress.as_ref())
-        .is_none_or(|list| {
-            list.iter()
-                .filter(|i| i.ip.is_some())
-                .all(|i| i.ip_mode.as_deref() == Some(IP_MODE))
-        })
+        .into_iter()
+        .flatten()
 }
 
 /// `status.loadBalancer.ingress[].ip` of a Service, in order; entries that are not IPs
 /// (hostnames, garbage) are skipped.
 pub fn ingress_ips(service: &Service) -> Vec<IpAddr> {
-    service
-        .status
-        .as_ref()
-        .and_then(|s| s.load_balancer.as_ref())
-        .and_then(|lb| lb.ingress.as_ref())
-        .map(|list| {
-            list.iter()
-                .filter_map(|i| i.ip.as_deref())
-                .filter_map(|ip| IpAddr::from_str(ip.trim()).ok())
-                .collect()
-        })
-        .unwrap_or_default()
+    ingress(service)
+        .filter_map(|i| i.ip.as_deref())
+        .filter_map(|ip| IpAddr::from_str(ip.trim()).ok())
+        .collect()
 }
 
 impl fmt::Display for ServiceKey {
