@@ -73,7 +73,7 @@ impl SpeakerCaches {
             endpoints: Feed::start(
                 Api::<EndpointSlice>::all(client.clone()),
                 object_key,
-                slice_serving,
+                serving_part,
                 changes,
             ),
             namespaces: full(Api::all(client.clone()), changes),
@@ -113,6 +113,14 @@ impl SpeakerCaches {
         self.config.fill(&mut objects);
         objects
     }
+}
+
+/// What a slice adds to its Service's endpoints, or `None` when it adds nothing: a slice with
+/// no serving endpoint (as kube-controller-manager keeps for every Service whose selector
+/// matches no pod yet) counts as absent, since announcing treats "no endpoints" and "none
+/// serving" alike. The speaker then keeps nothing for the thousands of such slices.
+fn serving_part(slice: &EndpointSlice) -> Option<EndpointPart> {
+    slice_serving(slice).filter(|(_, serving)| serving.any)
 }
 
 /// Keeps what the speaker reads of a Node ([`crate::cluster::NodeView`]): name, labels,
@@ -157,5 +165,27 @@ mod tests {
         let (service, serving) = slice_serving(&slice).unwrap();
         assert_eq!(service, ServiceKey::new("shop", "web"));
         assert_eq!(serving.nodes.iter().collect::<Vec<_>>(), ["n2"]);
+        assert!(serving_part(&slice).is_some());
+    }
+
+    #[test]
+    fn slices_with_nothing_serving_are_kept_as_absent() {
+        let slice = |endpoints: serde_json::Value| -> EndpointSlice {
+            serde_json::from_value(serde_json::json!({
+                "metadata": {"name": "web-abcde", "namespace": "shop",
+                             "labels": {"kubernetes.io/service-name": "web"}},
+                "addressType": "IPv4",
+                "endpoints": endpoints
+            }))
+            .unwrap()
+        };
+        // As kube-controller-manager writes it for a Service whose selector matches no pod.
+        assert!(serving_part(&slice(serde_json::json!([]))).is_none());
+        let gone = serde_json::json!([{"addresses": ["10.244.1.5"], "nodeName": "n1",
+            "conditions": {"ready": false, "serving": false, "terminating": true}}]);
+        assert!(serving_part(&slice(gone)).is_none());
+        let terminating = serde_json::json!([{"addresses": ["10.244.1.5"], "nodeName": "n1",
+            "conditions": {"ready": false, "serving": true, "terminating": true}}]);
+        assert!(serving_part(&slice(terminating)).is_some());
     }
 }

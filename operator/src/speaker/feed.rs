@@ -290,13 +290,12 @@ fn merge_walk<K: Ord, V: PartialEq>(
     }
 }
 
-/// Where each Service's endpoints serve, kept from a feed of endpoint objects (EndpointSlices
-/// or core/v1 Endpoints, keyed by object) that each name their Service.
+/// Where each Service's endpoints serve, kept from a feed of EndpointSlices (keyed by object)
+/// that each name their Service.
 #[derive(Clone, Debug, Default)]
 pub struct EndpointIndex {
-    /// Per object: its Service, when that is not the object's own name (core/v1 Endpoints
-    /// always share their Service's name, and most slices do not: only the others cost a
-    /// key here).
+    /// Per object: its Service, when that is not the object's own name (a slice named as
+    /// its Service costs no key here).
     owner: BTreeMap<ObjectKey, crate::cluster::ServiceKey>,
     /// Per Service and object: what the object says.
     parts: BTreeMap<(crate::cluster::ServiceKey, ObjectKey), crate::cluster::ServingEndpoints>,
