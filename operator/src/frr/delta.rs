@@ -28,6 +28,7 @@ use std::fmt::Write as _;
 
 use ipnet::IpNet;
 
+use super::defaults;
 use super::model::{
     AddressFamily, BfdProfileConfig, FrrConfig, Neighbor, NeighborPolicy, PrefixList,
     PrefixListEntry, RouteMap, RouteMapEntry, Router, span,
@@ -151,12 +152,25 @@ fn bfd_profile_lines(before: Option<&BfdProfileConfig>, after: &BfdProfileConfig
             lines.push(format!("  {command} {}", is.unwrap_or(default)));
         }
     };
-    number(|p| p.detect_multiplier, "detect-multiplier", 3);
-    number(|p| p.transmit_interval, "transmit-interval", 300);
-    number(|p| p.receive_interval, "receive-interval", 300);
-    number(|p| p.echo_interval, "echo transmit-interval", 50);
-    number(|p| p.echo_interval, "echo receive-interval", 50);
-    number(|p| p.minimum_ttl, "minimum-ttl", 254);
+    number(
+        |p| p.detect_multiplier,
+        "detect-multiplier",
+        defaults::BFD_DETECT_MULTIPLIER,
+    );
+    number(
+        |p| p.transmit_interval,
+        "transmit-interval",
+        defaults::BFD_INTERVAL_MS,
+    );
+    number(
+        |p| p.receive_interval,
+        "receive-interval",
+        defaults::BFD_INTERVAL_MS,
+    );
+    let echo = defaults::BFD_ECHO_INTERVAL_MS;
+    number(|p| p.echo_interval, "echo transmit-interval", echo);
+    number(|p| p.echo_interval, "echo receive-interval", echo);
+    number(|p| p.minimum_ttl, "minimum-ttl", defaults::BFD_MINIMUM_TTL);
     let mut flag = |get: fn(&BfdProfileConfig) -> bool, command: &str| {
         let was = before.is_some_and(get);
         if was != get(after) {

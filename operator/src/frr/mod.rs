@@ -4,6 +4,7 @@
 //! daemons through their sockets ([`vty`]).
 
 pub mod apply;
+pub mod defaults;
 pub mod delta;
 pub mod model;
 pub mod render;

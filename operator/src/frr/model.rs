@@ -35,6 +35,8 @@ use crate::bgp::{NodeIntent, RouteAttributes, SessionIntent};
 use crate::cluster::NodeView;
 use crate::config::{BfdProfile, BgpCommunity, Config, PeerEndpoint};
 
+use super::defaults;
+
 /// The route-map every neighbour uses inbound.
 pub const INBOUND_ROUTE_MAP: &str = "ferrolb-in";
 /// FRR's subgroup coalesce time we set, in ms (FRR's default is 1000).
@@ -680,13 +682,13 @@ fn bfd_profile(p: &BfdProfile) -> BfdProfileConfig {
     let unless = |v: Option<u32>, default: u32| v.filter(|v| *v != default);
     BfdProfileConfig {
         name: p.name.clone(),
-        detect_multiplier: unless(p.detect_multiplier, 3),
-        transmit_interval: unless(p.transmit_interval, 300),
-        receive_interval: unless(p.receive_interval, 300),
+        detect_multiplier: unless(p.detect_multiplier, defaults::BFD_DETECT_MULTIPLIER),
+        transmit_interval: unless(p.transmit_interval, defaults::BFD_INTERVAL_MS),
+        receive_interval: unless(p.receive_interval, defaults::BFD_INTERVAL_MS),
         passive_mode: p.passive_mode,
         echo_mode: p.echo_mode,
-        echo_interval: unless(p.echo_interval, 50),
-        minimum_ttl: unless(p.minimum_ttl, 254),
+        echo_interval: unless(p.echo_interval, defaults::BFD_ECHO_INTERVAL_MS),
+        minimum_ttl: unless(p.minimum_ttl, defaults::BFD_MINIMUM_TTL),
     }
 }
 

@@ -1,0 +1,12 @@
+//! FRR's defaults for what ferrolb configures: FRR leaves a value at its default out of
+//! `show running-config`, so the model leaves it out too, and the delta types the default to
+//! put a value back. One home for each, read by [`super::model`] and [`super::delta`].
+
+/// BFD `detect-multiplier`.
+pub const BFD_DETECT_MULTIPLIER: u32 = 3;
+/// BFD `transmit-interval` and `receive-interval`, in milliseconds.
+pub const BFD_INTERVAL_MS: u32 = 300;
+/// BFD `echo transmit-interval` and `echo receive-interval`, in milliseconds.
+pub const BFD_ECHO_INTERVAL_MS: u32 = 50;
+/// BFD `minimum-ttl`.
+pub const BFD_MINIMUM_TTL: u32 = 254;
