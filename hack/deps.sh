@@ -19,8 +19,10 @@ need=()
 # iproute2 for the network namespaces those daemons run in; flock for the build caches' locks.
 command -v ip >/dev/null 2>&1 || need+=(iproute2)
 command -v flock >/dev/null 2>&1 || need+=(util-linux)
-# openssl makes the control plane's service-account key.
+# openssl makes the control plane's service-account key; curl sends the webhook test's
+# AdmissionReviews.
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
+command -v curl >/dev/null 2>&1 || need+=(curl)
 # The Helm chart is checked with Helm's engine from PyPI, in a venv (hack/chart.sh).
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need+=(python3 python3-venv)
 # The Argo CD health checks shipped in deploy/argocd are Lua.

@@ -55,7 +55,7 @@ if [ -f "$out/.complete" ]; then
 fi
 
 echo "k8s: building Kubernetes $k8s_version, etcd $etcd_version and Helm $helm_version" \
-  "(first run on this machine: about 25 minutes on 2 cores)" >&2
+  "(first run on this machine: about 10 minutes on 2 cores)" >&2
 rm -rf "$out"
 mkdir -p "$out/bin"
 started=$SECONDS

@@ -7,7 +7,7 @@
 #   hack/lab.sh down      stop everything the lab started and delete its namespaces
 #
 # Installs what it needs (hack/deps.sh) and uses the pinned Kubernetes built by hack/k8s.sh
-# (about 25 minutes, once per machine). State is in /run/ferrolb-lab (FERROLB_LAB_DIR
+# (about 10 minutes, once per machine). State is in /run/ferrolb-lab (FERROLB_LAB_DIR
 # overrides).
 set -euo pipefail
 cd "$(dirname "$0")/.."
