@@ -55,7 +55,9 @@ fn openssl(args: &[&str]) -> Result<()> {
 
 impl ControlPlane {
     /// Starts etcd and kube-apiserver listening on `address` (loopback, or an address of the
-    /// lab's own network, inside `netns`), keeping their data, certificates and logs in `dir`.
+    /// lab's own network, inside `netns`), then kube-controller-manager and kube-scheduler
+    /// beside them, keeping their data, certificates and logs in `dir`. Everything started is
+    /// ended again (by the processes' drops) when a step fails.
     pub fn start(netns: Option<&Netns>, dir: &Path, address: IpAddr) -> Result<ControlPlane> {
         let bin = paths::k8s_bin()?;
         let program = |name: &str| match netns {
@@ -149,7 +151,8 @@ impl ControlPlane {
             // The `kubernetes` Service's endpoint may not be a loopback address.
             apiserver.arg("--endpoint-reconciler-type=none");
         }
-        let apiserver = Process::spawn("kube-apiserver", apiserver, &dir.join("apiserver.log"))?;
+        let mut apiserver =
+            Process::spawn("kube-apiserver", apiserver, &dir.join("apiserver.log"))?;
 
         let kubeconfig = dir.join("kubeconfig");
         std::fs::write(
@@ -160,8 +163,6 @@ impl ControlPlane {
             ),
         )?;
         let kubectl = crate::kubectl::Kubectl::new(&kubeconfig).within(netns.map(Netns::name));
-        let mut apiserver = apiserver;
-        let mut etcd = etcd;
         let ready = wait_for("kube-apiserver /readyz", Duration::from_secs(90), || {
             if !apiserver.running() {
                 bail!("kube-apiserver exited:\n{}", apiserver.tail(20));
@@ -169,11 +170,10 @@ impl ControlPlane {
             Ok(kubectl.run(&["get", "--raw", "/readyz"], None).ok())
         });
         if let Err(error) = ready {
-            let etcd_log = etcd.tail(10);
-            let _ = etcd.stop(Duration::from_secs(5));
             bail!(
-                "{error:#}\napiserver log:\n{}\netcd log:\n{etcd_log}",
+                "{error:#}\napiserver log:\n{}\netcd log:\n{}",
                 apiserver.tail(20),
+                etcd.tail(10)
             );
         }
         check_version(&kubectl)?;
