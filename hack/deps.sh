@@ -16,9 +16,12 @@ need=()
 # the speaker falls back to frr-reload.py (frr-pythontools) when FRR's state is unknown.
 [ -x /usr/lib/frr/bgpd ] || need+=(frr)
 [ -x /usr/lib/frr/frr-reload.py ] || need+=(frr-pythontools)
-# iproute2 for the network namespaces those daemons run in; flock for the build caches' locks.
+# FRR 10.3 runs from a Debian 13 root file system that mmdebstrap makes (hack/rootfs.sh).
+command -v mmdebstrap >/dev/null 2>&1 || need+=(mmdebstrap)
+# iproute2 for the network namespaces those daemons run in; flock for the build caches' locks,
+# unshare for the mount namespaces FRR 10.3 runs in (hack/in-root.sh).
 command -v ip >/dev/null 2>&1 || need+=(iproute2)
-command -v flock >/dev/null 2>&1 || need+=(util-linux)
+{ command -v flock && command -v unshare; } >/dev/null 2>&1 || need+=(util-linux)
 # openssl makes the control plane's service-account key; curl sends the webhook test's
 # AdmissionReviews.
 command -v openssl >/dev/null 2>&1 || need+=(openssl)

@@ -7,7 +7,8 @@
 #   hack/lab.sh down      stop everything the lab started and delete its namespaces
 #
 # Installs what it needs (hack/deps.sh) and uses the pinned Kubernetes built by hack/k8s.sh
-# (about 10 minutes, once per machine). State is in /run/ferrolb-lab (FERROLB_LAB_DIR
+# (about 10 minutes, once per machine) and the nodes' FRR 10.3 from hack/rootfs.sh (about a
+# minute, once per machine); the routers run this machine's FRR 8.4. State is in /run/ferrolb-lab (FERROLB_LAB_DIR
 # overrides).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -31,6 +32,7 @@ case "${1:-}" in
     ;;
 esac
 FERROLB_K8S_DIR="$(hack/k8s.sh build)"
-export FERROLB_K8S_DIR
+FERROLB_FRR_ROOT="$(hack/rootfs.sh build)"
+export FERROLB_K8S_DIR FERROLB_FRR_ROOT
 export FERROLB_BIN="$CARGO_TARGET_DIR/release/ferrolb"
 exec "$CARGO_TARGET_DIR/release/ferrolb-lab" --dir "$dir" "$@"

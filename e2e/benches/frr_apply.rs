@@ -1,6 +1,7 @@
 //! ferrolb's FRR apply path against `frr-reload.py`, on a node with 10,000 Services
-//! announced to a real router (root; network namespaces and Debian's FRR). Prints
-//! `BENCH <name> <value> <unit>` lines:
+//! announced to a real router (root; network namespaces and Debian's FRR). The node runs FRR
+//! 10.3, the image's (from `hack/rootfs.sh`); `FERROLB_BENCH_FRR=8.4` runs it on Debian 12's
+//! FRR 8.4 instead. Prints `BENCH <name> <value> <unit>` lines:
 //!
 //! - `frr_apply_add1`, `frr_apply_remove1`, `frr_apply_remove1000`, `frr_apply_community1000`:
 //!   ferrolb's applier (the delta typed through the daemons' vty sockets, verified against
@@ -15,10 +16,11 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use ferrolb::frr::FrrConfig;
 use ferrolb::frr::apply::{Applier, ApplyPath};
 use ferrolb::frr::running::same_configuration;
+use ferrolb::frr::{Dialect, FrrConfig};
 use ferrolb_e2e::configs;
+use ferrolb_e2e::frr::Build;
 use ferrolb_e2e::peering::{Peering, ROUTERS};
 use ferrolb_e2e::process::wait_for;
 
@@ -67,7 +69,7 @@ impl Rig {
     fn reload_py(&mut self, from: &FrrConfig, to: &FrrConfig) -> Result<f64> {
         self.set(from)?;
         let target = self.applier.target().clone();
-        let text = configs::render(to)?;
+        let text = configs::render(to, self.applier.dialect())?;
         std::fs::write(target.config_file(), &text)?;
         let started = Instant::now();
         let out = target
@@ -142,8 +144,12 @@ fn main() -> Result<()> {
         },
     ];
 
+    let version = std::env::var("FERROLB_BENCH_FRR").unwrap_or_else(|_| "10.3".into());
+    let dialect = Dialect::of_version(&version)
+        .with_context(|| format!("FERROLB_BENCH_FRR={version}: not a version ferrolb drives"))?;
+    eprintln!("frr_apply: the node runs {dialect}");
     let mut rig = Rig {
-        peering: Peering::start("apply")?,
+        peering: Peering::start("apply", &Build::of(dialect)?)?,
         applier: Applier::new(Default::default()),
         runtime: tokio::runtime::Builder::new_current_thread()
             .enable_all()

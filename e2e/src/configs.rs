@@ -11,7 +11,7 @@ use anyhow::{Context, Result, anyhow};
 
 use ferrolb::cluster::ServiceScope;
 use ferrolb::config::{self, LoadOptions};
-use ferrolb::frr::{self, FrrConfig, NodeFacts};
+use ferrolb::frr::{self, Dialect, FrrConfig, NodeFacts};
 use ferrolb::{manifest, offline};
 
 /// The node every model is built for.
@@ -80,9 +80,9 @@ pub fn model(manifests: &str) -> Result<FrrConfig> {
     ))
 }
 
-/// The model rendered.
-pub fn render(model: &FrrConfig) -> Result<String> {
-    frr::render(model).context("rendering")
+/// The model rendered for FRR of `dialect`.
+pub fn render(model: &FrrConfig, dialect: Dialect) -> Result<String> {
+    frr::render(model, dialect).context("rendering")
 }
 
 const POOLS: [(&str, &str); 3] = [
@@ -310,7 +310,7 @@ mod tests {
         for _ in 0..200 {
             let manifests = random(&mut rng);
             let model = model(&manifests).unwrap_or_else(|e| panic!("{e}\n{manifests}"));
-            render(&model).unwrap();
+            render(&model, Dialect::default()).unwrap();
         }
     }
 

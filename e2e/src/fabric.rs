@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 
-use crate::frr::Frr;
+use crate::frr::{Build, Frr};
 use crate::lab::{self, NODES, ROUTER_CONFIG};
 use crate::netns::{Netns, Switch};
 use crate::paths::Scratch;
@@ -46,10 +46,11 @@ impl Fabric {
         let scratch = Scratch::new(name)?;
         let prefix = format!("fl{name}{}", std::process::id());
         let switch = Switch::create(&format!("{prefix}-sw"))?;
+        let node_build = Build::frr10()?;
         let router = Netns::create(&format!("{prefix}-rtr"))?;
         switch.attach(&router, "rtr", &["10.99.0.1/24"])?;
         router.sysctl(&["net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1"])?;
-        let router_frr = Frr::start(&router, &scratch.path().join("rtr"))?;
+        let router_frr = Frr::start(&router, &scratch.path().join("rtr"), &Build::Host)?;
         router_frr.load(ROUTER_CONFIG)?;
         let input = scratch.path().join("manifests.yaml");
         std::fs::write(&input, manifests)?;
@@ -58,7 +59,7 @@ impl Fabric {
             let netns = Netns::create(&format!("{prefix}-{node}"))?;
             switch.attach(&netns, node, &[&format!("{address}/24")])?;
             netns.sysctl(&["net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1"])?;
-            let frr = Frr::start(&netns, &scratch.path().join(node))?;
+            let frr = Frr::start(&netns, &scratch.path().join(node), &node_build)?;
             nodes.push(FabricNode {
                 name: node,
                 address,
@@ -67,7 +68,11 @@ impl Fabric {
             });
         }
         for node in &nodes {
-            node.frr.load(&lab::render_frr(node.name, &input)?)?;
+            node.frr.load(&lab::render_frr(
+                node.name,
+                &input,
+                node.frr.build().dialect(),
+            )?)?;
         }
         Ok(Fabric {
             router_frr,

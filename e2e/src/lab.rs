@@ -30,11 +30,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::control_plane::ControlPlane;
-use crate::frr::{Frr, spawn_daemon};
+use crate::frr::{Build, Frr, spawn_daemon};
 use crate::kubectl::Kubectl;
 use crate::netns::{Netns, Switch};
 use crate::paths;
 use crate::process::{Process, stop_pid, wait_for};
+use ferrolb::frr::Dialect;
 
 /// The lab's nodes: name and address.
 pub const NODES: [(&str, &str); 2] = [("n1", "10.99.0.11"), ("n2", "10.99.0.12")];
@@ -248,11 +249,13 @@ pub fn endpoint_slice_manifest(
     )
 }
 
-/// What `ferrolb render frr --node NODE -f INPUT` prints.
-pub fn render_frr(node: &str, input: &Path) -> Result<String> {
+/// What `ferrolb render frr --node NODE -f INPUT --frr-version V` prints for FRR of
+/// `dialect`.
+pub fn render_frr(node: &str, input: &Path, dialect: Dialect) -> Result<String> {
     let out = std::process::Command::new(paths::ferrolb()?)
         .args(["render", "frr", "--node", node, "-f"])
         .arg(input)
+        .args(["--frr-version", dialect.version()])
         .output()
         .context("running ferrolb render frr")?;
     if !out.status.success() {
@@ -349,7 +352,7 @@ pub fn crash_daemon(dir: &Path, name: &str, daemon: &str) -> Result<()> {
             })
         },
     )?;
-    let process = spawn_daemon(&Netns::attach(&ns(name)), &run, daemon)?;
+    let process = spawn_daemon(&Netns::attach(&ns(name)), &dir.join(name), daemon)?;
     state.replace(&format!("{name}/{daemon}"), process.keep());
     state.write(dir)
 }
@@ -374,6 +377,10 @@ pub fn start_speaker(
         .arg(&target.vty_dir)
         .arg("--frr-config-dir")
         .arg(&target.config_dir)
+        .arg("--frr-vtysh")
+        .arg(&target.vtysh)
+        .arg("--frr-reload")
+        .arg(&target.reload_script)
         .args(["--health-addr", &format!("{address}:17472")])
         .args(["--metrics-addr", "none"])
         .env("KUBECONFIG", kubeconfig);
@@ -450,7 +457,7 @@ pub fn add_node(dir: &Path, name: &str, address: &str) -> Result<()> {
         &[&format!("{address}/24"), &format!("{NET6}{suffix}/64")],
     )?;
     kubectl(dir).apply(&node_manifest(name, address))?;
-    let frr = Frr::start(&node, &dir.join(name))?;
+    let frr = Frr::start(&node, &dir.join(name), &Build::frr10()?)?;
     let speaker = start_speaker(&node, name, address, &frr, &dir.join("cp/kubeconfig"), dir)?;
     state.replace(&format!("speaker-{name}"), speaker.keep());
     state.pids.extend(frr.keep());
@@ -570,6 +577,7 @@ pub fn up(dir: &Path) -> Result<String> {
         "net.ipv4.fib_multipath_hash_policy=1",
     ])?;
     cli.ip(&["route", "add", "default", "via", "10.99.0.1"])?;
+    let node_build = Build::frr10()?;
     let mut nodes = Vec::new();
     for (name, address) in NODES {
         let node = Netns::create(&ns(name))?;
@@ -602,14 +610,14 @@ pub fn up(dir: &Path) -> Result<String> {
 
     let controller = start_controller(&cp, plane.kubeconfig(), dir)?;
 
-    let router = Frr::start(&rtr, &dir.join("rtr"))?;
+    let router = Frr::start(&rtr, &dir.join("rtr"), &Build::Host)?;
     router.load(ROUTER_CONFIG)?;
-    let reflector = Frr::start(&rr, &dir.join("rr"))?;
+    let reflector = Frr::start(&rr, &dir.join("rr"), &Build::Host)?;
     reflector.load(&rr_config())?;
     let mut node_frr = Vec::new();
     let mut speakers = Vec::new();
     for ((name, address), node) in NODES.iter().zip(&nodes) {
-        let frr = Frr::start(node, &dir.join(name))?;
+        let frr = Frr::start(node, &dir.join(name), &node_build)?;
         speakers.push(start_speaker(
             node,
             name,

@@ -33,32 +33,47 @@ pub fn ferrolb() -> Result<PathBuf> {
     Ok(path)
 }
 
+/// What `hack/SCRIPT build` prints (a path; the script builds once per machine and caches),
+/// or the path in environment variable `var` when set.
+fn built(script: &str, var: &str) -> Result<PathBuf> {
+    if let Some(path) = std::env::var_os(var) {
+        return Ok(PathBuf::from(path));
+    }
+    let script = repo().join("hack").join(script);
+    let out = Command::new("bash")
+        .arg(&script)
+        .arg("build")
+        .output()
+        .with_context(|| format!("running {}", script.display()))?;
+    if !out.status.success() {
+        bail!(
+            "{} build failed:\n{}",
+            script.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
+}
+
 /// The directory holding the pinned Kubernetes binaries, etcd and helm: `FERROLB_K8S_DIR`,
-/// else what `hack/k8s.sh build` prints (it builds once per machine and caches).
+/// else what `hack/k8s.sh build` prints.
 pub fn k8s_bin() -> Result<PathBuf> {
     static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     if let Some(dir) = DIR.get() {
         return Ok(dir.clone());
     }
-    let dir = match std::env::var_os("FERROLB_K8S_DIR") {
-        Some(dir) => PathBuf::from(dir),
-        None => {
-            let script = repo().join("hack/k8s.sh");
-            let out = Command::new("bash")
-                .arg(&script)
-                .arg("build")
-                .output()
-                .with_context(|| format!("running {}", script.display()))?;
-            if !out.status.success() {
-                bail!(
-                    "{} build failed:\n{}",
-                    script.display(),
-                    String::from_utf8_lossy(&out.stderr)
-                );
-            }
-            PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
-        }
-    };
+    let dir = built("k8s.sh", "FERROLB_K8S_DIR")?;
+    Ok(DIR.get_or_init(|| dir).clone())
+}
+
+/// The Debian 13 root file system FRR 10.3 runs from: `FERROLB_FRR_ROOT`, else what
+/// `hack/rootfs.sh build` prints.
+pub fn frr10_root() -> Result<PathBuf> {
+    static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    if let Some(dir) = DIR.get() {
+        return Ok(dir.clone());
+    }
+    let dir = built("rootfs.sh", "FERROLB_FRR_ROOT")?;
     Ok(DIR.get_or_init(|| dir).clone())
 }
 

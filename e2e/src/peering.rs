@@ -2,15 +2,16 @@
 //! ferrolb's applier is tested and measured against real daemons.
 //!
 //! Router `tor1` is 10.98.0.1 and `tor2` 10.98.0.2, both AS 64513, both configured for the
-//! node 10.98.0.11 (AS 64512) with a 1 s connect timer; the node's FRR starts empty, for
-//! ferrolb to configure. Namespaces are named after the peering; everything goes on drop.
+//! node 10.98.0.11 (AS 64512) with a 1 s connect timer and BFD (FRR 10 opens no session
+//! that has BFD configured while BFD is down); the node's FRR starts empty, for ferrolb to
+//! configure. Namespaces are named after the peering; everything goes on drop.
 
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 use serde_json::Value;
 
-use crate::frr::Frr;
+use crate::frr::{Build, Frr};
 use crate::netns::{Netns, Switch};
 use crate::paths::Scratch;
 use crate::process::wait_for;
@@ -29,6 +30,7 @@ router bgp 64513
  bgp router-id {address}
  no bgp ebgp-requires-policy
  neighbor {NODE_ADDRESS} remote-as 64512
+ neighbor {NODE_ADDRESS} bfd
  neighbor {NODE_ADDRESS} timers connect 1
  !
  address-family ipv6 unicast
@@ -56,8 +58,9 @@ pub struct Peering {
 }
 
 impl Peering {
-    /// Builds the peering `name`.
-    pub fn start(name: &str) -> Result<Peering> {
+    /// Builds the peering `name`: the node runs FRR `node_build`, the routers this
+    /// machine's FRR 8.4.
+    pub fn start(name: &str, node_build: &Build) -> Result<Peering> {
         let scratch = Scratch::new(name)?;
         let prefix = format!("fl{name}{}", std::process::id());
         let switch = Switch::create(&format!("{prefix}-sw"))?;
@@ -66,7 +69,7 @@ impl Peering {
         for (router, address) in ROUTERS {
             let netns = Netns::create(&format!("{prefix}-{router}"))?;
             switch.attach(&netns, router, &[&format!("{address}/24")])?;
-            let frr = Frr::start(&netns, &scratch.path().join(router))?;
+            let frr = Frr::start(&netns, &scratch.path().join(router), &Build::Host)?;
             frr.load(&router_config(address))?;
             routers.push(netns);
             router_frr.push(frr);
@@ -74,7 +77,7 @@ impl Peering {
         let node = Netns::create(&format!("{prefix}-node"))?;
         switch.attach(&node, "node", &[&format!("{NODE_ADDRESS}/24")])?;
         node.sysctl(&["net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1"])?;
-        let node_frr = Frr::start(&node, &scratch.path().join("node"))?;
+        let node_frr = Frr::start(&node, &scratch.path().join("node"), node_build)?;
         Ok(Peering {
             node_frr,
             router_frr,

@@ -1,6 +1,7 @@
-//! The delta engine against real FRR (needs root and Debian's frr; `.ci/run` has both).
+//! The delta engine against real FRR (needs root and Debian's frr; `.ci/run` has both), on
+//! each FRR version ferrolb drives: Debian 12's 8.4 and Debian 13's 10.3.
 //!
-//! A node's FRR instance peers with two routers. It is taken through a chain of random
+//! A node's FRR instance peers with two routers (FRR 8.4). It is taken through a chain of random
 //! configurations ([`configs::random`]); each step is applied by ferrolb's applier, which
 //! types `delta::diff(previous, next)` and verifies. For every step the test checks that the
 //! delta path was taken (not the reload fallback) unless the engine itself asked for a
@@ -11,11 +12,12 @@
 use std::time::Duration;
 
 use anyhow::Result;
-use ferrolb::frr::FrrConfig;
 use ferrolb::frr::apply::{Applier, ApplyPath};
 use ferrolb::frr::delta;
 use ferrolb::frr::running::{first_difference, same_configuration};
+use ferrolb::frr::{Dialect, FrrConfig};
 use ferrolb_e2e::configs::{self, Rng};
+use ferrolb_e2e::frr::Build;
 use ferrolb_e2e::peering::{Peering, ROUTERS};
 use serde_json::Value;
 
@@ -53,10 +55,22 @@ fn neighbor_lines_equal(a: &FrrConfig, b: &FrrConfig, address: &str) -> bool {
 }
 
 #[test]
-fn random_deltas_give_the_rendered_configuration_and_keep_sessions() -> Result<()> {
+fn random_deltas_on_frr_8_4_give_the_rendered_configuration_and_keep_sessions() -> Result<()> {
+    random_deltas(Dialect::Frr8)
+}
+
+#[test]
+fn random_deltas_on_frr_10_3_give_the_rendered_configuration_and_keep_sessions() -> Result<()> {
+    random_deltas(Dialect::Frr10)
+}
+
+fn random_deltas(dialect: Dialect) -> Result<()> {
     let seed = env_number("FERROLB_DELTA_SEED", 20261121);
     let steps = env_number("FERROLB_DELTA_STEPS", 40);
-    let peering = Peering::start("delta")?;
+    let peering = Peering::start(
+        &format!("delta{}", dialect.version().replace('.', "")),
+        &Build::of(dialect)?,
+    )?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -66,6 +80,12 @@ fn random_deltas_give_the_rendered_configuration_and_keep_sessions() -> Result<(
     let mut manifests = configs::random(&mut rng);
     let mut previous = configs::model(&manifests)?;
     let first = runtime.block_on(applier.apply(&previous))?;
+    assert_eq!(
+        applier.frr_version().and_then(|v| v.dialect),
+        Some(dialect),
+        "{:?}",
+        applier.frr_version()
+    );
     // A fresh FRR takes the whole configuration as a delta from nothing.
     assert!(matches!(first.path, ApplyPath::Delta(_)), "{first:?}");
     assert!(first.sockets, "{first:?}");
@@ -88,7 +108,7 @@ fn random_deltas_give_the_rendered_configuration_and_keep_sessions() -> Result<(
             Err(e) => panic!(
                 "{e}\n--- delta\n{:?}\n--- rendered\n{}\n--- running\n{}\n{}",
                 expected.map(|d| d.commands),
-                configs::render(&next)?,
+                configs::render(&next, dialect)?,
                 peering.node_frr.running_config()?,
                 context()
             ),
@@ -113,7 +133,7 @@ fn random_deltas_give_the_rendered_configuration_and_keep_sessions() -> Result<(
             (Err(e), other) => panic!("expected a reload ({e}), got {other:?}\n{}", context()),
         }
         let running = peering.node_frr.running_config()?;
-        let rendered = configs::render(&next)?;
+        let rendered = configs::render(&next, dialect)?;
         assert!(
             same_configuration(&rendered, &running),
             "{}\n{}",
@@ -140,7 +160,7 @@ fn random_deltas_give_the_rendered_configuration_and_keep_sessions() -> Result<(
         manifests = next_manifests;
     }
     println!(
-        "delta property: seed {seed}, {steps} steps: {deltas} deltas ({refreshes} with soft-out refresh), {reloads} reloads asked for, {kept} established sessions kept"
+        "delta property on {dialect}: seed {seed}, {steps} steps: {deltas} deltas ({refreshes} with soft-out refresh), {reloads} reloads asked for, {kept} established sessions kept"
     );
     assert!(
         deltas * 2 > steps as usize,

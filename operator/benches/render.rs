@@ -114,7 +114,7 @@ fn measure(label: &str, mixed: bool) -> f64 {
         let t_intent = start.elapsed();
         let model = frr::build(&config, &intent, &node, NodeFacts::default());
         let t_model = start.elapsed();
-        let text = frr::render(&model).expect("renders");
+        let text = frr::render(&model, frr::Dialect::default()).expect("renders");
         let t_render = start.elapsed();
         times.push(t_render.as_secs_f64() * 1000.0);
         phases[0].push(t_intent.as_secs_f64() * 1000.0);

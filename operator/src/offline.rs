@@ -17,7 +17,7 @@ use crate::alloc::{self, AllocService, Decision};
 use crate::bgp::{self, IntentInputs, NodeIntent, ServiceBgp};
 use crate::cluster::{self, LbService, NodeView, ServiceKey, ServiceScope, ServingEndpoints};
 use crate::config::{ClusterObjects, Config};
-use crate::frr::{self, NodeFacts, RenderError};
+use crate::frr::{self, Dialect, NodeFacts, RenderError};
 use crate::l2::{self, L2Inputs};
 
 /// One node of an offline cluster, ready for the pure functions.
@@ -167,10 +167,10 @@ impl OfflineNode {
         )
     }
 
-    /// The frr.conf the node's speaker would apply.
-    pub fn render_frr(&self, facts: NodeFacts) -> Result<String, RenderError> {
+    /// The frr.conf the node's speaker would apply to FRR of `dialect`.
+    pub fn render_frr(&self, facts: NodeFacts, dialect: Dialect) -> Result<String, RenderError> {
         let model = frr::build(&self.config, &self.intent(), &self.node, facts);
-        frr::render(&model)
+        frr::render(&model, dialect)
     }
 
     /// What the node announces, as JSON: BGP prefixes per session with their attributes,

@@ -180,6 +180,51 @@ fn render_frr_prints_the_node_s_golden_configuration() {
 }
 
 #[test]
+fn render_frr_prints_the_form_of_the_frr_version_asked_for() {
+    let case = golden("asn-options");
+    let input = case.join("input.yaml");
+    let input = input.to_str().expect("UTF-8 path");
+    for (version, file) in [("8.4", "frr-8.4.conf"), ("10.3", "frr.conf")] {
+        let out = ferrolb(
+            &[
+                "render",
+                "frr",
+                "--node",
+                "node-a",
+                "-f",
+                input,
+                "--frr-version",
+                version,
+            ],
+            None,
+        );
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        let expected = std::fs::read_to_string(case.join(file)).unwrap();
+        assert_eq!(text(&out.stdout), expected, "{version}");
+    }
+    let out = ferrolb(
+        &[
+            "render",
+            "frr",
+            "--node",
+            "node-a",
+            "-f",
+            input,
+            "--frr-version",
+            "9.1",
+        ],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr)
+            .contains("FRR 9.1 is not a version ferrolb renders for (known: 8.4, 10.3)"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
 fn render_frr_exits_1_on_invalid_configuration() {
     let case = golden("invalid-password-with-space");
     let out = render("frr", "node-a", &case.join("input.yaml"));

@@ -18,6 +18,7 @@ use clap::{Parser, Subcommand};
 
 use crate::api::DEFAULT_NAMESPACE;
 use crate::config::{self, Config, LoadOptions};
+use crate::frr::Dialect;
 use crate::manifest::Manifests;
 
 /// MetalLB-compatible LoadBalancer for bare-metal Kubernetes.
@@ -116,6 +117,19 @@ struct RenderArgs {
     /// The node does not forward IPv6.
     #[arg(long)]
     no_ipv6_forwarding: bool,
+    /// The FRR version the speaker drives (8.4 or 10.3, the image's): frr.conf is printed as
+    /// that version prints it.
+    #[arg(long, value_name = "VERSION", default_value = "10.3", value_parser = frr_version)]
+    frr_version: Dialect,
+}
+
+fn frr_version(value: &str) -> Result<Dialect, String> {
+    Dialect::of_version(value).ok_or_else(|| {
+        format!(
+            "FRR {value} is not a version ferrolb renders for (known: {})",
+            Dialect::ALL.map(Dialect::version).join(", ")
+        )
+    })
 }
 
 /// Runs the command line with the process arguments.

@@ -32,7 +32,7 @@ pub(super) fn frr(args: &RenderArgs) -> ExitCode {
         ipv4_forwarding: !args.no_ipv4_forwarding,
         ipv6_forwarding: !args.no_ipv6_forwarding,
     };
-    emit(node.render_frr(facts))
+    emit(node.render_frr(facts, args.frr_version))
 }
 
 /// `render announcements`.

@@ -15,6 +15,12 @@
 //! the rendered text, the last configuration that verified is written and reloaded, so FRR
 //! keeps running something known, and the error is returned.
 //!
+//! The text is rendered as the running FRR prints it: the applier reads FRR's version
+//! (`show version`) whenever it does not know FRR's state, and renders in that version's
+//! [`Dialect`]. A version ferrolb does not know is never driven by guesses: no delta is typed
+//! and nothing is adopted; every change is loaded by `frr-reload.py`, with a warning, and
+//! what FRR prints after it is taken as the verified text (see [`FrrVersion`]).
+//!
 //! Paths (vtysh, its socket directory, the configuration directory, frr-reload.py) are
 //! fields of [`FrrTarget`], so the same code drives the speaker pod's `frr` container and a
 //! lab instance in a network namespace.
@@ -26,6 +32,7 @@ use std::time::{Duration, Instant};
 use tokio::process::Command;
 
 use super::delta::{self, FrrDelta};
+use super::dialect::{Dialect, version_of_show_version};
 use super::model::FrrConfig;
 use super::render::{self, RenderError};
 use super::running::{first_difference, is_blank, normalise_running, same_configuration};
@@ -153,9 +160,35 @@ pub enum ApplyError {
     /// Talking to a daemon's vty socket failed.
     #[error(transparent)]
     Vty(#[from] VtyError),
+    /// `show version` did not name FRR's version.
+    #[error("cannot tell FRR's version from `show version`: {0:?}")]
+    Version(String),
     /// After a full reload FRR still runs something else.
     #[error("FRR does not run the rendered configuration after a reload; first difference: {0}")]
     Mismatch(String),
+}
+
+/// What the running FRR says it is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FrrVersion {
+    /// As `show version` gives it (`10.3`).
+    pub version: String,
+    /// Its dialect; `None` for a version ferrolb does not know, which is driven through
+    /// `frr-reload.py` alone.
+    pub dialect: Option<Dialect>,
+}
+
+impl FrrVersion {
+    /// The version `show version` printed.
+    pub fn of_show_version(output: &str) -> Result<FrrVersion, ApplyError> {
+        let version = version_of_show_version(output).ok_or_else(|| {
+            ApplyError::Version(output.lines().next().unwrap_or_default().to_string())
+        })?;
+        Ok(FrrVersion {
+            version: version.to_string(),
+            dialect: Dialect::of_version(version),
+        })
+    }
 }
 
 /// How a configuration reached FRR.
@@ -192,6 +225,9 @@ pub struct Applier {
     /// Open connections to the daemons' vty sockets; `None` until connected, or after
     /// they broke (a daemon restarted).
     vty: Option<Vty>,
+    /// The running FRR's version; `None` until read, and again whenever FRR's state is
+    /// unknown (a restarted FRR may be another version).
+    frr: Option<FrrVersion>,
 }
 
 impl Applier {
@@ -201,7 +237,37 @@ impl Applier {
             target,
             applied: None,
             vty: None,
+            frr: None,
         }
+    }
+
+    /// The running FRR's version, once read.
+    pub fn frr_version(&self) -> Option<&FrrVersion> {
+        self.frr.as_ref()
+    }
+
+    /// The dialect texts are rendered in: the running FRR's, or the image's before that is
+    /// known and for a version ferrolb does not know.
+    pub fn dialect(&self) -> Dialect {
+        self.frr
+            .as_ref()
+            .and_then(|f| f.dialect)
+            .unwrap_or_default()
+    }
+
+    /// Reads FRR's version.
+    async fn read_version(&mut self) -> Result<FrrVersion, ApplyError> {
+        let output = self.query("bgpd", "show version").await?;
+        let version = FrrVersion::of_show_version(&output)?;
+        match version.dialect {
+            Some(dialect) => tracing::debug!(%dialect, "FRR's version read"),
+            None => tracing::warn!(
+                version = %version.version,
+                known = %Dialect::ALL.map(Dialect::version).join(", "),
+                "FRR runs a version ferrolb does not know: every change is loaded with frr-reload.py"
+            ),
+        }
+        Ok(version)
     }
 
     /// The instance driven.
@@ -262,7 +328,7 @@ impl Applier {
 
     /// Records that FRR runs `model`, as the caller has verified.
     pub fn adopt(&mut self, model: &FrrConfig) -> Result<(), ApplyError> {
-        let text = render::render(model)?;
+        let text = render::render(model, self.dialect())?;
         self.applied = Some((model.clone(), text));
         Ok(())
     }
@@ -270,6 +336,7 @@ impl Applier {
     /// Forgets what FRR runs (e.g. it restarted): the next apply reloads.
     pub fn forget(&mut self) {
         self.applied = None;
+        self.frr = None;
     }
 
     /// Makes FRR run `model`; see the module documentation for the paths.
@@ -284,16 +351,23 @@ impl Applier {
                 sockets: false,
             });
         }
+        if self.applied.is_none() || self.frr.is_none() {
+            self.frr = Some(self.read_version().await?);
+        }
+        let dialect = self.dialect();
+        if let Some(frr) = self.frr.clone().filter(|f| f.dialect.is_none()) {
+            return self.apply_unknown(model, &frr, started).await;
+        }
         // The usual path: FRR runs the last model; the delta goes in before the bulk is rendered.
         let mut typed_early = None;
         if let Some((running, _)) = &self.applied
             && let Ok(delta) = delta::diff(running, model)
-            && render::render(&skeleton(model)).is_ok()
+            && render::render(&skeleton(model), dialect).is_ok()
         {
             let typed = self.type_delta(&delta).await;
             typed_early = Some((delta, typed, started.elapsed().as_secs_f64() * 1e3));
         }
-        let text = match render::render(model) {
+        let text = match render::render(model, dialect) {
             Ok(text) => text,
             Err(e) => {
                 if typed_early.is_some() {
@@ -395,11 +469,49 @@ impl Applier {
         }
     }
 
+    /// [`Applier::apply`] for an FRR version ferrolb does not know: `frr-reload.py` of the
+    /// rendering, and what FRR prints after it taken as the verified text.
+    async fn apply_unknown(
+        &mut self,
+        model: &FrrConfig,
+        frr: &FrrVersion,
+        started: Instant,
+    ) -> Result<ApplyReport, ApplyError> {
+        let text = render::render(model, self.dialect())?;
+        write_atomically(&self.target.config_file(), &text)?;
+        self.applied = None;
+        let mut command = Command::from(self.target.reload_command());
+        command.kill_on_drop(true);
+        output(command, "frr-reload.py").await?;
+        let running = self.running_config().await?;
+        if !same_configuration(&text, &running) {
+            tracing::warn!(
+                version = %frr.version,
+                difference = %first_difference(&text, &running),
+                "FRR prints the reloaded configuration differently from the versions ferrolb knows; what it prints is taken as applied"
+            );
+        }
+        self.applied = Some((model.clone(), running));
+        Ok(ApplyReport {
+            path: ApplyPath::Reload(format!(
+                "FRR {} is not a version ferrolb knows ({})",
+                frr.version,
+                Dialect::ALL.map(Dialect::version).join(", ")
+            )),
+            elapsed: started.elapsed(),
+            sockets: false,
+        })
+    }
+
     /// Types the delta (and its refreshes) and returns the running configuration after it:
     /// through the daemons' sockets when every line has a known owner, else through vtysh.
     async fn type_delta(&mut self, delta: &FrrDelta) -> Result<(String, bool), ApplyError> {
+        let dialect = self.dialect();
         if let Some(vty) = self.direct().await {
-            let typed = match vty.configure(&delta.commands, &delta.refresh).await {
+            let typed = match vty
+                .configure(&delta.commands, &delta.refresh, dialect)
+                .await
+            {
                 Ok(()) => {
                     tracing::debug!(lines = delta.commands.len(), "delta typed");
                     vty.running_config().await
@@ -550,14 +662,14 @@ mod tests {
         assert!(networks(&model) > networks(&small) && networks(&small) > 0);
         assert!(lines(&model) > lines(&small) && lines(&small) > 0);
         assert_eq!(model.route_maps, small.route_maps);
-        assert!(render::render(&small).is_ok());
+        assert!(render::render(&small, Dialect::default()).is_ok());
 
         // A word the template refuses fails the skeleton as it fails the whole model, so the
         // delta for such a model is never typed.
         let mut bad = model.clone();
         bad.routers[0].neighbors[0].password = Some("two words".into());
-        assert!(render::render(&bad).is_err());
-        assert!(render::render(&skeleton(&bad)).is_err());
+        assert!(render::render(&bad, Dialect::default()).is_err());
+        assert!(render::render(&skeleton(&bad), Dialect::default()).is_err());
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! FRR: the node's configuration as data ([`model`]), rendered to frr.conf ([`render`]),
+//! FRR: the node's configuration as data ([`model`]), rendered to frr.conf ([`render`]) as
+//! the running FRR version prints it ([`dialect`]),
 //! changed line by line ([`delta`]), put into a running FRR and verified ([`apply`]) against
 //! what FRR prints back ([`running`]), and its sessions read back ([`state`]), talking to the
 //! daemons through their sockets ([`vty`]).
@@ -6,11 +7,13 @@
 pub mod apply;
 pub mod defaults;
 pub mod delta;
+pub mod dialect;
 pub mod model;
 pub mod render;
 pub mod running;
 pub mod state;
 pub mod vty;
 
+pub use dialect::Dialect;
 pub use model::{FrrConfig, NodeFacts, build};
 pub use render::{RenderError, render};

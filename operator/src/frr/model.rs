@@ -72,13 +72,14 @@ pub struct FrrConfig {
     pub no_ipv6_forwarding: bool,
     /// `router bgp` blocks: the default VRF first, then VRFs by name.
     pub routers: Vec<Router>,
-    /// IPv4 prefix-lists, in print order.
+    /// IPv4 prefix-lists, by name (print order).
     pub ipv4_prefix_lists: Vec<PrefixList>,
-    /// IPv6 prefix-lists, in print order.
+    /// IPv6 prefix-lists, by name (print order).
     pub ipv6_prefix_lists: Vec<PrefixList>,
-    /// Route-maps, in print order.
+    /// Route-maps, by name (print order).
     pub route_maps: Vec<RouteMap>,
-    /// Print the `ip|ipv6 nht resolve-via-default` lines.
+    /// Next hops resolve through the default route (`ip|ipv6 nht resolve-via-default`:
+    /// printed by FRR 8.4, FRR 10's default).
     pub nht_resolve_via_default: bool,
     /// BFD profiles by name.
     pub bfd_profiles: Vec<BfdProfileConfig>,
@@ -120,7 +121,7 @@ pub struct Neighbor {
     pub password: Option<String>,
     /// `port`, when not 179.
     pub port: Option<u16>,
-    /// `ebgp-multihop 255`.
+    /// `ebgp-multihop 255` (FRR 10 prints it without the hop count).
     pub ebgp_multihop: bool,
     /// `disable-connected-check`.
     pub disable_connected_check: bool,
@@ -329,6 +330,10 @@ pub fn build(config: &Config, intent: &NodeIntent, node: &NodeView, facts: NodeF
         route_maps.push(RouteMap::deny_all(INBOUND_ROUTE_MAP));
     }
     out.route_maps = route_maps;
+    // By name, the order FRR 10 prints them in (and FRR 8.4 prints a file's).
+    out.ipv4_prefix_lists.sort_by(|a, b| a.name.cmp(&b.name));
+    out.ipv6_prefix_lists.sort_by(|a, b| a.name.cmp(&b.name));
+    out.route_maps.sort_by(|a, b| a.name.cmp(&b.name));
     out
 }
 

@@ -1,5 +1,5 @@
 //! Renders an [`FrrConfig`] to frr.conf text with the Tera template in `frr-templates/`,
-//! embedded at build time.
+//! embedded at build time, as the running FRR version prints it ([`Dialect`]).
 //!
 //! The template prints what the model decided. As a last guard against configuration
 //! injection, every value that FRR reads as one word goes through the `word` filter and the
@@ -10,6 +10,7 @@ use std::sync::OnceLock;
 
 use tera::{Context, Kwargs, State, Tera};
 
+use super::dialect::Dialect;
 use super::model::FrrConfig;
 
 const TEMPLATE_NAME: &str = "frr.conf";
@@ -42,10 +43,13 @@ fn engine() -> Result<&'static Tera, RenderError> {
         .map_err(|e| RenderError::Template(e.clone()))
 }
 
-/// Renders the configuration.
-pub fn render(config: &FrrConfig) -> Result<String, RenderError> {
+/// Renders the configuration as FRR of `dialect` prints it.
+pub fn render(config: &FrrConfig, dialect: Dialect) -> Result<String, RenderError> {
     let tera = engine()?;
-    let context = Context::from_serialize(config).map_err(|e| RenderError::Render(describe(&e)))?;
+    let mut context =
+        Context::from_serialize(config).map_err(|e| RenderError::Render(describe(&e)))?;
+    context.insert("sections", dialect.sections());
+    context.insert("prints_maximum_hops", &dialect.prints_maximum_hops());
     tera.render(TEMPLATE_NAME, &context)
         .map_err(|e| RenderError::Render(describe(&e)))
 }
@@ -86,16 +90,21 @@ mod tests {
 
     #[test]
     fn an_empty_configuration_renders_the_fixed_header() {
-        let text = render(&FrrConfig {
-            log_level: "informational".into(),
-            no_ipv4_forwarding: true,
-            ..FrrConfig::default()
-        })
-        .unwrap();
-        assert_eq!(
-            text,
-            "frr defaults traditional\nlog stdout informational\nlog timestamp precision 3\nno ip forwarding\n!\n"
-        );
+        for dialect in Dialect::ALL {
+            let text = render(
+                &FrrConfig {
+                    log_level: "informational".into(),
+                    no_ipv4_forwarding: true,
+                    ..FrrConfig::default()
+                },
+                dialect,
+            )
+            .unwrap();
+            assert_eq!(
+                text,
+                "frr defaults traditional\nlog stdout informational\nlog timestamp precision 3\nno ip forwarding\n!\n"
+            );
+        }
     }
 
     #[test]
@@ -105,7 +114,7 @@ mod tests {
             route_maps: vec![RouteMap::deny_all("x\nrouter bgp 1")],
             ..FrrConfig::default()
         };
-        let error = render(&config).unwrap_err().to_string();
+        let error = render(&config, Dialect::default()).unwrap_err().to_string();
         assert!(error.contains("is not one word"), "{error}");
     }
 }

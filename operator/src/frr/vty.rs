@@ -22,10 +22,18 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::UnixStream;
 
+use super::dialect::Dialect;
 use super::running::normalise_running;
 
 /// Commands written before their answers are read.
 const BATCH: usize = 512;
+
+/// How many commands `daemon` takes before it has answered them. FRR 10's mgmtd takes one:
+/// it holds a vty while its backends apply a command, and input that arrived in the
+/// meantime is read garbled (`Unknown command: 10.0.21.0/24`) or not at all.
+fn pipeline_depth(daemon: &str) -> usize {
+    if daemon == "mgmtd" { 1 } else { BATCH }
+}
 /// Time allowed for a batch, besides [`PER_COMMAND`] for each command in it.
 const BATCH_TIME: Duration = Duration::from_secs(10);
 /// Time allowed per command.
@@ -129,14 +137,15 @@ impl Vty {
         self.connections.keys().map(String::as_str)
     }
 
-    /// Sends `commands` to `daemon`, pipelined, and returns one reply per command.
+    /// Sends `commands` to `daemon`, pipelined as deep as it takes, and returns one reply
+    /// per command.
     pub async fn exec(&mut self, daemon: &str, commands: &[&str]) -> Result<Vec<Reply>, VtyError> {
         let connection = self
             .connections
             .get_mut(daemon)
             .ok_or_else(|| VtyError::Unroutable(format!("{daemon} is not running")))?;
         let mut replies = Vec::with_capacity(commands.len());
-        for batch in commands.chunks(BATCH) {
+        for batch in commands.chunks(pipeline_depth(daemon)) {
             let allowed = BATCH_TIME + PER_COMMAND * batch.len() as u32;
             let exchange = connection.exchange(batch, &mut replies);
             match tokio::time::timeout(allowed, exchange).await {
@@ -181,29 +190,36 @@ impl Vty {
         Ok(out.pop().unwrap_or_default())
     }
 
-    /// Types configuration `commands` (in `configure terminal`), each line on the daemons
-    /// [`route`] gives it, then `exec` commands (`clear bgp …`) on bgpd. Errors from
-    /// daemons that only mirror a line (zebra's copy of a prefix-list) are ignored.
+    /// Types configuration `commands` (in `configure terminal`, as one batch where the
+    /// dialect has batches: [`Dialect::batch`]), each line on the daemons [`route`] gives
+    /// it, then `exec` commands (`clear bgp …`) on bgpd. Errors from daemons that only
+    /// mirror a line (zebra's copy of a prefix-list) are ignored, and so is the end of a
+    /// batch that holds only such lines.
     pub async fn configure(
         &mut self,
         commands: &[String],
         exec: &[String],
+        dialect: Dialect,
     ) -> Result<(), VtyError> {
         let available: Vec<&str> = self.daemons().collect();
-        let routed = route(commands, &available)?;
+        let routed = route(commands, &available, dialect)?;
         for (daemon, lines) in &routed {
-            let mut script: Vec<&str> = Vec::with_capacity(lines.len() + 2);
-            script.push("configure terminal");
+            let (open, close) = dialect.batch(daemon);
+            let mut script: Vec<&str> = Vec::with_capacity(lines.len() + open.len() + close.len());
+            script.extend(open);
             script.extend(lines.iter().map(|l| l.text));
-            script.push("end");
+            script.extend(close);
             let replies = self.exec(daemon, &script).await?;
-            let checked = std::iter::once(true)
+            let any_checked = lines.iter().any(|l| l.checked);
+            let checked = open
+                .iter()
+                .map(|_| true)
                 .chain(lines.iter().map(|l| l.checked))
-                .chain(std::iter::once(true));
+                .chain(close.iter().map(|c| *c == "end" || any_checked));
             for ((command, reply), checked) in script.iter().zip(&replies).zip(checked) {
                 if checked && reply.status != 0 {
                     // Leave configuration mode whatever state the failure left behind.
-                    let _ = self.exec(daemon, &["end"]).await;
+                    let _ = self.exec(daemon, close).await;
                     return Err(VtyError::Rejected {
                         daemon: daemon.to_string(),
                         command: command.to_string(),
@@ -282,21 +298,30 @@ pub struct Routed<'a> {
     /// The line.
     pub text: &'a str,
     /// Whether the daemon's rejection is an error; false where the daemon only mirrors
-    /// the line (zebra's copy of route-maps and prefix-lists, which bgpd is the user of).
+    /// the line (zebra's copy of route-maps and prefix-lists, which bgpd is the user of; on
+    /// FRR 10 mgmtd takes it for zebra).
     pub checked: bool,
 }
 
-/// The daemons that own a top-level line of ferrolb's grammar: those that must take it, and
-/// those that take a copy (vtysh sends route-maps and prefix-lists to zebra as well, so a
-/// restarted FRR has them there; keeping zebra's copy in step avoids a mismatch).
-fn owners(line: &str) -> Option<(&'static [&'static str], &'static [&'static str])> {
+/// The daemons that own a top-level line of ferrolb's grammar on FRR of `dialect`: those that
+/// must take it, and those that take a copy (vtysh sends route-maps and prefix-lists to zebra
+/// as well, so a restarted FRR has them there; keeping zebra's copy in step avoids a
+/// mismatch). Zebra's lines go to [`Dialect::zebra_front`].
+fn owners(
+    line: &str,
+    dialect: Dialect,
+) -> Option<(&'static [&'static str], &'static [&'static str])> {
     let bare = line.strip_prefix("no ").unwrap_or(line);
     let first = bare.split_whitespace().next()?;
     let second = bare.split_whitespace().nth(1).unwrap_or("");
+    let zebra: &'static [&'static str] = match dialect.zebra_front() {
+        "mgmtd" => &["mgmtd"],
+        _ => &["zebra"],
+    };
     match (first, second) {
         ("log", _) => Some((&["*"], &[])),
-        ("ip" | "ipv6", "nht") => Some((&["zebra"], &[])),
-        ("ip" | "ipv6", "prefix-list") | ("route-map", _) => Some((&["bgpd"], &["zebra"])),
+        ("ip" | "ipv6", "nht") => Some((zebra, &[])),
+        ("ip" | "ipv6", "prefix-list") | ("route-map", _) => Some((&["bgpd"], zebra)),
         ("router", "bgp") => Some((&["bgpd"], &[])),
         ("bfd", "") => Some((&["bfdd"], &[])),
         _ => None,
@@ -305,12 +330,13 @@ fn owners(line: &str) -> Option<(&'static [&'static str], &'static [&'static str
 
 /// Splits configuration commands by daemon, keeping each daemon's lines in order. A block
 /// (`router bgp …`, `route-map …`, `bfd`) goes to its owners up to its closing top-level
-/// `exit`; inside a route-map, `set` lines go to bgpd alone (zebra has none of bgpd's
-/// `set` clauses). Lines outside this grammar, or owned by a daemon that is not running,
+/// `exit`; inside a route-map, `set` lines go to bgpd alone (zebra and mgmtd have none of
+/// bgpd's `set` clauses). Lines outside this grammar, or owned by a daemon that is not running,
 /// are [`VtyError::Unroutable`]: the caller uses vtysh instead.
 pub fn route<'a>(
     commands: &'a [String],
     available: &[&str],
+    dialect: Dialect,
 ) -> Result<Vec<(String, Vec<Routed<'a>>)>, VtyError> {
     let mut out: BTreeMap<String, Vec<Routed<'a>>> = BTreeMap::new();
     let mut push = |daemon: &str, text: &'a str, checked: bool| {
@@ -340,7 +366,8 @@ pub fn route<'a>(
             }
             continue;
         }
-        let (must, copy) = owners(line).ok_or_else(|| VtyError::Unroutable(line.clone()))?;
+        let (must, copy) =
+            owners(line, dialect).ok_or_else(|| VtyError::Unroutable(line.clone()))?;
         let must: Vec<&str> = if must == ["*"] {
             available.to_vec()
         } else {
@@ -370,10 +397,10 @@ pub fn route<'a>(
             block = Some((must, copy, line.starts_with("route-map ")));
         }
     }
-    // bfdd and zebra first: bgpd's lines may name their profiles and lists.
+    // bfdd and zebra (or mgmtd for it) first: bgpd's lines may name their profiles and lists.
     let order = |d: &str| match d {
         "bfdd" => 0,
-        "zebra" => 1,
+        "zebra" | "mgmtd" => 1,
         "bgpd" => 3,
         _ => 2,
     };
@@ -403,42 +430,61 @@ mod tests {
         let commands = lines(
             "log stdout informational\nip nht resolve-via-default\nbfd\n profile fast\n  detect-multiplier 3\n exit\nexit\nip prefix-list pl seq 1 permit 10.0.0.1/32\nroute-map rm permit 1\n match ip address prefix-list pl\n set community 1:1\nexit\nrouter bgp 64512\n neighbor 10.0.0.1 remote-as 64513\n address-family ipv4 unicast\n  network 10.0.0.1/32\n exit-address-family\nexit\nno route-map old\nno router bgp 64999",
         );
-        let daemons = ["bfdd", "bgpd", "staticd", "zebra"];
-        let routed = route(&commands, &daemons).unwrap();
-        let order: Vec<&str> = routed.iter().map(|(d, _)| d.as_str()).collect();
-        assert_eq!(order, ["bfdd", "zebra", "staticd", "bgpd"]);
-        assert_eq!(
-            texts(&routed, "bfdd"),
-            [
-                ("log stdout informational", true),
-                ("bfd", true),
-                (" profile fast", true),
-                ("  detect-multiplier 3", true),
-                (" exit", true),
-                ("exit", true)
-            ]
-        );
-        assert_eq!(
-            texts(&routed, "zebra"),
-            [
-                ("log stdout informational", true),
-                ("ip nht resolve-via-default", true),
-                ("ip prefix-list pl seq 1 permit 10.0.0.1/32", false),
-                ("route-map rm permit 1", false),
-                (" match ip address prefix-list pl", false),
-                ("exit", false),
-                ("no route-map old", false),
-            ]
-        );
-        assert_eq!(
-            texts(&routed, "staticd"),
-            [("log stdout informational", true)]
-        );
-        let bgpd = texts(&routed, "bgpd");
-        assert!(bgpd.contains(&(" set community 1:1", true)));
-        assert!(bgpd.contains(&("  network 10.0.0.1/32", true)));
-        assert_eq!(bgpd.last(), Some(&("no router bgp 64999", true)));
-        assert!(bgpd.iter().all(|(_, checked)| *checked));
+        // Zebra's lines go to zebra on FRR 8.4, to mgmtd on FRR 10 (zebra keeps `log`).
+        for (dialect, daemons, order, front) in [
+            (
+                Dialect::Frr8,
+                &["bfdd", "bgpd", "staticd", "zebra"][..],
+                &["bfdd", "zebra", "staticd", "bgpd"][..],
+                "zebra",
+            ),
+            (
+                Dialect::Frr10,
+                &["bfdd", "bgpd", "mgmtd", "staticd", "zebra"][..],
+                &["bfdd", "mgmtd", "zebra", "staticd", "bgpd"][..],
+                "mgmtd",
+            ),
+        ] {
+            let routed = route(&commands, daemons, dialect).unwrap();
+            let got: Vec<&str> = routed.iter().map(|(d, _)| d.as_str()).collect();
+            assert_eq!(got, order, "{dialect}");
+            assert_eq!(
+                texts(&routed, "bfdd"),
+                [
+                    ("log stdout informational", true),
+                    ("bfd", true),
+                    (" profile fast", true),
+                    ("  detect-multiplier 3", true),
+                    (" exit", true),
+                    ("exit", true)
+                ]
+            );
+            assert_eq!(
+                texts(&routed, front),
+                [
+                    ("log stdout informational", true),
+                    ("ip nht resolve-via-default", true),
+                    ("ip prefix-list pl seq 1 permit 10.0.0.1/32", false),
+                    ("route-map rm permit 1", false),
+                    (" match ip address prefix-list pl", false),
+                    ("exit", false),
+                    ("no route-map old", false),
+                ],
+                "{dialect}"
+            );
+            for bystander in ["staticd", "zebra"].into_iter().filter(|d| *d != front) {
+                assert_eq!(
+                    texts(&routed, bystander),
+                    [("log stdout informational", true)],
+                    "{dialect}"
+                );
+            }
+            let bgpd = texts(&routed, "bgpd");
+            assert!(bgpd.contains(&(" set community 1:1", true)));
+            assert!(bgpd.contains(&("  network 10.0.0.1/32", true)));
+            assert_eq!(bgpd.last(), Some(&("no router bgp 64999", true)));
+            assert!(bgpd.iter().all(|(_, checked)| *checked));
+        }
     }
 
     #[test]
@@ -451,13 +497,18 @@ mod tests {
         ] {
             assert!(
                 matches!(
-                    route(&lines(text), &["zebra", "bgpd", "bfdd"]),
+                    route(&lines(text), &["zebra", "bgpd", "bfdd"], Dialect::Frr8),
                     Err(VtyError::Unroutable(_))
                 ),
                 "{text}"
             );
         }
-        let err = route(&lines("bfd\n profile x\n exit\nexit"), &["zebra", "bgpd"]).unwrap_err();
+        let err = route(
+            &lines("bfd\n profile x\n exit\nexit"),
+            &["zebra", "bgpd"],
+            Dialect::Frr8,
+        )
+        .unwrap_err();
         assert_eq!(
             err.to_string(),
             "no direct route for \"bfd (bfdd is not running)\""

@@ -41,6 +41,7 @@ pub struct Metrics {
     /// Applies by path.
     pub applies: Family<PathLabel, Counter>,
     last_apply_ms: Gauge,
+    frr_version_known: Gauge,
     /// Layer-2 answers and announcements.
     pub l2: std::sync::Arc<crate::l2::responder::L2Metrics>,
     /// Gossip.
@@ -81,8 +82,18 @@ impl Metrics {
             "Wall time of the last apply, verification included",
             self.last_apply_ms.clone(),
         );
+        registry.register(
+            "ferrolb_frr_version_known",
+            "Whether the running FRR is a version ferrolb renders and types deltas for (1), or one it drives through frr-reload.py alone (0)",
+            self.frr_version_known.clone(),
+        );
         self.l2.register(registry);
         self.members.register(registry);
+    }
+
+    /// Records whether the running FRR's version is known.
+    pub fn set_frr_version_known(&self, known: bool) {
+        self.frr_version_known.set(i64::from(known));
     }
 
     /// Records one apply.

@@ -198,7 +198,11 @@ pub async fn run(options: Options, shutdown: CancellationToken) -> anyhow::Resul
         let plan_ms = started.elapsed().as_secs_f64() * 1e3 - snapshot_ms;
         let mut failed = false;
         if let Some(model) = &pass.model {
-            match applier.apply(model).await {
+            let applied = applier.apply(model).await;
+            if let Some(frr) = applier.frr_version() {
+                metrics.set_frr_version_known(frr.dialect.is_some());
+            }
+            match applied {
                 Ok(report) => {
                     idle &= matches!(report.path, ApplyPath::Unchanged);
                     let ms = report.elapsed.as_secs_f64() * 1e3;
