@@ -244,6 +244,19 @@ impl Frr {
         }
     }
 
+    /// Stops daemon `daemon` (by PID) and starts it again, empty, as a supervisor would.
+    pub fn restart_daemon(&mut self, ns: &Netns, daemon: &str) -> Result<()> {
+        let at = self
+            .daemons
+            .iter()
+            .position(|(d, _)| d == daemon)
+            .with_context(|| format!("no {daemon} started here"))?;
+        drop(self.daemons.remove(at));
+        let process = spawn_daemon(ns, &self.dir, daemon)?;
+        self.daemons.insert(at, (daemon.to_string(), process));
+        Ok(())
+    }
+
     /// The build it runs.
     pub fn build(&self) -> &Build {
         &self.build

@@ -1,5 +1,6 @@
 //! Lab harness for ferrolb: a real Kubernetes control plane ([`control_plane`]), network namespaces
-//! and the lab switch ([`netns`]), hermetic FRR instances ([`frr`]), a node peering with two
+//! and the lab switch ([`netns`]), hermetic FRR instances ([`frr`]) and BIRD routers
+//! ([`bird`]), a node peering with two
 //! routers ([`peering`]) and the configurations it is driven through ([`configs`]), the
 //! processes of the lab ([`process`]), `kubectl` as a user would run it ([`kubectl`]), and
 //! where the binaries are ([`paths`]). The scenarios in `tests/` drive ferrolb through these
@@ -8,6 +9,7 @@
 //! Everything a harness object starts is ended by PID when the object is dropped, on success
 //! or failure.
 
+pub mod bird;
 pub mod configs;
 pub mod control_plane;
 pub mod fabric;
