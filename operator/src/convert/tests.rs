@@ -1,4 +1,3 @@
-
 use super::*;
 use crate::cluster::{ServiceKey, ServiceScope};
 use crate::config::LoadOptions;

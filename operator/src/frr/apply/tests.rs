@@ -1,5 +1,5 @@
-
 use super::*;
+use std::path::Path;
 
 /// The model of a golden case for `node-a`.
 fn golden_model(case: &str) -> FrrConfig {
