@@ -1,3 +1,4 @@
+use super::policy::*;
 use super::*;
 
 #[test]
