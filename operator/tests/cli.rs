@@ -184,37 +184,17 @@ fn render_frr_prints_the_form_of_the_frr_version_asked_for() {
     let case = golden("asn-options");
     let input = case.join("input.yaml");
     let input = input.to_str().expect("UTF-8 path");
+    let render = |version: &str| {
+        let args = ["render", "frr", "--node", "node-a", "-f", input];
+        ferrolb(&[&args[..], &["--frr-version", version]].concat(), None)
+    };
     for (version, file) in [("8.4", "frr-8.4.conf"), ("10.3", "frr.conf")] {
-        let out = ferrolb(
-            &[
-                "render",
-                "frr",
-                "--node",
-                "node-a",
-                "-f",
-                input,
-                "--frr-version",
-                version,
-            ],
-            None,
-        );
+        let out = render(version);
         assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
         let expected = std::fs::read_to_string(case.join(file)).unwrap();
         assert_eq!(text(&out.stdout), expected, "{version}");
     }
-    let out = ferrolb(
-        &[
-            "render",
-            "frr",
-            "--node",
-            "node-a",
-            "-f",
-            input,
-            "--frr-version",
-            "9.1",
-        ],
-        None,
-    );
+    let out = render("9.1");
     assert_eq!(out.status.code(), Some(2));
     assert!(
         text(&out.stderr)
