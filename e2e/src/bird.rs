@@ -25,7 +25,10 @@ pub struct Bird {
 pub struct BgpProtocol {
     /// `BGP state:` (`Established`, `Idle`, …).
     pub state: String,
-    /// When the protocol last changed state (the `Since` column).
+    /// The protocol's own state (the `State` column: `up`, `start`, …), which turns `up` a
+    /// moment after the session is Established.
+    pub protocol: String,
+    /// When the protocol last changed its own state (the `Since` column).
     pub since: String,
     /// `Last error:`, if BIRD gives one.
     pub last_error: Option<String>,
@@ -88,11 +91,14 @@ impl Bird {
             .find(|l| l.split_whitespace().next() == Some(name))
             .with_context(|| format!("no protocol {name} in: {text}"))?;
         // name proto table state since info…
-        let since = summary
-            .split_whitespace()
-            .nth(4)
-            .context("no Since column")?
-            .to_string();
+        let column = |n: usize| {
+            summary
+                .split_whitespace()
+                .nth(n)
+                .map(str::to_string)
+                .with_context(|| format!("no column {n} in {summary:?}"))
+        };
+        let (protocol, since) = (column(3)?, column(4)?);
         let field = |key: &str| {
             text.lines()
                 .find_map(|l| l.trim().strip_prefix(key))
@@ -100,27 +106,20 @@ impl Bird {
         };
         Ok(BgpProtocol {
             state: field("BGP state:").with_context(|| format!("no BGP state in: {text}"))?,
+            protocol,
             since,
             last_error: field("Last error:"),
         })
     }
 
-    /// The routes BIRD holds for `prefix` (`show route PREFIX all`); `None` when it has none.
+    /// The routes BIRD holds for `prefix` (`show route PREFIX all`); `None` when it has none
+    /// (birdc then says "Network not found" and exits 1).
     pub fn route(&self, prefix: &str) -> Result<Option<String>> {
-        let out = Command::new("birdc")
-            .arg("-s")
-            .arg(&self.socket)
-            .args(["show", "route", prefix, "all"])
-            .output()
-            .context("running birdc (Debian's bird2)")?;
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        if text.contains("Network not found") {
-            return Ok(None);
+        match self.birdc(&format!("show route {prefix} all")) {
+            Ok(text) => Ok(Some(text)),
+            Err(e) if e.to_string().contains("Network not found") => Ok(None),
+            Err(e) => Err(e),
         }
-        if !out.status.success() {
-            bail!("birdc show route {prefix} all: {text}");
-        }
-        Ok(Some(text))
     }
 
     /// BIRD's log so far.

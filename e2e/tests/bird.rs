@@ -73,11 +73,17 @@ status: {{loadBalancer: {{ingress: [{{ip: 198.51.100.10}}]}}}}
     )
 }
 
-/// Waits until BIRD's session is Established; returns its state then.
+/// Whether BIRD's session is Established and its protocol up (which follows a moment later
+/// and restamps the protocol's `since`).
+fn is_up(state: &BgpProtocol) -> bool {
+    state.state == "Established" && state.protocol == "up"
+}
+
+/// Waits until BIRD's session is up; returns its state then.
 fn established(bird: &Bird, within: Duration) -> Result<BgpProtocol> {
     wait_for("BIRD's session to the node", within, || {
         let state = bird.bgp("node")?;
-        Ok((state.state == "Established").then_some(state))
+        Ok(is_up(&state).then_some(state))
     })
 }
 
@@ -145,7 +151,7 @@ fn a_bird_router_keeps_its_session_sees_communities_and_withdraws_through_bfd() 
     runtime.block_on(applier.apply(&slower))?;
     let back = wait_for("BIRD's new session", Duration::from_secs(30), || {
         let state = bird.bgp("node")?;
-        Ok((state.state == "Established" && state.since != up.since).then_some(state))
+        Ok((is_up(&state) && state.since != up.since).then_some(state))
     })
     .map_err(|e| anyhow::anyhow!("{e}\n--- BIRD's log\n{}", bird.log()))?;
     stays_up(&bird, &back, Duration::from_secs(20), "bgpd's restart")?;

@@ -127,7 +127,7 @@ fn frr_version(value: &str) -> Result<Dialect, String> {
     Dialect::of_version(value).ok_or_else(|| {
         format!(
             "FRR {value} is not a version ferrolb renders for (known: {})",
-            Dialect::ALL.map(Dialect::version).join(", ")
+            Dialect::known()
         )
     })
 }

@@ -8,12 +8,12 @@
 //! restarts boots with the configuration ferrolb last asked for. When FRR runs nothing of ours
 //! (a fresh start: the delta from nothing is the whole configuration), the file is written
 //! first and the delta typed after. Either way, `show running-config` is read back and
-//! compared (normalised, by [`super::running::canonical`] form, because FRR prints some objects in creation
-//! order) with the rendered text. When FRR's state is unknown, on a vtysh error, a mismatch,
-//! or a change the delta engine cannot express, it runs `frr-reload.py --reload` on the file
-//! and verifies again. If even that does not give
-//! the rendered text, the last configuration that verified is written and reloaded, so FRR
-//! keeps running something known, and the error is returned.
+//! compared (normalised, by [`super::running::canonical`] form, because FRR prints some
+//! objects in creation order) with the rendered text. When FRR's state is unknown, on a
+//! vtysh error, a mismatch, or a change the delta engine cannot express, it runs
+//! `frr-reload.py --reload` on the file and verifies again. If even that does not give the
+//! rendered text, the last configuration that verified is written and reloaded, so FRR keeps
+//! running something known, and the error is returned.
 //!
 //! The text is rendered as the running FRR prints it: the applier reads FRR's version
 //! (`show version`) whenever it does not know FRR's state, and renders in that version's
@@ -27,8 +27,6 @@
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
-
-use tokio::process::Command;
 
 use super::delta::{self, FrrDelta};
 use super::dialect::{Dialect, version_of_show_version};
@@ -172,7 +170,7 @@ impl Applier {
             Some(dialect) => tracing::debug!(%dialect, "FRR's version read"),
             None => tracing::warn!(
                 version = %version.version,
-                known = %Dialect::ALL.map(Dialect::version).join(", "),
+                known = %Dialect::known(),
                 "FRR runs a version ferrolb does not know: every change is loaded with frr-reload.py"
             ),
         }
@@ -389,9 +387,7 @@ impl Applier {
         let text = render::render(model, self.dialect())?;
         write_atomically(&self.target.config_file(), &text)?;
         self.applied = None;
-        let mut command = Command::from(self.target.reload_command());
-        command.kill_on_drop(true);
-        output(command, "frr-reload.py").await?;
+        self.target.reload().await?;
         let running = self.running_config().await?;
         if !same_configuration(&text, &running) {
             tracing::warn!(
@@ -405,7 +401,7 @@ impl Applier {
             path: ApplyPath::Reload(format!(
                 "FRR {} is not a version ferrolb knows ({})",
                 frr.version,
-                Dialect::ALL.map(Dialect::version).join(", ")
+                Dialect::known()
             )),
             elapsed: started.elapsed(),
             sockets: false,
@@ -467,9 +463,7 @@ impl Applier {
     }
 
     async fn reload_and_verify(&mut self, text: &str) -> Result<(), ApplyError> {
-        let mut command = Command::from(self.target.reload_command());
-        command.kill_on_drop(true);
-        let reload = output(command, "frr-reload.py").await;
+        let reload = self.target.reload().await;
         let running = self.running_config().await?;
         if same_configuration(text, &running) {
             return Ok(());

@@ -32,14 +32,19 @@ pub enum Dialect {
 }
 
 /// The top-level sections of frr.conf after its header, as the template names them.
-pub(super) const POLICY: &str = "policy";
-pub(super) const ROUTERS: &str = "routers";
-pub(super) const NHT: &str = "nht";
-pub(super) const BFD: &str = "bfd";
+const POLICY: &str = "policy";
+const ROUTERS: &str = "routers";
+const NHT: &str = "nht";
+const BFD: &str = "bfd";
 
 impl Dialect {
     /// Every dialect, oldest first.
     pub const ALL: [Dialect; 2] = [Dialect::Frr8, Dialect::Frr10];
+
+    /// The releases ferrolb knows, for messages (`8.4, 10.3`).
+    pub fn known() -> String {
+        Dialect::ALL.map(Dialect::version).join(", ")
+    }
 
     /// The FRR release it stands for (`major.minor`).
     pub fn version(self) -> &'static str {
@@ -69,12 +74,13 @@ impl Dialect {
     }
 
     /// The daemon that takes zebra's configuration (`ip nht …` and zebra's copies of
-    /// prefix-lists and route-maps): zebra itself on FRR 8.4; mgmtd on FRR 10, which passes
-    /// it on to zebra (zebra's own vty refuses those lines).
-    pub fn zebra_front(self) -> &'static str {
+    /// prefix-lists and route-maps), as the one-element list the vty routing table uses:
+    /// zebra itself on FRR 8.4; mgmtd on FRR 10, which passes it on to zebra (zebra's own
+    /// vty refuses those lines).
+    pub fn zebra_front(self) -> &'static [&'static str] {
         match self {
-            Dialect::Frr8 => "zebra",
-            Dialect::Frr10 => "mgmtd",
+            Dialect::Frr8 => &["zebra"],
+            Dialect::Frr10 => &["mgmtd"],
         }
     }
 

@@ -27,6 +27,10 @@ use super::running::normalise_running;
 
 /// Commands written before their answers are read.
 const BATCH: usize = 512;
+/// Time allowed for a batch, besides [`PER_COMMAND`] for each command in it.
+const BATCH_TIME: Duration = Duration::from_secs(10);
+/// Time allowed per command.
+const PER_COMMAND: Duration = Duration::from_millis(20);
 
 /// How many commands `daemon` takes before it has answered them. FRR 10's mgmtd takes one:
 /// it holds a vty while its backends apply a command, and input that arrived in the
@@ -34,10 +38,6 @@ const BATCH: usize = 512;
 fn pipeline_depth(daemon: &str) -> usize {
     if daemon == "mgmtd" { 1 } else { BATCH }
 }
-/// Time allowed for a batch, besides [`PER_COMMAND`] for each command in it.
-const BATCH_TIME: Duration = Duration::from_secs(10);
-/// Time allowed per command.
-const PER_COMMAND: Duration = Duration::from_millis(20);
 
 /// Why talking to a daemon failed.
 #[derive(Debug, thiserror::Error)]
@@ -314,10 +314,7 @@ fn owners(
     let bare = line.strip_prefix("no ").unwrap_or(line);
     let first = bare.split_whitespace().next()?;
     let second = bare.split_whitespace().nth(1).unwrap_or("");
-    let zebra: &'static [&'static str] = match dialect.zebra_front() {
-        "mgmtd" => &["mgmtd"],
-        _ => &["zebra"],
-    };
+    let zebra = dialect.zebra_front();
     match (first, second) {
         ("log", _) => Some((&["*"], &[])),
         ("ip" | "ipv6", "nht") => Some((zebra, &[])),

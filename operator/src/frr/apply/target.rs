@@ -68,6 +68,13 @@ impl FrrTarget {
         command
     }
 
+    /// Runs `frr-reload.py --reload` of this instance's frr.conf; returns its output.
+    pub async fn reload(&self) -> Result<String, ApplyError> {
+        let mut command = Command::from(self.reload_command());
+        command.kill_on_drop(true);
+        output(command, "frr-reload.py").await
+    }
+
     /// Runs vtysh with one `-c` per command; returns its output, or the output and exit
     /// status as an error when a command failed.
     pub async fn run(&self, commands: &[&str]) -> Result<String, ApplyError> {
