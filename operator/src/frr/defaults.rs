@@ -10,3 +10,11 @@ pub const BFD_INTERVAL_MS: u32 = 300;
 pub const BFD_ECHO_INTERVAL_MS: u32 = 50;
 /// BFD `minimum-ttl`.
 pub const BFD_MINIMUM_TTL: u32 = 254;
+/// `bgp route-map delay-timer`, in seconds: how long bgpd gathers route-map and prefix-list
+/// changes before applying them to its neighbours. FRR 10 also starts no neighbour that
+/// uses a route-map before this timer has first run, so it delays every session after a
+/// start; ferrolb sets [`ROUTE_MAP_DELAY_S`] instead.
+pub const FRR_ROUTE_MAP_DELAY_S: u32 = 5;
+/// The route-map delay ferrolb configures: a session starts within a second of bgpd's start,
+/// and a burst of changes is still gathered.
+pub const ROUTE_MAP_DELAY_S: u32 = 1;

@@ -78,6 +78,12 @@ pub fn diff(old: &FrrConfig, new: &FrrConfig) -> Result<FrrDelta, NeedsReload> {
     }
     // `no ip forwarding` mirrors the kernel's setting, which zebra reads and prints; the
     // model follows the node's facts, so there is nothing to type for it.
+    if new.route_map_delay != old.route_map_delay {
+        match new.route_map_delay {
+            Some(seconds) => early.push(format!("bgp route-map delay-timer {seconds}")),
+            None => late.push("no bgp route-map delay-timer".into()),
+        }
+    }
     if new.nht_resolve_via_default && !old.nht_resolve_via_default {
         early.push("ip nht resolve-via-default".into());
         early.push("ipv6 nht resolve-via-default".into());

@@ -83,6 +83,8 @@ pub struct FrrConfig {
     pub ipv6_prefix_lists: Vec<PrefixList>,
     /// Route-maps, by name (print order).
     pub route_maps: Vec<RouteMap>,
+    /// `bgp route-map delay-timer N`; `None` for FRR's default (not printed).
+    pub route_map_delay: Option<u32>,
     /// Next hops resolve through the default route (`ip|ipv6 nht resolve-via-default`:
     /// printed by FRR 8.4, FRR 10's default).
     pub nht_resolve_via_default: bool,
@@ -254,6 +256,8 @@ pub fn build(config: &Config, intent: &NodeIntent, node: &NodeView, facts: NodeF
         no_ipv4_forwarding: !facts.ipv4_forwarding,
         no_ipv6_forwarding: !facts.ipv6_forwarding,
         nht_resolve_via_default: true,
+        route_map_delay: Some(defaults::ROUTE_MAP_DELAY_S)
+            .filter(|s| *s != defaults::FRR_ROUTE_MAP_DELAY_S),
         bfd_profiles: config.bfd_profiles.values().map(bfd_profile).collect(),
         ..FrrConfig::default()
     };

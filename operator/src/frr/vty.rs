@@ -319,7 +319,7 @@ fn owners(
         ("log", _) => Some((&["*"], &[])),
         ("ip" | "ipv6", "nht") => Some((zebra, &[])),
         ("ip" | "ipv6", "prefix-list") | ("route-map", _) => Some((&["bgpd"], zebra)),
-        ("router", "bgp") => Some((&["bgpd"], &[])),
+        ("router", "bgp") | ("bgp", "route-map") => Some((&["bgpd"], &[])),
         ("bfd", "") => Some((&["bfdd"], &[])),
         _ => None,
     }
