@@ -70,10 +70,10 @@ impl Rig {
         self.set(from)?;
         let target = self.applier.target().clone();
         let text = configs::render(to, self.applier.dialect())?;
-        std::fs::write(target.config_file(), &text)?;
+        std::fs::write(target.reload_file(), &text)?;
         let started = Instant::now();
         let out = target
-            .reload_command()
+            .reload_command(&target.reload_file())
             .output()
             .context("running frr-reload.py")?;
         let elapsed = started.elapsed().as_secs_f64() * 1e3;

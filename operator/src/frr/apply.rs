@@ -5,13 +5,14 @@
 //! the checks rendering makes of words (names, passwords) run before that, on the model
 //! without its bulk (announced networks and prefix-list lines are typed values that cannot
 //! fail them). Then it renders the model and writes `frr.conf` atomically, so an FRR that
-//! restarts boots with the configuration ferrolb last asked for. When FRR runs nothing of ours
+//! restarts boots with the configuration ferrolb last asked for, less every neighbour's BFD
+//! (which the speaker adds as sessions come up: [`super::bfd_hold`]). When FRR runs nothing of ours
 //! (a fresh start: the delta from nothing is the whole configuration), the file is written
 //! first and the delta typed after. Either way, `show running-config` is read back and
 //! compared (normalised, by [`super::running::canonical`] form, because FRR prints some
 //! objects in creation order) with the rendered text. When FRR's state is unknown, on a
 //! vtysh error, a mismatch, or a change the delta engine cannot express, it runs
-//! `frr-reload.py --reload` on the file and verifies again. If even that does not give the
+//! `frr-reload.py --reload` on the whole rendering and verifies again. If even that does not give the
 //! rendered text, the last configuration that verified is written and reloaded, so FRR keeps
 //! running something known, and the error is returned.
 //!
@@ -28,6 +29,7 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use super::bfd_hold::boot_text;
 use super::delta::{self, FrrDelta};
 use super::dialect::{Dialect, version_of_show_version};
 use super::model::FrrConfig;
@@ -284,7 +286,7 @@ impl Applier {
                 return Err(e.into());
             }
         };
-        if let Err(e) = write_atomically(&self.target.config_file(), &text) {
+        if let Err(e) = write_atomically(&self.target.config_file(), &boot_text(&text)) {
             if typed_early.is_some() {
                 self.applied = None;
             }
@@ -366,7 +368,7 @@ impl Applier {
             }
             Err(e) => {
                 if let Some((good, good_text)) = last_good {
-                    write_atomically(&self.target.config_file(), &good_text)?;
+                    write_atomically(&self.target.config_file(), &boot_text(&good_text))?;
                     if self.reload_and_verify(&good_text).await.is_ok() {
                         self.applied = Some((good, good_text));
                     }
@@ -385,9 +387,9 @@ impl Applier {
         started: Instant,
     ) -> Result<ApplyReport, ApplyError> {
         let text = render::render(model, self.dialect())?;
-        write_atomically(&self.target.config_file(), &text)?;
+        write_atomically(&self.target.config_file(), &boot_text(&text))?;
         self.applied = None;
-        self.target.reload().await?;
+        self.target.reload(&text).await?;
         let running = self.running_config().await?;
         if !same_configuration(&text, &running) {
             tracing::warn!(
@@ -463,7 +465,7 @@ impl Applier {
     }
 
     async fn reload_and_verify(&mut self, text: &str) -> Result<(), ApplyError> {
-        let reload = self.target.reload().await;
+        let reload = self.target.reload(text).await;
         let running = self.running_config().await?;
         if same_configuration(text, &running) {
             return Ok(());

@@ -2,12 +2,16 @@
 //! the running FRR version prints it ([`dialect`]),
 //! changed line by line ([`delta`]), put into a running FRR and verified ([`apply`]) against
 //! what FRR prints back ([`running`]), and its sessions read back ([`state`]), talking to the
-//! daemons through their sockets ([`vty`]).
+//! daemons through their sockets ([`vty`]). Each neighbour's BFD waits for its session
+//! ([`bfd_hold`]).
 
 pub mod apply;
+pub mod bfd_hold;
 pub mod defaults;
 pub mod delta;
 pub mod dialect;
+#[cfg(test)]
+pub(crate) mod fixtures;
 pub mod model;
 pub mod render;
 pub mod running;

@@ -26,6 +26,9 @@ pub struct BgpSession {
     pub established: u64,
     /// Times it went down.
     pub dropped: u64,
+    /// The neighbour took the connection and has never answered an OPEN: FRR is in
+    /// OpenSent and has received none (an FRR with BFD configured waits for BFD so).
+    pub awaiting_open: bool,
 }
 
 /// One BFD session as FRR reports it.
@@ -106,6 +109,7 @@ pub fn bgp_sessions(text: &str) -> Result<Vec<BgpSession>, StateError> {
                         .sum()
                 })
                 .unwrap_or(0);
+            let awaiting_open = state == "OpenSent" && number(&n["messageStats"]["opensRecv"]) == 0;
             out.push(BgpSession {
                 vrf: vrf_name.clone(),
                 peer: peer.clone(),
@@ -115,6 +119,7 @@ pub fn bgp_sessions(text: &str) -> Result<Vec<BgpSession>, StateError> {
                 updates_sent: number(&n["messageStats"]["updatesSent"]),
                 established: number(&n["connectionsEstablished"]),
                 dropped: number(&n["connectionsDropped"]),
+                awaiting_open,
             });
         }
     }
@@ -174,15 +179,17 @@ mod tests {
             "ipv6Unicast": {"sentPrefixCounter": 3}
           }
         },
-        "10.98.0.3": {"remoteAs": 64520, "bgpState": "Active", "connectionsEstablished": 0, "connectionsDropped": 0}
+        "10.98.0.3": {"remoteAs": 64520, "bgpState": "OpenSent", "connectionsEstablished": 0, "connectionsDropped": 0,
+                      "messageStats": {"opensSent": 3, "opensRecv": 0}}
       },
-      "red": {"vrfId": 7, "vrfName": "red", "10.1.0.1": {"bgpState": "Connect"}}
+      "red": {"vrfId": 7, "vrfName": "red", "10.1.0.1": {"bgpState": "Connect"},
+              "10.1.0.2": {"bgpState": "OpenSent", "messageStats": {"opensSent": 2, "opensRecv": 1}}}
     }"#;
 
     #[test]
     fn neighbours_of_every_vrf_are_read_with_their_counters() {
         let sessions = bgp_sessions(NEIGHBORS).unwrap();
-        assert_eq!(sessions.len(), 3);
+        assert_eq!(sessions.len(), 4);
         let up = &sessions[0];
         assert_eq!(
             (up.peer.as_str(), up.up, up.prefixes_sent, up.updates_sent),
@@ -191,8 +198,14 @@ mod tests {
         assert_eq!((up.established, up.dropped), (2, 1));
         assert!(!sessions[1].up);
         assert_eq!(sessions[2].vrf, "red");
+        // Reached, and never an OPEN back.
+        let awaiting: Vec<bool> = sessions.iter().map(|s| s.awaiting_open).collect();
+        assert_eq!(awaiting, [false, true, false, false]);
         let keys: Vec<String> = by_peer(&sessions).into_keys().collect();
-        assert_eq!(keys, ["10.1.0.1%red", "10.98.0.1", "10.98.0.3"]);
+        assert_eq!(
+            keys,
+            ["10.1.0.1%red", "10.1.0.2%red", "10.98.0.1", "10.98.0.3"]
+        );
     }
 
     #[test]

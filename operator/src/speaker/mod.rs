@@ -9,7 +9,10 @@
 //! peers, and how long it took. After every apply and every few seconds, FRR's sessions are
 //! read into metrics ([`metrics`]) and the running configuration is compared with the applied
 //! one, so an FRR restart or a hand edit is repaired. The `speaker-<node>` ConfigurationState
-//! and one ServiceBGPStatus per announced Service ([`status`]) report the outcome.
+//! and one ServiceBGPStatus per announced Service ([`status`]) report the outcome. A
+//! neighbour's BFD is configured once FRR reports its session up, or its peer waits for BFD
+//! ([`crate::frr::bfd_hold`]); while one is held, FRR's sessions are read every
+//! [`HOLD_RECHECK`].
 //!
 //! Guarantees: FRR is not touched before every cache has listed once, nor while no valid
 //! configuration has ever loaded; an apply that fails leaves the last verified configuration
@@ -23,6 +26,7 @@ pub mod metrics;
 pub mod plan;
 pub mod status;
 
+use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -36,6 +40,7 @@ use crate::cluster::ServiceScope;
 use crate::config::LoadOptions;
 use crate::frr::NodeFacts;
 use crate::frr::apply::{Applier, ApplyPath, FrrTarget};
+use crate::frr::bfd_hold::{self, BfdHold, Release};
 use crate::frr::running::{first_difference, same_configuration};
 use crate::frr::state;
 use crate::shell::runtime::{
@@ -46,6 +51,9 @@ use crate::shell::watch::Changes;
 use cache::SpeakerCaches;
 use metrics::Metrics;
 use plan::{PassInputs, Planner};
+
+/// How often FRR's sessions are read while a neighbour's BFD is held back.
+pub const HOLD_RECHECK: Duration = Duration::from_millis(250);
 
 /// The field manager of the speaker's writes.
 pub const FIELD_MANAGER: &str = "ferrolb-speaker";
@@ -140,6 +148,9 @@ pub async fn run(options: Options, shutdown: CancellationToken) -> anyhow::Resul
     let state_name = format!("speaker-{}", options.node_name);
     let mut planner = Planner::default();
     let mut applier = Applier::new(options.frr.clone());
+    let mut hold = BfdHold::new();
+    // Whether the last model applied had a neighbour's BFD held back.
+    let mut holding = false;
     let (statuses, wanted_statuses) = tokio::sync::watch::channel(None);
     tokio::spawn(
         status::StatusWriter::<crate::api::ServiceBGPStatus>::new(
@@ -198,7 +209,16 @@ pub async fn run(options: Options, shutdown: CancellationToken) -> anyhow::Resul
         let plan_ms = started.elapsed().as_secs_f64() * 1e3 - snapshot_ms;
         let mut failed = false;
         if let Some(model) = &pass.model {
-            let applied = applier.apply(model).await;
+            let model = if bfd_hold::wants_bfd(model) {
+                if let Some(sessions) = read_sessions(&mut applier).await {
+                    observe_sessions(&mut hold, &sessions);
+                }
+                hold.gate(model)
+            } else {
+                Cow::Borrowed(&**model)
+            };
+            holding = matches!(model, Cow::Owned(_));
+            let applied = applier.apply(&model).await;
             if let Some(frr) = applier.frr_version() {
                 metrics.set_frr_version_known(frr.dialect.is_some());
             }
@@ -258,7 +278,9 @@ pub async fn run(options: Options, shutdown: CancellationToken) -> anyhow::Resul
             }
             if !idle {
                 // Sessions as they are after the change; otherwise the periodic poll.
-                poll_state(&mut applier, &metrics).await;
+                if let Some(sessions) = poll_state(&mut applier, &metrics).await {
+                    observe_sessions(&mut hold, &sessions);
+                }
             }
         }
 
@@ -329,9 +351,22 @@ pub async fn run(options: Options, shutdown: CancellationToken) -> anyhow::Resul
                 }
                 () = layer2.liveness_changed() => break,
                 () = tokio::time::sleep(backoff.unwrap_or(RETRY_MAX)), if backoff.is_some() => break,
+                () = tokio::time::sleep(HOLD_RECHECK), if holding => {
+                    if let Some(sessions) = read_sessions(&mut applier).await
+                        && observe_sessions(&mut hold, &sessions)
+                    {
+                        break;
+                    }
+                }
                 _ = poll.tick() => {
                     release_free_memory();
-                    if let Some(difference) = drifted(&mut applier, &metrics).await {
+                    if let Some(sessions) = poll_state(&mut applier, &metrics).await
+                        && observe_sessions(&mut hold, &sessions)
+                        && holding
+                    {
+                        break;
+                    }
+                    if let Some(difference) = drifted(&mut applier).await {
                         tracing::warn!(%difference, "FRR's running configuration differs from the applied one (restart or hand edit); applying again");
                         applier.forget();
                         break;
@@ -365,24 +400,65 @@ fn earliest_next(
     }
 }
 
-/// Reads FRR's sessions into the metrics.
-async fn poll_state(applier: &mut Applier, metrics: &Metrics) {
+/// Reads FRR's sessions into the metrics; returns the BGP sessions.
+async fn poll_state(applier: &mut Applier, metrics: &Metrics) -> Option<Vec<state::BgpSession>> {
     let bgp = applier
         .query("bgpd", "show bgp vrf all neighbors json")
         .await;
     let bfd = applier.query("bfdd", "show bfd peers json").await;
     match (bgp, bfd) {
         (Ok(bgp), Ok(bfd)) => match (state::bgp_sessions(&bgp), state::bfd_sessions(&bfd)) {
-            (Ok(b), Ok(f)) => metrics.set_sessions(&b, &f),
+            (Ok(b), Ok(f)) => {
+                metrics.set_sessions(&b, &f);
+                return Some(b);
+            }
             (Err(e), _) | (_, Err(e)) => tracing::warn!(error = %e, "reading FRR's state"),
         },
         (Err(e), _) | (_, Err(e)) => tracing::warn!(error = %e, "polling FRR"),
     }
+    None
 }
 
-/// Polls FRR; how its running configuration differs from what was applied, if it does.
-async fn drifted(applier: &mut Applier, metrics: &Metrics) -> Option<String> {
-    poll_state(applier, metrics).await;
+/// FRR's BGP sessions; `None` (logged) when they cannot be read.
+async fn read_sessions(applier: &mut Applier) -> Option<Vec<state::BgpSession>> {
+    let text = applier
+        .query("bgpd", "show bgp vrf all neighbors json")
+        .await;
+    match text.map(|t| state::bgp_sessions(&t)) {
+        Ok(Ok(sessions)) => Some(sessions),
+        Ok(Err(error)) => {
+            tracing::warn!(%error, "reading FRR's sessions");
+            None
+        }
+        Err(error) => {
+            tracing::debug!(%error, "reading FRR's sessions");
+            None
+        }
+    }
+}
+
+/// Takes FRR's sessions into the BFD hold and logs each neighbour it releases; whether it
+/// released any.
+fn observe_sessions(hold: &mut BfdHold, sessions: &[state::BgpSession]) -> bool {
+    let released = hold.observe(sessions, Instant::now());
+    for r in &released {
+        match r.why {
+            Release::Established => tracing::info!(
+                peer = %r.peer, vrf = %r.vrf,
+                "BFD configured for the neighbour: its session came up"
+            ),
+            Release::PeerWaits => tracing::info!(
+                peer = %r.peer, vrf = %r.vrf,
+                wait_s = bfd_hold::RELEASE_AFTER.as_secs(),
+                "BFD configured for the neighbour: the peer does not answer the OPEN without it"
+            ),
+        }
+    }
+    !released.is_empty()
+}
+
+/// How FRR's running configuration differs from what was applied, if it does.
+async fn drifted(applier: &mut Applier) -> Option<String> {
     applier.applied_text()?;
     match applier.running_config().await {
         Ok(running) => applier

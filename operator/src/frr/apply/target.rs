@@ -51,8 +51,14 @@ impl FrrTarget {
         command
     }
 
-    /// `frr-reload.py --reload` of this instance's frr.conf.
-    pub fn reload_command(&self) -> std::process::Command {
+    /// The file `frr-reload.py` loads: the whole rendering, where frr.conf holds every
+    /// neighbour's BFD back ([`crate::frr::bfd_hold::boot_text`]).
+    pub fn reload_file(&self) -> PathBuf {
+        self.config_dir.join("ferrolb-reload.conf")
+    }
+
+    /// `frr-reload.py --reload` of `file`.
+    pub fn reload_command(&self, file: &Path) -> std::process::Command {
         let bindir = self.vtysh.parent().unwrap_or(Path::new("/usr/bin"));
         let mut command = std::process::Command::new(&self.reload_script);
         command
@@ -64,13 +70,16 @@ impl FrrTarget {
             .arg(std::env::temp_dir())
             .arg("--vty_socket")
             .arg(&self.vty_dir)
-            .arg(self.config_file());
+            .arg(file);
         command
     }
 
-    /// Runs `frr-reload.py --reload` of this instance's frr.conf; returns its output.
-    pub async fn reload(&self) -> Result<String, ApplyError> {
-        let mut command = Command::from(self.reload_command());
+    /// Writes `text` as [`FrrTarget::reload_file`] and runs `frr-reload.py --reload` of it;
+    /// returns its output.
+    pub async fn reload(&self, text: &str) -> Result<String, ApplyError> {
+        let file = self.reload_file();
+        write_atomically(&file, text)?;
+        let mut command = Command::from(self.reload_command(&file));
         command.kill_on_drop(true);
         output(command, "frr-reload.py").await
     }

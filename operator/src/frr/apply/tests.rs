@@ -54,7 +54,7 @@ fn the_skeleton_keeps_every_checked_word_and_drops_the_bulk() {
 
 /// A stand-in for an FRR daemon of a version no real FRR here has (only 8.4 and 10.3 run
 /// on these machines): it answers `show version` with `version`, `show running-config`
-/// with the last `frr.conf` the reload script copied, and records every other command.
+/// with the last file the reload script was given, and records every other command.
 async fn fake_daemon(
     dir: &Path,
     version: &'static str,
@@ -108,12 +108,12 @@ async fn an_unknown_frr_version_is_reloaded_never_typed_into_and_its_print_is_ta
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let typed = fake_daemon(&dir, "9.1").await;
-    // The reload: FRR 9.1 "prints" the file with a line of its own added.
+    // The reload: FRR 9.1 "prints" the file it is given with a line of its own added.
     let script = dir.join("frr-reload.py");
     std::fs::write(
             &script,
             format!(
-                "#!/bin/sh\n{{ cat '{0}/frr.conf'; echo 'bgp something-new'; }} > '{0}/running.conf'\necho reloads >> '{0}/reloads'\n",
+                "#!/bin/sh\nfor file; do :; done\n{{ cat \"$file\"; echo 'bgp something-new'; }} > '{0}/running.conf'\necho reloads >> '{0}/reloads'\n",
                 dir.display()
             ),
         )
@@ -139,6 +139,13 @@ async fn an_unknown_frr_version_is_reloaded_never_typed_into_and_its_print_is_ta
         );
         let running = std::fs::read_to_string(dir.join("running.conf")).unwrap();
         assert_eq!(applier.applied_text(), Some(running.as_str()));
+        // The whole rendering was reloaded; frr.conf is its boot form.
+        let whole = render::render(&model, Dialect::default()).unwrap();
+        assert_eq!(running, format!("{whole}bgp something-new\n"));
+        assert_eq!(
+            std::fs::read_to_string(dir.join("frr.conf")).unwrap(),
+            crate::frr::bfd_hold::boot_text(&whole)
+        );
     }
     let version = applier.frr_version().unwrap();
     assert_eq!((version.version.as_str(), version.dialect), ("9.1", None));

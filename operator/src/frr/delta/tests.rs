@@ -1,53 +1,5 @@
 use super::*;
-use crate::cluster::ServiceScope;
-use crate::config::{self, LoadOptions};
-use crate::frr::{self, NodeFacts};
-use crate::{manifest, offline};
-
-/// A node's model from manifests, as its speaker would build it (Services without
-/// EndpointSlices serve everywhere).
-fn model(yaml: &str) -> FrrConfig {
-    let parsed = manifest::parse(yaml, "test", "metallb-system").expect("parses");
-    assert!(parsed.errors.is_empty(), "{:?}", parsed.errors);
-    let config = config::load(&parsed.objects, &LoadOptions::default()).expect("valid");
-    let node = offline::prepare(config, &parsed.objects, "node-a", ServiceScope::default());
-    frr::build(
-        &node.config,
-        &node.intent(),
-        &node.node,
-        NodeFacts::default(),
-    )
-}
-
-fn pool(name: &str, cidr: &str) -> String {
-    format!(
-        "---\napiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {{name: {name}}}\nspec: {{addresses: [\"{cidr}\"]}}\n"
-    )
-}
-
-fn peer(name: &str, address: &str, spec: &str) -> String {
-    format!(
-        "---\napiVersion: metallb.io/v1beta2\nkind: BGPPeer\nmetadata: {{name: {name}}}\nspec: {{myASN: 64512, peerASN: 64513, peerAddress: {address}{spec}}}\n"
-    )
-}
-
-fn advertisement(name: &str, pool: &str, spec: &str) -> String {
-    format!(
-        "---\napiVersion: metallb.io/v1beta1\nkind: BGPAdvertisement\nmetadata: {{name: {name}}}\nspec: {{ipAddressPools: [{pool}]{spec}}}\n"
-    )
-}
-
-fn bfd(name: &str, spec: &str) -> String {
-    format!(
-        "---\napiVersion: metallb.io/v1beta1\nkind: BFDProfile\nmetadata: {{name: {name}}}\nspec: {{{spec}}}\n"
-    )
-}
-
-fn service(name: &str, ip: &str, labels: &str) -> String {
-    format!(
-        "---\napiVersion: v1\nkind: Service\nmetadata: {{name: {name}, namespace: web, labels: {{{labels}}}}}\nspec: {{type: LoadBalancer, ports: [{{port: 80, protocol: TCP}}]}}\nstatus: {{loadBalancer: {{ingress: [{{ip: {ip}}}]}}}}\n"
-    )
-}
+use crate::frr::fixtures::{advertisement, bfd, model, peer, pool, service};
 
 fn base() -> String {
     [
