@@ -32,6 +32,7 @@ python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need+=(python3 python3-ve
 command -v lua5.4 >/dev/null 2>&1 || need+=(lua5.4)
 # A router that is not FRR: BIRD 2 peers with a node in e2e/tests/bird.rs.
 command -v bird >/dev/null 2>&1 || need+=(bird2)
+command -v gobgpd >/dev/null 2>&1 || need+=(gobgpd)
 # The lab's client checks layer-2 answers the way a user would.
 command -v arping >/dev/null 2>&1 || need+=(iputils-arping)
 command -v ndisc6 >/dev/null 2>&1 || need+=(ndisc6)

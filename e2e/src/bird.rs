@@ -14,8 +14,9 @@ use crate::process::{Process, wait_for};
 /// A running BIRD.
 #[derive(Debug)]
 pub struct Bird {
-    // Dropped first: BIRD stops before its directory goes.
-    _process: Process,
+    // Dropped first: BIRD stops before its directory goes. `None` for a client of a BIRD
+    // that runs beyond this object (the lab's).
+    process: Option<Process>,
     socket: PathBuf,
     dir: PathBuf,
 }
@@ -59,10 +60,31 @@ impl Bird {
             || Ok(socket.exists().then_some(())),
         )?;
         Ok(Bird {
-            _process: process,
+            process: Some(process),
             socket,
             dir: dir.to_path_buf(),
         })
+    }
+
+    /// A client of the BIRD started in `dir` that runs beyond this object.
+    pub fn client(dir: &Path) -> Bird {
+        Bird {
+            process: None,
+            socket: dir.join("bird.ctl"),
+            dir: dir.to_path_buf(),
+        }
+    }
+
+    /// Leaves BIRD running beyond this object; returns its PID.
+    pub fn keep(self) -> Option<u32> {
+        self.process.map(Process::keep)
+    }
+
+    /// How many times BGP protocol `name` has come up, from BIRD's log: a session that
+    /// flaps shows as more.
+    pub fn established(&self, name: &str) -> usize {
+        let line = format!("> {name}: BGP session established");
+        self.log().lines().filter(|l| l.contains(&line)).count()
     }
 
     /// Runs one `birdc` command; returns its output.

@@ -7,6 +7,8 @@
 //!   ├─ ferrolb-rtr  10.99.0.1    FRR "tor", AS 64513 (eBGP), ECMP (maximum-paths 8), BFD 100 ms
 //!   │               fd99::1      the same router over IPv6 (peer "tor-v6")
 //!   ├─ ferrolb-rr   10.99.0.3    FRR "rr", AS 64512 (iBGP), TCP-MD5 password, ECMP
+//!   ├─ ferrolb-bird 10.99.0.4    BIRD 2 "bird", AS 64514, BFD 100 ms, TCP-MD5, kernel ECMP
+//!   ├─ ferrolb-gobgp 10.99.0.5   GoBGP "gobgp", AS 64515 (RIB only)
 //!   ├─ ferrolb-n1   10.99.0.11   node n1: FRR, AS 64512 (and fd99::11)
 //!   ├─ ferrolb-n2   10.99.0.12   node n2: FRR, AS 64512 (and fd99::12)
 //!   └─ ferrolb-cli  10.99.0.100  client, default route via the router
@@ -36,6 +38,8 @@ use crate::netns::{Netns, Switch};
 use crate::paths;
 use crate::process::{Process, stop_pid, wait_for};
 use ferrolb::frr::Dialect;
+
+pub mod others;
 
 /// The lab's nodes: name and address.
 pub const NODES: [(&str, &str); 2] = [("n1", "10.99.0.11"), ("n2", "10.99.0.12")];
@@ -643,6 +647,10 @@ pub fn up(dir: &Path) -> Result<String> {
         },
     )?;
 
+    // The routers that are not FRR come up last, to nodes that already run their
+    // configuration, as a router that reboots does.
+    let other_routers = others::start(&switch, dir)?;
+
     // Everything stays up; record it so `down` can end it by PID.
     let mut state = LabState::default();
     state.replace("controller", controller.keep());
@@ -652,11 +660,14 @@ pub fn up(dir: &Path) -> Result<String> {
     state.pids.extend(plane.keep());
     state.pids.extend(router.keep());
     state.pids.extend(reflector.keep());
+    let (other_pids, other_namespaces) = other_routers.keep();
+    state.pids.extend(other_pids);
     for frr in node_frr {
         state.pids.extend(frr.keep());
     }
     state.namespaces = vec![switch.keep(), cp.keep(), rtr.keep(), rr.keep(), cli.keep()];
     state.namespaces.extend(nodes.into_iter().map(Netns::keep));
+    state.namespaces.extend(other_namespaces);
     state.write(dir)?;
 
     // Converged: every BFD session of the ToR up, and every BGP IP routed there.
@@ -774,5 +785,6 @@ pub fn status(dir: &Path) -> Result<String> {
     for line in rr.vtysh("show bgp ipv4 unicast summary")?.lines() {
         writeln!(out, "  {line}")?;
     }
+    others::status(dir, &mut out)?;
     Ok(out)
 }

@@ -14,6 +14,7 @@ pub mod configs;
 pub mod control_plane;
 pub mod fabric;
 pub mod frr;
+pub mod gobgp;
 pub mod kubectl;
 pub mod lab;
 pub mod netns;

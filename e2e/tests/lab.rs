@@ -7,17 +7,23 @@
 //!
 //! - ECMP from both nodes on both routers, and for an IPv6 Service over IPv6 sessions; the community on both, the local preference on
 //!   the iBGP one; the MD5-protected sessions up;
+//! - routers that are not FRR: BIRD (BFD, TCP-MD5) has ECMP in its kernel, the Local
+//!   Service only from the endpoint's node, the community and the large community; GoBGP
+//!   has the routes from both nodes with both communities;
 //! - `externalTrafficPolicy: Local` announced only where the ready endpoint is (read from
 //!   EndpointSlices), and moved when it moves; a terminating endpoint that still serves keeps
 //!   its node announcing, one that stopped serving does not;
 //! - an invalid CR reported in each speaker's ConfigurationState with every route kept;
 //! - ServiceBGPStatus naming nodes and peers;
 //! - a peer's node selector and an advertisement's node selector;
-//! - BFD failover: a node's switch port fails, BFD takes its next hop away;
+//! - BFD failover: a node's switch port fails, BFD takes its next hop away, on the FRR ToR
+//!   and on BIRD;
 //! - IP sharing: one route for two Services, kept until the last goes;
 //! - a pool removed: its Service loses the IP and the route goes;
 //! - a speaker restart withdraws nothing, and the new speaker adopts FRR's configuration;
 //! - bgpd killed and restarted empty: the speaker puts the configuration back;
+//! - BIRD's and GoBGP's sessions come up once and stay: no reset across a speaker restart,
+//!   a BFD profile change, and bgpd's restart (one new session, no second);
 //! - a controller restart changes no IP;
 //! - a wrong password brings only that session down, the right one brings it back;
 //! - layer 2, with a third node added: `arping` and `ndisc6` from the client get the elected
@@ -35,7 +41,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use ferrolb_e2e::frr::Frr;
 use ferrolb_e2e::kubectl::Kubectl;
-use ferrolb_e2e::lab::{self, EndpointState, endpoint_slice_manifest, endpoints_manifest};
+use ferrolb_e2e::lab::{self, EndpointState, endpoint_slice_manifest, endpoints_manifest, others};
 use ferrolb_e2e::netns::Netns;
 use ferrolb_e2e::process::wait_for;
 use serde_json::Value;
@@ -151,6 +157,8 @@ fn speakers_announce_follow_endpoints_survive_bad_config_and_withdraw() -> Resul
         "{on_tor}"
     );
 
+    other_routers(&dir, &web, &api)?;
+
     // The endpoint moves to n2: so does the route.
     kubectl.apply(&endpoints_manifest("shop", "api", &[("10.244.2.11", "n2")]))?;
     wait_hops(&router, &api, &[N2])?;
@@ -234,7 +242,7 @@ fn speakers_announce_follow_endpoints_survive_bad_config_and_withdraw() -> Resul
 
     selectors(&dir, &kubectl, &router, &rr, &web)?;
     sharing_and_pool_removal(&kubectl, &router)?;
-    bfd_failover(&router, &tor_frr, &web)?;
+    bfd_failover(&dir, &router, &tor_frr, &web)?;
     restarts(&dir, &kubectl, &router, &tor_frr, &web)?;
     password(&kubectl, &router, &rr, &web)?;
     layer2(&dir)?;
@@ -336,7 +344,8 @@ fn sharing_and_pool_removal(kubectl: &Kubectl, router: &Netns) -> Result<()> {
 /// A node's switch port fails: BFD (100 ms × 3, from the BFDProfile the speaker configured)
 /// takes its session and next hop away long before the 9 s hold time; the port comes back
 /// and so does ECMP.
-fn bfd_failover(router: &Netns, tor_frr: &Frr, web: &str) -> Result<()> {
+fn bfd_failover(dir: &std::path::Path, router: &Netns, tor_frr: &Frr, web: &str) -> Result<()> {
+    let bird = Netns::attach("ferrolb-bird");
     wait_for("BFD sessions up on tor", WAIT, || {
         let peers = tor_frr.json("show bfd peers json")?;
         let up = peers
@@ -362,11 +371,96 @@ fn bfd_failover(router: &Netns, tor_frr: &Frr, web: &str) -> Result<()> {
         if n1["status"] != "down" {
             bail!("n1's BFD session is not down: {n1}");
         }
+        // BIRD too (hold time 9 s there as well).
+        wait_hops(&bird, web, &[N2])?;
+        let elapsed = started.elapsed();
+        if elapsed > Duration::from_secs(3) {
+            bail!("BIRD dropped n1's next hop after {elapsed:?}: BFD did not act");
+        }
         Ok(())
     })();
     lab::set_node_port("n1", true)?;
     failed?;
-    wait_hops(router, web, &[N1, N2])
+    wait_hops(router, web, &[N1, N2])?;
+    // BIRD holds a failed session down for its error wait time (5 s in the lab); GoBGP's
+    // session fell with n1's link too (FRR resets sessions over an interface that goes
+    // down), and GoBGP waits its idle hold time before taking it again.
+    wait_for("BIRD's ECMP back", Duration::from_secs(60), || {
+        Ok((lab::nexthops(&bird, web)?.len() == 2).then_some(()))
+    })?;
+    let gobgp = others::gobgp(dir);
+    wait_for(
+        "GoBGP's session to n1 back",
+        Duration::from_secs(60),
+        || Ok(gobgp.established(N1)?.then_some(())),
+    )?;
+    Ok(())
+}
+
+/// BIRD and GoBGP: ECMP for `web` in BIRD's kernel, `api` (Local, endpoint on n1) only from
+/// n1, and on both routers the community and large community of the advertisement `others`.
+fn other_routers(dir: &std::path::Path, web: &str, api: &str) -> Result<()> {
+    let bird_ns = Netns::attach("ferrolb-bird");
+    let bird = others::bird(dir);
+    let gobgp = others::gobgp(dir);
+    wait_hops(&bird_ns, web, &[N1, N2])?;
+    wait_hops(&bird_ns, api, &[N1])?;
+    let route = bird
+        .route(&format!("{web}/32"))?
+        .with_context(|| format!("BIRD has no route to {web}"))?;
+    for expected in [
+        "BGP.community: (64512,300)",
+        "BGP.large_community: (64512, 3, 4)",
+        "BGP.as_path: 64512",
+    ] {
+        assert!(
+            route.contains(expected),
+            "no {expected} in BIRD's:\n{route}"
+        );
+    }
+    // Each session's BFD comes up on BIRD's side once the session is up, and the session
+    // (password in use) stays the one that came up first.
+    wait_for("BIRD's BFD sessions up", WAIT, || {
+        let bfd = bird.birdc("show bfd sessions")?;
+        Ok((bfd.matches(" Up ").count() == 2).then_some(()))
+    })?;
+    let rib = wait_for("GoBGP to hold web from both nodes", WAIT, || {
+        Ok(gobgp
+            .route(&format!("{web}/32"))?
+            .filter(|rib| rib.contains(N1) && rib.contains(N2)))
+    })?;
+    for expected in ["64512:300", "64512:3:4"] {
+        assert!(rib.contains(expected), "no {expected} in GoBGP's:\n{rib}");
+    }
+    wait_for("every session to BIRD and GoBGP up", WAIT, || {
+        Ok((sessions_up(dir) == ([1, 1], [1, 1])).then_some(()))
+    })
+    .with_context(|| format!("{:?}\n{}", sessions_up(dir), bird.log()))?;
+    std::thread::sleep(Duration::from_secs(5));
+    assert_eq!(
+        sessions_up(dir),
+        ([1, 1], [1, 1]),
+        "a session to BIRD or GoBGP came up more than once:\n{}",
+        bird.log()
+    );
+    let api_rib = gobgp
+        .route(&format!("{api}/32"))?
+        .with_context(|| format!("GoBGP has no route to {api}"))?;
+    assert!(
+        api_rib.contains(N1) && !api_rib.contains(N2),
+        "api is Local with its endpoint on n1:\n{api_rib}"
+    );
+    Ok(())
+}
+
+/// How many times each node's session came up on BIRD and on GoBGP: ([n1, n2], [n1, n2]).
+fn sessions_up(dir: &std::path::Path) -> ([usize; 2], [usize; 2]) {
+    let bird = others::bird(dir);
+    let gobgp = others::gobgp(dir);
+    (
+        [bird.established("n1"), bird.established("n2")],
+        [gobgp.ups(N1), gobgp.ups(N2)],
+    )
 }
 
 /// Restarts: a speaker (nothing withdrawn, FRR's configuration adopted), bgpd (crashed and
@@ -381,6 +475,7 @@ fn restarts(
     // Speaker n1 restarts while the router's FIB is sampled: the route keeps both next hops
     // throughout and the session is never reset.
     let before = sessions(tor_frr)?;
+    let ups_before = sessions_up(dir);
     let adopted_before = speaker_log(dir, "n1").matches("adopted").count();
     let sampling = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
     let sampler = {
@@ -415,12 +510,63 @@ fn restarts(
         before,
         "a session was reset by the speaker restart"
     );
+    assert_eq!(
+        sessions_up(dir),
+        ups_before,
+        "a BIRD or GoBGP session was reset by the speaker restart"
+    );
+
+    // The BFD profile changes and changes back: typed into bfdd, no session touched.
+    let profile = |ms: u32| {
+        format!(
+            "apiVersion: metallb.io/v1beta1\nkind: BFDProfile\nmetadata: {{name: fast, namespace: metallb-system}}\nspec: {{receiveInterval: {ms}, transmitInterval: {ms}}}\n"
+        )
+    };
+    for ms in [150, 100] {
+        kubectl.apply(&profile(ms))?;
+        wait_for(&format!("tor's BFD at {ms} ms"), WAIT, || {
+            let peers = tor_frr.json("show bfd peers json")?;
+            let all = peers.as_array().is_some_and(|p| {
+                p.len() == 2
+                    && p.iter()
+                        .all(|p| p["status"] == "up" && p["remote-receive-interval"] == ms)
+            });
+            Ok(all.then_some(()))
+        })?;
+        std::thread::sleep(Duration::from_secs(2));
+    }
+    assert_eq!(
+        sessions(tor_frr)?,
+        before,
+        "the BFD profile change reset a session"
+    );
+    assert_eq!(
+        sessions_up(dir),
+        ups_before,
+        "the BFD profile change reset a BIRD or GoBGP session"
+    );
 
     // bgpd on n1 crashes and comes back empty: its routes go, then the speaker notices the
     // drift and puts the configuration back.
     lab::crash_daemon(dir, "n1", "bgpd")?;
     wait_hops(router, web, &[N2])?;
     wait_hops(router, web, &[N1, N2])?;
+    // BIRD and GoBGP get n1's session back once (BIRD after its error wait), and keep it:
+    // BFD, configured once the session is up, does not replace itself under BIRD.
+    let ([bird_n1, bird_n2], [gobgp_n1, gobgp_n2]) = ups_before;
+    let once_more = ([bird_n1 + 1, bird_n2], [gobgp_n1 + 1, gobgp_n2]);
+    wait_for(
+        "n1's sessions back on BIRD and GoBGP",
+        Duration::from_secs(60),
+        || Ok((sessions_up(dir) == once_more).then_some(())),
+    )?;
+    std::thread::sleep(Duration::from_secs(10));
+    assert_eq!(
+        sessions_up(dir),
+        once_more,
+        "after bgpd's restart a session to BIRD or GoBGP came up more than once:\n{}",
+        others::bird(dir).log()
+    );
 
     // The controller restarts: no Service changes IP, and new Services still get one.
     let ips = |k: &Kubectl| -> Result<Vec<(String, String)>> {
