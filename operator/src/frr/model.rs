@@ -265,7 +265,7 @@ pub fn build(config: &Config, intent: &NodeIntent, node: &NodeView, facts: NodeF
         .sessions
         .iter()
         .find_map(|s| s.peer.router_id)
-        .or_else(|| fallback_router_id(node));
+        .or_else(|| node_router_id(node));
     let mut by_vrf: BTreeMap<Option<&str>, Vec<&SessionIntent>> = BTreeMap::new();
     for session in &intent.sessions {
         by_vrf
@@ -413,11 +413,18 @@ fn bfd_profile(p: &BfdProfile) -> BfdProfileConfig {
     }
 }
 
-/// FRR needs an IPv4 router ID. When no BGPPeer sets one and the node is known to have no
-/// IPv4 address, derive one from the node name (CRC-32 of the name, as frr-k8s does), so
-/// IPv6-only nodes still get a stable, distinct ID.
-fn fallback_router_id(node: &NodeView) -> Option<Ipv4Addr> {
-    if node.addresses.is_empty() || node.addresses.iter().any(IpAddr::is_ipv4) {
+/// The router ID when no BGPPeer sets one: the node's first IPv4 address (its InternalIP).
+/// Left to itself FRR takes the highest address on any interface, which on a node can be a
+/// Service IP (kube-proxy in IPVS mode puts every one on `kube-ipvs0`): the same ID on every
+/// node, which an iBGP route reflector's clients take for their own routes (MetalLB and
+/// frr-k8s leave it to FRR). A node known to have only IPv6 addresses gets one derived from
+/// its name (CRC-32, as frr-k8s does), stable and distinct; one whose addresses are not
+/// known gets none, and FRR picks.
+fn node_router_id(node: &NodeView) -> Option<Ipv4Addr> {
+    if let Some(IpAddr::V4(v4)) = node.addresses.iter().find(|a| a.is_ipv4()) {
+        return Some(*v4);
+    }
+    if node.addresses.is_empty() {
         return None;
     }
     Some(Ipv4Addr::from(crc32(node.name.as_bytes())))

@@ -131,3 +131,21 @@ fn attributes_name_their_list_and_long_ones_are_hashed() {
     let word = attributes_word(&attributes);
     assert!(word.starts_with('a') && word.len() == 9, "{word}");
 }
+
+#[test]
+fn the_router_id_is_the_nodes_ipv4_address_unless_a_peer_sets_one() {
+    let node = |addresses: &[&str]| NodeView {
+        addresses: addresses.iter().map(|a| a.parse().unwrap()).collect(),
+        ..NodeView::named("node-a")
+    };
+    // The first IPv4 address, wherever the IPv6 ones are.
+    assert_eq!(
+        node_router_id(&node(&["fd00::11", "10.0.0.11", "10.0.0.99"])),
+        Some(Ipv4Addr::new(10, 0, 0, 11))
+    );
+    // IPv6 only: stable, from the name.
+    let six = node_router_id(&node(&["fd00::11"]));
+    assert_eq!(six, Some(Ipv4Addr::from(crc32(b"node-a"))));
+    // Addresses not known: FRR picks.
+    assert_eq!(node_router_id(&node(&[])), None);
+}
