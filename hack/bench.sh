@@ -20,6 +20,10 @@ FERROLB_BIN="${CARGO_TARGET_DIR:-$PWD/target}/release/ferrolb" \
 # Layer-2 failover on the lab with three speakers (root, Debian's frr, the apiserver).
 FERROLB_BIN="${CARGO_TARGET_DIR:-$PWD/target}/release/ferrolb" \
     cargo bench -q -p ferrolb-e2e --bench l2_failover -- "$@"
+# Routers that are not FRR on the lab: BFD failover at BIRD, and a node's restart until the FRR
+# ToR, BIRD and GoBGP hold its routes again (root, FRR, bird2, gobgpd, the apiserver).
+FERROLB_BIN="${CARGO_TARGET_DIR:-$PWD/target}/release/ferrolb" \
+    cargo bench -q -p ferrolb-e2e --bench routers -- "$@"
 # ferrolb's FRR apply path against frr-reload.py (root, Debian's frr); takes several minutes,
 # most of it frr-reload.py removing 1,000 lines.
 cargo bench -q -p ferrolb-e2e --bench frr_apply -- "$@"
