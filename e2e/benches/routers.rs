@@ -6,14 +6,15 @@
 //!   kernel route for `shop/web`; BFD 100 ms × 3; median of 5 runs, alternating nodes (the
 //!   port comes back and BIRD's ECMP is restored between runs).
 //! - `speaker_start_routes_frr`, `_bird`, `_gobgp`: a node restarts as after a reboot
-//!   (speaker stopped, bgpd killed and started empty, every router has withdrawn the node
-//!   and is ready to take it again); from the new speaker's start until the router holds
-//!   `shop/web` through the node again (FRR ToR and BIRD: kernel FIB; GoBGP: RIB). Median of
-//!   3 runs.
+//!   (speaker stopped, bgpd killed and started empty, every router's session to it down and
+//!   the router ready to take it again); from the new speaker's start until the router has
+//!   a new session to the node and holds `shop/web` through it (FRR ToR and BIRD: kernel
+//!   FIB; GoBGP: RIB). Median of 3 runs.
 
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use ferrolb_e2e::frr::Frr;
 use ferrolb_e2e::lab::{self, others};
 use ferrolb_e2e::netns::Netns;
 use ferrolb_e2e::process::{stop_pid, wait_for};
@@ -79,12 +80,31 @@ fn bfd_failover_bird(dir: &std::path::Path, web: &str) -> Result<()> {
 
 fn speaker_start(dir: &std::path::Path, web: &str) -> Result<()> {
     let tor = Netns::attach(&lab::ns("rtr"));
-    let bird = Netns::attach(&lab::ns("bird"));
+    let tor_frr = Frr::client(&dir.join("rtr"), &lab::ns("rtr"));
+    let bird_ns = Netns::attach(&lab::ns("bird"));
+    let bird = others::bird(dir);
     let gobgp = others::gobgp(dir);
+    // Per router: (sessions to n1 that came up so far, n1 Established now).
+    let session = |kind: usize| -> Result<(u64, bool)> {
+        Ok(match kind {
+            0 => {
+                let n = &tor_frr.json("show bgp neighbors json")?[N1];
+                (
+                    n["connectionsEstablished"].as_u64().unwrap_or(0),
+                    n["bgpState"] == "Established",
+                )
+            }
+            1 => (
+                bird.established("n1") as u64,
+                bird.bgp("n1")?.state == "Established",
+            ),
+            _ => (gobgp.ups(N1) as u64, gobgp.established(N1)?),
+        })
+    };
     let through_n1 = |kind: usize| -> Result<bool> {
         Ok(match kind {
             0 => lab::nexthops(&tor, web)?.iter().any(|h| h == N1),
-            1 => lab::nexthops(&bird, web)?.iter().any(|h| h == N1),
+            1 => lab::nexthops(&bird_ns, web)?.iter().any(|h| h == N1),
             _ => gobgp
                 .route(&format!("{web}/32"))?
                 .is_some_and(|rib| rib.contains(N1)),
@@ -93,13 +113,22 @@ fn speaker_start(dir: &std::path::Path, web: &str) -> Result<()> {
     let mut runs = [Vec::new(), Vec::new(), Vec::new()];
     for _ in 0..3 {
         wait_for("every router through n1", Duration::from_secs(90), || {
-            Ok((0..3).all(|k| through_n1(k).unwrap_or(false)).then_some(()))
+            Ok((0..3)
+                .all(|k| through_n1(k).unwrap_or(false) && session(k).is_ok_and(|s| s.1))
+                .then_some(()))
         })?;
+        let before: Vec<u64> = (0..3)
+            .map(|k| session(k).map(|s| s.0))
+            .collect::<Result<_>>()?;
         stop_pid(lab::pid(dir, "speaker-n1")?, Duration::from_secs(10));
         lab::crash_daemon(dir, "n1", "bgpd")?;
-        wait_for("every router without n1", Duration::from_secs(60), || {
-            Ok((0..3).all(|k| !through_n1(k).unwrap_or(true)).then_some(()))
-        })?;
+        // Every router sees the session go (they may keep n1's routes a while as stale:
+        // the node offers graceful restart).
+        wait_for(
+            "every router's session to n1 down",
+            Duration::from_secs(60),
+            || Ok((0..3).all(|k| session(k).is_ok_and(|s| !s.1)).then_some(())),
+        )?;
         // BIRD's error wait (5 s in the lab) and GoBGP's idle hold after a reset (30 s) end
         // before the node comes back, as they would during a reboot.
         std::thread::sleep(Duration::from_secs(32));
@@ -111,7 +140,8 @@ fn speaker_start(dir: &std::path::Path, web: &str) -> Result<()> {
                 bail!("routers {pending:?} never took n1 back");
             }
             pending.retain(|k| {
-                let back = through_n1(*k).unwrap_or(false);
+                let back = session(*k).is_ok_and(|s| s.0 > before[*k] && s.1)
+                    && through_n1(*k).unwrap_or(false);
                 if back {
                     runs[*k].push(started.elapsed().as_secs_f64() * 1e3);
                 }
