@@ -357,6 +357,7 @@ impl Applier {
             }
         };
         let last_good = self.applied.take();
+        self.prime(model).await;
         match self.reload_and_verify(&text).await {
             Ok(()) => {
                 self.applied = Some((model.clone(), text));
@@ -462,6 +463,36 @@ impl Applier {
             self.target.run(&commands).await?
         };
         Ok(normalise_running(&out))
+    }
+
+    /// Types what bgpd must hold before a reload loads the rest: bgpd runs its first
+    /// route-map pass after the delay it has when the first route-map arrives, and starts no
+    /// neighbour that uses a route-map before that pass. A restarted bgpd has FRR's 5 s;
+    /// frr-reload.py would send the route-maps before the delay took effect. A failure is
+    /// left to the reload, which types the line again.
+    async fn prime(&mut self, model: &FrrConfig) {
+        let Some(seconds) = model.route_map_delay else {
+            return;
+        };
+        let line = delta::route_map_delay_line(seconds);
+        let dialect = self.dialect();
+        let typed = if let Some(vty) = self.direct().await {
+            let typed = vty
+                .configure(std::slice::from_ref(&line), &[], dialect)
+                .await;
+            if let Err(error) = &typed {
+                self.vty_failed(error);
+            }
+            typed.map_err(ApplyError::from)
+        } else {
+            self.target
+                .run(&["configure terminal", &line, "end"])
+                .await
+                .map(drop)
+        };
+        if let Err(error) = typed {
+            tracing::debug!(%error, "route-map delay not typed before the reload");
+        }
     }
 
     async fn reload_and_verify(&mut self, text: &str) -> Result<(), ApplyError> {

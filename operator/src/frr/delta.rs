@@ -80,7 +80,7 @@ pub fn diff(old: &FrrConfig, new: &FrrConfig) -> Result<FrrDelta, NeedsReload> {
     // model follows the node's facts, so there is nothing to type for it.
     if new.route_map_delay != old.route_map_delay {
         match new.route_map_delay {
-            Some(seconds) => early.push(format!("bgp route-map delay-timer {seconds}")),
+            Some(seconds) => early.push(route_map_delay_line(seconds)),
             None => late.push("no bgp route-map delay-timer".into()),
         }
     }
@@ -108,6 +108,11 @@ pub fn diff(old: &FrrConfig, new: &FrrConfig) -> Result<FrrDelta, NeedsReload> {
     delta.commands.append(&mut late);
     delta.refresh = refreshes(old, new);
     Ok(delta)
+}
+
+/// The line that sets bgpd's route-map delay.
+pub fn route_map_delay_line(seconds: u32) -> String {
+    format!("bgp route-map delay-timer {seconds}")
 }
 
 fn bfd_profiles(
