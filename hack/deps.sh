@@ -36,6 +36,14 @@ command -v gobgpd >/dev/null 2>&1 || need+=(gobgpd)
 # The lab's client checks layer-2 answers the way a user would.
 command -v arping >/dev/null 2>&1 || need+=(iputils-arping)
 command -v ndisc6 >/dev/null 2>&1 || need+=(ndisc6)
+# Real nodes: containerd (built by hack/k8s.sh build-node) runs containers with Debian's runc,
+# pods are wired by Debian's CNI plugins (bridge, host-local, portmap), kube-proxy programs
+# nftables, and the pause image is busybox's static binary.
+command -v runc >/dev/null 2>&1 || need+=(runc)
+[ -x /usr/lib/cni/bridge ] || need+=(containernetworking-plugins)
+command -v nft >/dev/null 2>&1 || need+=(nftables)
+command -v conntrack >/dev/null 2>&1 || need+=(conntrack)
+dpkg -s busybox-static >/dev/null 2>&1 || need+=(busybox-static)
 if [ "${#need[@]}" -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq

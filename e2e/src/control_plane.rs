@@ -59,6 +59,28 @@ impl ControlPlane {
     /// beside them, keeping their data, certificates and logs in `dir`. Everything started is
     /// ended again (by the processes' drops) when a step fails.
     pub fn start(netns: Option<&Netns>, dir: &Path, address: IpAddr) -> Result<ControlPlane> {
+        ControlPlane::start_with(netns, dir, address, false)
+    }
+
+    /// [`ControlPlane::start`] for a cluster whose nodes run kubelets
+    /// ([`crate::kubenode`]): kube-controller-manager also runs the node lifecycle
+    /// controller, which lifts the `node.kubernetes.io/not-ready` taint a kubelet registers
+    /// with once the node is Ready, and taints and evicts when it stops reporting. (Nodes
+    /// without kubelets would go Unknown under it.)
+    pub fn start_with_kubelets(
+        netns: Option<&Netns>,
+        dir: &Path,
+        address: IpAddr,
+    ) -> Result<ControlPlane> {
+        ControlPlane::start_with(netns, dir, address, true)
+    }
+
+    fn start_with(
+        netns: Option<&Netns>,
+        dir: &Path,
+        address: IpAddr,
+        kubelets: bool,
+    ) -> Result<ControlPlane> {
         let bin = paths::k8s_bin()?;
         let program = |name: &str| match netns {
             Some(ns) => ns.command(bin.join(name)),
@@ -84,6 +106,23 @@ impl ControlPlane {
                 .context("reading /dev/urandom")?;
             u128::from_le_bytes(bytes)
         });
+        // Kubelets and kube-proxies authenticate with certificates this CA signs
+        // ([`client_kubeconfig`]).
+        openssl(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            &pki.join("client-ca.key").to_string_lossy(),
+            "-out",
+            &pki.join("client-ca.crt").to_string_lossy(),
+            "-subj",
+            "/CN=ferrolb-lab-client-ca",
+            "-days",
+            "3650",
+        ])?;
         std::fs::write(
             pki.join("tokens.csv"),
             format!("{token},admin,admin,system:masters\n"),
@@ -143,6 +182,10 @@ impl ControlPlane {
                 "--token-auth-file={}",
                 pki.join("tokens.csv").display()
             ))
+            .arg(format!(
+                "--client-ca-file={}",
+                pki.join("client-ca.crt").display()
+            ))
             .arg("--authorization-mode=Node,RBAC")
             .arg("--allow-privileged=true")
             // kubectl exec and logs reach kubelets by address, not by a DNS name.
@@ -181,7 +224,11 @@ impl ControlPlane {
         let mut controller_manager = program("kube-controller-manager");
         controller_manager
             .arg(format!("--kubeconfig={}", kubeconfig.display()))
-            .arg(format!("--controllers={CONTROLLERS}"))
+            .arg(if kubelets {
+                format!("--controllers={CONTROLLERS},node-lifecycle-controller")
+            } else {
+                format!("--controllers={CONTROLLERS}")
+            })
             .arg(format!(
                 "--service-account-private-key-file={}",
                 key.display()
@@ -251,6 +298,65 @@ impl ControlPlane {
     pub fn kubeconfig(&self) -> &Path {
         &self.kubeconfig
     }
+}
+
+/// Writes a kubeconfig at `out` for `user` in `group` (a node: `system:node:NAME` in
+/// `system:nodes`; kube-proxy: `system:kube-proxy`) on the control plane whose directory is
+/// `dir`: a key and a certificate signed by its client CA, and the admin kubeconfig's server.
+pub fn client_kubeconfig(dir: &Path, user: &str, group: Option<&str>, out: &Path) -> Result<()> {
+    let pki = dir.join("pki");
+    let stem = out.with_extension("");
+    let key = stem.with_extension("key");
+    let csr = stem.with_extension("csr");
+    let cert = stem.with_extension("crt");
+    let subject = match group {
+        Some(group) => format!("/O={group}/CN={user}"),
+        None => format!("/CN={user}"),
+    };
+    openssl(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        &key.to_string_lossy(),
+        "-out",
+        &csr.to_string_lossy(),
+        "-subj",
+        &subject,
+    ])?;
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        &csr.to_string_lossy(),
+        "-CA",
+        &pki.join("client-ca.crt").to_string_lossy(),
+        "-CAkey",
+        &pki.join("client-ca.key").to_string_lossy(),
+        "-CAcreateserial",
+        "-out",
+        &cert.to_string_lossy(),
+        "-days",
+        "3650",
+    ])?;
+    let admin = std::fs::read_to_string(dir.join("kubeconfig"))
+        .with_context(|| format!("reading {}/kubeconfig", dir.display()))?;
+    let cluster: String = admin
+        .lines()
+        .skip_while(|l| !l.starts_with("clusters:"))
+        .take_while(|l| !l.starts_with("users:"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(
+        out,
+        format!(
+            "apiVersion: v1\nkind: Config\n{cluster}users:\n- name: {user}\n  user:\n    client-certificate: {cert}\n    client-key: {key}\ncontexts:\n- name: lab\n  context: {{cluster: lab, user: {user}}}\ncurrent-context: lab\n",
+            cert = cert.display(),
+            key = key.display(),
+        ),
+    )
+    .with_context(|| format!("writing {}", out.display()))
 }
 
 /// Refuses an API server older than the version `hack/tools` pins (a stale binary directory

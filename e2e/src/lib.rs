@@ -1,6 +1,7 @@
 //! Lab harness for ferrolb: a real Kubernetes control plane ([`control_plane`]), network namespaces
 //! and the lab switch ([`netns`]), hermetic FRR instances ([`frr`]) and BIRD routers
-//! ([`bird`]), a node peering with two
+//! ([`bird`]), real Kubernetes nodes with containerd, kubelet and kube-proxy ([`kubenode`]) and
+//! the images they run, written without a registry ([`image`]), a node peering with two
 //! routers ([`peering`]) and the configurations it is driven through ([`configs`]), the
 //! processes of the lab ([`process`]), `kubectl` as a user would run it ([`kubectl`]), and
 //! where the binaries are ([`paths`]). The scenarios in `tests/` drive ferrolb through these
@@ -15,7 +16,9 @@ pub mod control_plane;
 pub mod fabric;
 pub mod frr;
 pub mod gobgp;
+pub mod image;
 pub mod kubectl;
+pub mod kubenode;
 pub mod lab;
 pub mod netns;
 pub mod paths;

@@ -36,18 +36,23 @@ pub fn ferrolb() -> Result<PathBuf> {
 /// What `hack/SCRIPT build` prints (a path; the script builds once per machine and caches),
 /// or the path in environment variable `var` when set.
 fn built(script: &str, var: &str) -> Result<PathBuf> {
+    built_with(script, "build", var)
+}
+
+/// What `hack/SCRIPT SUBCOMMAND` prints, or the path in environment variable `var` when set.
+pub fn built_with(script: &str, subcommand: &str, var: &str) -> Result<PathBuf> {
     if let Some(path) = std::env::var_os(var) {
         return Ok(PathBuf::from(path));
     }
     let script = repo().join("hack").join(script);
     let out = Command::new("bash")
         .arg(&script)
-        .arg("build")
+        .arg(subcommand)
         .output()
         .with_context(|| format!("running {}", script.display()))?;
     if !out.status.success() {
         bail!(
-            "{} build failed:\n{}",
+            "{} {subcommand} failed:\n{}",
             script.display(),
             String::from_utf8_lossy(&out.stderr)
         );
