@@ -192,6 +192,14 @@ impl Applier {
     /// The daemons' vty sockets, connected on first use; `None` when they cannot be
     /// reached, and vtysh is used instead.
     async fn direct(&mut self) -> Option<&mut Vty> {
+        if self
+            .vty
+            .as_ref()
+            .is_some_and(|vty| vty.is_stale(&self.target.vty_dir))
+        {
+            tracing::debug!("FRR's daemon sockets changed; connecting again");
+            self.vty = None;
+        }
         if self.vty.is_none() {
             match Vty::connect(&self.target.vty_dir).await {
                 Ok(vty) => self.vty = Some(vty),

@@ -98,22 +98,14 @@ pub struct Vty {
 }
 
 impl Vty {
-    /// Connects to every `*.vty` socket in `dir` and enables each session.
+    /// Connects to every daemon's `*.vty` socket in `dir` ([`daemon_sockets`]) and enables
+    /// each session.
     pub async fn connect(dir: &Path) -> Result<Vty, VtyError> {
-        let entries =
-            std::fs::read_dir(dir).map_err(|e| VtyError::Connect(dir.to_path_buf(), e))?;
         let mut vty = Vty {
             connections: BTreeMap::new(),
         };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            let Some(daemon) = path
-                .file_name()
-                .and_then(|n| n.to_str())
-                .and_then(|n| n.strip_suffix(".vty"))
-            else {
-                continue;
-            };
+        for (daemon, path) in daemon_sockets(dir)? {
+            let daemon = daemon.as_str();
             let stream = UnixStream::connect(&path)
                 .await
                 .map_err(|e| VtyError::Connect(path.clone(), e))?;
@@ -135,6 +127,18 @@ impl Vty {
     /// The daemons connected, by name.
     pub fn daemons(&self) -> impl Iterator<Item = &str> {
         self.connections.keys().map(String::as_str)
+    }
+
+    /// Whether `dir` now holds the sockets of other daemons than those connected: FRR's
+    /// daemons come up one by one (in a pod, the `frr` container starts beside the
+    /// speaker), so a connection made early can miss bgpd.
+    pub fn is_stale(&self, dir: &Path) -> bool {
+        daemon_sockets(dir).is_ok_and(|sockets| {
+            sockets.len() != self.connections.len()
+                || sockets
+                    .iter()
+                    .any(|(daemon, _)| !self.connections.contains_key(daemon))
+        })
     }
 
     /// Sends `commands` to `daemon`, pipelined as deep as it takes, and returns one reply
@@ -248,6 +252,26 @@ impl Vty {
         }
         Ok(text)
     }
+}
+
+/// The configuration daemons' vty sockets in `dir`, by daemon name: every `*.vty` but
+/// watchfrr's (the supervisor FRR's init script starts holds none of the configuration and
+/// prints an empty one).
+fn daemon_sockets(dir: &Path) -> Result<BTreeMap<String, std::path::PathBuf>, VtyError> {
+    let entries = std::fs::read_dir(dir).map_err(|e| VtyError::Connect(dir.to_path_buf(), e))?;
+    Ok(entries
+        .flatten()
+        .filter_map(|entry| {
+            let path = entry.path();
+            let daemon = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.strip_suffix(".vty"))
+                .filter(|d| *d != "watchfrr")?
+                .to_string();
+            Some((daemon, path))
+        })
+        .collect())
 }
 
 impl Connection {
@@ -409,6 +433,38 @@ pub fn route<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn the_daemons_are_the_vty_sockets_but_watchfrr_and_a_late_one_makes_the_set_stale() {
+        let dir = std::env::temp_dir().join(format!("ferrolb-vty-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut listeners = Vec::new();
+        for daemon in ["zebra", "watchfrr"] {
+            listeners.push(
+                std::os::unix::net::UnixListener::bind(dir.join(format!("{daemon}.vty"))).unwrap(),
+            );
+        }
+        std::fs::write(dir.join("zserv.api"), "").unwrap();
+        std::fs::write(dir.join("zebra.pid"), "1").unwrap();
+        let found: Vec<String> = daemon_sockets(&dir).unwrap().into_keys().collect();
+        assert_eq!(found, ["zebra"]);
+        // Connected to zebra alone (its "enable" is never answered here, so the set is
+        // built by hand); bgpd's socket appearing makes it stale.
+        let stream = UnixStream::connect(dir.join("zebra.vty")).await.unwrap();
+        let vty = Vty {
+            connections: BTreeMap::from([(
+                "zebra".to_string(),
+                Connection {
+                    stream,
+                    buffer: Vec::new(),
+                },
+            )]),
+        };
+        assert!(!vty.is_stale(&dir));
+        listeners.push(std::os::unix::net::UnixListener::bind(dir.join("bgpd.vty")).unwrap());
+        assert!(vty.is_stale(&dir));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     fn lines(text: &str) -> Vec<String> {
         text.lines().map(str::to_string).collect()
