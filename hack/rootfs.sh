@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
 # The Debian 13 (trixie) root file system that FRR 10 runs from: the tests, the lab and the
-# benchmarks run its daemons chrooted into it inside their network namespaces, and the image is
-# built from the same suite (deploy/Dockerfile).
+# benchmarks run its daemons chrooted into it inside their network namespaces, and the lab's
+# ferrolb image is made of it. It follows the image's definition, which deploy/Dockerfile reads
+# too: FRR's users with fixed IDs (deploy/image/users.sh) and the packages listed in
+# deploy/image/packages.
 #
 #   hack/rootfs.sh build     build once per machine and print the root file system's path
+#   hack/rootfs.sh image     the same root file system as a tar archive (the image's base
+#                            layer, without the marker the tests use); print its path
 #   hack/rootfs.sh packages  print the packages it holds beyond Debian's minimal base
 #
 # It is made by Debian 12's mmdebstrap from the archive this machine's apt already uses (the
@@ -13,7 +17,8 @@
 set -euo pipefail
 
 suite=trixie
-packages=(frr frr-pythontools iproute2)
+definition="$(cd "$(dirname "$0")/../deploy/image" && pwd)"
+read -r -a packages <<<"$(tr '\n' ' ' <"$definition/packages")"
 cache="${FERROLB_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/ferrolb}/rootfs"
 
 case "${1:-}" in
@@ -21,15 +26,29 @@ case "${1:-}" in
     echo "${packages[@]}"
     exit 0
     ;;
-  build) ;;
+  build | image) ;;
   *)
-    echo "usage: hack/rootfs.sh build | packages" >&2
+    echo "usage: hack/rootfs.sh build | image | packages" >&2
     exit 2
     ;;
 esac
 
-digest="$(sha256sum "$0" | cut -c1-12)"
+digest="$(cat "$0" "$definition/packages" "$definition/users.sh" | sha256sum | cut -c1-12)"
 out="$cache/$suite-$digest"
+
+# The image's base layer: the root file system as it is, less the tests' marker.
+if [ "$1" = image ]; then
+  root="$("$0" build)"
+  archive="$root.image.tar"
+  if [ ! -f "$archive" ]; then
+    tar --numeric-owner --xattrs --exclude=./.complete --exclude=./.frr-version \
+      --exclude=./etc/ferrolb-rootfs -C "$root" -cf "$archive.tmp" .
+    mv "$archive.tmp" "$archive"
+  fi
+  echo "$archive"
+  exit 0
+fi
+
 if [ -f "$out/.complete" ]; then
   echo "$out"
   exit 0
@@ -71,6 +90,7 @@ mirrors=("deb $archive $suite main" "deb $archive $suite-updates main")
 [ -z "$security" ] || mirrors+=("deb $security $suite-security main")
 started=$SECONDS
 mmdebstrap --quiet --variant=minbase --include="$(IFS=,; echo "${packages[*]}")" \
+  --essential-hook="sh '$definition/users.sh' \"\$1\"" \
   --dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-exclude=/usr/share/man/*' \
   --dpkgopt='path-exclude=/usr/share/locale/*' \
   "$suite" "$out.tmp" "${mirrors[@]}" >&2

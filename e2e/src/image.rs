@@ -44,14 +44,25 @@ pub enum Entry {
     },
 }
 
-/// An image: its reference, layer content and what it runs.
+/// One layer of an image.
+#[derive(Debug, Clone)]
+pub enum Layer {
+    /// Made of these entries, in order.
+    Entries(Vec<Entry>),
+    /// A tar archive as it is (a root file system).
+    Tar(PathBuf),
+}
+
+/// An image: its reference, layers and what it runs.
 #[derive(Debug, Clone)]
 pub struct Image {
-    /// `name:tag`, as pods name it.
+    /// The full reference, as containerd stores it (`docker.io/ferrolb/ferrolb:0.1.0`).
     pub reference: String,
-    /// The layer's entries, in order.
-    pub entries: Vec<Entry>,
-    /// The command it runs.
+    /// Its layers, lowest first.
+    pub layers: Vec<Layer>,
+    /// The entry point (may be empty).
+    pub entrypoint: Vec<String>,
+    /// The command it runs (after the entry point).
     pub cmd: Vec<String>,
 }
 
@@ -109,17 +120,40 @@ fn layer(entries: &[Entry]) -> Result<Vec<u8>> {
 impl Image {
     /// Writes the image as an OCI layout archive at `archive`.
     pub fn write(&self, archive: &Path) -> Result<()> {
-        let layer = layer(&self.entries)?;
-        let layer_digest = digest(&layer);
+        let layers: Vec<Vec<u8>> =
+            self.layers
+                .iter()
+                .map(|l| match l {
+                    Layer::Entries(entries) => layer(entries),
+                    Layer::Tar(path) => std::fs::read(path)
+                        .with_context(|| format!("reading layer {}", path.display())),
+                })
+                .collect::<Result<_>>()?;
+        let digests: Vec<String> = layers.iter().map(|l| digest(l)).collect();
+        let mut config = json!({
+            "Cmd": self.cmd,
+            "Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
+        });
+        if !self.entrypoint.is_empty() {
+            config["Entrypoint"] = json!(self.entrypoint);
+        }
         let config = serde_json::to_vec(&json!({
             "architecture": "amd64",
             "os": "linux",
-            "config": {
-                "Cmd": self.cmd,
-                "Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
-            },
-            "rootfs": {"type": "layers", "diff_ids": [layer_digest]},
+            "config": config,
+            "rootfs": {"type": "layers", "diff_ids": digests},
         }))?;
+        let layer_list: Vec<serde_json::Value> = layers
+            .iter()
+            .zip(&digests)
+            .map(|(l, d)| {
+                json!({
+                    "mediaType": "application/vnd.oci.image.layer.v1.tar",
+                    "digest": d,
+                    "size": l.len(),
+                })
+            })
+            .collect();
         let manifest = serde_json::to_vec(&json!({
             "schemaVersion": 2,
             "mediaType": "application/vnd.oci.image.manifest.v1+json",
@@ -128,11 +162,7 @@ impl Image {
                 "digest": digest(&config),
                 "size": config.len(),
             },
-            "layers": [{
-                "mediaType": "application/vnd.oci.image.layer.v1.tar",
-                "digest": layer_digest,
-                "size": layer.len(),
-            }],
+            "layers": layer_list,
         }))?;
         let tag = self.reference.rsplit(':').next().unwrap_or("latest");
         let index = serde_json::to_vec(&json!({
@@ -157,7 +187,7 @@ impl Image {
         };
         add("oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#)?;
         add("index.json", &index)?;
-        for blob in [&layer, &config, &manifest] {
+        for blob in layers.iter().chain([&config, &manifest]) {
             let name = digest(blob).replace(':', "/");
             add(&format!("blobs/{name}"), blob)?;
         }
@@ -170,14 +200,15 @@ impl Image {
 pub fn pause() -> Image {
     Image {
         reference: PAUSE.into(),
-        entries: vec![
+        layers: vec![Layer::Entries(vec![
             Entry::Dir("bin".into()),
             Entry::File {
                 path: "bin/busybox".into(),
                 from: PathBuf::from("/bin/busybox"),
                 mode: 0o755,
             },
-        ],
+        ])],
+        entrypoint: Vec::new(),
         cmd: vec!["/bin/busybox".into(), "sleep".into(), "2147483647".into()],
     }
 }
@@ -199,7 +230,7 @@ echo "pod=$POD_NAME node=$NODE_NAME client=$client"
 pub fn demo() -> Image {
     Image {
         reference: DEMO.into(),
-        entries: vec![
+        layers: vec![Layer::Entries(vec![
             Entry::Dir("bin".into()),
             Entry::File {
                 path: "bin/busybox".into(),
@@ -217,9 +248,66 @@ pub fn demo() -> Image {
                 text: DEMO_CGI.into(),
                 mode: 0o755,
             },
-        ],
+        ])],
+        entrypoint: Vec::new(),
         cmd: ["/bin/busybox", "httpd", "-f", "-p", "8080", "-h", "/www"]
             .map(String::from)
             .to_vec(),
     }
+}
+
+/// The ferrolb image as the chart runs it by default, made from the image's one definition:
+/// the root file system `hack/rootfs.sh image` archives (FRR's users and the packages of
+/// `deploy/image/`, which `deploy/Dockerfile` installs too), the `ferrolb` binary at
+/// `/usr/local/bin/ferrolb`, and `deploy/Dockerfile`'s ENTRYPOINT. Its reference is the chart's
+/// default (`image.repository` at the chart's appVersion, on Docker Hub as containerd names it).
+pub fn ferrolb(root_archive: &Path, binary: &Path) -> Result<Image> {
+    let repo = crate::paths::repo();
+    let dockerfile = std::fs::read_to_string(repo.join("deploy/Dockerfile"))?;
+    let entrypoint: Vec<String> = dockerfile
+        .lines()
+        .rev()
+        .find_map(|l| l.strip_prefix("ENTRYPOINT "))
+        .context("deploy/Dockerfile has no ENTRYPOINT")
+        .and_then(|e| serde_json::from_str(e).context("deploy/Dockerfile's ENTRYPOINT"))?;
+    Ok(Image {
+        reference: chart_image()?,
+        layers: vec![
+            Layer::Tar(root_archive.to_path_buf()),
+            Layer::Entries(vec![
+                Entry::Dir("usr/local/bin".into()),
+                Entry::File {
+                    path: "usr/local/bin/ferrolb".into(),
+                    from: binary.to_path_buf(),
+                    mode: 0o755,
+                },
+            ]),
+        ],
+        entrypoint,
+        cmd: Vec::new(),
+    })
+}
+
+/// The chart's default image, fully named: `docker.io/<image.repository>:<appVersion>`.
+pub fn chart_image() -> Result<String> {
+    let chart = crate::paths::repo().join("deploy/charts/ferrolb");
+    let field = |file: &str, key: &str| -> Result<String> {
+        let text = std::fs::read_to_string(chart.join(file))?;
+        text.lines()
+            .find_map(|l| l.trim_start().strip_prefix(key))
+            .map(|v| v.trim().trim_matches('"').to_string())
+            .with_context(|| format!("{file} has no {key}"))
+    };
+    let repository = field("values.yaml", "repository:")?;
+    let version = field("Chart.yaml", "appVersion:")?;
+    let host = if repository
+        .split('/')
+        .next()
+        .is_some_and(|h| h.contains('.'))
+    {
+        ""
+    } else {
+        "docker.io/"
+    };
+    Ok(format!("{host}{repository}:{version}"))
 }

@@ -592,3 +592,118 @@ pub fn wait_ready(
         Ok(names.iter().all(|name| ready(name)).then_some(()))
     })
 }
+
+/// A cluster of real nodes on a switch of its own: the control plane in one namespace, two
+/// nodes in theirs, on `<subnet>.0/24` (control plane `.2`, nodes `.11` and `.12`). Drops
+/// in order: nodes, control plane, namespaces, then the kernel settings are written back.
+#[derive(Debug)]
+pub struct Cluster {
+    nodes: Vec<KubeNode>,
+    plane: crate::control_plane::ControlPlane,
+    kubectl: crate::kubectl::Kubectl,
+    names: Vec<String>,
+    node_namespaces: Vec<Netns>,
+    control_plane: Netns,
+    switch: crate::netns::Switch,
+    _kernel: KernelSettings,
+}
+
+impl Cluster {
+    /// Starts it: namespaces `<prefix>-sw`, `-cp`, `-n1`, `-n2` (the nodes' names), files in
+    /// `dir`, `images` (OCI archives) imported into each node; returns once both are Ready.
+    pub fn start(prefix: &str, subnet: &str, dir: &Path, images: &[&Path]) -> Result<Cluster> {
+        let kernel = KernelSettings::save()?;
+        let switch = crate::netns::Switch::create(&format!("{prefix}-sw"))?;
+        let control_plane = Netns::create(&format!("{prefix}-cp"))?;
+        let cp_address = format!("{subnet}.2");
+        switch.attach(&control_plane, "cp", &[&format!("{cp_address}/24")])?;
+        let names: Vec<String> = ["n1", "n2"].map(|n| format!("{prefix}-{n}")).to_vec();
+        let addresses = [format!("{subnet}.11"), format!("{subnet}.12")];
+        let cidrs = ["10.244.1.0/24", "10.244.2.0/24"];
+        let mut node_namespaces = Vec::new();
+        for (i, name) in names.iter().enumerate() {
+            let ns = Netns::create(name)?;
+            switch.attach(
+                &ns,
+                &format!("n{}", i + 1),
+                &[&format!("{}/24", addresses[i])],
+            )?;
+            node_namespaces.push(ns);
+        }
+        let cp_dir = dir.join("cp");
+        let plane = crate::control_plane::ControlPlane::start_with_kubelets(
+            Some(&control_plane),
+            &cp_dir,
+            cp_address.parse()?,
+        )?;
+        let kubectl =
+            crate::kubectl::Kubectl::new(plane.kubeconfig()).within(Some(control_plane.name()));
+        let mut nodes = Vec::new();
+        for (i, ns) in node_namespaces.iter().enumerate() {
+            let other = 1 - i;
+            let spec = NodeSpec {
+                name: names[i].clone(),
+                address: addresses[i].clone(),
+                pod_cidr: cidrs[i].into(),
+                gateway: cp_address.clone(),
+                routes: vec![(cidrs[other].into(), addresses[other].clone())],
+            };
+            nodes.push(KubeNode::start(
+                ns,
+                &spec,
+                &dir.join(&names[i]),
+                &cp_dir,
+                images,
+            )?);
+        }
+        let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+        if let Err(error) = wait_ready(&kubectl, &refs, Duration::from_secs(90)) {
+            bail!("{error:#}\nkubelet log:\n{}", nodes[0].kubelet_tail(30));
+        }
+        Ok(Cluster {
+            nodes,
+            plane,
+            kubectl,
+            names,
+            node_namespaces,
+            control_plane,
+            switch,
+            _kernel: kernel,
+        })
+    }
+
+    /// kubectl against it (run in the control plane's namespace).
+    pub fn kubectl(&self) -> &crate::kubectl::Kubectl {
+        &self.kubectl
+    }
+
+    /// The admin kubeconfig.
+    pub fn kubeconfig(&self) -> &Path {
+        self.plane.kubeconfig()
+    }
+
+    /// The control plane's namespace (where the API server is reachable).
+    pub fn control_plane(&self) -> &Netns {
+        &self.control_plane
+    }
+
+    /// The nodes' names.
+    pub fn names(&self) -> &[String] {
+        &self.names
+    }
+
+    /// The nodes' namespaces.
+    pub fn node_namespaces(&self) -> &[Netns] {
+        &self.node_namespaces
+    }
+
+    /// The switch, to plug more namespaces in (a client, a router).
+    pub fn switch(&self) -> &crate::netns::Switch {
+        &self.switch
+    }
+
+    /// Stops the nodes now (the rest goes on drop).
+    pub fn stop_nodes(&mut self) {
+        self.nodes.clear();
+    }
+}

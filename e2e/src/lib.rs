@@ -16,6 +16,7 @@ pub mod control_plane;
 pub mod fabric;
 pub mod frr;
 pub mod gobgp;
+pub mod helm;
 pub mod image;
 pub mod kubectl;
 pub mod kubenode;

@@ -13,10 +13,9 @@
 //!   the namespace.
 
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::Result;
 use ferrolb_e2e::control_plane::ControlPlane;
 use ferrolb_e2e::kubectl::Kubectl;
 use ferrolb_e2e::paths::{self, Scratch};
@@ -26,23 +25,7 @@ const NS: &str = "metallb-system";
 
 /// `helm ARGS` against the control plane, with Helm's own files kept in `home`.
 fn helm(kubeconfig: &Path, home: &Path, args: &[&str]) -> Result<String> {
-    let out = Command::new(paths::k8s_tool("helm")?)
-        .args(args)
-        .arg("--kubeconfig")
-        .arg(kubeconfig)
-        .env("HELM_CACHE_HOME", home.join("cache"))
-        .env("HELM_CONFIG_HOME", home.join("config"))
-        .env("HELM_DATA_HOME", home.join("data"))
-        .output()
-        .context("running helm")?;
-    if !out.status.success() {
-        bail!(
-            "helm {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    ferrolb_e2e::helm::helm(kubeconfig, home, None, args)
 }
 
 fn names(list: &serde_json::Value) -> Vec<String> {

@@ -15,20 +15,15 @@
 //! plugins, nftables and busybox-static (`hack/deps.sh`).
 
 use std::collections::BTreeSet;
-use std::net::IpAddr;
 use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Result, bail};
-use ferrolb_e2e::control_plane::ControlPlane;
 use ferrolb_e2e::image;
-use ferrolb_e2e::kubectl::Kubectl;
-use ferrolb_e2e::kubenode::{self, KernelSettings, KubeNode, NodeSpec};
-use ferrolb_e2e::netns::{Netns, Switch};
+use ferrolb_e2e::kubenode::Cluster;
+use ferrolb_e2e::netns::Netns;
 use ferrolb_e2e::paths::{self, Scratch};
 use ferrolb_e2e::process::wait_for;
-
-const CONTROL_PLANE: &str = "10.97.0.2";
 
 fn demo_daemonset() -> String {
     format!(
@@ -89,174 +84,133 @@ fn leftovers(name: &str, dir: &Path) -> Vec<String> {
 #[test]
 fn two_namespaces_become_ready_nodes_whose_pods_answer_across_nodes_and_through_a_cluster_ip()
 -> Result<()> {
-    let kernel = KernelSettings::save()?;
     let before = std::fs::read_to_string("/proc/sys/vm/overcommit_memory")?;
     let scratch = Scratch::new("nodes")?;
     let prefix = format!("flkn{}", std::process::id());
-    let names = [format!("{prefix}-n1"), format!("{prefix}-n2")];
-    let addresses = ["10.97.0.11", "10.97.0.12"];
-    let cidrs = ["10.244.1.0/24", "10.244.2.0/24"];
-    {
-        let switch = Switch::create(&format!("{prefix}-sw"))?;
-        let cp = Netns::create(&format!("{prefix}-cp"))?;
-        switch.attach(&cp, "cp", &[&format!("{CONTROL_PLANE}/24")])?;
-        let mut namespaces = Vec::new();
-        for (name, address) in names.iter().zip(addresses) {
-            let ns = Netns::create(name)?;
-            switch.attach(&ns, &name[name.len() - 2..], &[&format!("{address}/24")])?;
-            namespaces.push(ns);
-        }
-        let cp_dir = scratch.path().join("cp");
-        let plane = ControlPlane::start_with_kubelets(
-            Some(&cp),
-            &cp_dir,
-            CONTROL_PLANE.parse::<IpAddr>()?,
-        )?;
-        let kubectl = Kubectl::new(plane.kubeconfig()).within(Some(cp.name()));
-        let demo = scratch.path().join("demo.tar");
-        image::demo().write(&demo)?;
+    let demo = scratch.path().join("demo.tar");
+    image::demo().write(&demo)?;
+    let mut cluster = Cluster::start(&prefix, "10.97.0", scratch.path(), &[&demo])?;
+    let kubectl = cluster.kubectl();
+    let listed = kubectl.get(&["nodes"])?;
+    let version = paths::k8s_version()?;
+    for node in listed["items"].as_array().into_iter().flatten() {
+        let info = &node["status"]["nodeInfo"];
+        assert_eq!(info["kubeletVersion"], version.as_str(), "{info}");
+        assert!(
+            info["containerRuntimeVersion"]
+                .as_str()
+                .is_some_and(|v| v.starts_with("containerd://2.")),
+            "{info}"
+        );
+    }
 
-        let mut nodes = Vec::new();
-        for (i, ns) in namespaces.iter().enumerate() {
-            let other = 1 - i;
-            let spec = NodeSpec {
-                name: names[i].clone(),
-                address: addresses[i].into(),
-                pod_cidr: cidrs[i].into(),
-                gateway: CONTROL_PLANE.into(),
-                routes: vec![(cidrs[other].into(), addresses[other].into())],
-            };
-            nodes.push(KubeNode::start(
-                ns,
-                &spec,
-                &scratch.path().join(&names[i]),
-                &cp_dir,
-                &[&demo],
-            )?);
-        }
-        let name_refs: Vec<&str> = names.iter().map(String::as_str).collect();
-        if let Err(error) = kubenode::wait_ready(&kubectl, &name_refs, Duration::from_secs(90)) {
-            bail!("{error:#}\nkubelet log:\n{}", nodes[0].kubelet_tail(30));
-        }
-        let listed = kubectl.get(&["nodes"])?;
-        let version = paths::k8s_version()?;
-        for node in listed["items"].as_array().into_iter().flatten() {
-            let info = &node["status"]["nodeInfo"];
-            assert_eq!(info["kubeletVersion"], version.as_str(), "{info}");
+    kubectl.apply(&demo_daemonset())?;
+    let pods = wait_for(
+        "a ready demo pod on each node",
+        Duration::from_secs(90),
+        || {
+            let pods = kubectl.get(&["pods", "-n", "default", "-l", "app=demo"])?;
+            let ready: Vec<(String, String, String)> = pods["items"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|p| {
+                    p["status"]["conditions"].as_array().is_some_and(|c| {
+                        c.iter()
+                            .any(|c| c["type"] == "Ready" && c["status"] == "True")
+                    })
+                })
+                .map(|p| {
+                    let text = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_string();
+                    (
+                        text(&p["metadata"]["name"]),
+                        text(&p["spec"]["nodeName"]),
+                        text(&p["status"]["podIP"]),
+                    )
+                })
+                .collect();
+            let on: BTreeSet<&str> = ready.iter().map(|(_, node, _)| node.as_str()).collect();
+            Ok((on.len() == 2).then_some(ready))
+        },
+    );
+    let pods = match pods {
+        Ok(pods) => pods,
+        Err(error) => bail!(
+            "{error:#}\n{}\n{}",
+            kubectl.run(&["get", "pods", "-A", "-o", "wide"], None)?,
+            kubectl.run(&["get", "events", "-A"], None)?
+        ),
+    };
+
+    // Each pod, from each node: across the nodes by the pod routes, and from the pod's own
+    // node through the bridge.
+    let namespaces = cluster.node_namespaces();
+    for (pod, node, ip) in &pods {
+        for ns in namespaces {
+            let answer = request(ns, &format!("http://{ip}:8080/"))?;
             assert!(
-                info["containerRuntimeVersion"]
-                    .as_str()
-                    .is_some_and(|v| v.starts_with("containerd://2.")),
-                "{info}"
+                answer.contains(&format!("pod={pod} node={node} client=")),
+                "{ip} from {}: {answer:?}",
+                ns.name()
             );
         }
-
-        kubectl.apply(&demo_daemonset())?;
-        let pods = wait_for(
-            "a ready demo pod on each node",
-            Duration::from_secs(90),
-            || {
-                let pods = kubectl.get(&["pods", "-n", "default", "-l", "app=demo"])?;
-                let ready: Vec<(String, String, String)> = pods["items"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .filter(|p| {
-                        p["status"]["conditions"].as_array().is_some_and(|c| {
-                            c.iter()
-                                .any(|c| c["type"] == "Ready" && c["status"] == "True")
-                        })
-                    })
-                    .map(|p| {
-                        let text =
-                            |v: &serde_json::Value| v.as_str().unwrap_or_default().to_string();
-                        (
-                            text(&p["metadata"]["name"]),
-                            text(&p["spec"]["nodeName"]),
-                            text(&p["status"]["podIP"]),
-                        )
-                    })
-                    .collect();
-                let on: BTreeSet<&str> = ready.iter().map(|(_, node, _)| node.as_str()).collect();
-                Ok((on.len() == 2).then_some(ready))
-            },
-        );
-        let pods = match pods {
-            Ok(pods) => pods,
-            Err(error) => bail!(
-                "{error:#}\n{}\n{}",
-                kubectl.run(&["get", "pods", "-A", "-o", "wide"], None)?,
-                kubectl.run(&["get", "events", "-A"], None)?
-            ),
-        };
-
-        // Each pod, from each node: across the nodes by the pod routes, and from the pod's
-        // own node through the bridge. The pod sees the node's address (or its bridge's).
-        for (pod, node, ip) in &pods {
-            for ns in &namespaces {
-                let answer = request(ns, &format!("http://{ip}:8080/"))?;
-                assert!(
-                    answer.contains(&format!("pod={pod} node={node} client=")),
-                    "{ip} from {}: {answer:?}",
-                    ns.name()
-                );
-            }
-        }
-        // The ClusterIP, through kube-proxy on the asking node: both pods answer.
-        let cluster_ip = kubectl.run(
-            &[
-                "get",
-                "service",
-                "demo",
-                "-n",
-                "default",
-                "-o",
-                "jsonpath={.spec.clusterIP}",
-            ],
-            None,
-        )?;
-        let mut seen = BTreeSet::new();
-        for _ in 0..40 {
-            let answer = request(&namespaces[0], &format!("http://{cluster_ip}/"))?;
-            let node = answer
-                .split_whitespace()
-                .find_map(|w| w.strip_prefix("node="))
-                .map(str::to_string);
-            match node {
-                Some(node) => seen.insert(node),
-                None => bail!("{cluster_ip}: {answer:?}"),
-            };
-            if seen.len() == 2 {
-                break;
-            }
-        }
-        assert_eq!(seen.len(), 2, "the ClusterIP answered only from {seen:?}");
-
-        // Logs and exec go through the kubelets.
-        let (pod, _, _) = &pods[0];
-        let logs = kubectl.run(&["logs", "-n", "default", pod], None);
-        assert!(logs.is_ok(), "kubectl logs: {logs:?}");
-        let exec = kubectl.run(
-            &[
-                "exec",
-                "-n",
-                "default",
-                pod,
-                "--",
-                "/bin/busybox",
-                "echo",
-                "exec-ok",
-            ],
-            None,
-        )?;
-        assert_eq!(exec.trim(), "exec-ok");
-        drop(nodes);
     }
+    // The ClusterIP, through kube-proxy on the asking node: both pods answer.
+    let cluster_ip = kubectl.run(
+        &[
+            "get",
+            "service",
+            "demo",
+            "-n",
+            "default",
+            "-o",
+            "jsonpath={.spec.clusterIP}",
+        ],
+        None,
+    )?;
+    let mut seen = BTreeSet::new();
+    for _ in 0..40 {
+        let answer = request(&namespaces[0], &format!("http://{cluster_ip}/"))?;
+        let node = answer
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("node="))
+            .map(str::to_string);
+        match node {
+            Some(node) => seen.insert(node),
+            None => bail!("{cluster_ip}: {answer:?}"),
+        };
+        if seen.len() == 2 {
+            break;
+        }
+    }
+    assert_eq!(seen.len(), 2, "the ClusterIP answered only from {seen:?}");
+
+    // Logs and exec go through the kubelets.
+    let (pod, _, _) = &pods[0];
+    let logs = kubectl.run(&["logs", "-n", "default", pod], None);
+    assert!(logs.is_ok(), "kubectl logs: {logs:?}");
+    let exec = kubectl.run(
+        &[
+            "exec",
+            "-n",
+            "default",
+            pod,
+            "--",
+            "/bin/busybox",
+            "echo",
+            "exec-ok",
+        ],
+        None,
+    )?;
+    assert_eq!(exec.trim(), "exec-ok");
+
+    let names = cluster.names().to_vec();
+    cluster.stop_nodes();
     for name in &names {
         let left = leftovers(name, &scratch.path().join(name));
         assert!(left.is_empty(), "left behind: {left:?}");
     }
-    drop(kernel);
+    drop(cluster);
     assert_eq!(
         std::fs::read_to_string("/proc/sys/vm/overcommit_memory")?,
         before

@@ -1,0 +1,207 @@
+//! The Helm chart as shipped, on real nodes ([`ferrolb_e2e::kubenode`]): the ferrolb image
+//! made from the image's one definition (`deploy/image/`, which `deploy/Dockerfile` reads too)
+//! and imported under the chart's default reference, `helm install` with the default values,
+//! and a client on the nodes' network reaching a Service's pods through a layer-2 IP:
+//!
+//! - every controller and speaker pod (speaker and frr containers) goes Ready;
+//! - `kubectl exec -n metallb-system ds/speaker -c frr -- vtysh -c "show bfd peers brief"`
+//!   answers, and `kubectl logs -n metallb-system -l component=speaker` (MetalLB's label)
+//!   finds the speakers;
+//! - a LoadBalancer Service of the demo backend gets an IP from a layer-2 pool and the
+//!   client's requests are answered by its pods;
+//! - the speaker keeps FRR's configuration as applied (no re-apply loop: its socket
+//!   connections follow FRR's daemons as they come up in the frr container);
+//! - `helm uninstall` removes the pods and keeps the CRDs and the user's objects.
+//!
+//! Needs root and what `nodes.rs` needs, and the image's root file system
+//! (`hack/rootfs.sh image`).
+
+use std::time::Duration;
+
+use anyhow::{Result, bail};
+use ferrolb_e2e::helm::helm;
+use ferrolb_e2e::image;
+use ferrolb_e2e::kubenode::Cluster;
+use ferrolb_e2e::netns::Netns;
+use ferrolb_e2e::paths::{self, Scratch};
+use ferrolb_e2e::process::wait_for;
+
+const NS: &str = "metallb-system";
+
+fn manifests() -> String {
+    format!(
+        "apiVersion: metallb.io/v1beta1
+kind: IPAddressPool
+metadata: {{name: l2, namespace: {NS}}}
+spec:
+  addresses: [10.95.0.200-10.95.0.209]
+---
+apiVersion: metallb.io/v1beta1
+kind: L2Advertisement
+metadata: {{name: l2, namespace: {NS}}}
+spec:
+  ipAddressPools: [l2]
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: web, namespace: default}}
+spec:
+  replicas: 2
+  selector: {{matchLabels: {{app: web}}}}
+  template:
+    metadata: {{labels: {{app: web}}}}
+    spec:
+      containers:
+      - name: web
+        image: {demo}
+        imagePullPolicy: Never
+        ports: [{{containerPort: 8080}}]
+        env:
+        - {{name: POD_NAME, valueFrom: {{fieldRef: {{fieldPath: metadata.name}}}}}}
+        - {{name: NODE_NAME, valueFrom: {{fieldRef: {{fieldPath: spec.nodeName}}}}}}
+        readinessProbe: {{httpGet: {{path: /, port: 8080}}, periodSeconds: 1}}
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: web, namespace: default}}
+spec:
+  type: LoadBalancer
+  selector: {{app: web}}
+  ports: [{{port: 80, targetPort: 8080}}]
+",
+        demo = image::DEMO
+    )
+}
+
+/// Whether every pod in `namespace` is Ready, and how many there are.
+fn ready_pods(cluster: &Cluster, namespace: &str) -> Result<(usize, usize)> {
+    let pods = cluster.kubectl().get(&["pods", "-n", namespace])?;
+    let items = pods["items"].as_array().cloned().unwrap_or_default();
+    let ready = items
+        .iter()
+        .filter(|p| {
+            p["status"]["conditions"].as_array().is_some_and(|c| {
+                c.iter()
+                    .any(|c| c["type"] == "Ready" && c["status"] == "True")
+            })
+        })
+        .count();
+    Ok((ready, items.len()))
+}
+
+#[test]
+fn the_chart_as_shipped_runs_on_real_nodes_and_a_client_reaches_pods_through_a_layer2_ip()
+-> Result<()> {
+    let scratch = Scratch::new("chart-nodes")?;
+    let demo = scratch.path().join("demo.tar");
+    image::demo().write(&demo)?;
+    let root = paths::built_with("rootfs.sh", "image", "FERROLB_IMAGE_ROOT")?;
+    let ferrolb = scratch.path().join("ferrolb.tar");
+    image::ferrolb(&root, &paths::ferrolb()?)?.write(&ferrolb)?;
+    let prefix = format!("flch{}", std::process::id());
+    // The nodes' network holds the pool too (10.95.0.0/16: the nodes at .0.11 and .0.12).
+    let cluster = Cluster::start(&prefix, "10.95.0", scratch.path(), &[&demo, &ferrolb])?;
+    let client = Netns::create(&format!("{prefix}-cli"))?;
+    cluster
+        .switch()
+        .attach(&client, "cli", &["10.95.0.100/24"])?;
+    let kubectl = cluster.kubectl();
+
+    let home = scratch.path().join("helm");
+    let chart = paths::repo().join("deploy/charts/ferrolb");
+    helm(
+        cluster.kubeconfig(),
+        &home,
+        Some(cluster.control_plane().name()),
+        &[
+            "install",
+            "ferrolb",
+            &chart.to_string_lossy(),
+            "-n",
+            NS,
+            "--create-namespace",
+        ],
+    )?;
+    let all_ready = wait_for("every ferrolb pod Ready", Duration::from_secs(120), || {
+        let (ready, total) = ready_pods(&cluster, NS)?;
+        Ok((total == 4 && ready == total).then_some(()))
+    });
+    if let Err(error) = all_ready {
+        bail!(
+            "{error:#}\n{}\n{}",
+            kubectl.run(&["get", "pods", "-n", NS, "-o", "wide"], None)?,
+            kubectl.run(&["get", "events", "-n", NS], None)?
+        );
+    }
+
+    let bfd = kubectl.run(
+        &[
+            "exec",
+            "-n",
+            NS,
+            "ds/speaker",
+            "-c",
+            "frr",
+            "--",
+            "vtysh",
+            "-c",
+            "show bfd peers brief",
+        ],
+        None,
+    )?;
+    assert!(bfd.contains("Session count"), "{bfd}");
+
+    kubectl.apply(&manifests())?;
+    let ip = wait_for("the Service's IP", Duration::from_secs(60), || {
+        let service = kubectl.get(&["service", "web", "-n", "default"])?;
+        Ok(service["status"]["loadBalancer"]["ingress"][0]["ip"]
+            .as_str()
+            .map(str::to_string))
+    })?;
+    assert!(ip.starts_with("10.95.0.20"), "{ip}");
+    let answer = wait_for(
+        "a pod's answer through the IP",
+        Duration::from_secs(60),
+        || {
+            Ok(client
+                .run("curl", &["-s", "-m", "1", &format!("http://{ip}/")])
+                .ok()
+                .filter(|a| a.starts_with("pod=web-")))
+        },
+    )?;
+    assert!(answer.contains(" node="), "{answer}");
+
+    // Settled: FRR runs what the speaker applied; no speaker keeps re-applying it.
+    std::thread::sleep(Duration::from_secs(6));
+    let logs = kubectl.run(
+        &[
+            "logs",
+            "-n",
+            NS,
+            "-l",
+            "component=speaker",
+            "-c",
+            "speaker",
+            "--tail=-1",
+        ],
+        None,
+    )?;
+    assert!(logs.contains("FRR configuration applied"), "{logs}");
+    assert!(
+        !logs.contains("differs from the applied one"),
+        "a speaker re-applies FRR's configuration:\n{logs}"
+    );
+
+    helm(
+        cluster.kubeconfig(),
+        &home,
+        Some(cluster.control_plane().name()),
+        &["uninstall", "ferrolb", "-n", NS, "--wait"],
+    )?;
+    wait_for("the ferrolb pods gone", Duration::from_secs(60), || {
+        Ok((ready_pods(&cluster, NS)?.1 == 0).then_some(()))
+    })?;
+    let pools = kubectl.get(&["ipaddresspools", "-n", NS])?;
+    assert_eq!(pools["items"].as_array().map(Vec::len), Some(1));
+    Ok(())
+}
