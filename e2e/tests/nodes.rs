@@ -168,6 +168,16 @@ fn two_namespaces_become_ready_nodes_whose_pods_answer_across_nodes_and_through_
         ],
         None,
     )?;
+    // kube-proxy programs the Service a moment after the endpoints are ready.
+    wait_for(
+        "kube-proxy's rules for the ClusterIP",
+        Duration::from_secs(30),
+        || {
+            Ok(request(&namespaces[0], &format!("http://{cluster_ip}/"))
+                .ok()
+                .filter(|a| a.contains("node=")))
+        },
+    )?;
     let mut seen = BTreeSet::new();
     for _ in 0..40 {
         let answer = request(&namespaces[0], &format!("http://{cluster_ip}/"))?;
