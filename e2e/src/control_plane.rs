@@ -194,6 +194,12 @@ impl ControlPlane {
             // The `kubernetes` Service's endpoint may not be a loopback address.
             apiserver.arg("--endpoint-reconciler-type=none");
         }
+        if kubelets {
+            // No kube-proxy runs beside the API server: it calls webhooks (the chart's
+            // `service` client configuration) at their endpoints' pod addresses, routed to
+            // the nodes.
+            apiserver.arg("--enable-aggregator-routing=true");
+        }
         let mut apiserver =
             Process::spawn("kube-apiserver", apiserver, &dir.join("apiserver.log"))?;
 

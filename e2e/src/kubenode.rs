@@ -630,6 +630,10 @@ impl Cluster {
             )?;
             node_namespaces.push(ns);
         }
+        // The API server reaches pods (webhooks) by the nodes' pod routes.
+        for (cidr, address) in cidrs.iter().zip(&addresses) {
+            control_plane.ip(&["route", "replace", cidr, "via", address])?;
+        }
         let cp_dir = dir.join("cp");
         let plane = crate::control_plane::ControlPlane::start_with_kubelets(
             Some(&control_plane),

@@ -8,7 +8,10 @@
 //!   answers, and `kubectl logs -n metallb-system -l component=speaker` (MetalLB's label)
 //!   finds the speakers;
 //! - a LoadBalancer Service of the demo backend gets an IP from a layer-2 pool and the
-//!   client's requests are answered by its pods;
+//!   client's requests are answered by its pods; with `externalTrafficPolicy: Local` the IP
+//!   is answered for by the node of the one ready pod, and the pod sees the client's address;
+//! - the webhook, called by the API server through the chart's Service, denies a pool that
+//!   overlaps another;
 //! - the speaker keeps FRR's configuration as applied (no re-apply loop: its socket
 //!   connections follow FRR's daemons as they come up in the frr container);
 //! - `helm uninstall` removes the pods and keeps the CRDs and the user's objects.
@@ -67,6 +70,40 @@ metadata: {{name: web, namespace: default}}
 spec:
   type: LoadBalancer
   selector: {{app: web}}
+  ports: [{{port: 80, targetPort: 8080}}]
+",
+        demo = image::DEMO
+    )
+}
+
+/// A Service with `externalTrafficPolicy: Local` and one pod behind it.
+fn local_service() -> String {
+    format!(
+        "apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: local, namespace: default}}
+spec:
+  replicas: 1
+  selector: {{matchLabels: {{app: local}}}}
+  template:
+    metadata: {{labels: {{app: local}}}}
+    spec:
+      containers:
+      - name: web
+        image: {demo}
+        imagePullPolicy: Never
+        env:
+        - {{name: POD_NAME, valueFrom: {{fieldRef: {{fieldPath: metadata.name}}}}}}
+        - {{name: NODE_NAME, valueFrom: {{fieldRef: {{fieldPath: spec.nodeName}}}}}}
+        readinessProbe: {{httpGet: {{path: /, port: 8080}}, periodSeconds: 1}}
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: local, namespace: default}}
+spec:
+  type: LoadBalancer
+  externalTrafficPolicy: Local
+  selector: {{app: local}}
   ports: [{{port: 80, targetPort: 8080}}]
 ",
         demo = image::DEMO
@@ -170,6 +207,70 @@ fn the_chart_as_shipped_runs_on_real_nodes_and_a_client_reaches_pods_through_a_l
         },
     )?;
     assert!(answer.contains(" node="), "{answer}");
+
+    // externalTrafficPolicy Local: the IP's owner is the node of the one ready pod, and the
+    // pod sees the client's own address.
+    kubectl.apply(&local_service())?;
+    let local_ip = wait_for("the Local Service's IP", Duration::from_secs(60), || {
+        let service = kubectl.get(&["service", "local", "-n", "default"])?;
+        Ok(service["status"]["loadBalancer"]["ingress"][0]["ip"]
+            .as_str()
+            .map(str::to_string))
+    })?;
+    let answer = wait_for("the Local pod's answer", Duration::from_secs(60), || {
+        Ok(client
+            .run("curl", &["-s", "-m", "1", &format!("http://{local_ip}/")])
+            .ok()
+            .filter(|a| a.starts_with("pod=local-")))
+    })?;
+    assert!(
+        answer.trim_end().ends_with("client=10.95.0.100"),
+        "{answer}"
+    );
+    let pod_node = answer
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("node="))
+        .unwrap_or_default()
+        .to_string();
+    let owner = client.run("ip", &["neigh", "show", &local_ip])?;
+    // `ip netns exec` mounts the namespace's own /sys.
+    let mac_of = |ns: &Netns| -> Result<String> {
+        Ok(ns
+            .run("cat", &["/sys/class/net/eth0/address"])?
+            .trim()
+            .to_string())
+    };
+    let node_index = cluster
+        .names()
+        .iter()
+        .position(|n| *n == pod_node)
+        .unwrap_or(usize::MAX);
+    let owner_mac = cluster
+        .node_namespaces()
+        .get(node_index)
+        .map(&mac_of)
+        .transpose()?
+        .unwrap_or_default();
+    assert!(
+        !owner_mac.is_empty() && owner.contains(&owner_mac),
+        "{local_ip} is answered by {owner:?}, not by the pod's node {pod_node} ({owner_mac})"
+    );
+
+    // The webhook, reached by the API server through its Service: an overlapping pool is
+    // denied, and the existing pool stays.
+    let denied = kubectl.apply(&format!(
+        "apiVersion: metallb.io/v1beta1
+kind: IPAddressPool
+metadata: {{name: overlap, namespace: {NS}}}
+spec:
+  addresses: [10.95.0.205-10.95.0.220]
+"
+    ));
+    let message = format!("{denied:?}");
+    assert!(
+        denied.is_err() && message.contains("overlap"),
+        "an overlapping pool was not denied: {message}"
+    );
 
     // Settled: FRR runs what the speaker applied; no speaker keeps re-applying it.
     std::thread::sleep(Duration::from_secs(6));
