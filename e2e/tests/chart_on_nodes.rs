@@ -10,11 +10,15 @@
 //! - a LoadBalancer Service of the demo backend gets an IP from a layer-2 pool and the
 //!   client's requests are answered by its pods; with `externalTrafficPolicy: Local` the IP
 //!   is answered for by the node of the one ready pod, and the pod sees the client's address;
+//! - BGP to an FRR ToR with a BFD profile and a community: the ToR routes the Service's IP to
+//!   both nodes (ECMP), BFD is up on both sides (`vtysh` in the speaker's frr container shows
+//!   it), and the client's requests through the ToR are answered;
 //! - the webhook, called by the API server through the chart's Service, denies a pool that
 //!   overlaps another;
 //! - the speaker keeps FRR's configuration as applied (no re-apply loop: its socket
 //!   connections follow FRR's daemons as they come up in the frr container);
-//! - `helm uninstall` removes the pods and keeps the CRDs and the user's objects.
+//! - `helm uninstall` removes the pods, the ToR withdraws the routes, and the CRDs and the
+//!   user's objects stay.
 //!
 //! Needs root and what `nodes.rs` needs, and the image's root file system
 //! (`hack/rootfs.sh image`).
@@ -22,9 +26,11 @@
 use std::time::Duration;
 
 use anyhow::{Result, bail};
+use ferrolb_e2e::frr::{Build, Frr};
 use ferrolb_e2e::helm::helm;
 use ferrolb_e2e::image;
 use ferrolb_e2e::kubenode::Cluster;
+use ferrolb_e2e::lab;
 use ferrolb_e2e::netns::Netns;
 use ferrolb_e2e::paths::{self, Scratch};
 use ferrolb_e2e::process::wait_for;
@@ -110,6 +116,71 @@ spec:
     )
 }
 
+/// The ToR: eBGP to both nodes with BFD (100 ms × 3), ECMP into the kernel.
+const ROUTER: &str = "frr defaults traditional
+log stdout informational
+!
+bfd
+ profile fast
+  receive-interval 100
+  transmit-interval 100
+ exit
+exit
+!
+router bgp 64513
+ bgp router-id 10.95.0.1
+ no bgp ebgp-requires-policy
+ neighbor NODES peer-group
+ neighbor NODES remote-as 64512
+ neighbor NODES timers connect 1
+ neighbor NODES bfd
+ neighbor NODES bfd profile fast
+ neighbor 10.95.0.11 peer-group NODES
+ neighbor 10.95.0.12 peer-group NODES
+ !
+ address-family ipv4 unicast
+  maximum-paths 8
+ exit-address-family
+exit
+";
+
+/// BGP to the ToR with a BFD profile and a community, and a Service announced by it.
+fn bgp_manifests() -> String {
+    format!(
+        "apiVersion: metallb.io/v1beta1
+kind: BFDProfile
+metadata: {{name: fast, namespace: {NS}}}
+spec: {{receiveInterval: 100, transmitInterval: 100, detectMultiplier: 3}}
+---
+apiVersion: metallb.io/v1beta2
+kind: BGPPeer
+metadata: {{name: tor, namespace: {NS}}}
+spec: {{myASN: 64512, peerASN: 64513, peerAddress: 10.95.0.1, bfdProfile: fast}}
+---
+apiVersion: metallb.io/v1beta1
+kind: IPAddressPool
+metadata: {{name: bgp, namespace: {NS}}}
+spec:
+  addresses: [10.94.0.0/28]
+---
+apiVersion: metallb.io/v1beta1
+kind: BGPAdvertisement
+metadata: {{name: bgp, namespace: {NS}}}
+spec:
+  ipAddressPools: [bgp]
+  communities: [\"64512:100\"]
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: routed, namespace: default}}
+spec:
+  type: LoadBalancer
+  selector: {{app: web}}
+  ports: [{{port: 80, targetPort: 8080}}]
+"
+    )
+}
+
 /// Whether every pod in `namespace` is Ready, and how many there are.
 fn ready_pods(cluster: &Cluster, namespace: &str) -> Result<(usize, usize)> {
     let pods = cluster.kubectl().get(&["pods", "-n", namespace])?;
@@ -142,6 +213,16 @@ fn the_chart_as_shipped_runs_on_real_nodes_and_a_client_reaches_pods_through_a_l
     cluster
         .switch()
         .attach(&client, "cli", &["10.95.0.100/24"])?;
+    // The ToR, and the client's way to the BGP pool through it.
+    let rtr = Netns::create(&format!("{prefix}-rtr"))?;
+    cluster.switch().attach(&rtr, "rtr", &["10.95.0.1/24"])?;
+    rtr.sysctl(&[
+        "net.ipv4.ip_forward=1",
+        "net.ipv4.fib_multipath_hash_policy=1",
+    ])?;
+    let tor = Frr::start(&rtr, &scratch.path().join("rtr"), &Build::Host)?;
+    tor.load(ROUTER)?;
+    client.ip(&["route", "add", "10.94.0.0/24", "via", "10.95.0.1"])?;
     let kubectl = cluster.kubectl();
 
     let home = scratch.path().join("helm");
@@ -272,6 +353,67 @@ spec:
         "an overlapping pool was not denied: {message}"
     );
 
+    // BGP: the ToR learns the Service's IP from both nodes (ECMP), BFD comes up on both
+    // sides, and the client's requests through the ToR are answered.
+    kubectl.apply(&bgp_manifests())?;
+    let routed_ip = wait_for("the routed Service's IP", Duration::from_secs(60), || {
+        let service = kubectl.get(&["service", "routed", "-n", "default"])?;
+        Ok(service["status"]["loadBalancer"]["ingress"][0]["ip"]
+            .as_str()
+            .map(str::to_string))
+    })?;
+    let both = wait_for(
+        "ECMP to both nodes at the ToR",
+        Duration::from_secs(60),
+        || {
+            let mut hops = lab::nexthops(&rtr, &routed_ip)?;
+            hops.sort();
+            Ok((hops == ["10.95.0.11", "10.95.0.12"]).then_some(()))
+        },
+    );
+    if let Err(error) = both {
+        bail!(
+            "{error:#}\n{}\n{}",
+            tor.vtysh("show bgp summary")?,
+            kubectl.run(
+                &["logs", "-n", NS, "-l", "component=speaker", "-c", "speaker"],
+                None
+            )?
+        );
+    }
+    wait_for("BFD up at the ToR", Duration::from_secs(30), || {
+        let peers = tor.json("show bfd peers json")?;
+        let up = peers
+            .as_array()
+            .is_some_and(|p| p.len() == 2 && p.iter().all(|p| p["status"] == "up"));
+        Ok(up.then_some(()))
+    })?;
+    let route = tor.json(&format!("show bgp ipv4 unicast {routed_ip}/32 json"))?;
+    assert!(route.to_string().contains("64512:100"), "{route}");
+    let speaker_bfd = kubectl.run(
+        &[
+            "exec",
+            "-n",
+            NS,
+            "ds/speaker",
+            "-c",
+            "frr",
+            "--",
+            "vtysh",
+            "-c",
+            "show bfd peers brief",
+        ],
+        None,
+    )?;
+    assert!(
+        speaker_bfd.contains("10.95.0.1") && speaker_bfd.contains("up"),
+        "{speaker_bfd}"
+    );
+    for _ in 0..20 {
+        let answer = client.run("curl", &["-s", "-m", "2", &format!("http://{routed_ip}/")])?;
+        assert!(answer.starts_with("pod=web-"), "{routed_ip}: {answer:?}");
+    }
+
     // Settled: FRR runs what the speaker applied; no speaker keeps re-applying it.
     std::thread::sleep(Duration::from_secs(6));
     let logs = kubectl.run(
@@ -302,7 +444,10 @@ spec:
     wait_for("the ferrolb pods gone", Duration::from_secs(60), || {
         Ok((ready_pods(&cluster, NS)?.1 == 0).then_some(()))
     })?;
+    wait_for("the routes withdrawn at the ToR", Duration::from_secs(30), || {
+        Ok(lab::nexthops(&rtr, &routed_ip)?.is_empty().then_some(()))
+    })?;
     let pools = kubectl.get(&["ipaddresspools", "-n", NS])?;
-    assert_eq!(pools["items"].as_array().map(Vec::len), Some(1));
+    assert_eq!(pools["items"].as_array().map(Vec::len), Some(2));
     Ok(())
 }
