@@ -444,9 +444,11 @@ spec:
     wait_for("the ferrolb pods gone", Duration::from_secs(60), || {
         Ok((ready_pods(&cluster, NS)?.1 == 0).then_some(()))
     })?;
-    wait_for("the routes withdrawn at the ToR", Duration::from_secs(30), || {
-        Ok(lab::nexthops(&rtr, &routed_ip)?.is_empty().then_some(()))
-    })?;
+    wait_for(
+        "the routes withdrawn at the ToR",
+        Duration::from_secs(30),
+        || Ok(lab::nexthops(&rtr, &routed_ip)?.is_empty().then_some(())),
+    )?;
     let pools = kubectl.get(&["ipaddresspools", "-n", NS])?;
     assert_eq!(pools["items"].as_array().map(Vec::len), Some(2));
     Ok(())
