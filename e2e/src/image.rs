@@ -196,18 +196,20 @@ impl Image {
     }
 }
 
+/// busybox's static binary at `/bin/busybox`.
+fn busybox() -> Entry {
+    Entry::File {
+        path: "bin/busybox".into(),
+        from: PathBuf::from("/bin/busybox"),
+        mode: 0o755,
+    }
+}
+
 /// The pause image: busybox's static binary sleeping for ever.
 pub fn pause() -> Image {
     Image {
         reference: PAUSE.into(),
-        layers: vec![Layer::Entries(vec![
-            Entry::Dir("bin".into()),
-            Entry::File {
-                path: "bin/busybox".into(),
-                from: PathBuf::from("/bin/busybox"),
-                mode: 0o755,
-            },
-        ])],
+        layers: vec![Layer::Entries(vec![Entry::Dir("bin".into()), busybox()])],
         entrypoint: Vec::new(),
         cmd: vec!["/bin/busybox".into(), "sleep".into(), "2147483647".into()],
     }
@@ -226,17 +228,42 @@ echo
 echo "pod=$POD_NAME node=$NODE_NAME client=$client"
 "#;
 
+/// A Deployment (`replicas` given) or DaemonSet of the demo backend in namespace `default`,
+/// its pods labelled `app: <name>`, ready once they answer.
+pub fn demo_workload(name: &str, replicas: Option<u32>) -> String {
+    let (kind, replicas) = match replicas {
+        Some(n) => ("Deployment", format!("\n  replicas: {n}")),
+        None => ("DaemonSet", String::new()),
+    };
+    format!(
+        "apiVersion: apps/v1
+kind: {kind}
+metadata: {{name: {name}, namespace: default}}
+spec:{replicas}
+  selector: {{matchLabels: {{app: {name}}}}}
+  template:
+    metadata: {{labels: {{app: {name}}}}}
+    spec:
+      containers:
+      - name: web
+        image: {DEMO}
+        imagePullPolicy: Never
+        ports: [{{containerPort: 8080}}]
+        env:
+        - {{name: POD_NAME, valueFrom: {{fieldRef: {{fieldPath: metadata.name}}}}}}
+        - {{name: NODE_NAME, valueFrom: {{fieldRef: {{fieldPath: spec.nodeName}}}}}}
+        readinessProbe: {{httpGet: {{path: /, port: 8080}}, periodSeconds: 1}}
+"
+    )
+}
+
 /// The demo backend's image ([`DEMO`]), listening on port 8080.
 pub fn demo() -> Image {
     Image {
         reference: DEMO.into(),
         layers: vec![Layer::Entries(vec![
             Entry::Dir("bin".into()),
-            Entry::File {
-                path: "bin/busybox".into(),
-                from: PathBuf::from("/bin/busybox"),
-                mode: 0o755,
-            },
+            busybox(),
             Entry::Link {
                 path: "bin/sh".into(),
                 target: "busybox".into(),

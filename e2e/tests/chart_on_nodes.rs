@@ -51,25 +51,6 @@ metadata: {{name: l2, namespace: {NS}}}
 spec:
   ipAddressPools: [l2]
 ---
-apiVersion: apps/v1
-kind: Deployment
-metadata: {{name: web, namespace: default}}
-spec:
-  replicas: 2
-  selector: {{matchLabels: {{app: web}}}}
-  template:
-    metadata: {{labels: {{app: web}}}}
-    spec:
-      containers:
-      - name: web
-        image: {demo}
-        imagePullPolicy: Never
-        ports: [{{containerPort: 8080}}]
-        env:
-        - {{name: POD_NAME, valueFrom: {{fieldRef: {{fieldPath: metadata.name}}}}}}
-        - {{name: NODE_NAME, valueFrom: {{fieldRef: {{fieldPath: spec.nodeName}}}}}}
-        readinessProbe: {{httpGet: {{path: /, port: 8080}}, periodSeconds: 1}}
----
 apiVersion: v1
 kind: Service
 metadata: {{name: web, namespace: default}}
@@ -77,43 +58,24 @@ spec:
   type: LoadBalancer
   selector: {{app: web}}
   ports: [{{port: 80, targetPort: 8080}}]
-",
-        demo = image::DEMO
+{web}",
+        web = image::demo_workload("web", Some(2)).replacen("apiVersion", "---\napiVersion", 1)
     )
 }
 
 /// A Service with `externalTrafficPolicy: Local` and one pod behind it.
 fn local_service() -> String {
-    format!(
-        "apiVersion: apps/v1
-kind: Deployment
-metadata: {{name: local, namespace: default}}
-spec:
-  replicas: 1
-  selector: {{matchLabels: {{app: local}}}}
-  template:
-    metadata: {{labels: {{app: local}}}}
-    spec:
-      containers:
-      - name: web
-        image: {demo}
-        imagePullPolicy: Never
-        env:
-        - {{name: POD_NAME, valueFrom: {{fieldRef: {{fieldPath: metadata.name}}}}}}
-        - {{name: NODE_NAME, valueFrom: {{fieldRef: {{fieldPath: spec.nodeName}}}}}}
-        readinessProbe: {{httpGet: {{path: /, port: 8080}}, periodSeconds: 1}}
----
+    image::demo_workload("local", Some(1))
+        + "---
 apiVersion: v1
 kind: Service
-metadata: {{name: local, namespace: default}}
+metadata: {name: local, namespace: default}
 spec:
   type: LoadBalancer
   externalTrafficPolicy: Local
-  selector: {{app: local}}
-  ports: [{{port: 80, targetPort: 8080}}]
-",
-        demo = image::DEMO
-    )
+  selector: {app: local}
+  ports: [{port: 80, targetPort: 8080}]
+"
 }
 
 /// The ToR: eBGP to both nodes with BFD (100 ms × 3), ECMP into the kernel.
@@ -178,6 +140,39 @@ spec:
   selector: {{app: web}}
   ports: [{{port: 80, targetPort: 8080}}]
 "
+    )
+}
+
+/// The IP Service `default/<name>` got, once it has one.
+fn service_ip(cluster: &Cluster, name: &str) -> Result<String> {
+    wait_for(
+        &format!("the IP of Service {name}"),
+        Duration::from_secs(60),
+        || {
+            let service = cluster.kubectl().get(&["service", name, "-n", "default"])?;
+            Ok(service["status"]["loadBalancer"]["ingress"][0]["ip"]
+                .as_str()
+                .map(str::to_string))
+        },
+    )
+}
+
+/// `vtysh -c COMMAND` in a speaker's frr container, as the README tells a user.
+fn speaker_vtysh(cluster: &Cluster, command: &str) -> Result<String> {
+    cluster.kubectl().run(
+        &[
+            "exec",
+            "-n",
+            NS,
+            "ds/speaker",
+            "-c",
+            "frr",
+            "--",
+            "vtysh",
+            "-c",
+            command,
+        ],
+        None,
     )
 }
 
@@ -252,30 +247,11 @@ fn the_chart_as_shipped_runs_on_real_nodes_and_a_client_reaches_pods_through_a_l
         );
     }
 
-    let bfd = kubectl.run(
-        &[
-            "exec",
-            "-n",
-            NS,
-            "ds/speaker",
-            "-c",
-            "frr",
-            "--",
-            "vtysh",
-            "-c",
-            "show bfd peers brief",
-        ],
-        None,
-    )?;
+    let bfd = speaker_vtysh(&cluster, "show bfd peers brief")?;
     assert!(bfd.contains("Session count"), "{bfd}");
 
     kubectl.apply(&manifests())?;
-    let ip = wait_for("the Service's IP", Duration::from_secs(60), || {
-        let service = kubectl.get(&["service", "web", "-n", "default"])?;
-        Ok(service["status"]["loadBalancer"]["ingress"][0]["ip"]
-            .as_str()
-            .map(str::to_string))
-    })?;
+    let ip = service_ip(&cluster, "web")?;
     assert!(ip.starts_with("10.95.0.20"), "{ip}");
     let answer = wait_for(
         "a pod's answer through the IP",
@@ -292,12 +268,7 @@ fn the_chart_as_shipped_runs_on_real_nodes_and_a_client_reaches_pods_through_a_l
     // externalTrafficPolicy Local: the IP's owner is the node of the one ready pod, and the
     // pod sees the client's own address.
     kubectl.apply(&local_service())?;
-    let local_ip = wait_for("the Local Service's IP", Duration::from_secs(60), || {
-        let service = kubectl.get(&["service", "local", "-n", "default"])?;
-        Ok(service["status"]["loadBalancer"]["ingress"][0]["ip"]
-            .as_str()
-            .map(str::to_string))
-    })?;
+    let local_ip = service_ip(&cluster, "local")?;
     let answer = wait_for("the Local pod's answer", Duration::from_secs(60), || {
         Ok(client
             .run("curl", &["-s", "-m", "1", &format!("http://{local_ip}/")])
@@ -356,12 +327,7 @@ spec:
     // BGP: the ToR learns the Service's IP from both nodes (ECMP), BFD comes up on both
     // sides, and the client's requests through the ToR are answered.
     kubectl.apply(&bgp_manifests())?;
-    let routed_ip = wait_for("the routed Service's IP", Duration::from_secs(60), || {
-        let service = kubectl.get(&["service", "routed", "-n", "default"])?;
-        Ok(service["status"]["loadBalancer"]["ingress"][0]["ip"]
-            .as_str()
-            .map(str::to_string))
-    })?;
+    let routed_ip = service_ip(&cluster, "routed")?;
     let both = wait_for(
         "ECMP to both nodes at the ToR",
         Duration::from_secs(60),
@@ -390,21 +356,7 @@ spec:
     })?;
     let route = tor.json(&format!("show bgp ipv4 unicast {routed_ip}/32 json"))?;
     assert!(route.to_string().contains("64512:100"), "{route}");
-    let speaker_bfd = kubectl.run(
-        &[
-            "exec",
-            "-n",
-            NS,
-            "ds/speaker",
-            "-c",
-            "frr",
-            "--",
-            "vtysh",
-            "-c",
-            "show bfd peers brief",
-        ],
-        None,
-    )?;
+    let speaker_bfd = speaker_vtysh(&cluster, "show bfd peers brief")?;
     assert!(
         speaker_bfd.contains("10.95.0.1") && speaker_bfd.contains("up"),
         "{speaker_bfd}"

@@ -26,34 +26,15 @@ use ferrolb_e2e::paths::{self, Scratch};
 use ferrolb_e2e::process::wait_for;
 
 fn demo_daemonset() -> String {
-    format!(
-        "apiVersion: apps/v1
-kind: DaemonSet
-metadata: {{name: demo, namespace: default}}
-spec:
-  selector: {{matchLabels: {{app: demo}}}}
-  template:
-    metadata: {{labels: {{app: demo}}}}
-    spec:
-      containers:
-      - name: web
-        image: {image}
-        imagePullPolicy: Never
-        ports: [{{containerPort: 8080}}]
-        env:
-        - {{name: POD_NAME, valueFrom: {{fieldRef: {{fieldPath: metadata.name}}}}}}
-        - {{name: NODE_NAME, valueFrom: {{fieldRef: {{fieldPath: spec.nodeName}}}}}}
-        readinessProbe: {{httpGet: {{path: /, port: 8080}}, periodSeconds: 1}}
----
+    image::demo_workload("demo", None)
+        + "---
 apiVersion: v1
 kind: Service
-metadata: {{name: demo, namespace: default}}
+metadata: {name: demo, namespace: default}
 spec:
-  selector: {{app: demo}}
-  ports: [{{port: 80, targetPort: 8080}}]
-",
-        image = image::DEMO
-    )
+  selector: {app: demo}
+  ports: [{port: 80, targetPort: 8080}]
+"
 }
 
 /// `curl` from `node` to `url`: the demo's answer.
