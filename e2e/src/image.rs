@@ -338,3 +338,41 @@ pub fn chart_image() -> Result<String> {
     };
     Ok(format!("{host}{repository}:{version}"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_dockerfile_builds_from_the_image_definition_the_lab_image_uses() {
+        let repo = crate::paths::repo();
+        let dockerfile = std::fs::read_to_string(repo.join("deploy/Dockerfile")).unwrap();
+        // The runtime stage: the definition copied in, the users written first, then exactly
+        // the listed packages; nothing else installed.
+        let runtime = dockerfile.split("FROM debian:trixie-slim").nth(1).unwrap();
+        for needed in [
+            "COPY deploy/image/ /tmp/image/",
+            "RUN sh /tmp/image/users.sh /",
+            "apt-get install -y --no-install-recommends $(cat /tmp/image/packages)",
+            "COPY --from=build /src/target/release/ferrolb /usr/local/bin/ferrolb",
+        ] {
+            assert!(runtime.contains(needed), "deploy/Dockerfile lacks {needed:?}");
+        }
+        assert_eq!(runtime.matches("apt-get install").count(), 1);
+        let rootfs = std::fs::read_to_string(repo.join("hack/rootfs.sh")).unwrap();
+        assert!(rootfs.contains(r#""$definition/packages""#));
+        assert!(rootfs.contains("users.sh"));
+        // The lab's image takes the Dockerfile's entry point and the chart's reference.
+        let image = ferrolb(Path::new("/nonexistent.tar"), Path::new("/nonexistent")).unwrap();
+        assert_eq!(
+            image.entrypoint,
+            ["/usr/bin/tini", "--", "/usr/local/bin/ferrolb"]
+        );
+        assert!(
+            image.reference.starts_with("docker.io/ferrolb/ferrolb:"),
+            "{}",
+            image.reference
+        );
+        assert!(matches!(&image.layers[1], Layer::Entries(e) if e.len() == 2));
+    }
+}
