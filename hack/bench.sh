@@ -24,6 +24,10 @@ FERROLB_BIN="${CARGO_TARGET_DIR:-$PWD/target}/release/ferrolb" \
 # ToR, BIRD and GoBGP hold its routes again (root, FRR, bird2, gobgpd, the apiserver).
 FERROLB_BIN="${CARGO_TARGET_DIR:-$PWD/target}/release/ferrolb" \
     cargo bench -q -p ferrolb-e2e --bench routers -- "$@"
+# Failure windows a client sees on real nodes with the chart as shipped (root, containerd,
+# runc, the CNI plugins, the image's root file system, Debian's frr, the control plane).
+FERROLB_BIN="${CARGO_TARGET_DIR:-$PWD/target}/release/ferrolb" \
+    cargo bench -q -p ferrolb-e2e --bench traffic -- "$@"
 # ferrolb's FRR apply path against frr-reload.py (root, Debian's frr); takes several minutes,
 # most of it frr-reload.py removing 1,000 lines.
 cargo bench -q -p ferrolb-e2e --bench frr_apply -- "$@"

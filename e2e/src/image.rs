@@ -356,7 +356,10 @@ mod tests {
             "apt-get install -y --no-install-recommends $(cat /tmp/image/packages)",
             "COPY --from=build /src/target/release/ferrolb /usr/local/bin/ferrolb",
         ] {
-            assert!(runtime.contains(needed), "deploy/Dockerfile lacks {needed:?}");
+            assert!(
+                runtime.contains(needed),
+                "deploy/Dockerfile lacks {needed:?}"
+            );
         }
         assert_eq!(runtime.matches("apt-get install").count(), 1);
         let rootfs = std::fs::read_to_string(repo.join("hack/rootfs.sh")).unwrap();

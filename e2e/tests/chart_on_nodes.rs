@@ -26,42 +26,14 @@
 use std::time::Duration;
 
 use anyhow::{Result, bail};
-use ferrolb_e2e::frr::{Build, Frr};
-use ferrolb_e2e::helm::helm;
+use ferrolb_e2e::chart_lab::{
+    ChartLab, NS, bgp_manifests, l2_manifests, ready_pods, service_ip, speaker_vtysh,
+};
 use ferrolb_e2e::image;
-use ferrolb_e2e::kubenode::Cluster;
 use ferrolb_e2e::lab;
 use ferrolb_e2e::netns::Netns;
-use ferrolb_e2e::paths::{self, Scratch};
+use ferrolb_e2e::paths::Scratch;
 use ferrolb_e2e::process::wait_for;
-
-const NS: &str = "metallb-system";
-
-fn manifests() -> String {
-    format!(
-        "apiVersion: metallb.io/v1beta1
-kind: IPAddressPool
-metadata: {{name: l2, namespace: {NS}}}
-spec:
-  addresses: [10.95.0.200-10.95.0.209]
----
-apiVersion: metallb.io/v1beta1
-kind: L2Advertisement
-metadata: {{name: l2, namespace: {NS}}}
-spec:
-  ipAddressPools: [l2]
----
-apiVersion: v1
-kind: Service
-metadata: {{name: web, namespace: default}}
-spec:
-  type: LoadBalancer
-  selector: {{app: web}}
-  ports: [{{port: 80, targetPort: 8080}}]
-{web}",
-        web = image::demo_workload("web", Some(2)).replacen("apiVersion", "---\napiVersion", 1)
-    )
-}
 
 /// A Service with `externalTrafficPolicy: Local` and one pod behind it.
 fn local_service() -> String {
@@ -78,180 +50,20 @@ spec:
 "
 }
 
-/// The ToR: eBGP to both nodes with BFD (100 ms × 3), ECMP into the kernel.
-const ROUTER: &str = "frr defaults traditional
-log stdout informational
-!
-bfd
- profile fast
-  receive-interval 100
-  transmit-interval 100
- exit
-exit
-!
-router bgp 64513
- bgp router-id 10.95.0.1
- no bgp ebgp-requires-policy
- neighbor NODES peer-group
- neighbor NODES remote-as 64512
- neighbor NODES timers connect 1
- neighbor NODES bfd
- neighbor NODES bfd profile fast
- neighbor 10.95.0.11 peer-group NODES
- neighbor 10.95.0.12 peer-group NODES
- !
- address-family ipv4 unicast
-  maximum-paths 8
- exit-address-family
-exit
-";
-
-/// BGP to the ToR with a BFD profile and a community, and a Service announced by it.
-fn bgp_manifests() -> String {
-    format!(
-        "apiVersion: metallb.io/v1beta1
-kind: BFDProfile
-metadata: {{name: fast, namespace: {NS}}}
-spec: {{receiveInterval: 100, transmitInterval: 100, detectMultiplier: 3}}
----
-apiVersion: metallb.io/v1beta2
-kind: BGPPeer
-metadata: {{name: tor, namespace: {NS}}}
-spec: {{myASN: 64512, peerASN: 64513, peerAddress: 10.95.0.1, bfdProfile: fast}}
----
-apiVersion: metallb.io/v1beta1
-kind: IPAddressPool
-metadata: {{name: bgp, namespace: {NS}}}
-spec:
-  addresses: [10.94.0.0/28]
----
-apiVersion: metallb.io/v1beta1
-kind: BGPAdvertisement
-metadata: {{name: bgp, namespace: {NS}}}
-spec:
-  ipAddressPools: [bgp]
-  communities: [\"64512:100\"]
----
-apiVersion: v1
-kind: Service
-metadata: {{name: routed, namespace: default}}
-spec:
-  type: LoadBalancer
-  selector: {{app: web}}
-  ports: [{{port: 80, targetPort: 8080}}]
-"
-    )
-}
-
-/// The IP Service `default/<name>` got, once it has one.
-fn service_ip(cluster: &Cluster, name: &str) -> Result<String> {
-    wait_for(
-        &format!("the IP of Service {name}"),
-        Duration::from_secs(60),
-        || {
-            let service = cluster.kubectl().get(&["service", name, "-n", "default"])?;
-            Ok(service["status"]["loadBalancer"]["ingress"][0]["ip"]
-                .as_str()
-                .map(str::to_string))
-        },
-    )
-}
-
-/// `vtysh -c COMMAND` in a speaker's frr container, as the README tells a user.
-fn speaker_vtysh(cluster: &Cluster, command: &str) -> Result<String> {
-    cluster.kubectl().run(
-        &[
-            "exec",
-            "-n",
-            NS,
-            "ds/speaker",
-            "-c",
-            "frr",
-            "--",
-            "vtysh",
-            "-c",
-            command,
-        ],
-        None,
-    )
-}
-
-/// Whether every pod in `namespace` is Ready, and how many there are.
-fn ready_pods(cluster: &Cluster, namespace: &str) -> Result<(usize, usize)> {
-    let pods = cluster.kubectl().get(&["pods", "-n", namespace])?;
-    let items = pods["items"].as_array().cloned().unwrap_or_default();
-    let ready = items
-        .iter()
-        .filter(|p| {
-            p["status"]["conditions"].as_array().is_some_and(|c| {
-                c.iter()
-                    .any(|c| c["type"] == "Ready" && c["status"] == "True")
-            })
-        })
-        .count();
-    Ok((ready, items.len()))
-}
-
 #[test]
 fn the_chart_as_shipped_runs_on_real_nodes_and_a_client_reaches_pods_through_a_layer2_ip()
 -> Result<()> {
     let scratch = Scratch::new("chart-nodes")?;
-    let demo = scratch.path().join("demo.tar");
-    image::demo().write(&demo)?;
-    let root = paths::built_with("rootfs.sh", "image", "FERROLB_IMAGE_ROOT")?;
-    let ferrolb = scratch.path().join("ferrolb.tar");
-    image::ferrolb(&root, &paths::ferrolb()?)?.write(&ferrolb)?;
     let prefix = format!("flch{}", std::process::id());
-    // The nodes' network holds the pool too (10.95.0.0/16: the nodes at .0.11 and .0.12).
-    let cluster = Cluster::start(&prefix, "10.95.0", scratch.path(), &[&demo, &ferrolb])?;
-    let client = Netns::create(&format!("{prefix}-cli"))?;
-    cluster
-        .switch()
-        .attach(&client, "cli", &["10.95.0.100/24"])?;
-    // The ToR, and the client's way to the BGP pool through it.
-    let rtr = Netns::create(&format!("{prefix}-rtr"))?;
-    cluster.switch().attach(&rtr, "rtr", &["10.95.0.1/24"])?;
-    rtr.sysctl(&[
-        "net.ipv4.ip_forward=1",
-        "net.ipv4.fib_multipath_hash_policy=1",
-    ])?;
-    let tor = Frr::start(&rtr, &scratch.path().join("rtr"), &Build::Host)?;
-    tor.load(ROUTER)?;
-    client.ip(&["route", "add", "10.94.0.0/24", "via", "10.95.0.1"])?;
+    let lab = ChartLab::start(&prefix, scratch.path())?;
+    let (cluster, client, rtr, tor) = (&lab.cluster, &lab.client, &lab.rtr, &lab.tor);
     let kubectl = cluster.kubectl();
 
-    let home = scratch.path().join("helm");
-    let chart = paths::repo().join("deploy/charts/ferrolb");
-    helm(
-        cluster.kubeconfig(),
-        &home,
-        Some(cluster.control_plane().name()),
-        &[
-            "install",
-            "ferrolb",
-            &chart.to_string_lossy(),
-            "-n",
-            NS,
-            "--create-namespace",
-        ],
-    )?;
-    let all_ready = wait_for("every ferrolb pod Ready", Duration::from_secs(120), || {
-        let (ready, total) = ready_pods(&cluster, NS)?;
-        Ok((total == 4 && ready == total).then_some(()))
-    });
-    if let Err(error) = all_ready {
-        bail!(
-            "{error:#}\n{}\n{}",
-            kubectl.run(&["get", "pods", "-n", NS, "-o", "wide"], None)?,
-            kubectl.run(&["get", "events", "-n", NS], None)?
-        );
-    }
-
-    let bfd = speaker_vtysh(&cluster, "show bfd peers brief")?;
+    let bfd = speaker_vtysh(cluster, "show bfd peers brief")?;
     assert!(bfd.contains("Session count"), "{bfd}");
 
-    kubectl.apply(&manifests())?;
-    let ip = service_ip(&cluster, "web")?;
+    kubectl.apply(&l2_manifests())?;
+    let ip = service_ip(cluster, "web")?;
     assert!(ip.starts_with("10.95.0.20"), "{ip}");
     let answer = wait_for(
         "a pod's answer through the IP",
@@ -268,7 +80,7 @@ fn the_chart_as_shipped_runs_on_real_nodes_and_a_client_reaches_pods_through_a_l
     // externalTrafficPolicy Local: the IP's owner is the node of the one ready pod, and the
     // pod sees the client's own address.
     kubectl.apply(&local_service())?;
-    let local_ip = service_ip(&cluster, "local")?;
+    let local_ip = service_ip(cluster, "local")?;
     let answer = wait_for("the Local pod's answer", Duration::from_secs(60), || {
         Ok(client
             .run("curl", &["-s", "-m", "1", &format!("http://{local_ip}/")])
@@ -327,12 +139,12 @@ spec:
     // BGP: the ToR learns the Service's IP from both nodes (ECMP), BFD comes up on both
     // sides, and the client's requests through the ToR are answered.
     kubectl.apply(&bgp_manifests())?;
-    let routed_ip = service_ip(&cluster, "routed")?;
+    let routed_ip = service_ip(cluster, "routed")?;
     let both = wait_for(
         "ECMP to both nodes at the ToR",
         Duration::from_secs(60),
         || {
-            let mut hops = lab::nexthops(&rtr, &routed_ip)?;
+            let mut hops = lab::nexthops(rtr, &routed_ip)?;
             hops.sort();
             Ok((hops == ["10.95.0.11", "10.95.0.12"]).then_some(()))
         },
@@ -356,7 +168,7 @@ spec:
     })?;
     let route = tor.json(&format!("show bgp ipv4 unicast {routed_ip}/32 json"))?;
     assert!(route.to_string().contains("64512:100"), "{route}");
-    let speaker_bfd = speaker_vtysh(&cluster, "show bfd peers brief")?;
+    let speaker_bfd = speaker_vtysh(cluster, "show bfd peers brief")?;
     assert!(
         speaker_bfd.contains("10.95.0.1") && speaker_bfd.contains("up"),
         "{speaker_bfd}"
@@ -387,19 +199,14 @@ spec:
         "a speaker re-applies FRR's configuration:\n{logs}"
     );
 
-    helm(
-        cluster.kubeconfig(),
-        &home,
-        Some(cluster.control_plane().name()),
-        &["uninstall", "ferrolb", "-n", NS, "--wait"],
-    )?;
+    lab.helm(&["uninstall", "ferrolb", "-n", NS, "--wait"])?;
     wait_for("the ferrolb pods gone", Duration::from_secs(60), || {
-        Ok((ready_pods(&cluster, NS)?.1 == 0).then_some(()))
+        Ok((ready_pods(cluster, NS)?.1 == 0).then_some(()))
     })?;
     wait_for(
         "the routes withdrawn at the ToR",
         Duration::from_secs(30),
-        || Ok(lab::nexthops(&rtr, &routed_ip)?.is_empty().then_some(())),
+        || Ok(lab::nexthops(rtr, &routed_ip)?.is_empty().then_some(())),
     )?;
     let pools = kubectl.get(&["ipaddresspools", "-n", NS])?;
     assert_eq!(pools["items"].as_array().map(Vec::len), Some(2));

@@ -1,0 +1,348 @@
+//! The chart as shipped on real nodes, with a client and an FRR ToR beside them: what the
+//! chart scenarios (`tests/chart_on_nodes.rs`) and the traffic benchmarks share. The nodes'
+//! network is 10.95.0.0/24 (ToR `.1`, control plane `.2`, nodes `.11` and `.12`, client
+//! `.100`); the client reaches 10.94.0.0/24 (a BGP pool) through the ToR.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Result, bail};
+
+use crate::frr::{Build, Frr};
+use crate::helm::helm;
+use crate::image;
+use crate::kubenode::Cluster;
+use crate::netns::Netns;
+use crate::paths;
+use crate::process::wait_for;
+
+/// The namespace the chart installs into.
+pub const NS: &str = "metallb-system";
+
+/// The ToR: eBGP to both nodes with BFD (100 ms × 3), ECMP into the kernel.
+pub const ROUTER: &str = "frr defaults traditional
+log stdout informational
+!
+bfd
+ profile fast
+  receive-interval 100
+  transmit-interval 100
+ exit
+exit
+!
+router bgp 64513
+ bgp router-id 10.95.0.1
+ no bgp ebgp-requires-policy
+ neighbor NODES peer-group
+ neighbor NODES remote-as 64512
+ neighbor NODES timers connect 1
+ neighbor NODES bfd
+ neighbor NODES bfd profile fast
+ neighbor 10.95.0.11 peer-group NODES
+ neighbor 10.95.0.12 peer-group NODES
+ !
+ address-family ipv4 unicast
+  maximum-paths 8
+ exit-address-family
+exit
+";
+
+/// The cluster with the chart installed and every ferrolb pod Ready. Drops in order: the
+/// ToR, the client's and ToR's namespaces, the cluster.
+#[derive(Debug)]
+pub struct ChartLab {
+    /// The ToR's FRR.
+    pub tor: Frr,
+    /// The ToR's namespace.
+    pub rtr: Netns,
+    /// The client's namespace.
+    pub client: Netns,
+    /// The cluster.
+    pub cluster: Cluster,
+    home: PathBuf,
+}
+
+impl ChartLab {
+    /// Builds the images (the demo backend, and ferrolb from the image definition and the
+    /// `ferrolb` binary), starts the cluster with them, the client and the ToR, and installs
+    /// the chart with its default values. Namespaces are named `<prefix>-…`; files go to
+    /// `dir`.
+    pub fn start(prefix: &str, dir: &Path) -> Result<ChartLab> {
+        let demo = dir.join("demo.tar");
+        image::demo().write(&demo)?;
+        let root = paths::built_with("rootfs.sh", "image", "FERROLB_IMAGE_ROOT")?;
+        let ferrolb = dir.join("ferrolb.tar");
+        image::ferrolb(&root, &paths::ferrolb()?)?.write(&ferrolb)?;
+        let cluster = Cluster::start(prefix, "10.95.0", dir, &[&demo, &ferrolb])?;
+        let client = Netns::create(&format!("{prefix}-cli"))?;
+        cluster
+            .switch()
+            .attach(&client, "cli", &["10.95.0.100/24"])?;
+        let rtr = Netns::create(&format!("{prefix}-rtr"))?;
+        cluster.switch().attach(&rtr, "rtr", &["10.95.0.1/24"])?;
+        rtr.sysctl(&[
+            "net.ipv4.ip_forward=1",
+            "net.ipv4.fib_multipath_hash_policy=1",
+        ])?;
+        let tor = Frr::start(&rtr, &dir.join("rtr"), &Build::Host)?;
+        tor.load(ROUTER)?;
+        client.ip(&["route", "add", "10.94.0.0/24", "via", "10.95.0.1"])?;
+        let lab = ChartLab {
+            tor,
+            rtr,
+            client,
+            cluster,
+            home: dir.join("helm"),
+        };
+        let chart = paths::repo().join("deploy/charts/ferrolb");
+        lab.helm(&[
+            "install",
+            "ferrolb",
+            &chart.to_string_lossy(),
+            "-n",
+            NS,
+            "--create-namespace",
+        ])?;
+        let all_ready = wait_for("every ferrolb pod Ready", Duration::from_secs(120), || {
+            let (ready, total) = ready_pods(&lab.cluster, NS)?;
+            Ok((total == 4 && ready == total).then_some(()))
+        });
+        if let Err(error) = all_ready {
+            let kubectl = lab.cluster.kubectl();
+            bail!(
+                "{error:#}\n{}\n{}",
+                kubectl.run(&["get", "pods", "-n", NS, "-o", "wide"], None)?,
+                kubectl.run(&["get", "events", "-n", NS], None)?
+            );
+        }
+        Ok(lab)
+    }
+
+    /// `helm ARGS` against the cluster.
+    pub fn helm(&self, args: &[&str]) -> Result<String> {
+        helm(
+            self.cluster.kubeconfig(),
+            &self.home,
+            Some(self.cluster.control_plane().name()),
+            args,
+        )
+    }
+}
+
+/// The IP Service `default/<name>` got, once it has one.
+pub fn service_ip(cluster: &Cluster, name: &str) -> Result<String> {
+    wait_for(
+        &format!("the IP of Service {name}"),
+        Duration::from_secs(60),
+        || {
+            let service = cluster.kubectl().get(&["service", name, "-n", "default"])?;
+            Ok(service["status"]["loadBalancer"]["ingress"][0]["ip"]
+                .as_str()
+                .map(str::to_string))
+        },
+    )
+}
+
+/// `vtysh -c COMMAND` in a speaker's frr container, as the README tells a user.
+pub fn speaker_vtysh(cluster: &Cluster, command: &str) -> Result<String> {
+    cluster.kubectl().run(
+        &[
+            "exec",
+            "-n",
+            NS,
+            "ds/speaker",
+            "-c",
+            "frr",
+            "--",
+            "vtysh",
+            "-c",
+            command,
+        ],
+        None,
+    )
+}
+
+/// Whether every pod in `namespace` is Ready, and how many there are.
+pub fn ready_pods(cluster: &Cluster, namespace: &str) -> Result<(usize, usize)> {
+    let pods = cluster.kubectl().get(&["pods", "-n", namespace])?;
+    let items = pods["items"].as_array().cloned().unwrap_or_default();
+    let ready = items
+        .iter()
+        .filter(|p| {
+            p["status"]["conditions"].as_array().is_some_and(|c| {
+                c.iter()
+                    .any(|c| c["type"] == "Ready" && c["status"] == "True")
+            })
+        })
+        .count();
+    Ok((ready, items.len()))
+}
+
+/// A layer-2 pool and its advertisement, and Service `web` of two demo pods.
+pub fn l2_manifests() -> String {
+    format!(
+        "apiVersion: metallb.io/v1beta1
+kind: IPAddressPool
+metadata: {{name: l2, namespace: {NS}}}
+spec:
+  addresses: [10.95.0.200-10.95.0.209]
+---
+apiVersion: metallb.io/v1beta1
+kind: L2Advertisement
+metadata: {{name: l2, namespace: {NS}}}
+spec:
+  ipAddressPools: [l2]
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: web, namespace: default}}
+spec:
+  type: LoadBalancer
+  selector: {{app: web}}
+  ports: [{{port: 80, targetPort: 8080}}]
+{web}",
+        web = image::demo_workload("web", Some(2)).replacen("apiVersion", "---\napiVersion", 1)
+    )
+}
+
+/// BGP to the ToR with a BFD profile and a community, and a Service announced by it.
+pub fn bgp_manifests() -> String {
+    format!(
+        "apiVersion: metallb.io/v1beta1
+kind: BFDProfile
+metadata: {{name: fast, namespace: {NS}}}
+spec: {{receiveInterval: 100, transmitInterval: 100, detectMultiplier: 3}}
+---
+apiVersion: metallb.io/v1beta2
+kind: BGPPeer
+metadata: {{name: tor, namespace: {NS}}}
+spec: {{myASN: 64512, peerASN: 64513, peerAddress: 10.95.0.1, bfdProfile: fast}}
+---
+apiVersion: metallb.io/v1beta1
+kind: IPAddressPool
+metadata: {{name: bgp, namespace: {NS}}}
+spec:
+  addresses: [10.94.0.0/28]
+---
+apiVersion: metallb.io/v1beta1
+kind: BGPAdvertisement
+metadata: {{name: bgp, namespace: {NS}}}
+spec:
+  ipAddressPools: [bgp]
+  communities: [\"64512:100\"]
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: routed, namespace: default}}
+spec:
+  type: LoadBalancer
+  selector: {{app: web}}
+  ports: [{{port: 80, targetPort: 8080}}]
+"
+    )
+}
+
+/// A request loop from the client: one HTTP request every `every`, each on a thread of its
+/// own (so a request that hangs does not hold the next back), with a 1 s timeout; each
+/// recorded with its start and whether the demo backend answered.
+#[derive(Debug)]
+pub struct RequestLoop {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    results: std::sync::Arc<std::sync::Mutex<Vec<(std::time::Instant, bool)>>>,
+    driver: Option<std::thread::JoinHandle<()>>,
+}
+
+fn one_request(address: std::net::SocketAddr) -> bool {
+    use std::io::{Read, Write};
+    let timeout = Duration::from_secs(1);
+    let Ok(mut stream) = std::net::TcpStream::connect_timeout(&address, timeout) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(timeout));
+    let _ = stream.set_write_timeout(Some(timeout));
+    if stream.write_all(b"GET / HTTP/1.0\r\n\r\n").is_err() {
+        return false;
+    }
+    let mut answer = String::new();
+    let _ = stream.read_to_string(&mut answer);
+    answer.contains("pod=")
+}
+
+impl RequestLoop {
+    /// Starts requesting `http://ip/` from the client's namespace.
+    pub fn start(client: &Netns, ip: &str, every: Duration) -> Result<RequestLoop> {
+        use std::sync::atomic::Ordering;
+        let address: std::net::SocketAddr = format!("{ip}:80").parse()?;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let results = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let path = format!("/run/netns/{}", client.name());
+        let (flag, out) = (stop.clone(), results.clone());
+        let driver = std::thread::spawn(move || {
+            // Threads made from here inherit the namespace.
+            let entered = std::fs::File::open(&path).ok().is_some_and(|file| {
+                nix::sched::setns(
+                    std::os::fd::AsFd::as_fd(&file),
+                    nix::sched::CloneFlags::CLONE_NEWNET,
+                )
+                .is_ok()
+            });
+            if !entered {
+                return;
+            }
+            let mut workers = Vec::new();
+            let mut next = std::time::Instant::now();
+            while !flag.load(Ordering::Relaxed) {
+                let out = out.clone();
+                workers.push(std::thread::spawn(move || {
+                    let started = std::time::Instant::now();
+                    let ok = one_request(address);
+                    if let Ok(mut results) = out.lock() {
+                        results.push((started, ok));
+                    }
+                }));
+                next += every;
+                std::thread::sleep(next.saturating_duration_since(std::time::Instant::now()));
+            }
+            for worker in workers {
+                let _ = worker.join();
+            }
+        });
+        Ok(RequestLoop {
+            stop,
+            results,
+            driver: Some(driver),
+        })
+    }
+
+    /// Stops it and returns every request's start and outcome, in start order.
+    pub fn finish(mut self) -> Vec<(std::time::Instant, bool)> {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(driver) = self.driver.take() {
+            let _ = driver.join();
+        }
+        let mut results = self.results.lock().map(|r| r.clone()).unwrap_or_default();
+        results.sort_by_key(|(started, _)| *started);
+        results
+    }
+}
+
+impl Drop for RequestLoop {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(driver) = self.driver.take() {
+            let _ = driver.join();
+        }
+    }
+}
+
+/// The window of failed requests in `results` (in start order): from the first failed
+/// request's start to the start of the first request that succeeded after the last failure;
+/// zero when none failed, `None` when the requests never succeeded again.
+pub fn failure_window(results: &[(std::time::Instant, bool)]) -> Option<Duration> {
+    let Some(first) = results.iter().position(|(_, ok)| !ok) else {
+        return Some(Duration::ZERO);
+    };
+    let last = results.iter().rposition(|(_, ok)| !ok)?;
+    let recovered = results[last + 1..].iter().find(|(_, ok)| *ok)?;
+    Some(recovered.0.duration_since(results[first].0))
+}
