@@ -17,6 +17,8 @@
 //!   overlaps another;
 //! - the speaker keeps FRR's configuration as applied (no re-apply loop: its socket
 //!   connections follow FRR's daemons as they come up in the frr container);
+//! - a controller pod deleted under traffic: no IP changes and no failed request; a `helm
+//!   upgrade` that restarts every speaker: no failed request to the BGP IP;
 //! - `helm uninstall` removes the pods, the ToR withdraws the routes, and the CRDs and the
 //!   user's objects stay.
 //!
@@ -27,7 +29,7 @@ use std::time::Duration;
 
 use anyhow::{Result, bail};
 use ferrolb_e2e::chart_lab::{
-    ChartLab, NS, bgp_manifests, l2_manifests, ready_pods, service_ip, speaker_vtysh,
+    ChartLab, NS, RequestLoop, bgp_manifests, l2_manifests, ready_pods, service_ip, speaker_vtysh,
 };
 use ferrolb_e2e::image;
 use ferrolb_e2e::lab;
@@ -198,6 +200,85 @@ spec:
         !logs.contains("differs from the applied one"),
         "a speaker re-applies FRR's configuration:\n{logs}"
     );
+
+    // A controller pod deleted under traffic: no IP changes, no failed request.
+    let requests = RequestLoop::start(client, &ip, Duration::from_millis(20))?;
+    let controller = kubectl.run(
+        &[
+            "get",
+            "pods",
+            "-n",
+            NS,
+            "-l",
+            "component=controller",
+            "-o",
+            "name",
+        ],
+        None,
+    )?;
+    let controller = controller.lines().next().unwrap_or_default().to_string();
+    kubectl.run(&["delete", "-n", NS, &controller, "--wait=false"], None)?;
+    std::thread::sleep(Duration::from_secs(5));
+    let results = requests.finish();
+    let failed = results.iter().filter(|(_, ok)| !ok).count();
+    assert_eq!(failed, 0, "{failed} of {} requests failed", results.len());
+    assert_eq!(service_ip(cluster, "web")?, ip);
+    assert_eq!(service_ip(cluster, "routed")?, routed_ip);
+
+    // `helm upgrade` that restarts every speaker, one node at a time: no failed request to
+    // the BGP IP, and the ToR always routes it. (It does withdraw the restarting node's
+    // next hop for a while: the frr container's stop ends its sessions.)
+    let bgp_requests = RequestLoop::start(client, &routed_ip, Duration::from_millis(20))?;
+    let sampling = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let sampler = {
+        let (sampling, router, prefix) =
+            (sampling.clone(), rtr.name().to_string(), routed_ip.clone());
+        std::thread::spawn(move || {
+            let router = Netns::attach(&router);
+            let mut fewest = usize::MAX;
+            while sampling.load(std::sync::atomic::Ordering::Relaxed) {
+                let hops = lab::nexthops(&router, &prefix)
+                    .map(|h| h.len())
+                    .unwrap_or(0);
+                fewest = fewest.min(hops);
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            fewest
+        })
+    };
+    let chart = ferrolb_e2e::paths::repo().join("deploy/charts/ferrolb");
+    lab.helm(&[
+        "upgrade",
+        "ferrolb",
+        &chart.to_string_lossy(),
+        "-n",
+        NS,
+        "--set",
+        "logLevel=debug",
+    ])?;
+    kubectl.run(
+        &[
+            "rollout",
+            "status",
+            "ds/speaker",
+            "-n",
+            NS,
+            "--timeout=180s",
+        ],
+        None,
+    )?;
+    std::thread::sleep(Duration::from_secs(5));
+    sampling.store(false, std::sync::atomic::Ordering::Relaxed);
+    let fewest = sampler.join().unwrap_or(0);
+    let results = bgp_requests.finish();
+    let failed = results.iter().filter(|(_, ok)| !ok).count();
+    assert_eq!(
+        failed,
+        0,
+        "{failed} of {} requests failed across the upgrade",
+        results.len()
+    );
+    assert!(fewest >= 1, "the ToR lost the route during the upgrade");
 
     lab.helm(&["uninstall", "ferrolb", "-n", NS, "--wait"])?;
     wait_for("the ferrolb pods gone", Duration::from_secs(60), || {
