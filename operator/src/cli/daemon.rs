@@ -246,10 +246,24 @@ fn finish(what: &str, outcome: anyhow::Result<()>) -> ExitCode {
     }
 }
 
+/// The tracing filter for a `FERROLB_LOG` value: a bare `debug` or `trace` (the chart's
+/// `logLevel`) is ferrolb's own lines at that level and the libraries' at info (at debug,
+/// the Kubernetes client, TLS and HTTP libraries print several lines per request); anything
+/// else is a filter as it stands (`debug,ferrolb=trace`, `kube=debug`, `warn`).
+fn log_filter(value: &str) -> String {
+    let value = value.trim();
+    match value {
+        "debug" | "trace" => format!("info,ferrolb={value}"),
+        _ => value.to_string(),
+    }
+}
+
 fn init_logging(format: LogFormat) {
-    let filter = EnvFilter::try_from_env("FERROLB_LOG")
-        .or_else(|_| EnvFilter::try_from_default_env())
-        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = std::env::var("FERROLB_LOG")
+        .ok()
+        .and_then(|value| EnvFilter::try_new(log_filter(&value)).ok())
+        .or_else(|| EnvFilter::try_from_default_env().ok())
+        .unwrap_or_else(|| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -331,4 +345,18 @@ pub fn controller(args: ControllerArgs) -> ExitCode {
             })
         }),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::log_filter;
+
+    #[test]
+    fn a_bare_verbose_level_is_ferrolbs_own_and_a_filter_stands() {
+        assert_eq!(log_filter("debug"), "info,ferrolb=debug");
+        assert_eq!(log_filter(" trace\n"), "info,ferrolb=trace");
+        assert_eq!(log_filter("info"), "info");
+        assert_eq!(log_filter("warn"), "warn");
+        assert_eq!(log_filter("debug,kube=trace"), "debug,kube=trace");
+    }
 }
