@@ -159,22 +159,24 @@ fn two_namespaces_become_ready_nodes_whose_pods_answer_across_nodes_and_through_
                 .filter(|a| a.contains("node=")))
         },
     )?;
+    // Both pods, once kube-proxy has both endpoints (its rules follow the EndpointSlice).
     let mut seen = BTreeSet::new();
-    for _ in 0..40 {
-        let answer = request(&namespaces[0], &format!("http://{cluster_ip}/"))?;
-        let node = answer
-            .split_whitespace()
-            .find_map(|w| w.strip_prefix("node="))
-            .map(str::to_string);
-        match node {
-            Some(node) => seen.insert(node),
-            None => bail!("{cluster_ip}: {answer:?}"),
-        };
-        if seen.len() == 2 {
-            break;
-        }
-    }
-    assert_eq!(seen.len(), 2, "the ClusterIP answered only from {seen:?}");
+    let both = wait_for(
+        "the ClusterIP answered by both pods",
+        Duration::from_secs(30),
+        || {
+            let answer = request(&namespaces[0], &format!("http://{cluster_ip}/"))?;
+            let Some(node) = answer
+                .split_whitespace()
+                .find_map(|w| w.strip_prefix("node="))
+            else {
+                bail!("{cluster_ip}: {answer:?}");
+            };
+            seen.insert(node.to_string());
+            Ok((seen.len() == 2).then_some(()))
+        },
+    );
+    assert!(both.is_ok(), "the ClusterIP answered only from {seen:?}");
 
     // Logs and exec go through the kubelets.
     let (pod, _, _) = &pods[0];
