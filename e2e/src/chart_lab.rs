@@ -123,7 +123,7 @@ impl ChartLab {
         helm(
             self.cluster.kubeconfig(),
             &self.home,
-            Some(self.cluster.control_plane().name()),
+            Some(self.cluster.control_plane()),
             args,
         )
     }

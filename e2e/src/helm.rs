@@ -5,18 +5,20 @@ use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 
+use crate::netns::Netns;
 use crate::paths;
 
 /// `helm ARGS --kubeconfig KUBECONFIG`, with Helm's cache, configuration and data in `home`,
 /// run inside network namespace `netns` when given (where the API server is reachable).
-pub fn helm(kubeconfig: &Path, home: &Path, netns: Option<&str>, args: &[&str]) -> Result<String> {
+pub fn helm(
+    kubeconfig: &Path,
+    home: &Path,
+    netns: Option<&Netns>,
+    args: &[&str],
+) -> Result<String> {
     let program = paths::k8s_tool("helm")?;
     let mut command = match netns {
-        Some(ns) => {
-            let mut command = Command::new("ip");
-            command.args(["netns", "exec", ns]).arg(program);
-            command
-        }
+        Some(ns) => ns.command(program),
         None => Command::new(program),
     };
     let out = command
