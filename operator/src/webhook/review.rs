@@ -3,7 +3,10 @@
 //! the speakers load it, and the request is denied when that produces errors the current
 //! configuration does not have. So a change that breaks nothing is allowed even while some
 //! other object is already invalid, and a deletion that would leave a reference dangling (a
-//! BFDProfile a BGPPeer uses) is denied.
+//! BFDProfile a BGPPeer uses) is denied. A created or changed object that names one not
+//! created yet (a BFDProfile, a Community alias, a password Secret) is allowed with a warning,
+//! as MetalLB allows it: `kubectl apply` of one file sends its objects one by one, and Argo CD
+//! orders objects of one kind group as it likes, so the order must not matter.
 
 use std::collections::BTreeSet;
 
@@ -63,10 +66,14 @@ fn after(
     Some(result.map(|()| next))
 }
 
-fn errors(objects: &ClusterObjects, options: &LoadOptions) -> BTreeSet<String> {
+/// Each error's text, and whether it clears once a referenced object is created.
+fn errors(objects: &ClusterObjects, options: &LoadOptions) -> BTreeSet<(String, bool)> {
     match config::load(objects, options) {
         Ok(_) => BTreeSet::new(),
-        Err(errors) => errors.iter().map(ToString::to_string).collect(),
+        Err(errors) => errors
+            .iter()
+            .map(|e| (e.to_string(), e.is_transient()))
+            .collect(),
     }
 }
 
@@ -93,11 +100,16 @@ pub fn review(
         Err(reason) => return response.deny(format!("{what}: {reason}")),
     };
     let before = errors(objects, options);
-    let introduced: Vec<String> = errors(&next, options)
+    let (pending, introduced): (Vec<_>, Vec<_>) = errors(&next, options)
         .into_iter()
         .filter(|e| !before.contains(e))
-        .collect();
+        .partition(|(_, transient)| *transient && request.operation != Operation::Delete);
+    let introduced: Vec<String> = introduced.into_iter().map(|(e, _)| e).collect();
     if introduced.is_empty() {
+        let mut response = response;
+        if !pending.is_empty() {
+            response.warnings = Some(pending.into_iter().map(|(e, _)| e).collect());
+        }
         return response;
     }
     let verb = match request.operation {
@@ -243,6 +255,29 @@ spec: {myASN: 64512, peerASN: 64513, peerAddress: 10.1.0.1, bfdProfile: fast}
             "{}",
             denied.result.message
         );
+    }
+
+    #[test]
+    fn a_peer_may_name_a_bfd_profile_created_after_it_with_a_warning() {
+        let base = objects(BASE);
+        let peer = json!({
+            "apiVersion": "metallb.io/v1beta2", "kind": "BGPPeer",
+            "metadata": {"name": "rack2", "namespace": "metallb-system"},
+            "spec": {"myASN": 64512, "peerASN": 64513, "peerAddress": "10.1.0.2", "bfdProfile": "slow"},
+        });
+        let allowed = review(&base, &options(), &request("CREATE", "BGPPeer", peer.clone()));
+        assert!(allowed.allowed, "{:?}", allowed.result);
+        let warnings = allowed.warnings.unwrap_or_default();
+        assert!(
+            warnings.len() == 1
+                && warnings[0].contains("spec.bfdProfile: BFDProfile \"slow\" does not exist"),
+            "{warnings:?}"
+        );
+        // A real error in the same object is still denied.
+        let mut bad = peer;
+        bad["spec"]["peerAddress"] = json!("10.1.0.300");
+        let denied = review(&base, &options(), &request("CREATE", "BGPPeer", bad));
+        assert!(!denied.allowed);
     }
 
     #[test]
