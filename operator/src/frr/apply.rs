@@ -376,6 +376,7 @@ impl Applier {
                 })
             }
             Err(e) => {
+                tracing::warn!(%reason, "FRR's configuration needed a reload, which failed");
                 if let Some((good, good_text)) = last_good {
                     write_atomically(&self.target.config_file(), &boot_text(&good_text))?;
                     if self.reload_and_verify(&good_text).await.is_ok() {

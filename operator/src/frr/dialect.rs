@@ -84,6 +84,15 @@ impl Dialect {
         }
     }
 
+    /// The daemons besides bgpd that vtysh gives a prefix-list line (checked on FRR 8.4 and
+    /// 10.3: bfdd takes them too, and staticd does not).
+    pub fn prefix_list_copies(self) -> &'static [&'static str] {
+        match self {
+            Dialect::Frr8 => &["zebra", "bfdd"],
+            Dialect::Frr10 => &["mgmtd", "bfdd"],
+        }
+    }
+
     /// The commands that open and close a batch of configuration lines typed on `daemon`.
     ///
     /// FRR 10 commits each line of a northbound-converted object (prefix-lists, route-maps,

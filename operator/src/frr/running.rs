@@ -25,8 +25,10 @@ pub fn is_blank(running: &str) -> bool {
 }
 
 /// `show running-config` as ferrolb renders it: without the banner, `frr version`,
-/// `hostname`, `service integrated-vtysh-config` and `end`, which depend on the host.
-/// Whatever vtysh printed before the banner (messages of earlier commands) is dropped too.
+/// `hostname`, `service integrated-vtysh-config` and `end`, which depend on the host, and
+/// without an empty `bfd` block (what bfdd keeps printing once `frr-reload.py` has removed
+/// its last profile; it configures nothing). Whatever vtysh printed before the banner
+/// (messages of earlier commands) is dropped too.
 pub fn normalise_running(output: &str) -> String {
     let body = match output.find(RUNNING_CONFIG_MARKER) {
         Some(at) => &output[at + RUNNING_CONFIG_MARKER.len()..],
@@ -37,12 +39,16 @@ pub fn normalise_running(output: &str) -> String {
         lines.next();
     }
     let mut out = String::with_capacity(body.len());
-    for line in lines {
+    while let Some(line) = lines.next() {
         if line.starts_with("frr version ")
             || line.starts_with("hostname ")
             || line == "service integrated-vtysh-config"
             || line == "end"
         {
+            continue;
+        }
+        if line == "bfd" && lines.peek() == Some(&"exit") {
+            lines.next();
             continue;
         }
         out.push_str(line);
@@ -162,6 +168,15 @@ mod tests {
             normalise_running(output),
             "frr defaults traditional\nlog stdout informational\n!\n"
         );
+    }
+
+    #[test]
+    fn an_empty_bfd_block_is_no_configuration_but_a_profile_is() {
+        let banner = "Current configuration:\n!\nfrr defaults traditional\n";
+        let empty = format!("{banner}bfd\nexit\n!\nend\n");
+        assert_eq!(normalise_running(&empty), "frr defaults traditional\n!\n");
+        let profile = format!("{banner}bfd\n profile fast\n exit\nexit\n!\nend\n");
+        assert!(normalise_running(&profile).contains("bfd\n profile fast\n"));
     }
 
     #[test]

@@ -328,9 +328,11 @@ pub struct Routed<'a> {
 }
 
 /// The daemons that own a top-level line of ferrolb's grammar on FRR of `dialect`: those that
-/// must take it, and those that take a copy (vtysh sends route-maps and prefix-lists to zebra
-/// as well, so a restarted FRR has them there; keeping zebra's copy in step avoids a
-/// mismatch). Zebra's lines go to [`Dialect::zebra_front`].
+/// must take it, and those that take a copy: vtysh sends route-maps to zebra as well and
+/// prefix-lists to zebra and bfdd, so an FRR loaded by `vtysh -b` or `frr-reload.py` has them
+/// there, and `show running-config` prints every daemon's copy; a copy left behind by a
+/// removal would be a difference no delta clears. Zebra's lines go to
+/// [`Dialect::zebra_front`].
 fn owners(
     line: &str,
     dialect: Dialect,
@@ -342,7 +344,8 @@ fn owners(
     match (first, second) {
         ("log", _) => Some((&["*"], &[])),
         ("ip" | "ipv6", "nht") => Some((zebra, &[])),
-        ("ip" | "ipv6", "prefix-list") | ("route-map", _) => Some((&["bgpd"], zebra)),
+        ("ip" | "ipv6", "prefix-list") => Some((&["bgpd"], dialect.prefix_list_copies())),
+        ("route-map", _) => Some((&["bgpd"], zebra)),
         ("router", "bgp") | ("bgp", "route-map") => Some((&["bgpd"], &[])),
         ("bfd", "") => Some((&["bfdd"], &[])),
         _ => None,
@@ -509,7 +512,8 @@ mod tests {
                     (" profile fast", true),
                     ("  detect-multiplier 3", true),
                     (" exit", true),
-                    ("exit", true)
+                    ("exit", true),
+                    ("ip prefix-list pl seq 1 permit 10.0.0.1/32", false),
                 ]
             );
             assert_eq!(
