@@ -56,6 +56,7 @@ fn services() -> (Vec<LbService>, BTreeMap<ServiceKey, ServingEndpoints>) {
             key.clone(),
             ServingEndpoints {
                 nodes: ["node-a"].into_iter().collect(),
+                ready: ["node-a"].into_iter().collect(),
                 any: true,
             },
         );

@@ -5,7 +5,10 @@
 //! The rules are MetalLB's: a Service is handled when it is `type: LoadBalancer` and its
 //! `loadBalancerClass` equals ours (unset unless configured); an endpoint serves when
 //! `ready` is unset or true, or `serving` is true (terminating endpoints that still serve
-//! count), and has at least one address; a node is excluded from announcing when it carries
+//! count), and has at least one address. Unlike MetalLB, a node whose endpoints all
+//! terminate stops counting as one with endpoints while another node has a ready one, as
+//! kube-proxy chooses: a drained node is withdrawn while its pods still answer what reaches
+//! it, instead of after they are gone. A node is excluded from announcing when it carries
 //! the label `node.kubernetes.io/exclude-from-external-load-balancers` or its
 //! `NetworkUnavailable` condition is true.
 
@@ -292,22 +295,36 @@ impl<S: AsRef<str>> FromIterator<S> for NodeSet {
 /// Where a Service has endpoints that can take traffic.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ServingEndpoints {
-    /// Nodes hosting at least one serving endpoint.
+    /// Nodes hosting at least one serving endpoint (ready or terminating).
     pub nodes: NodeSet,
+    /// Nodes hosting at least one ready endpoint (a subset of `nodes`).
+    pub ready: NodeSet,
     /// Whether any serving endpoint exists, on a known node or not.
     pub any: bool,
 }
 
 impl ServingEndpoints {
-    /// Whether the Service has a serving endpoint on `node`.
+    /// Whether `node` counts as having the Service's endpoints: it has a ready one, or it
+    /// has a terminating one that still serves and no node has a ready one.
     pub fn on_node(&self, node: &str) -> bool {
-        self.nodes.contains(node)
+        if self.ready.is_empty() {
+            self.nodes.contains(node)
+        } else {
+            self.ready.contains(node)
+        }
+    }
+
+    /// Whether `node` has only terminating endpoints while another node has ready ones
+    /// (the reason [`ServingEndpoints::on_node`] is false although `nodes` holds it).
+    pub fn only_terminating_on(&self, node: &str) -> bool {
+        self.nodes.contains(node) && !self.on_node(node)
     }
 
     /// Adds what another part of the same Service's endpoints (another slice) says.
     pub fn merge(&mut self, other: &ServingEndpoints) {
         self.any |= other.any;
         self.nodes.extend(&other.nodes);
+        self.ready.extend(&other.ready);
     }
 }
 
@@ -328,9 +345,15 @@ pub fn slice_serving(slice: &EndpointSlice) -> Option<(ServiceKey, ServingEndpoi
         out.any = true;
         if let Some(node) = &endpoint.node_name {
             out.nodes.insert(node);
+            // `ready` is false for a terminating endpoint, whatever its probes say.
+            let terminating = conditions.and_then(|c| c.terminating).unwrap_or(false);
+            if ready && !terminating {
+                out.ready.insert(node);
+            }
         }
     }
     out.nodes.0.shrink_to_fit();
+    out.ready.0.shrink_to_fit();
     Some((key, out))
 }
 
@@ -423,7 +446,7 @@ mod tests {
             conditions: Some(EndpointConditions {
                 ready,
                 serving,
-                terminating: None,
+                terminating: serving.map(|_| ready == Some(false)),
             }),
             ..Endpoint::default()
         }
@@ -462,6 +485,34 @@ mod tests {
         assert!(a.any);
         let b = &summary[&ServiceKey::new("web", "b")];
         assert!(!b.any && b.nodes.is_empty());
+    }
+
+    #[test]
+    fn terminating_endpoints_count_only_while_no_node_has_a_ready_one() {
+        // A drain: n2's pod terminates (still serving) while n1's is ready.
+        let draining = serving_endpoints(&[slice(
+            "a",
+            vec![
+                endpoint("n1", Some(true), Some(true)),
+                endpoint("n2", Some(false), Some(true)),
+            ],
+        )]);
+        let a = &draining[&ServiceKey::new("web", "a")];
+        assert!(a.on_node("n1") && !a.on_node("n2"));
+        assert!(a.only_terminating_on("n2") && !a.only_terminating_on("n1"));
+        // The last pods terminating: their nodes keep it until they stop serving.
+        let last = serving_endpoints(&[slice("a", vec![endpoint("n2", Some(false), Some(true))])]);
+        let a = &last[&ServiceKey::new("web", "a")];
+        assert!(a.on_node("n2") && !a.only_terminating_on("n2"));
+        // Ready in another slice of the same Service counts too.
+        let mut split =
+            serving_endpoints(&[slice("a", vec![endpoint("n2", Some(false), Some(true))])]);
+        let other = serving_endpoints(&[slice("a", vec![endpoint("n1", None, None)])]);
+        split
+            .get_mut(&ServiceKey::new("web", "a"))
+            .unwrap()
+            .merge(&other[&ServiceKey::new("web", "a")]);
+        assert!(!split[&ServiceKey::new("web", "a")].on_node("n2"));
     }
 
     #[test]

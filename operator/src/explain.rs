@@ -289,6 +289,7 @@ pub fn explain(
             key.clone(),
             ServingEndpoints {
                 nodes: nodes.iter().map(|n| n.name.clone()).collect(),
+                ready: nodes.iter().map(|n| n.name.clone()).collect(),
                 any: true,
             },
         );

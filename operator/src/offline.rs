@@ -116,6 +116,7 @@ pub fn prepare(
                 service.key.clone(),
                 ServingEndpoints {
                     nodes: members.iter().map(|n| n.name.clone()).collect(),
+                    ready: members.iter().map(|n| n.name.clone()).collect(),
                     any: true,
                 },
             );

@@ -95,6 +95,7 @@ impl World {
             service.key.clone(),
             ServingEndpoints {
                 nodes: nodes.iter().map(|n| n.to_string()).collect(),
+                ready: nodes.iter().map(|n| n.to_string()).collect(),
                 any: !nodes.is_empty(),
             },
         );
@@ -325,8 +326,10 @@ proptest::proptest! {
                         s.labels.insert("loud".into(), "no".into());
                     }
                     services.insert(key.clone(), s);
+                    let names = || nodes.iter().map(|i| ["node-a", "node-b"][usize::from(*i)].to_string());
                     endpoints.insert(key.clone(), ServingEndpoints {
-                        nodes: nodes.iter().map(|i| ["node-a", "node-b"][usize::from(*i)].to_string()).collect(),
+                        nodes: names().collect(),
+                        ready: names().collect(),
                         any: !nodes.is_empty(),
                     });
                 }

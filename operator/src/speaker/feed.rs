@@ -457,6 +457,7 @@ mod tests {
             let part = |(s, nodes, any): (u8, BTreeSet<u8>, bool)| -> EndpointPart {
                 (ServiceKey::new("ns", &format!("s{s}")), ServingEndpoints {
                     nodes: nodes.iter().map(|n| format!("n{n}")).collect(),
+                    ready: nodes.iter().filter(|n| *n % 2 == 0).map(|n| format!("n{n}")).collect(),
                     any: any || !nodes.is_empty(),
                 })
             };

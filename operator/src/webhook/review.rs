@@ -265,7 +265,11 @@ spec: {myASN: 64512, peerASN: 64513, peerAddress: 10.1.0.1, bfdProfile: fast}
             "metadata": {"name": "rack2", "namespace": "metallb-system"},
             "spec": {"myASN": 64512, "peerASN": 64513, "peerAddress": "10.1.0.2", "bfdProfile": "slow"},
         });
-        let allowed = review(&base, &options(), &request("CREATE", "BGPPeer", peer.clone()));
+        let allowed = review(
+            &base,
+            &options(),
+            &request("CREATE", "BGPPeer", peer.clone()),
+        );
         assert!(allowed.allowed, "{:?}", allowed.result);
         let warnings = allowed.warnings.unwrap_or_default();
         assert!(
