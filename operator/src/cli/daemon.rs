@@ -107,6 +107,10 @@ pub struct SpeakerArgs {
     /// This node's name.
     #[arg(long, env = "NODE_NAME")]
     node_name: String,
+    /// The speaker's pod (from the downward API): at shutdown, its DaemonSet and node tell a
+    /// restart (BGP sessions left to graceful restart) from a removal (sessions ended).
+    #[arg(long, env = "FERROLB_POD_NAME")]
+    pod_name: Option<String>,
     /// The vtysh binary.
     #[arg(long, default_value = "/usr/bin/vtysh")]
     frr_vtysh: std::path::PathBuf,
@@ -223,6 +227,7 @@ pub fn speaker(args: SpeakerArgs) -> ExitCode {
         poll: Duration::from_secs(args.poll_seconds.max(1)),
         ignore_exclude_label: args.ignore_exclude_lb,
         frr_log_level: args.frr_log_level,
+        pod_name: args.pod_name,
     };
     finish(
         "speaker",

@@ -243,6 +243,30 @@ impl Applier {
         self.target.run(&[command]).await
     }
 
+    /// Removes every BGP router FRR runs (`no router bgp …`, VRF routers before the default
+    /// one, which they may import from), so that FRR ends each session with a Cease "peer
+    /// de-configured"; returns how many. FRR's configuration is unknown afterwards.
+    pub async fn remove_routers(&mut self) -> Result<usize, ApplyError> {
+        let running = self.running_config().await?;
+        let mut routers: Vec<&str> = running
+            .lines()
+            .filter(|l| l.starts_with("router bgp "))
+            .collect();
+        routers.sort_by_key(|l| !l.contains(" vrf "));
+        let delta = FrrDelta {
+            commands: routers.iter().map(|r| format!("no {r}")).collect(),
+            refresh: Vec::new(),
+            networks_added: 0,
+            networks_removed: 0,
+        };
+        self.applied = None;
+        if delta.commands.is_empty() {
+            return Ok(0);
+        }
+        self.type_delta(&delta).await?;
+        Ok(delta.commands.len())
+    }
+
     /// Records that FRR runs `model`, as the caller has verified.
     pub fn adopt(&mut self, model: &FrrConfig) -> Result<(), ApplyError> {
         let text = render::render(model, self.dialect())?;

@@ -19,6 +19,7 @@
 //! in FRR and is retried with backoff.
 
 mod layer2;
+mod leaving;
 
 pub mod cache;
 pub mod feed;
@@ -98,6 +99,9 @@ pub struct Options {
     pub ignore_exclude_label: bool,
     /// FRR's log level (`log stdout LEVEL`).
     pub frr_log_level: String,
+    /// The speaker's pod, when it runs in one: read at shutdown to tell a restart from a
+    /// removal ([`leaving`]).
+    pub pod_name: Option<String>,
 }
 
 /// Reads the kernel's forwarding switches, which zebra prints.
@@ -372,8 +376,39 @@ pub async fn run(options: Options, shutdown: CancellationToken) -> anyhow::Resul
                         break;
                     }
                 }
-                () = shutdown.cancelled() => return Ok(()),
+                () = shutdown.cancelled() => {
+                    leave(&client, &options, &mut applier).await;
+                    return Ok(());
+                }
             }
+        }
+    }
+}
+
+/// At shutdown: removes FRR's BGP routers when the speaker goes for good (see [`leaving`]).
+async fn leave(client: &kube::Client, options: &Options, applier: &mut Applier) {
+    let Some(pod) = &options.pod_name else {
+        return;
+    };
+    let check = leaving::going_for_good(client, &options.namespace, pod, &options.node_name);
+    let Ok(reason) = tokio::time::timeout(Duration::from_millis(800), check).await else {
+        tracing::info!(
+            "stopping; the API server did not answer in time, so the BGP sessions are left to end with FRR"
+        );
+        return;
+    };
+    let Some(reason) = reason else {
+        tracing::info!(
+            "stopping for a restart; FRR's BGP sessions end with its container, and peers with graceful restart keep the routes"
+        );
+        return;
+    };
+    match applier.remove_routers().await {
+        Ok(routers) => {
+            tracing::info!(%reason, routers, "stopping for good: BGP routers removed, every session ended with a Cease");
+        }
+        Err(error) => {
+            tracing::warn!(%reason, %error, "stopping for good, but the BGP routers could not be removed")
         }
     }
 }
