@@ -11,7 +11,8 @@
 //!   ├─ ferrolb-gobgp 10.99.0.5   GoBGP "gobgp", AS 64515 (RIB only)
 //!   ├─ ferrolb-n1   10.99.0.11   node n1: FRR, AS 64512 (and fd99::11)
 //!   ├─ ferrolb-n2   10.99.0.12   node n2: FRR, AS 64512 (and fd99::12)
-//!   └─ ferrolb-cli  10.99.0.100  client, default route via the router
+//!   └─ ferrolb-cli  10.99.0.100  client, default route via the router (which sends it no
+//!                                ICMP redirects, so its packets take the router's ECMP)
 //! ```
 //!
 //! The control plane lives in its own namespace on the lab network, so every node can reach
@@ -580,6 +581,8 @@ pub fn up(dir: &Path) -> Result<String> {
         "net.ipv6.conf.all.forwarding=1",
         "net.ipv4.fib_multipath_hash_policy=1",
     ])?;
+    rtr.no_redirects()?;
+    cli.no_redirects()?;
     cli.ip(&["route", "add", "default", "via", "10.99.0.1"])?;
     let node_build = Build::frr10()?;
     let mut nodes = Vec::new();

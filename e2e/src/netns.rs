@@ -130,6 +130,22 @@ impl Netns {
         args.extend_from_slice(settings);
         self.run("sysctl", &args).map(drop)
     }
+
+    /// Neither sends nor takes ICMP redirects on `eth0` (and interfaces made later). A
+    /// router and a client on the nodes' segment need this: a router forwarding the client's
+    /// packet back out of the interface it came in on tells the client to go to the next hop
+    /// straight, and the client would then send everything to one node, past the router's
+    /// ECMP and its withdrawals.
+    pub fn no_redirects(&self) -> Result<()> {
+        let mut settings = Vec::new();
+        for scope in ["all", "default", "eth0"] {
+            settings.push(format!("net.ipv4.conf.{scope}.send_redirects=0"));
+            settings.push(format!("net.ipv4.conf.{scope}.accept_redirects=0"));
+            settings.push(format!("net.ipv6.conf.{scope}.accept_redirects=0"));
+        }
+        let settings: Vec<&str> = settings.iter().map(String::as_str).collect();
+        self.sysctl(&settings)
+    }
 }
 
 impl Drop for Netns {
