@@ -243,10 +243,28 @@ impl Applier {
         self.target.run(&[command]).await
     }
 
-    /// Removes every BGP router FRR runs (`no router bgp …`, VRF routers before the default
-    /// one, which they may import from), so that FRR ends each session with a Cease "peer
-    /// de-configured"; returns how many. FRR's configuration is unknown afterwards.
+    /// Withdraws every network, then removes every BGP router FRR runs (`no router bgp …`,
+    /// VRF routers before the default one, which they may import from), so that FRR ends
+    /// each session with a Cease "peer de-configured"; returns how many routers. FRR's
+    /// configuration is unknown afterwards.
     pub async fn remove_routers(&mut self) -> Result<usize, ApplyError> {
+        // First every network withdrawn by an UPDATE, which a peer acts on whatever it
+        // makes of the session's end (a peer that negotiated graceful restart may keep the
+        // routes of a session ended even by a Cease).
+        if let Some((model, _)) = &self.applied {
+            let mut bare = model.clone();
+            for router in &mut bare.routers {
+                for family in [&mut router.ipv4, &mut router.ipv6].into_iter().flatten() {
+                    family.networks.clear();
+                }
+            }
+            if let Ok(delta) = delta::diff(model, &bare)
+                && !delta.is_empty()
+            {
+                self.type_delta(&delta).await?;
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+        }
         let running = self.running_config().await?;
         let mut routers: Vec<&str> = running
             .lines()
