@@ -7,11 +7,18 @@
 //! (with a backend on the failed node, kube-proxy would go on sending it a share of the
 //! requests until the node is marked NotReady, 50 s later, whatever announces the IP).
 //!
-//! - `traffic_l2_window_ms`: a layer-2 IP owned by node 2; node 2's switch port goes down.
-//!   Median of 3 runs (the port comes back between runs, and with it the ownership).
+//! - `traffic_l2_window_ms`: a layer-2 IP owned by node 2; node 2's switch port goes down
+//!   (the port comes back between runs, and with it the ownership).
 //! - `traffic_bfd_window_ms`: a BGP IP through the FRR ToR (ECMP to both nodes, BFD
-//!   100 ms × 3); node 2's switch port goes down. Median of 5 runs (the port comes back and
-//!   ECMP and BFD are restored between runs).
+//!   100 ms × 3, graceful restart on); node 2's switch port goes down (the port comes back
+//!   and ECMP and BFD are restored between runs).
+//! - `traffic_drain_failed_requests`: `kubectl drain` of node 2 under requests to an
+//!   `externalTrafficPolicy: Local` Service with a pod on each node, then `kubectl
+//!   uncordon` ([`ferrolb_e2e::chart_lab::drain_under_traffic`]).
+//! - `traffic_upgrade_failed_requests`: `helm upgrade` changing the log level, which
+//!   restarts every speaker pod one node at a time, under requests to the BGP IP.
+//!
+//! Each figure is the median of 5 runs; the runs and the largest are printed beside it.
 //!
 //! Needs root and what `tests/chart_on_nodes.rs` needs.
 
@@ -19,22 +26,60 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
 use ferrolb_e2e::chart_lab::{
-    ChartLab, RequestLoop, bgp_manifests, failure_window, l2_manifests, service_ip,
+    ChartLab, NS, RequestLoop, bgp_manifests, drain_under_traffic, failure_window, l2_manifests,
+    service_ip, spread_manifests,
 };
 use ferrolb_e2e::lab;
 use ferrolb_e2e::paths::Scratch;
 use ferrolb_e2e::process::wait_for;
 
-const NAMES: [&str; 2] = ["traffic_l2_window_ms", "traffic_bfd_window_ms"];
+const NAMES: [&str; 4] = [
+    "traffic_l2_window_ms",
+    "traffic_bfd_window_ms",
+    "traffic_drain_failed_requests",
+    "traffic_upgrade_failed_requests",
+];
 const EVERY: Duration = Duration::from_millis(20);
+const RUNS: usize = 5;
 
-fn print(name: &str, mut runs: Vec<f64>) {
+fn print(name: &str, unit: &str, mut runs: Vec<f64>) {
     let text: Vec<String> = runs.iter().map(|r| format!("{r:.0}")).collect();
-    println!("{name} runs (ms): {}", text.join(" "));
     runs.sort_by(f64::total_cmp);
+    let max = runs.last().copied().unwrap_or_default();
+    println!("{name} runs ({unit}): {} (max {max:.0})", text.join(" "));
     if let Some(median) = runs.get(runs.len() / 2) {
-        println!("BENCH {name} {median:.0} ms");
+        println!("BENCH {name} {median:.0} {unit}");
     }
+}
+
+/// `helm upgrade` with the log level changed under a request loop to `ip`, waiting for the
+/// speakers' rollout; returns (requests, failed).
+fn upgrade(lab: &ChartLab, ip: &str, level: &str) -> Result<(usize, usize)> {
+    let requests = RequestLoop::start(&lab.client, ip, EVERY)?;
+    let chart = ferrolb_e2e::paths::repo().join("deploy/charts/ferrolb");
+    lab.helm(&[
+        "upgrade",
+        "ferrolb",
+        &chart.to_string_lossy(),
+        "-n",
+        NS,
+        "--set",
+        &format!("logLevel={level}"),
+    ])?;
+    lab.cluster.kubectl().run(
+        &[
+            "rollout",
+            "status",
+            "ds/speaker",
+            "-n",
+            NS,
+            "--timeout=180s",
+        ],
+        None,
+    )?;
+    std::thread::sleep(Duration::from_secs(3));
+    let results = requests.finish();
+    Ok((results.len(), results.iter().filter(|(_, ok)| !ok).count()))
 }
 
 /// Takes `port` down under a request loop to `ip`; returns the failure window in ms.
@@ -149,7 +194,7 @@ fn main() -> Result<()> {
     };
 
     let mut l2_runs = Vec::new();
-    for _ in 0..3 {
+    for _ in 0..RUNS {
         l2_runs.push(window(&lab, &web, "n2")?);
         settled("the node back")?;
         if l2_owner(&lab, &web)? != "n2" {
@@ -157,13 +202,36 @@ fn main() -> Result<()> {
             std::thread::sleep(Duration::from_secs(2));
         }
     }
-    print("traffic_l2_window_ms", l2_runs);
+    print("traffic_l2_window_ms", "ms", l2_runs);
 
     let mut bfd_runs = Vec::new();
-    for _ in 0..5 {
+    for _ in 0..RUNS {
         bfd_runs.push(window(&lab, &routed, "n2")?);
         settled("the node back")?;
     }
-    print("traffic_bfd_window_ms", bfd_runs);
+    print("traffic_bfd_window_ms", "ms", bfd_runs);
+
+    kubectl.apply(&spread_manifests())?;
+    let spread = service_ip(&lab.cluster, "spread")?;
+    let mut drain_runs = Vec::new();
+    for _ in 0..RUNS {
+        let drained = drain_under_traffic(&lab, &spread, 1)?;
+        println!(
+            "drain: {} of {} requests failed",
+            drained.failed, drained.requests
+        );
+        drain_runs.push(drained.failed as f64);
+    }
+    print("traffic_drain_failed_requests", "requests", drain_runs);
+
+    let mut upgrade_runs = Vec::new();
+    for run in 0..RUNS {
+        let level = if run % 2 == 0 { "debug" } else { "info" };
+        let (requests, failed) = upgrade(&lab, &routed, level)?;
+        println!("upgrade to logLevel={level}: {failed} of {requests} requests failed");
+        upgrade_runs.push(failed as f64);
+        settled("ECMP and BFD after the upgrade")?;
+    }
+    print("traffic_upgrade_failed_requests", "requests", upgrade_runs);
     Ok(())
 }

@@ -86,6 +86,9 @@ impl ChartLab {
         ])?;
         let tor = Frr::start(&rtr, &dir.join("rtr"), &Build::Host)?;
         tor.load(ROUTER)?;
+        // Through the ToR's ECMP, not to one node straight as an ICMP redirect would say.
+        rtr.no_redirects()?;
+        client.no_redirects()?;
         client.ip(&["route", "add", "10.94.0.0/24", "via", "10.95.0.1"])?;
         let lab = ChartLab {
             tor,
@@ -216,7 +219,7 @@ spec: {{receiveInterval: 100, transmitInterval: 100, detectMultiplier: 3}}
 apiVersion: metallb.io/v1beta2
 kind: BGPPeer
 metadata: {{name: tor, namespace: {NS}}}
-spec: {{myASN: 64512, peerASN: 64513, peerAddress: 10.95.0.1, bfdProfile: fast}}
+spec: {{myASN: 64512, peerASN: 64513, peerAddress: 10.95.0.1, bfdProfile: fast, enableGracefulRestart: true}}
 ---
 apiVersion: metallb.io/v1beta1
 kind: IPAddressPool
@@ -240,6 +243,106 @@ spec:
   ports: [{{port: 80, targetPort: 8080}}]
 "
     )
+}
+
+/// Service `spread` (`externalTrafficPolicy: Local`, in the BGP pool of [`bgp_manifests`])
+/// over a Deployment of one demo pod per node: the pods keep off each other's node, so a pod
+/// a drain evicts stays Pending until its node is uncordoned, and they stop 5 s after being
+/// told to (the demo server ignores SIGTERM, like a server that finishes what it has).
+pub fn spread_manifests() -> String {
+    let workload = image::demo_workload("spread", Some(2)).replace(
+        "    spec:\n      containers:",
+        "    spec:
+      terminationGracePeriodSeconds: 5
+      affinity:
+        podAntiAffinity:
+          requiredDuringSchedulingIgnoredDuringExecution:
+          - labelSelector: {matchLabels: {app: spread}}
+            topologyKey: kubernetes.io/hostname
+      containers:",
+    );
+    format!(
+        "{workload}---
+apiVersion: v1
+kind: Service
+metadata:
+  name: spread
+  namespace: default
+  annotations: {{metallb.io/address-pool: bgp}}
+spec:
+  type: LoadBalancer
+  externalTrafficPolicy: Local
+  selector: {{app: spread}}
+  ports: [{{port: 80, targetPort: 8080}}]
+"
+    )
+}
+
+/// The nodes' addresses on the switch, in node order.
+pub fn node_addresses(cluster: &Cluster) -> Vec<String> {
+    (0..cluster.names().len())
+        .map(|i| format!("10.95.0.{}", 11 + i))
+        .collect()
+}
+
+/// What a drain did to a client's requests.
+#[derive(Debug)]
+pub struct Drained {
+    /// Requests sent while the node was drained.
+    pub requests: usize,
+    /// Of those, failed.
+    pub failed: usize,
+}
+
+/// `kubectl drain` of node `node` (an index into the cluster's nodes) under a request loop
+/// to `ip`, the IP of [`spread_manifests`]'s Service: waits until the ToR routes it to every
+/// node, drains, checks that the ToR no longer routes it to the drained node, then
+/// `kubectl uncordon` and waits until the ToR routes it to every node again.
+pub fn drain_under_traffic(lab: &ChartLab, ip: &str, node: usize) -> Result<Drained> {
+    let kubectl = lab.cluster.kubectl();
+    let mut all = node_addresses(&lab.cluster);
+    all.sort();
+    let routed_to_all = |what: &str| {
+        wait_for(what, Duration::from_secs(90), || {
+            let mut hops = crate::lab::nexthops(&lab.rtr, ip)?;
+            hops.sort();
+            Ok((hops == all).then_some(()))
+        })
+    };
+    routed_to_all("the Local Service routed to every node")?;
+    let name = lab.cluster.names()[node].clone();
+    let address = node_addresses(&lab.cluster)[node].clone();
+    let requests = RequestLoop::start(&lab.client, ip, Duration::from_millis(20))?;
+    std::thread::sleep(Duration::from_secs(1));
+    kubectl.run(
+        &[
+            "drain",
+            &name,
+            "--ignore-daemonsets",
+            "--delete-emptydir-data",
+            "--timeout=120s",
+        ],
+        None,
+    )?;
+    let hops = crate::lab::nexthops(&lab.rtr, ip)?;
+    std::thread::sleep(Duration::from_secs(1));
+    let results = requests.finish();
+    if hops.is_empty() || hops.contains(&address) {
+        bail!("after draining {name}, the ToR routes {ip} to {hops:?}");
+    }
+    kubectl.run(&["uncordon", &name], None)?;
+    if let Err(error) = routed_to_all("the Local Service routed to the uncordoned node again") {
+        bail!(
+            "{error:#}\nToR: {:?}\n{}\n{}",
+            crate::lab::nexthops(&lab.rtr, ip),
+            kubectl.run(&["get", "pods", "-A", "-o", "wide"], None)?,
+            kubectl.run(&["get", "nodes", "-o", "wide"], None)?
+        );
+    }
+    Ok(Drained {
+        requests: results.len(),
+        failed: results.iter().filter(|(_, ok)| !ok).count(),
+    })
 }
 
 /// A request loop from the client: one HTTP request every `every`, each on a thread of its

@@ -42,6 +42,23 @@ impl Kubectl {
         })
     }
 
+    /// Starts `kubectl ARGS` (say `logs -f …`) with its output going to `out`; the caller
+    /// ends the child.
+    pub fn follow(&self, args: &[&str], out: &Path) -> Result<std::process::Child> {
+        let file =
+            std::fs::File::create(out).with_context(|| format!("creating {}", out.display()))?;
+        let mut command = self.command()?;
+        command
+            .arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(file.try_clone()?)
+            .stderr(file)
+            .spawn()
+            .context("starting kubectl")
+    }
+
     /// `kubectl auth can-i VERB RESOURCE -n NAMESPACE --as USER`; `RESOURCE` may name a
     /// subresource as `services/status`.
     pub fn can_i(&self, verb: &str, resource: &str, namespace: &str, user: &str) -> Result<bool> {

@@ -18,7 +18,12 @@
 //! - the speaker keeps FRR's configuration as applied (no re-apply loop: its socket
 //!   connections follow FRR's daemons as they come up in the frr container);
 //! - a controller pod deleted under traffic: no IP changes and no failed request; a `helm
-//!   upgrade` that restarts every speaker: no failed request to the BGP IP;
+//!   upgrade` that restarts every speaker: no failed request to the BGP IP, and with
+//!   `enableGracefulRestart` on the BGPPeer the ToR withdraws no next hop;
+//! - `kubectl drain` of a node under traffic to an `externalTrafficPolicy: Local` Service
+//!   with a pod on each node: the ToR stops routing to the node while its pod terminates
+//!   (requests fail only if caught mid-flight), and `kubectl uncordon` brings the next hop
+//!   back;
 //! - `helm uninstall` removes the pods, the ToR withdraws the routes, and the CRDs and the
 //!   user's objects stay.
 //!
@@ -29,7 +34,8 @@ use std::time::Duration;
 
 use anyhow::{Result, bail};
 use ferrolb_e2e::chart_lab::{
-    ChartLab, NS, RequestLoop, bgp_manifests, l2_manifests, ready_pods, service_ip, speaker_vtysh,
+    ChartLab, NS, RequestLoop, bgp_manifests, drain_under_traffic, l2_manifests, ready_pods,
+    service_ip, speaker_vtysh, spread_manifests,
 };
 use ferrolb_e2e::image;
 use ferrolb_e2e::lab;
@@ -141,6 +147,7 @@ spec:
     // BGP: the ToR learns the Service's IP from both nodes (ECMP), BFD comes up on both
     // sides, and the client's requests through the ToR are answered.
     kubectl.apply(&bgp_manifests())?;
+    kubectl.apply(&spread_manifests())?;
     let routed_ip = service_ip(cluster, "routed")?;
     let both = wait_for(
         "ECMP to both nodes at the ToR",
@@ -226,8 +233,10 @@ spec:
     assert_eq!(service_ip(cluster, "routed")?, routed_ip);
 
     // `helm upgrade` that restarts every speaker, one node at a time: no failed request to
-    // the BGP IP, and the ToR always routes it. (It does withdraw the restarting node's
-    // next hop for a while: the frr container's stop ends its sessions.)
+    // the BGP IP, and the ToR keeps both next hops throughout (the BGPPeer enables graceful
+    // restart: the ToR keeps a restarting node's routes until its new FRR has sent them
+    // again, while a node's port going down still withdraws them at once, through BFD:
+    // `benches/traffic.rs`).
     let bgp_requests = RequestLoop::start(client, &routed_ip, Duration::from_millis(20))?;
     let sampling = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
     let sampler = {
@@ -278,17 +287,67 @@ spec:
         "{failed} of {} requests failed across the upgrade",
         results.len()
     );
-    assert!(fewest >= 1, "the ToR lost the route during the upgrade");
+    assert_eq!(
+        fewest, 2,
+        "the ToR withdrew a next hop during the upgrade (fewest {fewest} of 2)"
+    );
 
+    // `kubectl drain` of node 2 under traffic to a Local Service with a pod on each node:
+    // the ToR stops routing it to node 2 while node 2's pod still answers, and no request
+    // fails; `kubectl uncordon` brings the pod and the next hop back.
+    let spread_ip = service_ip(cluster, "spread")?;
+    // (How many fail is the figure `traffic_drain_failed_requests` of `benches/traffic.rs`;
+    // here, a few connections caught mid-flight as the next hop leaves are tolerated, a
+    // node withdrawn only after its pods are gone is not.)
+    let drained = drain_under_traffic(&lab, &spread_ip, 1)?;
+    println!(
+        "drain: {} of {} requests failed",
+        drained.failed, drained.requests
+    );
+    assert!(
+        drained.failed * 100 < drained.requests,
+        "{} of {} requests failed across the drain",
+        drained.failed,
+        drained.requests
+    );
+
+    let log_file = scratch.path().join("speakers-stopping.log");
+    let mut logs = kubectl.follow(
+        &[
+            "logs",
+            "-f",
+            "-n",
+            NS,
+            "-l",
+            "component=speaker",
+            "-c",
+            "speaker",
+            "--prefix",
+            "--tail=1",
+        ],
+        &log_file,
+    )?;
+    std::thread::sleep(Duration::from_secs(1));
     lab.helm(&["uninstall", "ferrolb", "-n", NS, "--wait"])?;
     wait_for("the ferrolb pods gone", Duration::from_secs(60), || {
         Ok((ready_pods(cluster, NS)?.1 == 0).then_some(()))
     })?;
-    wait_for(
+    // The speakers go for good: they end their sessions with a Cease, so the ToR does not
+    // keep their routes as a graceful restart's stale ones.
+    let withdrawn = wait_for(
         "the routes withdrawn at the ToR",
         Duration::from_secs(30),
         || Ok(lab::nexthops(rtr, &routed_ip)?.is_empty().then_some(())),
-    )?;
+    );
+    let _ = logs.kill();
+    let _ = logs.wait();
+    if let Err(error) = withdrawn {
+        bail!(
+            "{error:#}\n{}\nthe speakers as they stopped:\n{}",
+            tor.vtysh(&format!("show bgp ipv4 unicast {routed_ip}/32"))?,
+            std::fs::read_to_string(&log_file).unwrap_or_default()
+        );
+    }
     let pools = kubectl.get(&["ipaddresspools", "-n", NS])?;
     assert_eq!(pools["items"].as_array().map(Vec::len), Some(2));
     Ok(())
