@@ -163,9 +163,15 @@ fn speakers_announce_follow_endpoints_survive_bad_config_and_withdraw() -> Resul
     kubectl.apply(&endpoints_manifest("shop", "api", &[("10.244.2.11", "n2")]))?;
     wait_hops(&router, &api, &[N2])?;
 
-    // As MetalLB reads EndpointSlices: a terminating endpoint that still serves (a rolling
-    // update's old pod) keeps its node announcing; once it stops serving, and with only a
-    // not-ready one beside it, the node withdraws.
+    // A terminating endpoint that still serves (a drained node's pod) keeps its node
+    // announcing only while no node has a ready one, as kube-proxy chooses; once it stops
+    // serving, and with only a not-ready one beside it, the node withdraws.
+    kubectl.apply(&endpoint_slice_manifest(
+        "shop",
+        "api",
+        &[("10.244.1.11", "n1", EndpointState::TerminatingServing)],
+    ))?;
+    wait_hops(&router, &api, &[N1])?;
     kubectl.apply(&endpoint_slice_manifest(
         "shop",
         "api",
@@ -174,7 +180,7 @@ fn speakers_announce_follow_endpoints_survive_bad_config_and_withdraw() -> Resul
             ("10.244.2.11", "n2", EndpointState::Ready),
         ],
     ))?;
-    wait_hops(&router, &api, &[N1, N2])?;
+    wait_hops(&router, &api, &[N2])?;
     kubectl.apply(&endpoint_slice_manifest(
         "shop",
         "api",
