@@ -217,8 +217,8 @@ fn main() -> Result<()> {
     for _ in 0..RUNS {
         let drained = drain_under_traffic(&lab, &spread, 1)?;
         println!(
-            "drain: {} of {} requests failed",
-            drained.failed, drained.requests
+            "drain: {} of {} requests failed; after uncordon: {} of {}",
+            drained.failed, drained.requests, drained.rejoin_failed, drained.rejoin_requests
         );
         drain_runs.push(drained.failed as f64);
     }

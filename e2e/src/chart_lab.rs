@@ -292,6 +292,11 @@ pub struct Drained {
     pub requests: usize,
     /// Of those, failed.
     pub failed: usize,
+    /// Requests sent from the uncordon until 3 s after the node is routed to again.
+    pub rejoin_requests: usize,
+    /// Of those, failed: the node's pod is ready and announced before kube-proxy on the
+    /// node has its rules for it.
+    pub rejoin_failed: usize,
 }
 
 /// `kubectl drain` of node `node` (an index into the cluster's nodes) under a request loop
@@ -310,6 +315,26 @@ pub fn drain_under_traffic(lab: &ChartLab, ip: &str, node: usize) -> Result<Drai
         })
     };
     routed_to_all("the Local Service routed to every node")?;
+    // And answered from every node: a node announced as soon as its pod is ready may not
+    // have kube-proxy's rules for it yet (see `Drained::rejoin_failed`).
+    let nodes: Vec<String> = lab.cluster.names().to_vec();
+    wait_for("answers from every node", Duration::from_secs(30), || {
+        let mut seen = std::collections::BTreeSet::new();
+        for _ in 0..20 {
+            let answer = lab
+                .client
+                .run("curl", &["-s", "-m", "1", &format!("http://{ip}/")])
+                .unwrap_or_default();
+            let Some(node) = answer
+                .split_whitespace()
+                .find_map(|w| w.strip_prefix("node="))
+            else {
+                return Ok(None);
+            };
+            seen.insert(node.to_string());
+        }
+        Ok((seen.len() == nodes.len()).then_some(()))
+    })?;
     let name = lab.cluster.names()[node].clone();
     let address = node_addresses(&lab.cluster)[node].clone();
     let requests = RequestLoop::start(&lab.client, ip, Duration::from_millis(20))?;
@@ -331,6 +356,7 @@ pub fn drain_under_traffic(lab: &ChartLab, ip: &str, node: usize) -> Result<Drai
         bail!("after draining {name}, the ToR routes {ip} to {hops:?}");
     }
     kubectl.run(&["uncordon", &name], None)?;
+    let rejoining = RequestLoop::start(&lab.client, ip, Duration::from_millis(20))?;
     if let Err(error) = routed_to_all("the Local Service routed to the uncordoned node again") {
         bail!(
             "{error:#}\nToR: {:?}\n{}\n{}",
@@ -339,9 +365,13 @@ pub fn drain_under_traffic(lab: &ChartLab, ip: &str, node: usize) -> Result<Drai
             kubectl.run(&["get", "nodes", "-o", "wide"], None)?
         );
     }
+    std::thread::sleep(Duration::from_secs(3));
+    let rejoined = rejoining.finish();
     Ok(Drained {
         requests: results.len(),
         failed: results.iter().filter(|(_, ok)| !ok).count(),
+        rejoin_requests: rejoined.len(),
+        rejoin_failed: rejoined.iter().filter(|(_, ok)| !ok).count(),
     })
 }
 
