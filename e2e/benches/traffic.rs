@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
 use ferrolb_e2e::chart_lab::{
-    ChartLab, NS, RequestLoop, bgp_manifests, drain_under_traffic, failure_window, l2_manifests,
+    ChartLab, RequestLoop, bgp_manifests, drain_under_traffic, failure_window, l2_manifests,
     service_ip, spread_manifests,
 };
 use ferrolb_e2e::lab;
@@ -56,27 +56,7 @@ fn print(name: &str, unit: &str, mut runs: Vec<f64>) {
 /// speakers' rollout; returns (requests, failed).
 fn upgrade(lab: &ChartLab, ip: &str, level: &str) -> Result<(usize, usize)> {
     let requests = RequestLoop::start(&lab.client, ip, EVERY)?;
-    let chart = ferrolb_e2e::paths::repo().join("deploy/charts/ferrolb");
-    lab.helm(&[
-        "upgrade",
-        "ferrolb",
-        &chart.to_string_lossy(),
-        "-n",
-        NS,
-        "--set",
-        &format!("logLevel={level}"),
-    ])?;
-    lab.cluster.kubectl().run(
-        &[
-            "rollout",
-            "status",
-            "ds/speaker",
-            "-n",
-            NS,
-            "--timeout=180s",
-        ],
-        None,
-    )?;
+    lab.upgrade_speakers(level)?;
     std::thread::sleep(Duration::from_secs(3));
     let results = requests.finish();
     Ok((results.len(), results.iter().filter(|(_, ok)| !ok).count()))

@@ -121,6 +121,33 @@ impl ChartLab {
         Ok(lab)
     }
 
+    /// `helm upgrade` of the release with the log level set to `level`, which restarts
+    /// every speaker pod, one node at a time; returns once the rollout is done.
+    pub fn upgrade_speakers(&self, level: &str) -> Result<()> {
+        let chart = paths::repo().join("deploy/charts/ferrolb");
+        self.helm(&[
+            "upgrade",
+            "ferrolb",
+            &chart.to_string_lossy(),
+            "-n",
+            NS,
+            "--set",
+            &format!("logLevel={level}"),
+        ])?;
+        self.cluster.kubectl().run(
+            &[
+                "rollout",
+                "status",
+                "ds/speaker",
+                "-n",
+                NS,
+                "--timeout=180s",
+            ],
+            None,
+        )?;
+        Ok(())
+    }
+
     /// `helm ARGS` against the cluster.
     pub fn helm(&self, args: &[&str]) -> Result<String> {
         helm(
@@ -163,6 +190,14 @@ pub fn speaker_vtysh(cluster: &Cluster, command: &str) -> Result<String> {
         ],
         None,
     )
+}
+
+/// `kubectl logs` arguments for the speaker containers (MetalLB's `component=speaker`
+/// label), followed by `extra`.
+pub fn speaker_logs_args<'a>(extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec!["logs", "-n", NS, "-l", "component=speaker", "-c", "speaker"];
+    args.extend_from_slice(extra);
+    args
 }
 
 /// Whether every pod in `namespace` is Ready, and how many there are.
