@@ -313,13 +313,6 @@ spec:
     )
 }
 
-/// The nodes' addresses on the switch, in node order.
-pub fn node_addresses(cluster: &Cluster) -> Vec<String> {
-    (0..cluster.names().len())
-        .map(|i| format!("10.95.0.{}", 11 + i))
-        .collect()
-}
-
 /// What a drain did to a client's requests.
 #[derive(Debug)]
 pub struct Drained {
@@ -340,7 +333,7 @@ pub struct Drained {
 /// `kubectl uncordon` and waits until the ToR routes it to every node again.
 pub fn drain_under_traffic(lab: &ChartLab, ip: &str, node: usize) -> Result<Drained> {
     let kubectl = lab.cluster.kubectl();
-    let mut all = node_addresses(&lab.cluster);
+    let mut all = lab.cluster.addresses().to_vec();
     all.sort();
     let routed_to_all = |what: &str| {
         wait_for(what, Duration::from_secs(90), || {
@@ -352,7 +345,6 @@ pub fn drain_under_traffic(lab: &ChartLab, ip: &str, node: usize) -> Result<Drai
     routed_to_all("the Local Service routed to every node")?;
     // And answered from every node: a node announced as soon as its pod is ready may not
     // have kube-proxy's rules for it yet (see `Drained::rejoin_failed`).
-    let nodes: Vec<String> = lab.cluster.names().to_vec();
     wait_for("answers from every node", Duration::from_secs(30), || {
         let mut seen = std::collections::BTreeSet::new();
         for _ in 0..20 {
@@ -368,10 +360,10 @@ pub fn drain_under_traffic(lab: &ChartLab, ip: &str, node: usize) -> Result<Drai
             };
             seen.insert(node.to_string());
         }
-        Ok((seen.len() == nodes.len()).then_some(()))
+        Ok((seen.len() == lab.cluster.names().len()).then_some(()))
     })?;
     let name = lab.cluster.names()[node].clone();
-    let address = node_addresses(&lab.cluster)[node].clone();
+    let address = lab.cluster.addresses()[node].clone();
     let requests = RequestLoop::start(&lab.client, ip, Duration::from_millis(20))?;
     std::thread::sleep(Duration::from_secs(1));
     kubectl.run(

@@ -602,6 +602,7 @@ pub struct Cluster {
     plane: crate::control_plane::ControlPlane,
     kubectl: crate::kubectl::Kubectl,
     names: Vec<String>,
+    addresses: Vec<String>,
     node_namespaces: Vec<Netns>,
     control_plane: Netns,
     switch: crate::netns::Switch,
@@ -669,6 +670,7 @@ impl Cluster {
             plane,
             kubectl,
             names,
+            addresses: addresses.to_vec(),
             node_namespaces,
             control_plane,
             switch,
@@ -694,6 +696,11 @@ impl Cluster {
     /// The nodes' names.
     pub fn names(&self) -> &[String] {
         &self.names
+    }
+
+    /// The nodes' addresses on the switch, in node order.
+    pub fn addresses(&self) -> &[String] {
+        &self.addresses
     }
 
     /// The nodes' namespaces.

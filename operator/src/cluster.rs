@@ -314,12 +314,6 @@ impl ServingEndpoints {
         }
     }
 
-    /// Whether `node` has only terminating endpoints while another node has ready ones
-    /// (the reason [`ServingEndpoints::on_node`] is false although `nodes` holds it).
-    pub fn only_terminating_on(&self, node: &str) -> bool {
-        self.nodes.contains(node) && !self.on_node(node)
-    }
-
     /// Adds what another part of the same Service's endpoints (another slice) says.
     pub fn merge(&mut self, other: &ServingEndpoints) {
         self.any |= other.any;
@@ -499,11 +493,11 @@ mod tests {
         )]);
         let a = &draining[&ServiceKey::new("web", "a")];
         assert!(a.on_node("n1") && !a.on_node("n2"));
-        assert!(a.only_terminating_on("n2") && !a.only_terminating_on("n1"));
+        assert!(a.nodes.contains("n2") && !a.ready.contains("n2") && a.ready.contains("n1"));
         // The last pods terminating: their nodes keep it until they stop serving.
         let last = serving_endpoints(&[slice("a", vec![endpoint("n2", Some(false), Some(true))])]);
         let a = &last[&ServiceKey::new("web", "a")];
-        assert!(a.on_node("n2") && !a.only_terminating_on("n2"));
+        assert!(a.on_node("n2") && a.ready.is_empty());
         // Ready in another slice of the same Service counts too.
         let mut split =
             serving_endpoints(&[slice("a", vec![endpoint("n2", Some(false), Some(true))])]);
