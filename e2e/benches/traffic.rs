@@ -4,8 +4,7 @@
 //! after the last failure.
 //!
 //! The Services' one pod runs on node 1, which stays up: the window is ferrolb's failover
-//! (with a backend on the failed node, kube-proxy would go on sending it a share of the
-//! requests until the node is marked NotReady, 50 s later, whatever announces the IP).
+//! ([`ferrolb_e2e::chart_lab::survivor_manifests`]).
 //!
 //! - `traffic_l2_window_ms`: a layer-2 IP owned by node 2; node 2's switch port goes down
 //!   (the port comes back between runs, and with it the ownership).
@@ -22,12 +21,12 @@
 //!
 //! Needs root and what `tests/chart_on_nodes.rs` needs.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Result, bail};
 use ferrolb_e2e::chart_lab::{
-    ChartLab, RequestLoop, bgp_manifests, drain_under_traffic, failure_window, l2_manifests,
-    service_ip, spread_manifests,
+    ChartLab, RequestLoop, bgp_manifests, drain_under_traffic, l2_manifests, service_ip,
+    spread_manifests, survivor_manifests,
 };
 use ferrolb_e2e::lab;
 use ferrolb_e2e::paths::Scratch;
@@ -62,67 +61,6 @@ fn upgrade(lab: &ChartLab, ip: &str, level: &str) -> Result<(usize, usize)> {
     Ok((results.len(), results.iter().filter(|(_, ok)| !ok).count()))
 }
 
-/// Takes `port` down under a request loop to `ip`; returns the failure window in ms.
-fn window(lab: &ChartLab, ip: &str, port: &str) -> Result<f64> {
-    let requests = RequestLoop::start(&lab.client, ip, EVERY)?;
-    std::thread::sleep(Duration::from_secs(1));
-    lab.cluster.switch().set_port(port, false)?;
-    let down = Instant::now();
-    // Long enough for a failover and 2 s of answers after it.
-    std::thread::sleep(Duration::from_secs(6));
-    let results = requests.finish();
-    lab.cluster.switch().set_port(port, true)?;
-    let after: Vec<_> = results
-        .into_iter()
-        .filter(|(started, _)| *started + Duration::from_secs(1) > down)
-        .collect();
-    match failure_window(&after) {
-        Some(window) => Ok(window.as_secs_f64() * 1e3),
-        None => bail!("requests to {ip} never succeeded again after port {port} went down"),
-    }
-}
-
-/// The node (`n1`/`n2`) whose MAC the client holds for `ip`.
-fn l2_owner(lab: &ChartLab, ip: &str) -> Result<String> {
-    let neighbour = lab.client.run("ip", &["neigh", "show", ip])?;
-    for (i, ns) in lab.cluster.node_namespaces().iter().enumerate() {
-        let mac = ns.run("cat", &["/sys/class/net/eth0/address"])?;
-        if neighbour.contains(mac.trim()) {
-            return Ok(format!("n{}", i + 1));
-        }
-    }
-    bail!("the client's neighbour entry for {ip} names no node: {neighbour}")
-}
-
-/// One demo pod on node `node`, behind a BGP Service and four layer-2 Services.
-fn survivor(node: &str) -> String {
-    let mut out = ferrolb_e2e::image::demo_workload("survivor", Some(1)).replace(
-        "    spec:\n      containers:",
-        &format!(
-            "    spec:\n      nodeSelector: {{kubernetes.io/hostname: {node}}}\n      containers:"
-        ),
-    );
-    let services = std::iter::once(("survivor-bgp".to_string(), "bgp"))
-        .chain((0..4).map(|i| (format!("survivor-l2-{i}"), "l2")));
-    for (name, pool) in services {
-        out.push_str(&format!(
-            "---
-apiVersion: v1
-kind: Service
-metadata:
-  name: {name}
-  namespace: default
-  annotations: {{metallb.io/address-pool: {pool}}}
-spec:
-  type: LoadBalancer
-  selector: {{app: survivor}}
-  ports: [{{port: 80, targetPort: 8080}}]
-"
-        ));
-    }
-    out
-}
-
 fn main() -> Result<()> {
     if !lab::bench_selected(&NAMES) {
         return Ok(());
@@ -133,60 +71,32 @@ fn main() -> Result<()> {
     let kubectl = lab.cluster.kubectl();
     kubectl.apply(&l2_manifests())?;
     kubectl.apply(&bgp_manifests())?;
-    let n1 = &lab.cluster.names()[0];
-    kubectl.apply(&survivor(n1))?;
+    kubectl.apply(&survivor_manifests(&lab.cluster)?)?;
     let routed = service_ip(&lab.cluster, "survivor-bgp")?;
-    let answered = |ip: &str| {
-        lab.client
-            .run("curl", &["-s", "-m", "1", &format!("http://{ip}/")])
-            .is_ok_and(|a| a.starts_with("pod=survivor"))
-    };
-    let mut l2_ips = Vec::new();
-    for i in 0..4 {
-        l2_ips.push(service_ip(&lab.cluster, &format!("survivor-l2-{i}"))?);
-    }
-    let settled = |what: &str| -> Result<()> {
-        wait_for(what, Duration::from_secs(90), || {
-            let mut hops = lab::nexthops(&lab.rtr, &routed)?;
-            hops.sort();
-            let bfd = lab.tor.json("show bfd peers json")?;
-            let bfd_up = bfd
-                .as_array()
-                .is_some_and(|p| p.len() == 2 && p.iter().all(|p| p["status"] == "up"));
-            Ok((hops == ["10.95.0.11", "10.95.0.12"]
-                && bfd_up
-                && answered(&routed)
-                && l2_ips.iter().all(|ip| answered(ip)))
-            .then_some(()))
-        })
-    };
+    let web = service_ip(&lab.cluster, "survivor-l2")?;
+    let settled = |what: &str| lab.wait_settled(what, &routed, &[&web]);
     settled("ECMP, BFD and answers")?;
-    // A layer-2 IP node 2 answers for.
-    let mut web = None;
-    for ip in &l2_ips {
-        if l2_owner(&lab, ip)? == "n2" {
-            web = Some(ip.clone());
-            break;
-        }
-    }
-    let Some(web) = web else {
-        bail!("node 2 owns none of {l2_ips:?}");
-    };
+    let ms = |window: Duration| window.as_secs_f64() * 1e3;
 
     let mut l2_runs = Vec::new();
     for _ in 0..RUNS {
-        l2_runs.push(window(&lab, &web, "n2")?);
-        settled("the node back")?;
-        if l2_owner(&lab, &web)? != "n2" {
-            // Node 2 answers for it again once it is back; wait for its announcement.
-            std::thread::sleep(Duration::from_secs(2));
+        if lab.l2_owner(&web)? != 1 {
+            bail!("node 2 does not answer for {web}, the IP the election gives it");
         }
+        l2_runs.push(ms(lab.port_failure_window(&web, 1)?));
+        settled("the node back")?;
+        // Node 2 answers for the IP again once it is back; wait for its announcement.
+        wait_for(
+            "node 2 owning the IP again",
+            Duration::from_secs(10),
+            || Ok((lab.l2_owner(&web)? == 1).then_some(())),
+        )?;
     }
     print("traffic_l2_window_ms", "ms", l2_runs);
 
     let mut bfd_runs = Vec::new();
     for _ in 0..RUNS {
-        bfd_runs.push(window(&lab, &routed, "n2")?);
+        bfd_runs.push(ms(lab.port_failure_window(&routed, 1)?));
         settled("the node back")?;
     }
     print("traffic_bfd_window_ms", "ms", bfd_runs);

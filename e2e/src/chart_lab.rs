@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 
 use crate::frr::{Build, Frr};
 use crate::helm::helm;
@@ -107,7 +107,7 @@ impl ChartLab {
             "--create-namespace",
         ])?;
         let all_ready = wait_for("every ferrolb pod Ready", Duration::from_secs(120), || {
-            let (ready, total) = ready_pods(&lab.cluster, NS)?;
+            let (ready, total) = ready_pods(lab.cluster.kubectl(), NS)?;
             Ok((total == 4 && ready == total).then_some(()))
         });
         if let Err(error) = all_ready {
@@ -146,6 +146,64 @@ impl ChartLab {
             None,
         )?;
         Ok(())
+    }
+
+    /// Waits until the ToR routes `bgp_ip` to both nodes with BFD up on both sessions, and
+    /// the client's requests to `bgp_ip` and to each of `ips` are answered.
+    pub fn wait_settled(&self, what: &str, bgp_ip: &str, ips: &[&str]) -> Result<()> {
+        let mut all = self.cluster.addresses().to_vec();
+        all.sort();
+        let answered = |ip: &str| {
+            self.client
+                .run("curl", &["-s", "-m", "1", &format!("http://{ip}/")])
+                .is_ok_and(|a| a.starts_with("pod="))
+        };
+        wait_for(what, Duration::from_secs(90), || {
+            let mut hops = crate::lab::nexthops(&self.rtr, bgp_ip)?;
+            hops.sort();
+            let bfd = self.tor.json("show bfd peers json")?;
+            let bfd_up = bfd
+                .as_array()
+                .is_some_and(|p| p.len() == all.len() && p.iter().all(|p| p["status"] == "up"));
+            Ok(
+                (hops == all && bfd_up && answered(bgp_ip) && ips.iter().all(|ip| answered(ip)))
+                    .then_some(()),
+            )
+        })
+    }
+
+    /// The index of the node whose MAC the client holds for `ip`.
+    pub fn l2_owner(&self, ip: &str) -> Result<usize> {
+        let neighbour = self.client.run("ip", &["neigh", "show", ip])?;
+        for (i, ns) in self.cluster.node_namespaces().iter().enumerate() {
+            let mac = ns.run("cat", &["/sys/class/net/eth0/address"])?;
+            if neighbour.contains(mac.trim()) {
+                return Ok(i);
+            }
+        }
+        bail!("the client's neighbour entry for {ip} names no node: {neighbour}")
+    }
+
+    /// Takes node `node`'s switch port down under a request loop (one request every 20 ms)
+    /// to `ip`, brings it back 6 s later, and returns the window of failed requests
+    /// ([`failure_window`]) among those sent from 1 s before the port went down.
+    pub fn port_failure_window(&self, ip: &str, node: usize) -> Result<Duration> {
+        let port = format!("n{}", node + 1);
+        let requests = RequestLoop::start(&self.client, ip, Duration::from_millis(20))?;
+        std::thread::sleep(Duration::from_secs(1));
+        self.cluster.switch().set_port(&port, false)?;
+        let down = std::time::Instant::now();
+        // Long enough for a failover and 2 s of answers after it.
+        std::thread::sleep(Duration::from_secs(6));
+        let results = requests.finish();
+        self.cluster.switch().set_port(&port, true)?;
+        let after: Vec<_> = results
+            .into_iter()
+            .filter(|(started, _)| *started + Duration::from_secs(1) > down)
+            .collect();
+        failure_window(&after).with_context(|| {
+            format!("requests to {ip} never succeeded again after port {port} went down")
+        })
     }
 
     /// `helm ARGS` against the cluster.
@@ -200,9 +258,9 @@ pub fn speaker_logs_args<'a>(extra: &[&'a str]) -> Vec<&'a str> {
     args
 }
 
-/// Whether every pod in `namespace` is Ready, and how many there are.
-pub fn ready_pods(cluster: &Cluster, namespace: &str) -> Result<(usize, usize)> {
-    let pods = cluster.kubectl().get(&["pods", "-n", namespace])?;
+/// How many pods in `namespace` are Ready, and how many there are.
+pub fn ready_pods(kubectl: &crate::kubectl::Kubectl, namespace: &str) -> Result<(usize, usize)> {
+    let pods = kubectl.get(&["pods", "-n", namespace])?;
     let items = pods["items"].as_array().cloned().unwrap_or_default();
     let ready = items
         .iter()
@@ -311,6 +369,49 @@ spec:
   ports: [{{port: 80, targetPort: 8080}}]
 "
     )
+}
+
+/// One demo pod pinned to node 1, behind Service `survivor-bgp` (the BGP pool of
+/// [`bgp_manifests`], `externalTrafficPolicy: Cluster`, so both nodes announce it) and
+/// Service `survivor-l2` (the layer-2 pool of [`l2_manifests`], with the highest IP of the
+/// pool that MetalLB's election gives to node 2). Node 2 can then fail while the pod keeps
+/// answering: what the client sees is the failover alone (with a backend on the failed
+/// node, kube-proxy would go on sending it a share of the requests until the node is marked
+/// NotReady, 40 s later, whatever announces the IP).
+pub fn survivor_manifests(cluster: &Cluster) -> Result<String> {
+    let names = cluster.names();
+    let (n1, n2) = (names[0].as_str(), names[1].as_str());
+    let l2_ip = (200..210)
+        .rev()
+        .map(|last| std::net::IpAddr::from([10, 95, 0, last]))
+        .find(|ip| ferrolb::l2::elect(&[(n1, 0), (n2, 0)], *ip) == Some(n2))
+        .context("node 2 wins no IP of the layer-2 pool")?;
+    let workload = image::pinned(&image::demo_workload("survivor", Some(1)), n1);
+    Ok(format!(
+        "{workload}---
+apiVersion: v1
+kind: Service
+metadata:
+  name: survivor-bgp
+  namespace: default
+  annotations: {{metallb.io/address-pool: bgp}}
+spec:
+  type: LoadBalancer
+  selector: {{app: survivor}}
+  ports: [{{port: 80, targetPort: 8080}}]
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: survivor-l2
+  namespace: default
+  annotations: {{metallb.io/loadBalancerIPs: {l2_ip}}}
+spec:
+  type: LoadBalancer
+  selector: {{app: survivor}}
+  ports: [{{port: 80, targetPort: 8080}}]
+"
+    ))
 }
 
 /// What a drain did to a client's requests.

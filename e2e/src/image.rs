@@ -257,6 +257,16 @@ spec:{replicas}
     )
 }
 
+/// `workload` (from [`demo_workload`]) with its pods kept to node `node`.
+pub fn pinned(workload: &str, node: &str) -> String {
+    workload.replace(
+        "    spec:\n      containers:",
+        &format!(
+            "    spec:\n      nodeSelector: {{kubernetes.io/hostname: {node}}}\n      containers:"
+        ),
+    )
+}
+
 /// The demo backend's image ([`DEMO`]), listening on port 8080.
 pub fn demo() -> Image {
     Image {

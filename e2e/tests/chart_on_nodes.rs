@@ -17,10 +17,12 @@
 //!   overlaps another;
 //! - the speaker keeps FRR's configuration as applied (no re-apply loop: its socket
 //!   connections follow FRR's daemons as they come up in the frr container);
-//! - a controller pod deleted under traffic: no IP changes and no failed request; a `helm
-//!   upgrade` that restarts every speaker: requests to the BGP IP keep being answered (a
-//!   failure is rare), and with `enableGracefulRestart` on the BGPPeer the ToR withdraws no
-//!   next hop;
+//! - a controller pod deleted under traffic: no IP changes and no failed request;
+//! - node 2's switch port down under traffic to Services whose pod is on node 1: BFD takes
+//!   its next hop from the ToR, and node 1 takes over node 2's layer-2 IP, within seconds;
+//! - a `helm upgrade` that restarts every speaker: requests to the BGP IP keep being
+//!   answered (a failure is rare), and with `enableGracefulRestart` on the BGPPeer the ToR
+//!   withdraws no next hop;
 //! - `kubectl drain` of a node under traffic to an `externalTrafficPolicy: Local` Service
 //!   with a pod on each node: the ToR stops routing to the node while its pod terminates
 //!   (requests fail only if caught mid-flight), and `kubectl uncordon` brings the next hop
@@ -36,7 +38,7 @@ use std::time::Duration;
 use anyhow::{Result, bail};
 use ferrolb_e2e::chart_lab::{
     ChartLab, NS, RequestLoop, bgp_manifests, drain_under_traffic, l2_manifests, ready_pods,
-    service_ip, speaker_logs_args, speaker_vtysh, spread_manifests,
+    service_ip, speaker_logs_args, speaker_vtysh, spread_manifests, survivor_manifests,
 };
 use ferrolb_e2e::image;
 use ferrolb_e2e::lab;
@@ -218,6 +220,52 @@ spec:
     assert_eq!(service_ip(cluster, "web")?, ip);
     assert_eq!(service_ip(cluster, "routed")?, routed_ip);
 
+    // Node 2's switch port fails under traffic to Services whose one pod is on node 1:
+    // through the ToR, BFD (100 ms × 3; the ToR's BGP hold time is 180 s) takes node 2's
+    // next hop away; on layer 2, node 1 takes over the IP node 2 answered for. How long
+    // requests fail is the figure `traffic_bfd_window_ms` / `traffic_l2_window_ms` of
+    // `benches/traffic.rs`; here, a failover that does not happen within seconds (BGP's
+    // hold time, a layer-2 IP left on a dead node) is a failure.
+    kubectl.apply(&survivor_manifests(cluster)?)?;
+    let survivor_bgp = service_ip(cluster, "survivor-bgp")?;
+    let survivor_l2 = service_ip(cluster, "survivor-l2")?;
+    lab.wait_settled(
+        "Services on node 1 answered",
+        &survivor_bgp,
+        &[&survivor_l2],
+    )?;
+    let window = lab.port_failure_window(&survivor_bgp, 1)?;
+    println!(
+        "BFD hard failure: requests failed for {} ms",
+        window.as_millis()
+    );
+    assert!(
+        window < Duration::from_secs(3),
+        "requests through the ToR failed for {window:?} after node 2's port went down"
+    );
+    lab.wait_settled("node 2 back", &survivor_bgp, &[&survivor_l2])?;
+    // Node 1 answered for node 2's layer-2 IP while node 2 was away; node 2 takes it back.
+    wait_for(
+        "node 2 answering for the IP the election gives it",
+        Duration::from_secs(10),
+        || Ok((lab.l2_owner(&survivor_l2)? == 1).then_some(())),
+    )?;
+    let window = lab.port_failure_window(&survivor_l2, 1)?;
+    println!(
+        "layer-2 owner failure: requests failed for {} ms",
+        window.as_millis()
+    );
+    assert!(
+        window < Duration::from_secs(4),
+        "requests to the layer-2 IP failed for {window:?} after its owner's port went down"
+    );
+    lab.wait_settled("node 2 back", &survivor_bgp, &[&survivor_l2])?;
+    wait_for(
+        "node 2 answering for its IP again",
+        Duration::from_secs(10),
+        || Ok((lab.l2_owner(&survivor_l2)? == 1).then_some(())),
+    )?;
+
     // `helm upgrade` that restarts every speaker, one node at a time: no failed request to
     // the BGP IP, and the ToR keeps both next hops throughout (the BGPPeer enables graceful
     // restart: the ToR keeps a restarting node's routes until its new FRR has sent them
@@ -287,7 +335,7 @@ spec:
     std::thread::sleep(Duration::from_secs(1));
     lab.helm(&["uninstall", "ferrolb", "-n", NS, "--wait"])?;
     wait_for("the ferrolb pods gone", Duration::from_secs(60), || {
-        Ok((ready_pods(cluster, NS)?.1 == 0).then_some(()))
+        Ok((ready_pods(cluster.kubectl(), NS)?.1 == 0).then_some(()))
     })?;
     // The speakers go for good: they end their sessions with a Cease, so the ToR does not
     // keep their routes as a graceful restart's stale ones.
