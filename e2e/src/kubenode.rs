@@ -35,6 +35,9 @@ const CONTROLLERS: [&str; 8] = [
 /// The pods of all nodes: each node's pod CIDR is a /24 in it.
 pub const CLUSTER_CIDR: &str = "10.244.0.0/16";
 
+/// The IPv6 pods of all nodes, for dual-stack nodes: each node's pod CIDR is a /64 in it.
+pub const CLUSTER_CIDR6: &str = "fd44::/48";
+
 /// What makes one node.
 #[derive(Debug, Clone)]
 pub struct NodeSpec {
@@ -42,8 +45,12 @@ pub struct NodeSpec {
     pub name: String,
     /// Its address on the lab network.
     pub address: String,
+    /// Its IPv6 address on the lab network, for a dual-stack node.
+    pub address6: Option<String>,
     /// Its pods' addresses, e.g. `10.244.1.0/24`.
     pub pod_cidr: String,
+    /// Its pods' IPv6 addresses, for a dual-stack node.
+    pub pod_cidr6: Option<String>,
     /// Its default gateway (a ClusterIP is routed before kube-proxy translates it).
     pub gateway: String,
     /// The other nodes' pod CIDRs and their addresses.
@@ -109,7 +116,13 @@ state = "{d}/containerd/state"
     )
 }
 
-fn cni_config(dir: &Path, pod_cidr: &str) -> String {
+fn cni_config(dir: &Path, spec: &NodeSpec) -> String {
+    let mut ranges = vec![serde_json::json!([{"subnet": spec.pod_cidr}])];
+    let mut routes = vec![serde_json::json!({"dst": "0.0.0.0/0"})];
+    if let Some(v6) = &spec.pod_cidr6 {
+        ranges.push(serde_json::json!([{"subnet": v6}]));
+        routes.push(serde_json::json!({"dst": "::/0"}));
+    }
     serde_json::json!({
         "cniVersion": "1.0.0",
         "name": "lab",
@@ -123,8 +136,8 @@ fn cni_config(dir: &Path, pod_cidr: &str) -> String {
                 "ipam": {
                     "type": "host-local",
                     "dataDir": dir.join("cni/data"),
-                    "ranges": [[{"subnet": pod_cidr}]],
-                    "routes": [{"dst": "0.0.0.0/0"}],
+                    "ranges": ranges,
+                    "routes": routes,
                 },
             },
             {"type": "portmap", "capabilities": {"portMappings": true}},
@@ -172,13 +185,18 @@ kind: KubeProxyConfiguration
 mode: nftables
 clientConnection: {{kubeconfig: {kubeconfig}}}
 hostnameOverride: {name}
-clusterCIDR: {CLUSTER_CIDR}
+clusterCIDR: {cluster_cidr}
 conntrack: {{maxPerCore: 0, tcpEstablishedTimeout: 0s, tcpCloseWaitTimeout: 0s}}
 metricsBindAddress: 127.0.0.1:10249
 healthzBindAddress: 127.0.0.1:10256
 ",
         kubeconfig = kubeconfig.display(),
         name = spec.name,
+        cluster_cidr = if spec.pod_cidr6.is_some() {
+            format!("{CLUSTER_CIDR},{CLUSTER_CIDR6}")
+        } else {
+            CLUSTER_CIDR.to_string()
+        },
     )
 }
 
@@ -244,10 +262,7 @@ impl KubeNode {
             std::fs::create_dir_all(dir.join(sub))?;
         }
         std::fs::write(dir.join("containerd.toml"), containerd_config(dir))?;
-        std::fs::write(
-            dir.join("cni/net.d/10-lab.conflist"),
-            cni_config(dir, &spec.pod_cidr),
-        )?;
+        std::fs::write(dir.join("cni/net.d/10-lab.conflist"), cni_config(dir, spec))?;
         for cgroup in cgroup_dirs(&spec.name) {
             std::fs::create_dir_all(&cgroup)
                 .with_context(|| format!("creating {}", cgroup.display()))?;
@@ -337,7 +352,14 @@ impl KubeNode {
             .arg(format!("--root-dir={}", dir.join("kubelet").display()))
             .arg(format!("--cert-dir={}", dir.join("kubelet/pki").display()))
             .arg(format!("--hostname-override={}", spec.name))
-            .arg(format!("--node-ip={}", spec.address))
+            .arg(format!(
+                "--node-ip={}",
+                std::iter::once(&spec.address)
+                    .chain(&spec.address6)
+                    .map(String::as_str)
+                    .collect::<Vec<_>>()
+                    .join(",")
+            ))
             .arg("--oom-score-adj=0");
         node.kubelet = Some(Process::spawn(
             "kubelet",
@@ -561,9 +583,20 @@ impl KernelSettings {
 
     /// Writes them back.
     pub fn restore(&self) {
-        for (path, value) in &self.0 {
-            let _ = std::fs::write(path, value);
-        }
+        restore_kernel(&self.0);
+    }
+
+    /// Leaves them as kubelet sets them beyond this object (for a lab that stays up);
+    /// returns what to write back with [`restore_kernel`].
+    pub fn keep(mut self) -> Vec<(PathBuf, String)> {
+        std::mem::take(&mut self.0)
+    }
+}
+
+/// Writes back kernel settings [`KernelSettings::keep`] returned.
+pub fn restore_kernel(saved: &[(PathBuf, String)]) {
+    for (path, value) in saved {
+        let _ = std::fs::write(path, value);
     }
 }
 
@@ -649,7 +682,9 @@ impl Cluster {
             let spec = NodeSpec {
                 name: names[i].clone(),
                 address: addresses[i].clone(),
+                address6: None,
                 pod_cidr: cidrs[i].into(),
+                pod_cidr6: None,
                 gateway: cp_address.clone(),
                 routes: vec![(cidrs[other].into(), addresses[other].clone())],
             };

@@ -35,12 +35,27 @@ use serde_json::Value;
 use crate::control_plane::ControlPlane;
 use crate::frr::{Build, Frr, spawn_daemon};
 use crate::kubectl::Kubectl;
+use crate::kubenode::KernelSettings;
 use crate::netns::{Netns, Switch};
 use crate::paths;
 use crate::process::{Process, stop_pid, wait_for};
 use ferrolb::frr::Dialect;
 
 pub mod others;
+pub mod pods;
+
+/// How the lab runs its nodes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Real Kubernetes nodes (kubelet, containerd, kube-proxy), ferrolb installed by its
+    /// Helm chart, demo pods behind the Services ([`pods`]): what `hack/lab.sh up` runs.
+    Pods,
+    /// ferrolb's controller and speakers as processes beside FRR instances of the lab's
+    /// own, Node objects and EndpointSlices written by the harness: what the lab scenarios
+    /// (`tests/lab.rs`) and benchmarks run, as they restart speakers, controllers and FRR
+    /// daemons by PID ([`restart_speaker`], [`crash_daemon`]).
+    Processes,
+}
 
 /// The lab's nodes: name and address.
 pub const NODES: [(&str, &str); 2] = [("n1", "10.99.0.11"), ("n2", "10.99.0.12")];
@@ -140,6 +155,12 @@ struct LabState {
     namespaces: Vec<String>,
     #[serde(default)]
     roles: std::collections::BTreeMap<String, u32>,
+    /// Real nodes ([`Mode::Pods`]), stopped first.
+    #[serde(default)]
+    nodes: Vec<pods::NodeRecord>,
+    /// The kernel settings kubelet changes, as they were before ([`Mode::Pods`]).
+    #[serde(default)]
+    kernel: Vec<(PathBuf, String)>,
 }
 
 impl LabState {
@@ -401,15 +422,21 @@ pub fn start_speaker(
 pub struct Up(pub PathBuf);
 
 impl Up {
-    /// Brings a lab up in `dir`, refusing while a lab is already up; the summary `up` prints.
+    /// Brings a lab up in `dir` with its nodes as processes ([`Mode::Processes`]), refusing
+    /// while a lab is already up; the summary `up` prints.
     pub fn start(dir: &Path) -> Result<(Up, String)> {
+        Up::start_with(dir, Mode::Processes)
+    }
+
+    /// [`Up::start`] with the nodes run as `mode` says.
+    pub fn start_with(dir: &Path, mode: Mode) -> Result<(Up, String)> {
         if Netns::exists(&ns("sw")) {
             bail!(
                 "a lab is up (namespace {} exists): run `hack/lab.sh down` first",
                 ns("sw")
             );
         }
-        let summary = up(dir)?;
+        let summary = up(dir, mode)?;
         Ok((Up(dir.to_path_buf()), summary))
     }
 
@@ -557,8 +584,8 @@ fn bgp_ips(dir: &Path) -> Result<Vec<String>> {
         .collect())
 }
 
-/// Brings the lab up in `dir` and leaves it running.
-pub fn up(dir: &Path) -> Result<String> {
+/// Brings the lab up in `dir`, its nodes run as `mode` says, and leaves it running.
+pub fn up(dir: &Path, mode: Mode) -> Result<String> {
     if state_file(dir).exists() {
         bail!(
             "a lab is already up (state in {}); run `hack/lab.sh down` first",
@@ -584,7 +611,7 @@ pub fn up(dir: &Path) -> Result<String> {
     rtr.no_redirects()?;
     cli.no_redirects()?;
     cli.ip(&["route", "add", "default", "via", "10.99.0.1"])?;
-    let node_build = Build::frr10()?;
+    cli.ip(&["-6", "route", "add", "default", "via", &format!("{NET6}1")])?;
     let mut nodes = Vec::new();
     for (name, address) in NODES {
         let node = Netns::create(&ns(name))?;
@@ -598,43 +625,62 @@ pub fn up(dir: &Path) -> Result<String> {
         nodes.push(node);
     }
 
-    let plane = ControlPlane::start(Some(&cp), &dir.join("cp"), CONTROL_PLANE.parse::<IpAddr>()?)?;
-    let kubectl = kubectl(dir);
-    kubectl.apply_crds(&paths::repo().join("crds"), Duration::from_secs(60))?;
-    let mut base =
-        String::from("apiVersion: v1\nkind: Namespace\nmetadata: {name: metallb-system}\n---\n");
-    for (name, address) in NODES {
-        base.push_str(&node_manifest(name, address));
-    }
-    kubectl.apply(&base)?;
-    kubectl.apply_repo_file("examples/lab/lab.yaml")?;
-
-    let endpoints: String = ENDPOINTS
-        .iter()
-        .map(|(name, ready)| endpoints_manifest("shop", name, ready))
-        .collect();
-    kubectl.apply(&endpoints)?;
-
-    let controller = start_controller(&cp, plane.kubeconfig(), dir)?;
-
     let router = Frr::start(&rtr, &dir.join("rtr"), &Build::Host)?;
     router.load(ROUTER_CONFIG)?;
     let reflector = Frr::start(&rr, &dir.join("rr"), &Build::Host)?;
     reflector.load(&rr_config())?;
+    let address: IpAddr = CONTROL_PLANE.parse()?;
+    let kubectl = kubectl(dir);
+    let mut controller = None;
     let mut node_frr = Vec::new();
     let mut speakers = Vec::new();
-    for ((name, address), node) in NODES.iter().zip(&nodes) {
-        let frr = Frr::start(node, &dir.join(name), &node_build)?;
-        speakers.push(start_speaker(
-            node,
-            name,
-            address,
-            &frr,
-            plane.kubeconfig(),
-            dir,
-        )?);
-        node_frr.push(frr);
-    }
+    let mut kubenodes = Vec::new();
+    let mut kernel = None;
+    let plane = match mode {
+        Mode::Processes => {
+            let plane = ControlPlane::start(Some(&cp), &dir.join("cp"), address)?;
+            kubectl.apply_crds(&paths::repo().join("crds"), Duration::from_secs(60))?;
+            let mut base = String::from(
+                "apiVersion: v1\nkind: Namespace\nmetadata: {name: metallb-system}\n---\n",
+            );
+            for (name, address) in NODES {
+                base.push_str(&node_manifest(name, address));
+            }
+            kubectl.apply(&base)?;
+            kubectl.apply_repo_file("examples/lab/lab.yaml")?;
+            let endpoints: String = ENDPOINTS
+                .iter()
+                .map(|(name, ready)| endpoints_manifest("shop", name, ready))
+                .collect();
+            kubectl.apply(&endpoints)?;
+            controller = Some(start_controller(&cp, plane.kubeconfig(), dir)?);
+            let node_build = Build::frr10()?;
+            for ((name, address), node) in NODES.iter().zip(&nodes) {
+                let frr = Frr::start(node, &dir.join(name), &node_build)?;
+                speakers.push(start_speaker(
+                    node,
+                    name,
+                    address,
+                    &frr,
+                    plane.kubeconfig(),
+                    dir,
+                )?);
+                node_frr.push(frr);
+            }
+            plane
+        }
+        Mode::Pods => {
+            kernel = Some(KernelSettings::save()?);
+            let images = pods::images(dir)?;
+            let plane = ControlPlane::start_with_kubelets(Some(&cp), &dir.join("cp"), address)?;
+            kubenodes = pods::start_nodes(dir, &kubectl, &cp, &nodes, &images)?;
+            pods::install_chart(dir, &kubectl, &cp)?;
+            kubectl.apply_repo_file("examples/lab/lab.yaml")?;
+            kubectl.apply(&pods::backends())?;
+            pods::wait_backends(&kubectl)?;
+            plane
+        }
+    };
 
     wait_for(
         "the lab's Services to get IPs",
@@ -656,7 +702,17 @@ pub fn up(dir: &Path) -> Result<String> {
 
     // Everything stays up; record it so `down` can end it by PID.
     let mut state = LabState::default();
-    state.replace("controller", controller.keep());
+    if let Some(controller) = controller {
+        state.replace("controller", controller.keep());
+    }
+    for ((name, _), node) in NODES.iter().zip(kubenodes) {
+        state.nodes.push(pods::NodeRecord {
+            name: name.to_string(),
+            dir: dir.join(name),
+            pids: node.keep(),
+        });
+    }
+    state.kernel = kernel.map(KernelSettings::keep).unwrap_or_default();
     for ((name, _), speaker) in NODES.iter().zip(speakers) {
         state.replace(&format!("speaker-{name}"), speaker.keep());
     }
@@ -704,12 +760,16 @@ pub fn up(dir: &Path) -> Result<String> {
 /// Ends everything `up` started and deletes the lab's namespaces and its directory.
 pub fn down(dir: &Path) -> Result<()> {
     let state = LabState::read(dir)?;
+    for node in &state.nodes {
+        crate::kubenode::stop(&node.name, &node.dir, &node.pids);
+    }
     for pid in &state.pids {
         stop_pid(*pid, Duration::from_secs(5));
     }
     for name in &state.namespaces {
         let _ = Netns::delete(name);
     }
+    crate::kubenode::restore_kernel(&state.kernel);
     // FERROLB_KEEP keeps the logs and state files, as it keeps the tests' scratch directories.
     if std::env::var_os("FERROLB_KEEP").is_none() {
         std::fs::remove_dir_all(dir)?;
@@ -789,5 +849,8 @@ pub fn status(dir: &Path) -> Result<String> {
         writeln!(out, "  {line}")?;
     }
     others::status(dir, &mut out)?;
+    if !LabState::read(dir)?.nodes.is_empty() {
+        out.push_str(&pods::answers(&Netns::attach(&ns("cli")), &services, 3)?);
+    }
     Ok(out)
 }

@@ -1,5 +1,6 @@
-//! `ferrolb-lab up|down|status|kubectl ARGS… [--dir DIR]`: the local lab (see
-//! `ferrolb_e2e::lab`). Run through `hack/lab.sh`, which builds what it needs first.
+//! `ferrolb-lab up [--processes]|down|status|kubectl ARGS… [--dir DIR]`: the local lab
+//! (see `ferrolb_e2e::lab`; `--processes` runs the nodes as processes instead of kubelets
+//! and pods). Run through `hack/lab.sh`, which builds what it needs first.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -14,7 +15,14 @@ fn main() -> ExitCode {
         args.drain(at..=at + 1);
     }
     let outcome = match args.first().map(String::as_str) {
-        Some("up") => ferrolb_e2e::lab::up(&dir).map(|text| print!("{text}")),
+        Some("up") => {
+            let mode = if args.iter().any(|a| a == "--processes") {
+                ferrolb_e2e::lab::Mode::Processes
+            } else {
+                ferrolb_e2e::lab::Mode::Pods
+            };
+            ferrolb_e2e::lab::up(&dir, mode).map(|text| print!("{text}"))
+        }
         Some("down") => ferrolb_e2e::lab::down(&dir).map(|()| println!("lab down")),
         Some("status") => ferrolb_e2e::lab::status(&dir).map(|text| print!("{text}")),
         Some("kubectl") => {
@@ -24,7 +32,9 @@ fn main() -> ExitCode {
                 .map(|text| print!("{text}"))
         }
         _ => {
-            eprintln!("usage: ferrolb-lab up|down|status|kubectl ARGS... [--dir DIR]");
+            eprintln!(
+                "usage: ferrolb-lab up [--processes]|down|status|kubectl ARGS... [--dir DIR]"
+            );
             return ExitCode::from(2);
         }
     };
