@@ -423,8 +423,8 @@ pub struct Drained {
     pub failed: usize,
     /// Requests sent from the uncordon until 3 s after the node is routed to again.
     pub rejoin_requests: usize,
-    /// Of those, failed: the node's pod is ready and announced before kube-proxy on the
-    /// node has its rules for it.
+    /// Of those, failed (a node announced before its kube-proxy has rules for the new pod
+    /// would fail a share of them; the speaker waits for kube-proxy's health check).
     pub rejoin_failed: usize,
 }
 

@@ -26,7 +26,7 @@
 //! - `kubectl drain` of a node under traffic to an `externalTrafficPolicy: Local` Service
 //!   with a pod on each node: the ToR stops routing to the node while its pod terminates
 //!   (requests fail only if caught mid-flight), and `kubectl uncordon` brings the next hop
-//!   back;
+//!   back once the node's kube-proxy forwards to the new pod;
 //! - `helm uninstall` removes the pods, the ToR withdraws the routes, and the CRDs and the
 //!   user's objects stay.
 //!
@@ -317,14 +317,28 @@ spec:
     // node withdrawn only after its pods are gone is not.)
     let drained = drain_under_traffic(&lab, &spread_ip, 1)?;
     println!(
-        "drain: {} of {} requests failed",
-        drained.failed, drained.requests
+        "drain: {} of {} requests failed; after uncordon: {} of {}",
+        drained.failed, drained.requests, drained.rejoin_failed, drained.rejoin_requests
     );
     assert!(
         drained.failed * 100 < drained.requests,
         "{} of {} requests failed across the drain",
         drained.failed,
         drained.requests
+    );
+    // After the uncordon, node 2 announces the Service again only once its kube-proxy
+    // reports forwarding to the new pod (on the Service's health check node port), so the
+    // requests the ToR sends there are answered.
+    assert!(
+        drained.rejoin_failed * 50 < drained.rejoin_requests,
+        "{} of {} requests failed after the uncordon",
+        drained.rejoin_failed,
+        drained.rejoin_requests
+    );
+    let logs = kubectl.run(&speaker_logs_args(&["--tail=-1"]), None)?;
+    assert!(
+        logs.contains("kube-proxy forwards to this node's new endpoints"),
+        "no speaker waited for kube-proxy after the uncordon:\n{logs}"
     );
 
     let log_file = scratch.path().join("speakers-stopping.log");

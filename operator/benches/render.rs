@@ -4,7 +4,7 @@
 //!
 //! Run through `hack/bench.sh render_10k`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 use std::time::Instant;
 
@@ -72,6 +72,7 @@ fn services() -> (Vec<LbService>, BTreeMap<ServiceKey, ServingEndpoints>) {
             traffic_policy_local: false,
             ingress: vec![ip.into()],
             sharing_key: None,
+            health_check_node_port: None,
         });
     }
     (services, endpoints)
@@ -110,6 +111,7 @@ fn measure(label: &str, mixed: bool) -> f64 {
                 endpoints: &endpoints,
                 scope: &scope,
                 ignore_exclude_label: false,
+                held: &BTreeSet::new(),
             },
         );
         let t_intent = start.elapsed();

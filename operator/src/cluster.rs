@@ -181,6 +181,9 @@ pub struct LbService {
     pub ingress: Vec<IpAddr>,
     /// The `allow-shared-ip` sharing key (`metallb.io/` wins over `metallb.universe.tf/`).
     pub sharing_key: Option<String>,
+    /// `spec.healthCheckNodePort`: where kube-proxy tells whether it forwards a Local
+    /// Service to endpoints on its node.
+    pub health_check_node_port: Option<u16>,
 }
 
 impl LbService {
@@ -197,6 +200,9 @@ impl LbService {
                 == Some("Local"),
             ingress: ingress_ips(service),
             sharing_key: annotation(service, "allow-shared-ip"),
+            health_check_node_port: spec
+                .and_then(|s| s.health_check_node_port)
+                .and_then(|p| u16::try_from(p).ok()),
         }
     }
 

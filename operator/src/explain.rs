@@ -10,7 +10,7 @@
 //! Every node in the input counts as alive for layer-2 election unless its Ready condition is
 //! not True (gossip cannot be seen from outside); the reported owner is who wins then.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::net::IpAddr;
 
@@ -153,6 +153,9 @@ fn not_announced_text(reason: NotAnnounced) -> &'static str {
         }
         NotAnnounced::NoLocalEndpoints => {
             "externalTrafficPolicy is Local and the node has no ready endpoint"
+        }
+        NotAnnounced::ProxyNotReady => {
+            "externalTrafficPolicy is Local and kube-proxy on the node does not forward to its new endpoints yet"
         }
         NotAnnounced::NoEndpoints => "the Service has no ready endpoint",
         NotAnnounced::NoPeers => {
@@ -307,6 +310,7 @@ pub fn explain(
                     endpoints: &endpoints,
                     scope,
                     ignore_exclude_label: false,
+                    held: &BTreeSet::new(),
                 },
             );
             let bgp = bgp_verdict(config, &intent, key, node);

@@ -8,7 +8,7 @@
 //! allocator, exactly as the controller would; those it cannot serve are left out, with the
 //! reason as a warning.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use ipnet::IpNet;
 use serde_json::{Value, json};
@@ -164,6 +164,7 @@ impl OfflineNode {
                 endpoints: &self.endpoints,
                 scope: &self.scope,
                 ignore_exclude_label: false,
+                held: &BTreeSet::new(),
             },
         )
     }

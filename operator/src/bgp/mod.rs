@@ -36,6 +36,8 @@ pub struct IntentInputs<'a> {
     pub scope: &'a ServiceScope,
     /// Announce from nodes labelled for exclusion anyway (MetalLB's `--ignore-exclude-lb`).
     pub ignore_exclude_label: bool,
+    /// Local Services whose endpoints on this node kube-proxy does not forward to yet.
+    pub held: &'a BTreeSet<ServiceKey>,
 }
 
 /// Attributes a prefix is announced with to one session.
@@ -88,6 +90,9 @@ pub enum NotAnnounced {
     NodeLabeledExcludeBalancers,
     /// `externalTrafficPolicy: Local` and no serving endpoint on this node.
     NoLocalEndpoints,
+    /// `externalTrafficPolicy: Local`, and kube-proxy on this node does not forward to its
+    /// new local endpoints yet (`crate::speaker::proxy`).
+    ProxyNotReady,
     /// No serving endpoint anywhere.
     NoEndpoints,
     /// Announced, but no session of this node receives any of its prefixes.
@@ -522,6 +527,9 @@ fn announce_service(
     if service.traffic_policy_local {
         if !endpoints.is_some_and(|e| e.on_node(&node.name)) {
             return not(NoLocalEndpoints);
+        }
+        if inputs.held.contains(&service.key) {
+            return not(ProxyNotReady);
         }
     } else if !endpoints.is_some_and(|e| e.any) {
         return not(NoEndpoints);

@@ -1,4 +1,4 @@
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use super::*;
 use crate::cluster::{LbService, NodeView, ServiceKey, ServiceScope, ServingEndpoints};
@@ -71,6 +71,7 @@ fn service(name: &str, ips: &[&str]) -> LbService {
         traffic_policy_local: false,
         ingress: ips.iter().map(|ip| ip.parse().unwrap()).collect(),
         sharing_key: None,
+        health_check_node_port: None,
     }
 }
 
@@ -112,6 +113,7 @@ impl World {
                 endpoints: &self.endpoints,
                 scope: &ServiceScope::default(),
                 ignore_exclude_label: false,
+                held: &BTreeSet::new(),
             },
         )
     }
@@ -309,6 +311,7 @@ proptest::proptest! {
             endpoints: &endpoints,
             scope: &scope,
             ignore_exclude_label: false,
+                held: &BTreeSet::new(),
         });
         for (n, change) in steps {
             let key = ServiceKey::new("web", &format!("s{n}"));
@@ -341,6 +344,7 @@ proptest::proptest! {
                 endpoints: &endpoints,
                 scope: &scope,
                 ignore_exclude_label: false,
+                held: &BTreeSet::new(),
             };
             let before = state.intent().receivers();
             let changes = state.update(&config, &inputs, [&key], |k| services.get(k));

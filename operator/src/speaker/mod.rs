@@ -12,7 +12,8 @@
 //! and one ServiceBGPStatus per announced Service ([`status`]) report the outcome. A
 //! neighbour's BFD is configured once FRR reports its session up, or its peer waits for BFD
 //! ([`crate::frr::bfd_hold`]); while one is held, FRR's sessions are read every
-//! [`HOLD_RECHECK`].
+//! [`HOLD_RECHECK`]. A Local Service's new endpoints on the node are announced once
+//! kube-proxy reports forwarding to them ([`proxy`]).
 //!
 //! Guarantees: FRR is not touched before every cache has listed once, nor while no valid
 //! configuration has ever loaded; an apply that fails leaves the last verified configuration
@@ -25,6 +26,7 @@ pub mod cache;
 pub mod feed;
 pub mod metrics;
 pub mod plan;
+pub mod proxy;
 pub mod status;
 
 use std::borrow::Cow;
@@ -150,7 +152,8 @@ pub async fn run(options: Options, shutdown: CancellationToken) -> anyhow::Resul
         namespace: options.namespace.clone(),
     };
     let state_name = format!("speaker-{}", options.node_name);
-    let mut planner = Planner::default();
+    let mut planner = Planner::waiting_for_proxy();
+    let (proxied, mut proxy_probes) = tokio::sync::mpsc::unbounded_channel();
     let mut applier = Applier::new(options.frr.clone());
     let mut hold = BfdHold::new();
     // Whether the last model applied had a neighbour's BFD held back.
@@ -204,6 +207,7 @@ pub async fn run(options: Options, shutdown: CancellationToken) -> anyhow::Resul
         if pass.model.is_some() {
             layer2.announce(&pass.l2, &liveness);
         }
+        start_probes(planner.take_probe_requests(), &objects, &options, &proxied);
         metrics.client.set_config(pass.model.is_some(), pass.stale);
         if let Err(errors) = &pass.load {
             for error in errors {
@@ -354,6 +358,12 @@ pub async fn run(options: Options, shutdown: CancellationToken) -> anyhow::Resul
                     break;
                 }
                 () = layer2.liveness_changed() => break,
+                Some((request, outcome, took)) = proxy_probes.recv() => {
+                    if planner.release_probe(&request.key, request.id) {
+                        log_probe(&request, outcome, took);
+                        break;
+                    }
+                }
                 () = tokio::time::sleep(backoff.unwrap_or(RETRY_MAX)), if backoff.is_some() => break,
                 () = tokio::time::sleep(HOLD_RECHECK), if holding => {
                     if let Some(sessions) = read_sessions(&mut applier).await
@@ -382,6 +392,61 @@ pub async fn run(options: Options, shutdown: CancellationToken) -> anyhow::Resul
                 }
             }
         }
+    }
+}
+
+/// A probe's end: what it asked, how it ended, after how long.
+type ProbeEnd = (proxy::ProbeRequest, proxy::ProbeOutcome, Duration);
+
+/// Starts a kube-proxy probe for each of `requests` on this node's first address; with no
+/// address known, releases them at once.
+fn start_probes(
+    requests: Vec<proxy::ProbeRequest>,
+    objects: &crate::config::ClusterObjects,
+    options: &Options,
+    ended: &tokio::sync::mpsc::UnboundedSender<ProbeEnd>,
+) {
+    if requests.is_empty() {
+        return;
+    }
+    let address = objects
+        .nodes
+        .iter()
+        .map(crate::cluster::NodeView::from_node)
+        .find(|n| n.name == options.node_name)
+        .and_then(|n| n.addresses.first().copied());
+    for request in requests {
+        let ended = ended.clone();
+        match address {
+            Some(ip) => {
+                tokio::spawn(async move {
+                    let (outcome, took) = proxy::probe(ip, request.port).await;
+                    let _ = ended.send((request, outcome, took));
+                });
+            }
+            None => {
+                let _ = ended.send((request, proxy::ProbeOutcome::NoProxy, Duration::ZERO));
+            }
+        }
+    }
+}
+
+fn log_probe(request: &proxy::ProbeRequest, outcome: proxy::ProbeOutcome, took: Duration) {
+    let service = &request.key;
+    let ms = format!("{:.0}", took.as_secs_f64() * 1e3);
+    match outcome {
+        proxy::ProbeOutcome::Forwarding => tracing::info!(
+            %service, ms, port = request.port,
+            "kube-proxy forwards to this node's new endpoints; announcing"
+        ),
+        proxy::ProbeOutcome::NoProxy => tracing::debug!(
+            %service, port = request.port,
+            "no kube-proxy health check on the node; announcing"
+        ),
+        proxy::ProbeOutcome::TimedOut => tracing::warn!(
+            %service, ms, port = request.port,
+            "kube-proxy's health check did not report this node's new endpoints in time; announcing anyway"
+        ),
     }
 }
 

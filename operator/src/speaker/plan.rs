@@ -13,6 +13,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
 use super::cache::Taken;
 use super::feed::{EndpointIndex, SortedSet};
+use super::proxy::{ProbeRequest, ProxyGate};
 use crate::api::{ConfigurationStateResult, ConfigurationStateStatus};
 use crate::bgp::{IntentInputs, IntentState, ServiceBgp};
 use crate::cluster::{LbService, NodeView, ServiceKey, ServiceScope};
@@ -67,6 +68,8 @@ pub struct Planner {
     statuses: Arc<Statuses>,
     behind: StatusesBehind,
     built: Option<Built>,
+    /// Local Services waiting for kube-proxy before this node announces them.
+    gate: ProxyGate,
 }
 
 /// What passes changed since the statuses were last brought up to date.
@@ -109,6 +112,7 @@ impl Default for Planner {
             statuses: Arc::default(),
             behind: StatusesBehind::default(),
             built: None,
+            gate: ProxyGate::default(),
         }
     }
 }
@@ -133,6 +137,27 @@ pub struct PassInputs<'a> {
 }
 
 impl Planner {
+    /// A planner whose node announces a Local Service's new endpoints only once kube-proxy
+    /// forwards to them ([`super::proxy`]): the probes to run come from
+    /// [`Planner::take_probe_requests`], their ends go to [`Planner::release_probe`].
+    pub fn waiting_for_proxy() -> Planner {
+        Planner {
+            gate: ProxyGate::enabled(),
+            ..Planner::default()
+        }
+    }
+
+    /// The kube-proxy probes passes asked for since the last call.
+    pub fn take_probe_requests(&mut self) -> Vec<ProbeRequest> {
+        self.gate.take_requests()
+    }
+
+    /// A probe ended: the Service's announcement waits no more (the next pass decides it
+    /// again); false when that wait was over already.
+    pub fn release_probe(&mut self, key: &ServiceKey, id: u64) -> bool {
+        self.gate.release(key, id)
+    }
+
     /// Runs one pass over `objects` (configuration, Nodes, Namespaces, and all Services and
     /// EndpointSlices, as a fresh list); tests build their input this way.
     #[cfg(test)]
@@ -169,6 +194,7 @@ impl Planner {
     ) -> Pass {
         let mut dirty = self.services.apply(taken.services);
         dirty.extend(self.endpoints.apply(taken.endpoints));
+        dirty.extend(self.gate.take_released());
         let load = match config::load(objects, inputs.load) {
             Ok(config) => {
                 if self.last_good.as_ref() != Some(&config) {
@@ -217,19 +243,38 @@ impl Planner {
             ),
             None => Vec::new(),
         };
-        let intent_inputs = IntentInputs {
-            node: &node,
-            services,
-            endpoints,
-            scope: inputs.scope,
-            ignore_exclude_label: inputs.ignore_exclude_label,
-        };
         let same_input = self.bgp.as_ref().is_some_and(|kept| {
             kept.current
                 && kept.node == node
                 && kept.scope == *inputs.scope
                 && kept.ignore_exclude_label == inputs.ignore_exclude_label
         });
+        let local_ready =
+            |key: &ServiceKey| endpoints.get(key).is_some_and(|e| e.on_node(&node.name));
+        if same_input {
+            for key in &dirty {
+                match self.services.get(key) {
+                    Some(service) => self.gate.observe(service, local_ready(key)),
+                    None => self.gate.forget(key),
+                }
+            }
+        } else {
+            let table = &self.services;
+            self.gate.retain(|key| table.get(key).is_some());
+            for service in services {
+                self.gate.observe(service, local_ready(&service.key));
+            }
+        }
+        self.gate.pass_done();
+        let held = self.gate.held();
+        let intent_inputs = IntentInputs {
+            node: &node,
+            services,
+            endpoints,
+            scope: inputs.scope,
+            ignore_exclude_label: inputs.ignore_exclude_label,
+            held: &held,
+        };
         let changes = match &mut self.bgp {
             Some(kept) if same_input => {
                 let table = &self.services;

@@ -229,3 +229,63 @@ fn a_failed_apply_makes_the_state_invalid() {
     assert_eq!(state.result, Some(ConfigurationStateResult::Invalid));
     assert_eq!(state.error_summary.as_deref(), Some("vtysh failed"));
 }
+
+/// [`CONFIG`] with Service `a` `externalTrafficPolicy: Local`, its endpoint on `node`.
+fn local_on(node: &str) -> String {
+    CONFIG
+        .replace(
+            "spec: {type: LoadBalancer, ports: [{port: 80}]}",
+            "spec: {type: LoadBalancer, externalTrafficPolicy: Local, healthCheckNodePort: 30080, ports: [{port: 80}]}",
+        )
+        .replace("nodeName: node-a", &format!("nodeName: {node}"))
+}
+
+#[test]
+fn a_local_services_new_endpoint_on_the_node_is_announced_once_kube_proxy_forwards_to_it() {
+    let (scope, load) = (ServiceScope::default(), LoadOptions::default());
+    let mut planner = Planner::waiting_for_proxy();
+    let pass = planner.pass(&objects(&local_on("node-b")), &inputs(&scope, &load));
+    assert!(pass.model.is_some() && pass.changes.is_empty());
+    assert!(planner.take_probe_requests().is_empty());
+
+    // The pod becomes ready on node-a: held until the probe ends.
+    let pass = planner.pass(&objects(&local_on("node-a")), &inputs(&scope, &load));
+    assert!(pass.changes.is_empty(), "{:?}", pass.changes);
+    let requests = planner.take_probe_requests();
+    assert_eq!(requests.len(), 1);
+    assert_eq!(
+        (requests[0].key.clone(), requests[0].port),
+        (ServiceKey::new("shop", "a"), 30080)
+    );
+    let again = planner.pass(&objects(&local_on("node-a")), &inputs(&scope, &load));
+    assert!(again.changes.is_empty());
+    assert!(planner.take_probe_requests().is_empty());
+
+    assert!(planner.release_probe(&requests[0].key, requests[0].id));
+    let pass = planner.pass(&objects(&local_on("node-a")), &inputs(&scope, &load));
+    assert_eq!(
+        pass.changes,
+        [Announcement {
+            prefix: "198.51.100.7/32".parse().unwrap(),
+            to: vec!["tor1".into()],
+            from: vec![],
+        }]
+    );
+
+    // The pod leaves and comes back: it waits again.
+    let pass = planner.pass(&objects(&local_on("node-b")), &inputs(&scope, &load));
+    assert_eq!(pass.changes.len(), 1);
+    assert!(pass.changes[0].to.is_empty());
+    let pass = planner.pass(&objects(&local_on("node-a")), &inputs(&scope, &load));
+    assert!(pass.changes.is_empty());
+    assert_eq!(planner.take_probe_requests().len(), 1);
+}
+
+#[test]
+fn a_local_service_ready_on_the_node_when_the_speaker_starts_is_announced_at_once() {
+    let (scope, load) = (ServiceScope::default(), LoadOptions::default());
+    let mut planner = Planner::waiting_for_proxy();
+    let pass = planner.pass(&objects(&local_on("node-a")), &inputs(&scope, &load));
+    assert_eq!(pass.changes.len(), 1);
+    assert!(planner.take_probe_requests().is_empty());
+}
