@@ -11,6 +11,7 @@ use anyhow::{Context, Result, bail};
 use crate::frr::{Build, Frr};
 use crate::helm::helm;
 use crate::image;
+use crate::kubectl::Kubectl;
 use crate::kubenode::Cluster;
 use crate::netns::Netns;
 use crate::paths;
@@ -97,27 +98,7 @@ impl ChartLab {
             cluster,
             home: dir.join("helm"),
         };
-        let chart = paths::repo().join("deploy/charts/ferrolb");
-        lab.helm(&[
-            "install",
-            "ferrolb",
-            &chart.to_string_lossy(),
-            "-n",
-            NS,
-            "--create-namespace",
-        ])?;
-        let all_ready = wait_for("every ferrolb pod Ready", Duration::from_secs(120), || {
-            let (ready, total) = ready_pods(lab.cluster.kubectl(), NS)?;
-            Ok((total == 4 && ready == total).then_some(()))
-        });
-        if let Err(error) = all_ready {
-            let kubectl = lab.cluster.kubectl();
-            bail!(
-                "{error:#}\n{}\n{}",
-                kubectl.run(&["get", "pods", "-n", NS, "-o", "wide"], None)?,
-                kubectl.run(&["get", "events", "-n", NS], None)?
-            );
-        }
+        install_chart(lab.cluster.kubectl(), |args| lab.helm(args), 4)?;
         Ok(lab)
     }
 
@@ -217,6 +198,37 @@ impl ChartLab {
     }
 }
 
+/// `helm install ferrolb deploy/charts/ferrolb -n metallb-system --create-namespace` with
+/// the default values, run by `helm`; returns once `pods` ferrolb pods are there, all Ready
+/// (with the chart's defaults: a speaker per node and two controller replicas).
+pub fn install_chart(
+    kubectl: &Kubectl,
+    helm: impl Fn(&[&str]) -> Result<String>,
+    pods: usize,
+) -> Result<()> {
+    let chart = paths::repo().join("deploy/charts/ferrolb");
+    helm(&[
+        "install",
+        "ferrolb",
+        &chart.to_string_lossy(),
+        "-n",
+        NS,
+        "--create-namespace",
+    ])?;
+    let all_ready = wait_for("every ferrolb pod Ready", Duration::from_secs(120), || {
+        let (ready, total) = ready_pods(kubectl, NS)?;
+        Ok((total == pods && ready == total).then_some(()))
+    });
+    if let Err(error) = all_ready {
+        bail!(
+            "{error:#}\n{}\n{}",
+            kubectl.run(&["get", "pods", "-n", NS, "-o", "wide"], None)?,
+            kubectl.run(&["get", "events", "-n", NS], None)?
+        );
+    }
+    Ok(())
+}
+
 /// The IP Service `default/<name>` got, once it has one.
 pub fn service_ip(cluster: &Cluster, name: &str) -> Result<String> {
     wait_for(
@@ -232,8 +244,8 @@ pub fn service_ip(cluster: &Cluster, name: &str) -> Result<String> {
 }
 
 /// `vtysh -c COMMAND` in a speaker's frr container, as the README tells a user.
-pub fn speaker_vtysh(cluster: &Cluster, command: &str) -> Result<String> {
-    cluster.kubectl().run(
+pub fn speaker_vtysh(kubectl: &Kubectl, command: &str) -> Result<String> {
+    kubectl.run(
         &[
             "exec",
             "-n",
@@ -259,7 +271,7 @@ pub fn speaker_logs_args<'a>(extra: &[&'a str]) -> Vec<&'a str> {
 }
 
 /// How many pods in `namespace` are Ready, and how many there are.
-pub fn ready_pods(kubectl: &crate::kubectl::Kubectl, namespace: &str) -> Result<(usize, usize)> {
+pub fn ready_pods(kubectl: &Kubectl, namespace: &str) -> Result<(usize, usize)> {
     let pods = kubectl.get(&["pods", "-n", namespace])?;
     let items = pods["items"].as_array().cloned().unwrap_or_default();
     let ready = items

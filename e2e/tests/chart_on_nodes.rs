@@ -70,7 +70,7 @@ fn the_chart_as_shipped_runs_on_real_nodes_and_a_client_reaches_pods_through_a_l
     let (cluster, client, rtr, tor) = (&lab.cluster, &lab.client, &lab.rtr, &lab.tor);
     let kubectl = cluster.kubectl();
 
-    let bfd = speaker_vtysh(cluster, "show bfd peers brief")?;
+    let bfd = speaker_vtysh(kubectl, "show bfd peers brief")?;
     assert!(bfd.contains("Session count"), "{bfd}");
 
     kubectl.apply(&l2_manifests())?;
@@ -177,7 +177,7 @@ spec:
     })?;
     let route = tor.json(&format!("show bgp ipv4 unicast {routed_ip}/32 json"))?;
     assert!(route.to_string().contains("64512:100"), "{route}");
-    let speaker_bfd = speaker_vtysh(cluster, "show bfd peers brief")?;
+    let speaker_bfd = speaker_vtysh(kubectl, "show bfd peers brief")?;
     assert!(
         speaker_bfd.contains("10.95.0.1") && speaker_bfd.contains("up"),
         "{speaker_bfd}"

@@ -9,6 +9,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use anyhow::{Result, bail};
+use ferrolb_e2e::chart_lab::speaker_vtysh;
 use ferrolb_e2e::lab::{self, Mode};
 use ferrolb_e2e::netns::Netns;
 use ferrolb_e2e::paths::Scratch;
@@ -108,29 +109,20 @@ fn the_lab_on_real_nodes_answers_every_service_from_its_pods() -> Result<()> {
 
     // The routers that are not FRR learn the BGP pool's IPs from both nodes.
     let bird = Netns::attach(&lab::ns("bird"));
-    let routes = bird.ip(&["route", "show", &web[0]])?;
-    assert!(
-        routes.contains("10.99.0.11") && routes.contains("10.99.0.12"),
-        "BIRD's kernel routes to {}: {routes}",
-        web[0]
-    );
+    // (BIRD starts last, after the nodes announce; `up` waits for the ToR only.)
+    let routed = wait_for("BIRD's ECMP route", Duration::from_secs(30), || {
+        let routes = bird.ip(&["route", "show", &web[0]])?;
+        Ok((routes.contains("10.99.0.11") && routes.contains("10.99.0.12")).then_some(()))
+    });
+    if let Err(error) = routed {
+        bail!(
+            "{error:#}: {}",
+            bird.ip(&["route", "show", &web[0]]).unwrap_or_default()
+        );
+    }
 
     // The README's command to look at BFD from inside a speaker pod.
-    let bfd = lab::kubectl(&dir).run(
-        &[
-            "exec",
-            "-n",
-            "metallb-system",
-            "ds/speaker",
-            "-c",
-            "frr",
-            "--",
-            "vtysh",
-            "-c",
-            "show bfd peers brief",
-        ],
-        None,
-    )?;
+    let bfd = speaker_vtysh(&lab::kubectl(&dir), "show bfd peers brief")?;
     assert!(bfd.contains("10.99.0.1") && bfd.contains("up"), "{bfd}");
 
     // `down` ends every process and namespace it started.

@@ -24,9 +24,6 @@ use crate::netns::Netns;
 use crate::paths;
 use crate::process::wait_for;
 
-/// The namespace the chart installs into.
-const NS: &str = "metallb-system";
-
 /// Node `i`'s pod CIDRs (IPv4, IPv6).
 fn pod_cidrs(i: usize) -> (String, String) {
     (
@@ -113,33 +110,16 @@ pub fn start_nodes(
 /// the default values, run in the control plane's namespace with Helm's files in
 /// `dir/helm`; waits until every ferrolb pod is Ready.
 pub fn install_chart(dir: &Path, kubectl: &Kubectl, cp: &Netns) -> Result<()> {
-    let chart = paths::repo().join("deploy/charts/ferrolb");
-    crate::helm::helm(
-        &dir.join("cp/kubeconfig"),
-        &dir.join("helm"),
-        Some(cp),
-        &[
-            "install",
-            "ferrolb",
-            &chart.to_string_lossy(),
-            "-n",
-            NS,
-            "--create-namespace",
-        ],
-    )?;
-    let all_ready = wait_for("every ferrolb pod Ready", Duration::from_secs(120), || {
-        let (ready, total) = crate::chart_lab::ready_pods(kubectl, NS)?;
-        // A speaker per node and the chart's two controller replicas.
-        Ok((total == NODES.len() + 2 && ready == total).then_some(()))
-    });
-    if let Err(error) = all_ready {
-        bail!(
-            "{error:#}\n{}\n{}",
-            kubectl.run(&["get", "pods", "-n", NS, "-o", "wide"], None)?,
-            kubectl.run(&["get", "events", "-n", NS], None)?
-        );
-    }
-    Ok(())
+    let helm = |args: &[&str]| {
+        crate::helm::helm(
+            &dir.join("cp/kubeconfig"),
+            &dir.join("helm"),
+            Some(cp),
+            args,
+        )
+    };
+    // A speaker per node and the chart's two controller replicas.
+    crate::chart_lab::install_chart(kubectl, helm, NODES.len() + 2)
 }
 
 /// The demo backends behind the lab's Services, in namespace `shop`: a DaemonSet `web`

@@ -102,20 +102,22 @@ fn layer2_ips_are_claimed_only_once_gossip_has_settled_and_by_the_elected_node()
     assert_eq!(claims, 1);
 }
 
+/// Service `a`'s IP announced to `tor1`.
+fn announced_to_tor1() -> Announcement {
+    Announcement {
+        prefix: "198.51.100.7/32".parse().unwrap(),
+        to: vec!["tor1".into()],
+        from: vec![],
+    }
+}
+
 #[test]
 fn a_pass_announces_and_reports_what_changed() {
     let (scope, load) = (ServiceScope::default(), LoadOptions::default());
     let mut planner = Planner::default();
     let pass = planner.pass(&objects(CONFIG), &inputs(&scope, &load));
     assert!(pass.model.is_some() && pass.load.is_ok() && !pass.stale);
-    assert_eq!(
-        pass.changes,
-        [Announcement {
-            prefix: "198.51.100.7/32".parse().unwrap(),
-            to: vec!["tor1".into()],
-            from: vec![],
-        }]
-    );
+    assert_eq!(pass.changes, [announced_to_tor1()]);
     assert_eq!(
         planner.statuses()[&ServiceKey::new("shop", "a")],
         BTreeSet::from(["tor1".to_string()]).into()
@@ -263,14 +265,7 @@ fn a_local_services_new_endpoint_on_the_node_is_announced_once_kube_proxy_forwar
 
     assert!(planner.release_probe(&requests[0].key, requests[0].id));
     let pass = planner.pass(&objects(&local_on("node-a")), &inputs(&scope, &load));
-    assert_eq!(
-        pass.changes,
-        [Announcement {
-            prefix: "198.51.100.7/32".parse().unwrap(),
-            to: vec!["tor1".into()],
-            from: vec![],
-        }]
-    );
+    assert_eq!(pass.changes, [announced_to_tor1()]);
 
     // The pod leaves and comes back: it waits again.
     let pass = planner.pass(&objects(&local_on("node-b")), &inputs(&scope, &load));
