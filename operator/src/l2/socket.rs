@@ -135,9 +135,21 @@ impl PacketSocket {
 }
 
 /// Descriptor owners whose descriptor stays open and the same for as long as they live.
-pub trait OwnsFd: AsRawFd {}
-impl OwnsFd for Socket {}
-impl OwnsFd for std::os::fd::OwnedFd {}
+///
+/// # Safety
+///
+/// An implementor must own its descriptor: open from construction until drop, closed by
+/// nothing else, and `as_raw_fd` must always return that one descriptor. [`register`] hands
+/// it to tokio's reactor on that promise.
+#[allow(unsafe_code)]
+pub unsafe trait OwnsFd: AsRawFd {}
+// SAFETY: socket2's Socket owns its descriptor, closes it only on drop and returns it from
+// as_raw_fd.
+#[allow(unsafe_code)]
+unsafe impl OwnsFd for Socket {}
+// SAFETY: an OwnedFd closes its descriptor only when dropped.
+#[allow(unsafe_code)]
+unsafe impl OwnsFd for std::os::fd::OwnedFd {}
 
 /// Registers `owner`'s descriptor with tokio's reactor.
 #[allow(unsafe_code)]
