@@ -25,6 +25,9 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 pub const EXCLUDE_LABEL: &str = "node.kubernetes.io/exclude-from-external-load-balancers";
 /// The label every EndpointSlice carries naming its Service.
 pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
+/// The taint an operator puts on a node that is shut down (Kubernetes' non-graceful node
+/// shutdown), whatever its value and effect.
+pub const OUT_OF_SERVICE_TAINT: &str = "node.kubernetes.io/out-of-service";
 /// The label the kubelet sets to the node's name.
 pub const HOSTNAME_LABEL: &str = "kubernetes.io/hostname";
 
@@ -390,6 +393,9 @@ pub struct NodeView {
     /// Condition `Ready` is there and not true (the kubelet reported trouble, or stopped
     /// reporting).
     pub not_ready: bool,
+    /// Tainted [`OUT_OF_SERVICE_TAINT`]: an operator declared the node down (non-graceful
+    /// node shutdown), so it announces nothing and answers for no layer-2 IP.
+    pub out_of_service: bool,
 }
 
 impl NodeView {
@@ -422,6 +428,11 @@ impl NodeView {
                     .collect()
             })
             .unwrap_or_default();
+        let out_of_service = node
+            .spec
+            .as_ref()
+            .and_then(|s| s.taints.as_ref())
+            .is_some_and(|t| t.iter().any(|t| t.key == OUT_OF_SERVICE_TAINT));
         NodeView {
             name: node.metadata.name.clone().unwrap_or_default(),
             excluded: labels.contains_key(EXCLUDE_LABEL),
@@ -429,6 +440,7 @@ impl NodeView {
             network_unavailable,
             addresses,
             not_ready,
+            out_of_service,
         }
     }
 }
@@ -586,5 +598,47 @@ mod tests {
             .map(ToString::to_string)
             .collect();
         assert_eq!(ips, ["198.51.100.11"]);
+    }
+
+    #[test]
+    fn the_out_of_service_taint_marks_a_node_whatever_its_value_and_effect() {
+        use k8s_openapi::api::core::v1::{NodeSpec, Taint};
+        let node = |taints: Vec<Taint>| Node {
+            metadata: ObjectMeta {
+                name: Some("n1".into()),
+                ..Default::default()
+            },
+            spec: Some(NodeSpec {
+                taints: Some(taints),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let taint = |key: &str, value: Option<&str>, effect: &str| Taint {
+            key: key.into(),
+            value: value.map(str::to_string),
+            effect: effect.into(),
+            ..Default::default()
+        };
+        assert!(
+            NodeView::from_node(&node(vec![taint(
+                OUT_OF_SERVICE_TAINT,
+                Some("nodeshutdown"),
+                "NoExecute"
+            )]))
+            .out_of_service
+        );
+        assert!(
+            NodeView::from_node(&node(vec![taint(OUT_OF_SERVICE_TAINT, None, "NoSchedule")]))
+                .out_of_service
+        );
+        assert!(
+            !NodeView::from_node(&node(vec![taint(
+                "node.kubernetes.io/unschedulable",
+                None,
+                "NoSchedule"
+            )]))
+            .out_of_service
+        );
     }
 }

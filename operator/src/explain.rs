@@ -148,6 +148,9 @@ fn not_announced_text(reason: NotAnnounced) -> &'static str {
             "no BGPAdvertisement selecting this node selects the Service (serviceSelectors)"
         }
         NotAnnounced::NodeNetworkUnavailable => "the node's NetworkUnavailable condition is True",
+        NotAnnounced::NodeOutOfService => {
+            "the node is tainted node.kubernetes.io/out-of-service (shut down)"
+        }
         NotAnnounced::NodeLabeledExcludeBalancers => {
             "the node is labelled node.kubernetes.io/exclude-from-external-load-balancers"
         }
@@ -297,7 +300,11 @@ pub fn explain(
             },
         );
     }
-    let alive: Vec<NodeView> = nodes.iter().filter(|n| !n.not_ready).cloned().collect();
+    let alive: Vec<NodeView> = nodes
+        .iter()
+        .filter(|n| !n.not_ready && !n.out_of_service)
+        .cloned()
+        .collect();
     let services = std::slice::from_ref(&service);
     let node_verdicts = nodes
         .iter()

@@ -86,6 +86,8 @@ pub enum NotAnnounced {
     NoMatchingAdvertisement,
     /// The node's `NetworkUnavailable` condition is true.
     NodeNetworkUnavailable,
+    /// The node is tainted `node.kubernetes.io/out-of-service`.
+    NodeOutOfService,
     /// The node carries the exclusion label.
     NodeLabeledExcludeBalancers,
     /// `externalTrafficPolicy: Local` and no serving endpoint on this node.
@@ -519,6 +521,9 @@ fn announce_service(
     }
     if node.network_unavailable {
         return not(NodeNetworkUnavailable);
+    }
+    if node.out_of_service {
+        return not(NodeOutOfService);
     }
     if node.excluded && !inputs.ignore_exclude_label {
         return not(NodeLabeledExcludeBalancers);

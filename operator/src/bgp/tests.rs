@@ -184,7 +184,7 @@ fn services_not_announced_carry_metallb_s_reason() {
 }
 
 #[test]
-fn unavailable_and_excluded_nodes_announce_nothing() {
+fn unavailable_out_of_service_and_excluded_nodes_announce_nothing() {
     let mut world = World::new().with(service("web", &["198.51.100.10"]), &["node-a"]);
     world.node.network_unavailable = true;
     assert_eq!(
@@ -192,6 +192,12 @@ fn unavailable_and_excluded_nodes_announce_nothing() {
         ServiceBgp::NotAnnounced(NotAnnounced::NodeNetworkUnavailable)
     );
     world.node.network_unavailable = false;
+    world.node.out_of_service = true;
+    assert_eq!(
+        world.outcome("web"),
+        ServiceBgp::NotAnnounced(NotAnnounced::NodeOutOfService)
+    );
+    world.node.out_of_service = false;
     world.node.excluded = true;
     assert_eq!(
         world.outcome("web"),

@@ -64,7 +64,7 @@ pub fn live_members(nodes: &[NodeView], liveness: &members::Liveness) -> Option<
     Some(
         nodes
             .iter()
-            .filter(|n| liveness.alive.contains(&n.name) && !n.not_ready)
+            .filter(|n| liveness.alive.contains(&n.name) && !n.not_ready && !n.out_of_service)
             .cloned()
             .collect(),
     )
@@ -299,22 +299,28 @@ mod tests {
     }
 
     #[test]
-    fn members_are_the_gossip_alive_nodes_that_are_not_not_ready() {
+    fn members_are_the_gossip_alive_nodes_that_are_ready_and_in_service() {
         let mut nodes = vec![
             NodeView::named("n1"),
             NodeView::named("n2"),
             NodeView::named("n3"),
         ];
         nodes[1].not_ready = true;
+        nodes.push(NodeView::named("n5"));
+        nodes[3].out_of_service = true;
         let mut liveness = members::Liveness {
-            alive: ["n1", "n2", "n4"].iter().map(|n| n.to_string()).collect(),
+            alive: ["n1", "n2", "n4", "n5"]
+                .iter()
+                .map(|n| n.to_string())
+                .collect(),
             settled: false,
         };
         assert_eq!(live_members(&nodes, &liveness), None);
         liveness.settled = true;
         let live = live_members(&nodes, &liveness).unwrap();
         let names: Vec<&str> = live.iter().map(|n| n.name.as_str()).collect();
-        // n2 is NotReady, n3 is dead in gossip, n4 has no Node.
+        // n2 is NotReady, n3 is dead in gossip, n4 has no Node, n5 is out of service (its
+        // speaker may still gossip: a node shut down without a drain is tainted by hand).
         assert_eq!(names, ["n1"]);
     }
 
