@@ -124,13 +124,26 @@ fn serving_part(slice: &EndpointSlice) -> Option<EndpointPart> {
 }
 
 /// Keeps what the speaker reads of a Node ([`crate::cluster::NodeView`]): name, labels,
-/// addresses and the type and status of its conditions (not its images, volumes or
-/// capacity, which are most of a Node object).
+/// addresses, the type and status of its conditions and its out-of-service taint (not its
+/// images, volumes or capacity, which are most of a Node object).
 pub fn trim_node(node: &mut Node) {
     let meta = &mut node.metadata;
     meta.owner_references = None;
     meta.annotations = None;
-    node.spec = None;
+    let out_of_service: Vec<_> = node
+        .spec
+        .take()
+        .and_then(|spec| spec.taints)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|t| t.key == crate::cluster::OUT_OF_SERVICE_TAINT)
+        .collect();
+    if !out_of_service.is_empty() {
+        node.spec = Some(k8s_openapi::api::core::v1::NodeSpec {
+            taints: Some(out_of_service),
+            ..Default::default()
+        });
+    }
     if let Some(status) = node.status.take() {
         node.status = Some(k8s_openapi::api::core::v1::NodeStatus {
             addresses: status.addresses,
@@ -166,6 +179,33 @@ mod tests {
         assert_eq!(service, ServiceKey::new("shop", "web"));
         assert_eq!(serving.nodes.iter().collect::<Vec<_>>(), ["n2"]);
         assert!(serving_part(&slice).is_some());
+    }
+
+    #[test]
+    fn a_trimmed_node_keeps_what_announcing_reads() {
+        let mut node: Node = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "n1", "labels": {"zone": "a"}, "annotations": {"big": "x"}},
+            "spec": {"podCIDR": "10.244.1.0/24", "taints": [
+                {"key": "node.kubernetes.io/out-of-service", "value": "nodeshutdown",
+                 "effect": "NoExecute"},
+                {"key": "dedicated", "value": "db", "effect": "NoSchedule"}
+            ]},
+            "status": {
+                "addresses": [{"type": "InternalIP", "address": "10.0.0.11"}],
+                "conditions": [{"type": "Ready", "status": "False", "reason": "KubeletDown",
+                                "message": "long text"}],
+                "images": [{"names": ["busybox"], "sizeBytes": 1}]
+            }
+        }))
+        .unwrap();
+        let before = crate::cluster::NodeView::from_node(&node);
+        trim_node(&mut node);
+        assert_eq!(crate::cluster::NodeView::from_node(&node), before);
+        assert!(before.out_of_service && before.not_ready);
+        let spec = node.spec.as_ref().unwrap();
+        assert_eq!(spec.taints.as_ref().map(Vec::len), Some(1));
+        assert!(spec.pod_cidr.is_none() && node.metadata.annotations.is_none());
+        assert!(node.status.as_ref().unwrap().images.is_none());
     }
 
     #[test]
