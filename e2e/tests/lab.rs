@@ -781,6 +781,23 @@ fn layer2(dir: &std::path::Path) -> Result<()> {
     wait_for("one ServiceL2Status again", WAIT, || {
         Ok((lab::l2_owner(dir, "printer")?.as_deref() == Some(owner.as_str())).then_some(()))
     })?;
+
+    // The owner is tainted out of service (its port up, its speaker still gossiping): a
+    // survivor takes the IP at once, and the owner stops answering; untainted, it is
+    // elected again.
+    let kubectl = lab::kubectl(dir);
+    let taint = "node.kubernetes.io/out-of-service=nodeshutdown:NoExecute";
+    kubectl.run(&["taint", "node", &owner, taint], None)?;
+    let moved = wait_for("a survivor to answer alone", WAIT, || {
+        let macs = arping_macs(&cli, &ip).unwrap_or_default();
+        Ok((macs.len() == 1 && macs.iter().all(|m| survivors.contains(m))).then_some(()))
+    });
+    kubectl.run(&["taint", "node", &owner, &format!("{taint}-")], None)?;
+    moved?;
+    wait_for("the owner to answer again", WAIT, || {
+        let macs = arping_macs(&cli, &ip).unwrap_or_default();
+        Ok((macs == [owner_mac.clone()].into()).then_some(()))
+    })?;
     Ok(())
 }
 
