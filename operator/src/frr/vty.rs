@@ -7,12 +7,11 @@
 //! pipelined: answers come back in order. A fresh connection starts in view mode, so
 //! [`Vty::connect`] sends `enable` first.
 //!
-//! vtysh knows which daemons own each command and starts in ~40 ms; its `show
-//! running-config` over 10,000 networks takes another ~50 ms. Here the connections stay
-//! open, [`route`] sends each line of a delta to the daemons that own it (the same split
-//! vtysh makes for ferrolb's grammar, and nothing else: any other line makes the caller use
-//! vtysh), and [`Vty::running_config`] asks every daemon for its part (bgpd prints 10,000
-//! networks in ~6 ms). Every apply is verified against the whole running configuration, so a
+//! vtysh knows which daemons own each command, but every run starts a process and connects
+//! to every daemon. Here the connections stay open, [`route`] sends each line of a delta to
+//! the daemons that own it (the same split vtysh makes for ferrolb's grammar, and nothing
+//! else: any other line makes the caller use vtysh), and [`Vty::running_config`] asks every
+//! daemon for its part (the `frr_apply_*` benchmarks time the whole path). Every apply is verified against the whole running configuration, so a
 //! line sent to the wrong daemon shows up as a mismatch, never as silent drift.
 
 use std::collections::BTreeMap;
