@@ -14,7 +14,7 @@
 //!   both nodes (ECMP), BFD is up on both sides (`vtysh` in the speaker's frr container shows
 //!   it), and the client's requests through the ToR are answered;
 //! - the webhook, called by the API server through the chart's Service, denies a pool that
-//!   overlaps another;
+//!   overlaps another, and nothing routed changes;
 //! - the speaker keeps FRR's configuration as applied (no re-apply loop: its socket
 //!   connections follow FRR's daemons as they come up in the frr container);
 //! - a controller pod deleted under traffic: no IP changes and no failed request;
@@ -131,22 +131,6 @@ fn the_chart_as_shipped_runs_on_real_nodes_and_a_client_reaches_pods_through_a_l
         "{local_ip} is answered by {owner:?}, not by the pod's node {pod_node} ({owner_mac})"
     );
 
-    // The webhook, reached by the API server through its Service: an overlapping pool is
-    // denied, and the existing pool stays.
-    let denied = kubectl.apply(&format!(
-        "apiVersion: metallb.io/v1beta1
-kind: IPAddressPool
-metadata: {{name: overlap, namespace: {NS}}}
-spec:
-  addresses: [10.95.0.205-10.95.0.220]
-"
-    ));
-    let message = format!("{denied:?}");
-    assert!(
-        denied.is_err() && message.contains("overlap"),
-        "an overlapping pool was not denied: {message}"
-    );
-
     // BGP: the ToR learns the Service's IP from both nodes (ECMP), BFD comes up on both
     // sides, and the client's requests through the ToR are answered.
     kubectl.apply(&bgp_manifests())?;
@@ -175,6 +159,29 @@ spec:
             .is_some_and(|p| p.len() == 2 && p.iter().all(|p| p["status"] == "up"));
         Ok(up.then_some(()))
     })?;
+    // The webhook, reached by the API server through its Service: a pool overlapping the
+    // BGP pool is denied, the pools stay as they were, and nothing routed changes.
+    let denied = kubectl.apply(&format!(
+        "apiVersion: metallb.io/v1beta1
+kind: IPAddressPool
+metadata: {{name: overlap, namespace: {NS}}}
+spec:
+  addresses: [10.94.0.8-10.94.0.20]
+"
+    ));
+    let message = format!("{denied:?}");
+    assert!(
+        denied.is_err() && message.contains("overlap"),
+        "an overlapping pool was not denied: {message}"
+    );
+    let pools = kubectl.get(&["ipaddresspools", "-n", NS])?;
+    assert_eq!(pools["items"].as_array().map(Vec::len), Some(2));
+    std::thread::sleep(Duration::from_secs(2));
+    let mut hops = lab::nexthops(rtr, &routed_ip)?;
+    hops.sort();
+    assert_eq!(hops, ["10.95.0.11", "10.95.0.12"], "after the denied pool");
+    assert_eq!(service_ip(cluster, "routed")?, routed_ip);
+
     let route = tor.json(&format!("show bgp ipv4 unicast {routed_ip}/32 json"))?;
     assert!(route.to_string().contains("64512:100"), "{route}");
     let speaker_bfd = speaker_vtysh(kubectl, "show bfd peers brief")?;
