@@ -21,7 +21,7 @@ use ipnet::IpNet;
 use serde::Serialize;
 
 use crate::cluster::{LbService, NodeView, ServiceKey, ServiceScope, ServingEndpoints};
-use crate::config::{BgpAdvertisement, BgpCommunity, Config, Peer, PeerEndpoint, Pool};
+use crate::config::{BgpAdvertisement, BgpCommunity, Config, Peer, PeerEndpoint};
 
 /// Everything [`intent`] reads besides the configuration.
 #[derive(Clone, Copy, Debug)]
@@ -470,18 +470,6 @@ fn carries(peer: &Peer, ipv6: bool) -> bool {
     }
 }
 
-/// The pool holding every one of `ips`, if there is one.
-pub fn pool_of<'c>(config: &'c Config, ips: &[IpAddr]) -> Option<&'c Pool> {
-    let first = ips.first()?;
-    let pool = config
-        .pools
-        .values()
-        .find(|p| p.cidrs().any(|c| c.contains(first)))?;
-    ips.iter()
-        .all(|ip| pool.cidrs().any(|c| c.contains(ip)))
-        .then_some(pool)
-}
-
 /// Decides one Service; the prefixes it sends to each session go to `reached`.
 fn announce_service(
     config: &Config,
@@ -497,7 +485,7 @@ fn announce_service(
     if service.ingress.is_empty() {
         return not(NoIpAllocated);
     }
-    let Some(pool) = pool_of(config, &service.ingress) else {
+    let Some(pool) = config.pool_of(&service.ingress) else {
         return not(IpNotAllowed);
     };
     if pool.bgp_advertisements.is_empty() {

@@ -34,6 +34,17 @@ pub struct Config {
     pub warnings: Vec<ConfigWarning>,
 }
 
+impl Config {
+    /// The pool holding every one of `ips` (honouring each pool's avoidBuggyIPs), if there is
+    /// one: where a Service's IPs come from, for announcing and for explaining. The allocator
+    /// decides with the same rule ([`Pool::contains`]).
+    pub fn pool_of(&self, ips: &[IpAddr]) -> Option<&Pool> {
+        let first = *ips.first()?;
+        let pool = self.pools.values().find(|p| p.contains(first))?;
+        ips.iter().all(|ip| pool.contains(*ip)).then_some(pool)
+    }
+}
+
 /// An address pool.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Pool {

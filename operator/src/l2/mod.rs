@@ -22,7 +22,6 @@ use std::net::IpAddr;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::bgp::pool_of;
 use crate::cluster::{LbService, NodeView, ServiceKey, ServiceScope, ServingEndpoints};
 use crate::config::{Config, L2Advertisement, any_matches};
 
@@ -158,7 +157,7 @@ pub fn verdict(
     let Some(first) = service.ingress.first() else {
         return Err(NotAnswered::NoIpAllocated);
     };
-    let Some(pool) = pool_of(config, &service.ingress) else {
+    let Some(pool) = config.pool_of(&service.ingress) else {
         return Err(NotAnswered::IpNotAllowed);
     };
     if pool.l2_advertisements.is_empty() {

@@ -89,6 +89,26 @@ fn avoid_buggy_ips_excludes_dot_zero_and_dot_255() {
 }
 
 #[test]
+fn the_pool_of_a_services_ips_holds_them_all_under_its_avoid_buggy_ips() {
+    let mut a = pool("a", &["10.0.0.0/24"]);
+    a.spec.avoid_buggy_ips = Some(true);
+    let b = pool("b", &["10.0.1.0/24", "fd00::/120"]);
+    let config = ok(&with_pools(vec![a, b]));
+    let ips = |list: &[&str]| -> Vec<std::net::IpAddr> {
+        list.iter().map(|ip| ip.parse().unwrap()).collect()
+    };
+    let name = |list: &[&str]| config.pool_of(&ips(list)).map(|p| p.name.clone());
+    assert_eq!(name(&["10.0.0.1"]).as_deref(), Some("a"));
+    assert_eq!(name(&["10.0.1.0", "fd00::1"]).as_deref(), Some("b"));
+    // An address avoidBuggyIPs leaves out is in no pool, as the allocator sees it.
+    assert_eq!(name(&["10.0.0.0"]), None);
+    assert_eq!(name(&["10.0.0.255"]), None);
+    // IPs from two pools, or none.
+    assert_eq!(name(&["10.0.0.1", "fd00::1"]), None);
+    assert_eq!(name(&[]), None);
+}
+
+#[test]
 fn service_allocation_namespaces_must_be_unique() {
     let mut p = pool("a", &["10.0.0.0/24"]);
     p.spec.service_allocation = Some(ServiceAllocation {
