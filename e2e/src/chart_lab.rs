@@ -69,12 +69,9 @@ impl ChartLab {
     /// the chart with its default values. Namespaces are named `<prefix>-…`; files go to
     /// `dir`.
     pub fn start(prefix: &str, dir: &Path) -> Result<ChartLab> {
-        let demo = dir.join("demo.tar");
-        image::demo().write(&demo)?;
-        let root = paths::built_with("rootfs.sh", "image", "FERROLB_IMAGE_ROOT")?;
-        let ferrolb = dir.join("ferrolb.tar");
-        image::ferrolb(&root, &paths::ferrolb()?)?.write(&ferrolb)?;
-        let cluster = Cluster::start(prefix, "10.95.0", dir, &[&demo, &ferrolb])?;
+        let images = chart_images(dir)?;
+        let images: Vec<&Path> = images.iter().map(PathBuf::as_path).collect();
+        let cluster = Cluster::start(prefix, "10.95.0", dir, &images)?;
         let client = Netns::create(&format!("{prefix}-cli"))?;
         cluster
             .switch()
@@ -196,6 +193,18 @@ impl ChartLab {
             args,
         )
     }
+}
+
+/// The OCI archives, written to `dir`, that nodes running the chart import: the demo
+/// backend and ferrolb's image (from the image's root file system, `hack/rootfs.sh image`,
+/// and the `ferrolb` binary).
+pub fn chart_images(dir: &Path) -> Result<Vec<PathBuf>> {
+    let demo = dir.join("demo.tar");
+    image::demo().write(&demo)?;
+    let root = paths::built_with("rootfs.sh", "image", "FERROLB_IMAGE_ROOT")?;
+    let ferrolb = dir.join("ferrolb.tar");
+    image::ferrolb(&root, &paths::ferrolb()?)?.write(&ferrolb)?;
+    Ok(vec![demo, ferrolb])
 }
 
 /// `helm install ferrolb deploy/charts/ferrolb -n metallb-system --create-namespace` with

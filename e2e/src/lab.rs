@@ -671,7 +671,7 @@ pub fn up(dir: &Path, mode: Mode) -> Result<String> {
         }
         Mode::Pods => {
             kernel = Some(KernelSettings::save()?);
-            let images = pods::images(dir)?;
+            let images = crate::chart_lab::chart_images(dir)?;
             let plane = ControlPlane::start_with_kubelets(Some(&cp), &dir.join("cp"), address)?;
             kubenodes = pods::start_nodes(dir, &kubectl, &cp, &nodes, &images)?;
             pods::install_chart(dir, &kubectl, &cp)?;

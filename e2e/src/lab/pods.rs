@@ -21,7 +21,6 @@ use crate::image;
 use crate::kubectl::Kubectl;
 use crate::kubenode::{KubeNode, NodeSpec};
 use crate::netns::Netns;
-use crate::paths;
 use crate::process::wait_for;
 
 /// Node `i`'s pod CIDRs (IPv4, IPv6).
@@ -41,17 +40,6 @@ pub struct NodeRecord {
     pub dir: PathBuf,
     /// kube-proxy, kubelet and containerd.
     pub pids: Vec<u32>,
-}
-
-/// The OCI archives every node imports: the demo backend and ferrolb's image (from the
-/// image's root file system, `hack/rootfs.sh image`, and the `ferrolb` binary).
-pub fn images(dir: &Path) -> Result<Vec<PathBuf>> {
-    let demo = dir.join("demo.tar");
-    image::demo().write(&demo)?;
-    let root = paths::built_with("rootfs.sh", "image", "FERROLB_IMAGE_ROOT")?;
-    let ferrolb = dir.join("ferrolb.tar");
-    image::ferrolb(&root, &paths::ferrolb()?)?.write(&ferrolb)?;
-    Ok(vec![demo, ferrolb])
 }
 
 /// Starts a kubelet node in each of `nodes` (the namespaces of [`NODES`], in order), with

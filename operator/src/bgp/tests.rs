@@ -317,7 +317,7 @@ proptest::proptest! {
             endpoints: &endpoints,
             scope: &scope,
             ignore_exclude_label: false,
-                held: &BTreeSet::new(),
+            held: &BTreeSet::new(),
         });
         for (n, change) in steps {
             let key = ServiceKey::new("web", &format!("s{n}"));

@@ -11,8 +11,9 @@
 //! to every daemon. Here the connections stay open, [`route`] sends each line of a delta to
 //! the daemons that own it (the same split vtysh makes for ferrolb's grammar, and nothing
 //! else: any other line makes the caller use vtysh), and [`Vty::running_config`] asks every
-//! daemon for its part (the `frr_apply_*` benchmarks time the whole path). Every apply is verified against the whole running configuration, so a
-//! line sent to the wrong daemon shows up as a mismatch, never as silent drift.
+//! daemon for its part (the `frr_apply_*` benchmarks time the whole path). Every apply is
+//! verified against the whole running configuration, so a line sent to the wrong daemon
+//! shows up as a mismatch, never as silent drift.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -412,9 +412,13 @@ fn start_probes(
     let address = objects
         .nodes
         .iter()
-        .map(crate::cluster::NodeView::from_node)
-        .find(|n| n.name == options.node_name)
-        .and_then(|n| n.addresses.first().copied());
+        .find(|n| n.metadata.name.as_deref() == Some(options.node_name.as_str()))
+        .and_then(|n| {
+            crate::cluster::NodeView::from_node(n)
+                .addresses
+                .first()
+                .copied()
+        });
     for request in requests {
         let ended = ended.clone();
         match address {
