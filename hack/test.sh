@@ -3,7 +3,7 @@
 # CLI and e2e tests.
 # Installs what it needs first (hack/deps.sh, as root) and builds the pinned Kubernetes, etcd,
 # Helm and containerd (hack/k8s.sh) and the Debian 13 root file system FRR 10.3 runs from
-# (hack/rootfs.sh) once per machine. Build output goes to CARGO_TARGET_DIR when set (CI keeps it
+# (hack/rootfs.sh) once per machine, and MetalLB (hack/metallb.sh) for the switch scenario. Build output goes to CARGO_TARGET_DIR when set (CI keeps it
 # outside the work tree).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,7 +12,8 @@ hack/deps.sh
 FERROLB_K8S_DIR="$(hack/k8s.sh build)"
 FERROLB_CONTAINERD_DIR="$(hack/k8s.sh build-node)"
 FERROLB_FRR_ROOT="$(hack/rootfs.sh build)"
-export FERROLB_K8S_DIR FERROLB_CONTAINERD_DIR FERROLB_FRR_ROOT
+FERROLB_METALLB_DIR="$(hack/metallb.sh build)"
+export FERROLB_K8S_DIR FERROLB_CONTAINERD_DIR FERROLB_FRR_ROOT FERROLB_METALLB_DIR
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check

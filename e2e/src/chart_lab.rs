@@ -69,7 +69,14 @@ impl ChartLab {
     /// the chart with its default values. Namespaces are named `<prefix>-…`; files go to
     /// `dir`.
     pub fn start(prefix: &str, dir: &Path) -> Result<ChartLab> {
-        let images = chart_images(dir)?;
+        let lab = ChartLab::without_chart(prefix, dir, &chart_images(dir)?)?;
+        install_chart(lab.cluster.kubectl(), |args| lab.helm(args), 4)?;
+        Ok(lab)
+    }
+
+    /// The cluster with `images` imported into every node, the client and the ToR, and no
+    /// load balancer installed.
+    pub fn without_chart(prefix: &str, dir: &Path, images: &[PathBuf]) -> Result<ChartLab> {
         let images: Vec<&Path> = images.iter().map(PathBuf::as_path).collect();
         let cluster = Cluster::start(prefix, "10.95.0", dir, &images)?;
         let client = Netns::create(&format!("{prefix}-cli"))?;
@@ -88,15 +95,13 @@ impl ChartLab {
         rtr.no_redirects()?;
         client.no_redirects()?;
         client.ip(&["route", "add", "10.94.0.0/24", "via", "10.95.0.1"])?;
-        let lab = ChartLab {
+        Ok(ChartLab {
             tor,
             rtr,
             client,
             cluster,
             home: dir.join("helm"),
-        };
-        install_chart(lab.cluster.kubectl(), |args| lab.helm(args), 4)?;
-        Ok(lab)
+        })
     }
 
     /// `helm upgrade` of the release with the log level set to `level`, which restarts
@@ -330,10 +335,21 @@ kind: BFDProfile
 metadata: {{name: fast, namespace: {NS}}}
 spec: {{receiveInterval: 100, transmitInterval: 100, detectMultiplier: 3}}
 ---
-apiVersion: metallb.io/v1beta2
+{}",
+        bgp_manifests_with_peer(
+            "{myASN: 64512, peerASN: 64513, peerAddress: 10.95.0.1, bfdProfile: fast, enableGracefulRestart: true}"
+        )
+    )
+}
+
+/// BGPPeer `tor` with spec `peer` (YAML flow style), the BGP pool (10.94.0.0/28) with its
+/// advertisement (community 64512:100), and Service `routed` over the `web` pods.
+pub fn bgp_manifests_with_peer(peer: &str) -> String {
+    format!(
+        "apiVersion: metallb.io/v1beta2
 kind: BGPPeer
 metadata: {{name: tor, namespace: {NS}}}
-spec: {{myASN: 64512, peerASN: 64513, peerAddress: 10.95.0.1, bfdProfile: fast, enableGracefulRestart: true}}
+spec: {peer}
 ---
 apiVersion: metallb.io/v1beta1
 kind: IPAddressPool

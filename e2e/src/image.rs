@@ -35,6 +35,8 @@ pub enum Entry {
     },
     /// An empty directory.
     Dir(String),
+    /// An empty directory every user may write to, sticky (mode 1777), as `/tmp` is.
+    SharedDir(String),
     /// A symbolic link `path` → `target`.
     Link {
         /// The link.
@@ -104,6 +106,10 @@ fn layer(entries: &[Entry]) -> Result<Vec<u8>> {
             }
             Entry::Dir(path) => {
                 let head = header(path, 0, 0o755, tar::EntryType::Directory)?;
+                builder.append(&head, std::io::empty())?;
+            }
+            Entry::SharedDir(path) => {
+                let head = header(path, 0, 0o1777, tar::EntryType::Directory)?;
                 builder.append(&head, std::io::empty())?;
             }
             Entry::Link { path, target } => {

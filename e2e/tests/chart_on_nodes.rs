@@ -45,6 +45,7 @@ use ferrolb_e2e::lab;
 use ferrolb_e2e::netns::Netns;
 use ferrolb_e2e::paths::Scratch;
 use ferrolb_e2e::process::wait_for;
+use ferrolb_e2e::sampler::NexthopSampler;
 
 /// A Service with `externalTrafficPolicy: Local` and one pod behind it.
 fn local_service() -> String {
@@ -279,27 +280,10 @@ spec:
     // again, while a node's port going down still withdraws them at once, through BFD:
     // `benches/traffic.rs`).
     let bgp_requests = RequestLoop::start(client, &routed_ip, Duration::from_millis(20))?;
-    let sampling = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
-    let sampler = {
-        let (sampling, router, prefix) =
-            (sampling.clone(), rtr.name().to_string(), routed_ip.clone());
-        std::thread::spawn(move || {
-            let router = Netns::attach(&router);
-            let mut fewest = usize::MAX;
-            while sampling.load(std::sync::atomic::Ordering::Relaxed) {
-                let hops = lab::nexthops(&router, &prefix)
-                    .map(|h| h.len())
-                    .unwrap_or(0);
-                fewest = fewest.min(hops);
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            fewest
-        })
-    };
+    let sampler = NexthopSampler::start(rtr, &routed_ip);
     lab.upgrade_speakers("debug")?;
     std::thread::sleep(Duration::from_secs(5));
-    sampling.store(false, std::sync::atomic::Ordering::Relaxed);
-    let fewest = sampler.join().unwrap_or(0);
+    let fewest = sampler.finish().fewest;
     let results = bgp_requests.finish();
     // How many fail is the figure `traffic_upgrade_failed_requests` (goal 0; 0 in most runs,
     // a few in some, cause not yet known); here, more than one in a hundred is a failure.

@@ -1,0 +1,117 @@
+//! What a router does to a prefix while something else happens: its next hops sampled every
+//! 50 ms on a thread of their own.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crate::lab::nexthops;
+use crate::netns::Netns;
+
+/// The next hops of one prefix in a router's kernel, sampled until [`NexthopSampler::finish`].
+#[derive(Debug)]
+pub struct NexthopSampler {
+    running: Arc<AtomicBool>,
+    thread: Option<JoinHandle<Vec<(Instant, usize)>>>,
+}
+
+/// What the samples showed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sampled {
+    /// The fewest next hops seen (0: the prefix was withdrawn at some point).
+    pub fewest: usize,
+    /// How long, in all, the prefix had fewer next hops than at the first sample.
+    pub reduced: Duration,
+}
+
+impl NexthopSampler {
+    /// Starts sampling `prefix` in `router`'s kernel.
+    pub fn start(router: &Netns, prefix: &str) -> NexthopSampler {
+        let running = Arc::new(AtomicBool::new(true));
+        let (flag, router, prefix) = (
+            running.clone(),
+            router.name().to_string(),
+            prefix.to_string(),
+        );
+        let thread = std::thread::spawn(move || {
+            let router = Netns::attach(&router);
+            let mut samples = Vec::new();
+            while flag.load(Ordering::Relaxed) {
+                let hops = nexthops(&router, &prefix).map(|h| h.len()).unwrap_or(0);
+                samples.push((Instant::now(), hops));
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            samples
+        });
+        NexthopSampler {
+            running,
+            thread: Some(thread),
+        }
+    }
+
+    /// Stops sampling and sums up.
+    pub fn finish(mut self) -> Sampled {
+        self.running.store(false, Ordering::Relaxed);
+        let samples = self
+            .thread
+            .take()
+            .and_then(|t| t.join().ok())
+            .unwrap_or_default();
+        summarize(&samples)
+    }
+}
+
+impl Drop for NexthopSampler {
+    fn drop(&mut self) {
+        self.running.store(false, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn summarize(samples: &[(Instant, usize)]) -> Sampled {
+    let Some(&(_, first)) = samples.first() else {
+        return Sampled {
+            fewest: 0,
+            reduced: Duration::ZERO,
+        };
+    };
+    let fewest = samples.iter().map(|(_, hops)| *hops).min().unwrap_or(0);
+    let reduced = samples
+        .windows(2)
+        .filter(|pair| pair[0].1 < first)
+        .map(|pair| pair[1].0.duration_since(pair[0].0))
+        .sum();
+    Sampled { fewest, reduced }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_time_with_fewer_hops_than_at_the_start_is_summed() {
+        let t = Instant::now();
+        let at = |ms: u64| t + Duration::from_millis(ms);
+        let samples = [
+            (at(0), 2),
+            (at(50), 2),
+            (at(100), 1),
+            (at(150), 0),
+            (at(200), 2),
+            (at(250), 1),
+            (at(300), 2),
+        ];
+        assert_eq!(
+            summarize(&samples),
+            Sampled {
+                fewest: 0,
+                reduced: Duration::from_millis(150)
+            }
+        );
+        assert_eq!(summarize(&[]).fewest, 0);
+        assert_eq!(summarize(&[(t, 2)]).reduced, Duration::ZERO);
+    }
+}

@@ -1,0 +1,110 @@
+//! MetalLB beside ferrolb on the same real nodes, ToR and client, and the switch from one to
+//! the other as the README's "Replacing MetalLB" tells a user:
+//!
+//! - MetalLB's controller and speaker, built from the Go module pinned in
+//!   `hack/tools/metallb` and installed with MetalLB's own Helm chart (native BGP mode and
+//!   layer 2), give a BGP Service and a layer-2 Service their IPs; the ToR routes the BGP IP
+//!   to both nodes and the client's requests to both IPs are answered;
+//! - under request loops to both IPs, MetalLB's CRDs are kept out of its Helm release, MetalLB
+//!   is uninstalled, ferrolb's CRD definitions replace MetalLB's and ferrolb's chart is
+//!   installed: no Service's IP changes, every object MetalLB served is still there, ferrolb
+//!   announces both IPs, and the failed requests and the ToR's withdrawals are printed (the
+//!   figures of `hack/bench.sh versus`; MetalLB's native speaker ends its BGP sessions when it
+//!   stops, so the BGP IP is unreachable until ferrolb's speakers announce it).
+//!
+//! Needs root and what `chart_on_nodes.rs` needs, and the go command (`hack/metallb.sh`).
+
+use std::time::Duration;
+
+use anyhow::Result;
+use ferrolb_e2e::chart_lab::{NS, l2_manifests, service_ip, speaker_vtysh};
+use ferrolb_e2e::lab;
+use ferrolb_e2e::metallb;
+use ferrolb_e2e::paths::Scratch;
+use ferrolb_e2e::process::wait_for;
+
+#[test]
+fn metallb_announces_and_the_switch_to_ferrolb_keeps_every_ip() -> Result<()> {
+    let scratch = Scratch::new("metallb-switch")?;
+    let built = metallb::built()?;
+    let version = metallb::version(&built)?;
+    let prefix = format!("flmb{}", std::process::id());
+    let lab = metallb::lab(&prefix, scratch.path(), &built)?;
+    let (cluster, client) = (&lab.cluster, &lab.client);
+    let kubectl = cluster.kubectl();
+
+    metallb::install_native(&lab, &built)?;
+    let manifests = format!("{}---\n{}", l2_manifests(), metallb::native_bgp_manifests());
+    metallb::apply_when_admitted(kubectl, &manifests)?;
+    let routed = service_ip(cluster, "routed")?;
+    let web = service_ip(cluster, "web")?;
+    let mut nodes = cluster.addresses().to_vec();
+    nodes.sort();
+    let answered = |ip: &str| {
+        client
+            .run("curl", &["-s", "-m", "1", &format!("http://{ip}/")])
+            .is_ok_and(|a| a.starts_with("pod="))
+    };
+    wait_for(
+        &format!("MetalLB {version} announcing {routed} over BGP and {web} over layer 2"),
+        Duration::from_secs(120),
+        || {
+            let mut hops = lab::nexthops(&lab.rtr, &routed)?;
+            hops.sort();
+            Ok((hops == nodes && answered(&routed) && answered(&web)).then_some(()))
+        },
+    )?;
+    println!("MetalLB {version} (native BGP, layer 2) announces {routed} and {web}");
+    let objects = |kubectl: &ferrolb_e2e::kubectl::Kubectl| -> Result<Vec<String>> {
+        let list = kubectl.run(
+            &[
+                "get",
+                "ipaddresspools,l2advertisements,bgpadvertisements,bgppeers",
+                "-n",
+                NS,
+                "-o",
+                "name",
+            ],
+            None,
+        )?;
+        let mut names: Vec<String> = list.lines().map(str::to_string).collect();
+        names.sort();
+        Ok(names)
+    };
+    let objects_before = objects(kubectl)?;
+    assert_eq!(objects_before.len(), 5, "{objects_before:?}");
+
+    let switched = metallb::switch_to_ferrolb(&lab, &built, &routed, &web)?;
+    println!(
+        "switch MetalLB {version} → ferrolb: {} IPs changed; BGP IP: {} of {} requests failed, \
+         fewest next hops {} of {} ({} ms with fewer); layer-2 IP: {} of {} failed; \
+         {} ms from MetalLB's removal and {} ms from `helm install ferrolb` to all announced",
+        switched.ip_changes.len(),
+        switched.bgp_requests.1,
+        switched.bgp_requests.0,
+        switched.hops.fewest,
+        nodes.len(),
+        switched.hops.reduced.as_millis(),
+        switched.l2_requests.1,
+        switched.l2_requests.0,
+        switched.total.as_millis(),
+        switched.install_to_announced.as_millis(),
+    );
+    assert!(
+        switched.ip_changes.is_empty(),
+        "Services' IPs changed: {:?}",
+        switched.ip_changes
+    );
+    assert_eq!(objects(kubectl)?, objects_before);
+    // ferrolb's speakers, not a leftover, announce it: their FRR sends it to the ToR.
+    let sent = speaker_vtysh(kubectl, "show bgp ipv4 unicast")?;
+    assert!(sent.contains(&format!("{routed}/32")), "{sent}");
+    // Nothing of MetalLB's is left running.
+    let pods = kubectl.run(&["get", "pods", "-n", NS, "-o", "name"], None)?;
+    assert!(
+        pods.lines()
+            .all(|p| p.starts_with("pod/speaker-") || p.starts_with("pod/controller-")),
+        "{pods}"
+    );
+    Ok(())
+}
