@@ -28,6 +28,10 @@ FERROLB_BIN="${CARGO_TARGET_DIR:-$PWD/target}/release/ferrolb" \
 # runc, the CNI plugins, the image's root file system, Debian's frr, the control plane).
 FERROLB_BIN="${CARGO_TARGET_DIR:-$PWD/target}/release/ferrolb" \
     cargo bench -q -p ferrolb-e2e --bench traffic -- "$@"
+# ferrolb and MetalLB side by side on real nodes, and the switch from MetalLB to ferrolb (root,
+# what the traffic figures need, and the go command for hack/metallb.sh).
+FERROLB_BIN="${CARGO_TARGET_DIR:-$PWD/target}/release/ferrolb" \
+    cargo bench -q -p ferrolb-e2e --bench versus -- "$@"
 # ferrolb's FRR apply path against frr-reload.py (root, Debian's frr); takes several minutes,
 # most of it frr-reload.py removing 1,000 lines.
 cargo bench -q -p ferrolb-e2e --bench frr_apply -- "$@"

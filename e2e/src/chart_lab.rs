@@ -168,16 +168,30 @@ impl ChartLab {
     }
 
     /// Takes node `node`'s switch port down under a request loop (one request every 20 ms)
-    /// to `ip`, brings it back 6 s later, and returns the window of failed requests
-    /// ([`failure_window`]) among those sent from 1 s before the port went down.
-    pub fn port_failure_window(&self, ip: &str, node: usize) -> Result<Duration> {
+    /// to `ip`, brings it back once requests have been answered for 2 s after a failure (or
+    /// 6 s after it went down, if none failed; at most `limit`), and returns the window of
+    /// failed requests ([`failure_window`]) among those sent from 1 s before the port went
+    /// down.
+    pub fn port_failure_window(&self, ip: &str, node: usize, limit: Duration) -> Result<Duration> {
         let port = format!("n{}", node + 1);
         let requests = RequestLoop::start(&self.client, ip, Duration::from_millis(20))?;
         std::thread::sleep(Duration::from_secs(1));
         self.cluster.switch().set_port(&port, false)?;
         let down = std::time::Instant::now();
-        // Long enough for a failover and 2 s of answers after it.
-        std::thread::sleep(Duration::from_secs(6));
+        while down.elapsed() < limit {
+            std::thread::sleep(Duration::from_millis(200));
+            let results = requests.results();
+            let recovered = match results.iter().rposition(|(_, ok)| !ok) {
+                Some(last) => results[last..]
+                    .iter()
+                    .find(|(_, ok)| *ok)
+                    .is_some_and(|(at, _)| at.elapsed() >= Duration::from_secs(2)),
+                None => down.elapsed() >= Duration::from_secs(6),
+            };
+            if recovered {
+                break;
+            }
+        }
         let results = requests.finish();
         self.cluster.switch().set_port(&port, true)?;
         let after: Vec<_> = results
@@ -185,7 +199,10 @@ impl ChartLab {
             .filter(|(started, _)| *started + Duration::from_secs(1) > down)
             .collect();
         failure_window(&after).with_context(|| {
-            format!("requests to {ip} never succeeded again after port {port} went down")
+            format!(
+                "requests to {ip} never succeeded again within {limit:?} after port {port} \
+                 went down"
+            )
         })
     }
 
@@ -612,15 +629,20 @@ impl RequestLoop {
         })
     }
 
+    /// Every request finished so far, with its start and outcome, in start order.
+    pub fn results(&self) -> Vec<(std::time::Instant, bool)> {
+        let mut results = self.results.lock().map(|r| r.clone()).unwrap_or_default();
+        results.sort_by_key(|(started, _)| *started);
+        results
+    }
+
     /// Stops it and returns every request's start and outcome, in start order.
     pub fn finish(mut self) -> Vec<(std::time::Instant, bool)> {
         self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
         if let Some(driver) = self.driver.take() {
             let _ = driver.join();
         }
-        let mut results = self.results.lock().map(|r| r.clone()).unwrap_or_default();
-        results.sort_by_key(|(started, _)| *started);
-        results
+        self.results()
     }
 }
 

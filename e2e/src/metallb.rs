@@ -187,25 +187,25 @@ pub fn remove_keeping_objects(lab: &ChartLab, built: &Path) -> Result<()> {
     replace_existing_crds(kubectl)
 }
 
-/// `kubectl replace` with each of ferrolb's CRDs that the cluster has (the others come with
-/// ferrolb's chart).
+/// `kubectl replace -f deploy/charts/ferrolb/crds/`, as the README says: every CRD MetalLB
+/// had is replaced; the one it lacks (ConfigurationState) is reported not found, which is the
+/// only error allowed.
 pub fn replace_existing_crds(kubectl: &Kubectl) -> Result<()> {
-    let existing = kubectl.run(&["get", "crd", "-o", "name"], None)?;
     let dir = paths::repo().join("deploy/charts/ferrolb/crds");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)?
-        .map(|e| e.map(|e| e.path()))
-        .collect::<std::io::Result<_>>()?;
-    files.sort();
-    for file in files {
-        // metallb.io_bgppeers.yaml → bgppeers.metallb.io
-        let stem = file.file_stem().and_then(|s| s.to_str()).unwrap_or("");
-        let Some((group, plural)) = stem.split_once('_') else {
-            continue;
-        };
-        let name = format!("customresourcedefinition.apiextensions.k8s.io/{plural}.{group}");
-        if existing.lines().any(|l| l == name) {
-            kubectl.run(&["replace", "-f", &file.to_string_lossy()], None)?;
-        }
+    let Err(error) = kubectl.run(&["replace", "-f", &dir.to_string_lossy()], None) else {
+        return Ok(());
+    };
+    let text = format!("{error:#}");
+    let errors: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("Error from server") || l.starts_with("error"))
+        .collect();
+    let only_missing = !errors.is_empty()
+        && errors
+            .iter()
+            .all(|l| l.contains("configurationstates.metallb.io") && l.contains("not found"));
+    if !only_missing {
+        bail!("replacing MetalLB's CRDs with ferrolb's: {text}");
     }
     Ok(())
 }

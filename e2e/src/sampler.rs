@@ -23,6 +23,9 @@ pub struct Sampled {
     pub fewest: usize,
     /// How long, in all, the prefix had fewer next hops than at the first sample.
     pub reduced: Duration,
+    /// How many next hops were withdrawn, one at a time (the decreases between samples,
+    /// summed).
+    pub withdrawn: usize,
 }
 
 impl NexthopSampler {
@@ -76,6 +79,7 @@ fn summarize(samples: &[(Instant, usize)]) -> Sampled {
         return Sampled {
             fewest: 0,
             reduced: Duration::ZERO,
+            withdrawn: 0,
         };
     };
     let fewest = samples.iter().map(|(_, hops)| *hops).min().unwrap_or(0);
@@ -84,7 +88,15 @@ fn summarize(samples: &[(Instant, usize)]) -> Sampled {
         .filter(|pair| pair[0].1 < first)
         .map(|pair| pair[1].0.duration_since(pair[0].0))
         .sum();
-    Sampled { fewest, reduced }
+    let withdrawn = samples
+        .windows(2)
+        .map(|pair| pair[0].1.saturating_sub(pair[1].1))
+        .sum();
+    Sampled {
+        fewest,
+        reduced,
+        withdrawn,
+    }
 }
 
 #[cfg(test)]
@@ -108,7 +120,8 @@ mod tests {
             summarize(&samples),
             Sampled {
                 fewest: 0,
-                reduced: Duration::from_millis(150)
+                reduced: Duration::from_millis(150),
+                withdrawn: 3,
             }
         );
         assert_eq!(summarize(&[]).fewest, 0);

@@ -242,7 +242,7 @@ spec:
         &survivor_bgp,
         &[&survivor_l2],
     )?;
-    let window = lab.port_failure_window(&survivor_bgp, 1)?;
+    let window = lab.port_failure_window(&survivor_bgp, 1, Duration::from_secs(10))?;
     println!(
         "BFD hard failure: requests failed for {} ms",
         window.as_millis()
@@ -258,7 +258,7 @@ spec:
         Duration::from_secs(10),
         || Ok((lab.l2_owner(&survivor_l2)? == 1).then_some(())),
     )?;
-    let window = lab.port_failure_window(&survivor_l2, 1)?;
+    let window = lab.port_failure_window(&survivor_l2, 1, Duration::from_secs(10))?;
     println!(
         "layer-2 owner failure: requests failed for {} ms",
         window.as_millis()
