@@ -69,14 +69,16 @@ impl Endpoints {
         Ok(())
     }
 
-    /// Binds `addr` and serves until `shutdown`; returns the bound address at once (port 0
-    /// picks a free one).
+    /// Binds `addr` and serves until `shutdown`; returns the bound address once bound (port
+    /// 0 picks a free one). While another process holds the port (MetalLB's speaker still
+    /// leaving the node during a switch, say), it waits for it, saying so every
+    /// [`BIND_RETRY`].
     pub async fn serve(
         &self,
         addr: SocketAddr,
         shutdown: CancellationToken,
     ) -> std::io::Result<SocketAddr> {
-        let listener = TcpListener::bind(addr).await?;
+        let listener = bind_when_free(addr, &shutdown).await?;
         let bound = listener.local_addr()?;
         let router = self.router();
         tokio::spawn(async move {
@@ -88,6 +90,31 @@ impl Endpoints {
             }
         });
         Ok(bound)
+    }
+}
+
+/// How often a port held by another process is tried again.
+pub const BIND_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
+
+async fn bind_when_free(
+    addr: SocketAddr,
+    shutdown: &CancellationToken,
+) -> std::io::Result<TcpListener> {
+    loop {
+        match TcpListener::bind(addr).await {
+            Err(error) if error.kind() == std::io::ErrorKind::AddrInUse => {
+                tracing::warn!(
+                    %addr,
+                    "the address is in use by another process (another speaker on this node, \
+                     such as MetalLB's, still leaving?); waiting for it"
+                );
+                tokio::select! {
+                    () = tokio::time::sleep(BIND_RETRY) => {}
+                    () = shutdown.cancelled() => return Err(error),
+                }
+            }
+            other => return other,
+        }
     }
 }
 
@@ -123,6 +150,41 @@ mod tests {
         let mut out = String::new();
         stream.read_to_string(&mut out).await.unwrap();
         out
+    }
+
+    #[tokio::test]
+    async fn a_port_held_by_another_process_is_waited_for_until_shutdown() {
+        let endpoints = Endpoints::new(Registry::default(), Arc::new(AtomicBool::new(true)));
+        let holder = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = holder.local_addr().unwrap();
+        let shutdown = CancellationToken::new();
+        let waiting = {
+            let (endpoints, shutdown) = (endpoints.clone(), shutdown.clone());
+            tokio::spawn(async move { endpoints.serve(addr, shutdown).await })
+        };
+        tokio::time::sleep(BIND_RETRY / 2).await;
+        assert!(!waiting.is_finished(), "it gave up on a held port");
+        drop(holder);
+        let bound = tokio::time::timeout(BIND_RETRY * 3, waiting)
+            .await
+            .expect("still waiting after the port was freed")
+            .unwrap()
+            .unwrap();
+        assert_eq!(bound, addr);
+        assert!(get(addr, "/healthz").await.starts_with("HTTP/1.1 200"));
+
+        // Told to stop while waiting, it stops with the bind error.
+        let holder = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let held = holder.local_addr().unwrap();
+        let stop = CancellationToken::new();
+        let waiting = {
+            let (endpoints, stop) = (endpoints.clone(), stop.clone());
+            tokio::spawn(async move { endpoints.serve(held, stop).await })
+        };
+        stop.cancel();
+        let error = waiting.await.unwrap().unwrap_err();
+        assert_eq!(error.kind(), std::io::ErrorKind::AddrInUse);
+        shutdown.cancel();
     }
 
     #[tokio::test]
