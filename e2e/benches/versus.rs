@@ -17,7 +17,9 @@
 //!   withdrew, requests failed. MetalLB's native mode refuses graceful restart; ferrolb's
 //!   peer enables it.
 //! - `switch_ip_changes`, `switch_failed_requests` (BGP and layer-2 IPs together),
-//!   `switch_withdrawn`, `switch_announced_ms`: the switch itself ([`metallb::switch_to_ferrolb`]).
+//!   `switch_withdrawn`, `switch_announced_ms`: the switch itself ([`metallb::switch_to_ferrolb`]),
+//!   node by node as the README recommends ([`metallb::hand_over`]), or with
+//!   `FERROLB_VERSUS_SWITCH=remove-first` MetalLB removed before ferrolb is installed.
 //!
 //! The systems run one after the other, not alternating: the figures are windows of seconds
 //! against noise of tens of milliseconds. Needs root, what `tests/chart_on_nodes.rs` needs and
@@ -166,7 +168,12 @@ fn main() -> Result<()> {
     let (metallb_restart_failed, metallb_restart) =
         lab.restart("metallb-speaker", "metallb_native")?;
 
-    let switched = metallb::switch_to_ferrolb(&lab.lab, &built, &lab.routed, &lab.web)?;
+    let how = match std::env::var("FERROLB_VERSUS_SWITCH").as_deref() {
+        Ok("remove-first") => metallb::Switch::RemoveFirst,
+        _ => metallb::Switch::NodeByNode,
+    };
+    println!("switch: {how:?}");
+    let switched = metallb::switch_to_ferrolb(&lab.lab, &built, how, &lab.routed, &lab.web)?;
     println!(
         "switch: {} IPs changed {:?}; BGP IP {} of {} failed, layer-2 IP {} of {} failed; \
          {} next hops withdrawn, fewest {}; {} ms to all announced ({} ms after helm install)",

@@ -360,7 +360,8 @@ spec: {{receiveInterval: 100, transmitInterval: 100, detectMultiplier: 3}}
 }
 
 /// BGPPeer `tor` with spec `peer` (YAML flow style), the BGP pool (10.94.0.0/28) with its
-/// advertisement (community 64512:100), and Service `routed` over the `web` pods.
+/// advertisement (community 64512:100), and Service `routed` over the `web` pods, in that pool
+/// by its annotation.
 pub fn bgp_manifests_with_peer(peer: &str) -> String {
     format!(
         "apiVersion: metallb.io/v1beta2
@@ -383,7 +384,7 @@ spec:
 ---
 apiVersion: v1
 kind: Service
-metadata: {{name: routed, namespace: default}}
+metadata: {{name: routed, namespace: default, annotations: {{metallb.io/address-pool: bgp}}}}
 spec:
   type: LoadBalancer
   selector: {{app: web}}

@@ -163,15 +163,7 @@ pub fn service_ips(kubectl: &Kubectl) -> Result<BTreeMap<String, Vec<String>>> {
 /// definition sends conversions to MetalLB's webhook Service, which is gone).
 pub fn remove_keeping_objects(lab: &ChartLab, built: &Path) -> Result<()> {
     let kubectl = lab.cluster.kubectl();
-    let crds = kubectl.run(&["get", "crd", "-o", "name"], None)?;
-    let ours: Vec<&str> = crds
-        .lines()
-        .filter(|c| c.ends_with(".metallb.io"))
-        .collect();
-    let mut annotate = vec!["annotate", "--overwrite"];
-    annotate.extend(&ours);
-    annotate.push("helm.sh/resource-policy=keep");
-    kubectl.run(&annotate, None)?;
+    keep_crds(lab)?;
     let chart = built.join("chart");
     lab.helm(&[
         "upgrade",
@@ -210,6 +202,21 @@ pub fn replace_existing_crds(kubectl: &Kubectl) -> Result<()> {
     Ok(())
 }
 
+/// `kubectl annotate` of every `*.metallb.io` CRD with `helm.sh/resource-policy=keep`.
+fn keep_crds(lab: &ChartLab) -> Result<()> {
+    let kubectl = lab.cluster.kubectl();
+    let crds = kubectl.run(&["get", "crd", "-o", "name"], None)?;
+    let ours: Vec<&str> = crds
+        .lines()
+        .filter(|c| c.ends_with(".metallb.io"))
+        .collect();
+    let mut annotate = vec!["annotate", "--overwrite"];
+    annotate.extend(&ours);
+    annotate.push("helm.sh/resource-policy=keep");
+    kubectl.run(&annotate, None)?;
+    Ok(())
+}
+
 /// What the switch from MetalLB to ferrolb did, measured under request loops.
 #[derive(Debug)]
 pub struct Switched {
@@ -227,13 +234,116 @@ pub struct Switched {
     pub install_to_announced: Duration,
 }
 
-/// Switches the lab from MetalLB to ferrolb as the README tells a user, under a request loop
-/// to `bgp_ip` and one to `l2_ip`, sampling the ToR's next hops for `bgp_ip`; returns once
-/// ferrolb announces both (the ToR routes `bgp_ip` to every node, the client's requests to
-/// both are answered) and the loops have run 2 s more.
+/// The README's switch without downtime, node by node: MetalLB's CRDs kept out of its
+/// release; its speaker DaemonSet deleted with its pods left running (`--cascade=orphan`, so
+/// none is recreated once deleted); ferrolb's CRD definitions put in; ferrolb installed with
+/// its default values (its controller runs beside MetalLB's, both keeping the IPs they find;
+/// its speakers wait while MetalLB's hold the node's ports); then, node by node, MetalLB's
+/// speaker deleted and ferrolb's announcing from the node (a new session at the ToR, the BGP
+/// IP routed through it) before the next; MetalLB uninstalled. Returns when
+/// `helm install ferrolb` ran.
+pub fn hand_over(lab: &ChartLab, built: &Path, bgp_ip: &str) -> Result<Instant> {
+    let kubectl = lab.cluster.kubectl();
+    let began = Instant::now();
+    let step = |what: &str| println!("hand-over +{} ms: {what}", began.elapsed().as_millis());
+    keep_crds(lab)?;
+    let chart = built.join("chart");
+    lab.helm(&[
+        "upgrade",
+        RELEASE,
+        &chart.to_string_lossy(),
+        "-n",
+        NS,
+        "--reuse-values",
+        "--set",
+        "crds.enabled=false",
+    ])?;
+    kubectl.run(
+        &[
+            "delete",
+            "daemonset",
+            "-n",
+            NS,
+            "metallb-speaker",
+            "--cascade=orphan",
+        ],
+        None,
+    )?;
+    step("MetalLB's CRDs kept, its speakers orphaned");
+    replace_existing_crds(kubectl)?;
+    step("ferrolb's CRD definitions in");
+    let installing = Instant::now();
+    let ferrolb_chart = paths::repo().join("deploy/charts/ferrolb");
+    lab.helm(&[
+        "install",
+        "ferrolb",
+        &ferrolb_chart.to_string_lossy(),
+        "-n",
+        NS,
+    ])?;
+    step("ferrolb installed");
+    // The ToR's session to a node: how many times it was established, and whether it is now.
+    let session = |address: &str| -> Result<(u64, bool)> {
+        let neighbour = lab
+            .tor
+            .json(&format!("show bgp neighbors {address} json"))?;
+        let peer = &neighbour[address];
+        Ok((
+            peer["connectionsEstablished"].as_u64().unwrap_or(0),
+            peer["bgpState"] == "Established",
+        ))
+    };
+    for (name, address) in lab.cluster.names().iter().zip(lab.cluster.addresses()) {
+        let (metallbs, _) = session(address)?;
+        kubectl.run(
+            &[
+                "delete",
+                "pod",
+                "-n",
+                NS,
+                "-l",
+                "app.kubernetes.io/name=metallb,app.kubernetes.io/component=speaker",
+                "--field-selector",
+                &format!("spec.nodeName={name}"),
+            ],
+            None,
+        )?;
+        step(&format!("MetalLB's speaker on {name} deleted"));
+        // A new session (ferrolb's), and the IP routed through it.
+        wait_for(
+            &format!("ferrolb's speaker announcing {bgp_ip} from {name}"),
+            Duration::from_secs(120),
+            || {
+                let (count, up) = session(address)?;
+                let routed = crate::lab::nexthops(&lab.rtr, bgp_ip)?.contains(address);
+                Ok((count > metallbs && up && routed).then_some(()))
+            },
+        )?;
+        step(&format!("{name} announces through ferrolb"));
+    }
+    lab.helm(&["uninstall", RELEASE, "-n", NS, "--wait"])?;
+    step("MetalLB uninstalled");
+    Ok(installing)
+}
+
+/// How MetalLB is replaced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Switch {
+    /// MetalLB removed, then ferrolb installed ([`remove_keeping_objects`]).
+    RemoveFirst,
+    /// Node by node ([`hand_over`]).
+    NodeByNode,
+}
+
+/// Switches the lab from MetalLB to ferrolb as the README tells a user, `how`, under a
+/// request loop to `bgp_ip` and one to `l2_ip`, sampling the ToR's next hops for `bgp_ip`;
+/// returns once ferrolb announces both (the ToR routes `bgp_ip` to every node, the client's
+/// requests to both are answered, and only ferrolb's pods are left) and the loops have run
+/// 2 s more.
 pub fn switch_to_ferrolb(
     lab: &ChartLab,
     built: &Path,
+    how: Switch,
     bgp_ip: &str,
     l2_ip: &str,
 ) -> Result<Switched> {
@@ -244,13 +354,16 @@ pub fn switch_to_ferrolb(
     let sampler = NexthopSampler::start(&lab.rtr, bgp_ip);
     std::thread::sleep(Duration::from_secs(1));
     let started = Instant::now();
-    remove_keeping_objects(lab, built)?;
-    let installing = Instant::now();
-    chart_lab::install_chart(
-        kubectl,
-        |args| lab.helm(args),
-        lab.cluster.names().len() + 2,
-    )?;
+    let nodes = lab.cluster.names().len();
+    let installing = match how {
+        Switch::RemoveFirst => {
+            remove_keeping_objects(lab, built)?;
+            let installing = Instant::now();
+            chart_lab::install_chart(kubectl, |args| lab.helm(args), nodes + 2)?;
+            installing
+        }
+        Switch::NodeByNode => hand_over(lab, built, bgp_ip)?,
+    };
     let mut all = lab.cluster.addresses().to_vec();
     all.sort();
     let answered = |ip: &str| {
@@ -259,22 +372,46 @@ pub fn switch_to_ferrolb(
             .is_ok_and(|a| a.starts_with("pod="))
     };
     wait_for(
-        "ferrolb announcing every Service",
-        Duration::from_secs(90),
+        "ferrolb announcing every Service, alone",
+        Duration::from_secs(120),
         || {
             let mut hops = crate::lab::nexthops(&lab.rtr, bgp_ip)?;
             hops.sort();
-            Ok((hops == all && answered(bgp_ip) && answered(l2_ip)).then_some(()))
+            let (ready, total) = chart_lab::ready_pods(kubectl, NS)?;
+            Ok((hops == all
+                && answered(bgp_ip)
+                && answered(l2_ip)
+                && ready == total
+                && total == nodes + 2)
+                .then_some(()))
         },
     )?;
     let announced = Instant::now();
     std::thread::sleep(Duration::from_secs(2));
     let hops = sampler.finish();
-    let count = |results: Vec<(Instant, bool)>| {
-        (results.len(), results.iter().filter(|(_, ok)| !ok).count())
+    for (from, lasted) in &hops.unrouted {
+        println!(
+            "switch +{} ms: the ToR had no route to {bgp_ip} for {} ms",
+            from.saturating_duration_since(started).as_millis(),
+            lasted.as_millis()
+        );
+    }
+    let count = |what: &str, results: Vec<(Instant, bool)>| {
+        let failed: Vec<String> = results
+            .iter()
+            .filter(|(_, ok)| !ok)
+            .map(|(at, _)| format!("+{}", at.saturating_duration_since(started).as_millis()))
+            .collect();
+        if !failed.is_empty() {
+            println!(
+                "switch: requests to {what} failed at (ms) {}",
+                failed.join(" ")
+            );
+        }
+        (results.len(), failed.len())
     };
-    let bgp_requests = count(bgp_loop.finish());
-    let l2_requests = count(l2_loop.finish());
+    let bgp_requests = count(bgp_ip, bgp_loop.finish());
+    let l2_requests = count(l2_ip, l2_loop.finish());
     let after = service_ips(kubectl)?;
     let ip_changes = before
         .iter()

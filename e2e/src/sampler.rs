@@ -17,7 +17,7 @@ pub struct NexthopSampler {
 }
 
 /// What the samples showed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Sampled {
     /// The fewest next hops seen (0: the prefix was withdrawn at some point).
     pub fewest: usize,
@@ -26,6 +26,8 @@ pub struct Sampled {
     /// How many next hops were withdrawn, one at a time (the decreases between samples,
     /// summed).
     pub withdrawn: usize,
+    /// When the prefix had no next hop at all: each period's first sample and length.
+    pub unrouted: Vec<(Instant, Duration)>,
 }
 
 impl NexthopSampler {
@@ -80,6 +82,7 @@ fn summarize(samples: &[(Instant, usize)]) -> Sampled {
             fewest: 0,
             reduced: Duration::ZERO,
             withdrawn: 0,
+            unrouted: Vec::new(),
         };
     };
     let fewest = samples.iter().map(|(_, hops)| *hops).min().unwrap_or(0);
@@ -92,10 +95,26 @@ fn summarize(samples: &[(Instant, usize)]) -> Sampled {
         .windows(2)
         .map(|pair| pair[0].1.saturating_sub(pair[1].1))
         .sum();
+    let mut unrouted: Vec<(Instant, Duration)> = Vec::new();
+    let mut open: Option<Instant> = None;
+    for &(at, hops) in samples {
+        match (hops, open) {
+            (0, None) => open = Some(at),
+            (1.., Some(from)) => {
+                unrouted.push((from, at.duration_since(from)));
+                open = None;
+            }
+            _ => {}
+        }
+    }
+    if let (Some(from), Some(&(last, _))) = (open, samples.last()) {
+        unrouted.push((from, last.duration_since(from)));
+    }
     Sampled {
         fewest,
         reduced,
         withdrawn,
+        unrouted,
     }
 }
 
@@ -122,6 +141,7 @@ mod tests {
                 fewest: 0,
                 reduced: Duration::from_millis(150),
                 withdrawn: 3,
+                unrouted: vec![(at(150), Duration::from_millis(50))],
             }
         );
         assert_eq!(summarize(&[]).fewest, 0);

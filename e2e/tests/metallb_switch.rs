@@ -5,12 +5,14 @@
 //!   `hack/tools/metallb` and installed with MetalLB's own Helm chart (native BGP mode and
 //!   layer 2), give a BGP Service and a layer-2 Service their IPs; the ToR routes the BGP IP
 //!   to both nodes and the client's requests to both IPs are answered;
-//! - under request loops to both IPs, MetalLB's CRDs are kept out of its Helm release, MetalLB
-//!   is uninstalled, ferrolb's CRD definitions replace MetalLB's and ferrolb's chart is
-//!   installed: no Service's IP changes, every object MetalLB served is still there, ferrolb
-//!   announces both IPs, and the failed requests and the ToR's withdrawals are printed (the
-//!   figures of `hack/bench.sh versus`; MetalLB's native speaker ends its BGP sessions when it
-//!   stops, so the BGP IP is unreachable until ferrolb's speakers announce it).
+//! - under request loops to both IPs, the switch node by node ([`metallb::hand_over`]):
+//!   MetalLB's CRDs kept out of its Helm release and its speaker DaemonSet deleted with the
+//!   pods left running, ferrolb's CRD definitions in place of MetalLB's, ferrolb's chart
+//!   installed (its speakers wait while MetalLB's hold the node's ports), MetalLB's speaker
+//!   deleted node by node, MetalLB uninstalled: no Service's IP changes, every object MetalLB
+//!   served is still there, the ToR always routes the BGP IP through one node at least,
+//!   ferrolb alone announces both IPs at the end, and the failed requests are printed (the
+//!   figures of `hack/bench.sh versus`).
 //!
 //! Needs root and what `chart_on_nodes.rs` needs, and the go command (`hack/metallb.sh`).
 
@@ -74,7 +76,8 @@ fn metallb_announces_and_the_switch_to_ferrolb_keeps_every_ip() -> Result<()> {
     let objects_before = objects(kubectl)?;
     assert_eq!(objects_before.len(), 5, "{objects_before:?}");
 
-    let switched = metallb::switch_to_ferrolb(&lab, &built, &routed, &web)?;
+    let switched =
+        metallb::switch_to_ferrolb(&lab, &built, metallb::Switch::NodeByNode, &routed, &web)?;
     println!(
         "switch MetalLB {version} → ferrolb: {} IPs changed; BGP IP: {} of {} requests failed, \
          fewest next hops {} of {} ({} ms with fewer); layer-2 IP: {} of {} failed; \
@@ -96,6 +99,10 @@ fn metallb_announces_and_the_switch_to_ferrolb_keeps_every_ip() -> Result<()> {
         switched.ip_changes
     );
     assert_eq!(objects(kubectl)?, objects_before);
+    assert!(
+        switched.hops.fewest >= 1,
+        "the ToR lost every next hop for {routed} during the switch"
+    );
     // ferrolb's speakers, not a leftover, announce it: their FRR sends it to the ToR.
     let sent = speaker_vtysh(kubectl, "show bgp ipv4 unicast")?;
     assert!(sent.contains(&format!("{routed}/32")), "{sent}");
