@@ -21,6 +21,10 @@
 //!   node by node as the README recommends ([`metallb::hand_over`]), or with
 //!   `FERROLB_VERSUS_SWITCH=remove-first` MetalLB removed before ferrolb is installed.
 //!
+//! - `speaker_rss_idle`: the resident memory of a node's speaker with the lab's three
+//!   Services (the larger node): MetalLB's native speaker process, against ferrolb's speaker
+//!   pod whole (the speaker process and FRR's daemons; each is printed apart).
+//!
 //! The systems run one after the other, not alternating: the figures are windows of seconds
 //! against noise of tens of milliseconds. Needs root, what `tests/chart_on_nodes.rs` needs and
 //! the go command (`hack/metallb.sh`).
@@ -36,6 +40,7 @@ use ferrolb_e2e::lab;
 use ferrolb_e2e::metallb;
 use ferrolb_e2e::paths::Scratch;
 use ferrolb_e2e::process::wait_for;
+use ferrolb_e2e::rss;
 use ferrolb_e2e::sampler::{NexthopSampler, Sampled};
 
 fn median(mut runs: Vec<f64>) -> f64 {
@@ -132,6 +137,24 @@ impl Lab {
     }
 }
 
+/// The largest, over the nodes, of the summed resident memory (MiB) of the processes
+/// `matches` accepts, with the per-node figures printed.
+fn rss_mib(lab: &Lab, what: &str, matches: impl Fn(&[String]) -> bool + Copy) -> Result<f64> {
+    let mut largest: f64 = 0.0;
+    let mut text = Vec::new();
+    for node in lab.lab.cluster.node_namespaces() {
+        let (kib, processes) = rss::rss_kib(node, matches)?;
+        if processes == 0 {
+            bail!("no process of {what} found on {}", node.name());
+        }
+        let mib = kib as f64 / 1024.0;
+        text.push(format!("{}: {mib:.1} MiB in {processes}", node.name()));
+        largest = largest.max(mib);
+    }
+    println!("{what}: {}", text.join(", "));
+    Ok(largest)
+}
+
 fn main() -> Result<()> {
     if !lab::bench_selected(&["versus"]) {
         return Ok(());
@@ -163,6 +186,7 @@ fn main() -> Result<()> {
     lab.settled(&format!("MetalLB {version} announcing"))?;
     println!("MetalLB {version}: native BGP mode (hold time 3 s) and layer 2");
 
+    let metallb_rss = rss_mib(&lab, "MetalLB's speaker", |argv| argv[0] == "/speaker")?;
     let metallb_l2 = lab.port_failures(&lab.web, 5, "metallb_l2", "layer-2 owner failure")?;
     let metallb_bgp = lab.port_failures(&lab.routed, 3, "metallb_native", "BGP node failure")?;
     let (metallb_restart_failed, metallb_restart) =
@@ -210,11 +234,26 @@ fn main() -> Result<()> {
     lab.lab
         .wait_settled("ferrolb with BFD", &lab.routed, &[&lab.web])?;
     lab.settled("ferrolb announcing")?;
+    let is_speaker = |argv: &[String]| {
+        argv[0].ends_with("ferrolb") && argv.get(1).is_some_and(|a| a == "speaker")
+    };
+    let speaker_rss = rss_mib(&lab, "ferrolb's speaker", is_speaker)?;
+    let frr_rss = rss_mib(&lab, "FRR in ferrolb's speaker pod", rss::is_frr_daemon)?;
+    let ferrolb_rss = rss_mib(&lab, "ferrolb's speaker pod (speaker and FRR)", |argv| {
+        is_speaker(argv) || rss::is_frr_daemon(argv)
+    })?;
+    println!("ferrolb: speaker {speaker_rss:.1} MiB, FRR {frr_rss:.1} MiB at most per node");
     let ferrolb_l2 = lab.port_failures(&lab.web, 5, "ferrolb", "layer-2 owner failure")?;
     let ferrolb_bgp = lab.port_failures(&lab.routed, 3, "ferrolb", "BGP node failure")?;
     let (ferrolb_restart_failed, ferrolb_restart) = lab.restart("speaker", "ferrolb")?;
 
     figure("l2_window", "ms", ("metallb_l2", metallb_l2), ferrolb_l2);
+    figure(
+        "speaker_rss_idle",
+        "MiB",
+        ("metallb_native", metallb_rss),
+        ferrolb_rss,
+    );
     figure(
         "bgp_failure_window",
         "ms",

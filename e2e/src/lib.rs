@@ -27,4 +27,5 @@ pub mod netns;
 pub mod paths;
 pub mod peering;
 pub mod process;
+pub mod rss;
 pub mod sampler;
