@@ -163,18 +163,7 @@ pub fn service_ips(kubectl: &Kubectl) -> Result<BTreeMap<String, Vec<String>>> {
 /// definition sends conversions to MetalLB's webhook Service, which is gone).
 pub fn remove_keeping_objects(lab: &ChartLab, built: &Path) -> Result<()> {
     let kubectl = lab.cluster.kubectl();
-    keep_crds(lab)?;
-    let chart = built.join("chart");
-    lab.helm(&[
-        "upgrade",
-        RELEASE,
-        &chart.to_string_lossy(),
-        "-n",
-        NS,
-        "--reuse-values",
-        "--set",
-        "crds.enabled=false",
-    ])?;
+    keep_crds(lab, built)?;
     lab.helm(&["uninstall", RELEASE, "-n", NS, "--wait"])?;
     replace_existing_crds(kubectl)
 }
@@ -202,8 +191,10 @@ pub fn replace_existing_crds(kubectl: &Kubectl) -> Result<()> {
     Ok(())
 }
 
-/// `kubectl annotate` of every `*.metallb.io` CRD with `helm.sh/resource-policy=keep`.
-fn keep_crds(lab: &ChartLab) -> Result<()> {
+/// `kubectl annotate` of every `*.metallb.io` CRD with `helm.sh/resource-policy=keep`, then
+/// `helm upgrade metallb --reuse-values --set crds.enabled=false`: the CRDs leave MetalLB's
+/// release and stay in the cluster (the upgrade reads the annotation on the live objects).
+fn keep_crds(lab: &ChartLab, built: &Path) -> Result<()> {
     let kubectl = lab.cluster.kubectl();
     let crds = kubectl.run(&["get", "crd", "-o", "name"], None)?;
     let ours: Vec<&str> = crds
@@ -214,6 +205,17 @@ fn keep_crds(lab: &ChartLab) -> Result<()> {
     annotate.extend(&ours);
     annotate.push("helm.sh/resource-policy=keep");
     kubectl.run(&annotate, None)?;
+    let chart = built.join("chart");
+    lab.helm(&[
+        "upgrade",
+        RELEASE,
+        &chart.to_string_lossy(),
+        "-n",
+        NS,
+        "--reuse-values",
+        "--set",
+        "crds.enabled=false",
+    ])?;
     Ok(())
 }
 
@@ -246,18 +248,7 @@ pub fn hand_over(lab: &ChartLab, built: &Path, bgp_ip: &str) -> Result<Instant> 
     let kubectl = lab.cluster.kubectl();
     let began = Instant::now();
     let step = |what: &str| println!("hand-over +{} ms: {what}", began.elapsed().as_millis());
-    keep_crds(lab)?;
-    let chart = built.join("chart");
-    lab.helm(&[
-        "upgrade",
-        RELEASE,
-        &chart.to_string_lossy(),
-        "-n",
-        NS,
-        "--reuse-values",
-        "--set",
-        "crds.enabled=false",
-    ])?;
+    keep_crds(lab, built)?;
     kubectl.run(
         &[
             "delete",
