@@ -12,6 +12,7 @@
 # go.sum) in ~/.cache/ferrolb/k8s/ (FERROLB_CACHE overrides the ~/.cache/ferrolb part); a lock
 # keeps two builds from racing. Build times go to stderr.
 set -euo pipefail
+source "$(dirname "$0")/cache.sh"
 cd "$(dirname "$0")/tools"
 
 cache="${FERROLB_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/ferrolb}/k8s"
@@ -46,23 +47,14 @@ esac
 
 digest="$(cat go.mod go.sum | sha256sum | cut -c1-12)"
 out="$cache/$name-$digest"
-if [ -f "$out/.complete" ]; then
-  echo "$out/bin"
-  exit 0
-fi
+cached "$out" "$out/bin"
 
 if ! command -v go >/dev/null 2>&1; then
   echo "k8s: the go command is needed (Go $(awk '$1 == "go" { print $2 }' go.mod) or newer)" >&2
   exit 1
 fi
 
-mkdir -p "$cache"
-exec 9>"$cache/.lock"
-flock 9
-if [ -f "$out/.complete" ]; then
-  echo "$out/bin"
-  exit 0
-fi
+lock_cache "$cache" "$out" "$out/bin"
 rm -rf "$out"
 mkdir -p "$out/bin"
 started=$SECONDS

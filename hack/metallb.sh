@@ -11,6 +11,7 @@
 # Cached per pinned set (the version and a digest of the module's go.mod and go.sum) in
 # ~/.cache/ferrolb/metallb/ (FERROLB_CACHE overrides the ~/.cache/ferrolb part), under a lock.
 set -euo pipefail
+source "$(dirname "$0")/cache.sh"
 cd "$(dirname "$0")/tools/metallb"
 
 module=go.universe.tf/metallb
@@ -31,21 +32,12 @@ esac
 
 digest="$(cat go.mod go.sum | sha256sum | cut -c1-12)"
 out="$cache/$version-$digest"
-if [ -f "$out/.complete" ]; then
-  echo "$out"
-  exit 0
-fi
+cached "$out" "$out"
 if ! command -v go >/dev/null 2>&1; then
   echo "metallb: the go command is needed (Go $(awk '$1 == "go" { print $2 }' go.mod) or newer)" >&2
   exit 1
 fi
-mkdir -p "$cache"
-exec 9>"$cache/.lock"
-flock 9
-if [ -f "$out/.complete" ]; then
-  echo "$out"
-  exit 0
-fi
+lock_cache "$cache" "$out" "$out"
 rm -rf "$out"
 mkdir -p "$out/bin"
 started=$SECONDS

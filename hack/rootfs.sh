@@ -15,6 +15,7 @@
 # apt sources. The result is cached per definition (a digest of this script) in
 # ~/.cache/ferrolb/rootfs/ (FERROLB_CACHE overrides the ~/.cache/ferrolb part), under a lock.
 set -euo pipefail
+source "$(dirname "$0")/cache.sh"
 
 suite=trixie
 definition="$(cd "$(dirname "$0")/../deploy/image" && pwd)"
@@ -49,10 +50,7 @@ if [ "$1" = image ]; then
   exit 0
 fi
 
-if [ -f "$out/.complete" ]; then
-  echo "$out"
-  exit 0
-fi
+cached "$out" "$out"
 
 # The archive's URIs, read from the system's apt sources (deb822 or one-line form): the first
 # Debian archive and the first security archive.
@@ -75,13 +73,7 @@ if ! command -v mmdebstrap >/dev/null 2>&1; then
   exit 1
 fi
 
-mkdir -p "$cache"
-exec 9>"$cache/.lock"
-flock 9
-if [ -f "$out/.complete" ]; then
-  echo "$out"
-  exit 0
-fi
+lock_cache "$cache" "$out" "$out"
 
 echo "rootfs: building Debian $suite with ${packages[*]} (first run on this machine:" \
   "about a minute)" >&2
