@@ -246,7 +246,13 @@ pub fn install_chart(
         NS,
         "--create-namespace",
     ])?;
-    let all_ready = wait_for("every ferrolb pod Ready", Duration::from_secs(120), || {
+    all_ready(kubectl, "ferrolb", pods, Duration::from_secs(120))
+}
+
+/// Waits until `metallb-system` holds `pods` pods, all Ready; on a time-out the error carries
+/// the pods and the namespace's events. `what` names them in the message.
+pub fn all_ready(kubectl: &Kubectl, what: &str, pods: usize, timeout: Duration) -> Result<()> {
+    let all_ready = wait_for(&format!("every {what} pod Ready"), timeout, || {
         let (ready, total) = ready_pods(kubectl, NS)?;
         Ok((total == pods && ready == total).then_some(()))
     });

@@ -89,17 +89,7 @@ pub fn install_native(lab: &ChartLab, built: &Path) -> Result<()> {
     ])?;
     let kubectl = lab.cluster.kubectl();
     let pods = lab.cluster.names().len() + 1;
-    let ready = wait_for("every MetalLB pod Ready", Duration::from_secs(180), || {
-        let (ready, total) = chart_lab::ready_pods(kubectl, NS)?;
-        Ok((total == pods && ready == total).then_some(()))
-    });
-    if let Err(error) = ready {
-        bail!(
-            "{error:#}\n{}\n{}",
-            kubectl.run(&["get", "pods", "-n", NS, "-o", "wide"], None)?,
-            kubectl.run(&["get", "events", "-n", NS], None)?
-        );
-    }
+    chart_lab::all_ready(kubectl, "MetalLB", pods, Duration::from_secs(180))?;
     // The API server refuses every BGPPeer under MetalLB 0.15's definition (ASNs of format
     // int32 with a maximum of 4294967295; MetalLB 0.16 declares int64): ferrolb's, with the
     // same fields, stands in for it.
