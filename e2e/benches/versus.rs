@@ -58,31 +58,22 @@ fn figure(name: &str, unit: &str, metallb: (&str, f64), ferrolb: f64) {
     }
 }
 
-/// The two IPs' Services, the nodes' addresses (sorted), and a check that the ToR routes
-/// the BGP IP to every node and the client's requests to both IPs are answered.
+/// The lab with the IPs of its two Services.
 struct Lab {
     lab: ChartLab,
     routed: String,
     web: String,
-    nodes: Vec<String>,
 }
 
 impl Lab {
-    fn answered(&self, ip: &str) -> bool {
-        self.lab
-            .client
-            .run("curl", &["-s", "-m", "1", &format!("http://{ip}/")])
-            .is_ok_and(|a| a.starts_with("pod="))
-    }
-
+    /// Waits until the ToR routes the BGP IP to every node, the client's requests to both
+    /// IPs are answered, and node 2 owns the layer-2 IP.
     fn settled(&self, what: &str) -> Result<()> {
         wait_for(what, Duration::from_secs(120), || {
-            let mut hops = lab::nexthops(&self.lab.rtr, &self.routed)?;
-            hops.sort();
-            Ok(
-                (hops == self.nodes && self.answered(&self.routed) && self.answered(&self.web))
-                    .then_some(()),
-            )
+            Ok(self
+                .lab
+                .announced(&self.routed, &[&self.web])?
+                .then_some(()))
         })?;
         // Node 2 answers for the layer-2 IP (the election gives it) once it is back.
         wait_for(
@@ -175,13 +166,10 @@ fn main() -> Result<()> {
         survivor_manifests(&chart_lab.cluster)?
     );
     metallb::apply_when_admitted(kubectl, &manifests)?;
-    let mut nodes = chart_lab.cluster.addresses().to_vec();
-    nodes.sort();
     let lab = Lab {
         routed: service_ip(&chart_lab.cluster, "survivor-bgp")?,
         web: service_ip(&chart_lab.cluster, "survivor-l2")?,
         lab: chart_lab,
-        nodes,
     };
     lab.settled(&format!("MetalLB {version} announcing"))?;
     println!("MetalLB {version}: native BGP mode (hold time 3 s) and layer 2");

@@ -134,25 +134,31 @@ impl ChartLab {
     /// Waits until the ToR routes `bgp_ip` to both nodes with BFD up on both sessions, and
     /// the client's requests to `bgp_ip` and to each of `ips` are answered.
     pub fn wait_settled(&self, what: &str, bgp_ip: &str, ips: &[&str]) -> Result<()> {
-        let mut all = self.cluster.addresses().to_vec();
-        all.sort();
-        let answered = |ip: &str| {
-            self.client
-                .run("curl", &["-s", "-m", "1", &format!("http://{ip}/")])
-                .is_ok_and(|a| a.starts_with("pod="))
-        };
+        let nodes = self.cluster.addresses().len();
         wait_for(what, Duration::from_secs(90), || {
-            let mut hops = crate::lab::nexthops(&self.rtr, bgp_ip)?;
-            hops.sort();
             let bfd = self.tor.json("show bfd peers json")?;
             let bfd_up = bfd
                 .as_array()
-                .is_some_and(|p| p.len() == all.len() && p.iter().all(|p| p["status"] == "up"));
-            Ok(
-                (hops == all && bfd_up && answered(bgp_ip) && ips.iter().all(|ip| answered(ip)))
-                    .then_some(()),
-            )
+                .is_some_and(|p| p.len() == nodes && p.iter().all(|p| p["status"] == "up"));
+            Ok((bfd_up && self.announced(bgp_ip, ips)?).then_some(()))
         })
+    }
+
+    /// Whether a demo pod answers the client's request to `http://<ip>/`.
+    pub fn answered(&self, ip: &str) -> bool {
+        self.client
+            .run("curl", &["-s", "-m", "1", &format!("http://{ip}/")])
+            .is_ok_and(|a| a.starts_with("pod="))
+    }
+
+    /// Whether the ToR routes `bgp_ip` to every node and the client's requests to it and to
+    /// each of `ips` are answered.
+    pub fn announced(&self, bgp_ip: &str, ips: &[&str]) -> Result<bool> {
+        let mut all = self.cluster.addresses().to_vec();
+        all.sort();
+        let mut hops = crate::lab::nexthops(&self.rtr, bgp_ip)?;
+        hops.sort();
+        Ok(hops == all && self.answered(bgp_ip) && ips.iter().all(|ip| self.answered(ip)))
     }
 
     /// The index of the node whose MAC the client holds for `ip`.
@@ -237,6 +243,13 @@ pub fn install_chart(
     helm: impl Fn(&[&str]) -> Result<String>,
     pods: usize,
 ) -> Result<()> {
+    helm_install(helm)?;
+    all_ready(kubectl, "ferrolb", pods, Duration::from_secs(120))
+}
+
+/// `helm install ferrolb deploy/charts/ferrolb -n metallb-system --create-namespace` with
+/// the default values, run by `helm`, without waiting for the pods.
+pub fn helm_install(helm: impl Fn(&[&str]) -> Result<String>) -> Result<String> {
     let chart = paths::repo().join("deploy/charts/ferrolb");
     helm(&[
         "install",
@@ -245,8 +258,7 @@ pub fn install_chart(
         "-n",
         NS,
         "--create-namespace",
-    ])?;
-    all_ready(kubectl, "ferrolb", pods, Duration::from_secs(120))
+    ])
 }
 
 /// Waits until `metallb-system` holds `pods` pods, all Ready; on a time-out the error carries

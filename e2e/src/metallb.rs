@@ -254,14 +254,7 @@ pub fn hand_over(lab: &ChartLab, built: &Path, bgp_ip: &str) -> Result<Instant> 
     replace_existing_crds(kubectl)?;
     step("ferrolb's CRD definitions in");
     let installing = Instant::now();
-    let ferrolb_chart = paths::repo().join("deploy/charts/ferrolb");
-    lab.helm(&[
-        "install",
-        "ferrolb",
-        &ferrolb_chart.to_string_lossy(),
-        "-n",
-        NS,
-    ])?;
+    chart_lab::helm_install(|args| lab.helm(args))?;
     step("ferrolb installed");
     // The ToR's session to a node: how many times it was established, and whether it is now.
     let session = |address: &str| -> Result<(u64, bool)> {
@@ -345,26 +338,15 @@ pub fn switch_to_ferrolb(
         }
         Switch::NodeByNode => hand_over(lab, built, bgp_ip)?,
     };
-    let mut all = lab.cluster.addresses().to_vec();
-    all.sort();
-    let answered = |ip: &str| {
-        lab.client
-            .run("curl", &["-s", "-m", "1", &format!("http://{ip}/")])
-            .is_ok_and(|a| a.starts_with("pod="))
-    };
     wait_for(
         "ferrolb announcing every Service, alone",
         Duration::from_secs(120),
         || {
-            let mut hops = crate::lab::nexthops(&lab.rtr, bgp_ip)?;
-            hops.sort();
             let (ready, total) = chart_lab::ready_pods(kubectl, NS)?;
-            Ok((hops == all
-                && answered(bgp_ip)
-                && answered(l2_ip)
-                && ready == total
-                && total == nodes + 2)
-                .then_some(()))
+            Ok(
+                (ready == total && total == nodes + 2 && lab.announced(bgp_ip, &[l2_ip])?)
+                    .then_some(()),
+            )
         },
     )?;
     let announced = Instant::now();

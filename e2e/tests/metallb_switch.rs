@@ -20,7 +20,6 @@ use std::time::Duration;
 
 use anyhow::Result;
 use ferrolb_e2e::chart_lab::{NS, l2_manifests, service_ip, speaker_vtysh};
-use ferrolb_e2e::lab;
 use ferrolb_e2e::metallb;
 use ferrolb_e2e::paths::Scratch;
 use ferrolb_e2e::process::wait_for;
@@ -32,7 +31,7 @@ fn metallb_announces_and_the_switch_to_ferrolb_keeps_every_ip() -> Result<()> {
     let version = metallb::version(&built)?;
     let prefix = format!("flmb{}", std::process::id());
     let lab = metallb::lab(&prefix, scratch.path(), &built)?;
-    let (cluster, client) = (&lab.cluster, &lab.client);
+    let cluster = &lab.cluster;
     let kubectl = cluster.kubectl();
 
     metallb::install_native(&lab, &built)?;
@@ -40,21 +39,10 @@ fn metallb_announces_and_the_switch_to_ferrolb_keeps_every_ip() -> Result<()> {
     metallb::apply_when_admitted(kubectl, &manifests)?;
     let routed = service_ip(cluster, "routed")?;
     let web = service_ip(cluster, "web")?;
-    let mut nodes = cluster.addresses().to_vec();
-    nodes.sort();
-    let answered = |ip: &str| {
-        client
-            .run("curl", &["-s", "-m", "1", &format!("http://{ip}/")])
-            .is_ok_and(|a| a.starts_with("pod="))
-    };
     wait_for(
         &format!("MetalLB {version} announcing {routed} over BGP and {web} over layer 2"),
         Duration::from_secs(120),
-        || {
-            let mut hops = lab::nexthops(&lab.rtr, &routed)?;
-            hops.sort();
-            Ok((hops == nodes && answered(&routed) && answered(&web)).then_some(()))
-        },
+        || Ok(lab.announced(&routed, &[&web])?.then_some(())),
     )?;
     println!("MetalLB {version} (native BGP, layer 2) announces {routed} and {web}");
     let objects = |kubectl: &ferrolb_e2e::kubectl::Kubectl| -> Result<Vec<String>> {
@@ -86,7 +74,7 @@ fn metallb_announces_and_the_switch_to_ferrolb_keeps_every_ip() -> Result<()> {
         switched.bgp_requests.1,
         switched.bgp_requests.0,
         switched.hops.fewest,
-        nodes.len(),
+        cluster.addresses().len(),
         switched.hops.reduced.as_millis(),
         switched.l2_requests.1,
         switched.l2_requests.0,
