@@ -199,77 +199,36 @@ pub fn explain(
             wanted.load_balancer_class, scope.load_balancer_class
         ));
     }
-    let decision = offline::allocate(config, objects, scope).remove(key);
-    let (ips, pool, pending) = match &decision {
-        Some(d) => (d.ingress.clone(), d.pool.clone(), d.pending.clone()),
-        None => (Vec::new(), None, None),
+    let decision = offline::allocate_explaining(config, objects, scope, Some(key)).remove(key);
+    let (ips, pool, pending, choice) = match decision {
+        Some(d) => (d.ingress, d.pool, d.pending, d.choice.map(|c| *c)),
+        None => (Vec::new(), None, None, None),
     };
-    let kept = !wanted.ingress.is_empty() && wanted.ingress == ips;
+    let choice = choice.unwrap_or_default();
     if wanted.ingress.is_empty() && !ips.is_empty() {
         warnings.push(
             "the Service has no IP in the input: shown is what the controller would assign"
                 .to_string(),
         );
     }
-    let requested_ips = wanted.requested_ips.clone().unwrap_or_default();
-    let how = if pool.is_none() {
-        "no pool".to_string()
-    } else if kept {
-        "kept: the Service already holds these IPs and they are still valid".to_string()
-    } else if !requested_ips.is_empty() {
-        "requested: metallb.io/loadBalancerIPs (or spec.loadBalancerIP)".to_string()
-    } else if let Some(p) = &wanted.requested_pool {
-        format!("requested: metallb.io/address-pool: {p}")
-    } else {
-        "automatic: pools with serviceAllocation by priority, then the rest by name; autoAssign pools only".to_string()
+    let how = match (&pool, choice.how) {
+        (Some(pool), Some(how @ alloc::How::RequestedPool)) => format!("{how}: {pool}"),
+        (Some(_), Some(how)) => how.to_string(),
+        _ => "no pool".to_string(),
     };
-    let families = wanted.wanted_families();
     let pools = config
         .pools
         .values()
         .map(|p| {
             let chosen = pool.as_deref() == Some(p.name.as_str());
-            let reason = (!chosen).then(|| {
-                let missing: Vec<&str> = families
-                    .iter()
-                    .filter(|f| match f {
-                        alloc::Family::V4 => !p.has_ipv4(),
-                        alloc::Family::V6 => !p.has_ipv6(),
-                    })
-                    .map(|f| match f {
-                        alloc::Family::V4 => "IPv4",
-                        alloc::Family::V6 => "IPv6",
-                    })
-                    .collect();
-                if !requested_ips.is_empty() {
-                    if requested_ips
-                        .iter()
-                        .all(|ip| p.cidrs().any(|c| c.contains(ip)))
-                    {
-                        "the requested IPs are here but taken or not allowed".to_string()
-                    } else {
-                        "the requested IPs are not in it".to_string()
-                    }
-                } else if let Some(asked) = &wanted.requested_pool {
-                    format!("the Service asks for pool {asked}")
-                } else if kept {
-                    "the Service keeps the IPs it holds".to_string()
-                } else if !p.auto_assign {
-                    "autoAssign: false (used only when asked for by name or IP)".to_string()
-                } else if let Some(refusal) = alloc::allocation_refusal(p, &wanted) {
-                    refusal
-                } else if !missing.is_empty() {
-                    format!("it has no {} addresses", missing.join(" or "))
-                } else if let Some(chosen) = &pool {
-                    format!("pool {chosen} comes first")
-                } else {
-                    "it has no free address for the Service".to_string()
-                }
-            });
             PoolVerdict {
                 name: p.name.clone(),
                 chosen,
-                reason,
+                reason: (!chosen).then(|| {
+                    choice.refused.get(&p.name).cloned().unwrap_or_else(|| {
+                        "the allocator gave no reason (the Service was not decided)".to_string()
+                    })
+                }),
             }
         })
         .collect();

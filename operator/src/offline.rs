@@ -141,6 +141,16 @@ pub fn allocate(
     objects: &ClusterObjects,
     scope: &ServiceScope,
 ) -> BTreeMap<ServiceKey, Decision> {
+    allocate_explaining(config, objects, scope, None)
+}
+
+/// [`allocate`], with the decision of the Service `explain` carrying its [`alloc::Choice`].
+pub fn allocate_explaining(
+    config: &Config,
+    objects: &ClusterObjects,
+    scope: &ServiceScope,
+    explain: Option<&ServiceKey>,
+) -> BTreeMap<ServiceKey, Decision> {
     let services: Vec<AllocService> = objects
         .services
         .iter()
@@ -150,7 +160,7 @@ pub fn allocate(
             service
         })
         .collect();
-    alloc::allocate_all(config, &services, scope).1
+    alloc::allocate_all_explaining(config, &services, scope, explain).1
 }
 
 impl OfflineNode {

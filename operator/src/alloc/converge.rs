@@ -1,18 +1,102 @@
 //! [`Allocator::converge`]: the decision for one Service, kept, cleared, assigned or left
-//! pending, and the order pools are tried in.
+//! pending, the order pools are tried in, and the [`Choice`] behind it.
 
 use super::*;
+
+/// What one decision tried, kept for its [`Choice`].
+#[derive(Default)]
+struct Notes {
+    how: Option<How>,
+    /// Pools tried and why each could not give the IPs, in the order tried.
+    tried: Vec<(Arc<str>, Shortfall)>,
+    /// The pool holding the requested IPs, or the pool asked for by name, and why it refused.
+    refused: Option<(String, String)>,
+}
 
 impl Allocator {
     /// Decides one Service: keeps, clears, assigns or leaves it pending. `scope` decides
     /// whether it is handled at all; Services not handled are released and left alone.
     pub fn converge(&mut self, service: &AllocService, scope: &ServiceScope) -> Decision {
+        let mut notes = Notes::default();
+        let mut decision = self.decide(service, scope, &mut notes);
+        if self.explaining.as_ref() == Some(&service.key) {
+            decision.choice = Some(Box::new(self.choice(service, &decision, notes)));
+        }
+        decision
+    }
+
+    /// Why each pool but the chosen one does not serve the Service, from what the decision
+    /// tried and, for pools it did not try, the rule that left them out.
+    fn choice(&self, service: &AllocService, decision: &Decision, notes: Notes) -> Choice {
+        let chosen = decision.pool.as_deref();
+        let wanted = service.wanted_families();
+        let mut refused = BTreeMap::new();
+        for (name, space) in &self.pools {
+            if chosen == Some(name.as_str()) {
+                continue;
+            }
+            let tried = notes.tried.iter().rev().find(|(p, _)| **p == **name);
+            let reason = if let Some((_, shortfall)) = tried {
+                self.explain(name, service, *shortfall)
+            } else if let Some((_, why)) = notes.refused.as_ref().filter(|(p, _)| p == name) {
+                why.clone()
+            } else {
+                match notes.how {
+                    None => decision.pending.clone().unwrap_or_else(|| {
+                        "ferrolb does not handle the Service (loadBalancerClass or type)"
+                            .to_string()
+                    }),
+                    Some(How::Kept) => "the Service keeps the IPs it holds".to_string(),
+                    Some(How::RequestedIps) => "the requested IPs are not in it".to_string(),
+                    Some(How::RequestedPool) => format!(
+                        "the Service asks for pool {}",
+                        service.requested_pool.as_deref().unwrap_or_default()
+                    ),
+                    Some(How::Automatic) => {
+                        let missing: Vec<Family> =
+                            wanted.iter().copied().filter(|f| !space.has(*f)).collect();
+                        if !space.pool.auto_assign {
+                            "autoAssign: false (used only when asked for by name or IP)".to_string()
+                        } else if let Err(why) = serves(&space.pool, service) {
+                            why.0
+                        } else if !missing.is_empty() {
+                            format!(
+                                "it has no {} addresses",
+                                missing
+                                    .iter()
+                                    .map(Family::to_string)
+                                    .collect::<Vec<_>>()
+                                    .join(" or ")
+                            )
+                        } else if let Some(chosen) = chosen {
+                            format!("pool {chosen} comes first")
+                        } else {
+                            "it has no free address for the Service".to_string()
+                        }
+                    }
+                }
+            };
+            refused.insert(name.clone(), reason);
+        }
+        Choice {
+            how: notes.how,
+            refused,
+        }
+    }
+
+    fn decide(
+        &mut self,
+        service: &AllocService,
+        scope: &ServiceScope,
+        notes: &mut Notes,
+    ) -> Decision {
         let mut decision = Decision {
             key: service.key.clone(),
             ingress: Vec::new(),
             pool: None,
             pending: None,
             events: Vec::new(),
+            choice: None,
         };
         if !service.in_scope(scope) {
             self.release(&service.key);
@@ -88,6 +172,7 @@ impl Allocator {
         // Keep what the Service holds while it stays valid.
         if !service.ingress.is_empty() {
             if let Some(kept) = self.keep(service, &wanted, &requested, &mut decision) {
+                notes.how = Some(How::Kept);
                 decision.ingress = kept.1;
                 decision.pool = Some(kept.0);
                 return decision;
@@ -95,19 +180,35 @@ impl Allocator {
             self.release(&service.key);
         }
         let result = if !requested.is_empty() {
-            self.assign(service, &requested).map(|p| (p, requested))
+            notes.how = Some(How::RequestedIps);
+            let first = requested[0];
+            let result = self.assign(service, &requested).map(|p| (p, requested));
+            if let (Err(why), Some(pool)) = (&result, self.pool_of(first)) {
+                notes.refused = Some((pool.to_string(), why.0.clone()));
+            }
+            result
         } else if let Some(pool) = &service.requested_pool {
+            notes.how = Some(How::RequestedPool);
             match self.pools.get(pool) {
                 None => Err(Refusal(format!(
                     "pool {pool} (metallb.io/address-pool) does not exist"
                 ))),
                 Some(space) => match serves(&space.pool, service) {
-                    Err(e) => Err(e),
-                    Ok(()) => self.allocate_families(service, &[Arc::from(pool.as_str())], &wanted),
+                    Err(e) => {
+                        notes.refused = Some((pool.clone(), e.0.clone()));
+                        Err(e)
+                    }
+                    Ok(()) => self.allocate_families(
+                        service,
+                        &[Arc::from(pool.as_str())],
+                        &wanted,
+                        &mut notes.tried,
+                    ),
                 },
             }
         } else {
-            self.allocate_auto(service, &wanted)
+            notes.how = Some(How::Automatic);
+            self.allocate_auto(service, &wanted, &mut notes.tried)
         };
         match result {
             Ok((pool, ips)) => {
@@ -206,17 +307,20 @@ impl Allocator {
         Some((pool, ips))
     }
 
+    /// The first of `candidates` that gives the Service `wanted`; each that does not is
+    /// added to `tried` with why.
     fn allocate_families(
         &mut self,
         service: &AllocService,
         candidates: &[Arc<str>],
         wanted: &[Family],
+        tried: &mut Vec<(Arc<str>, Shortfall)>,
     ) -> Result<(String, Vec<IpAddr>), Refusal> {
-        let mut shortfalls = Vec::new();
+        let start = tried.len();
         for pool in candidates {
             match self.allocate_from(service, pool, wanted) {
                 Ok(ips) => return Ok((pool.to_string(), ips)),
-                Err(e) => shortfalls.push((pool, e)),
+                Err(e) => tried.push((pool.clone(), e)),
             }
         }
         if wanted.len() == 2 && service.policy == FamilyPolicy::PreferDualStack {
@@ -229,9 +333,9 @@ impl Allocator {
             }
         }
         Err(Refusal(
-            shortfalls
-                .into_iter()
-                .map(|(pool, e)| self.explain(pool, service, e))
+            tried[start..]
+                .iter()
+                .map(|(pool, e)| self.explain(pool, service, *e))
                 .collect::<Vec<_>>()
                 .join("; "),
         ))
@@ -243,6 +347,7 @@ impl Allocator {
         &mut self,
         service: &AllocService,
         wanted: &[Family],
+        tried: &mut Vec<(Arc<str>, Shortfall)>,
     ) -> Result<(String, Vec<IpAddr>), Refusal> {
         let pinned: Vec<Arc<str>> = self
             .pinned
@@ -260,7 +365,7 @@ impl Allocator {
             if group.is_empty() {
                 continue;
             }
-            match self.allocate_families(service, &group, wanted) {
+            match self.allocate_families(service, &group, wanted, tried) {
                 Ok(done) => return Ok(done),
                 Err(e) => refusals.push(e.0),
             }

@@ -26,6 +26,7 @@
 //!   (`ClearAssignment`) and allocation starts again.
 
 mod converge;
+mod passes;
 mod pools;
 mod service;
 
@@ -39,6 +40,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
+pub use passes::{Decisions, allocate_all, allocate_all_explaining, holders_first, serve_waiting};
 pub use service::{AllocService, Family, FamilyPolicy, Port};
 
 use crate::cluster::{ServiceKey, ServiceScope};
@@ -91,6 +93,45 @@ pub struct Decision {
     pub pending: Option<String>,
     /// Events to record.
     pub events: Vec<Event>,
+    /// How the pool was chosen and why each other pool was not, when the allocator was asked
+    /// to explain this Service ([`allocate_all_explaining`]).
+    #[serde(skip)]
+    pub choice: Option<Box<Choice>>,
+}
+
+/// How the pool of a Service's IPs was chosen.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum How {
+    /// The Service keeps the IPs it holds.
+    Kept,
+    /// `metallb.io/loadBalancerIPs` or `spec.loadBalancerIP`.
+    RequestedIps,
+    /// `metallb.io/address-pool`.
+    RequestedPool,
+    /// Pools with a serviceAllocation by priority, then the others by name.
+    Automatic,
+}
+
+impl fmt::Display for How {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            How::Kept => "kept: the Service already holds these IPs and they are still valid",
+            How::RequestedIps => "requested: metallb.io/loadBalancerIPs (or spec.loadBalancerIP)",
+            How::RequestedPool => "requested: metallb.io/address-pool",
+            How::Automatic => {
+                "automatic: pools with serviceAllocation by priority, then the rest by name; autoAssign pools only"
+            }
+        })
+    }
+}
+
+/// The choice behind a [`Decision`], pool by pool, as [`Allocator::converge`] made it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Choice {
+    /// How the pool was looked for; `None` when the Service was refused before any pool was.
+    pub how: Option<How>,
+    /// Why each pool other than the chosen one does not give the Service its IPs, by pool.
+    pub refused: BTreeMap<String, String>,
 }
 
 /// One Service's use of an IP.
@@ -136,6 +177,8 @@ pub struct Allocator {
     open: Vec<Arc<str>>,
     /// Pools with autoAssign false.
     manual: Vec<Arc<str>>,
+    /// The Service whose decisions carry their [`Choice`].
+    explaining: Option<ServiceKey>,
 }
 
 /// Why a pool could not give a Service its IPs; worded only when allocation fails.
@@ -523,59 +566,4 @@ fn families_of(list: &[Family]) -> String {
         .map(Family::to_string)
         .collect::<Vec<_>>()
         .join(" and ")
-}
-
-/// Allocates for every Service the way the controller does when it (re)builds its state:
-/// an empty allocator over `config`, Services holding IPs first (more IPs first, then by
-/// name) so they keep them, then the others by name; then, while a pass freed IPs, Services
-/// still pending again. Returns the allocator and one decision per Service, by key.
-pub fn allocate_all(
-    config: &Config,
-    services: &[AllocService],
-    scope: &ServiceScope,
-) -> (Allocator, BTreeMap<ServiceKey, Decision>) {
-    let mut allocator = Allocator::new(config);
-    let mut order: Vec<&AllocService> = services.iter().collect();
-    order.sort_by(|a, b| {
-        b.ingress
-            .len()
-            .cmp(&a.ingress.len())
-            .then_with(|| a.key.cmp(&b.key))
-    });
-    let mut decisions = BTreeMap::new();
-    let mut freed = false;
-    for service in order {
-        let decision = allocator.converge(service, scope);
-        freed |= !service.ingress.is_empty() && decision.ingress != service.ingress;
-        decisions.insert(service.key.clone(), decision);
-    }
-    // IPs cleared during the pass may serve Services that were decided before.
-    let by_key: HashMap<&ServiceKey, &AllocService> =
-        services.iter().map(|s| (&s.key, s)).collect();
-    let mut rounds = 0;
-    while freed && rounds < 8 {
-        freed = false;
-        rounds += 1;
-        let waiting: Vec<ServiceKey> = decisions
-            .iter()
-            .filter(|(_, d)| d.pending.is_some() && d.ingress.is_empty())
-            .map(|(k, _)| k.clone())
-            .collect();
-        for key in waiting {
-            let Some(service) = by_key.get(&key) else {
-                continue;
-            };
-            let again = allocator.converge(service, scope);
-            if !again.ingress.is_empty()
-                && let Some(previous) = decisions.get_mut(&key)
-            {
-                let mut events = std::mem::take(&mut previous.events);
-                events.retain(|e| e.reason != "AllocationFailed");
-                events.extend(again.events.clone());
-                *previous = Decision { events, ..again };
-                freed = true;
-            }
-        }
-    }
-    (allocator, decisions)
 }

@@ -7,6 +7,7 @@ use super::*;
 use crate::cluster::{ServiceKey, ServiceScope};
 use crate::config::{self, Config, LoadOptions};
 
+mod choice;
 mod properties;
 
 fn load(yaml: &str) -> Config {

@@ -308,8 +308,8 @@ fn incremental<S: std::borrow::Borrow<Service>>(
 
 /// The kept allocation brought up to date for the Services `keys` (sorted, each once):
 /// deleted ones release their IPs, the others whose resourceVersion is not settled are
-/// decided again (holders first, as `allocate_all` orders them), then Services still waiting
-/// try again while that freed IPs. Outcomes go out in key order.
+/// decided again ([`alloc::holders_first`]), then, when that freed IPs, Services still waiting
+/// try again ([`alloc::serve_waiting`]). Outcomes go out in key order.
 fn update<S: std::borrow::Borrow<Service>>(
     mut kept: Kept,
     keys: Vec<ServiceKey>,
@@ -338,12 +338,7 @@ fn update<S: std::borrow::Borrow<Service>>(
         let view = AllocService::from_service(service.borrow());
         todo.push((service, view));
     }
-    todo.sort_by(|(_, a), (_, b)| {
-        b.ingress
-            .len()
-            .cmp(&a.ingress.len())
-            .then_with(|| a.key.cmp(&b.key))
-    });
+    todo.sort_by(|(_, a), (_, b)| alloc::holders_first(a, b));
     let mut touched: BTreeMap<ServiceKey, (S, AllocService)> = BTreeMap::new();
     for (service, view) in todo {
         let held = kept.allocator.release(&view.key);
@@ -357,42 +352,21 @@ fn update<S: std::borrow::Borrow<Service>>(
         kept.decisions.insert(view.key.clone(), decision);
         touched.insert(view.key.clone(), (service, view));
     }
-    let mut rounds = 0;
-    while freed && rounds < 8 {
-        freed = false;
-        rounds += 1;
-        let mut waiting: Vec<ServiceKey> = kept
-            .decisions
-            .iter()
-            .filter(|(_, d)| d.pending.is_some() && d.ingress.is_empty())
-            .map(|(k, _)| k.clone())
-            .collect();
-        waiting.sort();
-        for key in waiting {
-            let (service, view) = match touched.remove(&key) {
-                Some(both) => both,
-                None => {
-                    let Some(service) = find(&key) else {
-                        continue;
-                    };
-                    let view = AllocService::from_service(service.borrow());
-                    (service, view)
-                }
-            };
-            // Its decision may change here, and whether it is ours below.
-            kept.uncount(&key, &mut counted);
-            let again = kept.allocator.converge(&view, scope);
-            if !again.ingress.is_empty()
-                && let Some(previous) = kept.decisions.get_mut(&key)
-            {
-                let mut events = std::mem::take(&mut previous.events);
-                events.retain(|e| e.reason != "AllocationFailed");
-                events.extend(again.events.clone());
-                *previous = alloc::Decision { events, ..again };
-                freed = true;
+    if freed {
+        // Every Service waiting may get IPs now, and is then written.
+        for key in alloc::Decisions::waiting(&kept.decisions) {
+            if !touched.contains_key(&key) {
+                let Some(service) = find(&key) else {
+                    continue;
+                };
+                let view = AllocService::from_service(service.borrow());
+                touched.insert(key.clone(), (service, view));
             }
-            touched.insert(key, (service, view));
+            kept.uncount(&key, &mut counted);
         }
+        alloc::serve_waiting(&mut kept.allocator, &mut kept.decisions, scope, |key| {
+            touched.get(key).map(|(_, view)| view)
+        });
     }
     for (_, (service, view)) in touched {
         let service: &Service = service.borrow();
