@@ -333,11 +333,12 @@ impl Allocator {
         Ok(())
     }
 
-    /// Which pool holds `ip` (honouring avoidBuggyIPs).
+    /// Which pool holds `ip`: [`Pool::contains`], the rule [`Config::pool_of`] applies for
+    /// announcing (avoidBuggyIPs honoured).
     fn pool_of(&self, ip: IpAddr) -> Option<&str> {
         self.pools
             .iter()
-            .find(|(_, p)| p.block_of(ip).is_some())
+            .find(|(_, p)| p.pool.contains(ip))
             .map(|(n, _)| n.as_str())
     }
 
