@@ -9,10 +9,10 @@
 
 use anyhow::{Context, Result, anyhow};
 
-use ferrolb::cluster::ServiceScope;
 use ferrolb::config::{self, LoadOptions};
 use ferrolb::frr::{self, Dialect, FrrConfig, NodeFacts};
-use ferrolb::{manifest, offline};
+use ferrolb::views::ServiceScope;
+use ferrolb::{dry_run, manifest};
 
 /// The node every model is built for.
 pub const NODE: &str = "node-a";
@@ -71,7 +71,7 @@ pub fn model(manifests: &str) -> Result<FrrConfig> {
                 .join("; ")
         )
     })?;
-    let node = offline::prepare(config, &parsed.objects, NODE, ServiceScope::default());
+    let node = dry_run::prepare(config, &parsed.objects, NODE, ServiceScope::default());
     Ok(frr::build(
         &node.config,
         &node.intent(),

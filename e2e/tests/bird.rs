@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Result, bail};
 use ferrolb::frr::apply::Applier;
 use ferrolb::frr::bfd_hold::BfdHold;
-use ferrolb::frr::state;
+use ferrolb::frr::sessions;
 use ferrolb::speaker::HOLD_RECHECK;
 use ferrolb_e2e::bird::Bird;
 use ferrolb_e2e::configs;
@@ -99,7 +99,7 @@ fn bird_after_the_node(run: usize) -> Result<()> {
     // whenever a neighbour is released.
     let step = |applier: &mut Applier, hold: &mut BfdHold| -> Result<()> {
         let text = runtime.block_on(applier.query("bgpd", "show bgp vrf all neighbors json"))?;
-        hold.observe(&state::bgp_sessions(&text)?, Instant::now());
+        hold.observe(&sessions::bgp_sessions(&text)?, Instant::now());
         runtime.block_on(applier.apply(&hold.gate(&model)))?;
         Ok(())
     };

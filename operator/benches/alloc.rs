@@ -10,9 +10,9 @@
 use std::time::Instant;
 
 use ferrolb::alloc::{self, AllocService, Port};
-use ferrolb::cluster::{ServiceKey, ServiceScope};
 use ferrolb::config::{self, Config, LoadOptions};
 use ferrolb::manifest;
+use ferrolb::views::{ServiceKey, ServiceScope};
 
 const SERVICES: usize = 10_000;
 const POOLS: usize = 50;

@@ -9,10 +9,10 @@ use std::net::Ipv4Addr;
 use std::time::Instant;
 
 use ferrolb::bgp::{self, IntentInputs};
-use ferrolb::cluster::{LbService, NodeView, ServiceKey, ServiceScope, ServingEndpoints};
 use ferrolb::config::{self, ClusterObjects, LoadOptions};
 use ferrolb::frr::{self, NodeFacts};
 use ferrolb::manifest;
+use ferrolb::views::{LbService, NodeView, ServiceKey, ServiceScope, ServingEndpoints};
 
 const SERVICES: u32 = 10_000;
 const RUNS: usize = 21;

@@ -18,10 +18,10 @@ use serde::Serialize;
 
 use crate::alloc::{self, AllocService};
 use crate::bgp::{self, IntentInputs, NotAnnounced, ServiceBgp};
-use crate::cluster::{LbService, NodeView, ServiceKey, ServiceScope, ServingEndpoints};
 use crate::config::{ClusterObjects, Config};
+use crate::dry_run;
 use crate::l2::{self, L2Inputs};
-use crate::offline;
+use crate::views::{LbService, NodeView, ServiceKey, ServiceScope, ServingEndpoints};
 
 /// The whole answer.
 #[derive(Clone, Debug, Serialize)]
@@ -199,7 +199,7 @@ pub fn explain(
             wanted.load_balancer_class, scope.load_balancer_class
         ));
     }
-    let decision = offline::allocate_explaining(config, objects, scope, Some(key)).remove(key);
+    let decision = dry_run::allocate_explaining(config, objects, scope, Some(key)).remove(key);
     let (ips, pool, pending, choice) = match decision {
         Some(d) => (d.ingress, d.pool, d.pending, d.choice.map(|c| *c)),
         None => (Vec::new(), None, None, None),

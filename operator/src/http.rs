@@ -17,9 +17,10 @@ use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-/// What the endpoints report.
+/// What `/metrics`, `/healthz` and `/readyz` report: the metrics registry and whether the
+/// caches have synced.
 #[derive(Clone, Debug)]
-pub struct Endpoints {
+pub struct HealthAndMetrics {
     registry: Arc<Registry>,
     ready: Arc<AtomicBool>,
 }
@@ -27,10 +28,10 @@ pub struct Endpoints {
 /// The content type of the OpenMetrics text format.
 pub const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
-impl Endpoints {
-    /// Endpoints for `registry`, reporting ready once `ready` is set.
-    pub fn new(registry: Registry, ready: Arc<AtomicBool>) -> Endpoints {
-        Endpoints {
+impl HealthAndMetrics {
+    /// The metrics of `registry`, reporting ready once `ready` is set.
+    pub fn new(registry: Registry, ready: Arc<AtomicBool>) -> HealthAndMetrics {
+        HealthAndMetrics {
             registry: Arc::new(registry),
             ready,
         }
@@ -118,7 +119,7 @@ async fn bind_when_free(
     }
 }
 
-async fn metrics(State(endpoints): State<Endpoints>) -> impl IntoResponse {
+async fn metrics(State(endpoints): State<HealthAndMetrics>) -> impl IntoResponse {
     let mut body = String::new();
     match prometheus_client::encoding::text::encode(&mut body, &endpoints.registry) {
         Ok(()) => (StatusCode::OK, [(header::CONTENT_TYPE, OPENMETRICS)], body),
@@ -130,7 +131,7 @@ async fn metrics(State(endpoints): State<Endpoints>) -> impl IntoResponse {
     }
 }
 
-async fn readyz(State(endpoints): State<Endpoints>) -> impl IntoResponse {
+async fn readyz(State(endpoints): State<HealthAndMetrics>) -> impl IntoResponse {
     if endpoints.ready.load(Ordering::Acquire) {
         (StatusCode::OK, "ok\n")
     } else {
@@ -154,7 +155,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_port_held_by_another_process_is_waited_for_until_shutdown() {
-        let endpoints = Endpoints::new(Registry::default(), Arc::new(AtomicBool::new(true)));
+        let endpoints = HealthAndMetrics::new(Registry::default(), Arc::new(AtomicBool::new(true)));
         let holder = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = holder.local_addr().unwrap();
         let shutdown = CancellationToken::new();
@@ -194,7 +195,7 @@ mod tests {
         registry.register("ferrolb_test_things", "things", counter.clone());
         counter.inc();
         let ready = Arc::new(AtomicBool::new(false));
-        let endpoints = Endpoints::new(registry, ready.clone());
+        let endpoints = HealthAndMetrics::new(registry, ready.clone());
         let shutdown = CancellationToken::new();
         let addr = endpoints
             .serve("127.0.0.1:0".parse().unwrap(), shutdown.clone())

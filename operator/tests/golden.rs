@@ -17,10 +17,10 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use ferrolb::cluster::ServiceScope;
 use ferrolb::config::{ClusterObjects, LoadOptions};
 use ferrolb::frr::{Dialect, NodeFacts};
 use ferrolb::manifest;
+use ferrolb::views::ServiceScope;
 
 const NODE: &str = "node-a";
 
@@ -69,7 +69,7 @@ fn conf_name(dialect: Dialect) -> &'static str {
 fn outcome(objects: &ClusterObjects) -> Result<Vec<(Dialect, String)>, String> {
     let config = ferrolb::config::load(objects, &LoadOptions::default())
         .map_err(|errors| errors.iter().map(|e| format!("{e}\n")).collect::<String>())?;
-    let node = ferrolb::offline::prepare(config, objects, NODE, ServiceScope::default());
+    let node = ferrolb::dry_run::prepare(config, objects, NODE, ServiceScope::default());
     Ok(Dialect::ALL
         .map(|dialect| {
             let text = node

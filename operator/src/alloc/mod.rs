@@ -43,8 +43,8 @@ use serde::Serialize;
 pub use passes::{Decisions, allocate_all, allocate_all_explaining, holders_first, serve_waiting};
 pub use service::{AllocService, Family, FamilyPolicy, Port};
 
-use crate::cluster::{ServiceKey, ServiceScope};
 use crate::config::{Config, Pool};
+use crate::views::{ServiceKey, ServiceScope};
 use pools::PoolSpace;
 
 /// The annotation naming the pool a Service's IPs came from.

@@ -5,8 +5,8 @@
 use std::collections::{BTreeMap, HashMap};
 
 use super::{AllocService, Allocator, Decision};
-use crate::cluster::{ServiceKey, ServiceScope};
 use crate::config::Config;
+use crate::views::{ServiceKey, ServiceScope};
 
 /// Services holding IPs first (more IPs first), then the others, by name: the order in which
 /// the controller decides Services, so that those holding IPs keep them.

@@ -7,7 +7,7 @@ use std::str::FromStr;
 
 use k8s_openapi::api::core::v1::Service;
 
-use crate::cluster::{ServiceKey, ServiceScope, annotation, ingress_ips};
+use crate::views::{ServiceKey, ServiceScope, annotation, ingress_ips};
 
 /// An IP family.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -4,8 +4,8 @@ use std::net::IpAddr;
 use proptest::prelude::*;
 
 use super::*;
-use crate::cluster::{ServiceKey, ServiceScope};
 use crate::config::{self, Config, LoadOptions};
+use crate::views::{ServiceKey, ServiceScope};
 
 mod choice;
 mod properties;

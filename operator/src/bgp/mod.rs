@@ -20,8 +20,8 @@ use std::sync::Arc;
 use ipnet::IpNet;
 use serde::Serialize;
 
-use crate::cluster::{LbService, NodeView, ServiceKey, ServiceScope, ServingEndpoints};
 use crate::config::{BgpAdvertisement, BgpCommunity, Config, Peer, PeerEndpoint};
+use crate::views::{LbService, NodeView, ServiceKey, ServiceScope, ServingEndpoints};
 
 /// Everything [`intent`] reads besides the configuration.
 #[derive(Clone, Copy, Debug)]

@@ -1,8 +1,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::*;
-use crate::cluster::{LbService, NodeView, ServiceKey, ServiceScope, ServingEndpoints};
 use crate::config::{self, LoadOptions};
+use crate::views::{LbService, NodeView, ServiceKey, ServiceScope, ServingEndpoints};
 
 const CONFIG: &str = r#"
 apiVersion: metallb.io/v1beta1

@@ -6,8 +6,8 @@ use k8s_openapi::api::core::v1::{LoadBalancerIngress, LoadBalancerStatus, Servic
 
 use super::{emit, load_input};
 use crate::alloc::{Decision, POOL_ANNOTATION};
-use crate::cluster::{ServiceKey, ServiceScope};
-use crate::offline;
+use crate::dry_run;
+use crate::views::{ServiceKey, ServiceScope};
 
 /// How `allocate` prints.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -32,7 +32,7 @@ pub(super) fn run(
     let scope = ServiceScope {
         load_balancer_class,
     };
-    let decisions = offline::allocate(&config, &manifests.objects, &scope);
+    let decisions = dry_run::allocate(&config, &manifests.objects, &scope);
     let mut services: Vec<&Service> = manifests
         .objects
         .services
@@ -80,7 +80,7 @@ fn updated(service: &Service, decision: &Decision) -> Service {
                 .iter()
                 .map(|ip| LoadBalancerIngress {
                     ip: Some(ip.to_string()),
-                    ip_mode: Some(crate::cluster::IP_MODE.to_string()),
+                    ip_mode: Some(crate::views::IP_MODE.to_string()),
                     ..LoadBalancerIngress::default()
                 })
                 .collect()

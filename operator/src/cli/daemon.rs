@@ -10,11 +10,11 @@ use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
 use crate::api::DEFAULT_NAMESPACE;
-use crate::cluster::ServiceScope;
 use crate::controller;
 use crate::frr::apply::FrrTarget;
 use crate::l2;
 use crate::speaker;
+use crate::views::ServiceScope;
 
 /// Log line format.
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]

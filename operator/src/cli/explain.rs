@@ -15,9 +15,9 @@ use crate::api::{
     BFDProfile, BGPAdvertisement, BGPPeer, Community, DEFAULT_NAMESPACE, IPAddressPool,
     L2Advertisement,
 };
-use crate::cluster::{ServiceKey, ServiceScope, ServingEndpoints, serving_endpoints};
 use crate::config::{self, ClusterObjects, Config};
 use crate::explain;
+use crate::views::{ServiceKey, ServiceScope, ServingEndpoints, serving_endpoints};
 
 /// How `explain` prints.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]

@@ -3,12 +3,12 @@
 use std::process::ExitCode;
 
 use super::{RenderArgs, emit, load_input, warn};
-use crate::cluster::ServiceScope;
 use crate::config;
+use crate::dry_run::{self, NodeDryRun};
 use crate::frr::NodeFacts;
-use crate::offline::{self, OfflineNode};
+use crate::views::ServiceScope;
 
-fn prepare(args: &RenderArgs) -> Result<OfflineNode, ExitCode> {
+fn prepare(args: &RenderArgs) -> Result<NodeDryRun, ExitCode> {
     if let Err(reason) = config::names::check_subdomain(&args.node) {
         eprintln!("error: --node: {reason}");
         return Err(ExitCode::from(2));
@@ -17,7 +17,7 @@ fn prepare(args: &RenderArgs) -> Result<OfflineNode, ExitCode> {
     let scope = ServiceScope {
         load_balancer_class: args.load_balancer_class.clone(),
     };
-    let node = offline::prepare(config, &manifests.objects, &args.node, scope);
+    let node = dry_run::prepare(config, &manifests.objects, &args.node, scope);
     warn(&node.warnings);
     Ok(node)
 }

@@ -15,9 +15,9 @@ use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client};
 
-use crate::cluster::ServiceKey;
 use crate::config::ClusterObjects;
 use crate::shell::watch::{Changes, ConfigStores, from_metadata, full, slim, spawn_recording};
+use crate::views::ServiceKey;
 
 /// Changed keys kept before they collapse into "everything changed".
 const MAX_CHANGED: usize = 65_536;

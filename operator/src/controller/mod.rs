@@ -32,12 +32,12 @@ use kube::Client;
 use kube_lease_manager::LeaseManagerBuilder;
 use tokio_util::sync::CancellationToken;
 
-use crate::cluster::ServiceScope;
 use crate::config::LoadOptions;
 use crate::shell::runtime::{
     RETRY_MAX, RETRY_MIN, connect_and_serve, gather, limit_malloc_arenas, now,
 };
 use crate::shell::watch::Changes;
+use crate::views::ServiceScope;
 use cache::Caches;
 use metrics::Metrics;
 use reconcile::Reconciler;

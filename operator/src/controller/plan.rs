@@ -24,8 +24,8 @@ use serde_json::{Value, json};
 
 use crate::alloc::{self, AllocService, Event, POOL_ANNOTATION, PoolUsage};
 use crate::api::{ConfigurationStateResult, ConfigurationStateStatus, IPAddressPoolStatus};
-use crate::cluster::{KeyRef, ServiceKey, ServiceScope, key_parts};
 use crate::config::{Config, ConfigError};
+use crate::views::{KeyRef, ServiceKey, ServiceScope, key_parts};
 
 /// The writes for one Service.
 #[derive(Clone, Debug, PartialEq)]
@@ -143,7 +143,7 @@ pub fn status_patch(ips: &[IpAddr]) -> Value {
     }
     let ingress: Vec<Value> = ips
         .iter()
-        .map(|ip| json!({ "ip": ip.to_string(), "ipMode": crate::cluster::IP_MODE }))
+        .map(|ip| json!({ "ip": ip.to_string(), "ipMode": crate::views::IP_MODE }))
         .collect();
     json!({ "status": { "loadBalancer": { "ingress": ingress } } })
 }
@@ -413,7 +413,7 @@ fn outcome(
         .filter(|_| !decision.ingress.is_empty());
     // An IP written without its ipMode (by an older release, or by MetalLB) is written again.
     let status = (view.ingress != decision.ingress
-        || !crate::cluster::ingress_ip_mode_is_vip(service))
+        || !crate::views::ingress_ip_mode_is_vip(service))
     .then(|| status_patch(&decision.ingress));
     let metadata = (live_pool(service) != wanted_pool).then(|| annotation_patch(wanted_pool));
     let changed = status.is_some() || metadata.is_some();

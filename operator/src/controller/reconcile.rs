@@ -24,8 +24,8 @@ use super::metrics::Metrics;
 use super::plan::{EventMemory, configuration_state, plan, plan_changed};
 use super::writer::{ApiWriter, WriteError};
 use crate::api::{ConfigurationStateStatus, IPAddressPoolStatus};
-use crate::cluster::{KeyRef, ServiceKey, ServiceScope, key_parts};
 use crate::config::{self, ClusterObjects, Config, LoadOptions};
+use crate::views::{KeyRef, ServiceKey, ServiceScope, key_parts};
 
 /// Service and event writes in flight at once.
 const IN_FLIGHT: usize = 16;
@@ -268,7 +268,7 @@ impl Reconciler {
             match result {
                 Ok(Some(written)) => {
                     report.written += 1;
-                    tracing::info!(service = %write.key, ingress = ?crate::cluster::ingress_ips(&written), "service updated");
+                    tracing::info!(service = %write.key, ingress = ?crate::views::ingress_ips(&written), "service updated");
                     self.written.insert(
                         write.key.clone(),
                         Written {

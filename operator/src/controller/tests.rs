@@ -14,8 +14,8 @@ use super::cache::Caches;
 use super::metrics::Metrics;
 use super::reconcile::Reconciler;
 use super::writer::ApiWriter;
-use crate::cluster::ServiceScope;
 use crate::config::{ClusterObjects, LoadOptions};
+use crate::views::ServiceScope;
 
 type Handle = tower_test::mock::Handle<Request<Body>, Response<Body>>;
 

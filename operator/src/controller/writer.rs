@@ -20,7 +20,7 @@ use serde_json::{Value, json};
 use super::plan::ServiceWrite;
 use crate::alloc;
 use crate::api::{ConfigurationStateStatus, IPAddressPool, IPAddressPoolStatus};
-use crate::cluster::ServiceKey;
+use crate::views::ServiceKey;
 
 /// The field manager of every write.
 pub const FIELD_MANAGER: &str = "ferrolb-controller";

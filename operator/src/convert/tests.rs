@@ -1,8 +1,8 @@
 use super::*;
-use crate::cluster::{ServiceKey, ServiceScope};
 use crate::config::LoadOptions;
+use crate::dry_run;
 use crate::manifest;
-use crate::offline;
+use crate::views::{ServiceKey, ServiceScope};
 
 /// Every legacy field, in a ConfigMap as MetalLB's docs show it.
 const FULL: &str = r#"
@@ -70,7 +70,7 @@ data:
 "#;
 
 fn load(yaml: &str) -> (crate::config::ClusterObjects, crate::config::Config) {
-    offline::fixture(yaml)
+    dry_run::fixture(yaml)
 }
 
 fn kinds(converted: &Converted) -> Vec<String> {
@@ -163,7 +163,7 @@ fn a_dual_mode_configuration_announces_what_the_old_one_meant() {
     let yaml = convert(FULL, "metallb-system").unwrap().yaml().unwrap();
     let (objects, config) = load(&format!("{yaml}{CLUSTER}"));
     let scope = ServiceScope::default();
-    let front = offline::prepare(config.clone(), &objects, "front", scope.clone());
+    let front = dry_run::prepare(config.clone(), &objects, "front", scope.clone());
     let announced = front.announcements();
     let sessions = announced["bgp"]["sessions"].as_array().unwrap();
     // The node-selected peer (rack frontend, speed not slow) and the unselected one.
@@ -192,14 +192,14 @@ fn a_dual_mode_configuration_announces_what_the_old_one_meant() {
     let l2: Vec<&str> = ["front", "slow"]
         .iter()
         .filter(|n| {
-            offline::prepare(config.clone(), &objects, n, scope.clone()).announcements()["l2"]
+            dry_run::prepare(config.clone(), &objects, n, scope.clone()).announcements()["l2"]
                 .as_array()
                 .is_some_and(|a| a.iter().any(|s| s["service"] == "shop/printer"))
         })
         .copied()
         .collect();
     assert_eq!(l2.len(), 1, "one owner: {l2:?}");
-    let decisions = offline::allocate(&config, &objects, &scope);
+    let decisions = dry_run::allocate(&config, &objects, &scope);
     assert_eq!(
         decisions[&ServiceKey::new("shop", "printer")]
             .pool
@@ -207,7 +207,7 @@ fn a_dual_mode_configuration_announces_what_the_old_one_meant() {
         Some("l2-space")
     );
     // The slow node is left out by the match-expression: only the unselected peer.
-    let slow = offline::prepare(config, &objects, "slow", scope).announcements();
+    let slow = dry_run::prepare(config, &objects, "slow", scope).announcements();
     let peers: Vec<&str> = slow["bgp"]["sessions"]
         .as_array()
         .unwrap()

@@ -123,12 +123,12 @@ fn run(service: &str) -> Result<Explanation, ExplainError> {
         slice("shop", "printer", "n1"),
         slice("other", "app", "n1")
     );
-    let (objects, config) = crate::offline::fixture(&text);
+    let (objects, config) = crate::dry_run::fixture(&text);
     let (namespace, name) = service.split_once('/').unwrap();
     explain(
         &config,
         &objects,
-        &crate::cluster::serving_endpoints(&objects.endpoint_slices),
+        &crate::views::serving_endpoints(&objects.endpoint_slices),
         &ServiceKey::new(namespace, name),
         &ServiceScope::default(),
     )
@@ -233,11 +233,11 @@ fn not_elected_names_the_owner() {
             ),
         slice("shop", "printer", "n1")
     );
-    let (objects, config) = crate::offline::fixture(&text);
+    let (objects, config) = crate::dry_run::fixture(&text);
     let e = explain(
         &config,
         &objects,
-        &crate::cluster::serving_endpoints(&objects.endpoint_slices),
+        &crate::views::serving_endpoints(&objects.endpoint_slices),
         &ServiceKey::new("shop", "printer"),
         &ServiceScope::default(),
     )

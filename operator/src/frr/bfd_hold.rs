@@ -30,7 +30,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use super::model::FrrConfig;
-use super::state::BgpSession;
+use super::sessions::BgpSession;
 
 /// How long a neighbour whose peer leaves its OPEN unanswered waits for its BFD.
 pub const RELEASE_AFTER: Duration = Duration::from_secs(3);

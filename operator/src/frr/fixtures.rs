@@ -2,10 +2,10 @@
 //! builds it, and the manifests of the objects that shape it.
 
 use super::model::FrrConfig;
-use crate::cluster::ServiceScope;
 use crate::config::{self, LoadOptions};
 use crate::frr::{self, NodeFacts};
-use crate::{manifest, offline};
+use crate::views::ServiceScope;
+use crate::{dry_run, manifest};
 
 /// A node's model from manifests, as its speaker would build it (Services without
 /// EndpointSlices serve everywhere).
@@ -13,7 +13,7 @@ pub(crate) fn model(yaml: &str) -> FrrConfig {
     let parsed = manifest::parse(yaml, "test", "metallb-system").expect("parses");
     assert!(parsed.errors.is_empty(), "{:?}", parsed.errors);
     let config = config::load(&parsed.objects, &LoadOptions::default()).expect("valid");
-    let node = offline::prepare(config, &parsed.objects, "node-a", ServiceScope::default());
+    let node = dry_run::prepare(config, &parsed.objects, "node-a", ServiceScope::default());
     frr::build(
         &node.config,
         &node.intent(),

@@ -1,7 +1,7 @@
 //! FRR: the node's configuration as data ([`model`]), rendered to frr.conf ([`render`]) as
 //! the running FRR version prints it ([`dialect`]),
 //! changed line by line ([`delta`]), put into a running FRR and verified ([`apply`]) against
-//! what FRR prints back ([`running`]), and its sessions read back ([`state`]), talking to the
+//! what FRR prints back ([`running`]), and its sessions read back ([`sessions`]), talking to the
 //! daemons through their sockets ([`vty`]). Each neighbour's BFD waits for its session
 //! ([`bfd_hold`]).
 
@@ -15,7 +15,7 @@ pub(crate) mod fixtures;
 pub mod model;
 pub mod render;
 pub mod running;
-pub mod state;
+pub mod sessions;
 pub mod vty;
 
 pub use dialect::Dialect;

@@ -32,8 +32,8 @@ use ipnet::IpNet;
 use serde::Serialize;
 
 use crate::bgp::{NodeIntent, RouteAttributes, SessionIntent};
-use crate::cluster::NodeView;
 use crate::config::{BfdProfile, BgpCommunity, Config, PeerEndpoint};
+use crate::views::NodeView;
 
 use super::defaults;
 

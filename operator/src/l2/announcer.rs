@@ -208,8 +208,8 @@ mod tests {
     use std::net::{Ipv4Addr, Ipv6Addr};
 
     use super::*;
-    use crate::cluster::ServiceKey;
     use crate::l2::wire::ndp::Solicitation;
+    use crate::views::ServiceKey;
 
     const OURS: Mac = Mac([2, 0, 0, 0, 0, 1]);
     const CLIENT: Mac = Mac([2, 0, 0, 0, 0, 9]);

@@ -22,8 +22,8 @@ use std::net::IpAddr;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::cluster::{LbService, NodeView, ServiceKey, ServiceScope, ServingEndpoints};
 use crate::config::{Config, L2Advertisement, any_matches};
+use crate::views::{LbService, NodeView, ServiceKey, ServiceScope, ServingEndpoints};
 
 /// Everything [`announcements`] reads besides the configuration.
 #[derive(Clone, Copy, Debug)]

@@ -13,7 +13,7 @@ use kube::Client;
 use prometheus_client::registry::Registry;
 use tokio_util::sync::CancellationToken;
 
-use crate::http::Endpoints;
+use crate::http::HealthAndMetrics;
 
 /// The first wait before a failed step is tried again; it doubles up to [`RETRY_MAX`].
 pub(crate) const RETRY_MIN: Duration = Duration::from_millis(200);
@@ -71,7 +71,7 @@ pub(crate) async fn connect_and_serve(
     let mut registry = Registry::default();
     register(&mut registry);
     let ready = Arc::new(AtomicBool::new(false));
-    Endpoints::new(registry, Arc::clone(&ready))
+    HealthAndMetrics::new(registry, Arc::clone(&ready))
         .serve_both(health_addr, metrics_addr, shutdown)
         .await?;
     Ok((client, ready))

@@ -18,9 +18,9 @@ use kube::runtime::reflector::Store;
 use kube::{Api, Client, Resource};
 
 use super::feed::{EndpointPart, Feed, ObjectKey, Pending};
-use crate::cluster::{LbService, ServiceKey, slice_serving};
 use crate::config::ClusterObjects;
 use crate::shell::watch::{Changes, ConfigStores, from_metadata, full, owned, trimmed};
+use crate::views::{LbService, ServiceKey, slice_serving};
 
 /// The speaker's caches: changes of Services and endpoints (see [`super::feed`]), and
 /// stores of the rest.
@@ -123,7 +123,7 @@ fn serving_part(slice: &EndpointSlice) -> Option<EndpointPart> {
     slice_serving(slice).filter(|(_, serving)| serving.any)
 }
 
-/// Keeps what the speaker reads of a Node ([`crate::cluster::NodeView`]): name, labels,
+/// Keeps what the speaker reads of a Node ([`crate::views::NodeView`]): name, labels,
 /// addresses, the type and status of its conditions and its out-of-service taint (not its
 /// images, volumes or capacity, which are most of a Node object).
 pub fn trim_node(node: &mut Node) {
@@ -136,7 +136,7 @@ pub fn trim_node(node: &mut Node) {
         .and_then(|spec| spec.taints)
         .unwrap_or_default()
         .into_iter()
-        .filter(|t| t.key == crate::cluster::OUT_OF_SERVICE_TAINT)
+        .filter(|t| t.key == crate::views::OUT_OF_SERVICE_TAINT)
         .collect();
     if !out_of_service.is_empty() {
         node.spec = Some(k8s_openapi::api::core::v1::NodeSpec {
@@ -198,9 +198,9 @@ mod tests {
             }
         }))
         .unwrap();
-        let before = crate::cluster::NodeView::from_node(&node);
+        let before = crate::views::NodeView::from_node(&node);
         trim_node(&mut node);
-        assert_eq!(crate::cluster::NodeView::from_node(&node), before);
+        assert_eq!(crate::views::NodeView::from_node(&node), before);
         assert!(before.out_of_service && before.not_ready);
         let spec = node.spec.as_ref().unwrap();
         assert_eq!(spec.taints.as_ref().map(Vec::len), Some(1));

@@ -2,7 +2,7 @@
 //!
 //! The speaker reads 10,000 Services and as many endpoint objects, but each pass needs only
 //! the few that changed. A [`Feed`] turns one watch into a queue of changes of a small
-//! projection of each object (an [`crate::cluster::LbService`], an endpoint summary): the
+//! projection of each object (an [`crate::views::LbService`], an endpoint summary): the
 //! latest value per key since the reader last looked, or a whole new list after the watch
 //! (re)listed. The reader keeps the only copy ([`SortedSet`], or a map of its own), so no
 //! Kubernetes object stays in memory and nothing is rebuilt that did not change.
@@ -296,24 +296,24 @@ fn merge_walk<K: Ord, V: PartialEq>(
 pub struct EndpointIndex {
     /// Per object: its Service, when that is not the object's own name (a slice named as
     /// its Service costs no key here).
-    owner: BTreeMap<ObjectKey, crate::cluster::ServiceKey>,
+    owner: BTreeMap<ObjectKey, crate::views::ServiceKey>,
     /// Per Service and object: what the object says.
-    parts: BTreeMap<(crate::cluster::ServiceKey, ObjectKey), crate::cluster::ServingEndpoints>,
+    parts: BTreeMap<(crate::views::ServiceKey, ObjectKey), crate::views::ServingEndpoints>,
     /// Per Service: all its objects merged.
-    merged: BTreeMap<crate::cluster::ServiceKey, crate::cluster::ServingEndpoints>,
+    merged: BTreeMap<crate::views::ServiceKey, crate::views::ServingEndpoints>,
 }
 
 /// `namespace/name` of an endpoint object.
-pub type ObjectKey = crate::cluster::ServiceKey;
+pub type ObjectKey = crate::views::ServiceKey;
 
 /// What an endpoint object says: its Service and where it serves.
-pub type EndpointPart = (crate::cluster::ServiceKey, crate::cluster::ServingEndpoints);
+pub type EndpointPart = (crate::views::ServiceKey, crate::views::ServingEndpoints);
 
 impl EndpointIndex {
     /// Per Service, where its endpoints serve.
     pub fn by_service(
         &self,
-    ) -> &BTreeMap<crate::cluster::ServiceKey, crate::cluster::ServingEndpoints> {
+    ) -> &BTreeMap<crate::views::ServiceKey, crate::views::ServingEndpoints> {
         &self.merged
     }
 
@@ -321,7 +321,7 @@ impl EndpointIndex {
     pub fn apply(
         &mut self,
         pending: Pending<ObjectKey, EndpointPart>,
-    ) -> BTreeSet<crate::cluster::ServiceKey> {
+    ) -> BTreeSet<crate::views::ServiceKey> {
         let mut dirty = BTreeSet::new();
         if let Some(list) = pending.reset {
             let listed: BTreeSet<&ObjectKey> = list.iter().map(|(k, _)| k).collect();
@@ -372,7 +372,7 @@ impl EndpointIndex {
         &mut self,
         object: ObjectKey,
         part: Option<EndpointPart>,
-        dirty: &mut BTreeSet<crate::cluster::ServiceKey>,
+        dirty: &mut BTreeSet<crate::views::ServiceKey>,
     ) {
         let own = (object.clone(), object.clone());
         let before = match self.owner.remove(&object) {
@@ -396,7 +396,7 @@ impl EndpointIndex {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cluster::{ServiceKey, ServingEndpoints};
+    use crate::views::{ServiceKey, ServingEndpoints};
     use proptest::prelude::*;
 
     fn key(v: &(u8, u8)) -> &u8 {

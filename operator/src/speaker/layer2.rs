@@ -24,10 +24,10 @@ use super::metrics::Metrics;
 use super::status::StatusWriter;
 use super::{FIELD_MANAGER, Options};
 use crate::api::ServiceL2Status;
-use crate::cluster::{NodeView, ServiceKey};
 use crate::l2::L2Announcement;
 use crate::l2::members::{Liveness, Members, MembersMetrics, MembersOptions, Timings};
 use crate::l2::responder::{self, Owned, ResponderOptions};
+use crate::views::{NodeView, ServiceKey};
 
 /// The key in the gossip Secret (MetalLB's).
 pub const SECRET_KEY: &str = "secretkey";

@@ -12,7 +12,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
-use crate::frr::state::{BfdSession, BgpSession, by_peer};
+use crate::frr::sessions::{BfdSession, BgpSession, by_peer};
 use crate::shell::metrics::ClientMetrics;
 
 /// The `peer` label.

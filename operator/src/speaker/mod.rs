@@ -21,6 +21,7 @@
 
 mod layer2;
 mod leaving;
+mod readback;
 
 pub mod cache;
 pub mod feed;
@@ -39,21 +40,20 @@ use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::ConfigurationStateStatus;
-use crate::cluster::ServiceScope;
 use crate::config::LoadOptions;
 use crate::frr::NodeFacts;
 use crate::frr::apply::{Applier, ApplyPath, FrrTarget};
-use crate::frr::bfd_hold::{self, BfdHold, Release};
-use crate::frr::running::{first_difference, same_configuration};
-use crate::frr::state;
+use crate::frr::bfd_hold::{self, BfdHold};
 use crate::shell::runtime::{
     RETRY_MAX, RETRY_MIN, connect_and_serve, limit_malloc_arenas, now, release_free_memory,
 };
 use crate::shell::state::{StateTarget, apply_configuration_state};
 use crate::shell::watch::Changes;
+use crate::views::ServiceScope;
 use cache::SpeakerCaches;
 use metrics::Metrics;
 use plan::{PassInputs, Planner};
+use readback::{drifted, observe_sessions, poll_state, read_sessions};
 
 /// How often FRR's sessions are read while a neighbour's BFD is held back.
 pub const HOLD_RECHECK: Duration = Duration::from_millis(250);
@@ -414,7 +414,7 @@ fn start_probes(
         .iter()
         .find(|n| n.metadata.name.as_deref() == Some(options.node_name.as_str()))
         .and_then(|n| {
-            crate::cluster::NodeView::from_node(n)
+            crate::views::NodeView::from_node(n)
                 .addresses
                 .first()
                 .copied()
@@ -501,78 +501,6 @@ fn earliest_next(
         (busy_end + window).max(end + took)
     } else {
         end + window
-    }
-}
-
-/// Reads FRR's sessions into the metrics; returns the BGP sessions.
-async fn poll_state(applier: &mut Applier, metrics: &Metrics) -> Option<Vec<state::BgpSession>> {
-    let bgp = applier
-        .query("bgpd", "show bgp vrf all neighbors json")
-        .await;
-    let bfd = applier.query("bfdd", "show bfd peers json").await;
-    match (bgp, bfd) {
-        (Ok(bgp), Ok(bfd)) => match (state::bgp_sessions(&bgp), state::bfd_sessions(&bfd)) {
-            (Ok(b), Ok(f)) => {
-                metrics.set_sessions(&b, &f);
-                return Some(b);
-            }
-            (Err(e), _) | (_, Err(e)) => tracing::warn!(error = %e, "reading FRR's state"),
-        },
-        (Err(e), _) | (_, Err(e)) => tracing::warn!(error = %e, "polling FRR"),
-    }
-    None
-}
-
-/// FRR's BGP sessions; `None` (logged) when they cannot be read.
-async fn read_sessions(applier: &mut Applier) -> Option<Vec<state::BgpSession>> {
-    let text = applier
-        .query("bgpd", "show bgp vrf all neighbors json")
-        .await;
-    match text.map(|t| state::bgp_sessions(&t)) {
-        Ok(Ok(sessions)) => Some(sessions),
-        Ok(Err(error)) => {
-            tracing::warn!(%error, "reading FRR's sessions");
-            None
-        }
-        Err(error) => {
-            tracing::debug!(%error, "reading FRR's sessions");
-            None
-        }
-    }
-}
-
-/// Takes FRR's sessions into the BFD hold and logs each neighbour it releases; whether it
-/// released any.
-fn observe_sessions(hold: &mut BfdHold, sessions: &[state::BgpSession]) -> bool {
-    let released = hold.observe(sessions, Instant::now());
-    for r in &released {
-        match r.why {
-            Release::Established => tracing::info!(
-                peer = %r.peer, vrf = %r.vrf,
-                "BFD configured for the neighbour: its session came up"
-            ),
-            Release::PeerWaits => tracing::info!(
-                peer = %r.peer, vrf = %r.vrf,
-                wait_s = bfd_hold::RELEASE_AFTER.as_secs(),
-                "BFD configured for the neighbour: the peer does not answer the OPEN without it"
-            ),
-        }
-    }
-    !released.is_empty()
-}
-
-/// How FRR's running configuration differs from what was applied, if it does.
-async fn drifted(applier: &mut Applier) -> Option<String> {
-    applier.applied_text()?;
-    match applier.running_config().await {
-        Ok(running) => applier
-            .applied_text()
-            .filter(|applied| !same_configuration(applied, &running))
-            .map(|applied| first_difference(applied, &running)),
-        Err(error) => {
-            tracing::warn!(%error, "reading FRR's running configuration");
-            None
-        }
     }
 }
 

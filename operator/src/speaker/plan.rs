@@ -16,12 +16,12 @@ use super::feed::{EndpointIndex, SortedSet};
 use super::proxy::{ProbeRequest, ProxyGate};
 use crate::api::{ConfigurationStateResult, ConfigurationStateStatus};
 use crate::bgp::{IntentInputs, IntentState, ServiceBgp};
-use crate::cluster::{LbService, NodeView, ServiceKey, ServiceScope};
 use crate::config::{self, ClusterObjects, Config, ConfigError, LoadOptions};
 use crate::frr::{self, FrrConfig, NodeFacts};
 use crate::l2::members::Liveness;
 use crate::l2::{self, L2Announcement, L2Inputs};
 use crate::shell::state::{keep_transition_times, load_condition};
+use crate::views::{LbService, NodeView, ServiceKey, ServiceScope};
 
 /// A change in what the node announces: one prefix, and the peers (BGPPeer names) that now
 /// receive it and that no longer do.
@@ -177,7 +177,7 @@ impl Planner {
                     meta.namespace.as_deref().unwrap_or("default"),
                     meta.name.as_deref().unwrap_or_default(),
                 );
-                crate::cluster::slice_serving(slice).map(|part| (key, part))
+                crate::views::slice_serving(slice).map(|part| (key, part))
             })),
         };
         self.pass_with(objects, taken, inputs)

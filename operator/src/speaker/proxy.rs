@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::cluster::{LbService, ServiceKey};
+use crate::views::{LbService, ServiceKey};
 
 /// How long an announcement waits for kube-proxy at most.
 pub const PROBE_DEADLINE: Duration = Duration::from_secs(5);

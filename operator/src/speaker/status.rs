@@ -19,7 +19,7 @@ use serde_json::json;
 
 use super::FIELD_MANAGER;
 use crate::api::{ServiceBGPStatus, ServiceL2Status};
-use crate::cluster::ServiceKey;
+use crate::views::ServiceKey;
 
 /// A per-Service status kind: its detail is a set of names (peers, interfaces).
 pub trait StatusKind:

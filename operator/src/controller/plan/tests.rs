@@ -318,7 +318,7 @@ spec: {addresses: [10.0.2.0/30], autoAssign: false}
                 prop_assert_eq!(&again.usage, &fresh.usage);
                 let mut holders: HashMap<String, Vec<Option<String>>> = HashMap::new();
                 for s in &services {
-                    for ip in crate::cluster::ingress_ips(s) {
+                    for ip in crate::views::ingress_ips(s) {
                         let key = s.metadata.annotations.as_ref().and_then(|a| a.get("metallb.io/allow-shared-ip")).cloned();
                         holders.entry(ip.to_string()).or_default().push(key);
                     }

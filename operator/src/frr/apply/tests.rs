@@ -11,11 +11,11 @@ fn golden_model(case: &str) -> FrrConfig {
     let parsed = crate::manifest::parse(&text, "input.yaml", "metallb-system").expect("YAML");
     let config = crate::config::load(&parsed.objects, &crate::config::LoadOptions::default())
         .expect("golden input loads");
-    let node = crate::offline::prepare(
+    let node = crate::dry_run::prepare(
         config,
         &parsed.objects,
         "node-a",
-        crate::cluster::ServiceScope::default(),
+        crate::views::ServiceScope::default(),
     );
     crate::frr::build(&node.config, &node.intent(), &node.node, Default::default())
 }

@@ -51,7 +51,7 @@ impl BfdSession {
 
 /// Why state text could not be read.
 #[derive(Debug, thiserror::Error)]
-pub enum StateError {
+pub enum SessionsError {
     /// Not JSON.
     #[error("FRR's {what} is not JSON: {source}")]
     NotJson {
@@ -68,12 +68,12 @@ pub enum StateError {
     },
 }
 
-fn parse(text: &str, what: &'static str) -> Result<Value, StateError> {
+fn parse(text: &str, what: &'static str) -> Result<Value, SessionsError> {
     // vtysh prints `{}` or nothing at all when a daemon has nothing to say.
     if text.trim().is_empty() {
         return Ok(Value::Object(Default::default()));
     }
-    serde_json::from_str(text).map_err(|source| StateError::NotJson { what, source })
+    serde_json::from_str(text).map_err(|source| SessionsError::NotJson { what, source })
 }
 
 fn number(value: &Value) -> u64 {
@@ -81,10 +81,12 @@ fn number(value: &Value) -> u64 {
 }
 
 /// Reads `show bgp vrf all neighbors json`: sessions by (VRF, neighbour).
-pub fn bgp_sessions(text: &str) -> Result<Vec<BgpSession>, StateError> {
+pub fn bgp_sessions(text: &str) -> Result<Vec<BgpSession>, SessionsError> {
     const WHAT: &str = "show bgp vrf all neighbors json";
     let value = parse(text, WHAT)?;
-    let vrfs = value.as_object().ok_or(StateError::Shape { what: WHAT })?;
+    let vrfs = value
+        .as_object()
+        .ok_or(SessionsError::Shape { what: WHAT })?;
     let mut out = Vec::new();
     for (vrf_key, vrf) in vrfs {
         let Some(neighbors) = vrf.as_object() else {
@@ -128,13 +130,13 @@ pub fn bgp_sessions(text: &str) -> Result<Vec<BgpSession>, StateError> {
 }
 
 /// Reads `show bfd peers json`.
-pub fn bfd_sessions(text: &str) -> Result<Vec<BfdSession>, StateError> {
+pub fn bfd_sessions(text: &str) -> Result<Vec<BfdSession>, SessionsError> {
     const WHAT: &str = "show bfd peers json";
     let value = parse(text, WHAT)?;
     let list = match &value {
         Value::Array(list) => list.as_slice(),
         Value::Object(map) if map.is_empty() => &[],
-        _ => return Err(StateError::Shape { what: WHAT }),
+        _ => return Err(SessionsError::Shape { what: WHAT }),
     };
     let mut out: Vec<BfdSession> = list
         .iter()

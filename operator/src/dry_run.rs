@@ -1,5 +1,7 @@
-//! The offline tools' view of a cluster: manifest objects in, one node's BGP intent, FRR
-//! configuration and L2 duties out, computed exactly as that node's speaker would.
+//! A dry run over a set of objects (from manifest files or read from a cluster): what the
+//! controller would allocate, and one node's BGP intent, FRR configuration and layer-2
+//! duties, computed exactly as the controller and that node's speaker would. The offline
+//! tools (`render`, `allocate`, `explain`) are built on it.
 //!
 //! What a cluster would supply but files may not is assumed and reported as a warning:
 //! a node without a Node object has only its hostname label; a Service without
@@ -15,14 +17,14 @@ use serde_json::{Value, json};
 
 use crate::alloc::{self, AllocService, Decision};
 use crate::bgp::{self, IntentInputs, NodeIntent, ServiceBgp};
-use crate::cluster::{self, LbService, NodeView, ServiceKey, ServiceScope, ServingEndpoints};
 use crate::config::{ClusterObjects, Config};
 use crate::frr::{self, Dialect, NodeFacts, RenderError};
 use crate::l2::{self, L2Inputs};
+use crate::views::{self, LbService, NodeView, ServiceKey, ServiceScope, ServingEndpoints};
 
-/// One node of an offline cluster, ready for the pure functions.
+/// One node of the dry run, ready for the pure functions.
 #[derive(Clone, Debug)]
-pub struct OfflineNode {
+pub struct NodeDryRun {
     /// The checked configuration.
     pub config: Config,
     /// The node.
@@ -45,7 +47,7 @@ pub fn prepare(
     objects: &ClusterObjects,
     node_name: &str,
     scope: ServiceScope,
-) -> OfflineNode {
+) -> NodeDryRun {
     let mut warnings = Vec::new();
     let mut members: Vec<NodeView> = objects.nodes.iter().map(NodeView::from_node).collect();
     let node = match members.iter().find(|n| n.name == node_name) {
@@ -102,7 +104,7 @@ pub fn prepare(
             service.ingress = decision.ingress.clone();
         }
     }
-    let mut endpoints = cluster::serving_endpoints(&objects.endpoint_slices);
+    let mut endpoints = views::serving_endpoints(&objects.endpoint_slices);
     for service in services.iter().filter(|s| s.in_scope(&scope)) {
         if service.ingress.is_empty() {
             continue;
@@ -122,7 +124,7 @@ pub fn prepare(
             );
         }
     }
-    OfflineNode {
+    NodeDryRun {
         config,
         node,
         members,
@@ -163,7 +165,7 @@ pub fn allocate_explaining(
     alloc::allocate_all_explaining(config, &services, scope, explain).1
 }
 
-impl OfflineNode {
+impl NodeDryRun {
     /// The node's BGP intent.
     pub fn intent(&self) -> NodeIntent {
         bgp::intent(
