@@ -20,7 +20,7 @@ use serde_json::{Map, Value, json};
 
 /// Why the input is not a legacy configuration.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum ConvertError {
+pub(crate) enum ConvertError {
     /// Not YAML, or not of the legacy shape.
     #[error("{0}")]
     Syntax(String),
@@ -138,7 +138,7 @@ struct LegacyBfd {
 
 /// One output resource and the comments above it.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Document {
+pub(crate) struct Document {
     /// Comment lines (without `#`).
     pub comments: Vec<String>,
     /// The resource.
@@ -147,7 +147,7 @@ pub struct Document {
 
 /// The converted configuration.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Converted {
+pub(crate) struct Converted {
     /// Resources in apply order: BFD profiles and communities, pools, advertisements, peers.
     pub documents: Vec<Document>,
     /// Notes about the whole input.
@@ -156,7 +156,7 @@ pub struct Converted {
 
 impl Converted {
     /// The resources as one multi-document YAML stream.
-    pub fn yaml(&self) -> Result<String, String> {
+    pub(crate) fn yaml(&self) -> Result<String, String> {
         let mut out = String::new();
         for note in &self.notes {
             out.push_str(&format!("# {note}\n"));
@@ -174,7 +174,7 @@ impl Converted {
 
 /// The legacy configuration in `text`: a ConfigMap (its `data.config`) or the configuration
 /// file itself. `namespace` is where the resources go when the ConfigMap names none.
-pub fn convert(text: &str, namespace: &str) -> Result<Converted, ConvertError> {
+pub(crate) fn convert(text: &str, namespace: &str) -> Result<Converted, ConvertError> {
     let top: Value =
         serde_saphyr::from_str(text).map_err(|e| ConvertError::Syntax(e.to_string()))?;
     let (config_text, namespace) = if top.get("kind").and_then(Value::as_str) == Some("ConfigMap") {

@@ -26,7 +26,7 @@ use crate::views::{LbService, NodeView, ServiceKey, ServiceScope, ServingEndpoin
 /// The whole answer.
 #[derive(Clone, Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct Explanation {
+pub(crate) struct Explanation {
     /// `namespace/name`.
     pub service: String,
     /// The ingress IPs the Service has, or would get from the controller.
@@ -53,7 +53,7 @@ pub struct Explanation {
 /// One pool's part.
 #[derive(Clone, Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct PoolVerdict {
+pub(crate) struct PoolVerdict {
     /// The pool.
     pub name: String,
     /// Whether the Service's IPs come from it.
@@ -66,7 +66,7 @@ pub struct PoolVerdict {
 /// One node's part.
 #[derive(Clone, Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct NodeVerdict {
+pub(crate) struct NodeVerdict {
     /// The node.
     pub node: String,
     /// BGP.
@@ -78,7 +78,7 @@ pub struct NodeVerdict {
 /// What a node does over BGP.
 #[derive(Clone, Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct BgpVerdict {
+pub(crate) struct BgpVerdict {
     /// Whether the node announces the Service.
     pub announced: bool,
     /// MetalLB's reason word when it does not (`noLocalEndpoints`, …); absent when the pool
@@ -97,7 +97,7 @@ pub struct BgpVerdict {
 /// One peer receiving a Service's prefixes.
 #[derive(Clone, Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct PeerAnnouncement {
+pub(crate) struct PeerAnnouncement {
     /// The BGPPeer.
     pub peer: String,
     /// Its address or interface.
@@ -114,7 +114,7 @@ pub struct PeerAnnouncement {
 /// What a node does over layer 2.
 #[derive(Clone, Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct L2Verdict {
+pub(crate) struct L2Verdict {
     /// Whether the node answers ARP/NDP for the IPs.
     pub answers: bool,
     /// Interfaces it answers on (empty: all suitable).
@@ -130,7 +130,7 @@ pub struct L2Verdict {
 
 /// Why [`explain`] has no answer.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum ExplainError {
+pub(crate) enum ExplainError {
     /// No such Service in the input.
     #[error("Service {0} is not in the input")]
     NotFound(ServiceKey),
@@ -177,7 +177,7 @@ fn word<T: Serialize>(value: &T) -> Option<String> {
 
 /// Explains `key` among `objects` under `config`, with `endpoints` saying where each
 /// Service's endpoints serve (from EndpointSlices or core/v1 Endpoints).
-pub fn explain(
+pub(crate) fn explain(
     config: &Config,
     objects: &ClusterObjects,
     endpoints: &BTreeMap<ServiceKey, ServingEndpoints>,
@@ -384,7 +384,7 @@ fn bgp_verdict(
 
 impl Explanation {
     /// For people.
-    pub fn text(&self) -> String {
+    pub(crate) fn text(&self) -> String {
         let mut out = String::new();
         let _ = writeln!(out, "Service {}", self.service);
         if self.ips.is_empty() {

@@ -20,17 +20,17 @@ use tokio_util::sync::CancellationToken;
 /// What `/metrics`, `/healthz` and `/readyz` report: the metrics registry and whether the
 /// caches have synced.
 #[derive(Clone, Debug)]
-pub struct HealthAndMetrics {
+pub(crate) struct HealthAndMetrics {
     registry: Arc<Registry>,
     ready: Arc<AtomicBool>,
 }
 
 /// The content type of the OpenMetrics text format.
-pub const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+pub(crate) const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 impl HealthAndMetrics {
     /// The metrics of `registry`, reporting ready once `ready` is set.
-    pub fn new(registry: Registry, ready: Arc<AtomicBool>) -> HealthAndMetrics {
+    pub(crate) fn new(registry: Registry, ready: Arc<AtomicBool>) -> HealthAndMetrics {
         HealthAndMetrics {
             registry: Arc::new(registry),
             ready,
@@ -38,7 +38,7 @@ impl HealthAndMetrics {
     }
 
     /// The router serving the three paths.
-    pub fn router(&self) -> Router {
+    pub(crate) fn router(&self) -> Router {
         Router::new()
             .route("/metrics", get(metrics))
             .route("/healthz", get(|| async { "ok\n" }))
@@ -48,7 +48,7 @@ impl HealthAndMetrics {
 
     /// Serves on `health` and, when given and different, on `metrics` too, until `shutdown`;
     /// logs the bound addresses.
-    pub async fn serve_both(
+    pub(crate) async fn serve_both(
         &self,
         health: SocketAddr,
         metrics: Option<SocketAddr>,
@@ -74,7 +74,7 @@ impl HealthAndMetrics {
     /// 0 picks a free one). While another process holds the port (MetalLB's speaker still
     /// leaving the node during a switch, say), it waits for it, saying so every
     /// [`BIND_RETRY`].
-    pub async fn serve(
+    pub(crate) async fn serve(
         &self,
         addr: SocketAddr,
         shutdown: CancellationToken,
@@ -95,7 +95,7 @@ impl HealthAndMetrics {
 }
 
 /// How often a port held by another process is tried again.
-pub const BIND_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
+pub(crate) const BIND_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
 
 async fn bind_when_free(
     addr: SocketAddr,

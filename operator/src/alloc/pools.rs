@@ -32,7 +32,7 @@ pub(super) struct PoolSpace {
 }
 
 impl PoolSpace {
-    pub fn new(pool: &Pool) -> PoolSpace {
+    pub(super) fn new(pool: &Pool) -> PoolSpace {
         let blocks: Vec<Block> = pool
             .cidrs()
             .map(|c| match c {
@@ -69,12 +69,12 @@ impl PoolSpace {
     }
 
     /// Whether the pool has addresses of the family at all.
-    pub fn has(&self, family: Family) -> bool {
+    pub(super) fn has(&self, family: Family) -> bool {
         self.capacity[family.index()] > 0
     }
 
     /// The block holding `ip`, if any (and the address is usable under avoidBuggyIPs).
-    pub fn block_of(&self, ip: IpAddr) -> Option<usize> {
+    pub(super) fn block_of(&self, ip: IpAddr) -> Option<usize> {
         if self.pool.avoid_buggy_ips && is_buggy(ip) {
             return None;
         }
@@ -86,7 +86,7 @@ impl PoolSpace {
 
     /// The first usable address of `family` in scan order for which `taken` is false:
     /// blocks in entry order, each from its lowest address up. Moves the hints forward.
-    pub fn first_free(
+    pub(super) fn first_free(
         &mut self,
         family: Family,
         taken: impl Fn(IpAddr) -> bool,
@@ -114,7 +114,7 @@ impl PoolSpace {
     }
 
     /// An address of the pool was freed: the scan must look at it again.
-    pub fn freed(&mut self, ip: IpAddr) {
+    pub(super) fn freed(&mut self, ip: IpAddr) {
         let (family, value) = number(ip);
         for (i, b) in self.blocks.iter().enumerate() {
             if b.family == family && b.first <= value && value <= b.last {
@@ -124,7 +124,7 @@ impl PoolSpace {
     }
 
     /// Addresses of `family` still free.
-    pub fn available(&self, family: Family) -> u128 {
+    pub(super) fn available(&self, family: Family) -> u128 {
         self.capacity[family.index()] - self.used[family.index()]
     }
 }

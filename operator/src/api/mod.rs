@@ -11,8 +11,10 @@
 //! webhook**: the v1beta1 schema is derived from the v1beta2 one (see [`peer`]), so the two
 //! versions are the same wire format and `conversion.strategy: None` is correct.
 
-// kube's `printcolumn(...)` attributes repeat keys such as `type_` by design.
-#![allow(clippy::duplicated_attributes)]
+// kube's `printcolumn(...)` attributes repeat keys such as `type_` by design, and the code
+// its `CustomResource` derive generates makes `unreachable_pub` flag the spec types, which are
+// reachable (re-exported below).
+#![allow(clippy::duplicated_attributes, unreachable_pub)]
 
 pub mod advertisement;
 pub mod bfd;

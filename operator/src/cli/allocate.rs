@@ -11,7 +11,7 @@ use crate::views::{ServiceKey, ServiceScope};
 
 /// How `allocate` prints.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum Output {
+pub(super) enum Output {
     /// The LoadBalancer Services with their status filled in, as YAML documents.
     Yaml,
     /// One line per LoadBalancer Service: NAMESPACE NAME POOL IPS STATUS.

@@ -18,7 +18,7 @@ use crate::views::ServiceScope;
 
 /// Log line format.
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
-pub enum LogFormat {
+pub(super) enum LogFormat {
     /// Human-readable lines.
     Text,
     /// One JSON object per line.
@@ -27,7 +27,7 @@ pub enum LogFormat {
 
 /// Options both long-running commands take.
 #[derive(Debug, clap::Args)]
-pub struct CommonArgs {
+pub(super) struct CommonArgs {
     /// The namespace ferrolb runs in (configuration, Lease, ConfigurationState,
     /// ServiceBGPStatus).
     #[arg(short = 'n', long, default_value = DEFAULT_NAMESPACE, env = "FERROLB_NAMESPACE")]
@@ -60,7 +60,7 @@ impl CommonArgs {
 
 /// Options of `ferrolb controller`.
 #[derive(Debug, clap::Args)]
-pub struct ControllerArgs {
+pub(super) struct ControllerArgs {
     #[command(flatten)]
     common: CommonArgs,
     /// This replica's pod name: the Lease holder identity and Event reporter instance.
@@ -101,7 +101,7 @@ pub struct ControllerArgs {
 
 /// Options of `ferrolb speaker`.
 #[derive(Debug, clap::Args)]
-pub struct SpeakerArgs {
+pub(super) struct SpeakerArgs {
     #[command(flatten)]
     common: CommonArgs,
     /// This node's name.
@@ -172,7 +172,7 @@ fn parse_metrics_addr(text: &str) -> Result<Option<SocketAddr>, ExitCode> {
 }
 
 /// Runs `ferrolb speaker`.
-pub fn speaker(args: SpeakerArgs) -> ExitCode {
+pub(super) fn speaker(args: SpeakerArgs) -> ExitCode {
     init_logging(args.common.log_format);
     let metrics_addr = match parse_metrics_addr(&args.common.metrics_addr) {
         Ok(addr) => addr,
@@ -304,7 +304,7 @@ fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
 }
 
 /// Runs `ferrolb controller`.
-pub fn controller(args: ControllerArgs) -> ExitCode {
+pub(super) fn controller(args: ControllerArgs) -> ExitCode {
     init_logging(args.common.log_format);
     let metrics_addr = match parse_metrics_addr(&args.common.metrics_addr) {
         Ok(addr) => addr,

@@ -21,7 +21,7 @@ use crate::views::{ServiceKey, ServiceScope, ServingEndpoints, serving_endpoints
 
 /// How `explain` prints.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum Output {
+pub(super) enum Output {
     /// For people.
     Text,
     /// For machines.
@@ -30,14 +30,14 @@ pub enum Output {
 
 /// What to explain.
 #[derive(Debug, clap::Subcommand)]
-pub enum ExplainWhat {
+pub(super) enum ExplainWhat {
     /// Why a Service has its IP (or none), and what each node does with it.
     Service(ServiceArgs),
 }
 
 /// `explain service`.
 #[derive(Debug, clap::Args)]
-pub struct ServiceArgs {
+pub(super) struct ServiceArgs {
     /// The Service: NAME (in --namespace) or NAMESPACE/NAME.
     #[arg(value_name = "[NAMESPACE/]NAME")]
     service: String,

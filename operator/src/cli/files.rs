@@ -7,7 +7,7 @@ use crate::manifest::{self, Manifests};
 
 /// Why input could not be read.
 #[derive(Debug, thiserror::Error)]
-pub enum ReadError {
+pub(super) enum ReadError {
     /// A path could not be opened or listed.
     #[error("cannot read {path}: {source}")]
     Io {
@@ -30,7 +30,7 @@ fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> ReadError + '_ {
 
 /// Expands `paths` into manifest files: directories are searched recursively for
 /// `*.yaml`, `*.yml` and `*.json`, in name order; `-` stands for stdin.
-pub fn expand(paths: &[PathBuf]) -> Result<Vec<PathBuf>, ReadError> {
+pub(super) fn expand(paths: &[PathBuf]) -> Result<Vec<PathBuf>, ReadError> {
     let mut out = Vec::new();
     for path in paths {
         if path.as_os_str() == "-" {
@@ -68,7 +68,7 @@ fn collect_dir(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), ReadError> {
 }
 
 /// Reads and parses every manifest under `paths`.
-pub fn read_manifests(paths: &[PathBuf], namespace: &str) -> Result<Manifests, ReadError> {
+pub(super) fn read_manifests(paths: &[PathBuf], namespace: &str) -> Result<Manifests, ReadError> {
     let mut all = Manifests::default();
     for path in expand(paths)? {
         let (text, name) = if path.as_os_str() == "-" {

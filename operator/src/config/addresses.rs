@@ -110,7 +110,7 @@ pub fn size(net: &IpNet) -> u128 {
 
 /// A CIDR block tagged with where it was defined.
 #[derive(Clone, Debug)]
-pub struct PlacedCidr<T> {
+pub(super) struct PlacedCidr<T> {
     /// The block.
     pub cidr: IpNet,
     /// Where it came from (pool and entry index, typically).
@@ -120,7 +120,9 @@ pub struct PlacedCidr<T> {
 /// Finds overlapping blocks. Returns pairs `(covering, overlapping)` where `overlapping`
 /// starts inside `covering`; each block is reported against the first block it overlaps,
 /// in address order. Runs in O(n log n).
-pub fn overlaps<T: Clone>(mut blocks: Vec<PlacedCidr<T>>) -> Vec<(PlacedCidr<T>, PlacedCidr<T>)> {
+pub(super) fn overlaps<T: Clone>(
+    mut blocks: Vec<PlacedCidr<T>>,
+) -> Vec<(PlacedCidr<T>, PlacedCidr<T>)> {
     // IpAddr orders every IPv4 address before every IPv6 one, so families stay apart.
     blocks.sort_by_key(|b| (b.cidr.network(), b.cidr.prefix_len()));
     let mut out = Vec::new();

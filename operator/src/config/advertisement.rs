@@ -15,7 +15,7 @@ use super::{
 use crate::api;
 
 /// FRR and MetalLB cap the communities of one advertisement.
-pub const MAX_COMMUNITIES: usize = 63;
+pub(super) const MAX_COMMUNITIES: usize = 63;
 
 /// What BGPAdvertisement checks consult.
 pub(super) struct BgpContext<'a> {

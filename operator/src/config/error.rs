@@ -131,7 +131,7 @@ pub(crate) struct Findings {
 }
 
 impl Findings {
-    pub fn invalid(
+    pub(crate) fn invalid(
         &mut self,
         object: &ObjectRef,
         field: impl Into<String>,
@@ -141,7 +141,7 @@ impl Findings {
             .push(ConfigError::invalid(object, field, reason));
     }
 
-    pub fn missing(
+    pub(crate) fn missing(
         &mut self,
         object: &ObjectRef,
         field: impl Into<String>,
@@ -151,7 +151,7 @@ impl Findings {
             .push(ConfigError::missing(object, field, reason));
     }
 
-    pub fn warn(
+    pub(crate) fn warn(
         &mut self,
         object: &ObjectRef,
         field: impl Into<String>,
@@ -162,7 +162,7 @@ impl Findings {
     }
 
     /// Records `result`'s error, if any, against `field`, and returns its value.
-    pub fn check<T>(
+    pub(crate) fn check<T>(
         &mut self,
         object: &ObjectRef,
         field: impl Into<String>,
@@ -178,7 +178,7 @@ impl Findings {
     }
 
     /// Number of errors recorded so far; compare before and after a check to see if it failed.
-    pub fn error_count(&self) -> usize {
+    pub(crate) fn error_count(&self) -> usize {
         self.errors.len()
     }
 }

@@ -15,7 +15,7 @@ mod community;
 mod error;
 mod input;
 mod model;
-pub mod names;
+pub(crate) mod names;
 mod peer;
 mod pool;
 mod selector;

@@ -7,10 +7,10 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 
-pub use super::addresses::AddressEntry;
-pub use super::community::BgpCommunity;
+pub(super) use super::addresses::AddressEntry;
+pub(super) use super::community::BgpCommunity;
 use super::error::ConfigWarning;
-pub use super::selector::Selector;
+pub(super) use super::selector::Selector;
 use super::selector::any_matches;
 
 /// A loaded, consistent configuration. Maps are keyed by object name.

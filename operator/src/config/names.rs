@@ -3,18 +3,18 @@
 //! characters, within FRR's and Linux's length limits), so no object can inject FRR commands.
 
 /// Longest interface name Linux accepts (IFNAMSIZ − 1).
-pub const MAX_INTERFACE_LEN: usize = 15;
+pub(crate) const MAX_INTERFACE_LEN: usize = 15;
 /// Longest BFD profile name FRR accepts.
-pub const MAX_BFD_PROFILE_LEN: usize = 63;
+pub(crate) const MAX_BFD_PROFILE_LEN: usize = 63;
 /// Longest TCP MD5 key the kernel accepts.
-pub const MAX_PASSWORD_LEN: usize = 80;
+pub(crate) const MAX_PASSWORD_LEN: usize = 80;
 
 fn is_alnum_lower(c: char) -> bool {
     c.is_ascii_lowercase() || c.is_ascii_digit()
 }
 
 /// A DNS-1123 subdomain: what Kubernetes requires of most object names.
-pub fn check_subdomain(value: &str) -> Result<(), String> {
+pub(crate) fn check_subdomain(value: &str) -> Result<(), String> {
     if value.is_empty() {
         return Err("must not be empty".into());
     }
@@ -36,7 +36,7 @@ pub fn check_subdomain(value: &str) -> Result<(), String> {
 }
 
 /// A DNS-1123 label: the form of namespace names.
-pub fn check_dns_label(value: &str) -> Result<(), String> {
+pub(crate) fn check_dns_label(value: &str) -> Result<(), String> {
     check_subdomain(value)?;
     if value.contains('.') || value.len() > 63 {
         return Err(format!(
@@ -57,7 +57,7 @@ fn check_label_name(name: &str) -> bool {
 }
 
 /// A label key: optional DNS subdomain prefix and `/`, then a name of at most 63 characters.
-pub fn check_label_key(key: &str) -> Result<(), String> {
+pub(crate) fn check_label_key(key: &str) -> Result<(), String> {
     let (prefix, name) = match key.rsplit_once('/') {
         Some((p, n)) => (Some(p), n),
         None => (None, key),
@@ -72,7 +72,7 @@ pub fn check_label_key(key: &str) -> Result<(), String> {
 }
 
 /// A label value: empty, or at most 63 characters of the label-name alphabet.
-pub fn check_label_value(value: &str) -> Result<(), String> {
+pub(crate) fn check_label_value(value: &str) -> Result<(), String> {
     if value.is_empty() || check_label_name(value) {
         Ok(())
     } else {
@@ -111,7 +111,7 @@ fn describe_char(c: char) -> String {
 }
 
 /// A Linux interface name as FRR takes it in `neighbor IF interface`.
-pub fn check_interface(value: &str) -> Result<(), String> {
+pub(crate) fn check_interface(value: &str) -> Result<(), String> {
     check_word("interface name", value, MAX_INTERFACE_LEN)?;
     if value.contains('/') || value == "." || value == ".." {
         return Err(format!(
@@ -122,7 +122,7 @@ pub fn check_interface(value: &str) -> Result<(), String> {
 }
 
 /// A Linux VRF device name, as FRR takes it in `router bgp ASN vrf NAME`.
-pub fn check_vrf(value: &str) -> Result<(), String> {
+pub(crate) fn check_vrf(value: &str) -> Result<(), String> {
     check_word("VRF name", value, MAX_INTERFACE_LEN)?;
     if value.contains('/') || value == "." || value == ".." {
         return Err(format!(
@@ -136,14 +136,14 @@ pub fn check_vrf(value: &str) -> Result<(), String> {
 }
 
 /// A BFD profile name as FRR takes it in `profile NAME`.
-pub fn check_bfd_profile_name(value: &str) -> Result<(), String> {
+pub(crate) fn check_bfd_profile_name(value: &str) -> Result<(), String> {
     check_subdomain(value)?;
     check_word("BFD profile name", value, MAX_BFD_PROFILE_LEN)
 }
 
 /// A TCP MD5 password as FRR takes it in `neighbor X password PASSWORD`: printable ASCII,
 /// inner spaces allowed, no leading or trailing space, at most 80 characters.
-pub fn check_password(value: &str) -> Result<(), String> {
+pub(crate) fn check_password(value: &str) -> Result<(), String> {
     if value.is_empty() {
         return Err("the password must not be empty".into());
     }
@@ -162,7 +162,7 @@ pub fn check_password(value: &str) -> Result<(), String> {
 }
 
 /// A Community alias name: one word without whitespace or control characters.
-pub fn check_alias(value: &str) -> Result<(), String> {
+pub(crate) fn check_alias(value: &str) -> Result<(), String> {
     if value.is_empty() {
         return Err("the alias name must not be empty".into());
     }

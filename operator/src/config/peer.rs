@@ -18,7 +18,7 @@ use super::{
 use crate::api::{BGPPeerSpec, DynamicAsnMode};
 
 /// The Secret type a passwordSecret must have.
-pub const BASIC_AUTH: &str = "kubernetes.io/basic-auth";
+pub(super) const BASIC_AUTH: &str = "kubernetes.io/basic-auth";
 const DEFAULT_PORT: u16 = 179;
 const MAX_PORT: u16 = 16384;
 
@@ -248,7 +248,7 @@ fn parse_ip(text: &str) -> Result<IpAddr, String> {
 }
 
 /// Parses a Kubernetes duration (`90s`, `1m30s`, `500ms`), refusing negative values.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
+pub(super) fn parse_duration(text: &str) -> Result<Duration, String> {
     let parsed = kube::core::Duration::from_str(text)
         .map_err(|e| format!("{text:?} is not a duration like 90s, 1m30s or 500ms ({e})"))?;
     if parsed.is_negative() {

@@ -13,7 +13,7 @@ use super::names::{check_label_key, check_label_value};
 
 /// One requirement of a selector.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Requirement {
+pub(super) enum Requirement {
     /// The label is present with one of the values.
     In(String, BTreeSet<String>),
     /// The label is absent, or present with none of the values.

@@ -26,7 +26,7 @@ const MAX_CHANGED: usize = 65_536;
 /// after a (re)list. Recorded after the reflector has applied the event, so a pass that reads
 /// a key from here finds the object in the store at least as new.
 #[derive(Debug)]
-pub struct ChangedServices(std::sync::Mutex<(bool, Vec<ServiceKey>)>);
+pub(crate) struct ChangedServices(std::sync::Mutex<(bool, Vec<ServiceKey>)>);
 
 impl Default for ChangedServices {
     /// Nothing seen yet counts as a list: the first taker looks at everything.
@@ -78,7 +78,7 @@ impl ChangedServices {
 
 /// The reflector stores the controller reads.
 #[derive(Clone, Debug)]
-pub struct Caches {
+pub(crate) struct Caches {
     services: Store<Service>,
     changed: Arc<ChangedServices>,
     namespaces: Store<PartialObjectMeta<Namespace>>,
@@ -86,19 +86,9 @@ pub struct Caches {
     config: ConfigStores,
 }
 
-/// What a controller pass reads: the configuration kinds, Namespaces and Nodes, and the
-/// Services as the cache holds them.
-#[derive(Clone, Debug, Default)]
-pub struct Snapshot {
-    /// Everything but the Services.
-    pub objects: ClusterObjects,
-    /// The Services, shared with the cache.
-    pub services: Vec<Arc<Service>>,
-}
-
 impl Caches {
     /// Starts every watch; `changes` is raised on each event once a kind has listed.
-    pub fn start(client: &Client, namespace: &str, changes: &Arc<Changes>) -> Caches {
+    pub(crate) fn start(client: &Client, namespace: &str, changes: &Arc<Changes>) -> Caches {
         let changed = Arc::new(ChangedServices::default());
         let recorder = Arc::clone(&changed);
         Caches {
@@ -122,7 +112,7 @@ impl Caches {
     }
 
     /// Waits until every kind has listed once.
-    pub async fn ready(&self) {
+    pub(crate) async fn ready(&self) {
         // A store whose writer is gone never becomes ready; its watch task has ended, which
         // only happens at shutdown.
         let _ = futures::join!(
@@ -135,7 +125,7 @@ impl Caches {
 
     /// The configuration, Namespaces and Nodes cached now (what the webhook judges a
     /// request against).
-    pub fn configuration(&self) -> ClusterObjects {
+    pub(crate) fn configuration(&self) -> ClusterObjects {
         let mut objects = ClusterObjects {
             namespaces: from_metadata(&self.namespaces),
             nodes: from_metadata(&self.nodes),
@@ -145,33 +135,26 @@ impl Caches {
         objects
     }
 
-    /// Everything cached now: the configuration copied, the Services shared with the cache
-    /// (not copied: 10,000 of them made every pass pay for a deep copy), sorted by namespace
-    /// and name.
-    pub fn snapshot(&self) -> Snapshot {
+    /// Every Service cached now, shared with the cache (not copied: 10,000 of them made every
+    /// pass pay for a deep copy), sorted by namespace and name.
+    pub(crate) fn services(&self) -> Vec<Arc<Service>> {
         let mut services = self.services.state();
         // Keys are unique, so an unstable sort gives the one order.
         services.sort_unstable_by(|a, b| {
             (&a.metadata.namespace, &a.metadata.name)
                 .cmp(&(&b.metadata.namespace, &b.metadata.name))
         });
-        let mut objects = ClusterObjects {
-            namespaces: from_metadata(&self.namespaces),
-            nodes: from_metadata(&self.nodes),
-            ..ClusterObjects::default()
-        };
-        self.config.fill(&mut objects);
-        Snapshot { objects, services }
+        services
     }
 
     /// The Services changed since the last call, sorted; `None` when every Service must be
     /// looked at (the first call, or a list came in since).
-    pub fn take_changed(&self) -> Option<Vec<ServiceKey>> {
+    pub(crate) fn take_changed(&self) -> Option<Vec<ServiceKey>> {
         self.changed.take()
     }
 
     /// The Service `key` as cached now.
-    pub fn service(&self, key: &ServiceKey) -> Option<Arc<Service>> {
+    pub(crate) fn service(&self, key: &ServiceKey) -> Option<Arc<Service>> {
         self.services
             .get(&reflector::ObjectRef::new(&key.name).within(&key.namespace))
     }

@@ -15,7 +15,7 @@ use crate::alloc::PoolUsage;
 
 /// The `pool` label.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct PoolLabel {
+pub(crate) struct PoolLabel {
     /// The IPAddressPool's name.
     pub pool: String,
 }
@@ -24,7 +24,7 @@ type PoolGauge = Family<PoolLabel, Gauge<f64, AtomicU64>>;
 
 /// Every metric the controller exports.
 #[derive(Debug, Default)]
-pub struct Metrics {
+pub(crate) struct Metrics {
     addresses: PoolGauge,
     addresses_v4: PoolGauge,
     addresses_v6: PoolGauge,
@@ -37,7 +37,7 @@ pub struct Metrics {
 
 impl Metrics {
     /// Registers every metric in `registry`.
-    pub fn register(&self, registry: &mut Registry) {
+    pub(crate) fn register(&self, registry: &mut Registry) {
         let pool_gauges = [
             (
                 "metallb_allocator_addresses_total",
@@ -77,7 +77,7 @@ impl Metrics {
     }
 
     /// Sets the pool gauges to `usage`; pools no longer present lose their series.
-    pub fn set_usage(&self, usage: &BTreeMap<String, PoolUsage>) {
+    pub(crate) fn set_usage(&self, usage: &BTreeMap<String, PoolUsage>) {
         for family in [
             &self.addresses,
             &self.addresses_v4,

@@ -12,11 +12,11 @@
 //! failed writes are retried with backoff; SIGTERM releases the Lease so a standby takes over
 //! without waiting for it to expire.
 
-pub mod cache;
-pub mod metrics;
-pub mod plan;
-pub mod reconcile;
-pub mod writer;
+pub(crate) mod cache;
+pub(crate) mod metrics;
+pub(crate) mod plan;
+pub(crate) mod reconcile;
+pub(crate) mod writer;
 
 #[cfg(test)]
 mod tests;
@@ -45,7 +45,7 @@ use writer::ApiWriter;
 
 /// How the controller runs.
 #[derive(Clone, Debug)]
-pub struct Options {
+pub(crate) struct Options {
     /// ferrolb's namespace: configuration, Lease and ConfigurationState live there.
     pub namespace: String,
     /// The Services handled.
@@ -71,7 +71,7 @@ pub struct Options {
 }
 
 /// The Lease election the controller takes part in.
-pub fn lease(client: Client, options: &Options) -> LeaseManagerBuilder {
+pub(crate) fn lease(client: Client, options: &Options) -> LeaseManagerBuilder {
     let builder = LeaseManagerBuilder::new(client, &options.lease_name)
         .with_namespace(&options.namespace)
         .with_duration(options.lease_duration.as_secs().max(1))
@@ -112,7 +112,7 @@ fn watch_releases(client: Client, options: &Options) -> Arc<tokio::sync::Notify>
 }
 
 /// Runs the controller until `shutdown` is cancelled.
-pub async fn run(options: Options, shutdown: CancellationToken) -> anyhow::Result<()> {
+pub(crate) async fn run(options: Options, shutdown: CancellationToken) -> anyhow::Result<()> {
     limit_malloc_arenas();
     let metrics = Arc::new(Metrics::default());
     let (client, ready) = connect_and_serve(
@@ -264,12 +264,12 @@ pub async fn run(options: Options, shutdown: CancellationToken) -> anyhow::Resul
 }
 
 /// The Secret whose `secretkey` authenticates the speakers' gossip (MetalLB's name and key).
-pub const MEMBERLIST_SECRET: &str = "memberlist";
+pub(crate) const MEMBERLIST_SECRET: &str = "memberlist";
 
 /// Creates the gossip key Secret when it does not exist: 128 random bytes, as MetalLB's
 /// install does. An existing Secret is never changed (a rotated key would split the
 /// speakers until they all restart). Retried until it exists or `shutdown`.
-pub async fn ensure_memberlist_secret(
+pub(crate) async fn ensure_memberlist_secret(
     client: Client,
     namespace: String,
     shutdown: CancellationToken,

@@ -29,7 +29,7 @@ use crate::views::{KeyRef, ServiceKey, ServiceScope, key_parts};
 
 /// The writes for one Service.
 #[derive(Clone, Debug, PartialEq)]
-pub struct ServiceWrite {
+pub(crate) struct ServiceWrite {
     /// The Service.
     pub key: ServiceKey,
     /// JSON merge patch for the `status` subresource, when the ingress must change.
@@ -40,7 +40,7 @@ pub struct ServiceWrite {
 
 /// Everything the controller should write after one pass.
 #[derive(Clone, Debug, Default, PartialEq)]
-pub struct Plan {
+pub(crate) struct Plan {
     /// Services whose status or annotation differ from the decision, by key.
     pub writes: Vec<ServiceWrite>,
     /// Events to record, per Service.
@@ -58,7 +58,7 @@ pub struct Plan {
 /// What the controller remembers between passes: the reasons already reported per Service
 /// (so a state is reported once, not every pass) and the allocation it keeps.
 #[derive(Clone, Debug, Default)]
-pub struct EventMemory {
+pub(crate) struct EventMemory {
     said: HashMap<ServiceKey, Vec<String>>,
     kept: Option<Kept>,
 }
@@ -66,7 +66,7 @@ pub struct EventMemory {
 impl EventMemory {
     /// The Services the next [`plan_changed`] looks at besides the changed ones: those the
     /// last plan wrote.
-    pub fn rechecks(&self) -> &[ServiceKey] {
+    pub(crate) fn rechecks(&self) -> &[ServiceKey] {
         self.kept.as_ref().map_or(&[], |k| k.recheck.as_slice())
     }
 }
@@ -137,7 +137,7 @@ fn live_pool(service: &Service) -> Option<&str> {
 
 /// The merge patch that sets `status.loadBalancer.ingress` to `ips`, each with `ipMode: VIP`
 /// (removes it when empty).
-pub fn status_patch(ips: &[IpAddr]) -> Value {
+pub(crate) fn status_patch(ips: &[IpAddr]) -> Value {
     if ips.is_empty() {
         return json!({ "status": { "loadBalancer": { "ingress": null } } });
     }
@@ -149,7 +149,7 @@ pub fn status_patch(ips: &[IpAddr]) -> Value {
 }
 
 /// The merge patch that sets (or, with `None`, removes) the pool annotation.
-pub fn annotation_patch(pool: Option<&str>) -> Value {
+pub(crate) fn annotation_patch(pool: Option<&str>) -> Value {
     json!({ "metadata": { "annotations": { POOL_ANNOTATION: pool } } })
 }
 
@@ -158,7 +158,7 @@ fn capped(n: u128) -> i64 {
 }
 
 /// An IPAddressPool's status from its usage.
-pub fn pool_status(usage: &PoolUsage) -> IPAddressPoolStatus {
+pub(crate) fn pool_status(usage: &PoolUsage) -> IPAddressPoolStatus {
     IPAddressPoolStatus {
         assigned_ipv4: capped(usage.assigned_ipv4),
         assigned_ipv6: capped(usage.assigned_ipv6),
@@ -168,7 +168,7 @@ pub fn pool_status(usage: &PoolUsage) -> IPAddressPoolStatus {
 }
 
 /// Plans one pass over every Service with the configuration in force.
-pub fn plan<S: std::borrow::Borrow<Service>>(
+pub(crate) fn plan<S: std::borrow::Borrow<Service>>(
     config: &Config,
     services: &[S],
     scope: &ServiceScope,
@@ -188,7 +188,7 @@ pub fn plan<S: std::borrow::Borrow<Service>>(
 /// each as the cache holds it now, `None` when deleted) and those written by the last pass,
 /// with the allocation kept from earlier passes. `None` when there is none to keep (the first
 /// pass, or the pools changed): then [`plan`] must look at every Service.
-pub fn plan_changed<S: std::borrow::Borrow<Service>>(
+pub(crate) fn plan_changed<S: std::borrow::Borrow<Service>>(
     config: &Config,
     changed: Vec<ServiceKey>,
     find: impl Fn(&ServiceKey) -> Option<S>,
@@ -458,7 +458,7 @@ fn outcome(
 /// `configReconcilerValid`, so errors show without waiting for a speaker). The result is
 /// Invalid when either is. A condition whose status is unchanged from `previous` keeps its
 /// transition time.
-pub fn configuration_state(
+pub(crate) fn configuration_state(
     pools: &Result<(), Vec<ConfigError>>,
     all: &Result<(), Vec<ConfigError>>,
     previous: Option<&ConfigurationStateStatus>,

@@ -1,5 +1,5 @@
 //! One controller pass: load → [`plan_changed`](super::plan::plan_changed) over the Services
-//! the watch changed (or [`plan`](super::plan::plan) over a snapshot of all) → writes. Runs only
+//! the watch changed (or [`plan`](super::plan::plan) over all the cached Services) → writes. Runs only
 //! on the leader, one pass at a time.
 //!
 //! Guarantees:
@@ -32,7 +32,7 @@ const IN_FLIGHT: usize = 16;
 
 /// What one pass did.
 #[derive(Debug, Default)]
-pub struct PassReport {
+pub(crate) struct PassReport {
     /// Services patched.
     pub written: usize,
     /// Events recorded.
@@ -103,7 +103,7 @@ fn with_own_writes(
 
 /// The controller's memory between passes.
 #[derive(Debug)]
-pub struct Reconciler {
+pub(crate) struct Reconciler {
     options: LoadOptions,
     scope: ServiceScope,
     config: Option<Config>,
@@ -117,7 +117,7 @@ pub struct Reconciler {
 
 impl Reconciler {
     /// A reconciler for ferrolb's namespace and Service scope.
-    pub fn new(options: LoadOptions, scope: ServiceScope) -> Reconciler {
+    pub(crate) fn new(options: LoadOptions, scope: ServiceScope) -> Reconciler {
         Reconciler {
             options,
             scope,
@@ -132,7 +132,7 @@ impl Reconciler {
 
     /// Starts a term as leader: what another leader wrote meanwhile is only in the cluster,
     /// so forget what this replica said and wrote before.
-    pub fn lead(&mut self) {
+    pub(crate) fn lead(&mut self) {
         self.memory = EventMemory::default();
         self.written.clear();
         self.pool_statuses.clear();
@@ -142,7 +142,7 @@ impl Reconciler {
     /// Runs one pass over what `caches` hold at time `now`. Only the Services the watch
     /// changed since the last pass are looked at, while the allocation kept from earlier passes
     /// holds; else (first pass, pools changed, a relist) every one.
-    pub async fn pass(
+    pub(crate) async fn pass(
         &mut self,
         caches: &Caches,
         writer: &ApiWriter,
@@ -221,7 +221,7 @@ impl Reconciler {
         let (plan, all) = match sparse {
             Some(plan) => (plan, Vec::new()),
             None => {
-                let all = with_own_writes(&mut self.written, caches.snapshot().services);
+                let all = with_own_writes(&mut self.written, caches.services());
                 (plan(config, &all, &self.scope, &mut self.memory), all)
             }
         };

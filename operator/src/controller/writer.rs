@@ -23,17 +23,17 @@ use crate::api::{ConfigurationStateStatus, IPAddressPool, IPAddressPoolStatus};
 use crate::views::ServiceKey;
 
 /// The field manager of every write.
-pub const FIELD_MANAGER: &str = "ferrolb-controller";
+pub(crate) const FIELD_MANAGER: &str = "ferrolb-controller";
 /// The component Events are reported as (MetalLB's name, so existing alerts match).
-pub const EVENT_COMPONENT: &str = "metallb-controller";
+pub(crate) const EVENT_COMPONENT: &str = "metallb-controller";
 /// The controller's ConfigurationState.
-pub const STATE_NAME: &str = "controller";
+pub(crate) const STATE_NAME: &str = "controller";
 /// The longest Event note the API accepts.
 const NOTE_LIMIT: usize = 1024;
 
 /// A write that failed.
 #[derive(Debug, thiserror::Error)]
-pub enum WriteError {
+pub(crate) enum WriteError {
     /// Patching a Service's status or annotation.
     #[error("patching Service {key}: {source}")]
     Service {
@@ -69,7 +69,7 @@ pub enum WriteError {
 impl WriteError {
     /// The write lost a race with a newer version of the object; the watch brings that
     /// version, and the next pass decides again.
-    pub fn is_conflict(&self) -> bool {
+    pub(crate) fn is_conflict(&self) -> bool {
         let (Self::Service { source, .. }
         | Self::Event { source, .. }
         | Self::PoolStatus { source, .. }
@@ -80,7 +80,7 @@ impl WriteError {
 
 /// Writes the controller's decisions.
 #[derive(Clone)]
-pub struct ApiWriter {
+pub(crate) struct ApiWriter {
     client: Client,
     recorder: Recorder,
     namespace: String,
@@ -120,7 +120,7 @@ fn truncated(note: &str) -> String {
 impl ApiWriter {
     /// A writer for ferrolb's `namespace`. `instance` names this replica in Events (its pod);
     /// `owner` (its pod) owns the ConfigurationState, so it is collected with the pod.
-    pub fn new(
+    pub(crate) fn new(
         client: Client,
         namespace: &str,
         instance: Option<String>,
@@ -140,7 +140,7 @@ impl ApiWriter {
 
     /// Applies one Service's patches (status first, so the IP is never announced by the
     /// annotation alone) from the version `resource_version`; returns the Service as written.
-    pub async fn service(
+    pub(crate) async fn service(
         &self,
         write: &ServiceWrite,
         resource_version: Option<&str>,
@@ -177,7 +177,11 @@ impl ApiWriter {
     }
 
     /// Records `event` on `service`.
-    pub async fn event(&self, service: &Service, event: &alloc::Event) -> Result<(), WriteError> {
+    pub(crate) async fn event(
+        &self,
+        service: &Service,
+        event: &alloc::Event,
+    ) -> Result<(), WriteError> {
         let reference = service.object_ref(&());
         let published = events::Event {
             type_: if event.type_ == "Warning" {
@@ -200,7 +204,7 @@ impl ApiWriter {
     }
 
     /// Sets an IPAddressPool's status.
-    pub async fn pool_status(
+    pub(crate) async fn pool_status(
         &self,
         name: &str,
         status: &IPAddressPoolStatus,
@@ -220,7 +224,7 @@ impl ApiWriter {
     }
 
     /// Creates or updates the `controller` ConfigurationState with `status`.
-    pub async fn configuration_state(
+    pub(crate) async fn configuration_state(
         &self,
         status: &ConfigurationStateStatus,
     ) -> Result<(), WriteError> {

@@ -3,18 +3,18 @@
 //! put a value back. One home for each, read by [`super::model`] and [`super::delta`].
 
 /// BFD `detect-multiplier`.
-pub const BFD_DETECT_MULTIPLIER: u32 = 3;
+pub(crate) const BFD_DETECT_MULTIPLIER: u32 = 3;
 /// BFD `transmit-interval` and `receive-interval`, in milliseconds.
-pub const BFD_INTERVAL_MS: u32 = 300;
+pub(crate) const BFD_INTERVAL_MS: u32 = 300;
 /// BFD `echo transmit-interval` and `echo receive-interval`, in milliseconds.
-pub const BFD_ECHO_INTERVAL_MS: u32 = 50;
+pub(crate) const BFD_ECHO_INTERVAL_MS: u32 = 50;
 /// BFD `minimum-ttl`.
-pub const BFD_MINIMUM_TTL: u32 = 254;
+pub(crate) const BFD_MINIMUM_TTL: u32 = 254;
 /// `bgp route-map delay-timer`, in seconds: how long bgpd gathers route-map and prefix-list
 /// changes before applying them to its neighbours. FRR 10 also starts no neighbour that
 /// uses a route-map before this timer has first run, so it delays every session after a
 /// start; ferrolb sets [`ROUTE_MAP_DELAY_S`] instead.
-pub const FRR_ROUTE_MAP_DELAY_S: u32 = 5;
+pub(crate) const FRR_ROUTE_MAP_DELAY_S: u32 = 5;
 /// The route-map delay ferrolb configures: a session starts within a second of bgpd's start,
 /// and a burst of changes is still gathered.
-pub const ROUTE_MAP_DELAY_S: u32 = 1;
+pub(crate) const ROUTE_MAP_DELAY_S: u32 = 1;

@@ -7,16 +7,16 @@
 
 pub mod apply;
 pub mod bfd_hold;
-pub mod defaults;
+pub(crate) mod defaults;
 pub mod delta;
 pub mod dialect;
 #[cfg(test)]
 pub(crate) mod fixtures;
-pub mod model;
-pub mod render;
+pub(crate) mod model;
+pub(crate) mod render;
 pub mod running;
 pub mod sessions;
-pub mod vty;
+pub(crate) mod vty;
 
 pub use dialect::Dialect;
 pub use model::{FrrConfig, NodeFacts, build};

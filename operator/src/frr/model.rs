@@ -40,12 +40,11 @@ use super::defaults;
 mod policy;
 pub(in crate::frr) use policy::span;
 use policy::{FamilyNetworks, SeqCache, outbound_policy};
-pub use policy::{community_word, prefix_seq};
 
 /// The route-map every neighbour uses inbound.
-pub const INBOUND_ROUTE_MAP: &str = "ferrolb-in";
+pub(crate) const INBOUND_ROUTE_MAP: &str = "ferrolb-in";
 /// FRR's subgroup coalesce time we set, in ms (FRR's default is 1000).
-pub const COALESCE_TIME_MS: u32 = 100;
+pub(crate) const COALESCE_TIME_MS: u32 = 100;
 
 /// Node facts FRR prints that are not in the intent.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -354,7 +353,7 @@ fn family(networks: Vec<IpNet>, neighbors: Vec<NeighborPolicy>) -> Option<Addres
 }
 
 /// The neighbour's ID used in list and route-map names.
-pub fn neighbor_id(session: &SessionIntent) -> String {
+pub(crate) fn neighbor_id(session: &SessionIntent) -> String {
     match &session.peer.vrf {
         Some(vrf) => format!("{}-{vrf}", session.peer.endpoint),
         None => session.peer.endpoint.to_string(),

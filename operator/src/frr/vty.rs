@@ -78,7 +78,7 @@ pub enum VtyError {
 
 /// One daemon's answer to one command.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Reply {
+pub(crate) struct Reply {
     /// FRR's status: 0 is success.
     pub status: u8,
     /// What the daemon printed.
@@ -93,14 +93,14 @@ struct Connection {
 
 /// Open connections to every daemon of one FRR instance.
 #[derive(Debug)]
-pub struct Vty {
+pub(crate) struct Vty {
     connections: BTreeMap<String, Connection>,
 }
 
 impl Vty {
     /// Connects to every daemon's `*.vty` socket in `dir` ([`daemon_sockets`]) and enables
     /// each session.
-    pub async fn connect(dir: &Path) -> Result<Vty, VtyError> {
+    pub(crate) async fn connect(dir: &Path) -> Result<Vty, VtyError> {
         let mut vty = Vty {
             connections: BTreeMap::new(),
         };
@@ -125,14 +125,14 @@ impl Vty {
     }
 
     /// The daemons connected, by name.
-    pub fn daemons(&self) -> impl Iterator<Item = &str> {
+    pub(crate) fn daemons(&self) -> impl Iterator<Item = &str> {
         self.connections.keys().map(String::as_str)
     }
 
     /// Whether `dir` now holds the sockets of other daemons than those connected: FRR's
     /// daemons come up one by one (in a pod, the `frr` container starts beside the
     /// speaker), so a connection made early can miss bgpd.
-    pub fn is_stale(&self, dir: &Path) -> bool {
+    pub(crate) fn is_stale(&self, dir: &Path) -> bool {
         daemon_sockets(dir).is_ok_and(|sockets| {
             sockets.len() != self.connections.len()
                 || sockets
@@ -143,7 +143,11 @@ impl Vty {
 
     /// Sends `commands` to `daemon`, pipelined as deep as it takes, and returns one reply
     /// per command.
-    pub async fn exec(&mut self, daemon: &str, commands: &[&str]) -> Result<Vec<Reply>, VtyError> {
+    pub(crate) async fn exec(
+        &mut self,
+        daemon: &str,
+        commands: &[&str],
+    ) -> Result<Vec<Reply>, VtyError> {
         let connection = self
             .connections
             .get_mut(daemon)
@@ -167,7 +171,7 @@ impl Vty {
     }
 
     /// Sends `commands` to `daemon`; the first failure is an error.
-    pub async fn expect_success(
+    pub(crate) async fn expect_success(
         &mut self,
         daemon: &str,
         commands: &[&str],
@@ -189,7 +193,7 @@ impl Vty {
     }
 
     /// Runs one command on one daemon and returns its output.
-    pub async fn query(&mut self, daemon: &str, command: &str) -> Result<String, VtyError> {
+    pub(crate) async fn query(&mut self, daemon: &str, command: &str) -> Result<String, VtyError> {
         let mut out = self.expect_success(daemon, &[command]).await?;
         Ok(out.pop().unwrap_or_default())
     }
@@ -199,7 +203,7 @@ impl Vty {
     /// it, then `exec` commands (`clear bgp …`) on bgpd. Errors from daemons that only
     /// mirror a line (zebra's copy of a prefix-list) are ignored, and so is the end of a
     /// batch that holds only such lines.
-    pub async fn configure(
+    pub(crate) async fn configure(
         &mut self,
         commands: &[String],
         exec: &[String],
@@ -243,7 +247,7 @@ impl Vty {
     /// Every daemon's running configuration, each normalised as
     /// [`normalise_running`] does, concatenated. Compared by canonical form, this is what
     /// vtysh prints: vtysh merges the daemons' parts and prints shared lines once.
-    pub async fn running_config(&mut self) -> Result<String, VtyError> {
+    pub(crate) async fn running_config(&mut self) -> Result<String, VtyError> {
         let daemons: Vec<String> = self.connections.keys().cloned().collect();
         let mut text = String::new();
         for daemon in daemons {
@@ -318,7 +322,7 @@ fn take_reply(buffer: &mut Vec<u8>) -> Option<Reply> {
 
 /// One configuration line for one daemon.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Routed<'a> {
+pub(crate) struct Routed<'a> {
     /// The line.
     pub text: &'a str,
     /// Whether the daemon's rejection is an error; false where the daemon only mirrors
@@ -357,7 +361,7 @@ fn owners(
 /// `exit`; inside a route-map, `set` lines go to bgpd alone (zebra and mgmtd have none of
 /// bgpd's `set` clauses). Lines outside this grammar, or owned by a daemon that is not running,
 /// are [`VtyError::Unroutable`]: the caller uses vtysh instead.
-pub fn route<'a>(
+pub(crate) fn route<'a>(
     commands: &'a [String],
     available: &[&str],
     dialect: Dialect,

@@ -24,9 +24,9 @@ use super::wire::ndp::{self, Advertisement, Ndp};
 use super::wire::{ETHERTYPE_ARP, ETHERTYPE_IPV6, Frame, Mac};
 
 /// Gap between announcements of a newly owned IP (MetalLB's 1100 ms).
-pub const REPEAT: Duration = Duration::from_millis(1100);
+pub(crate) const REPEAT: Duration = Duration::from_millis(1100);
 /// How long after the last confirmation of ownership announcements go on (MetalLB's 5 s).
-pub const QUIET: Duration = Duration::from_secs(5);
+pub(crate) const QUIET: Duration = Duration::from_secs(5);
 
 #[derive(Clone, Debug)]
 struct Owned {
@@ -40,14 +40,14 @@ struct Owned {
 
 /// The IPs a node owns and their announcement schedule.
 #[derive(Clone, Debug, Default)]
-pub struct Announcer {
+pub(crate) struct Announcer {
     owned: BTreeMap<IpAddr, Owned>,
 }
 
 impl Announcer {
     /// Makes `announcements` the IPs owned, at `now`: new ones are announced at once,
     /// confirmed ones keep being announced until [`QUIET`] after now, others are dropped.
-    pub fn set(&mut self, now: Instant, announcements: &[L2Announcement]) {
+    pub(crate) fn set(&mut self, now: Instant, announcements: &[L2Announcement]) {
         let mut owned = BTreeMap::new();
         for announcement in announcements {
             for ip in &announcement.ips {
@@ -71,7 +71,7 @@ impl Announcer {
     }
 
     /// Starts every owned IP's announcements again at `now`, for [`QUIET`].
-    pub fn reannounce(&mut self, now: Instant) {
+    pub(crate) fn reannounce(&mut self, now: Instant) {
         for owned in self.owned.values_mut() {
             owned.confirmed = now;
             owned.next = Some(now);
@@ -79,13 +79,14 @@ impl Announcer {
     }
 
     /// Whether `ip` is owned now.
-    pub fn owns(&self, ip: IpAddr) -> bool {
+    #[cfg(test)]
+    pub(crate) fn owns(&self, ip: IpAddr) -> bool {
         self.owned.contains_key(&ip)
     }
 
     /// The IPs due for an announcement at `now`, each with the interfaces it may be
     /// announced on (empty: all); their next announcement is scheduled.
-    pub fn due(&mut self, now: Instant) -> Vec<(IpAddr, BTreeSet<String>)> {
+    pub(crate) fn due(&mut self, now: Instant) -> Vec<(IpAddr, BTreeSet<String>)> {
         let mut out = Vec::new();
         for (ip, owned) in &mut self.owned {
             let Some(next) = owned.next.filter(|n| *n <= now) else {
@@ -99,7 +100,7 @@ impl Announcer {
     }
 
     /// When [`Announcer::due`] next has something.
-    pub fn next_due(&self) -> Option<Instant> {
+    pub(crate) fn next_due(&self) -> Option<Instant> {
         self.owned.values().filter_map(|o| o.next).min()
     }
 
@@ -110,13 +111,18 @@ impl Announcer {
     }
 
     /// The IPs owned now, each with the interfaces it may be announced on (empty: all).
-    pub fn owned(&self) -> impl Iterator<Item = (IpAddr, &BTreeSet<String>)> {
+    pub(crate) fn owned(&self) -> impl Iterator<Item = (IpAddr, &BTreeSet<String>)> {
         self.owned.iter().map(|(ip, o)| (*ip, &o.interfaces))
     }
 
     /// The IP asked for and the frame to send back for `frame`, received on `interface`
     /// whose MAC is `mac`, if it asks for an IP this node answers for there.
-    pub fn answer(&self, interface: &str, mac: Mac, frame: &[u8]) -> Option<(IpAddr, Vec<u8>)> {
+    pub(crate) fn answer(
+        &self,
+        interface: &str,
+        mac: Mac,
+        frame: &[u8],
+    ) -> Option<(IpAddr, Vec<u8>)> {
         let frame = Frame::parse(frame).ok()?;
         match frame.ethertype {
             ETHERTYPE_ARP => {
@@ -174,7 +180,7 @@ impl Announcer {
 
 /// The frames announcing that `ip` is at `mac`: a gratuitous ARP request and reply to
 /// broadcast for IPv4, an unsolicited advertisement to all nodes for IPv6.
-pub fn announcement_frames(ip: IpAddr, mac: Mac) -> Vec<Vec<u8>> {
+pub(crate) fn announcement_frames(ip: IpAddr, mac: Mac) -> Vec<Vec<u8>> {
     match ip {
         IpAddr::V4(v4) => [Arp::gratuitous_request(mac, v4), Arp::gratuitous(mac, v4)]
             .iter()

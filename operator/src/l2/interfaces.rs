@@ -20,7 +20,7 @@ use serde::Deserialize;
 use super::wire::Mac;
 
 /// MetalLB's default exclusions: container, bridge, tunnel and CNI interfaces, and `lo`.
-pub const DEFAULT_EXCLUDED: [&str; 14] = [
+pub(crate) const DEFAULT_EXCLUDED: [&str; 14] = [
     "^docker.*",
     "^cbr.*",
     "^dummy.*",
@@ -39,7 +39,7 @@ pub const DEFAULT_EXCLUDED: [&str; 14] = [
 
 /// A network interface as the kernel reports it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Link {
+pub(crate) struct Link {
     /// Its name.
     pub name: String,
     /// IFF_UP.
@@ -67,7 +67,7 @@ impl Link {
     /// (`/sys/class/net`), with IPv6 link-local addresses read from `if_inet6`
     /// (`/proc/net/if_inet6`), by name. What MetalLB reads too: flags, a `master` link, and
     /// link-scope IPv6 addresses. Interfaces that vanish while being read are left out.
-    pub fn scan(class_net: &Path, if_inet6: &Path) -> std::io::Result<Vec<Link>> {
+    pub(crate) fn scan(class_net: &Path, if_inet6: &Path) -> std::io::Result<Vec<Link>> {
         let inet6 = std::fs::read_to_string(if_inet6).unwrap_or_default();
         let link_local = link_local_interfaces(&inet6);
         let mut links = Vec::new();
@@ -124,7 +124,7 @@ fn link_local_interfaces(text: &str) -> BTreeSet<String> {
 
 /// What an interface answers.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Responders {
+pub(crate) struct Responders {
     /// ARP (IPv4).
     pub arp: bool,
     /// Neighbour discovery (IPv6).
@@ -210,7 +210,7 @@ impl Exclusions {
 }
 
 /// What `link` answers, given `exclusions`.
-pub fn responders(link: &Link, exclusions: &Exclusions) -> Responders {
+pub(crate) fn responders(link: &Link, exclusions: &Exclusions) -> Responders {
     if !link.up || link.enslaved || link.noarp || exclusions.excludes(&link.name) {
         return Responders::default();
     }
@@ -222,7 +222,7 @@ pub fn responders(link: &Link, exclusions: &Exclusions) -> Responders {
 
 /// Whether an IP whose advertisements name `interfaces` is answered for on `link` (no names:
 /// on every interface that answers at all).
-pub fn answers_on(interfaces: &BTreeSet<String>, link: &str) -> bool {
+pub(crate) fn answers_on(interfaces: &BTreeSet<String>, link: &str) -> bool {
     interfaces.is_empty() || interfaces.contains(link)
 }
 

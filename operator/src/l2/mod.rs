@@ -9,12 +9,12 @@
 //! discovery; [`interfaces`] decides which interfaces answer; [`announcer`] what a responder
 //! answers and when it announces.
 
-pub mod announcer;
-pub mod interfaces;
+pub(crate) mod announcer;
+pub(crate) mod interfaces;
 pub mod members;
-pub mod responder;
-pub mod socket;
-pub mod wire;
+pub(crate) mod responder;
+pub(crate) mod socket;
+pub(crate) mod wire;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;

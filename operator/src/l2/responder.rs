@@ -42,7 +42,7 @@ const RESCAN: Duration = Duration::from_secs(5);
 
 /// Where the responder reads interfaces, and which it leaves alone.
 #[derive(Clone, Debug)]
-pub struct ResponderOptions {
+pub(crate) struct ResponderOptions {
     /// Interfaces never answered on.
     pub exclusions: Exclusions,
     /// `/sys/class/net`.
@@ -63,14 +63,14 @@ impl Default for ResponderOptions {
 
 /// The `ip` label.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct IpLabel {
+pub(crate) struct IpLabel {
     /// The announced IP.
     pub ip: String,
 }
 
 /// Layer-2 counters, under MetalLB's names.
 #[derive(Debug, Default)]
-pub struct L2Metrics {
+pub(crate) struct L2Metrics {
     /// Requests received for an IP this node owns.
     pub requests: Family<IpLabel, Counter>,
     /// Answers sent.
@@ -81,7 +81,7 @@ pub struct L2Metrics {
 
 impl L2Metrics {
     /// Registers the counters in `registry`.
-    pub fn register(&self, registry: &mut Registry) {
+    pub(crate) fn register(&self, registry: &mut Registry) {
         registry.register(
             "metallb_layer2_requests_received",
             "Number of layer 2 requests received for owned IPs",
@@ -124,7 +124,7 @@ impl Drop for Attached {
 
 /// What the responder answers for.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Owned {
+pub(crate) struct Owned {
     /// The Services and IPs this node owns.
     pub list: Vec<L2Announcement>,
     /// Raised whenever a speaker (re)joins: every owned IP is announced again, since while it
@@ -133,7 +133,7 @@ pub struct Owned {
 }
 
 /// Answers and announces for the IPs in `announcements` until `shutdown`.
-pub async fn run(
+pub(crate) async fn run(
     options: ResponderOptions,
     mut announcements: watch::Receiver<Owned>,
     metrics: Arc<L2Metrics>,

@@ -17,7 +17,7 @@ use super::wire::{ETHERTYPE_ARP, ETHERTYPE_IPV6, Mac};
 
 /// What a socket receives.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Kind {
+pub(crate) enum Kind {
     /// ARP requests.
     Arp,
     /// ICMPv6 neighbour solicitations.
@@ -46,7 +46,7 @@ const OUTGOING: u32 = 4;
 const ACCEPT: u32 = 0x0004_0000;
 
 /// The filter for `kind`; offsets count from the Ethernet header.
-pub fn filter(kind: Kind) -> Vec<SockFilter> {
+pub(crate) fn filter(kind: Kind) -> Vec<SockFilter> {
     match kind {
         Kind::Arp => vec![
             SockFilter::new(LD_W_ABS, 0, 0, PKTTYPE),
@@ -71,7 +71,7 @@ pub fn filter(kind: Kind) -> Vec<SockFilter> {
 
 /// An `AF_PACKET` socket on one interface.
 #[derive(Debug)]
-pub struct PacketSocket {
+pub(crate) struct PacketSocket {
     fd: AsyncFd<Socket>,
     index: u32,
     kind: Kind,
@@ -80,7 +80,7 @@ pub struct PacketSocket {
 impl PacketSocket {
     /// Opens a socket on the interface with index `index` receiving `kind`. Needs
     /// `CAP_NET_RAW`.
-    pub fn open(index: u32, kind: Kind) -> io::Result<PacketSocket> {
+    pub(crate) fn open(index: u32, kind: Kind) -> io::Result<PacketSocket> {
         // Protocol 0: nothing is received until bind names the ethertype, so no frame of
         // another interface slips in before the filter and the binding are in place.
         let socket = Socket::new(Domain::PACKET, Type::RAW, None)?;
@@ -94,18 +94,13 @@ impl PacketSocket {
         })
     }
 
-    /// The interface index.
-    pub fn index(&self) -> u32 {
-        self.index
-    }
-
     /// What it receives.
-    pub fn kind(&self) -> Kind {
+    pub(crate) fn kind(&self) -> Kind {
         self.kind
     }
 
     /// Waits for the next frame and copies it into `buf`; its length.
-    pub async fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
+    pub(crate) async fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
         loop {
             let mut guard = self.fd.readable().await?;
             match guard.try_io(|socket| socket.get_ref().read(buf)) {
@@ -116,7 +111,7 @@ impl PacketSocket {
     }
 
     /// Sends one whole frame (Ethernet header included) out of the interface.
-    pub fn send(&self, frame: &[u8]) -> io::Result<()> {
+    pub(crate) fn send(&self, frame: &[u8]) -> io::Result<()> {
         let sent = self.fd.get_ref().send(frame)?;
         if sent != frame.len() {
             return Err(io::Error::other(format!(
@@ -129,7 +124,7 @@ impl PacketSocket {
 
     /// Starts (`join`) or stops receiving frames sent to the multicast `mac`: the interface's
     /// filter is programmed, so a solicited-node group reaches this socket on real NICs.
-    pub fn multicast(&self, mac: Mac, join: bool) -> io::Result<()> {
+    pub(crate) fn multicast(&self, mac: Mac, join: bool) -> io::Result<()> {
         membership(self.fd.get_ref(), self.index, mac, join)
     }
 }
@@ -142,7 +137,7 @@ impl PacketSocket {
 /// nothing else, and `as_raw_fd` must always return that one descriptor. [`register`] hands
 /// it to tokio's reactor on that promise.
 #[allow(unsafe_code)]
-pub unsafe trait OwnsFd: AsRawFd {}
+pub(crate) unsafe trait OwnsFd: AsRawFd {}
 // SAFETY: socket2's Socket owns its descriptor, closes it only on drop and returns it from
 // as_raw_fd.
 #[allow(unsafe_code)]
@@ -153,7 +148,7 @@ unsafe impl OwnsFd for std::os::fd::OwnedFd {}
 
 /// Registers `owner`'s descriptor with tokio's reactor.
 #[allow(unsafe_code)]
-pub fn register<T: OwnsFd>(owner: T) -> io::Result<AsyncFd<T>> {
+pub(crate) fn register<T: OwnsFd>(owner: T) -> io::Result<AsyncFd<T>> {
     // SAFETY: an `OwnsFd` type owns its descriptor: it is open from construction until drop,
     // and `as_raw_fd` always returns that one descriptor; the `AsyncFd` takes ownership.
     unsafe { AsyncFd::register(owner) }.map_err(|error| error.into_parts().1)

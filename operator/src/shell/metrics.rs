@@ -7,7 +7,7 @@ use prometheus_client::registry::Registry;
 
 /// The `metallb_k8s_client_*` metrics every component exports.
 #[derive(Debug, Default)]
-pub struct ClientMetrics {
+pub(crate) struct ClientMetrics {
     /// Watch events processed.
     pub updates: Counter,
     /// Writes to the API that failed.
@@ -18,7 +18,7 @@ pub struct ClientMetrics {
 
 impl ClientMetrics {
     /// Registers the metrics in `registry`.
-    pub fn register(&self, registry: &mut Registry) {
+    pub(crate) fn register(&self, registry: &mut Registry) {
         // Counters get their `_total` suffix from the encoder.
         registry.register(
             "metallb_k8s_client_updates",
@@ -44,7 +44,7 @@ impl ClientMetrics {
     }
 
     /// Records whether a configuration is in force and whether it is stale.
-    pub fn set_config(&self, loaded: bool, stale: bool) {
+    pub(crate) fn set_config(&self, loaded: bool, stale: bool) {
         self.config_loaded.set(i64::from(loaded));
         self.config_stale.set(i64::from(stale));
     }

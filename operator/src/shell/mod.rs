@@ -3,7 +3,7 @@
 //! ConfigurationState writing and its conditions ([`state`]), and the client metrics
 //! ([`metrics`]). Neither daemon imports anything from the other.
 
-pub mod metrics;
-pub mod runtime;
-pub mod state;
-pub mod watch;
+pub(crate) mod metrics;
+pub(crate) mod runtime;
+pub(crate) mod state;
+pub(crate) mod watch;

@@ -11,7 +11,7 @@ use crate::api::{ConfigurationState, ConfigurationStateStatus};
 use crate::config::ConfigError;
 
 /// Label naming the component a ConfigurationState belongs to.
-pub const COMPONENT_LABEL: &str = "metallb.io/component-type";
+pub(crate) const COMPONENT_LABEL: &str = "metallb.io/component-type";
 
 /// Gives each condition whose status is unchanged from `previous` its old transition time.
 pub(crate) fn keep_transition_times(
@@ -71,7 +71,7 @@ pub(crate) fn summary(errors: &[ConfigError]) -> String {
 
 /// Which ConfigurationState a component writes, and as whom.
 #[derive(Clone, Copy, Debug)]
-pub struct StateTarget<'a> {
+pub(crate) struct StateTarget<'a> {
     /// ferrolb's namespace.
     pub namespace: &'a str,
     /// `controller` or `speaker-<node>`.
@@ -86,7 +86,7 @@ pub struct StateTarget<'a> {
 
 /// Creates or updates a ConfigurationState by server-side apply: the object (with its label
 /// and owner), then its status.
-pub async fn apply_configuration_state(
+pub(crate) async fn apply_configuration_state(
     client: &Client,
     target: &StateTarget<'_>,
     status: &ConfigurationStateStatus,

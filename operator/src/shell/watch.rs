@@ -24,14 +24,14 @@ use crate::config::ClusterObjects;
 
 /// Raised on every watch event; counts them for `metallb_k8s_client_updates_total`.
 #[derive(Debug, Default)]
-pub struct Changes {
+pub(crate) struct Changes {
     notify: Notify,
     counted: Counter,
 }
 
 impl Changes {
     /// A signal counting into `counter`.
-    pub fn new(counter: Counter) -> Changes {
+    pub(crate) fn new(counter: Counter) -> Changes {
         Changes {
             notify: Notify::new(),
             counted: counter,
@@ -39,13 +39,13 @@ impl Changes {
     }
 
     /// Records one change and wakes the waiter (or the next one, if none waits now).
-    pub fn raise(&self) {
+    pub(crate) fn raise(&self) {
         self.counted.inc();
         self.notify.notify_one();
     }
 
     /// Waits for the next change.
-    pub async fn wait(&self) {
+    pub(crate) async fn wait(&self) {
         self.notify.notified().await;
     }
 }
@@ -53,7 +53,7 @@ impl Changes {
 /// Secrets and every `metallb.io` configuration kind in ferrolb's namespace: the stores the
 /// controller and the speaker both read.
 #[derive(Clone, Debug)]
-pub struct ConfigStores {
+pub(crate) struct ConfigStores {
     secrets: Store<Secret>,
     pools: Store<IPAddressPool>,
     peers: Store<BGPPeer>,
@@ -169,7 +169,7 @@ where
 
 impl ConfigStores {
     /// Starts the watches in `namespace`.
-    pub fn start(client: &Client, namespace: &str, changes: &Arc<Changes>) -> ConfigStores {
+    pub(crate) fn start(client: &Client, namespace: &str, changes: &Arc<Changes>) -> ConfigStores {
         ConfigStores {
             secrets: full(Api::namespaced(client.clone(), namespace), changes),
             pools: full(Api::namespaced(client.clone(), namespace), changes),
@@ -182,7 +182,7 @@ impl ConfigStores {
     }
 
     /// Waits until every kind has listed once.
-    pub async fn ready(&self) {
+    pub(crate) async fn ready(&self) {
         let _ = futures::join!(
             self.secrets.wait_until_ready(),
             self.pools.wait_until_ready(),
@@ -195,7 +195,7 @@ impl ConfigStores {
     }
 
     /// Copies what is cached now into `objects`.
-    pub fn fill(&self, objects: &mut ClusterObjects) {
+    pub(crate) fn fill(&self, objects: &mut ClusterObjects) {
         objects.pools = owned(&self.pools);
         objects.peers = owned(&self.peers);
         objects.bgp_advertisements = owned(&self.bgp_advertisements);

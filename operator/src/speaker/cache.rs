@@ -25,7 +25,7 @@ use crate::views::{LbService, ServiceKey, slice_serving};
 /// The speaker's caches: changes of Services and endpoints (see [`super::feed`]), and
 /// stores of the rest.
 #[derive(Clone, Debug)]
-pub struct SpeakerCaches {
+pub(crate) struct SpeakerCaches {
     services: Arc<Feed<ServiceKey, LbService>>,
     endpoints: Arc<Feed<ObjectKey, EndpointPart>>,
     namespaces: Store<PartialObjectMeta<Namespace>>,
@@ -34,7 +34,7 @@ pub struct SpeakerCaches {
 }
 
 /// Whether the API server serves `discovery.k8s.io/v1` EndpointSlices.
-pub async fn serves_endpoint_slices_v1(client: &Client) -> Result<bool, kube::Error> {
+pub(crate) async fn serves_endpoint_slices_v1(client: &Client) -> Result<bool, kube::Error> {
     match client.list_api_group_resources("discovery.k8s.io/v1").await {
         Ok(list) => Ok(list.resources.iter().any(|r| r.name == "endpointslices")),
         Err(kube::Error::Api(status)) if status.code == 404 => Ok(false),
@@ -53,7 +53,7 @@ fn object_key<K: Resource>(object: &K) -> ObjectKey {
 
 /// The Services and endpoint objects that changed since the last [`SpeakerCaches::take`].
 #[derive(Debug, Default)]
-pub struct Taken {
+pub(crate) struct Taken {
     /// Services, as announcing reads them.
     pub services: Pending<ServiceKey, LbService>,
     /// EndpointSlices: their Service and where they serve.
@@ -62,7 +62,7 @@ pub struct Taken {
 
 impl SpeakerCaches {
     /// Starts every watch.
-    pub fn start(client: &Client, namespace: &str, changes: &Arc<Changes>) -> SpeakerCaches {
+    pub(crate) fn start(client: &Client, namespace: &str, changes: &Arc<Changes>) -> SpeakerCaches {
         SpeakerCaches {
             services: Feed::start(
                 Api::<Service>::all(client.clone()),
@@ -83,7 +83,7 @@ impl SpeakerCaches {
     }
 
     /// Waits until every kind has listed once.
-    pub async fn ready(&self) {
+    pub(crate) async fn ready(&self) {
         let _ = futures::join!(
             self.services.ready(),
             self.endpoints.ready(),
@@ -94,7 +94,7 @@ impl SpeakerCaches {
     }
 
     /// What changed in Services and endpoints since the last call.
-    pub fn take(&self) -> Taken {
+    pub(crate) fn take(&self) -> Taken {
         Taken {
             services: self.services.take(),
             endpoints: self.endpoints.take(),
@@ -104,7 +104,7 @@ impl SpeakerCaches {
     /// A copy of the configuration, Namespaces and Nodes cached now (Services and
     /// endpoints come from [`SpeakerCaches::take`]). Nodes are trimmed by [`trim_node`]:
     /// labels, conditions and addresses, which election and gossip seeds read.
-    pub fn snapshot(&self) -> ClusterObjects {
+    pub(crate) fn snapshot(&self) -> ClusterObjects {
         let mut objects = ClusterObjects {
             namespaces: from_metadata(&self.namespaces),
             nodes: owned(&self.nodes),
@@ -126,7 +126,7 @@ fn serving_part(slice: &EndpointSlice) -> Option<EndpointPart> {
 /// Keeps what the speaker reads of a Node ([`crate::views::NodeView`]): name, labels,
 /// addresses, the type and status of its conditions and its out-of-service taint (not its
 /// images, volumes or capacity, which are most of a Node object).
-pub fn trim_node(node: &mut Node) {
+pub(crate) fn trim_node(node: &mut Node) {
     let meta = &mut node.metadata;
     meta.owner_references = None;
     meta.annotations = None;

@@ -20,7 +20,7 @@ use crate::shell::watch::Changes;
 
 /// Changes not yet taken by the reader.
 #[derive(Debug)]
-pub struct Pending<K, V> {
+pub(crate) struct Pending<K, V> {
     /// The watch listed everything anew: these are all the values (none other exists).
     pub reset: Option<Vec<(K, V)>>,
     /// Changes after that, the latest per key; `None` for gone.
@@ -38,7 +38,8 @@ impl<K, V> Default for Pending<K, V> {
 
 impl<K: Ord, V> Pending<K, V> {
     /// A full list, as the first list of a watch gives it.
-    pub fn listed(values: impl IntoIterator<Item = (K, V)>) -> Self {
+    #[cfg(test)]
+    pub(crate) fn listed(values: impl IntoIterator<Item = (K, V)>) -> Self {
         Pending {
             reset: Some(values.into_iter().collect()),
             changed: BTreeMap::new(),
@@ -48,7 +49,7 @@ impl<K: Ord, V> Pending<K, V> {
 
 /// One watch's changes, projected to `(K, V)` by the functions given to [`Feed::start`].
 #[derive(Debug)]
-pub struct Feed<K, V> {
+pub(crate) struct Feed<K, V> {
     pending: Mutex<Pending<K, V>>,
     ready: tokio::sync::watch::Sender<bool>,
 }
@@ -60,7 +61,7 @@ where
 {
     /// Watches `api`. Every object is reduced to its key (`key`) and its value (`value`;
     /// `None` treats the object as absent), and `changes` is raised for each event.
-    pub fn start<O>(
+    pub(crate) fn start<O>(
         api: Api<O>,
         key: fn(&O) -> K,
         value: fn(&O) -> Option<V>,
@@ -127,20 +128,20 @@ where
     }
 
     /// Waits until the watch has listed once.
-    pub async fn ready(&self) {
+    pub(crate) async fn ready(&self) {
         let mut ready = self.ready.subscribe();
         let _ = ready.wait_for(|r| *r).await;
     }
 
     /// Takes what changed since the last call.
-    pub fn take(&self) -> Pending<K, V> {
+    pub(crate) fn take(&self) -> Pending<K, V> {
         std::mem::take(&mut *self.pending.lock().unwrap_or_else(|e| e.into_inner()))
     }
 }
 
 /// Values kept in key order in one vector (read as a slice), with the key inside the value.
 #[derive(Clone, Debug)]
-pub struct SortedSet<K, V> {
+pub(crate) struct SortedSet<K, V> {
     items: Vec<V>,
     key: fn(&V) -> &K,
 }
@@ -151,7 +152,7 @@ const PATCH_IN_PLACE: usize = 32;
 
 impl<K: Ord + Clone, V: PartialEq> SortedSet<K, V> {
     /// An empty set whose values hold their key at `key`.
-    pub fn new(key: fn(&V) -> &K) -> Self {
+    pub(crate) fn new(key: fn(&V) -> &K) -> Self {
         SortedSet {
             items: Vec::new(),
             key,
@@ -159,12 +160,12 @@ impl<K: Ord + Clone, V: PartialEq> SortedSet<K, V> {
     }
 
     /// The values, in key order.
-    pub fn as_slice(&self) -> &[V] {
+    pub(crate) fn as_slice(&self) -> &[V] {
         &self.items
     }
 
     /// The value under `k`.
-    pub fn get(&self, k: &K) -> Option<&V> {
+    pub(crate) fn get(&self, k: &K) -> Option<&V> {
         let key = self.key;
         self.items
             .binary_search_by(|v| key(v).cmp(k))
@@ -173,7 +174,7 @@ impl<K: Ord + Clone, V: PartialEq> SortedSet<K, V> {
     }
 
     /// Takes in `pending`; returns the keys whose value was added, changed or removed.
-    pub fn apply(&mut self, pending: Pending<K, V>) -> BTreeSet<K> {
+    pub(crate) fn apply(&mut self, pending: Pending<K, V>) -> BTreeSet<K> {
         let key = self.key;
         let mut touched = BTreeSet::new();
         if let Some(mut list) = pending.reset {
@@ -293,7 +294,7 @@ fn merge_walk<K: Ord, V: PartialEq>(
 /// Where each Service's endpoints serve, kept from a feed of EndpointSlices (keyed by object)
 /// that each name their Service.
 #[derive(Clone, Debug, Default)]
-pub struct EndpointIndex {
+pub(crate) struct EndpointIndex {
     /// Per object: its Service, when that is not the object's own name (a slice named as
     /// its Service costs no key here).
     owner: BTreeMap<ObjectKey, crate::views::ServiceKey>,
@@ -304,21 +305,21 @@ pub struct EndpointIndex {
 }
 
 /// `namespace/name` of an endpoint object.
-pub type ObjectKey = crate::views::ServiceKey;
+pub(crate) type ObjectKey = crate::views::ServiceKey;
 
 /// What an endpoint object says: its Service and where it serves.
-pub type EndpointPart = (crate::views::ServiceKey, crate::views::ServingEndpoints);
+pub(crate) type EndpointPart = (crate::views::ServiceKey, crate::views::ServingEndpoints);
 
 impl EndpointIndex {
     /// Per Service, where its endpoints serve.
-    pub fn by_service(
+    pub(crate) fn by_service(
         &self,
     ) -> &BTreeMap<crate::views::ServiceKey, crate::views::ServingEndpoints> {
         &self.merged
     }
 
     /// Takes in `pending`; returns the Services whose summary changed.
-    pub fn apply(
+    pub(crate) fn apply(
         &mut self,
         pending: Pending<ObjectKey, EndpointPart>,
     ) -> BTreeSet<crate::views::ServiceKey> {

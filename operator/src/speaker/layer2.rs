@@ -30,7 +30,7 @@ use crate::l2::responder::{self, Owned, ResponderOptions};
 use crate::views::{NodeView, ServiceKey};
 
 /// The key in the gossip Secret (MetalLB's).
-pub const SECRET_KEY: &str = "secretkey";
+pub(super) const SECRET_KEY: &str = "secretkey";
 /// Events posted at once.
 const EVENTS_IN_FLIGHT: usize = 8;
 /// How often a missing Secret or address is looked for again.
@@ -57,7 +57,7 @@ pub(super) struct Layer2 {
 
 impl Layer2 {
     /// Starts the responder, gossip and the status writer in the background.
-    pub fn start(
+    pub(super) fn start(
         client: &Client,
         options: &Options,
         metrics: &Metrics,
@@ -117,7 +117,7 @@ impl Layer2 {
     }
 
     /// Refreshes the gossip seeds from the Nodes.
-    pub fn seed(&self, nodes: &[Node]) {
+    pub(super) fn seed(&self, nodes: &[Node]) {
         let seeds: BTreeMap<String, SocketAddr> = nodes
             .iter()
             .map(NodeView::from_node)
@@ -136,12 +136,12 @@ impl Layer2 {
     }
 
     /// Who is alive now.
-    pub fn liveness(&self) -> Liveness {
+    pub(super) fn liveness(&self) -> Liveness {
         self.liveness.borrow().clone()
     }
 
     /// Resolves when who is alive changes.
-    pub async fn liveness_changed(&mut self) {
+    pub(super) async fn liveness_changed(&mut self) {
         if self.liveness.changed().await.is_err() {
             std::future::pending::<()>().await;
         }
@@ -149,7 +149,7 @@ impl Layer2 {
 
     /// Makes `list` what this node answers for; `liveness` is who was alive when it was
     /// elected (a speaker that joins makes this node announce its IPs again).
-    pub fn announce(&mut self, list: &[L2Announcement], liveness: &Liveness) {
+    pub(super) fn announce(&mut self, list: &[L2Announcement], liveness: &Liveness) {
         let joined = liveness.alive.difference(&self.alive).next().is_some();
         self.alive.clone_from(&liveness.alive);
         let before: BTreeMap<ServiceKey, Vec<IpAddr>> = self

@@ -18,7 +18,7 @@ use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::Api;
 
 /// Why the speaker goes for good, or `None` when it restarts.
-pub async fn going_for_good(
+pub(super) async fn going_for_good(
     client: &kube::Client,
     namespace: &str,
     pod: &str,

@@ -17,21 +17,21 @@ use crate::shell::metrics::ClientMetrics;
 
 /// The `peer` label.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct PeerLabel {
+pub(crate) struct PeerLabel {
     /// The neighbour.
     pub peer: String,
 }
 
 /// The `path` label of applies.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct PathLabel {
+pub(crate) struct PathLabel {
     /// `delta`, `reload` or `failed`.
     pub path: String,
 }
 
 /// Every metric the speaker exports.
 #[derive(Debug, Default)]
-pub struct Metrics {
+pub(crate) struct Metrics {
     session_up: Family<PeerLabel, Gauge>,
     announced: Family<PeerLabel, Gauge>,
     updates: Family<PeerLabel, Gauge>,
@@ -50,7 +50,7 @@ pub struct Metrics {
 
 impl Metrics {
     /// Registers every metric in `registry`.
-    pub fn register(&self, registry: &mut Registry) {
+    pub(crate) fn register(&self, registry: &mut Registry) {
         registry.register(
             "metallb_bgp_session_up",
             "BGP session state (1 is up, 0 is down)",
@@ -92,12 +92,12 @@ impl Metrics {
     }
 
     /// Records whether the running FRR's version is known.
-    pub fn set_frr_version_known(&self, known: bool) {
+    pub(crate) fn set_frr_version_known(&self, known: bool) {
         self.frr_version_known.set(i64::from(known));
     }
 
     /// Records one apply.
-    pub fn record_apply(&self, path: &str, elapsed_ms: f64) {
+    pub(crate) fn record_apply(&self, path: &str, elapsed_ms: f64) {
         self.applies
             .get_or_create(&PathLabel {
                 path: path.to_string(),
@@ -108,7 +108,7 @@ impl Metrics {
     }
 
     /// Sets the session gauges from FRR's state.
-    pub fn set_sessions(&self, bgp: &[BgpSession], bfd: &[BfdSession]) {
+    pub(crate) fn set_sessions(&self, bgp: &[BgpSession], bfd: &[BfdSession]) {
         let peers: BTreeMap<String, &BgpSession> = by_peer(bgp);
         for family in [&self.session_up, &self.announced, &self.updates] {
             family.clear();

@@ -23,12 +23,12 @@ mod layer2;
 mod leaving;
 mod readback;
 
-pub mod cache;
-pub mod feed;
-pub mod metrics;
-pub mod plan;
-pub mod proxy;
-pub mod status;
+pub(crate) mod cache;
+pub(crate) mod feed;
+pub(crate) mod metrics;
+pub(crate) mod plan;
+pub(crate) mod proxy;
+pub(crate) mod status;
 
 use std::borrow::Cow;
 use std::net::SocketAddr;

@@ -26,7 +26,7 @@ use crate::views::{LbService, NodeView, ServiceKey, ServiceScope};
 /// A change in what the node announces: one prefix, and the peers (BGPPeer names) that now
 /// receive it and that no longer do.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Announcement {
+pub(crate) struct Announcement {
     /// The prefix.
     pub prefix: IpNet,
     /// Peers it is now announced to.
@@ -36,11 +36,11 @@ pub struct Announcement {
 }
 
 /// Per announced Service, the BGPPeers receiving it from this node.
-pub type Statuses = BTreeMap<ServiceKey, super::status::Names>;
+pub(crate) type Statuses = BTreeMap<ServiceKey, super::status::Names>;
 
 /// What one pass decided.
 #[derive(Clone, Debug)]
-pub struct Pass {
+pub(crate) struct Pass {
     /// The model to apply; `None` while no configuration has ever loaded. The same `Arc` as
     /// the last pass's when nothing it is built from changed.
     pub model: Option<Arc<FrrConfig>>,
@@ -59,7 +59,7 @@ pub struct Pass {
 /// updates for the Services that changed while the configuration and the node stay the
 /// same, and computes anew otherwise.
 #[derive(Debug)]
-pub struct Planner {
+pub(crate) struct Planner {
     last_good: Option<Config>,
     services: SortedSet<ServiceKey, LbService>,
     endpoints: EndpointIndex,
@@ -119,7 +119,7 @@ impl Default for Planner {
 
 /// What a pass needs besides the objects.
 #[derive(Clone, Copy, Debug)]
-pub struct PassInputs<'a> {
+pub(crate) struct PassInputs<'a> {
     /// This node's name.
     pub node: &'a str,
     /// The Services handled.
@@ -140,7 +140,7 @@ impl Planner {
     /// A planner whose node announces a Local Service's new endpoints only once kube-proxy
     /// forwards to them ([`super::proxy`]): the probes to run come from
     /// [`Planner::take_probe_requests`], their ends go to [`Planner::release_probe`].
-    pub fn waiting_for_proxy() -> Planner {
+    pub(crate) fn waiting_for_proxy() -> Planner {
         Planner {
             gate: ProxyGate::enabled(),
             ..Planner::default()
@@ -148,20 +148,20 @@ impl Planner {
     }
 
     /// The kube-proxy probes passes asked for since the last call.
-    pub fn take_probe_requests(&mut self) -> Vec<ProbeRequest> {
+    pub(crate) fn take_probe_requests(&mut self) -> Vec<ProbeRequest> {
         self.gate.take_requests()
     }
 
     /// A probe ended: the Service's announcement waits no more (the next pass decides it
     /// again); false when that wait was over already.
-    pub fn release_probe(&mut self, key: &ServiceKey, id: u64) -> bool {
+    pub(crate) fn release_probe(&mut self, key: &ServiceKey, id: u64) -> bool {
         self.gate.release(key, id)
     }
 
     /// Runs one pass over `objects` (configuration, Nodes, Namespaces, and all Services and
     /// EndpointSlices, as a fresh list); tests build their input this way.
     #[cfg(test)]
-    pub fn pass(&mut self, objects: &ClusterObjects, inputs: &PassInputs<'_>) -> Pass {
+    pub(crate) fn pass(&mut self, objects: &ClusterObjects, inputs: &PassInputs<'_>) -> Pass {
         use super::feed::Pending;
         use kube::Resource as _;
         let taken = Taken {
@@ -186,7 +186,7 @@ impl Planner {
     /// Runs one pass: the configuration, Nodes and Namespaces from `objects` (its Services
     /// and EndpointSlices are not read), and the Services and endpoint objects that changed
     /// since the last pass from `taken`.
-    pub fn pass_with(
+    pub(crate) fn pass_with(
         &mut self,
         objects: &ClusterObjects,
         taken: Taken,
@@ -353,7 +353,7 @@ impl Planner {
     /// Kept apart from the pass so that it is worked out after FRR has its change: the map
     /// is shared with the status writer, and a pass that changes a status copies it. A pass
     /// that changes none returns the same `Arc`.
-    pub fn statuses(&mut self) -> Arc<Statuses> {
+    pub(crate) fn statuses(&mut self) -> Arc<Statuses> {
         let behind = std::mem::take(&mut self.behind);
         let Some(kept) = &self.bgp else {
             return Arc::clone(&self.statuses);
@@ -393,7 +393,7 @@ fn announced_to(outcome: &ServiceBgp) -> Option<&super::status::Names> {
 }
 
 /// The prefixes whose receivers changed between two announcement maps, in prefix order.
-pub fn announcement_changes(
+pub(crate) fn announcement_changes(
     before: &BTreeMap<IpNet, BTreeSet<String>>,
     after: &BTreeMap<IpNet, BTreeSet<String>>,
 ) -> Vec<Announcement> {
@@ -445,7 +445,7 @@ pub fn announcement_changes(
 /// The `speaker-<node>` ConfigurationState: condition `configReconcilerValid` from the load,
 /// and `frrConfigApplied` from the last apply (`None` before the first). Transition times
 /// are kept while a condition's status does not change.
-pub fn configuration_state(
+pub(crate) fn configuration_state(
     load: &Result<(), Vec<ConfigError>>,
     applied: Option<&Result<String, String>>,
     previous: Option<&ConfigurationStateStatus>,

@@ -25,13 +25,13 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use crate::views::{LbService, ServiceKey};
 
 /// How long an announcement waits for kube-proxy at most.
-pub const PROBE_DEADLINE: Duration = Duration::from_secs(5);
+pub(crate) const PROBE_DEADLINE: Duration = Duration::from_secs(5);
 /// How often the health check node port is asked while it answers 503.
-pub const PROBE_EVERY: Duration = Duration::from_millis(100);
+pub(crate) const PROBE_EVERY: Duration = Duration::from_millis(100);
 
 /// A probe the speaker is asked to run.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ProbeRequest {
+pub(crate) struct ProbeRequest {
     /// The Service.
     pub key: ServiceKey,
     /// Its health check node port.
@@ -50,7 +50,7 @@ struct Entry {
 /// Which Local Services with ready endpoints on this node wait for kube-proxy: the
 /// planner's record, kept between passes. Disabled (the default), nothing waits.
 #[derive(Debug, Default)]
-pub struct ProxyGate {
+pub(crate) struct ProxyGate {
     enabled: bool,
     /// Whether a pass has run: what the first pass finds is taken as programmed.
     started: bool,
@@ -62,7 +62,7 @@ pub struct ProxyGate {
 
 impl ProxyGate {
     /// A gate that holds announcements until kube-proxy forwards them.
-    pub fn enabled() -> ProxyGate {
+    pub(crate) fn enabled() -> ProxyGate {
         ProxyGate {
             enabled: true,
             ..ProxyGate::default()
@@ -71,7 +71,7 @@ impl ProxyGate {
 
     /// Records `service` as decided again, with `local_ready` saying whether it has a ready
     /// endpoint on this node.
-    pub fn observe(&mut self, service: &LbService, local_ready: bool) {
+    pub(crate) fn observe(&mut self, service: &LbService, local_ready: bool) {
         if !self.enabled {
             return;
         }
@@ -109,22 +109,22 @@ impl ProxyGate {
     }
 
     /// Forgets a Service that is gone.
-    pub fn forget(&mut self, key: &ServiceKey) {
+    pub(crate) fn forget(&mut self, key: &ServiceKey) {
         self.entries.remove(key);
     }
 
     /// Forgets every Service `keep` refuses.
-    pub fn retain(&mut self, mut keep: impl FnMut(&ServiceKey) -> bool) {
+    pub(crate) fn retain(&mut self, mut keep: impl FnMut(&ServiceKey) -> bool) {
         self.entries.retain(|key, _| keep(key));
     }
 
     /// Ends the pass: from now on, new local endpoints wait.
-    pub fn pass_done(&mut self) {
+    pub(crate) fn pass_done(&mut self) {
         self.started = true;
     }
 
     /// The Services whose announcement from this node waits.
-    pub fn held(&self) -> BTreeSet<ServiceKey> {
+    pub(crate) fn held(&self) -> BTreeSet<ServiceKey> {
         self.entries
             .iter()
             .filter(|(_, e)| !e.released)
@@ -134,7 +134,7 @@ impl ProxyGate {
 
     /// Releases the wait `id` of `key` (a probe ended); false when that wait is over
     /// already (the Service left and maybe came back since).
-    pub fn release(&mut self, key: &ServiceKey, id: u64) -> bool {
+    pub(crate) fn release(&mut self, key: &ServiceKey, id: u64) -> bool {
         match self.entries.get_mut(key) {
             Some(entry) if entry.id == id && !entry.released => {
                 entry.released = true;
@@ -146,19 +146,19 @@ impl ProxyGate {
     }
 
     /// The Services released since the last call (to decide again).
-    pub fn take_released(&mut self) -> BTreeSet<ServiceKey> {
+    pub(crate) fn take_released(&mut self) -> BTreeSet<ServiceKey> {
         std::mem::take(&mut self.released)
     }
 
     /// The probes to start.
-    pub fn take_requests(&mut self) -> Vec<ProbeRequest> {
+    pub(crate) fn take_requests(&mut self) -> Vec<ProbeRequest> {
         std::mem::take(&mut self.requests)
     }
 }
 
 /// How a probe ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ProbeOutcome {
+pub(crate) enum ProbeOutcome {
     /// kube-proxy answered 200: it forwards to a local endpoint.
     Forwarding,
     /// Nothing listens on the port: no kube-proxy health check to wait for.
@@ -189,7 +189,7 @@ async fn status_of(address: SocketAddr) -> std::io::Result<u16> {
 
 /// Asks kube-proxy's health check on `ip:port` until it answers 200, nothing listens, or
 /// [`PROBE_DEADLINE`] passes.
-pub async fn probe(ip: IpAddr, port: u16) -> (ProbeOutcome, Duration) {
+pub(crate) async fn probe(ip: IpAddr, port: u16) -> (ProbeOutcome, Duration) {
     let address = SocketAddr::new(ip, port);
     let started = Instant::now();
     loop {

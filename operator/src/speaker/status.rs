@@ -22,7 +22,7 @@ use crate::api::{ServiceBGPStatus, ServiceL2Status};
 use crate::views::ServiceKey;
 
 /// A per-Service status kind: its detail is a set of names (peers, interfaces).
-pub trait StatusKind:
+pub(crate) trait StatusKind:
     Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
     + Clone
     + serde::de::DeserializeOwned
@@ -77,14 +77,14 @@ impl StatusKind for ServiceL2Status {
 }
 
 /// The label naming the node.
-pub const NODE_LABEL: &str = "metallb.io/node";
+pub(crate) const NODE_LABEL: &str = "metallb.io/node";
 /// The label naming the Service.
-pub const SERVICE_NAME_LABEL: &str = "metallb.io/service-name";
+pub(crate) const SERVICE_NAME_LABEL: &str = "metallb.io/service-name";
 /// The label naming the Service's namespace.
-pub const SERVICE_NAMESPACE_LABEL: &str = "metallb.io/service-namespace";
+pub(crate) const SERVICE_NAMESPACE_LABEL: &str = "metallb.io/service-namespace";
 
 /// The object name for a Service on a node.
-pub fn object_name(service: &ServiceKey, node: &str) -> String {
+pub(crate) fn object_name(service: &ServiceKey, node: &str) -> String {
     let hash = fnv1a(format!("{}/{}/{node}", service.namespace, service.name).as_bytes());
     let mut head = format!("{}-{node}", service.name);
     head.truncate(53);
@@ -100,14 +100,14 @@ fn fnv1a(bytes: &[u8]) -> u32 {
 
 /// The names (peers, interfaces) one status object lists; Services listing the same names
 /// share one copy.
-pub type Names = std::sync::Arc<BTreeSet<String>>;
+pub(crate) type Names = std::sync::Arc<BTreeSet<String>>;
 
 /// Per Service, the names its status object lists.
-pub type Wanted = std::sync::Arc<BTreeMap<ServiceKey, Names>>;
+pub(crate) type Wanted = std::sync::Arc<BTreeMap<ServiceKey, Names>>;
 
 /// Keeps the node's status objects of kind `K` equal to the announced Services.
 #[derive(Debug)]
-pub struct StatusWriter<K: StatusKind> {
+pub(crate) struct StatusWriter<K: StatusKind> {
     api: Api<K>,
     node: String,
     /// What the cluster holds, by Service: the detail its object lists. `None` until listed.
@@ -121,7 +121,7 @@ pub struct StatusWriter<K: StatusKind> {
 
 impl<K: StatusKind> StatusWriter<K> {
     /// A writer for `node`'s objects in `namespace`.
-    pub fn new(client: Client, namespace: &str, node: &str) -> StatusWriter<K> {
+    pub(crate) fn new(client: Client, namespace: &str, node: &str) -> StatusWriter<K> {
         StatusWriter {
             api: Api::namespaced(client, namespace),
             node: node.to_string(),
@@ -151,7 +151,7 @@ impl<K: StatusKind> StatusWriter<K> {
     /// Writes what changed so that the node's objects are exactly `wanted`, up to
     /// [`IN_FLIGHT`] requests at a time. One walk over both (sorted) maps finds the
     /// changes; names are worked out only for those.
-    pub async fn sync(&mut self, wanted: &Wanted) -> Result<(), kube::Error> {
+    pub(crate) async fn sync(&mut self, wanted: &Wanted) -> Result<(), kube::Error> {
         let mut written = match self.written.take() {
             Some(w) => w,
             None => std::sync::Arc::new(self.list().await?),
@@ -302,7 +302,7 @@ impl<K: StatusKind> StatusWriter<K> {
     /// background, so a burst of thousands of writes never holds up FRR. Nothing is written
     /// while `wanted` is `None` (no configuration applied yet). A failed sync is retried
     /// (200 ms doubling to 30 s) with whatever is wanted by then; `errors` counts failures.
-    pub async fn run(
+    pub(crate) async fn run(
         mut self,
         mut wanted: tokio::sync::watch::Receiver<Option<Wanted>>,
         errors: prometheus_client::metrics::counter::Counter,

@@ -14,13 +14,13 @@ use rcgen::{
 };
 
 /// How long the CA is valid.
-pub const CA_LIFETIME: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
+pub(crate) const CA_LIFETIME: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
 /// How long a serving certificate is valid.
-pub const SERVING_LIFETIME: Duration = Duration::from_secs(365 * 24 * 3600);
+pub(crate) const SERVING_LIFETIME: Duration = Duration::from_secs(365 * 24 * 3600);
 
 /// PEM texts of the CA and the serving pair.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Bundle {
+pub(crate) struct Bundle {
     /// The CA certificate (the `caBundle`).
     pub ca_cert: String,
     /// The CA key.
@@ -61,7 +61,7 @@ fn ca_params(issued: u64) -> CertificateParams {
 }
 
 /// A new CA and serving certificate for `names` (DNS names or IP addresses).
-pub fn generate(names: &[String]) -> Result<Bundle, rcgen::Error> {
+pub(crate) fn generate(names: &[String]) -> Result<Bundle, rcgen::Error> {
     let issued = now();
     let ca_key = KeyPair::generate()?;
     let ca_cert = ca_params(issued).self_signed(&ca_key)?;
@@ -75,7 +75,7 @@ pub fn generate(names: &[String]) -> Result<Bundle, rcgen::Error> {
 
 /// A new serving certificate for `names`, signed by the CA in `ca_cert`/`ca_key` (valid
 /// until `ca_expires`).
-pub fn serving(
+pub(crate) fn serving(
     ca_cert: &str,
     ca_key: &str,
     ca_expires: u64,
@@ -127,13 +127,13 @@ const CA_EXPIRES: &str = "ferrolb.io/ca-expires";
 impl Bundle {
     /// Whether the serving certificate should be renewed at `at` (a third of its life left),
     /// or was made for other names.
-    pub fn due(&self, at: u64, names: &[String], made_for: &str) -> bool {
+    pub(crate) fn due(&self, at: u64, names: &[String], made_for: &str) -> bool {
         let life = self.expires.saturating_sub(self.issued);
         at + life / 3 >= self.expires || made_for != names.join(",")
     }
 
     /// As a Secret's data and annotations.
-    pub fn into_secret(self, name: &str, namespace: &str, names: &[String]) -> Secret {
+    pub(crate) fn into_secret(self, name: &str, namespace: &str, names: &[String]) -> Secret {
         let data = [
             ("ca.crt", self.ca_cert),
             ("ca.key", self.ca_key),
@@ -165,7 +165,7 @@ impl Bundle {
     }
 
     /// Read back from a Secret, with the names it was made for; `None` when incomplete.
-    pub fn from_secret(secret: &Secret) -> Option<(Bundle, String)> {
+    pub(crate) fn from_secret(secret: &Secret) -> Option<(Bundle, String)> {
         let data = secret.data.as_ref()?;
         let text = |k: &str| {
             data.get(k)
@@ -189,7 +189,7 @@ impl Bundle {
 }
 
 /// Makes sure `namespace/name` holds a bundle for `names` that is not due; returns it.
-pub async fn ensure(
+pub(crate) async fn ensure(
     api: &kube::Api<Secret>,
     name: &str,
     namespace: &str,

@@ -9,8 +9,8 @@
 //! certificate is served without a restart. Every replica serves the webhook, leader or not:
 //! their caches are all warm.
 
-pub mod certs;
-pub mod review;
+pub(crate) mod certs;
+pub(crate) mod review;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -36,7 +36,7 @@ const CHECK: Duration = Duration::from_secs(600);
 
 /// Where and how the webhook is served.
 #[derive(Clone, Debug)]
-pub struct WebhookOptions {
+pub(crate) struct WebhookOptions {
     /// The TLS listener.
     pub addr: SocketAddr,
     /// ferrolb's namespace.
@@ -117,7 +117,7 @@ async fn current(
 }
 
 /// Puts `ca` into every webhook of the configuration; whether it changed anything.
-pub async fn patch_ca_bundle(client: &Client, name: &str, ca: &str) -> anyhow::Result<bool> {
+pub(crate) async fn patch_ca_bundle(client: &Client, name: &str, ca: &str) -> anyhow::Result<bool> {
     let api: Api<ValidatingWebhookConfiguration> = Api::all(client.clone());
     for _ in 0..5 {
         let Some(mut configuration) = api.get_opt(name).await? else {
@@ -144,7 +144,7 @@ pub async fn patch_ca_bundle(client: &Client, name: &str, ca: &str) -> anyhow::R
 }
 
 /// Serves the webhook until `shutdown`.
-pub async fn run(
+pub(crate) async fn run(
     client: Client,
     options: WebhookOptions,
     load: LoadOptions,

@@ -78,7 +78,7 @@ fn errors(objects: &ClusterObjects, options: &LoadOptions) -> BTreeSet<(String, 
 }
 
 /// The answer to `request`, given the configuration objects the cluster holds now.
-pub fn review(
+pub(crate) fn review(
     objects: &ClusterObjects,
     options: &LoadOptions,
     request: &AdmissionRequest<DynamicObject>,

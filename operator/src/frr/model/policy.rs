@@ -256,7 +256,7 @@ pub(super) const MAX_HASHED_SEQ: u32 = 4_294_967_294;
 
 /// The sequence number of a prefix in any list: a hash of its text, 1..=MAX_HASHED_SEQ.
 /// Collisions (rare) move to the next free number, in prefix order.
-pub fn prefix_seq(prefix: &str) -> u32 {
+pub(crate) fn prefix_seq(prefix: &str) -> u32 {
     fnv1a(prefix.as_bytes()) % MAX_HASHED_SEQ + 1
 }
 
@@ -282,7 +282,7 @@ pub(super) fn fnv1a(bytes: &[u8]) -> u32 {
 }
 
 /// A standard community as FRR prints it: well-known values by name.
-pub fn community_word(high: u16, low: u16) -> String {
+pub(crate) fn community_word(high: u16, low: u16) -> String {
     let name = match (high, low) {
         (0, 0) => "internet",
         (0xFFFF, 0) => "graceful-shutdown",

@@ -5,11 +5,11 @@ use std::net::Ipv4Addr;
 use super::{Mac, WireError, mac_at, need};
 
 /// Bytes of an Ethernet/IPv4 ARP packet.
-pub const LEN: usize = 28;
+pub(crate) const LEN: usize = 28;
 
 /// ARP's operation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Op {
+pub(crate) enum Op {
     /// Who has `target_ip`?
     Request,
     /// `sender_ip` is at `sender_mac`.
@@ -18,7 +18,7 @@ pub enum Op {
 
 /// An Ethernet/IPv4 ARP packet.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Arp {
+pub(crate) struct Arp {
     /// Request or reply.
     pub op: Op,
     /// Sender hardware address.
@@ -38,7 +38,7 @@ fn ip_at(bytes: &[u8], at: usize) -> Ipv4Addr {
 impl Arp {
     /// Reads an ARP packet (what follows the Ethernet header; trailing padding is ignored).
     /// Only Ethernet hardware and IPv4 protocol addresses are handled.
-    pub fn parse(bytes: &[u8]) -> Result<Arp, WireError> {
+    pub(crate) fn parse(bytes: &[u8]) -> Result<Arp, WireError> {
         need("ARP packet", bytes, LEN)?;
         let field = |at: usize| u16::from_be_bytes([bytes[at], bytes[at + 1]]);
         if field(0) != 1 {
@@ -79,7 +79,7 @@ impl Arp {
     }
 
     /// The packet's 28 bytes.
-    pub fn to_bytes(&self) -> [u8; LEN] {
+    pub(crate) fn to_bytes(self) -> [u8; LEN] {
         let mut out = [0u8; LEN];
         out[0..2].copy_from_slice(&1u16.to_be_bytes());
         out[2..4].copy_from_slice(&0x0800u16.to_be_bytes());
@@ -99,12 +99,12 @@ impl Arp {
 
     /// Whether this is a request for `ip` that is not an address probe's own announcement
     /// (a gratuitous request, where sender and target IP are the same, asks nothing).
-    pub fn asks_for(&self, ip: Ipv4Addr) -> bool {
+    pub(crate) fn asks_for(&self, ip: Ipv4Addr) -> bool {
         self.op == Op::Request && self.target_ip == ip && self.sender_ip != ip
     }
 
     /// The reply `mac` gives to this request: `target_ip` is at `mac`.
-    pub fn reply(&self, mac: Mac) -> Arp {
+    pub(crate) fn reply(&self, mac: Mac) -> Arp {
         Arp {
             op: Op::Reply,
             sender_mac: mac,
@@ -117,7 +117,7 @@ impl Arp {
     /// A gratuitous ARP announcing that `ip` is at `mac`: a reply whose sender and target IP
     /// are both `ip`, to the broadcast address. MetalLB sends this and
     /// [`Arp::gratuitous_request`] each round; hosts update their caches from either.
-    pub fn gratuitous(mac: Mac, ip: Ipv4Addr) -> Arp {
+    pub(crate) fn gratuitous(mac: Mac, ip: Ipv4Addr) -> Arp {
         Arp {
             op: Op::Reply,
             sender_mac: mac,
@@ -129,7 +129,7 @@ impl Arp {
 
     /// The request form of a gratuitous ARP: sender and target IP both `ip`, target
     /// hardware address zero.
-    pub fn gratuitous_request(mac: Mac, ip: Ipv4Addr) -> Arp {
+    pub(crate) fn gratuitous_request(mac: Mac, ip: Ipv4Addr) -> Arp {
         Arp {
             op: Op::Request,
             target_mac: Mac::ZERO,

@@ -4,8 +4,8 @@
 //! it arbitrary input); anything malformed or outside what announcing needs is an error that
 //! says what and where.
 
-pub mod arp;
-pub mod ndp;
+pub(crate) mod arp;
+pub(crate) mod ndp;
 
 #[cfg(test)]
 mod tests;
@@ -14,13 +14,13 @@ use std::fmt;
 
 /// An Ethernet (EUI-48) address.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Mac(pub [u8; 6]);
+pub(crate) struct Mac(pub [u8; 6]);
 
 impl Mac {
     /// ff:ff:ff:ff:ff:ff.
-    pub const BROADCAST: Mac = Mac([0xff; 6]);
+    pub(crate) const BROADCAST: Mac = Mac([0xff; 6]);
     /// 00:00:00:00:00:00.
-    pub const ZERO: Mac = Mac([0; 6]);
+    pub(crate) const ZERO: Mac = Mac([0; 6]);
 }
 
 impl fmt::Display for Mac {
@@ -52,13 +52,13 @@ impl std::str::FromStr for Mac {
 }
 
 /// EtherType of ARP.
-pub const ETHERTYPE_ARP: u16 = 0x0806;
+pub(crate) const ETHERTYPE_ARP: u16 = 0x0806;
 /// EtherType of IPv6.
-pub const ETHERTYPE_IPV6: u16 = 0x86dd;
+pub(crate) const ETHERTYPE_IPV6: u16 = 0x86dd;
 
 /// Why bytes are not a packet announcing handles.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum WireError {
+pub(crate) enum WireError {
     /// Fewer bytes than the header or field needs.
     #[error("{what}: {got} bytes, need {need}")]
     Truncated {
@@ -110,7 +110,7 @@ pub(crate) fn mac_at(bytes: &[u8], at: usize) -> Mac {
 /// An Ethernet II frame (no VLAN tag: the kernel strips tags before an AF_PACKET socket on
 /// the VLAN interface sees the frame).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Frame<'a> {
+pub(crate) struct Frame<'a> {
     /// Destination.
     pub dst: Mac,
     /// Source.
@@ -123,7 +123,7 @@ pub struct Frame<'a> {
 
 impl<'a> Frame<'a> {
     /// Reads a frame's header.
-    pub fn parse(bytes: &'a [u8]) -> Result<Frame<'a>, WireError> {
+    pub(crate) fn parse(bytes: &'a [u8]) -> Result<Frame<'a>, WireError> {
         need("Ethernet header", bytes, 14)?;
         Ok(Frame {
             dst: mac_at(bytes, 0),
@@ -134,7 +134,7 @@ impl<'a> Frame<'a> {
     }
 
     /// The frame's bytes, padded to Ethernet's 60-byte minimum.
-    pub fn to_bytes(&self) -> Vec<u8> {
+    pub(crate) fn to_bytes(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity((14 + self.payload.len()).max(60));
         out.extend_from_slice(&self.dst.0);
         out.extend_from_slice(&self.src.0);

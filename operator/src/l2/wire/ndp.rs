@@ -8,19 +8,19 @@ use super::{Mac, WireError, mac_at, need};
 /// ICMPv6's IPv6 next-header value.
 const ICMPV6: u8 = 58;
 /// ICMPv6 type of a neighbour solicitation.
-pub const SOLICITATION: u8 = 135;
+pub(crate) const SOLICITATION: u8 = 135;
 /// ICMPv6 type of a neighbour advertisement.
-pub const ADVERTISEMENT: u8 = 136;
+pub(crate) const ADVERTISEMENT: u8 = 136;
 /// Option: source link-layer address.
 const SOURCE_LL: u8 = 1;
 /// Option: target link-layer address.
 const TARGET_LL: u8 = 2;
 /// All-nodes multicast address.
-pub const ALL_NODES: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1);
+pub(crate) const ALL_NODES: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1);
 
 /// A neighbour solicitation: who has `target`?
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Solicitation {
+pub(crate) struct Solicitation {
     /// IPv6 source (`::` in duplicate address detection).
     pub src: Ipv6Addr,
     /// IPv6 destination (the target's solicited-node group, or the target).
@@ -33,7 +33,7 @@ pub struct Solicitation {
 
 /// A neighbour advertisement: `target` is at `target_mac`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Advertisement {
+pub(crate) struct Advertisement {
     /// IPv6 source.
     pub src: Ipv6Addr,
     /// IPv6 destination.
@@ -52,7 +52,7 @@ pub struct Advertisement {
 
 /// A neighbour discovery message.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Ndp {
+pub(crate) enum Ndp {
     /// Type 135.
     Solicitation(Solicitation),
     /// Type 136.
@@ -66,7 +66,7 @@ fn addr_at(bytes: &[u8], at: usize) -> Ipv6Addr {
 }
 
 /// ICMPv6's checksum of `message` (checksum field zeroed) from `src` to `dst`.
-pub fn checksum(src: Ipv6Addr, dst: Ipv6Addr, message: &[u8]) -> u16 {
+pub(crate) fn checksum(src: Ipv6Addr, dst: Ipv6Addr, message: &[u8]) -> u16 {
     let mut sum: u32 = 0;
     let mut add = |bytes: &[u8]| {
         for pair in bytes.chunks(2) {
@@ -88,7 +88,7 @@ pub fn checksum(src: Ipv6Addr, dst: Ipv6Addr, message: &[u8]) -> u16 {
 /// Reads a neighbour discovery message from an IPv6 packet. The packet must be ICMPv6 with
 /// hop limit 255 (RFC 4861's guard against off-link senders), code 0, a correct checksum,
 /// and well-formed options; other ICMPv6 types are [`WireError::Unsupported`].
-pub fn parse(packet: &[u8]) -> Result<Ndp, WireError> {
+pub(crate) fn parse(packet: &[u8]) -> Result<Ndp, WireError> {
     need("IPv6 header", packet, 40)?;
     if packet[0] >> 4 != 6 {
         return Err(WireError::Unsupported {
@@ -209,8 +209,9 @@ fn message(kind: u8, flags: u8, target: Ipv6Addr, option: Option<(u8, Mac)>) -> 
 }
 
 impl Solicitation {
-    /// The whole IPv6 packet.
-    pub fn to_bytes(&self) -> Vec<u8> {
+    /// The whole IPv6 packet (a solicitation is only ever read; tests build them).
+    #[cfg(test)]
+    pub(crate) fn to_bytes(self) -> Vec<u8> {
         let option = self.source_mac.map(|m| (SOURCE_LL, m));
         packet(
             self.src,
@@ -222,7 +223,7 @@ impl Solicitation {
 
 impl Advertisement {
     /// The whole IPv6 packet.
-    pub fn to_bytes(&self) -> Vec<u8> {
+    pub(crate) fn to_bytes(self) -> Vec<u8> {
         let flags = u8::from(self.router) << 7
             | u8::from(self.solicited) << 6
             | u8::from(self.override_cache) << 5;
@@ -238,7 +239,7 @@ impl Advertisement {
     /// or to all nodes when the asker has no address yet (duplicate address detection).
     /// Override is set (MetalLB leaves it clear): a client still holding the previous
     /// owner's address replaces it at once instead of only marking it stale.
-    pub fn answer(solicitation: &Solicitation, mac: Mac) -> Advertisement {
+    pub(crate) fn answer(solicitation: &Solicitation, mac: Mac) -> Advertisement {
         let dad = solicitation.src.is_unspecified();
         Advertisement {
             src: solicitation.target,
@@ -253,7 +254,7 @@ impl Advertisement {
 
     /// An unsolicited advertisement to all nodes that `ip` is now at `mac` (overriding
     /// cached entries): what a new owner sends at once.
-    pub fn unsolicited(mac: Mac, ip: Ipv6Addr) -> Advertisement {
+    pub(crate) fn unsolicited(mac: Mac, ip: Ipv6Addr) -> Advertisement {
         Advertisement {
             src: ip,
             dst: ALL_NODES,
@@ -268,7 +269,7 @@ impl Advertisement {
 
 /// The solicited-node multicast group of `ip` (ff02::1:ffXX:XXXX, its low 24 bits), which an
 /// owner joins to hear solicitations for it.
-pub fn solicited_node(ip: Ipv6Addr) -> Ipv6Addr {
+pub(crate) fn solicited_node(ip: Ipv6Addr) -> Ipv6Addr {
     let o = ip.octets();
     Ipv6Addr::new(
         0xff02,
@@ -283,7 +284,7 @@ pub fn solicited_node(ip: Ipv6Addr) -> Ipv6Addr {
 }
 
 /// The Ethernet address IPv6 multicast group `group` is sent to (33:33 and its low 32 bits).
-pub fn multicast_mac(group: Ipv6Addr) -> Mac {
+pub(crate) fn multicast_mac(group: Ipv6Addr) -> Mac {
     let o = group.octets();
     Mac([0x33, 0x33, o[12], o[13], o[14], o[15]])
 }
