@@ -1,6 +1,6 @@
 //! The one error type of configuration loading: which object, which field, why.
 
-use std::fmt;
+use std::fmt::{self, Display};
 
 /// Identifies one object of the input: `Kind/namespace/name`.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -61,30 +61,26 @@ pub struct ConfigError {
 
 impl ConfigError {
     /// An error the user must fix in `object`.
-    pub fn invalid(
-        object: &ObjectRef,
-        field: impl Into<String>,
-        reason: impl Into<String>,
-    ) -> Self {
-        ConfigError {
-            object: object.clone(),
-            field: field.into(),
-            reason: reason.into(),
-            kind: ErrorKind::Invalid,
-        }
+    pub fn invalid(object: &ObjectRef, field: impl Into<String>, why: impl Into<String>) -> Self {
+        Self::of_kind(ErrorKind::Invalid, object, field.into(), why.into())
     }
 
     /// An error that clears once the referenced object exists.
-    pub fn missing(
-        object: &ObjectRef,
-        field: impl Into<String>,
-        reason: impl Into<String>,
-    ) -> Self {
+    pub fn missing(object: &ObjectRef, field: impl Into<String>, why: impl Into<String>) -> Self {
+        Self::of_kind(
+            ErrorKind::MissingReference,
+            object,
+            field.into(),
+            why.into(),
+        )
+    }
+
+    fn of_kind(kind: ErrorKind, object: &ObjectRef, field: String, reason: String) -> Self {
         ConfigError {
             object: object.clone(),
-            field: field.into(),
-            reason: reason.into(),
-            kind: ErrorKind::MissingReference,
+            field,
+            reason,
+            kind,
         }
     }
 
@@ -131,41 +127,29 @@ pub(crate) struct Findings {
 }
 
 impl Findings {
-    pub(crate) fn invalid(
-        &mut self,
-        object: &ObjectRef,
-        field: impl Into<String>,
-        reason: impl Into<String>,
-    ) {
-        self.errors
-            .push(ConfigError::invalid(object, field, reason));
+    /// An error the user must fix in `object`.
+    pub(crate) fn invalid(&mut self, object: &ObjectRef, field: impl Display, why: impl Display) {
+        let error = ConfigError::invalid(object, field.to_string(), why.to_string());
+        self.errors.push(error);
     }
 
-    pub(crate) fn missing(
-        &mut self,
-        object: &ObjectRef,
-        field: impl Into<String>,
-        reason: impl Into<String>,
-    ) {
-        self.errors
-            .push(ConfigError::missing(object, field, reason));
+    /// An error that clears once the object `object` names exists.
+    pub(crate) fn missing(&mut self, object: &ObjectRef, field: impl Display, why: impl Display) {
+        let error = ConfigError::missing(object, field.to_string(), why.to_string());
+        self.errors.push(error);
     }
 
-    pub(crate) fn warn(
-        &mut self,
-        object: &ObjectRef,
-        field: impl Into<String>,
-        reason: impl Into<String>,
-    ) {
-        self.warnings
-            .push(ConfigWarning::new(object, field, reason));
+    /// Something accepted but probably not meant.
+    pub(crate) fn warn(&mut self, object: &ObjectRef, field: impl Display, why: impl Display) {
+        let warning = ConfigWarning::new(object, field.to_string(), why.to_string());
+        self.warnings.push(warning);
     }
 
     /// Records `result`'s error, if any, against `field`, and returns its value.
     pub(crate) fn check<T>(
         &mut self,
         object: &ObjectRef,
-        field: impl Into<String>,
+        field: impl Display,
         result: Result<T, String>,
     ) -> Option<T> {
         match result {

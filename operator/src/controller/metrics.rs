@@ -12,6 +12,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
 use crate::alloc::PoolUsage;
+use crate::shell::runtime::DaemonMetrics;
 
 /// The `pool` label.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -35,9 +36,8 @@ pub(crate) struct Metrics {
     pub client: crate::shell::metrics::ClientMetrics,
 }
 
-impl Metrics {
-    /// Registers every metric in `registry`.
-    pub(crate) fn register(&self, registry: &mut Registry) {
+impl DaemonMetrics for Metrics {
+    fn register(&self, registry: &mut Registry) {
         let pool_gauges = [
             (
                 "metallb_allocator_addresses_total",
@@ -75,7 +75,9 @@ impl Metrics {
         }
         self.client.register(registry);
     }
+}
 
+impl Metrics {
     /// Sets the pool gauges to `usage`; pools no longer present lose their series.
     pub(crate) fn set_usage(&self, usage: &BTreeMap<String, PoolUsage>) {
         for family in [

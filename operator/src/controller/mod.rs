@@ -33,9 +33,7 @@ use kube_lease_manager::LeaseManagerBuilder;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::LoadOptions;
-use crate::shell::runtime::{
-    RETRY_MAX, RETRY_MIN, connect_and_serve, gather, limit_malloc_arenas, now,
-};
+use crate::shell::runtime::{RETRY_MAX, RETRY_MIN, Started, gather, now, start};
 use crate::shell::watch::Changes;
 use crate::views::ServiceScope;
 use cache::Caches;
@@ -113,15 +111,11 @@ fn watch_releases(client: Client, options: &Options) -> Arc<tokio::sync::Notify>
 
 /// Runs the controller until `shutdown` is cancelled.
 pub(crate) async fn run(options: Options, shutdown: CancellationToken) -> anyhow::Result<()> {
-    limit_malloc_arenas();
-    let metrics = Arc::new(Metrics::default());
-    let (client, ready) = connect_and_serve(
-        |registry| metrics.register(registry),
-        options.health_addr,
-        options.metrics_addr,
-        &shutdown,
-    )
-    .await?;
+    let Started {
+        metrics,
+        client,
+        ready,
+    } = start::<Metrics>(options.health_addr, options.metrics_addr, &shutdown).await?;
 
     let changes = Arc::new(Changes::new(metrics.client.updates.clone()));
     let caches = Caches::start(&client, &options.namespace, &changes);

@@ -56,23 +56,44 @@ pub(crate) fn now() -> Time {
     Time(k8s_openapi::jiff::Timestamp::now())
 }
 
-/// What every long-running component does first: a Kubernetes client from the in-cluster
-/// configuration or `KUBECONFIG`, and the health and metrics listeners serving the metrics
-/// `register` adds. Returns the client and the readiness flag `/readyz` reports.
-pub(crate) async fn connect_and_serve(
-    register: impl FnOnce(&mut Registry),
+/// A daemon's metrics: created empty, registered once.
+pub(crate) trait DaemonMetrics: Default {
+    /// Registers every metric in `registry`.
+    fn register(&self, registry: &mut Registry);
+}
+
+/// What [`start`] gives a daemon.
+pub(crate) struct Started<M> {
+    /// Its metrics, served from now on.
+    pub metrics: Arc<M>,
+    /// The Kubernetes client.
+    pub client: Client,
+    /// What `/readyz` reports; set once the caches have synced.
+    pub ready: Arc<AtomicBool>,
+}
+
+/// What every long-running component does first: malloc's arenas limited, a Kubernetes
+/// client from the in-cluster configuration or `KUBECONFIG`, and the health and metrics
+/// listeners serving its metrics.
+pub(crate) async fn start<M: DaemonMetrics>(
     health_addr: SocketAddr,
     metrics_addr: Option<SocketAddr>,
     shutdown: &CancellationToken,
-) -> anyhow::Result<(Client, Arc<AtomicBool>)> {
+) -> anyhow::Result<Started<M>> {
+    limit_malloc_arenas();
+    let metrics = Arc::new(M::default());
     let client = Client::try_default()
         .await
         .context("no Kubernetes client configuration (in-cluster or KUBECONFIG)")?;
     let mut registry = Registry::default();
-    register(&mut registry);
+    metrics.register(&mut registry);
     let ready = Arc::new(AtomicBool::new(false));
     HealthAndMetrics::new(registry, Arc::clone(&ready))
         .serve_both(health_addr, metrics_addr, shutdown)
         .await?;
-    Ok((client, ready))
+    Ok(Started {
+        metrics,
+        client,
+        ready,
+    })
 }

@@ -14,6 +14,7 @@ use prometheus_client::registry::Registry;
 
 use crate::frr::sessions::{BfdSession, BgpSession, by_peer};
 use crate::shell::metrics::ClientMetrics;
+use crate::shell::runtime::DaemonMetrics;
 
 /// The `peer` label.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -48,9 +49,8 @@ pub(crate) struct Metrics {
     pub members: std::sync::Arc<crate::l2::members::MembersMetrics>,
 }
 
-impl Metrics {
-    /// Registers every metric in `registry`.
-    pub(crate) fn register(&self, registry: &mut Registry) {
+impl DaemonMetrics for Metrics {
+    fn register(&self, registry: &mut Registry) {
         registry.register(
             "metallb_bgp_session_up",
             "BGP session state (1 is up, 0 is down)",
@@ -90,7 +90,9 @@ impl Metrics {
         self.l2.register(registry);
         self.members.register(registry);
     }
+}
 
+impl Metrics {
     /// Records whether the running FRR's version is known.
     pub(crate) fn set_frr_version_known(&self, known: bool) {
         self.frr_version_known.set(i64::from(known));

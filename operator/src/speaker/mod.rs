@@ -44,9 +44,7 @@ use crate::config::LoadOptions;
 use crate::frr::NodeFacts;
 use crate::frr::apply::{Applier, ApplyPath, FrrTarget};
 use crate::frr::bfd_hold::{self, BfdHold};
-use crate::shell::runtime::{
-    RETRY_MAX, RETRY_MIN, connect_and_serve, limit_malloc_arenas, now, release_free_memory,
-};
+use crate::shell::runtime::{RETRY_MAX, RETRY_MIN, Started, now, release_free_memory, start};
 use crate::shell::state::{StateTarget, apply_configuration_state};
 use crate::shell::watch::Changes;
 use crate::views::ServiceScope;
@@ -121,15 +119,11 @@ fn node_facts() -> NodeFacts {
 
 /// Runs the speaker until `shutdown` is cancelled.
 pub async fn run(options: Options, shutdown: CancellationToken) -> anyhow::Result<()> {
-    limit_malloc_arenas();
-    let metrics = Arc::new(Metrics::default());
-    let (client, ready) = connect_and_serve(
-        |registry| metrics.register(registry),
-        options.health_addr,
-        options.metrics_addr,
-        &shutdown,
-    )
-    .await?;
+    let Started {
+        metrics,
+        client,
+        ready,
+    } = start::<Metrics>(options.health_addr, options.metrics_addr, &shutdown).await?;
 
     let slices_v1 = cache::serves_endpoint_slices_v1(&client)
         .await
