@@ -9,29 +9,26 @@ cd "$(dirname "$0")/.."
 for bench in render alloc; do
     cargo bench -q -p ferrolb --bench "$bench" -- "$@"
 done
-# On the wire: needs root, Debian's frr and the ferrolb binary (for render).
+# On the wire, each with what it needs besides the release ferrolb binary:
+#   lab          root, Debian's frr (render and apply on a lab);
+#   converge     the whole lab with 10,000 Services: create/delete -> router FIB, speaker
+#                memory (root, Debian's frr, the control plane from hack/k8s.sh); creating
+#                the Services takes several minutes;
+#   l2_failover  layer-2 failover on the lab with three speakers (root, Debian's frr, the
+#                apiserver);
+#   routers      routers that are not FRR on the lab: BFD failover at BIRD, and a node's restart
+#                until the FRR ToR, BIRD and GoBGP hold its routes again (root, FRR, bird2,
+#                gobgpd, the apiserver);
+#   traffic      failure windows a client sees on real nodes with the chart as shipped (root,
+#                containerd, runc, the CNI plugins, the image's root file system, Debian's frr,
+#                the control plane);
+#   versus       ferrolb and MetalLB side by side on real nodes, and the switch from MetalLB to
+#                ferrolb (root, what traffic needs, and the go command for hack/metallb.sh).
 cargo build -q --release -p ferrolb
-FERROLB_BIN="${CARGO_TARGET_DIR:-$PWD/target}/release/ferrolb" \
-    cargo bench -q -p ferrolb-e2e --bench lab -- "$@"
-# The whole lab with 10,000 Services: create/delete → router FIB, speaker memory (root, Debian's
-# frr, the control plane from hack/k8s.sh); creating the Services takes several minutes.
-FERROLB_BIN="${CARGO_TARGET_DIR:-$PWD/target}/release/ferrolb" \
-    cargo bench -q -p ferrolb-e2e --bench converge -- "$@"
-# Layer-2 failover on the lab with three speakers (root, Debian's frr, the apiserver).
-FERROLB_BIN="${CARGO_TARGET_DIR:-$PWD/target}/release/ferrolb" \
-    cargo bench -q -p ferrolb-e2e --bench l2_failover -- "$@"
-# Routers that are not FRR on the lab: BFD failover at BIRD, and a node's restart until the FRR
-# ToR, BIRD and GoBGP hold its routes again (root, FRR, bird2, gobgpd, the apiserver).
-FERROLB_BIN="${CARGO_TARGET_DIR:-$PWD/target}/release/ferrolb" \
-    cargo bench -q -p ferrolb-e2e --bench routers -- "$@"
-# Failure windows a client sees on real nodes with the chart as shipped (root, containerd,
-# runc, the CNI plugins, the image's root file system, Debian's frr, the control plane).
-FERROLB_BIN="${CARGO_TARGET_DIR:-$PWD/target}/release/ferrolb" \
-    cargo bench -q -p ferrolb-e2e --bench traffic -- "$@"
-# ferrolb and MetalLB side by side on real nodes, and the switch from MetalLB to ferrolb (root,
-# what the traffic figures need, and the go command for hack/metallb.sh).
-FERROLB_BIN="${CARGO_TARGET_DIR:-$PWD/target}/release/ferrolb" \
-    cargo bench -q -p ferrolb-e2e --bench versus -- "$@"
+for bench in lab converge l2_failover routers traffic versus; do
+    FERROLB_BIN="${CARGO_TARGET_DIR:-$PWD/target}/release/ferrolb" \
+        cargo bench -q -p ferrolb-e2e --bench "$bench" -- "$@"
+done
 # ferrolb's FRR apply path against frr-reload.py (root, Debian's frr); takes several minutes,
 # most of it frr-reload.py removing 1,000 lines.
 cargo bench -q -p ferrolb-e2e --bench frr_apply -- "$@"

@@ -45,20 +45,7 @@ case "${1:-}" in
     ;;
 esac
 
-digest="$(cat go.mod go.sum | sha256sum | cut -c1-12)"
-out="$cache/$name-$digest"
-cached "$out" "$out/bin"
-
-if ! command -v go >/dev/null 2>&1; then
-  echo "k8s: the go command is needed (Go $(awk '$1 == "go" { print $2 }' go.mod) or newer)" >&2
-  exit 1
-fi
-
-lock_cache "$cache" "$out" "$out/bin"
-rm -rf "$out"
-mkdir -p "$out/bin"
-started=$SECONDS
-export CGO_ENABLED=0 GOFLAGS="-mod=readonly -buildvcs=false"
+begin_go_build "$cache" "$name" bin
 
 if [ "$1" = build-node ]; then
   echo "k8s: building containerd $containerd_version (first run on this machine: about a minute)" >&2

@@ -30,18 +30,7 @@ case "${1:-}" in
     ;;
 esac
 
-digest="$(cat go.mod go.sum | sha256sum | cut -c1-12)"
-out="$cache/$version-$digest"
-cached "$out" "$out"
-if ! command -v go >/dev/null 2>&1; then
-  echo "metallb: the go command is needed (Go $(awk '$1 == "go" { print $2 }' go.mod) or newer)" >&2
-  exit 1
-fi
-lock_cache "$cache" "$out" "$out"
-rm -rf "$out"
-mkdir -p "$out/bin"
-started=$SECONDS
-export CGO_ENABLED=0 GOFLAGS="-mod=readonly -buildvcs=false"
+begin_go_build "$cache" "$version"
 echo "metallb: building MetalLB $version (first run on this machine: about 3 minutes)" >&2
 go build -trimpath -ldflags "-s -w" -o "$out/bin/" \
   "$module/controller" "$module/speaker"
