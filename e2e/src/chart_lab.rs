@@ -21,32 +21,7 @@ use crate::process::wait_for;
 pub const NS: &str = "metallb-system";
 
 /// The ToR: eBGP to both nodes with BFD (100 ms × 3), ECMP into the kernel.
-pub const ROUTER: &str = "frr defaults traditional
-log stdout informational
-!
-bfd
- profile fast
-  receive-interval 100
-  transmit-interval 100
- exit
-exit
-!
-router bgp 64513
- bgp router-id 10.95.0.1
- no bgp ebgp-requires-policy
- neighbor NODES peer-group
- neighbor NODES remote-as 64512
- neighbor NODES timers connect 1
- neighbor NODES bfd
- neighbor NODES bfd profile fast
- neighbor 10.95.0.11 peer-group NODES
- neighbor 10.95.0.12 peer-group NODES
- !
- address-family ipv4 unicast
-  maximum-paths 8
- exit-address-family
-exit
-";
+pub const ROUTER: &str = include_str!("../routers/chart-tor.conf");
 
 /// The cluster with the chart installed and every ferrolb pod Ready. Drops in order: the
 /// ToR, the client's and ToR's namespaces, the cluster.

@@ -71,47 +71,7 @@ pub const RR: &str = "10.99.0.3";
 pub const RR_PASSWORD: &str = "lab-secret";
 
 /// The router's configuration: eBGP to both nodes with BFD, ECMP.
-pub const ROUTER_CONFIG: &str = "frr defaults traditional
-log stdout informational
-!
-bfd
- profile lab
-  receive-interval 100
-  transmit-interval 100
- exit
-exit
-!
-router bgp 64513
- bgp router-id 10.99.0.1
- bgp log-neighbor-changes
- coalesce-time 100
- no bgp ebgp-requires-policy
- neighbor NODES peer-group
- neighbor NODES remote-as 64512
- neighbor NODES timers 3 9
- neighbor NODES timers connect 1
- neighbor NODES bfd
- neighbor NODES bfd profile lab
- neighbor 10.99.0.11 peer-group NODES
- neighbor 10.99.0.12 peer-group NODES
- neighbor NODES6 peer-group
- neighbor NODES6 remote-as 64512
- neighbor NODES6 timers 3 9
- neighbor NODES6 timers connect 1
- neighbor fd99::11 peer-group NODES6
- neighbor fd99::12 peer-group NODES6
- !
- address-family ipv4 unicast
-  no neighbor NODES6 activate
-  maximum-paths 8
- exit-address-family
- !
- address-family ipv6 unicast
-  neighbor NODES6 activate
-  maximum-paths 8
- exit-address-family
-exit
-";
+pub const ROUTER_CONFIG: &str = include_str!("../routers/lab-tor.conf");
 
 /// The iBGP router: same AS as the nodes, MD5-protected sessions, ECMP.
 pub fn rr_config() -> String {

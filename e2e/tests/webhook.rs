@@ -21,26 +21,8 @@ use ferrolb_e2e::paths::{self, Scratch};
 use ferrolb_e2e::process::{Process, wait_for};
 use serde_json::{Value, json};
 
-const BASE: &str = r#"
-apiVersion: v1
-kind: Namespace
-metadata: {name: metallb-system}
----
-apiVersion: metallb.io/v1beta1
-kind: IPAddressPool
-metadata: {name: a, namespace: metallb-system}
-spec: {addresses: [10.0.0.0/24]}
----
-apiVersion: metallb.io/v1beta1
-kind: BFDProfile
-metadata: {name: fast, namespace: metallb-system}
-spec: {receiveInterval: 100}
----
-apiVersion: metallb.io/v1beta2
-kind: BGPPeer
-metadata: {name: tor, namespace: metallb-system}
-spec: {myASN: 64512, peerASN: 64513, peerAddress: 10.1.0.1, bfdProfile: fast}
-"#;
+/// A Namespace, a pool, and a peer using a BFD profile.
+const BASE: &str = include_str!("webhook-base.yaml");
 
 fn configuration(port: u16) -> String {
     format!(
@@ -187,20 +169,25 @@ fn the_webhook_allows_good_objects_and_denies_each_class_of_bad_one() -> Result<
         "apiVersion": "metallb.io/v1beta1", "kind": "BFDProfile",
         "metadata": {"name": "fast", "namespace": "metallb-system"}, "spec": {},
     });
+    let create = |object| review("CREATE", "IPAddressPool", object);
+    let (overlapping, bad_cidr) = (
+        pool("b", json!("10.0.0.128/25")),
+        pool("d", json!("10.0.3.0/99")),
+    );
     for (what, request, reason) in [
         (
             "an overlapping pool",
-            review("CREATE", "IPAddressPool", pool("b", json!("10.0.0.128/25"))),
-            "overlaps IPAddressPool \"a\"",
+            create(overlapping),
+            r#"overlaps IPAddressPool "a""#,
         ),
         (
             "a field of the wrong type",
-            review("CREATE", "IPAddressPool", wrong_type),
+            create(wrong_type),
             "spec.autoAssign",
         ),
         (
             "a bad CIDR",
-            review("CREATE", "IPAddressPool", pool("d", json!("10.0.3.0/99"))),
+            create(bad_cidr),
             "IPAddressPool/metallb-system/d: spec.addresses[0]",
         ),
         (

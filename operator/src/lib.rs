@@ -14,6 +14,8 @@ pub(crate) mod controller;
 pub(crate) mod convert;
 pub mod dry_run;
 pub(crate) mod explain;
+#[cfg(test)]
+mod fixtures;
 pub mod frr;
 pub(crate) mod http;
 pub mod l2;

@@ -4,60 +4,26 @@ use super::*;
 use crate::config::{self, LoadOptions};
 use crate::views::{LbService, NodeView, ServiceKey, ServiceScope, ServingEndpoints};
 
-const CONFIG: &str = r#"
-apiVersion: metallb.io/v1beta1
-kind: IPAddressPool
-metadata: {name: bgp}
-spec: {addresses: [198.51.100.0/24, "2001:db8::/64"]}
----
-apiVersion: metallb.io/v1beta1
-kind: IPAddressPool
-metadata: {name: rack-2-only}
-spec: {addresses: [203.0.113.0/24]}
----
-apiVersion: metallb.io/v1beta1
-kind: IPAddressPool
-metadata: {name: quiet}
-spec: {addresses: [192.0.2.0/24]}
----
-apiVersion: metallb.io/v1beta1
-kind: BGPAdvertisement
-metadata: {name: hosts}
-spec: {ipAddressPools: [bgp], localPref: 120, communities: ["64500:1"]}
----
-apiVersion: metallb.io/v1beta1
-kind: BGPAdvertisement
-metadata: {name: summary}
-spec: {ipAddressPools: [bgp], aggregationLength: 24, aggregationLengthV6: 64, communities: ["64500:2"]}
----
-apiVersion: metallb.io/v1beta1
-kind: BGPAdvertisement
-metadata: {name: rack-2}
-spec: {ipAddressPools: [rack-2-only], nodeSelectors: [{matchLabels: {rack: "2"}}]}
----
-apiVersion: metallb.io/v1beta1
-kind: BGPAdvertisement
-metadata: {name: quiet}
-spec: {ipAddressPools: [quiet], serviceSelectors: [{matchLabels: {loud: "no"}}]}
----
-apiVersion: metallb.io/v1beta2
-kind: BGPPeer
-metadata: {name: ibgp}
-spec: {myASN: 64500, peerASN: 64500, peerAddress: 192.168.0.1}
----
-apiVersion: metallb.io/v1beta2
-kind: BGPPeer
-metadata: {name: ebgp}
-spec: {myASN: 64500, peerASN: 64501, peerAddress: 192.168.0.2}
----
-apiVersion: metallb.io/v1beta2
-kind: BGPPeer
-metadata: {name: elsewhere}
-spec: {myASN: 64500, peerASN: 64501, peerAddress: 192.168.0.3, nodeSelectors: [{matchLabels: {rack: "2"}}]}
-"#;
+/// Pools with advertisements of every kind (local preference, aggregation, node and Service selectors) and three peers, one on rack 2 only.
+fn manifests() -> String {
+    use crate::fixtures::{bgp_advertisement, peer, pool};
+    [
+        pool("bgp", r#"{addresses: [198.51.100.0/24, "2001:db8::/64"]}"#),
+        pool("rack-2-only", "{addresses: [203.0.113.0/24]}"),
+        pool("quiet", "{addresses: [192.0.2.0/24]}"),
+        bgp_advertisement("hosts", r#"{ipAddressPools: [bgp], localPref: 120, communities: ["64500:1"]}"#),
+        bgp_advertisement("summary", r#"{ipAddressPools: [bgp], aggregationLength: 24, aggregationLengthV6: 64, communities: ["64500:2"]}"#),
+        bgp_advertisement("rack-2", r#"{ipAddressPools: [rack-2-only], nodeSelectors: [{matchLabels: {rack: "2"}}]}"#),
+        bgp_advertisement("quiet", r#"{ipAddressPools: [quiet], serviceSelectors: [{matchLabels: {loud: "no"}}]}"#),
+        peer("ibgp", "{myASN: 64500, peerASN: 64500, peerAddress: 192.168.0.1}"),
+        peer("ebgp", "{myASN: 64500, peerASN: 64501, peerAddress: 192.168.0.2}"),
+        peer("elsewhere", r#"{myASN: 64500, peerASN: 64501, peerAddress: 192.168.0.3, nodeSelectors: [{matchLabels: {rack: "2"}}]}"#),
+    ]
+    .concat()
+}
 
 fn config() -> Config {
-    let parsed = crate::manifest::parse(CONFIG, "test", "metallb-system").unwrap();
+    let parsed = crate::manifest::parse(&manifests(), "test", "metallb-system").unwrap();
     assert!(parsed.errors.is_empty(), "{:?}", parsed.errors);
     config::load(&parsed.objects, &LoadOptions::default()).unwrap()
 }

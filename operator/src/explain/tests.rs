@@ -1,114 +1,41 @@
 use super::*;
 
-const INPUT: &str = r#"
-apiVersion: v1
-kind: Namespace
-metadata: {name: shop}
----
-apiVersion: v1
-kind: Namespace
-metadata: {name: other}
----
-apiVersion: metallb.io/v1beta1
-kind: IPAddressPool
-metadata: {name: bgp, namespace: metallb-system}
-spec:
-  addresses: [198.51.100.0/24]
-  serviceAllocation: {priority: 1, namespaces: [shop]}
----
-apiVersion: metallb.io/v1beta1
-kind: IPAddressPool
-metadata: {name: spare, namespace: metallb-system}
-spec: {addresses: [198.51.101.0/24]}
----
-apiVersion: metallb.io/v1beta1
-kind: IPAddressPool
-metadata: {name: manual, namespace: metallb-system}
-spec: {addresses: [203.0.113.0/24], autoAssign: false}
----
-apiVersion: metallb.io/v1beta1
-kind: IPAddressPool
-metadata: {name: v6, namespace: metallb-system}
-spec: {addresses: ["2001:db8::/64"]}
----
-apiVersion: metallb.io/v1beta1
-kind: IPAddressPool
-metadata: {name: l2, namespace: metallb-system}
-spec: {addresses: [192.0.2.0/29], autoAssign: false}
----
-apiVersion: metallb.io/v1beta1
-kind: L2Advertisement
-metadata: {name: l2, namespace: metallb-system}
-spec:
-  ipAddressPools: [l2]
-  nodeSelectors: [{matchLabels: {zone: a}}]
----
-apiVersion: metallb.io/v1beta1
-kind: BGPAdvertisement
-metadata: {name: edge, namespace: metallb-system}
-spec:
-  ipAddressPools: [bgp, spare]
-  communities: ["64500:1"]
-  nodeSelectors: [{matchExpressions: [{key: role, operator: In, values: [edge]}]}]
----
-apiVersion: metallb.io/v1beta2
-kind: BGPPeer
-metadata: {name: tor, namespace: metallb-system}
-spec: {myASN: 64512, peerASN: 64513, peerAddress: 10.0.0.1}
----
-apiVersion: metallb.io/v1beta2
-kind: BGPPeer
-metadata: {name: rack1, namespace: metallb-system}
-spec:
-  myASN: 64512
-  peerASN: 64514
-  peerAddress: 10.0.0.2
-  nodeSelectors: [{matchLabels: {rack: r1}}]
----
-apiVersion: v1
-kind: Node
-metadata: {name: n1, labels: {kubernetes.io/hostname: n1, zone: a, role: edge, rack: r1}}
----
-apiVersion: v1
-kind: Node
-metadata:
-  name: n2
-  labels: {kubernetes.io/hostname: n2, zone: a, role: edge, node.kubernetes.io/exclude-from-external-load-balancers: ""}
----
-apiVersion: v1
-kind: Node
-metadata: {name: n3, labels: {kubernetes.io/hostname: n3, zone: b}}
----
-apiVersion: v1
-kind: Node
-metadata: {name: n4, labels: {kubernetes.io/hostname: n4, zone: a, role: edge}}
-status: {conditions: [{type: Ready, status: "False"}]}
----
-apiVersion: v1
-kind: Service
-metadata: {name: web, namespace: shop}
-spec: {type: LoadBalancer, externalTrafficPolicy: Local, clusterIP: 10.96.0.10, ports: [{port: 80}]}
----
-apiVersion: v1
-kind: Service
-metadata: {name: printer, namespace: shop, annotations: {metallb.io/address-pool: l2}}
-spec: {type: LoadBalancer, clusterIP: 10.96.0.11, ports: [{port: 631}]}
----
-apiVersion: v1
-kind: Service
-metadata: {name: app, namespace: other}
-spec: {type: LoadBalancer, clusterIP: 10.96.0.12, ports: [{port: 80}]}
----
-apiVersion: v1
-kind: Service
-metadata: {name: lost, namespace: shop, annotations: {metallb.io/address-pool: nope}}
-spec: {type: LoadBalancer, clusterIP: 10.96.0.13, ports: [{port: 80}]}
----
-apiVersion: v1
-kind: Service
-metadata: {name: plain, namespace: shop}
-spec: {type: ClusterIP, clusterIP: 10.96.0.14, ports: [{port: 80}]}
-"#;
+/// Two namespaces, pools of every kind of choice, an edge BGPAdvertisement and a layer-2
+/// one, a peer everywhere and one on rack r1, four nodes (n2 excluded, n4 not Ready) and
+/// Services in each situation.
+fn input() -> String {
+    use crate::fixtures::{
+        bgp_advertisement, l2_advertisement, lb_service, namespace, node, peer, pool, service,
+    };
+    let ready_false = r#"status: {conditions: [{type: Ready, status: "False"}]}"#;
+    let edge = "[{matchExpressions: [{key: role, operator: In, values: [edge]}]}]";
+    [
+        namespace("shop"),
+        namespace("other"),
+        pool("bgp", "{addresses: [198.51.100.0/24], serviceAllocation: {priority: 1, namespaces: [shop]}}"),
+        pool("spare", "{addresses: [198.51.101.0/24]}"),
+        pool("manual", "{addresses: [203.0.113.0/24], autoAssign: false}"),
+        pool("v6", r#"{addresses: ["2001:db8::/64"]}"#),
+        pool("l2", "{addresses: [192.0.2.0/29], autoAssign: false}"),
+        l2_advertisement("l2", "{ipAddressPools: [l2], nodeSelectors: [{matchLabels: {zone: a}}]}"),
+        bgp_advertisement(
+            "edge",
+            &format!(r#"{{ipAddressPools: [bgp, spare], communities: ["64500:1"], nodeSelectors: {edge}}}"#),
+        ),
+        peer("tor", "{myASN: 64512, peerASN: 64513, peerAddress: 10.0.0.1}"),
+        peer("rack1", "{myASN: 64512, peerASN: 64514, peerAddress: 10.0.0.2, nodeSelectors: [{matchLabels: {rack: r1}}]}"),
+        node("n1", ", zone: a, role: edge, rack: r1", ""),
+        node("n2", r#", zone: a, role: edge, node.kubernetes.io/exclude-from-external-load-balancers: """#, ""),
+        node("n3", ", zone: b", ""),
+        node("n4", ", zone: a, role: edge", ready_false),
+        lb_service("shop", "web", "", "externalTrafficPolicy: Local, clusterIP: 10.96.0.10, ports: [{port: 80}]"),
+        lb_service("shop", "printer", ", annotations: {metallb.io/address-pool: l2}", "clusterIP: 10.96.0.11, ports: [{port: 631}]"),
+        lb_service("other", "app", "", "clusterIP: 10.96.0.12, ports: [{port: 80}]"),
+        lb_service("shop", "lost", ", annotations: {metallb.io/address-pool: nope}", "clusterIP: 10.96.0.13, ports: [{port: 80}]"),
+        service("shop", "plain", "", "spec: {type: ClusterIP, clusterIP: 10.96.0.14, ports: [{port: 80}]}"),
+    ]
+    .concat()
+}
 
 fn slice(namespace: &str, service: &str, node: &str) -> String {
     format!(
@@ -118,7 +45,8 @@ fn slice(namespace: &str, service: &str, node: &str) -> String {
 
 fn run(service: &str) -> Result<Explanation, ExplainError> {
     let text = format!(
-        "{INPUT}{}{}{}",
+        "{}{}{}{}",
+        input(),
         slice("shop", "web", "n1"),
         slice("shop", "printer", "n1"),
         slice("other", "app", "n1")
@@ -222,7 +150,7 @@ fn not_elected_names_the_owner() {
     // Without the exclusion label and with n4 Ready, n1, n2 and n4 are candidates.
     let text = format!(
         "{}{}",
-        INPUT
+        input()
             .replace(
                 ", node.kubernetes.io/exclude-from-external-load-balancers: \"\"",
                 ""

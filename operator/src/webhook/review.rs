@@ -126,26 +126,25 @@ pub(crate) fn review(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::manifest;
-    use kube::core::admission::AdmissionReview;
+    use crate::api::GROUP;
+    use crate::{fixtures, manifest};
+    use k8s_openapi::api::authentication::v1::UserInfo;
+    use kube::core::admission::Operation;
+    use kube::core::{GroupVersionKind, GroupVersionResource, TypeMeta};
     use serde_json::json;
 
-    const BASE: &str = r#"
-apiVersion: metallb.io/v1beta1
-kind: IPAddressPool
-metadata: {name: a, namespace: metallb-system}
-spec: {addresses: [10.0.0.0/24]}
----
-apiVersion: metallb.io/v1beta1
-kind: BFDProfile
-metadata: {name: fast, namespace: metallb-system}
-spec: {receiveInterval: 100}
----
-apiVersion: metallb.io/v1beta2
-kind: BGPPeer
-metadata: {name: tor, namespace: metallb-system}
-spec: {myASN: 64512, peerASN: 64513, peerAddress: 10.1.0.1, bfdProfile: fast}
-"#;
+    /// A pool, and a peer using a BFD profile.
+    fn base_yaml() -> String {
+        [
+            fixtures::pool("a", "{addresses: [10.0.0.0/24]}"),
+            fixtures::bfd_profile("fast", "{receiveInterval: 100}"),
+            fixtures::peer(
+                "tor",
+                "{myASN: 64512, peerASN: 64513, peerAddress: 10.1.0.1, bfdProfile: fast}",
+            ),
+        ]
+        .concat()
+    }
 
     fn objects(text: &str) -> ClusterObjects {
         manifest::parse(text, "test", "metallb-system")
@@ -153,32 +152,42 @@ spec: {myASN: 64512, peerASN: 64513, peerAddress: 10.1.0.1, bfdProfile: fast}
             .objects
     }
 
+    /// The request the API server sends when `operation` (`CREATE`, `UPDATE`, `DELETE`)
+    /// meets `object` of `kind`.
     fn request(
         operation: &str,
         kind: &str,
         object: serde_json::Value,
     ) -> AdmissionRequest<DynamicObject> {
-        let name = object["metadata"]["name"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string();
-        let review: AdmissionReview<DynamicObject> = serde_json::from_value(json!({
-            "apiVersion": "admission.k8s.io/v1",
-            "kind": "AdmissionReview",
-            "request": {
-                "uid": "u-1",
-                "kind": {"group": "metallb.io", "version": "v1beta1", "kind": kind},
-                "resource": {"group": "metallb.io", "version": "v1beta1", "resource": format!("{}s", kind.to_lowercase())},
-                "name": name,
-                "namespace": "metallb-system",
-                "operation": operation,
-                "userInfo": {},
-                "object": if operation == "DELETE" { serde_json::Value::Null } else { object.clone() },
-                "oldObject": if operation == "DELETE" { object } else { serde_json::Value::Null },
-            }
-        }))
-        .unwrap();
-        review.request.unwrap()
+        let operation: Operation = serde_json::from_value(json!(operation)).unwrap();
+        let object: DynamicObject = serde_json::from_value(object).unwrap();
+        let name = object.metadata.name.clone().unwrap_or_default();
+        let (object, old_object) = match operation {
+            Operation::Delete => (None, Some(object)),
+            _ => (Some(object), None),
+        };
+        let resource = format!("{}s", kind.to_lowercase());
+        AdmissionRequest {
+            types: TypeMeta {
+                api_version: "admission.k8s.io/v1".into(),
+                kind: "AdmissionReview".into(),
+            },
+            uid: "u-1".into(),
+            kind: GroupVersionKind::gvk(GROUP, "v1beta1", kind),
+            resource: GroupVersionResource::gvr(GROUP, "v1beta1", &resource),
+            sub_resource: None,
+            request_kind: None,
+            request_resource: None,
+            request_sub_resource: None,
+            name,
+            namespace: Some("metallb-system".into()),
+            operation,
+            user_info: UserInfo::default(),
+            object,
+            old_object,
+            dry_run: false,
+            options: None,
+        }
     }
 
     fn pool(name: &str, cidr: &str) -> serde_json::Value {
@@ -197,7 +206,7 @@ spec: {myASN: 64512, peerASN: 64513, peerAddress: 10.1.0.1, bfdProfile: fast}
 
     #[test]
     fn a_good_pool_is_allowed_and_an_overlapping_one_denied_with_its_reason() {
-        let base = objects(BASE);
+        let base = objects(&base_yaml());
         let ok = review(
             &base,
             &options(),
@@ -227,7 +236,7 @@ spec: {myASN: 64512, peerASN: 64513, peerAddress: 10.1.0.1, bfdProfile: fast}
 
     #[test]
     fn a_field_of_the_wrong_type_and_a_bad_value_are_denied() {
-        let base = objects(BASE);
+        let base = objects(&base_yaml());
         let mut wrong = pool("c", "10.9.0.0/24");
         wrong["spec"]["autoAssign"] = json!("yes");
         let denied = review(
@@ -259,7 +268,7 @@ spec: {myASN: 64512, peerASN: 64513, peerAddress: 10.1.0.1, bfdProfile: fast}
 
     #[test]
     fn a_peer_may_name_a_bfd_profile_created_after_it_with_a_warning() {
-        let base = objects(BASE);
+        let base = objects(&base_yaml());
         let peer = json!({
             "apiVersion": "metallb.io/v1beta2", "kind": "BGPPeer",
             "metadata": {"name": "rack2", "namespace": "metallb-system"},
@@ -286,7 +295,7 @@ spec: {myASN: 64512, peerASN: 64513, peerAddress: 10.1.0.1, bfdProfile: fast}
 
     #[test]
     fn a_bfd_profile_in_use_cannot_be_deleted_an_unused_one_can() {
-        let base = objects(BASE);
+        let base = objects(&base_yaml());
         let fast = json!({
             "apiVersion": "metallb.io/v1beta1", "kind": "BFDProfile",
             "metadata": {"name": "fast", "namespace": "metallb-system"}, "spec": {},
@@ -309,7 +318,7 @@ spec: {myASN: 64512, peerASN: 64513, peerAddress: 10.1.0.1, bfdProfile: fast}
             "{}",
             denied.result.message
         );
-        let unused = objects(&BASE.replace(", bfdProfile: fast", ""));
+        let unused = objects(&base_yaml().replace(", bfdProfile: fast", ""));
         let fast = json!({
             "apiVersion": "metallb.io/v1beta1", "kind": "BFDProfile",
             "metadata": {"name": "fast", "namespace": "metallb-system"}, "spec": {},
@@ -319,9 +328,7 @@ spec: {myASN: 64512, peerASN: 64513, peerAddress: 10.1.0.1, bfdProfile: fast}
 
     #[test]
     fn an_unrelated_change_passes_while_something_else_is_broken() {
-        let broken = objects(&format!(
-            "{BASE}---\napiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {{name: z, namespace: metallb-system}}\nspec: {{addresses: [10.0.0.5/32]}}\n"
-        ));
+        let broken = objects(&(base_yaml() + &fixtures::pool("z", "{addresses: [10.0.0.5/32]}")));
         assert!(
             review(
                 &broken,

@@ -2,22 +2,19 @@
 
 use super::*;
 
-const PROPERTY_POOLS: &str = r#"
-apiVersion: metallb.io/v1beta1
-kind: IPAddressPool
-metadata: {name: a}
-spec: {addresses: [10.0.0.0/29, "2001:db8::/126"]}
----
-apiVersion: metallb.io/v1beta1
-kind: IPAddressPool
-metadata: {name: b}
-spec: {addresses: [10.0.1.0/30], avoidBuggyIPs: true}
----
-apiVersion: metallb.io/v1beta1
-kind: IPAddressPool
-metadata: {name: c}
-spec: {addresses: [10.0.2.0/30], serviceAllocation: {priority: 1, namespaces: [n1]}}
-"#;
+/// A dual-stack pool, one avoiding buggy IPs, one pinned to namespace n1.
+fn property_pools() -> String {
+    use crate::fixtures::pool;
+    [
+        pool("a", r#"{addresses: [10.0.0.0/29, "2001:db8::/126"]}"#),
+        pool("b", "{addresses: [10.0.1.0/30], avoidBuggyIPs: true}"),
+        pool(
+            "c",
+            "{addresses: [10.0.2.0/30], serviceAllocation: {priority: 1, namespaces: [n1]}}",
+        ),
+    ]
+    .concat()
+}
 
 fn arb_service() -> impl Strategy<Value = AllocService> {
     (
@@ -79,7 +76,7 @@ proptest! {
         let mut seen = std::collections::BTreeSet::new();
         let services: Vec<AllocService> =
             raw.into_iter().filter(|s| seen.insert(s.key.clone())).collect();
-        let config = load(PROPERTY_POOLS);
+        let config = load(&property_pools());
         let (_, decisions) = allocate_all(&config, &services, &scope());
         let by_key: BTreeMap<&ServiceKey, &AllocService> =
             services.iter().map(|s| (&s.key, s)).collect();

@@ -1,37 +1,43 @@
 use super::*;
 use crate::config::{self, LoadOptions};
 
-const INPUT: &str = r#"
-apiVersion: metallb.io/v1beta1
-kind: IPAddressPool
-metadata: {name: prod}
-spec: {addresses: [10.0.0.0/31]}
----
-apiVersion: v1
-kind: Service
-metadata: {name: kept, namespace: shop, annotations: {metallb.io/ip-allocated-from-pool: prod}}
-spec: {type: LoadBalancer, clusterIP: 10.96.0.1, ports: [{port: 80}]}
-status: {loadBalancer: {ingress: [{ip: 10.0.0.1, ipMode: VIP}]}}
----
-apiVersion: v1
-kind: Service
-metadata: {name: new, namespace: shop, annotations: {metallb.universe.tf/allow-shared-ip: k}}
-spec: {type: LoadBalancer, clusterIP: 10.96.0.2, ports: [{port: 80}]}
----
-apiVersion: v1
-kind: Service
-metadata: {name: waiting, namespace: shop}
-spec: {type: LoadBalancer, clusterIP: 10.96.0.3, ports: [{port: 80}]}
----
-apiVersion: v1
-kind: Service
-metadata: {name: was-lb, namespace: shop, annotations: {metallb.io/ip-allocated-from-pool: prod}}
-spec: {type: ClusterIP, clusterIP: 10.96.0.4}
-status: {loadBalancer: {ingress: [{ip: 10.0.0.0}]}}
-"#;
+/// A pool of two IPs; a Service holding one, two wanting one (one with a deprecated annotation), and one no longer a LoadBalancer.
+fn input_yaml() -> String {
+    use crate::fixtures::{pool, service};
+    [
+        pool("prod", "{addresses: [10.0.0.0/31]}"),
+        service(
+            "shop",
+            "kept",
+            ", annotations: {metallb.io/ip-allocated-from-pool: prod}",
+            r#"spec: {type: LoadBalancer, clusterIP: 10.96.0.1, ports: [{port: 80}]}
+status: {loadBalancer: {ingress: [{ip: 10.0.0.1, ipMode: VIP}]}}"#,
+        ),
+        service(
+            "shop",
+            "new",
+            ", annotations: {metallb.universe.tf/allow-shared-ip: k}",
+            "spec: {type: LoadBalancer, clusterIP: 10.96.0.2, ports: [{port: 80}]}",
+        ),
+        service(
+            "shop",
+            "waiting",
+            "",
+            "spec: {type: LoadBalancer, clusterIP: 10.96.0.3, ports: [{port: 80}]}",
+        ),
+        service(
+            "shop",
+            "was-lb",
+            ", annotations: {metallb.io/ip-allocated-from-pool: prod}",
+            r#"spec: {type: ClusterIP, clusterIP: 10.96.0.4}
+status: {loadBalancer: {ingress: [{ip: 10.0.0.0}]}}"#,
+        ),
+    ]
+    .concat()
+}
 
 fn input() -> (Config, Vec<Service>) {
-    let parsed = crate::manifest::parse(INPUT, "t", "metallb-system").unwrap();
+    let parsed = crate::manifest::parse(&input_yaml(), "t", "metallb-system").unwrap();
     let config = config::load(&parsed.objects, &LoadOptions::default()).unwrap();
     (config, parsed.objects.services)
 }
@@ -193,22 +199,16 @@ mod incremental {
     use super::*;
     use proptest::prelude::*;
 
-    const POOLS: &str = r#"
-apiVersion: metallb.io/v1beta1
-kind: IPAddressPool
-metadata: {name: small, namespace: metallb-system}
-spec: {addresses: [10.0.0.0/30]}
----
-apiVersion: metallb.io/v1beta1
-kind: IPAddressPool
-metadata: {name: spare, namespace: metallb-system}
-spec: {addresses: [10.0.1.0/31]}
----
-apiVersion: metallb.io/v1beta1
-kind: IPAddressPool
-metadata: {name: manual, namespace: metallb-system}
-spec: {addresses: [10.0.2.0/30], autoAssign: false}
-"#;
+    /// Two automatic pools of four and two IPs, and a manual one.
+    fn pools() -> String {
+        use crate::fixtures::pool;
+        [
+            pool("small", "{addresses: [10.0.0.0/30]}"),
+            pool("spare", "{addresses: [10.0.1.0/31]}"),
+            pool("manual", "{addresses: [10.0.2.0/30], autoAssign: false}"),
+        ]
+        .concat()
+    }
 
     #[derive(Clone, Debug)]
     enum Step {
@@ -273,7 +273,7 @@ spec: {addresses: [10.0.2.0/30], autoAssign: false}
         /// only which Services changed, as the watch says ([`plan_changed`]).
         #[test]
         fn incremental_passes_reach_what_a_fresh_start_keeps(steps in proptest::collection::vec(step(), 1..24), sparse in proptest::bool::ANY) {
-            let parsed = crate::manifest::parse(POOLS, "t", "metallb-system").unwrap();
+            let parsed = crate::manifest::parse(&pools(), "t", "metallb-system").unwrap();
             let config = config::load(&parsed.objects, &LoadOptions { namespace: "metallb-system".into() }).unwrap();
             let scope = ServiceScope::default();
             let mut memory = EventMemory::default();

@@ -40,18 +40,20 @@ fn a_new_service_in_a_covered_pool_is_one_network_line() {
     assert_eq!((back.networks_added, back.networks_removed), (0, 1));
 }
 
+/// Where the first command starting with `text` is.
+fn position(commands: &[String], text: &str) -> usize {
+    commands
+        .iter()
+        .position(|c| c.starts_with(text))
+        .unwrap_or_else(|| panic!("no {text:?} in {commands:#?}"))
+}
+
 #[test]
 fn a_removed_peer_goes_before_its_route_map_and_lists() {
     let a = model(&(base() + &peer("tor2", "10.0.0.2", "")));
     let b = model(&base());
     let delta = diff(&a, &b).unwrap();
-    let at = |text: &str| {
-        delta
-            .commands
-            .iter()
-            .position(|c| c.starts_with(text))
-            .unwrap_or_else(|| panic!("no {text:?} in {:#?}", delta.commands))
-    };
+    let at = |text: &str| position(&delta.commands, text);
     assert!(at(" no neighbor 10.0.0.2") < at("no route-map 10.0.0.2-out-"));
     assert!(at(" no neighbor 10.0.0.2") < at("no ip prefix-list 10.0.0.2-plain-ipv4"));
 }
@@ -61,13 +63,7 @@ fn a_new_peer_comes_after_its_lists_and_route_map() {
     let a = model(&base());
     let b = model(&(base() + &peer("tor2", "10.0.0.2", ", holdTime: 9s")));
     let delta = diff(&a, &b).unwrap();
-    let at = |text: &str| {
-        delta
-            .commands
-            .iter()
-            .position(|c| c.starts_with(text))
-            .unwrap()
-    };
+    let at = |text: &str| position(&delta.commands, text);
     assert!(at("ip prefix-list 10.0.0.2-plain-ipv4") < at(" neighbor 10.0.0.2 remote-as"));
     assert!(at("route-map 10.0.0.2-out-") < at("  neighbor 10.0.0.2 route-map"));
     assert!(

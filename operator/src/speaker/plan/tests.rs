@@ -1,34 +1,32 @@
 use super::*;
 use crate::manifest;
 
-const CONFIG: &str = r#"
-apiVersion: metallb.io/v1beta1
-kind: IPAddressPool
-metadata: {name: web}
-spec: {addresses: [198.51.100.0/24]}
----
-apiVersion: metallb.io/v1beta1
-kind: BGPAdvertisement
-metadata: {name: all}
-spec: {ipAddressPools: [web]}
----
-apiVersion: metallb.io/v1beta2
-kind: BGPPeer
-metadata: {name: tor1}
-spec: {myASN: 64512, peerASN: 64513, peerAddress: 10.0.0.1}
----
-apiVersion: v1
-kind: Service
-metadata: {name: a, namespace: shop}
-spec: {type: LoadBalancer, ports: [{port: 80}]}
-status: {loadBalancer: {ingress: [{ip: 198.51.100.7}]}}
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata: {name: a-1, namespace: shop, labels: {kubernetes.io/service-name: a}}
-addressType: IPv4
-endpoints: [{addresses: [10.244.0.5], nodeName: node-a}]
-"#;
+/// A pool announced over BGP to one peer, and Service shop/a holding an IP with its endpoint on node-a.
+fn manifests() -> String {
+    use crate::fixtures::{bgp_advertisement, object, peer, pool, service};
+    [
+        pool("web", "{addresses: [198.51.100.0/24]}"),
+        bgp_advertisement("all", "{ipAddressPools: [web]}"),
+        peer(
+            "tor1",
+            "{myASN: 64512, peerASN: 64513, peerAddress: 10.0.0.1}",
+        ),
+        service(
+            "shop",
+            "a",
+            "",
+            r#"spec: {type: LoadBalancer, ports: [{port: 80}]}
+status: {loadBalancer: {ingress: [{ip: 198.51.100.7}]}}"#,
+        ),
+        object(
+            "EndpointSlice",
+            "{name: a-1, namespace: shop, labels: {kubernetes.io/service-name: a}}",
+            r#"addressType: IPv4
+endpoints: [{addresses: [10.244.0.5], nodeName: node-a}]"#,
+        ),
+    ]
+    .concat()
+}
 
 fn objects(text: &str) -> ClusterObjects {
     manifest::parse(text, "test", "metallb-system")
@@ -54,7 +52,7 @@ fn inputs<'a>(scope: &'a ServiceScope, load: &'a LoadOptions) -> PassInputs<'a> 
 
 #[test]
 fn layer2_ips_are_claimed_only_once_gossip_has_settled_and_by_the_elected_node() {
-    let config = CONFIG.replace("kind: BGPAdvertisement", "kind: L2Advertisement");
+    let config = manifests().replace("kind: BGPAdvertisement", "kind: L2Advertisement");
     let (scope, load) = (ServiceScope::default(), LoadOptions::default());
     let mut planner = Planner::default();
     let pass = planner.pass(&objects(&config), &inputs(&scope, &load));
@@ -115,14 +113,14 @@ fn announced_to_tor1() -> Announcement {
 fn a_pass_announces_and_reports_what_changed() {
     let (scope, load) = (ServiceScope::default(), LoadOptions::default());
     let mut planner = Planner::default();
-    let pass = planner.pass(&objects(CONFIG), &inputs(&scope, &load));
+    let pass = planner.pass(&objects(&manifests()), &inputs(&scope, &load));
     assert!(pass.model.is_some() && pass.load.is_ok() && !pass.stale);
     assert_eq!(pass.changes, [announced_to_tor1()]);
     assert_eq!(
         planner.statuses()[&ServiceKey::new("shop", "a")],
         BTreeSet::from(["tor1".to_string()]).into()
     );
-    let again = planner.pass(&objects(CONFIG), &inputs(&scope, &load));
+    let again = planner.pass(&objects(&manifests()), &inputs(&scope, &load));
     assert!(again.changes.is_empty());
 }
 
@@ -130,10 +128,10 @@ fn a_pass_announces_and_reports_what_changed() {
 fn a_pass_that_changes_nothing_announced_reuses_the_model_and_the_statuses() {
     let (scope, load) = (ServiceScope::default(), LoadOptions::default());
     let mut planner = Planner::default();
-    let first = planner.pass(&objects(CONFIG), &inputs(&scope, &load));
+    let first = planner.pass(&objects(&manifests()), &inputs(&scope, &load));
     let first_statuses = planner.statuses();
     let waiting = "---\napiVersion: v1\nkind: Service\nmetadata: {name: b, namespace: shop}\nspec: {type: LoadBalancer, ports: [{port: 80}]}\n";
-    let with_b = format!("{CONFIG}{waiting}");
+    let with_b = format!("{}{waiting}", manifests());
     let idle = planner.pass(&objects(&with_b), &inputs(&scope, &load));
     let (Some(before), Some(after)) = (&first.model, &idle.model) else {
         panic!("no model");
@@ -202,10 +200,10 @@ proptest::proptest! {
 fn an_invalid_configuration_keeps_the_last_valid_one() {
     let (scope, load) = (ServiceScope::default(), LoadOptions::default());
     let mut planner = Planner::default();
-    let broken = CONFIG.replace("198.51.100.0/24", "198.51.100.0/99");
+    let broken = manifests().replace("198.51.100.0/24", "198.51.100.0/99");
     let first = planner.pass(&objects(&broken), &inputs(&scope, &load));
     assert!(first.model.is_none() && first.load.is_err() && !first.stale);
-    let good = planner.pass(&objects(CONFIG), &inputs(&scope, &load));
+    let good = planner.pass(&objects(&manifests()), &inputs(&scope, &load));
     let bad = planner.pass(&objects(&broken), &inputs(&scope, &load));
     assert!(bad.stale && bad.load.is_err());
     assert_eq!(bad.model, good.model);
@@ -232,9 +230,9 @@ fn a_failed_apply_makes_the_state_invalid() {
     assert_eq!(state.error_summary.as_deref(), Some("vtysh failed"));
 }
 
-/// [`CONFIG`] with Service `a` `externalTrafficPolicy: Local`, its endpoint on `node`.
+/// [`manifests`] with Service `a` `externalTrafficPolicy: Local`, its endpoint on `node`.
 fn local_on(node: &str) -> String {
-    CONFIG
+    manifests()
         .replace(
             "spec: {type: LoadBalancer, ports: [{port: 80}]}",
             "spec: {type: LoadBalancer, externalTrafficPolicy: Local, healthCheckNodePort: 30080, ports: [{port: 80}]}",
