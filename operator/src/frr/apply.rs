@@ -525,7 +525,7 @@ impl Applier {
         let Some(seconds) = model.route_map_delay else {
             return;
         };
-        let line = delta::route_map_delay_line(seconds);
+        let line = super::commands::route_map_delay_line(seconds);
         let dialect = self.dialect();
         let typed = if let Some(vty) = self.direct().await {
             let typed = vty

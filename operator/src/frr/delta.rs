@@ -24,14 +24,15 @@
 
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt::Write as _;
 
 use ipnet::IpNet;
 
-use super::defaults;
+use super::commands::{
+    bfd_profile_lines, prefix_list_line, route_map_delay_line, route_map_entry_lines,
+};
 use super::model::{
     AddressFamily, BfdProfileConfig, FrrConfig, Neighbor, NeighborPolicy, PrefixList,
-    PrefixListEntry, RouteMap, RouteMapEntry, Router, span,
+    PrefixListEntry, RouteMap, Router, span,
 };
 
 mod routers;
@@ -110,11 +111,6 @@ pub fn diff(old: &FrrConfig, new: &FrrConfig) -> Result<FrrDelta, NeedsReload> {
     Ok(delta)
 }
 
-/// The line that sets bgpd's route-map delay.
-pub fn route_map_delay_line(seconds: u32) -> String {
-    format!("bgp route-map delay-timer {seconds}")
-}
-
 fn bfd_profiles(
     old: &[BfdProfileConfig],
     new: &[BfdProfileConfig],
@@ -153,69 +149,6 @@ fn bfd_profiles(
         late.extend(gone);
         late.push("exit".into());
     }
-}
-
-/// The lines inside `profile NAME` that turn `before` (absent: all defaults) into `after`.
-/// A field back at its default is typed with the default value, which FRR then leaves out.
-fn bfd_profile_lines(before: Option<&BfdProfileConfig>, after: &BfdProfileConfig) -> Vec<String> {
-    let mut lines = Vec::new();
-    let mut number = |get: fn(&BfdProfileConfig) -> Option<u32>, command: &str, default: u32| {
-        let was = before.and_then(get);
-        let is = get(after);
-        if was != is {
-            lines.push(format!("  {command} {}", is.unwrap_or(default)));
-        }
-    };
-    number(
-        |p| p.detect_multiplier,
-        "detect-multiplier",
-        defaults::BFD_DETECT_MULTIPLIER,
-    );
-    number(
-        |p| p.transmit_interval,
-        "transmit-interval",
-        defaults::BFD_INTERVAL_MS,
-    );
-    number(
-        |p| p.receive_interval,
-        "receive-interval",
-        defaults::BFD_INTERVAL_MS,
-    );
-    let echo = defaults::BFD_ECHO_INTERVAL_MS;
-    number(|p| p.echo_interval, "echo transmit-interval", echo);
-    number(|p| p.echo_interval, "echo receive-interval", echo);
-    number(|p| p.minimum_ttl, "minimum-ttl", defaults::BFD_MINIMUM_TTL);
-    let mut flag = |get: fn(&BfdProfileConfig) -> bool, command: &str| {
-        let was = before.is_some_and(get);
-        if was != get(after) {
-            lines.push(if get(after) {
-                format!("  {command}")
-            } else {
-                format!("  no {command}")
-            });
-        }
-    };
-    flag(|p| p.passive_mode, "passive-mode");
-    flag(|p| p.echo_mode, "echo-mode");
-    lines
-}
-
-/// `ip|ipv6 prefix-list NAME seq N ACTION PREFIX [le M]`, without a leading `no`.
-fn prefix_list_line(family: &str, name: &str, entry: &PrefixListEntry) -> String {
-    let mut line = format!(
-        "{family} prefix-list {name} seq {} {} ",
-        entry.seq, entry.action
-    );
-    match entry.prefix {
-        Some(prefix) => {
-            let _ = write!(line, "{prefix}");
-        }
-        None => line.push_str("any"),
-    }
-    if let Some(le) = entry.le {
-        let _ = write!(line, " le {le}");
-    }
-    line
 }
 
 /// The entry of `list` numbered `seq`: entries are in sequence order, each number once.
@@ -297,16 +230,6 @@ fn route_maps(
         late.push(format!("no route-map {}", map.name));
     }
     Ok(())
-}
-
-fn route_map_entry_lines(name: &str, entry: &RouteMapEntry) -> Vec<String> {
-    let mut lines = vec![format!("route-map {name} {} {}", entry.action, entry.seq)];
-    if let Some((family, list)) = &entry.match_prefix_list {
-        lines.push(format!(" match {family} address prefix-list {list}"));
-    }
-    lines.extend(entry.set.iter().map(|s| format!(" set {s}")));
-    lines.push("exit".into());
-    lines
 }
 
 /// What a neighbour's outbound policy does to a prefix: denied, or permitted with these

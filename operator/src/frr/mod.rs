@@ -1,13 +1,13 @@
 //! FRR: the node's configuration as data ([`model`]), rendered to frr.conf ([`render`]) as
 //! the running FRR version prints it ([`dialect`]),
-//! changed line by line ([`delta`]), put into a running FRR and verified ([`apply`]) against
+//! changed line by line ([`delta`], spelling each command as [`commands`] does), put into a running FRR and verified ([`apply`]) against
 //! what FRR prints back ([`running`]), and its sessions read back ([`sessions`]), talking to the
 //! daemons through their sockets ([`vty`]). Each neighbour's BFD waits for its session
 //! ([`bfd_hold`]).
 
 pub mod apply;
 pub mod bfd_hold;
-pub(crate) mod defaults;
+pub(crate) mod commands;
 pub mod delta;
 pub mod dialect;
 #[cfg(test)]

@@ -35,7 +35,7 @@ use crate::bgp::{NodeIntent, RouteAttributes, SessionIntent};
 use crate::config::{BfdProfile, BgpCommunity, Config, PeerEndpoint};
 use crate::views::NodeView;
 
-use super::defaults;
+use super::commands::defaults;
 
 mod policy;
 pub(in crate::frr) use policy::span;

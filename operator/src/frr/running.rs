@@ -3,22 +3,14 @@
 //! two configurations in about a millisecond, and the difference told in words. Used by the
 //! apply path, the vty reader and the drift check alike.
 
+use super::commands::daemons::OURS;
+
 /// The line vtysh prints before the running configuration.
 const RUNNING_CONFIG_MARKER: &str = "Current configuration:";
 
 /// Whether a running configuration holds nothing ferrolb configures: no router, list,
 /// route-map, BFD or next-hop tracking line (what a freshly started FRR prints).
 pub fn is_blank(running: &str) -> bool {
-    const OURS: [&str; 8] = [
-        "router ",
-        "ip prefix-list",
-        "ipv6 prefix-list",
-        "route-map ",
-        "bfd",
-        "ip nht",
-        "ipv6 nht",
-        "log stdout",
-    ];
     !running
         .lines()
         .any(|line| OURS.iter().any(|ours| line.starts_with(ours)))

@@ -22,6 +22,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::UnixStream;
 
+use super::commands::daemons::owners;
 use super::dialect::Dialect;
 use super::running::normalise_running;
 
@@ -329,31 +330,6 @@ pub(crate) struct Routed<'a> {
     /// the line (zebra's copy of route-maps and prefix-lists, which bgpd is the user of; on
     /// FRR 10 mgmtd takes it for zebra).
     pub checked: bool,
-}
-
-/// The daemons that own a top-level line of ferrolb's grammar on FRR of `dialect`: those that
-/// must take it, and those that take a copy: vtysh sends route-maps to zebra as well and
-/// prefix-lists to zebra and bfdd, so an FRR loaded by `vtysh -b` or `frr-reload.py` has them
-/// there, and `show running-config` prints every daemon's copy; a copy left behind by a
-/// removal would be a difference no delta clears. Zebra's lines go to
-/// [`Dialect::zebra_front`].
-fn owners(
-    line: &str,
-    dialect: Dialect,
-) -> Option<(&'static [&'static str], &'static [&'static str])> {
-    let bare = line.strip_prefix("no ").unwrap_or(line);
-    let first = bare.split_whitespace().next()?;
-    let second = bare.split_whitespace().nth(1).unwrap_or("");
-    let zebra = dialect.zebra_front();
-    match (first, second) {
-        ("log", _) => Some((&["*"], &[])),
-        ("ip" | "ipv6", "nht") => Some((zebra, &[])),
-        ("ip" | "ipv6", "prefix-list") => Some((&["bgpd"], dialect.prefix_list_copies())),
-        ("route-map", _) => Some((&["bgpd"], zebra)),
-        ("router", "bgp") | ("bgp", "route-map") => Some((&["bgpd"], &[])),
-        ("bfd", "") => Some((&["bfdd"], &[])),
-        _ => None,
-    }
 }
 
 /// Splits configuration commands by daemon, keeping each daemon's lines in order. A block

@@ -2,13 +2,10 @@
 //! session lines and each address family's networks and activations.
 
 use super::*;
-
-fn router_line(router: &Router) -> String {
-    match &router.vrf {
-        Some(vrf) => format!("router bgp {} vrf {vrf}", router.asn),
-        None => format!("router bgp {}", router.asn),
-    }
-}
+use crate::frr::commands::{
+    activation_lines, attribute_removals, attribute_sets, neighbor_lines, remote_as_line,
+    router_body, router_line,
+};
 
 pub(super) fn routers(
     old: &FrrConfig,
@@ -70,154 +67,6 @@ fn networks(router: &Router) -> impl Iterator<Item = &IpNet> {
         .into_iter()
         .flatten()
         .flat_map(|af| af.networks.iter())
-}
-
-const FIXED_ROUTER_LINES: [&str; 5] = [
-    " bgp log-neighbor-changes",
-    " no bgp ebgp-requires-policy",
-    " no bgp default ipv4-unicast",
-    " bgp graceful-restart preserve-fw-state",
-    " no bgp network import-check",
-];
-
-fn router_body(router: &Router, out: &mut Vec<String>) {
-    if let Some(id) = router.router_id {
-        out.push(format!(" bgp router-id {id}"));
-    }
-    out.extend(FIXED_ROUTER_LINES.iter().map(|l| (*l).to_string()));
-    out.push(format!(" coalesce-time {}", router.coalesce_time));
-    for neighbor in &router.neighbors {
-        out.extend(neighbor_lines(neighbor));
-    }
-    for (name, af) in [("ipv4", &router.ipv4), ("ipv6", &router.ipv6)] {
-        if let Some(af) = af {
-            out.push(format!(" address-family {name} unicast"));
-            out.extend(af.networks.iter().map(|n| format!("  network {n}")));
-            for policy in &af.neighbors {
-                out.extend(activation_lines(policy));
-            }
-            out.push(" exit-address-family".into());
-        }
-    }
-}
-
-fn remote_as_line(n: &Neighbor) -> String {
-    if n.interface {
-        format!(" neighbor {} interface remote-as {}", n.peer, n.remote_as)
-    } else {
-        format!(" neighbor {} remote-as {}", n.peer, n.remote_as)
-    }
-}
-
-/// Every line of a new neighbour, in the template's order.
-fn neighbor_lines(n: &Neighbor) -> Vec<String> {
-    let mut lines = vec![remote_as_line(n)];
-    lines.extend(attribute_sets(None, n));
-    lines
-}
-
-/// The lines that set the attributes `n` has and `before` has not (all of them when
-/// `before` is `None`), in the template's order.
-fn attribute_sets(before: Option<&Neighbor>, n: &Neighbor) -> Vec<String> {
-    let p = &n.peer;
-    let mut lines = Vec::new();
-    let changed = |f: &dyn Fn(&Neighbor) -> String| before.is_none_or(|b| f(b) != f(n));
-    if let Some(asn) = n.local_as
-        && changed(&|x| format!("{:?}", x.local_as))
-    {
-        lines.push(format!(
-            " neighbor {p} local-as {asn} no-prepend replace-as"
-        ));
-    }
-    if let Some(profile) = &n.bfd_profile
-        && changed(&|x| format!("{:?}", x.bfd_profile))
-    {
-        if before.is_none_or(|b| b.bfd_profile.is_none()) {
-            lines.push(format!(" neighbor {p} bfd"));
-        }
-        lines.push(format!(" neighbor {p} bfd profile {profile}"));
-    }
-    if let Some(password) = &n.password
-        && changed(&|x| format!("{:?}", x.password))
-    {
-        lines.push(format!(" neighbor {p} password {password}"));
-    }
-    if let Some(port) = n.port
-        && changed(&|x| format!("{:?}", x.port))
-    {
-        lines.push(format!(" neighbor {p} port {port}"));
-    }
-    if n.ebgp_multihop && changed(&|x| x.ebgp_multihop.to_string()) {
-        lines.push(format!(" neighbor {p} ebgp-multihop 255"));
-    }
-    if n.disable_connected_check && changed(&|x| x.disable_connected_check.to_string()) {
-        lines.push(format!(" neighbor {p} disable-connected-check"));
-    }
-    if let Some(source) = &n.update_source
-        && changed(&|x| format!("{:?}", x.update_source))
-    {
-        lines.push(format!(" neighbor {p} update-source {source}"));
-    }
-    if let Some((keepalive, hold)) = n.timers
-        && changed(&|x| format!("{:?}", x.timers))
-    {
-        lines.push(format!(" neighbor {p} timers {keepalive} {hold}"));
-    }
-    if let Some(connect) = n.connect_time
-        && changed(&|x| format!("{:?}", x.connect_time))
-    {
-        lines.push(format!(" neighbor {p} timers connect {connect}"));
-    }
-    if n.graceful_restart && changed(&|x| x.graceful_restart.to_string()) {
-        lines.push(format!(" neighbor {p} graceful-restart"));
-    }
-    lines
-}
-
-/// The `no` lines for attributes `before` has and `n` has not.
-fn attribute_removals(before: &Neighbor, n: &Neighbor) -> Vec<String> {
-    let p = &n.peer;
-    let mut lines = Vec::new();
-    if before.local_as.is_some() && n.local_as.is_none() {
-        lines.push(format!(" no neighbor {p} local-as"));
-    }
-    if before.bfd_profile.is_some() && n.bfd_profile.is_none() {
-        lines.push(format!(" no neighbor {p} bfd"));
-    }
-    if before.password.is_some() && n.password.is_none() {
-        lines.push(format!(" no neighbor {p} password"));
-    }
-    if before.port.is_some() && n.port.is_none() {
-        lines.push(format!(" no neighbor {p} port"));
-    }
-    if before.ebgp_multihop && !n.ebgp_multihop {
-        lines.push(format!(" no neighbor {p} ebgp-multihop"));
-    }
-    if before.disable_connected_check && !n.disable_connected_check {
-        lines.push(format!(" no neighbor {p} disable-connected-check"));
-    }
-    if before.update_source.is_some() && n.update_source.is_none() {
-        lines.push(format!(" no neighbor {p} update-source"));
-    }
-    if before.timers.is_some() && n.timers.is_none() {
-        lines.push(format!(" no neighbor {p} timers"));
-    }
-    if before.connect_time.is_some() && n.connect_time.is_none() {
-        lines.push(format!(" no neighbor {p} timers connect"));
-    }
-    if before.graceful_restart && !n.graceful_restart {
-        lines.push(format!(" no neighbor {p} graceful-restart"));
-    }
-    lines
-}
-
-fn activation_lines(policy: &NeighborPolicy) -> [String; 3] {
-    let p = &policy.peer;
-    [
-        format!("  neighbor {p} activate"),
-        format!("  neighbor {p} route-map {} in", policy.route_map_in),
-        format!("  neighbor {p} route-map {} out", policy.route_map_out),
-    ]
 }
 
 fn change_router(old: &Router, new: &Router, out: &mut Vec<String>, delta: &mut FrrDelta) {
