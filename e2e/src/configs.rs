@@ -72,12 +72,13 @@ pub fn model(manifests: &str) -> Result<FrrConfig> {
         )
     })?;
     let node = dry_run::prepare(config, &parsed.objects, NODE, ServiceScope::default());
-    Ok(frr::build(
+    frr::build(
         &node.config,
         &node.intent(),
         &node.node,
         NodeFacts::default(),
-    ))
+    )
+    .context("building the model")
 }
 
 /// The model rendered for FRR of `dialect`.

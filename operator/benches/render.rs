@@ -115,7 +115,7 @@ fn measure(label: &str, mixed: bool) -> f64 {
             },
         );
         let t_intent = start.elapsed();
-        let model = frr::build(&config, &intent, &node, NodeFacts::default());
+        let model = frr::build(&config, &intent, &node, NodeFacts::default()).expect("words");
         let t_model = start.elapsed();
         let text = frr::render(&model, frr::Dialect::default()).expect("renders");
         let t_render = start.elapsed();

@@ -183,7 +183,7 @@ impl NodeDryRun {
 
     /// The frr.conf the node's speaker would apply to FRR of `dialect`.
     pub fn render_frr(&self, facts: NodeFacts, dialect: Dialect) -> Result<String, RenderError> {
-        let model = frr::build(&self.config, &self.intent(), &self.node, facts);
+        let model = frr::build(&self.config, &self.intent(), &self.node, facts)?;
         frr::render(&model, dialect)
     }
 

@@ -1,10 +1,9 @@
 //! Puts a rendered configuration into a running FRR and proves it is there.
 //!
 //! When FRR is known to run the previous model, [`Applier::apply`] types [`delta::diff`]'s
-//! commands first, so the change is on its way to the peers before anything else is done;
-//! the checks rendering makes of words (names, passwords) run before that, on the model
-//! without its bulk (announced networks and prefix-list lines are typed values that cannot
-//! fail them). Then it renders the model and writes `frr.conf` atomically, so an FRR that
+//! commands first, so the change is on its way to the peers before anything else is done
+//! (nothing rendering could refuse is in a model: its names and secrets are checked words,
+//! [`super::commands::Word`]). Then it renders the model and writes `frr.conf` atomically, so an FRR that
 //! restarts boots with the configuration ferrolb last asked for, less every neighbour's BFD
 //! (which the speaker adds as sessions come up: [`super::bfd_hold`]). When FRR runs nothing of ours
 //! (a fresh start: the delta from nothing is the whole configuration), the file is written
@@ -321,7 +320,6 @@ impl Applier {
         let mut typed_early = None;
         if let Some((running, _)) = &self.applied
             && let Ok(delta) = delta::diff(running, model)
-            && render::render(&skeleton(model), dialect).is_ok()
         {
             let typed = self.type_delta(&delta).await;
             typed_early = Some((delta, typed, started.elapsed().as_secs_f64() * 1e3));
@@ -564,26 +562,6 @@ fn blank(model: &FrrConfig) -> FrrConfig {
         no_ipv6_forwarding: model.no_ipv6_forwarding,
         ..FrrConfig::default()
     }
-}
-
-/// `model` with one announced network per address family and one line per prefix-list at
-/// most: rendering it runs every check rendering the whole model runs (the lines left out
-/// hold only prefixes and numbers), for a fraction of the cost.
-fn skeleton(model: &FrrConfig) -> FrrConfig {
-    let mut out = model.clone();
-    for router in &mut out.routers {
-        for family in [&mut router.ipv4, &mut router.ipv6].into_iter().flatten() {
-            family.networks.truncate(1);
-        }
-    }
-    for list in out
-        .ipv4_prefix_lists
-        .iter_mut()
-        .chain(&mut out.ipv6_prefix_lists)
-    {
-        list.entries.truncate(1);
-    }
-    out
 }
 
 #[cfg(test)]

@@ -27,6 +27,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use ipnet::IpNet;
 
+use super::commands::Line;
 use super::commands::{
     bfd_profile_lines, prefix_list_line, route_map_delay_line, route_map_entry_lines,
 };
@@ -234,7 +235,7 @@ fn route_maps(
 
 /// What a neighbour's outbound policy does to a prefix: denied, or permitted with these
 /// `set` lines.
-fn evaluate<'a>(config: &'a FrrConfig, route_map: &str, prefix: &IpNet) -> Option<&'a [String]> {
+fn evaluate<'a>(config: &'a FrrConfig, route_map: &str, prefix: &IpNet) -> Option<&'a [Line]> {
     let map = config.route_maps.iter().find(|m| m.name == route_map)?;
     for entry in &map.entries {
         let matched = match &entry.match_prefix_list {

@@ -20,6 +20,7 @@ pub(crate) fn model(yaml: &str) -> FrrConfig {
         &node.node,
         NodeFacts::default(),
     )
+    .expect("names are words")
 }
 
 pub(crate) fn pool(name: &str, cidr: &str) -> String {

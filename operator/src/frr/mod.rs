@@ -18,6 +18,7 @@ pub mod running;
 pub mod sessions;
 pub(crate) mod vty;
 
+pub use commands::{Line, NotFrrText, Word};
 pub use dialect::Dialect;
 pub use model::{FrrConfig, NodeFacts, build};
 pub use render::{RenderError, render};

@@ -35,7 +35,7 @@ use crate::bgp::{NodeIntent, RouteAttributes, SessionIntent};
 use crate::config::{BfdProfile, BgpCommunity, Config, PeerEndpoint};
 use crate::views::NodeView;
 
-use super::commands::defaults;
+use super::commands::{Line, NotFrrText, Word, defaults};
 
 mod policy;
 pub(in crate::frr) use policy::span;
@@ -69,7 +69,7 @@ impl Default for NodeFacts {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct FrrConfig {
     /// `log stdout LEVEL`.
-    pub log_level: String,
+    pub log_level: Word,
     /// Print `no ip forwarding`.
     pub no_ipv4_forwarding: bool,
     /// Print `no ipv6 forwarding`.
@@ -97,7 +97,7 @@ pub struct Router {
     /// The local AS.
     pub asn: u32,
     /// The VRF, `None` for the default one.
-    pub vrf: Option<String>,
+    pub vrf: Option<Word>,
     /// `bgp router-id`.
     pub router_id: Option<Ipv4Addr>,
     /// `coalesce-time`.
@@ -114,17 +114,17 @@ pub struct Router {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Neighbor {
     /// The address or interface, as FRR names the neighbour.
-    pub peer: String,
+    pub peer: Word,
     /// An unnumbered (interface) neighbour.
     pub interface: bool,
     /// `remote-as` value: a number, `internal` or `external`.
-    pub remote_as: String,
+    pub remote_as: Word,
     /// `local-as X no-prepend replace-as`.
     pub local_as: Option<u32>,
     /// `bfd` + `bfd profile P` (profile name).
-    pub bfd_profile: Option<String>,
+    pub bfd_profile: Option<Word>,
     /// `password`.
-    pub password: Option<String>,
+    pub password: Option<Word>,
     /// `port`, when not 179.
     pub port: Option<u16>,
     /// `ebgp-multihop 255` (FRR 10 prints it without the hop count).
@@ -132,7 +132,7 @@ pub struct Neighbor {
     /// `disable-connected-check`.
     pub disable_connected_check: bool,
     /// `update-source`.
-    pub update_source: Option<String>,
+    pub update_source: Option<Word>,
     /// `timers KEEPALIVE HOLD` in seconds.
     pub timers: Option<(u64, u64)>,
     /// `timers connect N` in seconds.
@@ -154,18 +154,18 @@ pub struct AddressFamily {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct NeighborPolicy {
     /// The neighbour, as in [`Neighbor::peer`].
-    pub peer: String,
+    pub peer: Word,
     /// Inbound route-map.
-    pub route_map_in: String,
+    pub route_map_in: Word,
     /// Outbound route-map.
-    pub route_map_out: String,
+    pub route_map_out: Word,
 }
 
 /// A prefix-list.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct PrefixList {
     /// Name.
-    pub name: String,
+    pub name: Word,
     /// Entries by sequence number.
     pub entries: Vec<PrefixListEntry>,
 }
@@ -186,9 +186,9 @@ pub struct PrefixListEntry {
 
 impl RouteMap {
     /// A route-map with one entry that denies every route.
-    pub fn deny_all(name: &str) -> RouteMap {
+    pub fn deny_all(name: Word) -> RouteMap {
         RouteMap {
-            name: name.to_string(),
+            name,
             entries: vec![RouteMapEntry {
                 action: "deny",
                 seq: 1,
@@ -209,7 +209,7 @@ impl Serialize for PrefixListEntry {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct RouteMap {
     /// Name.
-    pub name: String,
+    pub name: Word,
     /// Entries by sequence number.
     pub entries: Vec<RouteMapEntry>,
 }
@@ -222,16 +222,16 @@ pub struct RouteMapEntry {
     /// Sequence number.
     pub seq: u32,
     /// `match ip|ipv6 address prefix-list NAME`: (`ip` or `ipv6`, list name).
-    pub match_prefix_list: Option<(&'static str, String)>,
+    pub match_prefix_list: Option<(&'static str, Word)>,
     /// The `set` lines, without `set `, in FRR's order.
-    pub set: Vec<String>,
+    pub set: Vec<Line>,
 }
 
 /// A BFD profile with only the non-default fields.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct BfdProfileConfig {
     /// Name.
-    pub name: String,
+    pub name: Word,
     /// `detect-multiplier`.
     pub detect_multiplier: Option<u32>,
     /// `transmit-interval`.
@@ -248,16 +248,27 @@ pub struct BfdProfileConfig {
     pub minimum_ttl: Option<u32>,
 }
 
-/// Builds the node's FRR configuration from its intent.
-pub fn build(config: &Config, intent: &NodeIntent, node: &NodeView, facts: NodeFacts) -> FrrConfig {
+/// Builds the node's FRR configuration from its intent. Every name and secret from the
+/// configuration is checked on its way in ([`Word`]); one that is not a word (the loader
+/// refuses those first) is an error.
+pub fn build(
+    config: &Config,
+    intent: &NodeIntent,
+    node: &NodeView,
+    facts: NodeFacts,
+) -> Result<FrrConfig, NotFrrText> {
     let mut out = FrrConfig {
-        log_level: "informational".to_string(),
+        log_level: Word::of("informational"),
         no_ipv4_forwarding: !facts.ipv4_forwarding,
         no_ipv6_forwarding: !facts.ipv6_forwarding,
         nht_resolve_via_default: true,
         route_map_delay: Some(defaults::ROUTE_MAP_DELAY_S)
             .filter(|s| *s != defaults::FRR_ROUTE_MAP_DELAY_S),
-        bfd_profiles: config.bfd_profiles.values().map(bfd_profile).collect(),
+        bfd_profiles: config
+            .bfd_profiles
+            .values()
+            .map(bfd_profile)
+            .collect::<Result<_, _>>()?,
         ..FrrConfig::default()
     };
     let router_id = intent
@@ -282,7 +293,7 @@ pub fn build(config: &Config, intent: &NodeIntent, node: &NodeView, facts: NodeF
         sessions.sort_by(|a, b| frr_peer_order(&a.peer.endpoint, &b.peer.endpoint));
         let mut router = Router {
             asn: sessions[0].peer.my_asn,
-            vrf: vrf.map(str::to_string),
+            vrf: vrf.map(Word::new).transpose()?,
             router_id,
             coalesce_time: COALESCE_TIME_MS,
             neighbors: Vec::new(),
@@ -311,15 +322,17 @@ pub fn build(config: &Config, intent: &NodeIntent, node: &NodeView, facts: NodeF
         let mut v6 = Vec::new();
         for session in sessions {
             let id = neighbor_id(session);
-            router.neighbors.push(neighbor(session));
+            let neighbor = neighbor(session)?;
+            let peer = neighbor.peer.clone();
+            router.neighbors.push(neighbor);
             let policy = outbound_policy(&id, session, &networks, &mut seqs);
             let route_map_out = policy.route_map.name.clone();
             out.ipv4_prefix_lists.extend(policy.ipv4_lists);
             out.ipv6_prefix_lists.extend(policy.ipv6_lists);
             route_maps.push(policy.route_map);
             let entry = NeighborPolicy {
-                peer: session.peer.endpoint.to_string(),
-                route_map_in: INBOUND_ROUTE_MAP.to_string(),
+                peer,
+                route_map_in: Word::of(INBOUND_ROUTE_MAP),
                 route_map_out,
             };
             if session.carries_ipv4() {
@@ -335,14 +348,14 @@ pub fn build(config: &Config, intent: &NodeIntent, node: &NodeView, facts: NodeF
         out.routers.push(router);
     }
     if !out.routers.is_empty() {
-        route_maps.push(RouteMap::deny_all(INBOUND_ROUTE_MAP));
+        route_maps.push(RouteMap::deny_all(Word::of(INBOUND_ROUTE_MAP)));
     }
     out.route_maps = route_maps;
     // By name, the order FRR 10 prints them in (and FRR 8.4 prints a file's).
     out.ipv4_prefix_lists.sort_by(|a, b| a.name.cmp(&b.name));
     out.ipv6_prefix_lists.sort_by(|a, b| a.name.cmp(&b.name));
     out.route_maps.sort_by(|a, b| a.name.cmp(&b.name));
-    out
+    Ok(out)
 }
 
 fn family(networks: Vec<IpNet>, neighbors: Vec<NeighborPolicy>) -> Option<AddressFamily> {
@@ -373,35 +386,37 @@ fn frr_peer_order(a: &PeerEndpoint, b: &PeerEndpoint) -> std::cmp::Ordering {
     key(a).cmp(&key(b))
 }
 
-fn neighbor(session: &SessionIntent) -> Neighbor {
+fn neighbor(session: &SessionIntent) -> Result<Neighbor, NotFrrText> {
     let peer = &session.peer;
     let ipv6_single_hop_ebgp = matches!(peer.endpoint, PeerEndpoint::Address(IpAddr::V6(_)))
         && !peer.ebgp_multihop
         && !peer.dual_stack_address_family
         && !peer.is_ibgp();
-    Neighbor {
-        peer: peer.endpoint.to_string(),
+    Ok(Neighbor {
+        peer: Word::new(peer.endpoint.to_string())?,
         interface: matches!(peer.endpoint, PeerEndpoint::Interface(_)),
-        remote_as: peer.peer_asn.to_string(),
+        remote_as: Word::of(peer.peer_asn),
         local_as: peer.local_asn,
-        bfd_profile: peer.bfd_profile.clone(),
-        password: peer.password.as_ref().map(|p| p.expose().to_string()),
+        bfd_profile: peer.bfd_profile.clone().map(Word::new).transpose()?,
+        password: (peer.password.as_ref())
+            .map(|p| Word::new(p.expose()))
+            .transpose()?,
         port: (peer.port != 179).then_some(peer.port),
         ebgp_multihop: peer.ebgp_multihop,
         disable_connected_check: ipv6_single_hop_ebgp,
-        update_source: peer.source_address.map(|a| a.to_string()),
+        update_source: peer.source_address.map(Word::of),
         timers: peer
             .timers
             .map(|t| (t.keepalive.as_secs(), t.hold.as_secs())),
         connect_time: peer.connect_time.map(|d| d.as_secs()),
         graceful_restart: peer.graceful_restart,
-    }
+    })
 }
 
-fn bfd_profile(p: &BfdProfile) -> BfdProfileConfig {
+fn bfd_profile(p: &BfdProfile) -> Result<BfdProfileConfig, NotFrrText> {
     let unless = |v: Option<u32>, default: u32| v.filter(|v| *v != default);
-    BfdProfileConfig {
-        name: p.name.clone(),
+    Ok(BfdProfileConfig {
+        name: Word::new(p.name.as_str())?,
         detect_multiplier: unless(p.detect_multiplier, defaults::BFD_DETECT_MULTIPLIER),
         transmit_interval: unless(p.transmit_interval, defaults::BFD_INTERVAL_MS),
         receive_interval: unless(p.receive_interval, defaults::BFD_INTERVAL_MS),
@@ -409,7 +424,7 @@ fn bfd_profile(p: &BfdProfile) -> BfdProfileConfig {
         echo_mode: p.echo_mode,
         echo_interval: unless(p.echo_interval, defaults::BFD_ECHO_INTERVAL_MS),
         minimum_ttl: unless(p.minimum_ttl, defaults::BFD_MINIMUM_TTL),
-    }
+    })
 }
 
 /// The router ID when no BGPPeer sets one: the node's first IPv4 address (its InternalIP).

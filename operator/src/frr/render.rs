@@ -25,6 +25,9 @@ pub enum RenderError {
     /// Rendering stopped, e.g. on a value that is not one word.
     #[error("cannot render frr.conf: {0}")]
     Render(String),
+    /// A name or secret of the configuration cannot go into frr.conf.
+    #[error("cannot build frr.conf: {0}")]
+    Text(#[from] super::commands::NotFrrText),
 }
 
 fn engine() -> Result<&'static Tera, RenderError> {
@@ -86,6 +89,7 @@ fn line(value: &str, _: Kwargs, _: &State) -> tera::TeraResult<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::frr::commands::Word;
     use crate::frr::model::{FrrConfig, RouteMap};
 
     #[test]
@@ -111,7 +115,7 @@ mod tests {
     fn values_that_are_not_one_word_abort_rendering() {
         let config = FrrConfig {
             log_level: "informational".into(),
-            route_maps: vec![RouteMap::deny_all("x\nrouter bgp 1")],
+            route_maps: vec![RouteMap::deny_all(Word::unchecked("x\nrouter bgp 1"))],
             ..FrrConfig::default()
         };
         let error = render(&config, Dialect::default()).unwrap_err().to_string();

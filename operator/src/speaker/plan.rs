@@ -17,6 +17,7 @@ use super::proxy::{ProbeRequest, ProxyGate};
 use crate::api::{ConfigurationStateResult, ConfigurationStateStatus};
 use crate::bgp::{IntentInputs, IntentState, ServiceBgp};
 use crate::config::{self, ClusterObjects, Config, ConfigError, LoadOptions};
+use crate::frr::commands::Word;
 use crate::frr::{self, FrrConfig, NodeFacts};
 use crate::l2::members::Liveness;
 use crate::l2::{self, L2Announcement, L2Inputs};
@@ -328,8 +329,22 @@ impl Planner {
                 Arc::clone(&built.model)
             }
             _ => {
-                let mut model = frr::build(config, state.intent(), &node, inputs.facts);
-                model.log_level = inputs.frr_log_level.to_string();
+                let mut model = match frr::build(config, state.intent(), &node, inputs.facts) {
+                    Ok(model) => model,
+                    Err(error) => {
+                        // The loader refuses such values first: FRR keeps what it runs.
+                        tracing::error!(%error, "the configuration cannot be written for FRR");
+                        return Pass {
+                            model: None,
+                            load,
+                            stale,
+                            changes,
+                            l2,
+                        };
+                    }
+                };
+                // One of the levels the command line accepts.
+                model.log_level = Word::of(inputs.frr_log_level);
                 let model = Arc::new(model);
                 self.built = Some(Built {
                     revision: state.revision(),

@@ -46,7 +46,7 @@ fn bfd_peers(model: &FrrConfig) -> Vec<(Option<String>, String)> {
             r.neighbors
                 .iter()
                 .filter(|n| n.bfd_profile.is_some())
-                .map(|n| (r.vrf.clone(), n.peer.clone()))
+                .map(|n| (r.vrf.as_deref().map(str::to_string), n.peer.to_string()))
         })
         .collect()
 }

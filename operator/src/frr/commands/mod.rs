@@ -8,6 +8,9 @@
 
 pub(crate) mod daemons;
 pub(crate) mod defaults;
+mod word;
+
+pub use word::{Line, NotFrrText, Word};
 
 #[cfg(test)]
 mod tests;

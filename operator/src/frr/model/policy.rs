@@ -100,7 +100,11 @@ pub(super) fn outbound_policy(
     let mut out_lists: [Vec<PrefixList>; 2] = Default::default();
     for f in 0..2 {
         for (attributes, prefixes) in &parts[f] {
-            let name = format!("{id}-{}-{}", attributes_word(attributes), FAMILIES[f].1);
+            let name = Word::of(format!(
+                "{id}-{}-{}",
+                attributes_word(attributes),
+                FAMILIES[f].1
+            ));
             entries.push(RouteMapEntry {
                 action: "permit",
                 seq: 0,
@@ -121,7 +125,7 @@ pub(super) fn outbound_policy(
     for (i, entry) in entries.iter_mut().enumerate() {
         entry.seq = u32::try_from(i + 1).unwrap_or(u32::MAX);
     }
-    let name = format!("{id}-out-{:08x}", route_map_hash(&entries));
+    let name = Word::of(format!("{id}-out-{:08x}", route_map_hash(&entries)));
     let [ipv4_lists, ipv6_lists] = out_lists;
     OutboundPolicy {
         ipv4_lists,
@@ -158,7 +162,7 @@ pub(super) fn attributes_word(attributes: &RouteAttributes) -> String {
 
 /// The `set` lines (without `set `) of a route-map entry, in the order FRR prints them
 /// (by command name).
-pub(super) fn set_lines(attributes: &RouteAttributes) -> Vec<String> {
+pub(super) fn set_lines(attributes: &RouteAttributes) -> Vec<Line> {
     let mut lines = Vec::new();
     let words = |large: bool| -> Vec<String> {
         attributes
@@ -173,14 +177,20 @@ pub(super) fn set_lines(attributes: &RouteAttributes) -> Vec<String> {
     };
     let standard = words(false);
     if !standard.is_empty() {
-        lines.push(format!("community {} additive", standard.join(" ")));
+        lines.push(Line::of(format!(
+            "community {} additive",
+            standard.join(" ")
+        )));
     }
     let large = words(true);
     if !large.is_empty() {
-        lines.push(format!("large-community {} additive", large.join(" ")));
+        lines.push(Line::of(format!(
+            "large-community {} additive",
+            large.join(" ")
+        )));
     }
     if let Some(lp) = attributes.local_pref {
-        lines.push(format!("local-preference {lp}"));
+        lines.push(Line::of(format!("local-preference {lp}")));
     }
     lines
 }
@@ -209,7 +219,7 @@ pub(super) const FAMILIES: [(&str, &str); 2] = [("ip", "ipv4"), ("ipv6", "ipv6")
 /// is in `prefixes` becomes one range entry. Entries are ordered by sequence number, as FRR
 /// prints them.
 pub(super) fn prefix_list(
-    name: String,
+    name: Word,
     prefixes: &[IpNet],
     networks: &FamilyNetworks,
     seqs: &mut SeqCache,
