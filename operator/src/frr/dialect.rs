@@ -98,7 +98,7 @@ impl Dialect {
     /// FRR 10 commits each line of a northbound-converted object (prefix-lists, route-maps,
     /// `ip nht`) on its own, unless a batch is announced the way `vtysh -b` announces a
     /// file (`XFRR_start_configuration` … `XFRR_end_configuration`), which is many times
-    /// faster for long lists (measured in the README, "FRR versions"). mgmtd takes a batch
+    /// faster for long lists (measured in the README, "Run the tests"). mgmtd takes a batch
     /// only under the exclusive lock `configure terminal file-lock` (else "Candidate DS is
     /// not locked"). FRR 8.4 takes lines one by one.
     pub(super) fn batch(self, daemon: &str) -> (&'static [&'static str], &'static [&'static str]) {
