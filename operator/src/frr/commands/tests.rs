@@ -7,22 +7,18 @@ use crate::frr::{Dialect, render};
 /// default, peers with every session attribute, both families, communities and local
 /// preference, and a VRF.
 fn everything() -> FrrConfig {
+    let fast = "receiveInterval: 100, transmitInterval: 150, detectMultiplier: 5, echoMode: true, echoInterval: 60, passiveMode: true, minimumTtl: 250";
+    let session = ", bfdProfile: fast, holdTime: 9s, keepaliveTime: 3s, connectTime: 2s, password: s3cret, ebgpMultiHop: true, peerPort: 1179, enableGracefulRestart: true";
+    let attributes = r#", communities: ["64500:1"], localPref: 150"#;
     model(
         &[
             pool("web", "198.51.100.0/24"),
             pool("six", "2001:db8::/64"),
-            bfd(
-                "fast",
-                "receiveInterval: 100, transmitInterval: 150, detectMultiplier: 5, echoMode: true, echoInterval: 60, passiveMode: true, minimumTtl: 250",
-            ),
-            peer(
-                "tor1",
-                "10.0.0.1",
-                ", bfdProfile: fast, holdTime: 9s, keepaliveTime: 3s, connectTime: 2s, password: s3cret, ebgpMultiHop: true, peerPort: 1179, enableGracefulRestart: true",
-            ),
+            bfd("fast", fast),
+            peer("tor1", "10.0.0.1", session),
             peer("tor2", "10.0.0.2", ""),
             peer("lan", "10.0.0.3", ", vrf: red, sourceAddress: 10.0.0.100"),
-            advertisement("all", "web", r#", communities: ["64500:1"], localPref: 150"#),
+            advertisement("all", "web", attributes),
             advertisement("v6", "six", ", peers: [tor2]"),
             service("a", "198.51.100.10", ""),
             service("b", "2001:db8::10", ""),
