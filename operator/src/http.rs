@@ -3,19 +3,75 @@
 //!
 //! Health and metrics may listen on separate addresses, as MetalLB's do (17472 and 9120);
 //! each listener serves all three paths, so a single one is enough for a lab.
+//!
+//! Every HTTP listener of ferrolb (these and the webhook) has [`Limits`]: a client that never
+//! finishes its headers is disconnected, a request that takes too long (a body trickled in)
+//! is answered 408, and a body too large is answered 413, so no client can hold connections
+//! or memory with requests it never completes.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use axum::Router;
-use axum::extract::State;
+use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use hyper_util::server::conn::auto::Builder;
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use tower_http::timeout::TimeoutLayer;
+
+/// What one client may take of a listener.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Limits {
+    /// Time to send a request's headers; the connection is closed after it.
+    pub headers: Duration,
+    /// Time for a whole request, its body included; answered 408 after it.
+    pub request: Duration,
+    /// The largest request body, in bytes; a larger one is answered 413.
+    pub body: usize,
+}
+
+impl Limits {
+    /// `/healthz`, `/readyz` and `/metrics`: GET requests from probes and scrapers.
+    pub(crate) const PROBES: Limits = Limits {
+        headers: Duration::from_secs(10),
+        request: Duration::from_secs(10),
+        body: 64 * 1024,
+    };
+
+    /// The admission webhook: the API server waits at most 30 s for an answer (the chart
+    /// sets `timeoutSeconds: 5`), and an AdmissionReview holds at most the object and its
+    /// old version, each under the API server's 3 MiB request limit.
+    pub(crate) const WEBHOOK: Limits = Limits {
+        headers: Duration::from_secs(10),
+        request: Duration::from_secs(10),
+        body: 8 * 1024 * 1024,
+    };
+
+    /// `router` with the request time and body size limits.
+    pub(crate) fn on(self, router: Router) -> Router {
+        router
+            .layer(DefaultBodyLimit::max(self.body))
+            .layer(TimeoutLayer::with_status_code(
+                StatusCode::REQUEST_TIMEOUT,
+                self.request,
+            ))
+    }
+
+    /// A listener's connection settings with the header time limit.
+    pub(crate) fn connections(self, builder: &mut Builder<TokioExecutor>) {
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(self.headers);
+    }
+}
 
 /// What `/metrics`, `/healthz` and `/readyz` report: the metrics registry and whether the
 /// caches have synced.
@@ -23,6 +79,7 @@ use tokio_util::sync::CancellationToken;
 pub(crate) struct HealthAndMetrics {
     registry: Arc<Registry>,
     ready: Arc<AtomicBool>,
+    limits: Limits,
 }
 
 /// The content type of the OpenMetrics text format.
@@ -34,16 +91,17 @@ impl HealthAndMetrics {
         HealthAndMetrics {
             registry: Arc::new(registry),
             ready,
+            limits: Limits::PROBES,
         }
     }
 
-    /// The router serving the three paths.
+    /// The router serving the three paths, under its limits.
     pub(crate) fn router(&self) -> Router {
-        Router::new()
+        self.limits.on(Router::new()
             .route("/metrics", get(metrics))
             .route("/healthz", get(|| async { "ok\n" }))
             .route("/readyz", get(readyz))
-            .with_state(self.clone())
+            .with_state(self.clone()))
     }
 
     /// Serves on `health` and, when given and different, on `metrics` too, until `shutdown`;
@@ -81,12 +139,18 @@ impl HealthAndMetrics {
     ) -> std::io::Result<SocketAddr> {
         let listener = bind_when_free(addr, &shutdown).await?;
         let bound = listener.local_addr()?;
-        let router = self.router();
+        let mut server = axum_server::from_tcp(listener.into_std()?)?;
+        self.limits.connections(server.http_builder());
+        let handle = axum_server::Handle::new();
+        let server = server
+            .handle(handle.clone())
+            .serve(self.router().into_make_service());
         tokio::spawn(async move {
-            let served = axum::serve(listener, router)
-                .with_graceful_shutdown(shutdown.cancelled_owned())
-                .await;
-            if let Err(error) = served {
+            shutdown.cancelled().await;
+            handle.graceful_shutdown(Some(Duration::from_secs(1)));
+        });
+        tokio::spawn(async move {
+            if let Err(error) = server.await {
                 tracing::error!(%error, "http endpoint stopped");
             }
         });
@@ -185,6 +249,31 @@ mod tests {
         stop.cancel();
         let error = waiting.await.unwrap().unwrap_err();
         assert_eq!(error.kind(), std::io::ErrorKind::AddrInUse);
+        shutdown.cancel();
+    }
+
+    #[tokio::test]
+    async fn a_client_that_never_finishes_its_headers_is_disconnected() {
+        let mut endpoints =
+            HealthAndMetrics::new(Registry::default(), Arc::new(AtomicBool::new(true)));
+        endpoints.limits.headers = Duration::from_millis(200);
+        let shutdown = CancellationToken::new();
+        let addr = endpoints
+            .serve("127.0.0.1:0".parse().unwrap(), shutdown.clone())
+            .await
+            .unwrap();
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        stream
+            .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+            .await
+            .unwrap();
+        let mut rest = Vec::new();
+        let closed = tokio::time::timeout(Duration::from_secs(3), stream.read_to_end(&mut rest))
+            .await
+            .expect("the connection is still open 3 s later");
+        assert!(closed.is_ok() || rest.is_empty(), "{closed:?}");
+        // Others are served meanwhile and after.
+        assert!(get(addr, "/healthz").await.starts_with("HTTP/1.1 200"));
         shutdown.cancel();
     }
 

@@ -30,6 +30,7 @@ use kube::{Api, Client};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{ClusterObjects, LoadOptions};
+use crate::http::Limits;
 
 /// How often the certificate is checked for renewal (and the files re-read).
 const CHECK: Duration = Duration::from_secs(600);
@@ -97,6 +98,13 @@ async fn validate(
     Json(response.into_review())
 }
 
+/// `/validate`, under `limits`.
+fn app(shared: Shared, limits: Limits) -> axum::Router {
+    limits.on(axum::Router::new()
+        .route("/validate", post(validate))
+        .with_state(shared))
+}
+
 /// The serving pair (and the CA, when ferrolb manages it).
 async fn current(
     client: &Client,
@@ -162,13 +170,10 @@ pub(crate) async fn run(
             Err(error) => tracing::warn!(%error, "setting the webhook's caBundle; retried later"),
         }
     }
-    let app = axum::Router::new()
-        .route("/validate", post(validate))
-        .with_state(Shared { objects, load });
     let handle = axum_server::Handle::new();
-    let server = axum_server::bind_rustls(options.addr, tls.clone())
-        .handle(handle.clone())
-        .serve(app.into_make_service());
+    let mut server = axum_server::bind_rustls(options.addr, tls.clone()).handle(handle.clone());
+    Limits::WEBHOOK.connections(server.http_builder());
+    let server = server.serve(app(Shared { objects, load }, Limits::WEBHOOK).into_make_service());
     tracing::info!(addr = %options.addr, "webhook serving");
     let renew = {
         let client = client.clone();
@@ -226,4 +231,75 @@ pub(crate) async fn run(
     tokio::spawn(stop);
     server.await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// The webhook's router on plain HTTP with short limits; its address.
+    async fn serve(limits: Limits) -> SocketAddr {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let mut server = axum_server::from_tcp(listener).unwrap();
+        limits.connections(server.http_builder());
+        let shared = Shared {
+            objects: Arc::new(ClusterObjects::default),
+            load: LoadOptions::default(),
+        };
+        tokio::spawn(server.serve(app(shared, limits).into_make_service()));
+        addr
+    }
+
+    /// What the server answers to `head` then `body`, read until it closes or for 3 s.
+    async fn answer(addr: SocketAddr, head: &str, body: &[u8]) -> String {
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        stream.write_all(head.as_bytes()).await.unwrap();
+        stream.write_all(body).await.unwrap();
+        let mut out = vec![0; 4096];
+        let n = tokio::time::timeout(Duration::from_secs(3), stream.read(&mut out))
+            .await
+            .expect("no answer within 3 s")
+            .unwrap();
+        String::from_utf8_lossy(&out[..n]).into_owned()
+    }
+
+    #[tokio::test]
+    async fn a_trickled_body_times_out_and_an_oversized_one_is_refused() {
+        let limits = Limits {
+            headers: Duration::from_millis(300),
+            request: Duration::from_millis(300),
+            body: 1024,
+        };
+        let addr = serve(limits).await;
+        let post = |length: usize| {
+            format!(
+                "POST /validate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {length}\r\n\r\n"
+            )
+        };
+        // Ten bytes of a hundred, then nothing.
+        let slow = answer(addr, &post(100), b"{\"kind\": \"").await;
+        assert!(slow.starts_with("HTTP/1.1 408"), "{slow}");
+        let large = answer(addr, &post(4096), &[b' '; 4096]).await;
+        assert!(large.starts_with("HTTP/1.1 413"), "{large}");
+        // A review within the limits is still answered.
+        let review = serde_json::json!({
+            "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+            "request": {
+                "uid": "u", "kind": {"group": "metallb.io", "version": "v1beta1", "kind": "IPAddressPool"},
+                "resource": {"group": "metallb.io", "version": "v1beta1", "resource": "ipaddresspools"},
+                "name": "p", "namespace": "metallb-system", "operation": "CREATE", "userInfo": {},
+                "object": {"apiVersion": "metallb.io/v1beta1", "kind": "IPAddressPool",
+                    "metadata": {"name": "p", "namespace": "metallb-system"},
+                    "spec": {"addresses": ["10.0.0.0/24"]}},
+            },
+        })
+        .to_string();
+        let good = answer(addr, &post(review.len()), review.as_bytes()).await;
+        assert!(good.starts_with("HTTP/1.1 200"), "{good}");
+        assert!(good.contains(r#""allowed":true"#), "{good}");
+    }
 }
