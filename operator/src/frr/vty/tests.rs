@@ -155,3 +155,103 @@ fn answers_are_split_at_their_terminators() {
     assert_eq!(take_reply(&mut buffer), None);
     assert_eq!(buffer, b"par");
 }
+
+mod hostile_replies {
+    //! Whatever a daemon or vtysh sends back — garbage bytes, JSON of any shape, text that
+    //! looks almost like a configuration — the readers return an answer or an error and
+    //! never panic: the speaker reads these every few seconds.
+
+    use proptest::prelude::*;
+    use serde_json::Value;
+
+    use crate::frr::running::{
+        canonical, digest, first_difference, is_blank, normalise_running, same_configuration,
+    };
+    use crate::frr::sessions::{bfd_sessions, bgp_sessions};
+
+    /// JSON values of any shape, a few levels deep, with the keys FRR's replies use.
+    fn json() -> impl Strategy<Value = Value> {
+        let key = prop::sample::select(vec![
+            "bgpState",
+            "messageStats",
+            "opensRecv",
+            "updatesSent",
+            "addressFamilyInfo",
+            "sentPrefixCounter",
+            "connectionsEstablished",
+            "connectionsDropped",
+            "vrfName",
+            "peer",
+            "vrf",
+            "status",
+            "default",
+            "10.0.0.1",
+        ])
+        .prop_map(str::to_string);
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            any::<f64>().prop_map(Value::from),
+            ".{0,12}".prop_map(Value::String),
+        ];
+        leaf.prop_recursive(4, 48, 6, move |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+                prop::collection::btree_map(key.clone(), inner, 0..6)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    /// Lines that look like FRR's configuration, shuffled and cut anywhere.
+    fn config_text() -> impl Strategy<Value = String> {
+        let line = prop_oneof![
+            Just("Current configuration:".to_string()),
+            Just("!".to_string()),
+            Just("exit".to_string()),
+            Just(" exit-address-family".to_string()),
+            Just("router bgp 64512".to_string()),
+            Just(" address-family ipv4 unicast".to_string()),
+            Just("bfd".to_string()),
+            Just("end".to_string()),
+            "[ a-z0-9./:-]{0,30}",
+        ];
+        prop::collection::vec(line, 0..30).prop_map(|lines| lines.join("\n"))
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn session_readers_take_any_json(value in json()) {
+            let text = value.to_string();
+            let _ = bgp_sessions(&text);
+            let _ = bfd_sessions(&text);
+        }
+
+        #[test]
+        fn session_readers_take_any_text(text in ".{0,200}") {
+            let _ = bgp_sessions(&text);
+            let _ = bfd_sessions(&text);
+        }
+
+        #[test]
+        fn the_reply_splitter_takes_any_bytes(bytes in prop::collection::vec(any::<u8>(), 0..300)) {
+            let mut buffer = bytes;
+            let before = buffer.len();
+            while let Some(_reply) = super::take_reply(&mut buffer) {}
+            prop_assert!(buffer.len() <= before);
+        }
+
+        #[test]
+        fn the_running_configuration_readers_take_any_text(a in config_text(), b in config_text()) {
+            let (a, b) = (normalise_running(&a), normalise_running(&b));
+            let _ = is_blank(&a);
+            let _ = canonical(&a);
+            let _ = first_difference(&a, &b);
+            let _ = same_configuration(&a, &b);
+            let _ = digest(&a);
+        }
+    }
+}
