@@ -5,7 +5,7 @@ use super::model::FrrConfig;
 use crate::config::{self, LoadOptions};
 use crate::frr::{self, NodeFacts};
 use crate::views::ServiceScope;
-use crate::{dry_run, manifest};
+use crate::{dry_run, fixtures, manifest};
 
 /// A node's model from manifests, as its speaker would build it (Services without
 /// EndpointSlices serve everywhere).
@@ -23,32 +23,37 @@ pub(crate) fn model(yaml: &str) -> FrrConfig {
     .expect("names are words")
 }
 
+/// An IPAddressPool of one CIDR.
 pub(crate) fn pool(name: &str, cidr: &str) -> String {
-    format!(
-        "---\napiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {{name: {name}}}\nspec: {{addresses: [\"{cidr}\"]}}\n"
-    )
+    fixtures::pool(name, &format!("{{addresses: [\"{cidr}\"]}}"))
 }
 
+/// An eBGP BGPPeer (64512 to 64513) at `address`, with `spec` appended to its fields.
 pub(crate) fn peer(name: &str, address: &str, spec: &str) -> String {
-    format!(
-        "---\napiVersion: metallb.io/v1beta2\nkind: BGPPeer\nmetadata: {{name: {name}}}\nspec: {{myASN: 64512, peerASN: 64513, peerAddress: {address}{spec}}}\n"
+    fixtures::peer(
+        name,
+        &format!("{{myASN: 64512, peerASN: 64513, peerAddress: {address}{spec}}}"),
     )
 }
 
+/// A BGPAdvertisement of `pool`, with `spec` appended to its fields.
 pub(crate) fn advertisement(name: &str, pool: &str, spec: &str) -> String {
-    format!(
-        "---\napiVersion: metallb.io/v1beta1\nkind: BGPAdvertisement\nmetadata: {{name: {name}}}\nspec: {{ipAddressPools: [{pool}]{spec}}}\n"
-    )
+    fixtures::bgp_advertisement(name, &format!("{{ipAddressPools: [{pool}]{spec}}}"))
 }
 
+/// A BFDProfile with the fields `spec`.
 pub(crate) fn bfd(name: &str, spec: &str) -> String {
-    format!(
-        "---\napiVersion: metallb.io/v1beta1\nkind: BFDProfile\nmetadata: {{name: {name}}}\nspec: {{{spec}}}\n"
-    )
+    fixtures::bfd_profile(name, &format!("{{{spec}}}"))
 }
 
+/// A LoadBalancer Service in namespace `web` holding `ip`, with `labels`.
 pub(crate) fn service(name: &str, ip: &str, labels: &str) -> String {
-    format!(
-        "---\napiVersion: v1\nkind: Service\nmetadata: {{name: {name}, namespace: web, labels: {{{labels}}}}}\nspec: {{type: LoadBalancer, ports: [{{port: 80, protocol: TCP}}]}}\nstatus: {{loadBalancer: {{ingress: [{{ip: {ip}}}]}}}}\n"
+    fixtures::service(
+        "web",
+        name,
+        &format!(", labels: {{{labels}}}"),
+        &format!(
+            "spec: {{type: LoadBalancer, ports: [{{port: 80, protocol: TCP}}]}}\nstatus: {{loadBalancer: {{ingress: [{{ip: {ip}}}]}}}}"
+        ),
     )
 }

@@ -35,7 +35,7 @@ pub(crate) fn release_free_memory() {
 /// Limits glibc to two malloc arenas rather than one per core and thread: the daemons'
 /// data is a few long-lived maps, and more arenas mostly hold memory already freed.
 #[allow(unsafe_code)] // One libc call, as above.
-pub(crate) fn limit_malloc_arenas() {
+fn limit_malloc_arenas() {
     #[cfg(target_env = "gnu")]
     // SAFETY: mallopt takes no pointers; it sets a parameter for arenas created later.
     unsafe {
