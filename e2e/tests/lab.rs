@@ -701,6 +701,7 @@ fn layer2(dir: &std::path::Path) -> Result<()> {
                     advertise: None,
                     key: b"not the cluster's key".to_vec(),
                     timings: Timings::default(),
+                    accept_format_2: false,
                 },
                 std::sync::Arc::new(MembersMetrics::default()),
                 tokio_util::sync::CancellationToken::new(),

@@ -150,6 +150,16 @@ pub(super) struct SpeakerArgs {
     /// Milliseconds a suspected speaker has to answer before it counts as dead.
     #[arg(long, default_value_t = 600)]
     ml_suspect_ms: u64,
+    /// Also gossip with ferrolb 0.1's speakers, whose datagrams carry no stamp: for a rolling
+    /// upgrade from 0.1 only (it lets captured 0.1 datagrams be replayed); switch it off once
+    /// every speaker is upgraded.
+    #[arg(long)]
+    ml_accept_format_2: bool,
+    /// Milliseconds a speaker that hears no other speaker and cannot reach the API server
+    /// keeps answering for layer-2 IPs (the others have taken them over by then); 0: for
+    /// ever, as MetalLB's do.
+    #[arg(long, default_value_t = l2::isolation::DEFAULT_AFTER.as_secs() * 1_000)]
+    ml_isolated_ms: u64,
     /// Interfaces never answered on for layer 2 (regular expressions; repeatable), on top of
     /// the list from --exclude-interfaces-file.
     #[arg(long = "exclude-interface", value_name = "REGEX")]
@@ -209,6 +219,9 @@ pub(super) fn speaker(args: SpeakerArgs) -> ExitCode {
             probe_rtt: (probe_period / 3).max(Duration::from_millis(10)),
             suspect_to_down: Duration::from_millis(args.ml_suspect_ms.max(50)),
         },
+        accept_format_2: args.ml_accept_format_2,
+        isolated_after: (args.ml_isolated_ms > 0)
+            .then(|| Duration::from_millis(args.ml_isolated_ms)),
     };
     let options = speaker::Options {
         l2,

@@ -11,6 +11,7 @@
 
 pub(crate) mod announcer;
 pub(crate) mod interfaces;
+pub mod isolation;
 pub mod members;
 pub(crate) mod responder;
 pub(crate) mod socket;
@@ -54,10 +55,10 @@ pub struct L2Announcement {
 }
 
 /// The nodes that count as alive for election: those gossip holds alive whose Node is not
-/// NotReady. `None` until gossip has settled: a speaker that does not yet know who else is
-/// alive claims nothing.
+/// NotReady. `None` until gossip has settled, and while this speaker is cut off
+/// ([`isolation`]): a speaker that does not know who else is alive claims nothing.
 pub fn live_members(nodes: &[NodeView], liveness: &members::Liveness) -> Option<Vec<NodeView>> {
-    if !liveness.settled {
+    if !liveness.settled || liveness.isolated {
         return None;
     }
     Some(
@@ -313,9 +314,13 @@ mod tests {
                 .map(|n| n.to_string())
                 .collect(),
             settled: false,
+            isolated: false,
         };
         assert_eq!(live_members(&nodes, &liveness), None);
         liveness.settled = true;
+        liveness.isolated = true;
+        assert_eq!(live_members(&nodes, &liveness), None);
+        liveness.isolated = false;
         let live = live_members(&nodes, &liveness).unwrap();
         let names: Vec<&str> = live.iter().map(|n| n.name.as_str()).collect();
         // n2 is NotReady, n3 is dead in gossip, n4 has no Node, n5 is out of service (its

@@ -25,6 +25,7 @@ use super::status::StatusWriter;
 use super::{FIELD_MANAGER, Options};
 use crate::api::ServiceL2Status;
 use crate::l2::L2Announcement;
+use crate::l2::isolation::Isolation;
 use crate::l2::members::{Liveness, Members, MembersMetrics, MembersOptions, Timings};
 use crate::l2::responder::{self, Owned, ResponderOptions};
 use crate::views::{NodeView, ServiceKey};
@@ -237,7 +238,7 @@ async fn membership(
     metrics: Arc<MembersMetrics>,
     shutdown: CancellationToken,
 ) {
-    let secrets: Api<Secret> = Api::namespaced(client, &options.namespace);
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &options.namespace);
     let name = &options.l2.secret;
     let mut warned = false;
     let key = loop {
@@ -285,6 +286,7 @@ async fn membership(
                 advertise: Some(SocketAddr::new(advertise, options.l2.port)),
                 key: key.clone(),
                 timings: options.l2.timings,
+                accept_format_2: options.l2.accept_format_2,
             },
             Arc::clone(&metrics),
             shutdown.clone(),
@@ -314,7 +316,14 @@ async fn membership(
     );
     members.seed(seeds.borrow_and_update().clone());
     let mut alive = members.liveness();
+    let mut isolation = Isolation::new(options.l2.isolated_after);
+    let (asking, asking_rx) = watch::channel(false);
+    let (reached_tx, mut reached) = watch::channel(None);
+    tokio::spawn(reach_api(client, asking_rx, reached_tx, shutdown.clone()));
     loop {
+        let deadline = isolation
+            .deadline()
+            .filter(|at| *at > tokio::time::Instant::now());
         tokio::select! {
             changed = seeds.changed() => {
                 if changed.is_err() {
@@ -326,10 +335,126 @@ async fn membership(
                 if changed.is_err() {
                     return;
                 }
-                let now = alive.borrow_and_update().clone();
-                liveness.send_replace(now);
             }
+            _ = reached.changed() => {
+                if let Some(at) = *reached.borrow_and_update() {
+                    isolation.reached(at);
+                }
+            }
+            () = tokio::time::sleep_until(deadline.unwrap_or_else(tokio::time::Instant::now)), if deadline.is_some() => {}
             () = shutdown.cancelled() => return,
         }
+        let mut now = alive.borrow_and_update().clone();
+        let others_known = seeds.borrow().keys().any(|n| *n != options.node_name);
+        let alone = now.settled && others_known && now.alive.len() <= 1;
+        now.isolated = isolation.observe(alone, tokio::time::Instant::now());
+        asking.send_if_modified(|was| std::mem::replace(was, isolation.asking()) != *was);
+        if now.isolated != liveness.borrow().isolated {
+            if now.isolated {
+                tracing::warn!(
+                    after_ms = options.l2.isolated_after.unwrap_or_default().as_millis() as u64,
+                    "cut off from every other speaker and from the API server: no longer answering for layer-2 IPs (the others have taken them over; --ml-isolated-ms)"
+                );
+            } else {
+                tracing::info!("no longer cut off: layer-2 IPs are elected again");
+            }
+        }
+        liveness.send_if_modified(|was| std::mem::replace(was, now.clone()) != now);
+    }
+}
+
+/// How often, and for how long, the API server is asked while this speaker hears no other.
+const API_PROBE: Duration = Duration::from_secs(1);
+
+/// While `asking`, asks the API server for its version every [`API_PROBE`] and sends the
+/// time of each answer to `reached`.
+async fn reach_api(
+    client: Client,
+    mut asking: watch::Receiver<bool>,
+    reached: watch::Sender<Option<tokio::time::Instant>>,
+    shutdown: CancellationToken,
+) {
+    loop {
+        if !*asking.borrow_and_update() {
+            tokio::select! {
+                changed = asking.changed() => if changed.is_err() { return },
+                () = shutdown.cancelled() => return,
+            }
+            continue;
+        }
+        let asked = tokio::time::Instant::now();
+        if let Ok(Ok(_)) = tokio::time::timeout(API_PROBE, client.apiserver_version()).await {
+            reached.send_replace(Some(tokio::time::Instant::now()));
+        }
+        tokio::select! {
+            () = tokio::time::sleep_until(asked + API_PROBE) => {}
+            () = shutdown.cancelled() => return,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+
+    fn client(addr: SocketAddr) -> Client {
+        let url = format!("http://{addr}").parse().unwrap();
+        Client::try_from(kube::Config::new(url)).unwrap()
+    }
+
+    /// Follows `reach_api` for `how_long`: the last answer it reported.
+    async fn reached_within(
+        client: Client,
+        asking: bool,
+        how_long: Duration,
+    ) -> Option<tokio::time::Instant> {
+        let (_asking, asking_rx) = watch::channel(asking);
+        let (reached_tx, reached) = watch::channel(None);
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(reach_api(client, asking_rx, reached_tx, shutdown.clone()));
+        tokio::time::sleep(how_long).await;
+        shutdown.cancel();
+        task.await.unwrap();
+        *reached.borrow()
+    }
+
+    /// The API server is asked only while the speaker hears no other, and only its answers
+    /// count: a server that accepts the connection and says nothing is not reached.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_api_server_is_asked_only_while_alone_and_only_answers_count() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let asked = Arc::new(AtomicUsize::new(0));
+        let counter = Arc::clone(&asked);
+        let version = axum::Router::new().route(
+            "/version",
+            axum::routing::get(move || async move {
+                counter.fetch_add(1, Ordering::SeqCst);
+                axum::Json(serde_json::json!({
+                    "major": "1", "minor": "37", "gitVersion": "v1.37.2", "gitCommit": "",
+                    "gitTreeState": "clean", "buildDate": "", "goVersion": "",
+                    "compiler": "gc", "platform": "linux/amd64",
+                }))
+            }),
+        );
+        tokio::spawn(async move { axum::serve(listener, version).await });
+
+        let idle = reached_within(client(addr), false, Duration::from_millis(1_500)).await;
+        assert_eq!((idle, asked.load(Ordering::SeqCst)), (None, 0));
+        let started = tokio::time::Instant::now();
+        let answered = reached_within(client(addr), true, Duration::from_millis(2_500)).await;
+        assert!(answered.is_some_and(|at| at > started));
+        assert!(asked.load(Ordering::SeqCst) >= 2, "asked once a second");
+
+        // Accepts connections (the kernel does, from the backlog) and never answers.
+        let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let silent_addr = silent.local_addr().unwrap();
+        let unanswered = reached_within(client(silent_addr), true, Duration::from_millis(2_500));
+        assert_eq!(unanswered.await, None);
+        drop(silent);
+        let refused = reached_within(client(silent_addr), true, Duration::from_millis(1_500));
+        assert_eq!(refused.await, None);
     }
 }

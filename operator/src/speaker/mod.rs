@@ -72,6 +72,11 @@ pub struct L2Options {
     pub exclusions: crate::l2::interfaces::Exclusions,
     /// Failure-detection timings.
     pub timings: crate::l2::members::Timings,
+    /// Also gossip with ferrolb 0.1's speakers (format 2), during an upgrade from 0.1.
+    pub accept_format_2: bool,
+    /// How long a speaker cut off from every other speaker and the API server keeps
+    /// answering ([`crate::l2::isolation`]); `None` for ever.
+    pub isolated_after: Option<Duration>,
 }
 
 /// How the speaker runs.

@@ -38,6 +38,7 @@ fn inputs<'a>(scope: &'a ServiceScope, load: &'a LoadOptions) -> PassInputs<'a> 
     static ALONE: std::sync::LazyLock<Liveness> = std::sync::LazyLock::new(|| Liveness {
         alive: BTreeSet::from(["node-a".to_string()]),
         settled: true,
+        isolated: false,
     });
     PassInputs {
         node: "node-a",
@@ -63,6 +64,7 @@ fn layer2_ips_are_claimed_only_once_gossip_has_settled_and_by_the_elected_node()
     let unsettled = Liveness {
         alive: BTreeSet::from(["node-a".to_string()]),
         settled: false,
+        isolated: false,
     };
     let pass = planner.pass(
         &objects(&config),
@@ -72,11 +74,25 @@ fn layer2_ips_are_claimed_only_once_gossip_has_settled_and_by_the_elected_node()
         },
     );
     assert!(pass.l2.is_empty());
+    // Cut off from the other speakers and the API server: nothing is answered either.
+    let isolated = Liveness {
+        isolated: true,
+        ..inputs(&scope, &load).liveness.clone()
+    };
+    let pass = planner.pass(
+        &objects(&config),
+        &PassInputs {
+            liveness: &isolated,
+            ..inputs(&scope, &load)
+        },
+    );
+    assert!(pass.l2.is_empty());
 
     // With node-b alive too, exactly one of the two claims the IP.
     let both = Liveness {
         alive: BTreeSet::from(["node-a".to_string(), "node-b".to_string()]),
         settled: true,
+        isolated: false,
     };
     let with_b = format!(
         "{config}---\napiVersion: v1\nkind: Node\nmetadata: {{name: node-b}}\n---\napiVersion: v1\nkind: Node\nmetadata: {{name: node-a}}\n"

@@ -11,9 +11,10 @@
 //! - Seeds: the speaker's peers come from the API (every Node's internal address, at the
 //!   memberlist port); each one that is not an active member is announced to every
 //!   [`REANNOUNCE`], so a healed partition or a late starter joins within that time.
-//! - Every datagram carries an HMAC-SHA256 of its payload under the cluster key (the
-//!   `memberlist` Secret's `secretkey`, as MetalLB installs it). Datagrams without a valid tag
-//!   are dropped and counted before foca reads a byte of them.
+//! - Every datagram carries an HMAC-SHA256 under the cluster key (the `memberlist` Secret's
+//!   `secretkey`, as MetalLB installs it), the sender's name and a stamp ([`seal`]). Datagrams
+//!   without a valid tag, and replayed or stale ones, are dropped and counted before foca
+//!   reads a byte of them.
 //! - Liveness ([`Liveness`]): this node plus every member foca holds active (alive or
 //!   suspected). It is `settled` once this node has been accepted by another member, once it
 //!   knows no other seed, or [`SETTLE`] after start, whichever comes first; before that a
@@ -24,7 +25,7 @@
 //! probe period by one of the others, so it is declared dead about 1 s after it stops
 //! answering; memberlist's LAN defaults (1 s, 500 ms, 4× suspicion) give 5 s or more.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::net::SocketAddr;
 use std::num::{NonZeroU32, NonZeroUsize};
 use std::sync::Arc;
@@ -34,12 +35,10 @@ use foca::{
     AccumulatingRuntime, Config, Foca, Identity, OwnedNotification, PeriodicParams, PostcardCodec,
     Timer,
 };
-use hmac::{Hmac, KeyInit, Mac};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::registry::Registry;
 use rand::rngs::StdRng;
 use serde::{Deserialize, Serialize};
-use sha2::Sha256;
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
@@ -51,10 +50,13 @@ pub const DEFAULT_PORT: u16 = 7946;
 pub const REANNOUNCE: Duration = Duration::from_secs(2);
 /// The longest a speaker waits to hear from the others before it decides alone.
 pub const SETTLE: Duration = Duration::from_secs(3);
-/// Bytes of the authentication tag in front of every datagram.
-const TAG: usize = 32;
-/// The format version, first byte of every datagram.
-const VERSION: u8 = 2;
+/// How often a sender whose datagrams are dropped for its clock is warned about.
+const WARN_EVERY: Duration = Duration::from_secs(60);
+
+pub mod seal;
+
+pub use seal::now_micros;
+use seal::{Opener, Refused, Sealer};
 
 /// A speaker as gossip knows it.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -76,13 +78,6 @@ impl Speaker {
             generation: now_micros(),
         }
     }
-}
-
-/// Microseconds since the Unix epoch.
-fn now_micros() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
 }
 
 impl Identity for Speaker {
@@ -155,6 +150,10 @@ pub struct MembersOptions {
     pub key: Vec<u8>,
     /// Failure-detection timings.
     pub timings: Timings,
+    /// Also take ferrolb 0.1's unstamped datagrams (format 2), and send them to speakers
+    /// not heard in format 3: for a rolling upgrade from 0.1 only, as it lets a captured
+    /// format-2 datagram be replayed.
+    pub accept_format_2: bool,
 }
 
 /// Who is alive, as this speaker knows it.
@@ -164,6 +163,9 @@ pub struct Liveness {
     pub alive: BTreeSet<String>,
     /// Whether this speaker has heard enough to decide with this set.
     pub settled: bool,
+    /// Whether this speaker is cut off from the other speakers and the API server
+    /// ([`crate::l2::isolation`]); gossip itself leaves it false.
+    pub isolated: bool,
 }
 
 /// Gossip counters.
@@ -171,6 +173,8 @@ pub struct Liveness {
 pub struct MembersMetrics {
     /// Datagrams dropped because their tag did not verify under the key.
     pub rejected: Counter,
+    /// Signed datagrams dropped as replays or for a stamp outside the window.
+    pub replayed: Counter,
     /// Datagrams foca could not use.
     pub invalid: Counter,
 }
@@ -182,6 +186,12 @@ impl MembersMetrics {
             "ferrolb_memberlist_rejected_packets",
             "Gossip datagrams dropped because they were not signed with the cluster key",
             self.rejected.clone(),
+        );
+        registry.register(
+            "ferrolb_memberlist_replayed_packets",
+            "Signed gossip datagrams dropped because they were seen before or their stamp \
+             was more than 30 s from this node's clock",
+            self.replayed.clone(),
         );
         registry.register(
             "ferrolb_memberlist_invalid_packets",
@@ -214,15 +224,16 @@ impl Members {
         let (liveness_tx, liveness) = watch::channel(Liveness {
             alive: BTreeSet::from([options.node.clone()]),
             settled: false,
+            isolated: false,
         });
         let advertise = options.advertise.unwrap_or(local);
+        let wire = Wire::new(socket, &options, metrics);
         let task = tokio::spawn(gossip(
             options,
             advertise,
-            socket,
+            wire,
             seeds,
             liveness_tx,
-            metrics,
             shutdown,
         ));
         Ok(Members {
@@ -254,40 +265,123 @@ impl Members {
     }
 }
 
-/// Signs `payload` under `key`: version, tag, payload.
-pub fn seal(key: &[u8], payload: &[u8]) -> Vec<u8> {
-    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(key).expect("HMAC takes any key");
-    mac.update(&[VERSION]);
-    mac.update(payload);
-    let mut out = Vec::with_capacity(1 + TAG + payload.len());
-    out.push(VERSION);
-    out.extend_from_slice(&mac.finalize().into_bytes());
-    out.extend_from_slice(payload);
-    out
-}
-
-/// The payload of `datagram` if its tag verifies under `key`.
-pub fn open<'a>(key: &[u8], datagram: &'a [u8]) -> Option<&'a [u8]> {
-    if datagram.len() < 1 + TAG || datagram[0] != VERSION {
-        return None;
-    }
-    let (tag, payload) = datagram[1..].split_at(TAG);
-    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(key).ok()?;
-    mac.update(&[VERSION]);
-    mac.update(payload);
-    mac.verify_slice(tag).ok().map(|()| payload)
-}
-
 type Gossip = Foca<Speaker, PostcardCodec, StdRng, foca::NoCustomBroadcast>;
+
+/// The gossip socket: datagrams sealed on the way out, checked on the way in.
+struct Wire {
+    socket: UdpSocket,
+    sealer: Sealer,
+    opener: Opener,
+    accept_format_2: bool,
+    /// Addresses heard in format 3: they get no format-2 copy.
+    current: HashSet<SocketAddr>,
+    /// When each sender (or address) was last warned about.
+    warned: HashMap<String, Instant>,
+    metrics: Arc<MembersMetrics>,
+}
+
+impl Wire {
+    fn new(socket: UdpSocket, options: &MembersOptions, metrics: Arc<MembersMetrics>) -> Wire {
+        Wire {
+            socket,
+            sealer: Sealer::new(&options.key, &options.node),
+            opener: Opener::new(
+                &options.key,
+                &options.node,
+                now_micros(),
+                options.accept_format_2,
+            ),
+            accept_format_2: options.accept_format_2,
+            current: HashSet::new(),
+            warned: HashMap::new(),
+            metrics,
+        }
+    }
+
+    /// The payload of a datagram from `from`, or `None` (counted, and warned about when
+    /// the cause is one an operator can fix) when it is dropped.
+    fn check<'a>(&mut self, datagram: &'a [u8], from: SocketAddr) -> Option<&'a [u8]> {
+        let refused = match self.opener.open(datagram, now_micros()) {
+            Ok(opened) => {
+                if !opened.format_2 {
+                    self.current.insert(from);
+                }
+                return Some(opened.payload);
+            }
+            Err(refused) => refused,
+        };
+        match refused {
+            Refused::NotSigned => {
+                self.metrics.rejected.inc();
+                tracing::debug!(%from, len = datagram.len(), "gossip datagram with a bad tag dropped");
+            }
+            Refused::Format2 => {
+                self.metrics.rejected.inc();
+                if self.warn(from.to_string()) {
+                    tracing::warn!(%from, "gossip from a ferrolb 0.1 speaker (format 2) dropped: during an upgrade from 0.1, run the speakers with --ml-accept-format-2 (chart value speaker.memberlist.acceptFormat2)");
+                }
+            }
+            Refused::Replayed { sender } => {
+                self.metrics.replayed.inc();
+                tracing::debug!(%from, %sender, "gossip datagram seen before dropped");
+            }
+            Refused::OutOfWindow { sender, ahead_ms } => {
+                self.metrics.replayed.inc();
+                if self.warn(sender.clone()) {
+                    tracing::warn!(%from, %sender, ahead_ms, window_s = seal::WINDOW.as_secs(), "gossip datagram dropped: its stamp is further from this node's clock than the window (a replay, or the node clocks disagree: check NTP)");
+                }
+            }
+        }
+        None
+    }
+
+    /// Whether `about` is due a warning (the first time, then once a [`WARN_EVERY`]).
+    fn warn(&mut self, about: String) -> bool {
+        let now = Instant::now();
+        if self.warned.len() > 1_024 {
+            self.warned
+                .retain(|_, at| now.duration_since(*at) < WARN_EVERY);
+        }
+        match self.warned.get(&about) {
+            Some(at) if now.duration_since(*at) < WARN_EVERY => false,
+            _ => {
+                self.warned.insert(about, now);
+                true
+            }
+        }
+    }
+
+    /// Sends `data` to `to`, with a format-2 copy when format 2 is accepted and `to` has
+    /// not been heard in format 3.
+    async fn send(&mut self, to: &Speaker, data: &[u8]) {
+        let mut datagrams = vec![self.sealer.seal(data, &to.node, now_micros())];
+        let to = to.addr;
+        if self.accept_format_2 && !self.current.contains(&to) {
+            datagrams.push(self.sealer.seal_format_2(data));
+        }
+        for datagram in datagrams {
+            if let Err(error) = self.socket.send_to(&datagram, to).await {
+                tracing::debug!(%to, %error, "sending gossip");
+            }
+        }
+    }
+
+    /// Forgets what is too old to matter.
+    fn tidy(&mut self) {
+        self.opener.forget_old(now_micros());
+        if self.current.len() > 4_096 {
+            self.current.clear();
+        }
+    }
+}
 
 #[allow(clippy::too_many_lines)]
 async fn gossip(
     options: MembersOptions,
     advertise: SocketAddr,
-    socket: UdpSocket,
+    mut wire: Wire,
     mut seed_updates: mpsc::UnboundedReceiver<BTreeMap<String, SocketAddr>>,
     liveness: watch::Sender<Liveness>,
-    metrics: Arc<MembersMetrics>,
     shutdown: CancellationToken,
 ) {
     let me = Speaker::new(&options.node, advertise);
@@ -308,14 +402,10 @@ async fn gossip(
     let mut buf = vec![0u8; 65_536];
     loop {
         let result = tokio::select! {
-            received = socket.recv_from(&mut buf) => match received {
-                Ok((len, _from)) => match open(&options.key, &buf[..len]) {
-                    Some(payload) => foca.handle_data(payload, &mut runtime).inspect_err(|_| { metrics.invalid.inc(); }),
-                    None => {
-                        metrics.rejected.inc();
-                        tracing::debug!(len, "gossip datagram with a bad tag dropped");
-                        Ok(())
-                    }
+            received = wire.socket.recv_from(&mut buf) => match received {
+                Ok((len, from)) => match wire.check(&buf[..len], from) {
+                    Some(payload) => foca.handle_data(payload, &mut runtime).inspect_err(|_| { wire.metrics.invalid.inc(); }),
+                    None => Ok(()),
                 },
                 Err(error) => {
                     tracing::warn!(%error, "receiving gossip");
@@ -330,11 +420,14 @@ async fn gossip(
                 foca.set_config(options.timings.config(seeds.len() + 1)).ok();
                 announce(&mut foca, &seeds, &mut runtime)
             }
-            _ = reannounce.tick() => announce(&mut foca, &seeds, &mut runtime),
+            _ = reannounce.tick() => {
+                wire.tidy();
+                announce(&mut foca, &seeds, &mut runtime)
+            }
             () = tokio::time::sleep_until(started + SETTLE), if !liveness.borrow().settled => Ok(()),
             () = shutdown.cancelled() => {
                 if foca.leave_cluster(&mut runtime).is_ok() {
-                    flush(&options.key, &socket, &mut runtime, &timer_tx).await;
+                    flush(&mut wire, &mut runtime, &timer_tx).await;
                 }
                 return;
             }
@@ -363,7 +456,7 @@ async fn gossip(
                 _ => {}
             }
         }
-        flush(&options.key, &socket, &mut runtime, &timer_tx).await;
+        flush(&mut wire, &mut runtime, &timer_tx).await;
         let mut alive: BTreeSet<String> =
             foca.iter_members().map(|m| m.id().node.clone()).collect();
         alive.insert(options.node.clone());
@@ -372,7 +465,11 @@ async fn gossip(
             || (seeded && seeds.is_empty())
             || started.elapsed() >= SETTLE;
         liveness.send_if_modified(|was| {
-            let now = Liveness { alive, settled };
+            let now = Liveness {
+                alive,
+                settled,
+                isolated: false,
+            };
             let changed = *was != now;
             if changed {
                 *was = now;
@@ -407,15 +504,12 @@ fn announce(
 
 /// Sends what foca queued and schedules its timers.
 async fn flush(
-    key: &[u8],
-    socket: &UdpSocket,
+    wire: &mut Wire,
     runtime: &mut AccumulatingRuntime<Speaker>,
     timers: &mpsc::UnboundedSender<Timer<Speaker>>,
 ) {
     while let Some((to, data)) = runtime.to_send() {
-        if let Err(error) = socket.send_to(&seal(key, &data), to.addr).await {
-            tracing::debug!(to = %to.addr, %error, "sending gossip");
-        }
+        wire.send(&to, &data).await;
     }
     while let Some((after, timer)) = runtime.to_schedule() {
         let timers = timers.clone();
@@ -427,113 +521,4 @@ async fn flush(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn only_datagrams_sealed_with_the_key_open() {
-        let sealed = seal(b"cluster key", b"payload");
-        assert_eq!(open(b"cluster key", &sealed), Some(&b"payload"[..]));
-        assert_eq!(open(b"another key", &sealed), None);
-        let mut tampered = sealed.clone();
-        *tampered.last_mut().unwrap() ^= 1;
-        assert_eq!(open(b"cluster key", &tampered), None);
-        assert_eq!(open(b"cluster key", &sealed[..TAG]), None);
-        let mut other_version = sealed;
-        other_version[0] = VERSION + 1;
-        assert_eq!(open(b"cluster key", &other_version), None);
-    }
-
-    #[test]
-    fn a_restarted_speaker_is_newer_than_its_predecessor_however_often_that_renewed() {
-        let addr: SocketAddr = "10.0.0.1:7946".parse().unwrap();
-        let mut old = Speaker::new("n1", addr);
-        // Renewals come seconds apart in life; a burst of them runs a microsecond each
-        // ahead of the clock.
-        for _ in 0..1_000 {
-            old = old.renew().unwrap();
-        }
-        std::thread::sleep(Duration::from_millis(5));
-        let new = Speaker::new("n1", addr);
-        assert!(new.win_addr_conflict(&old));
-        assert!(!old.win_addr_conflict(&new));
-        let renewed = new.renew().unwrap();
-        assert!(renewed.win_addr_conflict(&new));
-        assert!(!old.win_addr_conflict(&new));
-        assert!(!old.win_addr_conflict(&old));
-        assert_eq!(new.addr(), "n1");
-    }
-
-    async fn member(node: &str, key: &[u8]) -> (Members, Arc<MembersMetrics>) {
-        let metrics = Arc::new(MembersMetrics::default());
-        let members = Members::start(
-            MembersOptions {
-                node: node.into(),
-                bind: "127.0.0.1:0".parse().unwrap(),
-                advertise: None,
-                key: key.to_vec(),
-                timings: Timings::default(),
-            },
-            Arc::clone(&metrics),
-            CancellationToken::new(),
-        )
-        .await
-        .unwrap();
-        (members, metrics)
-    }
-
-    async fn until(members: &Members, what: impl Fn(&Liveness) -> bool) -> Duration {
-        let started = Instant::now();
-        let mut liveness = members.liveness();
-        tokio::time::timeout(Duration::from_secs(10), liveness.wait_for(|l| what(l)))
-            .await
-            .expect("in time")
-            .expect("gossip running");
-        started.elapsed()
-    }
-
-    fn names(names: &[&str]) -> BTreeSet<String> {
-        names.iter().map(|n| n.to_string()).collect()
-    }
-
-    /// Three members on loopback find each other from their seeds; one that falls silent
-    /// is declared dead by the others within about a second; one with another key never
-    /// gets in, and its datagrams are counted as rejected.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn members_join_a_silent_one_dies_and_a_wrong_key_stays_out() {
-        let mut all = Vec::new();
-        for node in ["n1", "n2", "n3"] {
-            all.push(member(node, b"cluster key").await);
-        }
-        let (stranger, _) = member("n4", b"wrong key").await;
-        let mut seeds: BTreeMap<String, SocketAddr> = all
-            .iter()
-            .zip(["n1", "n2", "n3"])
-            .map(|((m, _), n)| (n.to_string(), m.local_addr()))
-            .collect();
-        seeds.insert("n4".into(), stranger.local_addr());
-        for (m, _) in &all {
-            m.seed(seeds.clone());
-        }
-        stranger.seed(seeds.clone());
-        for (m, _) in &all {
-            until(m, |l| l.settled && l.alive == names(&["n1", "n2", "n3"])).await;
-        }
-        assert_eq!(stranger.liveness().borrow().alive, names(&["n4"]));
-        // The stranger's datagrams may still be on their way when the others settle.
-        let rejected = || all.iter().map(|(_, m)| m.rejected.get()).sum::<u64>();
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while rejected() == 0 && Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        assert!(rejected() > 0, "no datagram of the stranger was rejected");
-
-        all[2].0.crash();
-        let took = until(&all[0].0, |l| l.alive == names(&["n1", "n2"])).await;
-        until(&all[1].0, |l| l.alive == names(&["n1", "n2"])).await;
-        assert!(
-            took < Duration::from_secs(3),
-            "declared dead after {took:?}"
-        );
-    }
-}
+mod tests;
