@@ -299,6 +299,37 @@ pub fn set_node_port(name: &str, up: bool) -> Result<()> {
     Switch::existing(&ns("sw")).set_port(name, up)
 }
 
+/// Cuts node `name` off from the control plane and the other nodes (`cut`: its packets to
+/// and from them dropped in its namespace), or joins it back; the routers and the client
+/// still reach it.
+pub fn cut_off_node(dir: &Path, name: &str, cut: bool) -> Result<()> {
+    let node = Netns::attach(&ns(name));
+    let table = "ferrolb-cut-off";
+    if !cut {
+        node.run("nft", &["delete", "table", "inet", table])?;
+        return Ok(());
+    }
+    let own = node.ip(&["-4", "-o", "addr", "show"])?;
+    let own = own
+        .split_whitespace()
+        .filter_map(|word| word.strip_prefix("10.99.0."))
+        .find_map(|rest| rest.split('/').next())
+        .with_context(|| format!("no lab address in {own}"))?;
+    // The control plane, and every node's address (10.99.0.10-99) but this one.
+    let others = format!("{CONTROL_PLANE}, 10.99.0.10-10.99.0.99");
+    let rules = format!(
+        "table inet {table} {{
+  chain in {{ type filter hook input priority 0; ip saddr {{ {others} }} ip saddr != 10.99.0.{own} drop; }}
+  chain out {{ type filter hook output priority 0; ip daddr {{ {others} }} ip daddr != 10.99.0.{own} drop; }}
+}}
+"
+    );
+    let file = dir.join(format!("{name}/cut-off.nft"));
+    std::fs::write(&file, rules)?;
+    node.run("nft", &["-f", &file.to_string_lossy()])?;
+    Ok(())
+}
+
 /// Stops the controller (SIGTERM) and starts a new one.
 pub fn restart_controller(dir: &Path) -> Result<()> {
     let mut state = LabState::read(dir)?;

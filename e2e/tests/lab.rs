@@ -799,6 +799,30 @@ fn layer2(dir: &std::path::Path) -> Result<()> {
         let macs = arping_macs(&cli, &ip).unwrap_or_default();
         Ok((macs == [owner_mac.clone()].into()).then_some(()))
     })?;
+
+    // The owner is cut off from the control plane and the other nodes, not from the
+    // client: a survivor takes the IP over within a second, and the owner, hearing no
+    // other speaker and no API server, stops answering 10 s later (MetalLB's answers on:
+    // two MACs for one IP). Joined back, it is elected again.
+    lab::cut_off_node(dir, &owner, true)?;
+    let cut = std::time::Instant::now();
+    let alone = wait_for(
+        "only a survivor to answer while the owner is cut off",
+        Duration::from_secs(60),
+        || {
+            let macs = arping_macs(&cli, &ip).unwrap_or_default();
+            Ok((macs.len() == 1 && macs.iter().all(|m| survivors.contains(m))).then_some(()))
+        },
+    );
+    let took = cut.elapsed();
+    lab::cut_off_node(dir, &owner, false)?;
+    alone?;
+    println!("cut-off owner silent after {} ms", took.as_millis());
+    assert!(speaker_log(dir, &owner).contains("cut off from every other speaker"));
+    wait_for("the owner to answer again after the cut", WAIT, || {
+        let macs = arping_macs(&cli, &ip).unwrap_or_default();
+        Ok((macs == [owner_mac.clone()].into()).then_some(()))
+    })?;
     Ok(())
 }
 
