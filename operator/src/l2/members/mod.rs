@@ -53,8 +53,10 @@ pub const SETTLE: Duration = Duration::from_secs(3);
 /// How often a sender whose datagrams are dropped for its clock is warned about.
 const WARN_EVERY: Duration = Duration::from_secs(60);
 
+pub mod budget;
 pub mod seal;
 
+use budget::Budgets;
 pub use seal::now_micros;
 use seal::{Opener, Refused, Sealer};
 
@@ -175,6 +177,8 @@ pub struct MembersMetrics {
     pub rejected: Counter,
     /// Signed datagrams dropped as replays or for a stamp outside the window.
     pub replayed: Counter,
+    /// Datagrams dropped unread, over the port's budget.
+    pub dropped: Counter,
     /// Datagrams foca could not use.
     pub invalid: Counter,
 }
@@ -192,6 +196,12 @@ impl MembersMetrics {
             "Signed gossip datagrams dropped because they were seen before or their stamp \
              was more than 30 s from this node's clock",
             self.replayed.clone(),
+        );
+        registry.register(
+            "ferrolb_memberlist_dropped_packets",
+            "Gossip datagrams dropped unread because their source sent more than 500 a \
+             second, or all sources together more than 20,000",
+            self.dropped.clone(),
         );
         registry.register(
             "ferrolb_memberlist_invalid_packets",
@@ -272,6 +282,7 @@ struct Wire {
     socket: UdpSocket,
     sealer: Sealer,
     opener: Opener,
+    budgets: Budgets,
     accept_format_2: bool,
     /// Addresses heard in format 3: they get no format-2 copy.
     current: HashSet<SocketAddr>,
@@ -291,6 +302,7 @@ impl Wire {
                 now_micros(),
                 options.accept_format_2,
             ),
+            budgets: Budgets::new(Instant::now()),
             accept_format_2: options.accept_format_2,
             current: HashSet::new(),
             warned: HashMap::new(),
@@ -301,6 +313,13 @@ impl Wire {
     /// The payload of a datagram from `from`, or `None` (counted, and warned about when
     /// the cause is one an operator can fix) when it is dropped.
     fn check<'a>(&mut self, datagram: &'a [u8], from: SocketAddr) -> Option<&'a [u8]> {
+        if !self.budgets.take(from.ip(), Instant::now()) {
+            self.metrics.dropped.inc();
+            if self.warn(format!("flood from {}", from.ip())) {
+                tracing::warn!(from = %from.ip(), per_source = budget::PER_SOURCE, all = budget::ALL, "gossip datagrams over the port's budget dropped unread (a flood, or a misdirected sender)");
+            }
+            return None;
+        }
         let refused = match self.opener.open(datagram, now_micros()) {
             Ok(opened) => {
                 if !opened.format_2 {

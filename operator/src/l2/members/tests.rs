@@ -177,3 +177,57 @@ async fn format_2_copies_go_only_to_speakers_heard_in_format_2() {
     assert_eq!(formats(&mut wire, &old_speaker, &old).await, [3]);
     assert_eq!(metrics.rejected.get(), 0);
 }
+
+/// A flood of junk on the gossip port, from one address: its datagrams past the source's
+/// budget are dropped unread (no tag computed for them), and the members gossiping through
+/// it never lose sight of each other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_is_dropped_unread_and_the_members_stay_alive() {
+    let (n1, metrics) = member("n1", b"cluster key").await;
+    let (n2, _) = member("n2", b"cluster key").await;
+    let seeds: BTreeMap<String, SocketAddr> = [
+        ("n1".to_string(), n1.local_addr()),
+        ("n2".to_string(), n2.local_addr()),
+    ]
+    .into();
+    n1.seed(seeds.clone());
+    n2.seed(seeds);
+    until(&n1, |l| l.settled && l.alive == names(&["n1", "n2"])).await;
+    until(&n2, |l| l.settled && l.alive == names(&["n1", "n2"])).await;
+
+    // Another loopback address, so the flood's source is not the members' own.
+    let flooder = std::net::UdpSocket::bind("127.0.0.2:0").unwrap();
+    let target = n1.local_addr();
+    let sent = std::thread::spawn(move || {
+        let started = std::time::Instant::now();
+        let mut sent = 0u64;
+        while started.elapsed() < Duration::from_secs(3) {
+            if flooder.send_to(&[3u8; 200], target).is_ok() {
+                sent += 1;
+            }
+        }
+        sent
+    });
+    let mut saw = BTreeSet::new();
+    let watched = Instant::now();
+    while watched.elapsed() < Duration::from_secs(4) {
+        saw.insert(n1.liveness().borrow().alive.clone());
+        saw.insert(n2.liveness().borrow().alive.clone());
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let sent = sent.join().unwrap();
+    assert_eq!(
+        saw,
+        BTreeSet::from([names(&["n1", "n2"])]),
+        "a member was lost"
+    );
+    let checked = metrics.rejected.get();
+    let dropped = metrics.dropped.get();
+    // 3 s at the source's rate, its burst, and slack for a slow start of the clock.
+    let allowed = u64::from(budget::PER_SOURCE) * 6;
+    assert!(
+        checked <= allowed,
+        "{checked} of {sent} junk datagrams had their tag computed"
+    );
+    assert!(dropped > 0, "nothing dropped of {sent}");
+}
