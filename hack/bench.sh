@@ -32,3 +32,9 @@ done
 # ferrolb's FRR apply path against frr-reload.py (root, Debian's frr); takes several minutes,
 # most of it frr-reload.py removing 1,000 lines.
 cargo bench -q -p ferrolb-e2e --bench frr_apply -- "$@"
+# Fuzzing (cargo-fuzz and libFuzzer, a nightly toolchain or the stable one told to allow
+# its flags): every input edge of operator/src/fuzzing.rs for FERROLB_FUZZ_SECONDS (600)
+# each, run only when named (`hack/bench.sh fuzz`): an hour in all.
+if [[ " $* " == *" fuzz "* ]]; then
+    hack/fuzz.sh
+fi

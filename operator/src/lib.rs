@@ -17,6 +17,7 @@ pub(crate) mod explain;
 #[cfg(test)]
 mod fixtures;
 pub mod frr;
+pub mod fuzzing;
 pub(crate) mod http;
 pub mod l2;
 pub mod manifest;

@@ -313,7 +313,7 @@ impl Connection {
 }
 
 /// The first complete answer in `buffer`, removed from it.
-fn take_reply(buffer: &mut Vec<u8>) -> Option<Reply> {
+pub(crate) fn take_reply(buffer: &mut Vec<u8>) -> Option<Reply> {
     let end = buffer.windows(3).position(|w| w == [0, 0, 0])?;
     let status = *buffer.get(end + 3)?;
     let output = String::from_utf8_lossy(&buffer[..end]).into_owned();

@@ -79,13 +79,22 @@ async fn validate(
     State(shared): State<Shared>,
     Json(review): Json<AdmissionReview<DynamicObject>>,
 ) -> Json<AdmissionReview<DynamicObject>> {
+    Json(answer(&(shared.objects)(), &shared.load, review))
+}
+
+/// The answer to `review`, given the configuration objects the cluster holds now.
+pub(crate) fn answer(
+    objects: &ClusterObjects,
+    load: &LoadOptions,
+    review: AdmissionReview<DynamicObject>,
+) -> AdmissionReview<DynamicObject> {
     let request: AdmissionRequest<DynamicObject> = match review.try_into() {
         Ok(request) => request,
         Err(error) => {
-            return Json(AdmissionResponse::invalid(error.to_string()).into_review());
+            return AdmissionResponse::invalid(error.to_string()).into_review();
         }
     };
-    let response = review::review(&(shared.objects)(), &shared.load, &request);
+    let response = review::review(objects, load, &request);
     if !response.allowed {
         tracing::info!(
             kind = %request.kind.kind,
@@ -95,7 +104,7 @@ async fn validate(
             "admission denied"
         );
     }
-    Json(response.into_review())
+    response.into_review()
 }
 
 /// `/validate`, under `limits`.

@@ -498,6 +498,21 @@ async fn gossip(
     }
 }
 
+/// Gives `payload` to a new member's membership protocol, as a datagram that passed the
+/// checks would be given (for the fuzz target of [`crate::fuzzing`]).
+pub fn feed(payload: &[u8]) {
+    use rand::SeedableRng;
+    let me = Speaker::new("n1", SocketAddr::from(([127, 0, 0, 1], DEFAULT_PORT)));
+    let mut foca: Gossip = Foca::new(
+        me,
+        Timings::default().config(3),
+        StdRng::seed_from_u64(0),
+        PostcardCodec,
+    );
+    let mut runtime = AccumulatingRuntime::new();
+    let _ = foca.handle_data(payload, &mut runtime);
+}
+
 /// Announces this speaker to every seed that is not an active member.
 fn announce(
     foca: &mut Gossip,
