@@ -24,7 +24,7 @@ MANIFEST = ROOT / "deploy/manifests/ferrolb.yaml"
 NAMESPACE = "metallb-system"
 KUBERNETES = "1.33.0"
 # Kinds outside Kubernetes' own schemas.
-FOREIGN = {"ServiceMonitor", "Certificate", "Issuer"}
+FOREIGN = {"ServiceMonitor", "PodMonitor", "Certificate", "Issuer"}
 
 failures = []
 

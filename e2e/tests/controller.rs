@@ -40,13 +40,18 @@ impl Lab {
 
     /// Starts a controller replica named `name`; returns it with its health/metrics port.
     fn controller(&self, name: &str) -> Result<(Process, u16)> {
+        self.controller_with(name, &["--metrics-addr", "none"])
+    }
+
+    /// [`Lab::controller`] with `args`.
+    fn controller_with(&self, name: &str, args: &[&str]) -> Result<(Process, u16)> {
         let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
         let mut command = Command::new(paths::ferrolb()?);
         command
             .arg("controller")
             .args(["--pod-name", name])
             .args(["--health-addr", &format!("127.0.0.1:{port}")])
-            .args(["--metrics-addr", "none"])
+            .args(args)
             .env("KUBECONFIG", self.plane.kubeconfig())
             .env("FERROLB_LOG", "info,ferrolb=debug");
         let log = self.scratch.path().join(format!("{name}.log"));
@@ -326,5 +331,71 @@ fn a_standby_takes_over_when_the_leader_stops_or_dies() -> Result<()> {
     // No IP moved through either handover.
     assert_eq!(lab.ingress("one")?, ["10.200.2.0"]);
     assert_eq!(lab.ingress("two")?, ["10.200.2.1"]);
+    Ok(())
+}
+
+/// `GET /metrics` over HTTPS on `port` (the certificate not verified, as scrapers of a
+/// self-signed one do), with `token` as the bearer token: the status code and the body.
+fn secure_metrics(port: u16, token: Option<&str>) -> Result<(u16, String)> {
+    let mut curl = Command::new("curl");
+    curl.args(["-sk", "--max-time", "10", "-w", "\n%{http_code}"]);
+    if let Some(token) = token {
+        curl.args(["-H", &format!("Authorization: Bearer {token}")]);
+    }
+    let out = curl
+        .arg(format!("https://127.0.0.1:{port}/metrics"))
+        .output()?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", text.as_str()));
+    Ok((code.trim().parse().unwrap_or(0), body.to_string()))
+}
+
+/// `--metrics-secure`: `/metrics` over HTTPS on the metrics address only, answered for a
+/// ServiceAccount token the API server accepts (TokenReview) whose user may get the
+/// non-resource URL `/metrics` (SubjectAccessReview); refused without a token (401), with a
+/// token the API server does not know (401) and for a user without the permission (403).
+/// The probes stay plain and open.
+#[test]
+fn secure_metrics_answer_only_callers_the_api_server_allows() -> Result<()> {
+    let lab = Lab::start("secure-metrics")?;
+    lab.kubectl.apply(
+        "apiVersion: v1\nkind: ServiceAccount\nmetadata: {name: scraper, namespace: metallb-system}\n\
+         ---\napiVersion: v1\nkind: ServiceAccount\nmetadata: {name: stranger, namespace: metallb-system}\n\
+         ---\napiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata: {name: metrics-reader}\n\
+         rules: [{nonResourceURLs: [/metrics], verbs: [get]}]\n\
+         ---\napiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata: {name: scraper}\n\
+         roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: metrics-reader}\n\
+         subjects: [{kind: ServiceAccount, name: scraper, namespace: metallb-system}]\n",
+    )?;
+    let token = |account: &str| -> Result<String> {
+        Ok(lab
+            .kubectl
+            .run(&["create", "token", account, "-n", "metallb-system"], None)?
+            .trim()
+            .to_string())
+    };
+    let (scraper, stranger) = (token("scraper")?, token("stranger")?);
+    let metrics_port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let metrics_addr = format!("127.0.0.1:{metrics_port}");
+    let (_controller, health) = lab.controller_with(
+        "secure",
+        &["--metrics-addr", &metrics_addr, "--metrics-secure"],
+    )?;
+    let (code, body) = wait_for("the secure metrics endpoint", WAIT, || {
+        let answer = secure_metrics(metrics_port, Some(&scraper))?;
+        Ok((answer.0 != 0).then_some(answer))
+    })?;
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("metallb_k8s_client_updates_total"), "{body}");
+    let (code, body) = secure_metrics(metrics_port, None)?;
+    assert_eq!(code, 401, "{body}");
+    let (code, body) = secure_metrics(metrics_port, Some("not-a-token"))?;
+    assert_eq!(code, 401, "{body}");
+    let (code, body) = secure_metrics(metrics_port, Some(&stranger))?;
+    assert_eq!(code, 403, "{body}");
+    assert!(body.contains("/metrics"), "{body}");
+    // The health address answers the probes in plain HTTP, and no longer /metrics.
+    let plain = metrics(health)?;
+    assert!(plain.starts_with("HTTP/1.1 404"), "{plain}");
     Ok(())
 }

@@ -79,6 +79,28 @@ fn the_plain_install_applies_and_grants_least_privilege() -> Result<()> {
             true,
         ),
         (&controller, "create", "secrets", NS, true),
+        // Secured /metrics: who is calling, and may they read it.
+        (
+            &controller,
+            "create",
+            "tokenreviews.authentication.k8s.io",
+            "",
+            true,
+        ),
+        (
+            &speaker,
+            "create",
+            "tokenreviews.authentication.k8s.io",
+            "",
+            true,
+        ),
+        (
+            &speaker,
+            "create",
+            "subjectaccessreviews.authorization.k8s.io",
+            "",
+            true,
+        ),
         // Only its own webhook configuration and certificate Secret, by name.
         (
             &controller,

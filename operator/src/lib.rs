@@ -18,7 +18,7 @@ pub(crate) mod explain;
 mod fixtures;
 pub mod frr;
 pub mod fuzzing;
-pub(crate) mod http;
+pub mod http;
 pub mod l2;
 pub mod manifest;
 pub(crate) mod shell;

@@ -38,9 +38,18 @@ pub(super) struct CommonArgs {
     /// Address for /metrics; `none` disables the separate listener.
     #[arg(long, default_value = "0.0.0.0:9120")]
     metrics_addr: String,
-    /// Address for /healthz and /readyz (they also serve /metrics).
+    /// Address for /healthz and /readyz (they also serve /metrics, unless it is secured).
     #[arg(long, default_value = "0.0.0.0:17472")]
     health_addr: SocketAddr,
+    /// Serve /metrics on --metrics-addr alone, over HTTPS, to callers whose bearer token
+    /// the API server accepts (TokenReview) for a user allowed get on the non-resource URL
+    /// /metrics (SubjectAccessReview), as MetalLB 0.16 does.
+    #[arg(long)]
+    metrics_secure: bool,
+    /// With --metrics-secure: the directory holding tls.crt and tls.key (read again when they
+    /// change); without it, a self-signed certificate made at start.
+    #[arg(long, value_name = "DIR", requires = "metrics_secure")]
+    metrics_cert_dir: Option<std::path::PathBuf>,
     /// Milliseconds a burst of changes is gathered before acting on it (a change after a
     /// quiet spell of that long is acted on at once).
     #[arg(long, default_value_t = 10)]
@@ -55,6 +64,13 @@ impl CommonArgs {
         ServiceScope {
             load_balancer_class: self.load_balancer_class.clone(),
         }
+    }
+
+    fn secure_metrics(&self) -> Option<crate::http::secure::SecureMetrics> {
+        self.metrics_secure
+            .then(|| crate::http::secure::SecureMetrics {
+                cert_dir: self.metrics_cert_dir.clone(),
+            })
     }
 }
 
@@ -223,6 +239,7 @@ pub(super) fn speaker(args: SpeakerArgs) -> ExitCode {
         isolated_after: (args.ml_isolated_ms > 0)
             .then(|| Duration::from_millis(args.ml_isolated_ms)),
     };
+    let secure_metrics = args.common.secure_metrics();
     let options = speaker::Options {
         l2,
         scope: args.common.scope(),
@@ -236,6 +253,7 @@ pub(super) fn speaker(args: SpeakerArgs) -> ExitCode {
         },
         health_addr: args.common.health_addr,
         metrics_addr,
+        secure_metrics,
         coalesce: Duration::from_millis(args.common.coalesce_ms),
         poll: Duration::from_secs(args.poll_seconds.max(1)),
         ignore_exclude_label: args.ignore_exclude_lb,
@@ -331,6 +349,7 @@ pub(super) fn controller(args: ControllerArgs) -> ExitCode {
         return ExitCode::from(2);
     }
     let namespace = args.common.namespace.clone();
+    let secure_metrics = args.common.secure_metrics();
     let options = controller::Options {
         scope: args.common.scope(),
         namespace: args.common.namespace,
@@ -341,6 +360,7 @@ pub(super) fn controller(args: ControllerArgs) -> ExitCode {
         lease_grace: Duration::from_secs(args.lease_grace),
         metrics_addr,
         health_addr: args.common.health_addr,
+        secure_metrics,
         coalesce: Duration::from_millis(args.common.coalesce_ms),
         webhook: args
             .webhook_addr

@@ -62,6 +62,8 @@ pub(crate) struct Options {
     pub metrics_addr: Option<SocketAddr>,
     /// Where `/healthz` and `/readyz` (and metrics) are served.
     pub health_addr: SocketAddr,
+    /// `/metrics` over HTTPS to callers the API server allows; `None` for plain HTTP.
+    pub secure_metrics: Option<crate::http::secure::SecureMetrics>,
     /// How long a burst of changes is gathered before a pass (see `controller::gather`).
     pub coalesce: Duration,
     /// The validating webhook; `None` to serve none.
@@ -115,7 +117,13 @@ pub(crate) async fn run(options: Options, shutdown: CancellationToken) -> anyhow
         metrics,
         client,
         ready,
-    } = start::<Metrics>(options.health_addr, options.metrics_addr, &shutdown).await?;
+    } = start::<Metrics>(
+        options.health_addr,
+        options.metrics_addr,
+        options.secure_metrics.as_ref(),
+        &shutdown,
+    )
+    .await?;
 
     let changes = Arc::new(Changes::new(metrics.client.updates.clone()));
     let caches = Caches::start(&client, &options.namespace, &changes);

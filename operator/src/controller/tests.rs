@@ -404,6 +404,7 @@ fn options() -> super::Options {
         lease_grace: Duration::from_secs(2),
         metrics_addr: None,
         health_addr: "127.0.0.1:0".parse().expect("address"),
+        secure_metrics: None,
         coalesce: Duration::from_millis(10),
         webhook: None,
     }

@@ -78,6 +78,7 @@ pub(crate) struct Started<M> {
 pub(crate) async fn start<M: DaemonMetrics>(
     health_addr: SocketAddr,
     metrics_addr: Option<SocketAddr>,
+    secure_metrics: Option<&crate::http::secure::SecureMetrics>,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<Started<M>> {
     limit_malloc_arenas();
@@ -89,7 +90,12 @@ pub(crate) async fn start<M: DaemonMetrics>(
     metrics.register(&mut registry);
     let ready = Arc::new(AtomicBool::new(false));
     HealthAndMetrics::new(registry, Arc::clone(&ready))
-        .serve_both(health_addr, metrics_addr, shutdown)
+        .serve_both(
+            health_addr,
+            metrics_addr,
+            secure_metrics.map(|secure| (secure, &client)),
+            shutdown,
+        )
         .await?;
     Ok(Started {
         metrics,

@@ -96,6 +96,8 @@ pub struct Options {
     pub health_addr: SocketAddr,
     /// Where `/metrics` is also served; `None` for none.
     pub metrics_addr: Option<SocketAddr>,
+    /// `/metrics` over HTTPS to callers the API server allows; `None` for plain HTTP.
+    pub secure_metrics: Option<crate::http::secure::SecureMetrics>,
     /// How long a burst of changes is gathered before a pass (see `earliest_next`).
     pub coalesce: Duration,
     /// How often FRR's state is polled and its configuration checked.
@@ -128,7 +130,13 @@ pub async fn run(options: Options, shutdown: CancellationToken) -> anyhow::Resul
         metrics,
         client,
         ready,
-    } = start::<Metrics>(options.health_addr, options.metrics_addr, &shutdown).await?;
+    } = start::<Metrics>(
+        options.health_addr,
+        options.metrics_addr,
+        options.secure_metrics.as_ref(),
+        &shutdown,
+    )
+    .await?;
 
     let slices_v1 = cache::serves_endpoint_slices_v1(&client)
         .await

@@ -2,12 +2,16 @@
 //! text format, `/healthz` (the process answers) and `/readyz` (its caches have synced).
 //!
 //! Health and metrics may listen on separate addresses, as MetalLB's do (17472 and 9120);
-//! each listener serves all three paths, so a single one is enough for a lab.
+//! each listener serves all three paths, so a single one is enough for a lab. With
+//! [`secure::SecureMetrics`], `/metrics` is served on the metrics address alone, over HTTPS,
+//! to callers the API server allows, and the health address serves only the probes.
 //!
 //! Every HTTP listener of ferrolb (these and the webhook) has [`Limits`]: a client that never
 //! finishes its headers is disconnected, a request that takes too long (a body trickled in)
 //! is answered 408, and a body too large is answered 413, so no client can hold connections
 //! or memory with requests it never completes.
+
+pub mod secure;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -95,67 +99,122 @@ impl HealthAndMetrics {
         }
     }
 
-    /// The router serving the three paths, under its limits.
-    pub(crate) fn router(&self) -> Router {
+    /// The probes, under the limits.
+    fn probes(&self) -> Router {
         self.limits.on(Router::new()
-            .route("/metrics", get(metrics))
             .route("/healthz", get(|| async { "ok\n" }))
             .route("/readyz", get(readyz))
             .with_state(self.clone()))
     }
 
+    /// `/metrics`, under the limits.
+    fn metrics(&self) -> Router {
+        self.limits.on(Router::new()
+            .route("/metrics", get(metrics))
+            .with_state(self.clone()))
+    }
+
+    /// The router serving the three paths, under its limits.
+    pub(crate) fn router(&self) -> Router {
+        self.probes().merge(self.metrics())
+    }
+
     /// Serves on `health` and, when given and different, on `metrics` too, until `shutdown`;
-    /// logs the bound addresses.
+    /// logs the bound addresses. With `secure` (and the client its gate asks), `/metrics`
+    /// is served on `metrics` alone, over HTTPS, to callers the API server allows.
     pub(crate) async fn serve_both(
         &self,
         health: SocketAddr,
         metrics: Option<SocketAddr>,
+        secure: Option<(&secure::SecureMetrics, &kube::Client)>,
         shutdown: &CancellationToken,
     ) -> anyhow::Result<()> {
         use anyhow::Context as _;
-        let bound = self
-            .serve(health, shutdown.clone())
+        let Some((secure, client)) = secure else {
+            let bound = self
+                .serve(health, shutdown.clone())
+                .await
+                .with_context(|| format!("binding the health endpoint {health}"))?;
+            tracing::info!(health = %bound, "serving /healthz /readyz /metrics");
+            if let Some(addr) = metrics.filter(|a| *a != health) {
+                let bound = self
+                    .serve(addr, shutdown.clone())
+                    .await
+                    .with_context(|| format!("binding the metrics endpoint {addr}"))?;
+                tracing::info!(%bound, "serving /metrics");
+            }
+            return Ok(());
+        };
+        let Some(addr) = metrics.filter(|a| *a != health) else {
+            anyhow::bail!(
+                "--metrics-secure needs a --metrics-addr of its own (not none, not the health address {health})"
+            );
+        };
+        let tls = secure::tls(secure, shutdown).await?;
+        let bound = serve_router(health, self.probes(), self.limits, None, shutdown.clone())
             .await
             .with_context(|| format!("binding the health endpoint {health}"))?;
-        tracing::info!(health = %bound, "serving /healthz /readyz /metrics");
-        if let Some(addr) = metrics.filter(|a| *a != health) {
-            let bound = self
-                .serve(addr, shutdown.clone())
-                .await
-                .with_context(|| format!("binding the metrics endpoint {addr}"))?;
-            tracing::info!(%bound, "serving /metrics");
-        }
+        tracing::info!(health = %bound, "serving /healthz /readyz");
+        let guarded = self.metrics().layer(axum::middleware::from_fn_with_state(
+            secure::Gate::new(client.clone()),
+            secure::guard,
+        ));
+        let bound = serve_router(addr, guarded, self.limits, Some(tls), shutdown.clone())
+            .await
+            .with_context(|| format!("binding the metrics endpoint {addr}"))?;
+        tracing::info!(%bound, "serving /metrics over HTTPS to callers allowed get on /metrics");
         Ok(())
     }
 
-    /// Binds `addr` and serves until `shutdown`; returns the bound address once bound (port
-    /// 0 picks a free one). While another process holds the port (MetalLB's speaker still
-    /// leaving the node during a switch, say), it waits for it, saying so every
-    /// [`BIND_RETRY`].
+    /// Binds `addr` and serves the three paths until `shutdown`; returns the bound address
+    /// once bound (port 0 picks a free one). While another process holds the port
+    /// (MetalLB's speaker still leaving the node during a switch, say), it waits for it,
+    /// saying so every [`BIND_RETRY`].
     pub(crate) async fn serve(
         &self,
         addr: SocketAddr,
         shutdown: CancellationToken,
     ) -> std::io::Result<SocketAddr> {
-        let listener = bind_when_free(addr, &shutdown).await?;
-        let bound = listener.local_addr()?;
-        let mut server = axum_server::from_tcp(listener.into_std()?)?;
-        self.limits.connections(server.http_builder());
-        let handle = axum_server::Handle::new();
-        let server = server
-            .handle(handle.clone())
-            .serve(self.router().into_make_service());
-        tokio::spawn(async move {
-            shutdown.cancelled().await;
-            handle.graceful_shutdown(Some(Duration::from_secs(1)));
-        });
-        tokio::spawn(async move {
-            if let Err(error) = server.await {
-                tracing::error!(%error, "http endpoint stopped");
-            }
-        });
-        Ok(bound)
+        serve_router(addr, self.router(), self.limits, None, shutdown).await
     }
+}
+
+/// Serves `router` on `addr` (over TLS with `tls`) until `shutdown`, as
+/// [`HealthAndMetrics::serve`] says.
+async fn serve_router(
+    addr: SocketAddr,
+    router: Router,
+    limits: Limits,
+    tls: Option<axum_server::tls_rustls::RustlsConfig>,
+    shutdown: CancellationToken,
+) -> std::io::Result<SocketAddr> {
+    let listener = bind_when_free(addr, &shutdown).await?.into_std()?;
+    let bound = listener.local_addr()?;
+    let handle = axum_server::Handle::new();
+    let service = router.into_make_service();
+    let server: std::pin::Pin<Box<dyn std::future::Future<Output = std::io::Result<()>> + Send>> =
+        match tls {
+            Some(tls) => {
+                let mut server = axum_server::tls_rustls::from_tcp_rustls(listener, tls)?;
+                limits.connections(server.http_builder());
+                Box::pin(server.handle(handle.clone()).serve(service))
+            }
+            None => {
+                let mut server = axum_server::from_tcp(listener)?;
+                limits.connections(server.http_builder());
+                Box::pin(server.handle(handle.clone()).serve(service))
+            }
+        };
+    tokio::spawn(async move {
+        shutdown.cancelled().await;
+        handle.graceful_shutdown(Some(Duration::from_secs(1)));
+    });
+    tokio::spawn(async move {
+        if let Err(error) = server.await {
+            tracing::error!(%error, "http endpoint stopped");
+        }
+    });
+    Ok(bound)
 }
 
 /// How often a port held by another process is tried again.
