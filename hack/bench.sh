@@ -23,9 +23,11 @@ done
 #                containerd, runc, the CNI plugins, the image's root file system, Debian's frr,
 #                the control plane);
 #   versus       ferrolb and MetalLB side by side on real nodes, and the switch from MetalLB to
-#                ferrolb (root, what traffic needs, and the go command for hack/metallb.sh).
+#                ferrolb (root, what traffic needs, and the go command for hack/metallb.sh);
+#   load         10,000 Services, a burst of 2,000 changes, then 100 changes a second for
+#                FERROLB_LOAD_MINUTES (5) on the lab (what converge needs).
 cargo build -q --release -p ferrolb
-for bench in lab converge l2_failover routers traffic versus; do
+for bench in lab converge l2_failover routers traffic versus load; do
     FERROLB_BIN="${CARGO_TARGET_DIR:-$PWD/target}/release/ferrolb" \
         cargo bench -q -p ferrolb-e2e --bench "$bench" -- "$@"
 done

@@ -18,159 +18,28 @@
 //! the control plane's namespace, in process, so no kubectl start-up is counted) and stops
 //! when `ip monitor route` in the router's namespace prints the route's arrival or deletion.
 
-use std::io::{BufRead as _, BufReader};
-use std::os::fd::AsFd as _;
+mod common;
+
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
+use anyhow::Result;
 use futures::{StreamExt as _, TryStreamExt as _};
-use k8s_openapi::api::core::v1::Service;
-use k8s_openapi::api::discovery::v1::EndpointSlice;
-use kube::api::{Api, DeleteParams, PostParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
-use serde_json::json;
+use kube::api::{DeleteParams, PostParams};
 
+use common::{
+    NAMESPACE, bgp_routes, endpoints, memory, monitor, percentile, service, slice_name, wait_line,
+    with_api,
+};
 use ferrolb_e2e::lab;
 use ferrolb_e2e::netns::Netns;
 use ferrolb_e2e::process::wait_for;
 
 const BULK: usize = 10_000;
 const PROBES: usize = 40;
-const NAMESPACE: &str = "bench";
 const BULK_POOL: &str = "10.100.0.0/16";
 /// Probe `i` asks for `10.101.0.{i + 1}`.
 const PROBE_POOL: &str = "10.101.0.0/24";
-
-fn percentile(values: &[f64], p: f64) -> f64 {
-    let mut sorted = values.to_vec();
-    sorted.sort_by(f64::total_cmp);
-    let rank = ((p / 100.0) * (sorted.len() as f64 - 1.0)).round() as usize;
-    sorted[rank.min(sorted.len() - 1)]
-}
-
-/// Takes the lab down however the bench ends.
-fn service(name: &str, ip: Option<&str>) -> Result<Service> {
-    let mut annotations = serde_json::Map::new();
-    if let Some(ip) = ip {
-        annotations.insert("metallb.io/loadBalancerIPs".into(), json!(ip));
-    }
-    Ok(serde_json::from_value(json!({
-        "apiVersion": "v1",
-        "kind": "Service",
-        "metadata": {"name": name, "namespace": NAMESPACE, "annotations": annotations},
-        "spec": {
-            "type": "LoadBalancer",
-            "selector": {"app": name},
-            "ports": [{"port": 80, "protocol": "TCP"}]
-        }
-    }))?)
-}
-
-/// The harness's EndpointSlice for Service `name` (there are no pods): ready endpoints on
-/// both nodes, under a `managed-by` of its own so kube-controller-manager leaves it alone.
-fn endpoints(name: &str, i: usize) -> Result<EndpointSlice> {
-    let (a, b) = (i / 250, i % 250 + 1);
-    let ready = json!({"ready": true, "serving": true, "terminating": false});
-    Ok(serde_json::from_value(json!({
-        "apiVersion": "discovery.k8s.io/v1",
-        "kind": "EndpointSlice",
-        "metadata": {
-            "name": slice_name(name),
-            "namespace": NAMESPACE,
-            "labels": {
-                "kubernetes.io/service-name": name,
-                "endpointslice.kubernetes.io/managed-by": "e2e.ferrolb.io"
-            }
-        },
-        "addressType": "IPv4",
-        "endpoints": [
-            {"addresses": [format!("10.244.{a}.{b}")], "nodeName": "n1", "conditions": ready},
-            {"addresses": [format!("10.245.{a}.{b}")], "nodeName": "n2", "conditions": ready}
-        ],
-        "ports": [{"port": 80, "protocol": "TCP"}]
-    }))?)
-}
-
-fn slice_name(service: &str) -> String {
-    format!("{service}-bench")
-}
-
-/// Runs `work` with API handles on EndpointSlices and Services in the bench namespace, on a thread
-/// that has entered the control plane's network namespace (where the API server's address is
-/// reachable), on a runtime of its own.
-fn with_api<T, F, Fut>(kubeconfig: &Path, work: F) -> Result<T>
-where
-    T: Send + 'static,
-    F: FnOnce(Api<EndpointSlice>, Api<Service>) -> Fut + Send + 'static,
-    Fut: std::future::Future<Output = Result<T>>,
-{
-    let kubeconfig = kubeconfig.to_path_buf();
-    std::thread::spawn(move || {
-        let file = std::fs::File::open(format!("/run/netns/{}", lab::ns("cp")))?;
-        nix::sched::setns(file.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET)
-            .context("entering the control plane's namespace")?;
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
-        runtime.block_on(async move {
-            let config = kube::Config::from_custom_kubeconfig(
-                Kubeconfig::read_from(&kubeconfig)?,
-                &KubeConfigOptions::default(),
-            )
-            .await?;
-            let client = kube::Client::try_from(config)?;
-            work(
-                Api::namespaced(client.clone(), NAMESPACE),
-                Api::namespaced(client, NAMESPACE),
-            )
-            .await
-        })
-    })
-    .join()
-    .map_err(|_| anyhow::anyhow!("the API thread panicked"))?
-}
-
-/// The router's routes in FIB, as `ip monitor route` reports them: (when, line).
-fn monitor() -> Result<(std::process::Child, Receiver<(Instant, String)>)> {
-    let mut child = Command::new("ip")
-        .args(["-n", &lab::ns("rtr"), "monitor", "route"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .context("starting ip monitor")?;
-    let stdout = child.stdout.take().context("no stdout")?;
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            if tx.send((Instant::now(), line)).is_err() {
-                break;
-            }
-        }
-    });
-    Ok((child, rx))
-}
-
-/// Waits for the first monitor line that `matches`; returns when it was read.
-fn wait_line(
-    rx: &Receiver<(Instant, String)>,
-    what: &str,
-    matches: impl Fn(&str) -> bool,
-) -> Result<Instant> {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match rx.recv_timeout(left) {
-            Ok((at, line)) if matches(&line) => return Ok(at),
-            Ok(_) => {}
-            Err(RecvTimeoutError::Timeout) => bail!("timed out waiting for {what}"),
-            Err(RecvTimeoutError::Disconnected) => bail!("ip monitor ended"),
-        }
-    }
-}
 
 /// The time of day in UTC to the microsecond, as the daemons' logs print it.
 fn clock() -> String {
@@ -185,31 +54,6 @@ fn clock() -> String {
         day % 60,
         since.subsec_micros()
     )
-}
-
-fn bgp_routes(router: &Netns) -> Result<usize> {
-    Ok(router
-        .ip(&["route", "show", "proto", "bgp"])?
-        .lines()
-        .filter(|l| !l.starts_with(char::is_whitespace))
-        .count())
-}
-
-fn memory(pid: u32) -> Result<(f64, f64)> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let field = |name: &str| -> Result<f64> {
-        let line = status
-            .lines()
-            .find(|l| l.starts_with(name))
-            .with_context(|| format!("no {name} for {pid}"))?;
-        let kib: f64 = line
-            .split_whitespace()
-            .nth(1)
-            .context("malformed status")?
-            .parse()?;
-        Ok(kib / 1024.0)
-    };
-    Ok((field("VmRSS:")?, field("VmHWM:")?))
 }
 
 fn run(dir: &Path) -> Result<()> {
