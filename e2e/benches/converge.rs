@@ -24,12 +24,11 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
-use futures::{StreamExt as _, TryStreamExt as _};
 use kube::api::{DeleteParams, PostParams};
 
 use common::{
-    NAMESPACE, bgp_routes, endpoints, memory, monitor, percentile, service, slice_name, wait_line,
-    with_api,
+    NAMESPACE, bgp_routes, create_bulk, endpoints, memory, monitor, percentile, service,
+    slice_name, wait_line, with_api,
 };
 use ferrolb_e2e::lab;
 use ferrolb_e2e::netns::Netns;
@@ -67,24 +66,7 @@ fn run(dir: &Path) -> Result<()> {
 
     // 10,000 Services with ready endpoints on both nodes.
     let started = Instant::now();
-    with_api(&kubeconfig, |eps, svcs| async move {
-        futures::stream::iter(0..BULK)
-            .map(|i| {
-                let (eps, svcs) = (eps.clone(), svcs.clone());
-                async move {
-                    let name = format!("bulk-{i}");
-                    eps.create(&PostParams::default(), &endpoints(&name, i)?)
-                        .await?;
-                    svcs.create(&PostParams::default(), &service(&name, None)?)
-                        .await?;
-                    anyhow::Ok(())
-                }
-            })
-            .buffer_unordered(32)
-            .try_collect::<Vec<()>>()
-            .await?;
-        anyhow::Ok(())
-    })?;
+    create_bulk(&kubeconfig, BULK)?;
     eprintln!(
         "created {BULK} Services and EndpointSlices in {:.1} s",
         started.elapsed().as_secs_f64()

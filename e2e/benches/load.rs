@@ -30,7 +30,8 @@ use kube::api::{DeleteParams, ListParams, PostParams};
 use pools::Pool;
 
 use common::{
-    NAMESPACE, bgp_routes, endpoints, memory, monitor, percentile, service, slice_name, with_api,
+    NAMESPACE, bgp_routes, create_bulk, endpoints, memory, monitor, percentile, service,
+    slice_name, with_api,
 };
 use ferrolb_e2e::lab;
 use ferrolb_e2e::netns::Netns;
@@ -179,24 +180,7 @@ fn run(dir: &Path) -> Result<()> {
 
     // 10,000 Services with ready endpoints on both nodes.
     let started = Instant::now();
-    with_api(&kubeconfig, |eps, svcs| async move {
-        futures::stream::iter(0..BULK)
-            .map(|i| {
-                let (eps, svcs) = (eps.clone(), svcs.clone());
-                async move {
-                    let name = format!("bulk-{i}");
-                    eps.create(&PostParams::default(), &endpoints(&name, i)?)
-                        .await?;
-                    svcs.create(&PostParams::default(), &service(&name, None)?)
-                        .await?;
-                    anyhow::Ok(())
-                }
-            })
-            .buffer_unordered(32)
-            .try_collect::<Vec<()>>()
-            .await?;
-        anyhow::Ok(())
-    })?;
+    create_bulk(&kubeconfig, BULK)?;
     let base = bgp_routes(&router)?;
     wait_for(
         "the router to hold the 10,000 routes",

@@ -10,9 +10,10 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use futures::{StreamExt as _, TryStreamExt as _};
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
-use kube::api::Api;
+use kube::api::{Api, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use serde_json::json;
 
@@ -177,4 +178,27 @@ pub(crate) fn memory(pid: u32) -> Result<(f64, f64)> {
         Ok(kib / 1024.0)
     };
     Ok((field("VmRSS:")?, field("VmHWM:")?))
+}
+
+/// Creates Services `bulk-0` … `bulk-{count - 1}`, each with its EndpointSlice (ready on both
+/// nodes), 32 requests at a time; the IPs come from the pools that assign automatically.
+pub(crate) fn create_bulk(kubeconfig: &Path, count: usize) -> Result<()> {
+    with_api(kubeconfig, move |eps, svcs| async move {
+        futures::stream::iter(0..count)
+            .map(|i| {
+                let (eps, svcs) = (eps.clone(), svcs.clone());
+                async move {
+                    let name = format!("bulk-{i}");
+                    eps.create(&PostParams::default(), &endpoints(&name, i)?)
+                        .await?;
+                    svcs.create(&PostParams::default(), &service(&name, None)?)
+                        .await?;
+                    anyhow::Ok(())
+                }
+            })
+            .buffer_unordered(32)
+            .try_collect::<Vec<()>>()
+            .await?;
+        anyhow::Ok(())
+    })
 }

@@ -66,11 +66,17 @@ impl CommonArgs {
         }
     }
 
-    fn secure_metrics(&self) -> Option<crate::http::secure::SecureMetrics> {
-        self.metrics_secure
-            .then(|| crate::http::secure::SecureMetrics {
-                cert_dir: self.metrics_cert_dir.clone(),
-            })
+    /// Where the probes and metrics are served, or the exit code of a bad address.
+    fn listeners(&self) -> Result<crate::http::Listeners, ExitCode> {
+        Ok(crate::http::Listeners {
+            health: self.health_addr,
+            metrics: parse_metrics_addr(&self.metrics_addr)?,
+            secure_metrics: self
+                .metrics_secure
+                .then(|| crate::http::secure::SecureMetrics {
+                    cert_dir: self.metrics_cert_dir.clone(),
+                }),
+        })
     }
 }
 
@@ -200,8 +206,8 @@ fn parse_metrics_addr(text: &str) -> Result<Option<SocketAddr>, ExitCode> {
 /// Runs `ferrolb speaker`.
 pub(super) fn speaker(args: SpeakerArgs) -> ExitCode {
     init_logging(args.common.log_format);
-    let metrics_addr = match parse_metrics_addr(&args.common.metrics_addr) {
-        Ok(addr) => addr,
+    let listeners = match args.common.listeners() {
+        Ok(listeners) => listeners,
         Err(code) => return code,
     };
     let base = match std::fs::read_to_string(&args.exclude_interfaces_file) {
@@ -239,7 +245,6 @@ pub(super) fn speaker(args: SpeakerArgs) -> ExitCode {
         isolated_after: (args.ml_isolated_ms > 0)
             .then(|| Duration::from_millis(args.ml_isolated_ms)),
     };
-    let secure_metrics = args.common.secure_metrics();
     let options = speaker::Options {
         l2,
         scope: args.common.scope(),
@@ -251,9 +256,7 @@ pub(super) fn speaker(args: SpeakerArgs) -> ExitCode {
             config_dir: args.frr_config_dir,
             reload_script: args.frr_reload,
         },
-        health_addr: args.common.health_addr,
-        metrics_addr,
-        secure_metrics,
+        listeners,
         coalesce: Duration::from_millis(args.common.coalesce_ms),
         poll: Duration::from_secs(args.poll_seconds.max(1)),
         ignore_exclude_label: args.ignore_exclude_lb,
@@ -337,8 +340,8 @@ fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
 /// Runs `ferrolb controller`.
 pub(super) fn controller(args: ControllerArgs) -> ExitCode {
     init_logging(args.common.log_format);
-    let metrics_addr = match parse_metrics_addr(&args.common.metrics_addr) {
-        Ok(addr) => addr,
+    let listeners = match args.common.listeners() {
+        Ok(listeners) => listeners,
         Err(code) => return code,
     };
     if args.lease_grace >= args.lease_duration {
@@ -349,7 +352,6 @@ pub(super) fn controller(args: ControllerArgs) -> ExitCode {
         return ExitCode::from(2);
     }
     let namespace = args.common.namespace.clone();
-    let secure_metrics = args.common.secure_metrics();
     let options = controller::Options {
         scope: args.common.scope(),
         namespace: args.common.namespace,
@@ -358,9 +360,7 @@ pub(super) fn controller(args: ControllerArgs) -> ExitCode {
         lease_name: args.lease_name,
         lease_duration: Duration::from_secs(args.lease_duration),
         lease_grace: Duration::from_secs(args.lease_grace),
-        metrics_addr,
-        health_addr: args.common.health_addr,
-        secure_metrics,
+        listeners,
         coalesce: Duration::from_millis(args.common.coalesce_ms),
         webhook: args
             .webhook_addr

@@ -21,7 +21,6 @@ pub(crate) mod writer;
 #[cfg(test)]
 mod tests;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -58,12 +57,8 @@ pub(crate) struct Options {
     pub lease_duration: Duration,
     /// How long before expiry the holder renews.
     pub lease_grace: Duration,
-    /// Where `/metrics` (and the probes) are served; `None` disables it.
-    pub metrics_addr: Option<SocketAddr>,
-    /// Where `/healthz` and `/readyz` (and metrics) are served.
-    pub health_addr: SocketAddr,
-    /// `/metrics` over HTTPS to callers the API server allows; `None` for plain HTTP.
-    pub secure_metrics: Option<crate::http::secure::SecureMetrics>,
+    /// Where the probes and metrics are served.
+    pub listeners: crate::http::Listeners,
     /// How long a burst of changes is gathered before a pass (see `controller::gather`).
     pub coalesce: Duration,
     /// The validating webhook; `None` to serve none.
@@ -117,13 +112,7 @@ pub(crate) async fn run(options: Options, shutdown: CancellationToken) -> anyhow
         metrics,
         client,
         ready,
-    } = start::<Metrics>(
-        options.health_addr,
-        options.metrics_addr,
-        options.secure_metrics.as_ref(),
-        &shutdown,
-    )
-    .await?;
+    } = start::<Metrics>(&options.listeners, &shutdown).await?;
 
     let changes = Arc::new(Changes::new(metrics.client.updates.clone()));
     let caches = Caches::start(&client, &options.namespace, &changes);

@@ -402,9 +402,11 @@ fn options() -> super::Options {
         lease_name: "ferrolb-controller".to_string(),
         lease_duration: Duration::from_secs(5),
         lease_grace: Duration::from_secs(2),
-        metrics_addr: None,
-        health_addr: "127.0.0.1:0".parse().expect("address"),
-        secure_metrics: None,
+        listeners: crate::http::Listeners {
+            health: "127.0.0.1:0".parse().expect("address"),
+            metrics: None,
+            secure_metrics: None,
+        },
         coalesce: Duration::from_millis(10),
         webhook: None,
     }

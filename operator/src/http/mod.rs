@@ -30,6 +30,18 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tower_http::timeout::TimeoutLayer;
 
+/// Where a daemon serves its probes and metrics, and how.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Listeners {
+    /// `/healthz` and `/readyz`, and `/metrics` unless it is secured.
+    pub health: SocketAddr,
+    /// `/metrics` too; `None` for nowhere else.
+    pub metrics: Option<SocketAddr>,
+    /// `/metrics` over HTTPS to callers the API server allows, on `metrics` alone; `None`
+    /// for plain HTTP.
+    pub secure_metrics: Option<secure::SecureMetrics>,
+}
+
 /// What one client may take of a listener.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Limits {

@@ -2,7 +2,6 @@
 //! listeners), the clock as the API writes it, gathering bursts of changes, retry waits, and
 //! glibc's memory tuning.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
@@ -76,9 +75,7 @@ pub(crate) struct Started<M> {
 /// client from the in-cluster configuration or `KUBECONFIG`, and the health and metrics
 /// listeners serving its metrics.
 pub(crate) async fn start<M: DaemonMetrics>(
-    health_addr: SocketAddr,
-    metrics_addr: Option<SocketAddr>,
-    secure_metrics: Option<&crate::http::secure::SecureMetrics>,
+    listeners: &crate::http::Listeners,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<Started<M>> {
     limit_malloc_arenas();
@@ -91,9 +88,12 @@ pub(crate) async fn start<M: DaemonMetrics>(
     let ready = Arc::new(AtomicBool::new(false));
     HealthAndMetrics::new(registry, Arc::clone(&ready))
         .serve_both(
-            health_addr,
-            metrics_addr,
-            secure_metrics.map(|secure| (secure, &client)),
+            listeners.health,
+            listeners.metrics,
+            listeners
+                .secure_metrics
+                .as_ref()
+                .map(|secure| (secure, &client)),
             shutdown,
         )
         .await?;

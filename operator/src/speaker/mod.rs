@@ -31,7 +31,6 @@ pub(crate) mod proxy;
 pub(crate) mod status;
 
 use std::borrow::Cow;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -92,12 +91,8 @@ pub struct Options {
     pub scope: ServiceScope,
     /// The FRR instance driven.
     pub frr: FrrTarget,
-    /// Where `/healthz`, `/readyz` and `/metrics` are served.
-    pub health_addr: SocketAddr,
-    /// Where `/metrics` is also served; `None` for none.
-    pub metrics_addr: Option<SocketAddr>,
-    /// `/metrics` over HTTPS to callers the API server allows; `None` for plain HTTP.
-    pub secure_metrics: Option<crate::http::secure::SecureMetrics>,
+    /// Where the probes and metrics are served.
+    pub listeners: crate::http::Listeners,
     /// How long a burst of changes is gathered before a pass (see `earliest_next`).
     pub coalesce: Duration,
     /// How often FRR's state is polled and its configuration checked.
@@ -130,13 +125,7 @@ pub async fn run(options: Options, shutdown: CancellationToken) -> anyhow::Resul
         metrics,
         client,
         ready,
-    } = start::<Metrics>(
-        options.health_addr,
-        options.metrics_addr,
-        options.secure_metrics.as_ref(),
-        &shutdown,
-    )
-    .await?;
+    } = start::<Metrics>(&options.listeners, &shutdown).await?;
 
     let slices_v1 = cache::serves_endpoint_slices_v1(&client)
         .await
