@@ -106,7 +106,7 @@ fn fix_icmpv6_checksum(frame: &mut [u8]) {
 
 /// A manifest (YAML or JSON, any metallb.io kind, Services, Nodes), as `ferrolb validate`,
 /// `render` and the controller read it: read, loaded, and when it loads, allocated and
-/// rendered to frr.conf for its first node. Checked: every allocated IP is in a pool.
+/// rendered to frr.conf for its first node. Checked: every IP allocated from a pool is in it.
 pub fn manifest(data: &[u8]) {
     let Some(text) = text(data) else { return };
     let Ok(read) = crate::manifest::parse(text, "fuzz", NAMESPACE) else {
@@ -120,11 +120,18 @@ pub fn manifest(data: &[u8]) {
         return;
     };
     let scope = ServiceScope::default();
+    // IPs ferrolb hands out come from the pool the decision names. (A Service of another
+    // loadBalancerClass keeps whatever its own implementation wrote: no pool, not checked.)
     for decision in crate::dry_run::allocate(&config, &objects, &scope).values() {
+        let Some(name) = &decision.pool else { continue };
+        let pool = config
+            .pools
+            .get(name)
+            .unwrap_or_else(|| panic!("{}: allocated from {name}, not a pool", decision.key));
         for ip in &decision.ingress {
             assert!(
-                config.pool_of(&[*ip]).is_some(),
-                "{}: {ip} allocated outside the pools",
+                pool.contains(*ip),
+                "{}: {ip} allocated from {name}, outside it",
                 decision.key
             );
         }
