@@ -70,6 +70,16 @@ mod pools {
     }
 }
 
+/// A delete's outcome, a Service already gone counted as done (under load the API client
+/// may send a delete again after the first one went through).
+fn gone<T>(outcome: kube::Result<T>) -> Result<()> {
+    match outcome {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+        Err(error) => Err(error.into()),
+    }
+}
+
 /// The IPv4 prefixes of BGP routes in the router's FIB.
 fn fib(router: &Netns) -> Result<BTreeSet<Ipv4Addr>> {
     Ok(router
@@ -212,7 +222,7 @@ fn run(dir: &Path) -> Result<()> {
                 async move {
                     if j % 2 == 0 {
                         let name = format!("bulk-{}", j / 2);
-                        svcs.delete(&name, &DeleteParams::default()).await?;
+                        gone(svcs.delete(&name, &DeleteParams::default()).await)?;
                         let _ = eps
                             .delete(&slice_name(&name), &DeleteParams::default())
                             .await;
@@ -291,7 +301,7 @@ fn run(dir: &Path) -> Result<()> {
                 let name = format!("stream-{k}");
                 tasks.spawn(async move {
                     let _permit = permit;
-                    svcs.delete(&name, &DeleteParams::default()).await?;
+                    gone(svcs.delete(&name, &DeleteParams::default()).await)?;
                     let _ = eps
                         .delete(&slice_name(&name), &DeleteParams::default())
                         .await;
