@@ -525,3 +525,66 @@ fn explain_answers_from_files() {
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out.stderr).contains("Service shop/nope is not in the input"));
 }
+
+/// A kubeconfig for an API server that is not there: a loopback port nothing listens on.
+fn kubeconfig_for_nobody(dir: &Path) -> PathBuf {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let path = dir.join("kubeconfig");
+    std::fs::write(
+        &path,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: gone\n  cluster: {{server: \"https://127.0.0.1:{port}\", insecure-skip-tls-verify: true}}\nusers:\n- name: u\n  user: {{token: t}}\ncontexts:\n- name: c\n  context: {{cluster: gone, user: u}}\ncurrent-context: c\n"
+        ),
+    )
+    .expect("writing the kubeconfig");
+    path
+}
+
+#[test]
+fn daemons_started_while_the_api_server_is_away_wait_for_it() {
+    let dir = std::env::temp_dir().join(format!("ferrolb-cli-away-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("a scratch directory");
+    let kubeconfig = kubeconfig_for_nobody(&dir);
+    for (daemon, extra, step) in [
+        ("controller", &[][..], "setting up the Lease"),
+        (
+            "speaker",
+            &["--node-name", "n1"][..],
+            "asking the API server for discovery.k8s.io/v1",
+        ),
+    ] {
+        let log = dir.join(format!("{daemon}.log"));
+        let out = std::fs::File::create(&log).expect("a log file");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_ferrolb"))
+            .arg(daemon)
+            .args(extra)
+            .args(["--health-addr", "127.0.0.1:0", "--metrics-addr", "none"])
+            .env("KUBECONFIG", &kubeconfig)
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().expect("the log file"))
+            .stderr(out)
+            .spawn()
+            .expect("starting ferrolb");
+        std::thread::sleep(std::time::Duration::from_secs(3));
+        let exited = child.try_wait().expect("asking after ferrolb");
+        let _ = child.kill();
+        let _ = child.wait();
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        assert!(
+            exited.is_none(),
+            "{daemon} exited ({exited:?}) instead of waiting for the API server:\n{text}"
+        );
+        let retries = text
+            .lines()
+            .filter(|l| l.contains(step) && l.contains("failed; retrying"))
+            .count();
+        assert!(
+            retries >= 2,
+            "{daemon} did not say it was retrying {step:?}:\n{text}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

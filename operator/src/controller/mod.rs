@@ -25,14 +25,13 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use anyhow::Context;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::Client;
 use kube_lease_manager::LeaseManagerBuilder;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::LoadOptions;
-use crate::shell::runtime::{RETRY_MAX, RETRY_MIN, Started, gather, now, start};
+use crate::shell::runtime::{RETRY_MAX, RETRY_MIN, Started, gather, now, start, until_done};
 use crate::shell::watch::Changes;
 use crate::views::ServiceScope;
 use cache::Caches;
@@ -117,10 +116,13 @@ pub(crate) async fn run(options: Options, shutdown: CancellationToken) -> anyhow
     let changes = Arc::new(Changes::new(metrics.client.updates.clone()));
     let caches = Caches::start(&client, &options.namespace, &changes);
 
-    let manager = lease(client.clone(), &options)
-        .build()
-        .await
-        .context("setting up the Lease")?;
+    let Some(manager) = until_done("setting up the Lease", &shutdown, || {
+        lease(client.clone(), &options).build()
+    })
+    .await
+    else {
+        return Ok(());
+    };
     let (mut leading, mut lease_task) = manager.watch().await;
     let released = watch_releases(client.clone(), &options);
 
@@ -186,10 +188,13 @@ pub(crate) async fn run(options: Options, shutdown: CancellationToken) -> anyhow
                     // a fresh one contends at once.
                     tracing::info!(lease = %options.lease_name, "Lease released by its holder; contending");
                     lease_task.abort();
-                    let manager = lease(client.clone(), &options)
-                        .build()
-                        .await
-                        .context("setting up the Lease")?;
+                    let Some(manager) = until_done("setting up the Lease", &shutdown, || {
+                        lease(client.clone(), &options).build()
+                    })
+                    .await
+                    else {
+                        break 'terms;
+                    };
                     (leading, lease_task) = manager.watch().await;
                 }
                 () = shutdown.cancelled() => break 'terms,

@@ -19,6 +19,58 @@ pub(crate) const RETRY_MIN: Duration = Duration::from_millis(200);
 /// The longest wait between tries.
 pub(crate) const RETRY_MAX: Duration = Duration::from_secs(30);
 
+/// The longest wait between tries of a step a daemon cannot start without.
+pub(crate) const START_RETRY_MAX: Duration = Duration::from_secs(5);
+
+/// Runs `step` (one the daemon cannot start without: asking the API server what it serves,
+/// setting up the Lease) until it succeeds, waiting [`RETRY_MIN`] and doubling up to
+/// [`START_RETRY_MAX`] between tries, with a warning naming `what` each time; `None` once
+/// `shutdown` is cancelled. A daemon started while the API server is away (restarted with it,
+/// or on a node cut off from it) waits for it instead of exiting, so it is ready the moment
+/// the API server is back rather than after a supervisor's back-off.
+pub(crate) async fn until_done<T, E, F, Fut>(
+    what: &str,
+    shutdown: &CancellationToken,
+    mut step: F,
+) -> Option<T>
+where
+    E: std::fmt::Display,
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, E>>,
+{
+    let mut wait = RETRY_MIN;
+    let mut tries: u32 = 0;
+    loop {
+        let outcome = tokio::select! {
+            outcome = step() => outcome,
+            () = shutdown.cancelled() => return None,
+        };
+        match outcome {
+            Ok(value) => {
+                if tries > 0 {
+                    tracing::info!(what, tries = tries + 1, "done after retrying");
+                }
+                return Some(value);
+            }
+            Err(error) => {
+                tries += 1;
+                tracing::warn!(
+                    what,
+                    tries,
+                    error = %error,
+                    retry_in_ms = wait.as_millis() as u64,
+                    "failed; retrying"
+                );
+            }
+        }
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            () = shutdown.cancelled() => return None,
+        }
+        wait = (wait * 2).min(START_RETRY_MAX);
+    }
+}
+
 /// Hands memory the allocator holds but no longer uses back to the kernel. glibc keeps what
 /// a burst freed (the first list of 10,000 objects, a pass over them) in its arenas, so the
 /// resident set stays at the peak; after a trim it is what is live.

@@ -35,7 +35,6 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::ConfigurationStateStatus;
@@ -43,7 +42,9 @@ use crate::config::LoadOptions;
 use crate::frr::NodeFacts;
 use crate::frr::apply::{Applier, ApplyPath, FrrTarget};
 use crate::frr::bfd_hold::{self, BfdHold};
-use crate::shell::runtime::{RETRY_MAX, RETRY_MIN, Started, now, release_free_memory, start};
+use crate::shell::runtime::{
+    RETRY_MAX, RETRY_MIN, Started, now, release_free_memory, start, until_done,
+};
 use crate::shell::state::{StateTarget, apply_configuration_state};
 use crate::shell::watch::Changes;
 use crate::views::ServiceScope;
@@ -127,9 +128,15 @@ pub async fn run(options: Options, shutdown: CancellationToken) -> anyhow::Resul
         ready,
     } = start::<Metrics>(&options.listeners, &shutdown).await?;
 
-    let slices_v1 = cache::serves_endpoint_slices_v1(&client)
-        .await
-        .context("asking the API server for discovery.k8s.io/v1")?;
+    let asked = until_done(
+        "asking the API server for discovery.k8s.io/v1",
+        &shutdown,
+        || cache::serves_endpoint_slices_v1(&client),
+    )
+    .await;
+    let Some(slices_v1) = asked else {
+        return Ok(());
+    };
     if !slices_v1 {
         anyhow::bail!(
             "the API server does not serve discovery.k8s.io/v1 EndpointSlices: ferrolb needs Kubernetes 1.21 or newer"
