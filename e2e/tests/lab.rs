@@ -573,6 +573,22 @@ fn restarts(
         "after bgpd's restart a session to BIRD or GoBGP came up more than once:\n{}",
         others::bird(dir).log()
     );
+    // bgpd got its whole part back: every prefix-list and route-map line of n1's merged
+    // configuration is in bgpd's own. (zebra keeps its copies of the prefix-lists through
+    // bgpd's restart, so the merged view shows them either way; a bgpd without them matches
+    // every route against the missing lists and announces every pool to every peer.)
+    let merged = Frr::client(&dir.join("n1"), "ferrolb-n1").vtysh("show running-config")?;
+    let own = bgpd_running_config(dir, "n1")?;
+    for line in merged.lines().filter(|l| {
+        l.starts_with("ip prefix-list")
+            || l.starts_with("ipv6 prefix-list")
+            || l.starts_with("route-map ")
+    }) {
+        assert!(
+            own.lines().any(|o| o == line),
+            "n1's bgpd lacks {line:?} after its restart; its own configuration:\n{own}"
+        );
+    }
 
     // The controller restarts: no Service changes IP, and new Services still get one.
     let ips = |k: &Kubectl| -> Result<Vec<(String, String)>> {
@@ -624,6 +640,21 @@ fn password(kubectl: &Kubectl, router: &Netns, rr: &Netns, web: &str) -> Result<
     kubectl.apply(&secret(lab::RR_PASSWORD))?;
     wait_hops(rr, web, &[N1, N2])?;
     Ok(())
+}
+
+/// bgpd's own running configuration on node `node` (`vtysh -d bgpd`), not vtysh's merged view.
+fn bgpd_running_config(dir: &std::path::Path, node: &str) -> Result<String> {
+    let out = Netns::attach(&format!("ferrolb-{node}"))
+        .command(dir.join(node).join("bin/vtysh"))
+        .args(["-d", "bgpd", "-c", "show running-config"])
+        .output()?;
+    if !out.status.success() {
+        bail!(
+            "vtysh -d bgpd on {node}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 /// The MACs that answered an `arping` run.

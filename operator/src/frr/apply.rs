@@ -33,7 +33,7 @@ use super::delta::{self, FrrDelta};
 use super::dialect::{Dialect, version_of_show_version};
 use super::model::FrrConfig;
 use super::render::{self, RenderError};
-use super::running::{first_difference, is_blank, normalise_running, same_configuration};
+use super::running::{first_difference, is_blank, lacking, normalise_running, same_configuration};
 use super::vty::{Vty, VtyError};
 
 mod target;
@@ -231,6 +231,76 @@ impl Applier {
         self.target.running_config().await
     }
 
+    /// The first daemon that lacks lines of its part of the applied configuration (bgpd
+    /// restarted empty beside a zebra that still mirrors the prefix-lists, which vtysh's
+    /// merged view prints as if nothing were missing), said for a log; `None` when none does
+    /// or the daemons cannot be asked one by one.
+    pub async fn daemon_lacking(&mut self) -> Option<String> {
+        let text = self.applied_text()?.to_string();
+        let dialect = self.dialect();
+        let parts = match self.direct().await?.running_configs().await {
+            Ok(parts) => parts,
+            Err(error) => {
+                self.vty_failed(&error);
+                return None;
+            }
+        };
+        parts
+            .iter()
+            .find_map(|(daemon, running)| lacking(&text, daemon, running, dialect))
+    }
+
+    /// Types its whole part of `model` into each daemon that lacks lines of it while FRR as a
+    /// whole is not blank (a daemon restarted alone): frr-reload.py and a delta both work
+    /// from the merged view, in which the other daemons' copies hide what it lost.
+    async fn restore_lacking(&mut self, model: &FrrConfig, text: &str) {
+        let dialect = self.dialect();
+        let Some(vty) = self.direct().await else {
+            return;
+        };
+        let parts = match vty.running_configs().await {
+            Ok(parts) => parts,
+            Err(error) => {
+                self.vty_failed(&error);
+                return;
+            }
+        };
+        let merged: String = parts.iter().map(|(_, t)| t.as_str()).collect();
+        if is_blank(&merged) {
+            // A fresh FRR: the whole configuration goes in as one delta from nothing.
+            return;
+        }
+        let mut reasons = Vec::new();
+        let daemons: Vec<String> = parts
+            .iter()
+            .filter_map(|(daemon, running)| {
+                let reason = lacking(text, daemon, running, dialect)?;
+                reasons.push(reason);
+                Some(daemon.clone())
+            })
+            .collect();
+        if daemons.is_empty() {
+            return;
+        }
+        let Ok(delta) = delta::diff(&blank(model), model) else {
+            return;
+        };
+        let Some(vty) = self.direct().await else {
+            return;
+        };
+        match vty.configure_only(&delta.commands, &daemons, dialect).await {
+            Ok(()) => tracing::warn!(
+                daemons = ?daemons,
+                reasons = %reasons.join("; "),
+                "FRR daemons had lost their part of the configuration (restarted alone); typed it into them again"
+            ),
+            Err(error) => {
+                tracing::warn!(%error, daemons = ?daemons, "typing their part into FRR daemons that lost it");
+                self.vty_failed(&error);
+            }
+        }
+    }
+
     /// Output of one `show` command on `daemon` (by its socket, else through vtysh).
     pub async fn query(&mut self, daemon: &str, command: &str) -> Result<String, ApplyError> {
         if let Some(vty) = self.direct().await {
@@ -339,6 +409,9 @@ impl Applier {
                 self.applied = None;
             }
             return Err(e);
+        }
+        if self.applied.is_none() {
+            self.restore_lacking(model, &text).await;
         }
         if self.applied.is_none()
             && let Ok(running) = self.running_config().await

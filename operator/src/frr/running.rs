@@ -153,6 +153,51 @@ pub fn first_difference(expected: &str, running: &str) -> String {
 mod tests {
     use super::*;
 
+    const RENDERED: &str = "frr version 10.3
+frr defaults traditional
+log stdout informational
+!
+ip prefix-list 10.0.0.1-plain-ipv4 seq 1 permit 192.0.2.0/28 le 32
+!
+route-map 10.0.0.1-out permit 1
+ match ip address prefix-list 10.0.0.1-plain-ipv4
+ set community 64512:1 additive
+exit
+!
+bfd
+ profile fast
+  receive-interval 100
+ exit
+ !
+exit
+!
+router bgp 64512
+ neighbor 10.0.0.1 remote-as 64513
+exit
+!
+";
+
+    #[test]
+    fn each_daemon_must_hold_its_own_part() {
+        let dialect = crate::frr::Dialect::Frr10;
+        let bgpd = owned_part(RENDERED, "bgpd", dialect);
+        assert!(bgpd.contains("ip prefix-list 10.0.0.1-plain-ipv4"), "{bgpd}");
+        assert!(bgpd.contains(" set community 64512:1 additive"), "{bgpd}");
+        assert!(bgpd.contains("router bgp 64512"), "{bgpd}");
+        assert!(!bgpd.contains("bfd") && !bgpd.contains("frr version"), "{bgpd}");
+        let bfdd = owned_part(RENDERED, "bfdd", dialect);
+        assert!(bfdd.starts_with("bfd\n profile fast\n"), "{bfdd}");
+        assert!(!bfdd.contains("router bgp"), "{bfdd}");
+        // bgpd restarted empty while zebra kept its copy of the list: the merged view has
+        // everything, bgpd's own configuration lacks the list and the route-map.
+        let restarted = "router bgp 64512\n neighbor 10.0.0.1 remote-as 64513\nexit\n";
+        let zebra = "ip prefix-list 10.0.0.1-plain-ipv4 seq 1 permit 192.0.2.0/28 le 32\nroute-map 10.0.0.1-out permit 1\n match ip address prefix-list 10.0.0.1-plain-ipv4\nexit\n";
+        let said = lacking(RENDERED, "bgpd", restarted, dialect).expect("bgpd lacks its lists");
+        assert!(said.starts_with("bgpd lacks 4 line(s)"), "{said}");
+        assert_eq!(lacking(RENDERED, "zebra", zebra, dialect), None);
+        assert_eq!(lacking(RENDERED, "bgpd", &owned_part(RENDERED, "bgpd", dialect), dialect), None);
+    }
+
     #[test]
     fn running_config_loses_the_host_dependent_lines() {
         let output = "% The route-map 'x' does not exist.\nBuilding configuration...\n\nCurrent configuration:\n!\nfrr version 8.4.4\nfrr defaults traditional\nhostname vm\nservice integrated-vtysh-config\nlog stdout informational\n!\nend\n";
@@ -198,4 +243,57 @@ mod tests {
         assert!(!same_configuration(rendered, &other));
         assert!(!same_configuration(rendered, zebra));
     }
+}
+
+/// The part of `rendered` (FRR's running-configuration form) that `daemon` must hold: each
+/// top-level line or block whose owners ([`crate::frr::commands::daemons::owners`]) name
+/// it — bgpd's prefix-lists, route-maps and `router bgp`, bfdd's `bfd`, zebra's `ip nht`.
+/// Lines every daemon holds (`log …`) and lines FRR prints for itself are left out.
+pub(crate) fn owned_part(rendered: &str, daemon: &str, dialect: crate::frr::Dialect) -> String {
+    let mut out = String::new();
+    let mut taking = false;
+    for line in rendered.lines() {
+        let top = !line.starts_with(' ') && line != "exit" && line != "!";
+        if top {
+            taking = crate::frr::commands::daemons::owners(line, dialect)
+                .is_some_and(|(must, _)| must.contains(&daemon));
+        }
+        if taking && line != "!" {
+            out.push_str(line);
+            out.push('\n');
+        }
+        if line == "exit" || line == "!" {
+            taking = false;
+        }
+    }
+    out
+}
+
+/// What `daemon`'s own running configuration `running` lacks of the part of `rendered` it
+/// must hold ([`owned_part`]), for messages; `None` when it lacks nothing.
+pub(crate) fn lacking(
+    rendered: &str,
+    daemon: &str,
+    running: &str,
+    dialect: crate::frr::Dialect,
+) -> Option<String> {
+    let part = owned_part(rendered, daemon, dialect);
+    if part.is_empty() {
+        return None;
+    }
+    let have = canonical(running);
+    let missing: Vec<String> = canonical(&part)
+        .into_iter()
+        .filter(|l| have.binary_search(l).is_err())
+        .collect();
+    if missing.is_empty() {
+        return None;
+    }
+    let shown: Vec<String> = missing.iter().take(3).map(|l| format!("{l:?}")).collect();
+    Some(format!(
+        "{daemon} lacks {} line(s) of its part: {}{}",
+        missing.len(),
+        shown.join(", "),
+        if missing.len() > 3 { " …" } else { "" }
+    ))
 }

@@ -210,8 +210,32 @@ impl Vty {
         exec: &[String],
         dialect: Dialect,
     ) -> Result<(), VtyError> {
+        self.configure_on(commands, exec, dialect, None).await
+    }
+
+    /// [`Vty::configure`] on the daemons in `only` alone: what each of them holds of
+    /// `commands`, copies included, typed into it and into no other.
+    pub(crate) async fn configure_only(
+        &mut self,
+        commands: &[String],
+        only: &[String],
+        dialect: Dialect,
+    ) -> Result<(), VtyError> {
+        self.configure_on(commands, &[], dialect, Some(only)).await
+    }
+
+    async fn configure_on(
+        &mut self,
+        commands: &[String],
+        exec: &[String],
+        dialect: Dialect,
+        only: Option<&[String]>,
+    ) -> Result<(), VtyError> {
         let available: Vec<&str> = self.daemons().collect();
-        let routed = route(commands, &available, dialect)?;
+        let mut routed = route(commands, &available, dialect)?;
+        if let Some(only) = only {
+            routed.retain(|(daemon, _)| only.contains(daemon));
+        }
         for (daemon, lines) in &routed {
             let (open, close) = dialect.batch(daemon);
             let mut script: Vec<&str> = Vec::with_capacity(lines.len() + open.len() + close.len());
@@ -249,13 +273,24 @@ impl Vty {
     /// [`normalise_running`] does, concatenated. Compared by canonical form, this is what
     /// vtysh prints: vtysh merges the daemons' parts and prints shared lines once.
     pub(crate) async fn running_config(&mut self) -> Result<String, VtyError> {
+        Ok(self
+            .running_configs()
+            .await?
+            .into_iter()
+            .map(|(_, text)| text)
+            .collect())
+    }
+
+    /// Each daemon's own running configuration, normalised: what vtysh's merged view hides
+    /// (a line one daemon lost while another still holds its copy).
+    pub(crate) async fn running_configs(&mut self) -> Result<Vec<(String, String)>, VtyError> {
         let daemons: Vec<String> = self.connections.keys().cloned().collect();
-        let mut text = String::new();
+        let mut out = Vec::with_capacity(daemons.len());
         for daemon in daemons {
-            let out = self.query(&daemon, "show running-config").await?;
-            text.push_str(&normalise_running(&out));
+            let text = self.query(&daemon, "show running-config").await?;
+            out.push((daemon, normalise_running(&text)));
         }
-        Ok(text)
+        Ok(out)
     }
 }
 

@@ -72,14 +72,18 @@ pub(super) fn observe_sessions(hold: &mut BfdHold, sessions: &[sessions::BgpSess
 /// How FRR's running configuration differs from what was applied, if it does.
 pub(super) async fn drifted(applier: &mut Applier) -> Option<String> {
     applier.applied_text()?;
-    match applier.running_config().await {
+    let merged = match applier.running_config().await {
         Ok(running) => applier
             .applied_text()
             .filter(|applied| !same_configuration(applied, &running))
             .map(|applied| first_difference(applied, &running)),
         Err(error) => {
             tracing::warn!(%error, "reading FRR's running configuration");
-            None
+            return None;
         }
+    };
+    match merged {
+        Some(difference) => Some(difference),
+        None => applier.daemon_lacking().await,
     }
 }
