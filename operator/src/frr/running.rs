@@ -149,102 +149,6 @@ pub fn first_difference(expected: &str, running: &str) -> String {
     )
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    const RENDERED: &str = "frr version 10.3
-frr defaults traditional
-log stdout informational
-!
-ip prefix-list 10.0.0.1-plain-ipv4 seq 1 permit 192.0.2.0/28 le 32
-!
-route-map 10.0.0.1-out permit 1
- match ip address prefix-list 10.0.0.1-plain-ipv4
- set community 64512:1 additive
-exit
-!
-bfd
- profile fast
-  receive-interval 100
- exit
- !
-exit
-!
-router bgp 64512
- neighbor 10.0.0.1 remote-as 64513
-exit
-!
-";
-
-    #[test]
-    fn each_daemon_must_hold_its_own_part() {
-        let dialect = crate::frr::Dialect::Frr10;
-        let bgpd = owned_part(RENDERED, "bgpd", dialect);
-        assert!(bgpd.contains("ip prefix-list 10.0.0.1-plain-ipv4"), "{bgpd}");
-        assert!(bgpd.contains(" set community 64512:1 additive"), "{bgpd}");
-        assert!(bgpd.contains("router bgp 64512"), "{bgpd}");
-        assert!(!bgpd.contains("bfd") && !bgpd.contains("frr version"), "{bgpd}");
-        let bfdd = owned_part(RENDERED, "bfdd", dialect);
-        assert!(bfdd.starts_with("bfd\n profile fast\n"), "{bfdd}");
-        assert!(!bfdd.contains("router bgp"), "{bfdd}");
-        // bgpd restarted empty while zebra kept its copy of the list: the merged view has
-        // everything, bgpd's own configuration lacks the list and the route-map.
-        let restarted = "router bgp 64512\n neighbor 10.0.0.1 remote-as 64513\nexit\n";
-        let zebra = "ip prefix-list 10.0.0.1-plain-ipv4 seq 1 permit 192.0.2.0/28 le 32\nroute-map 10.0.0.1-out permit 1\n match ip address prefix-list 10.0.0.1-plain-ipv4\nexit\n";
-        let said = lacking(RENDERED, "bgpd", restarted, dialect).expect("bgpd lacks its lists");
-        assert!(said.starts_with("bgpd lacks 4 line(s)"), "{said}");
-        assert_eq!(lacking(RENDERED, "zebra", zebra, dialect), None);
-        assert_eq!(lacking(RENDERED, "bgpd", &owned_part(RENDERED, "bgpd", dialect), dialect), None);
-    }
-
-    #[test]
-    fn running_config_loses_the_host_dependent_lines() {
-        let output = "% The route-map 'x' does not exist.\nBuilding configuration...\n\nCurrent configuration:\n!\nfrr version 8.4.4\nfrr defaults traditional\nhostname vm\nservice integrated-vtysh-config\nlog stdout informational\n!\nend\n";
-        assert_eq!(
-            normalise_running(output),
-            "frr defaults traditional\nlog stdout informational\n!\n"
-        );
-    }
-
-    #[test]
-    fn an_empty_bfd_block_is_no_configuration_but_a_profile_is() {
-        let banner = "Current configuration:\n!\nfrr defaults traditional\n";
-        let empty = format!("{banner}bfd\nexit\n!\nend\n");
-        assert_eq!(normalise_running(&empty), "frr defaults traditional\n!\n");
-        let profile = format!("{banner}bfd\n profile fast\n exit\nexit\n!\nend\n");
-        assert!(normalise_running(&profile).contains("bfd\n profile fast\n"));
-    }
-
-    #[test]
-    fn print_order_of_top_level_objects_does_not_matter_but_content_does() {
-        let fresh = "router bgp 1\n neighbor a remote-as 2\n !\n address-family ipv4 unicast\n  network 10.0.0.1/32\n exit-address-family\nexit\n!\nroute-map a permit 1\nexit\n!\nroute-map b permit 1\nexit\n!\n";
-        let later = "router bgp 1\n neighbor a remote-as 2\n !\n address-family ipv4 unicast\n  network 10.0.0.1/32\n exit-address-family\nexit\n!\nroute-map b permit 1\nexit\n!\nroute-map a permit 1\nexit\n!\n";
-        assert!(same_configuration(fresh, later));
-        let moved = later.replace("  network", " network");
-        assert!(!same_configuration(fresh, &moved));
-        assert_eq!(
-            first_difference(fresh, &moved),
-            "FRR lacks 1 line(s) [\"router bgp 1 > address-family ipv4 unicast > network 10.0.0.1/32\"] and has 1 more [\"router bgp 1 > network 10.0.0.1/32\"]"
-        );
-        assert_eq!(first_difference(fresh, later), "none");
-    }
-
-    #[test]
-    fn lines_every_daemon_prints_count_once_and_parents_matter() {
-        let rendered = "frr defaults traditional\nip prefix-list a seq 1 permit 10.0.0.1/32\nroute-map m permit 1\n match ip address prefix-list a\n set community 1:1\nexit\n";
-        // What the daemons print one by one: zebra mirrors the list and the route-map.
-        let zebra = "frr defaults traditional\n! a comment\nip prefix-list a seq 1 permit 10.0.0.1/32\nroute-map m permit 1\n match ip address prefix-list a\nexit\n";
-        let bgpd = "frr defaults traditional\nip prefix-list a seq 1 permit 10.0.0.1/32\nroute-map m permit 1\n match ip address prefix-list a\n set community 1:1\nexit\n";
-        assert!(same_configuration(rendered, &format!("{zebra}{bgpd}")));
-        assert_eq!(digest(rendered).len(), canonical(rendered).len());
-        // The same line under another parent is another line.
-        let other = rendered.replace("route-map m permit 1", "route-map m permit 2");
-        assert!(!same_configuration(rendered, &other));
-        assert!(!same_configuration(rendered, zebra));
-    }
-}
-
 /// The part of `rendered` (FRR's running-configuration form) that `daemon` must hold: each
 /// top-level line or block whose owners ([`crate::frr::commands::daemons::owners`]) name
 /// it — bgpd's prefix-lists, route-maps and `router bgp`, bfdd's `bfd`, zebra's `ip nht`.
@@ -296,4 +200,114 @@ pub(crate) fn lacking(
         shown.join(", "),
         if missing.len() > 3 { " …" } else { "" }
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const RENDERED: &str = "frr version 10.3
+frr defaults traditional
+log stdout informational
+!
+ip prefix-list 10.0.0.1-plain-ipv4 seq 1 permit 192.0.2.0/28 le 32
+!
+route-map 10.0.0.1-out permit 1
+ match ip address prefix-list 10.0.0.1-plain-ipv4
+ set community 64512:1 additive
+exit
+!
+bfd
+ profile fast
+  receive-interval 100
+ exit
+ !
+exit
+!
+router bgp 64512
+ neighbor 10.0.0.1 remote-as 64513
+exit
+!
+";
+
+    #[test]
+    fn each_daemon_must_hold_its_own_part() {
+        let dialect = crate::frr::Dialect::Frr10;
+        let bgpd = owned_part(RENDERED, "bgpd", dialect);
+        assert!(
+            bgpd.contains("ip prefix-list 10.0.0.1-plain-ipv4"),
+            "{bgpd}"
+        );
+        assert!(bgpd.contains(" set community 64512:1 additive"), "{bgpd}");
+        assert!(bgpd.contains("router bgp 64512"), "{bgpd}");
+        assert!(
+            !bgpd.contains("bfd") && !bgpd.contains("frr version"),
+            "{bgpd}"
+        );
+        let bfdd = owned_part(RENDERED, "bfdd", dialect);
+        assert!(bfdd.starts_with("bfd\n profile fast\n"), "{bfdd}");
+        assert!(!bfdd.contains("router bgp"), "{bfdd}");
+        // bgpd restarted empty while zebra kept its copy of the list: the merged view has
+        // everything, bgpd's own configuration lacks the list and the route-map.
+        let restarted = "router bgp 64512\n neighbor 10.0.0.1 remote-as 64513\nexit\n";
+        let zebra = "ip prefix-list 10.0.0.1-plain-ipv4 seq 1 permit 192.0.2.0/28 le 32\nroute-map 10.0.0.1-out permit 1\n match ip address prefix-list 10.0.0.1-plain-ipv4\nexit\n";
+        let said = lacking(RENDERED, "bgpd", restarted, dialect).expect("bgpd lacks its lists");
+        assert!(said.starts_with("bgpd lacks 4 line(s)"), "{said}");
+        assert_eq!(lacking(RENDERED, "zebra", zebra, dialect), None);
+        assert_eq!(
+            lacking(
+                RENDERED,
+                "bgpd",
+                &owned_part(RENDERED, "bgpd", dialect),
+                dialect
+            ),
+            None
+        );
+    }
+
+    #[test]
+    fn running_config_loses_the_host_dependent_lines() {
+        let output = "% The route-map 'x' does not exist.\nBuilding configuration...\n\nCurrent configuration:\n!\nfrr version 8.4.4\nfrr defaults traditional\nhostname vm\nservice integrated-vtysh-config\nlog stdout informational\n!\nend\n";
+        assert_eq!(
+            normalise_running(output),
+            "frr defaults traditional\nlog stdout informational\n!\n"
+        );
+    }
+
+    #[test]
+    fn an_empty_bfd_block_is_no_configuration_but_a_profile_is() {
+        let banner = "Current configuration:\n!\nfrr defaults traditional\n";
+        let empty = format!("{banner}bfd\nexit\n!\nend\n");
+        assert_eq!(normalise_running(&empty), "frr defaults traditional\n!\n");
+        let profile = format!("{banner}bfd\n profile fast\n exit\nexit\n!\nend\n");
+        assert!(normalise_running(&profile).contains("bfd\n profile fast\n"));
+    }
+
+    #[test]
+    fn print_order_of_top_level_objects_does_not_matter_but_content_does() {
+        let fresh = "router bgp 1\n neighbor a remote-as 2\n !\n address-family ipv4 unicast\n  network 10.0.0.1/32\n exit-address-family\nexit\n!\nroute-map a permit 1\nexit\n!\nroute-map b permit 1\nexit\n!\n";
+        let later = "router bgp 1\n neighbor a remote-as 2\n !\n address-family ipv4 unicast\n  network 10.0.0.1/32\n exit-address-family\nexit\n!\nroute-map b permit 1\nexit\n!\nroute-map a permit 1\nexit\n!\n";
+        assert!(same_configuration(fresh, later));
+        let moved = later.replace("  network", " network");
+        assert!(!same_configuration(fresh, &moved));
+        assert_eq!(
+            first_difference(fresh, &moved),
+            "FRR lacks 1 line(s) [\"router bgp 1 > address-family ipv4 unicast > network 10.0.0.1/32\"] and has 1 more [\"router bgp 1 > network 10.0.0.1/32\"]"
+        );
+        assert_eq!(first_difference(fresh, later), "none");
+    }
+
+    #[test]
+    fn lines_every_daemon_prints_count_once_and_parents_matter() {
+        let rendered = "frr defaults traditional\nip prefix-list a seq 1 permit 10.0.0.1/32\nroute-map m permit 1\n match ip address prefix-list a\n set community 1:1\nexit\n";
+        // What the daemons print one by one: zebra mirrors the list and the route-map.
+        let zebra = "frr defaults traditional\n! a comment\nip prefix-list a seq 1 permit 10.0.0.1/32\nroute-map m permit 1\n match ip address prefix-list a\nexit\n";
+        let bgpd = "frr defaults traditional\nip prefix-list a seq 1 permit 10.0.0.1/32\nroute-map m permit 1\n match ip address prefix-list a\n set community 1:1\nexit\n";
+        assert!(same_configuration(rendered, &format!("{zebra}{bgpd}")));
+        assert_eq!(digest(rendered).len(), canonical(rendered).len());
+        // The same line under another parent is another line.
+        let other = rendered.replace("route-map m permit 1", "route-map m permit 2");
+        assert!(!same_configuration(rendered, &other));
+        assert!(!same_configuration(rendered, zebra));
+    }
 }
