@@ -25,9 +25,11 @@ done
 #   versus       ferrolb and MetalLB side by side on real nodes, and the switch from MetalLB to
 #                ferrolb (root, what traffic needs, and the go command for hack/metallb.sh);
 #   load         10,000 Services, a burst of 2,000 changes, then 100 changes a second for
-#                FERROLB_LOAD_MINUTES (5) on the lab (what converge needs).
+#                FERROLB_LOAD_MINUTES (5) on the lab (what converge needs);
+#   chaos        run only when named (`hack/bench.sh chaos`): the chaos campaign for
+#                FERROLB_CHAOS_MINUTES (30) on the lab (what converge needs).
 cargo build -q --release -p ferrolb
-for bench in lab converge l2_failover routers traffic versus load; do
+for bench in lab converge l2_failover routers traffic versus load chaos; do
     FERROLB_BIN="${CARGO_TARGET_DIR:-$PWD/target}/release/ferrolb" \
         cargo bench -q -p ferrolb-e2e --bench "$bench" -- "$@"
 done

@@ -300,6 +300,18 @@ impl ControlPlane {
         ]
     }
 
+    /// [`ControlPlane::keep`], with each PID's program: `kube-scheduler`,
+    /// `kube-controller-manager`, `kube-apiserver`, `etcd`.
+    pub fn keep_named(self) -> Vec<(&'static str, u32)> {
+        let names = [
+            "kube-scheduler",
+            "kube-controller-manager",
+            "kube-apiserver",
+            "etcd",
+        ];
+        names.into_iter().zip(self.keep()).collect()
+    }
+
     /// The kubeconfig to reach it.
     pub fn kubeconfig(&self) -> &Path {
         &self.kubeconfig

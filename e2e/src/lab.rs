@@ -254,14 +254,162 @@ pub fn render_frr(node: &str, input: &Path, dialect: Dialect) -> Result<String> 
 }
 
 fn start_controller(cp: &Netns, kubeconfig: &Path, dir: &Path) -> Result<Process> {
+    start_replica(cp, kubeconfig, dir, 0)
+}
+
+/// Controller replica `index`: pod name `controller-INDEX`, health on a port of its own.
+fn start_replica(cp: &Netns, kubeconfig: &Path, dir: &Path, index: u16) -> Result<Process> {
     let mut controller = cp.command(paths::ferrolb()?);
     controller
         .arg("controller")
-        .args(["--pod-name", "controller-0"])
-        .args(["--health-addr", &format!("{CONTROL_PLANE}:17472")])
+        .args(["--pod-name", &format!("controller-{index}")])
+        .args([
+            "--health-addr",
+            &format!("{CONTROL_PLANE}:{}", 17472 + index),
+        ])
         .args(["--metrics-addr", "none"])
         .env("KUBECONFIG", kubeconfig);
-    Process::spawn("controller", controller, &dir.join("controller.log"))
+    let log = match index {
+        0 => dir.join("controller.log"),
+        _ => dir.join(format!("controller-{index}.log")),
+    };
+    Process::spawn("controller", controller, &log)
+}
+
+/// Starts a second controller replica (pod name `controller-1`, role `controller-1`): a
+/// standby, leader once the first stops.
+pub fn add_controller(dir: &Path) -> Result<()> {
+    let mut state = LabState::read(dir)?;
+    let replica = start_replica(
+        &Netns::attach(&ns("cp")),
+        &dir.join("cp/kubeconfig"),
+        dir,
+        1,
+    )?;
+    state.replace("controller-1", replica.keep());
+    state.write(dir)
+}
+
+/// The role (`controller`, `controller-1`) of the controller replica holding the leader
+/// Lease, if one holds it.
+pub fn leading_controller(dir: &Path) -> Result<Option<String>> {
+    let lease = kubectl(dir).get(&[
+        "--request-timeout=3s",
+        "lease",
+        "-n",
+        "metallb-system",
+        "ferrolb-controller",
+    ])?;
+    Ok(match lease["spec"]["holderIdentity"].as_str() {
+        Some("controller-0") => Some("controller".to_string()),
+        Some(other) => other.strip_prefix("controller-").map(|_| other.to_string()),
+        None => None,
+    })
+}
+
+/// A process [`kill`] ended, with what it takes to start it again as it was.
+#[derive(Debug, Clone)]
+pub struct Killed {
+    /// Its role in the lab.
+    pub role: String,
+    argv: Vec<std::ffi::OsString>,
+    env: Vec<(std::ffi::OsString, std::ffi::OsString)>,
+    netns: Option<String>,
+    log: PathBuf,
+}
+
+/// The lab namespace process `pid` runs in, if any.
+fn netns_of(pid: u32) -> Result<Option<String>> {
+    use std::os::unix::fs::MetadataExt as _;
+    let own = std::fs::metadata(format!("/proc/{pid}/ns/net"))?;
+    for entry in std::fs::read_dir("/run/netns")? {
+        let entry = entry?;
+        if let Ok(meta) = std::fs::metadata(entry.path())
+            && meta.ino() == own.ino()
+            && meta.dev() == own.dev()
+        {
+            return Ok(Some(entry.file_name().to_string_lossy().into_owned()));
+        }
+    }
+    Ok(None)
+}
+
+/// Kills the lab's `role` (`speaker-n1`, `controller`, `controller-1`, `kube-apiserver`,
+/// `etcd`) with SIGKILL, a crash, after reading its command line, environment, namespace and
+/// log from /proc so that [`respawn`] starts the same again.
+pub fn kill(dir: &Path, role: &str) -> Result<Killed> {
+    use std::os::unix::ffi::OsStrExt as _;
+    let pid = LabState::read(dir)?.role(role)?;
+    let split = |bytes: Vec<u8>| -> Vec<std::ffi::OsString> {
+        bytes
+            .split(|b| *b == 0)
+            .filter(|part| !part.is_empty())
+            .map(|part| std::ffi::OsStr::from_bytes(part).to_os_string())
+            .collect()
+    };
+    let argv = split(std::fs::read(format!("/proc/{pid}/cmdline"))?);
+    let env = split(std::fs::read(format!("/proc/{pid}/environ"))?)
+        .into_iter()
+        .filter_map(|pair| {
+            let bytes = pair.as_bytes();
+            let at = bytes.iter().position(|b| *b == b'=')?;
+            Some((
+                std::ffi::OsStr::from_bytes(&bytes[..at]).to_os_string(),
+                std::ffi::OsStr::from_bytes(&bytes[at + 1..]).to_os_string(),
+            ))
+        })
+        .collect();
+    let netns = netns_of(pid)?;
+    let log = std::fs::read_link(format!("/proc/{pid}/fd/1"))
+        .with_context(|| format!("{role}'s output"))?;
+    if argv.is_empty() {
+        bail!("{role} (PID {pid}) has no command line: it is gone");
+    }
+    let raw = i32::try_from(pid)?;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(raw),
+        nix::sys::signal::Signal::SIGKILL,
+    )?;
+    wait_gone(pid, role)?;
+    Ok(Killed {
+        role: role.to_string(),
+        argv,
+        env,
+        netns,
+        log,
+    })
+}
+
+/// Waits until `pid` is gone or a zombie, reaping it when it is this process's child.
+fn wait_gone(pid: u32, what: &str) -> Result<()> {
+    let raw = nix::unistd::Pid::from_raw(i32::try_from(pid)?);
+    wait_for(&format!("{what} to die"), Duration::from_secs(10), || {
+        let _ = nix::sys::wait::waitpid(raw, Some(nix::sys::wait::WaitPidFlag::WNOHANG));
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status"));
+        Ok(match status {
+            Err(_) => Some(()),
+            Ok(text) => text
+                .lines()
+                .any(|l| l.starts_with("State:") && l.contains('Z'))
+                .then_some(()),
+        })
+    })
+}
+
+/// Starts what [`kill`] ended again, as it was started, and records its new PID.
+pub fn respawn(dir: &Path, killed: &Killed) -> Result<()> {
+    let mut state = LabState::read(dir)?;
+    let mut command = match &killed.netns {
+        Some(name) => Netns::attach(name).command(&killed.argv[0]),
+        None => std::process::Command::new(&killed.argv[0]),
+    };
+    command
+        .args(&killed.argv[1..])
+        .env_clear()
+        .envs(killed.env.iter().map(|(k, v)| (k, v)));
+    let process = Process::spawn(&killed.role, command, &killed.log)?;
+    state.replace(&killed.role, process.keep());
+    state.write(dir)
 }
 
 /// Stops node `name`'s speaker (SIGTERM, as Kubernetes does) and starts a new one.
@@ -291,6 +439,18 @@ pub fn restart_speaker(dir: &Path, name: &str) -> Result<()> {
 /// daemon restarted by [`crash_daemon`] (`n1/bgpd`).
 pub fn pid(dir: &Path, role: &str) -> Result<u32> {
     LabState::read(dir)?.role(role)
+}
+
+/// Whether the lab's `role` still runs (neither gone nor a zombie).
+pub fn alive(dir: &Path, role: &str) -> Result<bool> {
+    let pid = LabState::read(dir)?.role(role)?;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"));
+    Ok(match status {
+        Err(_) => false,
+        Ok(text) => !text
+            .lines()
+            .any(|l| l.starts_with("State:") && l.contains('Z')),
+    })
 }
 
 /// Sets node `name`'s port on the lab switch up or down (down: a hard failure, seen by its
@@ -326,6 +486,57 @@ pub fn cut_off_node(dir: &Path, name: &str, cut: bool) -> Result<()> {
     );
     let file = dir.join(format!("{name}/cut-off.nft"));
     std::fs::write(&file, rules)?;
+    node.run("nft", &["-f", &file.to_string_lossy()])?;
+    Ok(())
+}
+
+/// Drops node `name`'s traffic to and from the lab's routers (`cut`), or lets it through
+/// again: its BGP and BFD sessions fail while the control plane and the other nodes still
+/// reach it.
+pub fn cut_from_routers(dir: &Path, name: &str, cut: bool) -> Result<()> {
+    let routers4 = format!("10.99.0.1, {RR}, 10.99.0.4, 10.99.0.5");
+    let routers6 = format!("{NET6}1");
+    nft_table(
+        dir,
+        name,
+        "ferrolb-cut-routers",
+        cut.then(|| {
+            format!(
+                "  chain in {{ type filter hook input priority 0; ip saddr {{ {routers4} }} drop; ip6 saddr {routers6} drop; }}
+  chain out {{ type filter hook output priority 0; ip daddr {{ {routers4} }} drop; ip6 daddr {routers6} drop; }}
+"
+            )
+        }),
+    )
+}
+
+/// Drops node `name`'s gossip (UDP to and from the memberlist port) while `block`.
+pub fn block_gossip(dir: &Path, name: &str, block: bool) -> Result<()> {
+    let port = ferrolb::l2::members::DEFAULT_PORT;
+    nft_table(
+        dir,
+        name,
+        "ferrolb-no-gossip",
+        block.then(|| {
+            format!(
+                "  chain in {{ type filter hook input priority 0; udp dport {port} drop; udp sport {port} drop; }}
+  chain out {{ type filter hook output priority 0; udp dport {port} drop; udp sport {port} drop; }}
+"
+            )
+        }),
+    )
+}
+
+/// Loads nftables table `table` with `chains` in node `name`'s namespace, or deletes it
+/// (`None`).
+fn nft_table(dir: &Path, name: &str, table: &str, chains: Option<String>) -> Result<()> {
+    let node = Netns::attach(&ns(name));
+    let Some(chains) = chains else {
+        node.run("nft", &["delete", "table", "inet", table])?;
+        return Ok(());
+    };
+    let file = dir.join(format!("{name}/{table}.nft"));
+    std::fs::write(&file, format!("table inet {table} {{\n{chains}}}\n"))?;
     node.run("nft", &["-f", &file.to_string_lossy()])?;
     Ok(())
 }
@@ -707,7 +918,9 @@ pub fn up(dir: &Path, mode: Mode) -> Result<String> {
     for ((name, _), speaker) in NODES.iter().zip(speakers) {
         state.replace(&format!("speaker-{name}"), speaker.keep());
     }
-    state.pids.extend(plane.keep());
+    for (name, pid) in plane.keep_named() {
+        state.replace(name, pid);
+    }
     state.pids.extend(router.keep());
     state.pids.extend(reflector.keep());
     let (other_pids, other_namespaces) = other_routers.keep();
@@ -761,9 +974,12 @@ pub fn down(dir: &Path) -> Result<()> {
         let _ = Netns::delete(name);
     }
     crate::kubenode::restore_kernel(&state.kernel);
-    // FERROLB_KEEP keeps the logs and state files, as it keeps the tests' scratch directories.
+    // FERROLB_KEEP keeps the logs, as it keeps the tests' scratch directories; the state
+    // file goes either way (what it names is gone), so a lab can start there again.
     if std::env::var_os("FERROLB_KEEP").is_none() {
         std::fs::remove_dir_all(dir)?;
+    } else {
+        std::fs::remove_file(state_file(dir))?;
     }
     Ok(())
 }

@@ -11,6 +11,7 @@
 //! or failure.
 
 pub mod bird;
+pub mod chaos;
 pub mod chart_lab;
 pub mod configs;
 pub mod control_plane;

@@ -1,0 +1,45 @@
+//! The chaos campaign for `FERROLB_CHAOS_MINUTES` (30) with seed `FERROLB_CHAOS_SEED` (the
+//! current time), run only when named (`hack/bench.sh chaos`): prints
+//! `chaos_violations` (goal 0) and `chaos_reconverge_max_ms`, the longest time from a
+//! storm's end until the routers and the client agree with `render announcements`
+//! (measured by polls about 1.5 s apart). Needs what the lab needs (root, Debian's FRR, the
+//! control plane from `hack/k8s.sh`, FRR 10.3 from `hack/rootfs.sh`).
+
+fn main() {
+    let named = std::env::args()
+        .skip(1)
+        .any(|a| ["chaos", "chaos_violations", "chaos_reconverge_max_ms"].contains(&a.as_str()));
+    if !named || !ferrolb_e2e::lab::bench_selected(&["chaos_violations", "chaos_reconverge_max_ms"])
+    {
+        return;
+    }
+    let minutes: f64 = std::env::var("FERROLB_CHAOS_MINUTES")
+        .ok()
+        .and_then(|m| m.parse().ok())
+        .unwrap_or(30.0);
+    let seed: u64 = std::env::var("FERROLB_CHAOS_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(1)
+        });
+    let dir = std::env::temp_dir().join(format!("ferrolb-chaos-bench-{}", std::process::id()));
+    let options = ferrolb_e2e::chaos::Options::new(minutes, seed, dir);
+    match ferrolb_e2e::chaos::run(&options) {
+        Ok(report) => {
+            print!("{}", report.summary(minutes));
+            println!("BENCH chaos_violations {} count", report.violations.len());
+            println!(
+                "BENCH chaos_reconverge_max_ms {} ms",
+                report.reconverge_max.as_millis()
+            );
+        }
+        Err(error) => {
+            eprintln!("chaos: {error:#}");
+            std::process::exit(1);
+        }
+    }
+}

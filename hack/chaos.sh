@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# A chaos campaign on a lab of its own (nodes as processes beside their FRR, two controller
+# replicas): storms of overlapping faults and changes, each followed by a quiet period, with
+# ferrolb's promises checked all along (see e2e/src/chaos/mod.rs). Needs root.
+#
+#   hack/chaos.sh [--minutes N] [--seed S]
+#
+# N defaults to 5; S to the current time. Every fault, change and violation is printed as it
+# happens; the summary ends with the seed to replay and `BENCH chaos_violations` and
+# `BENCH chaos_reconverge_max_ms`. Exits 1 when a promise was broken. Refuses while a lab is
+# up (the namespaces are the lab's). FERROLB_KEEP=1 keeps the logs in /run/ferrolb-chaos.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ "$(id -u)" != 0 ]; then
+  echo "chaos: needs root (it creates network namespaces)" >&2
+  exit 1
+fi
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
+hack/deps.sh
+cargo build --release -q -p ferrolb -p ferrolb-e2e
+FERROLB_K8S_DIR="$(hack/k8s.sh build)"
+FERROLB_FRR_ROOT="$(hack/rootfs.sh build)"
+export FERROLB_K8S_DIR FERROLB_FRR_ROOT
+export FERROLB_BIN="$CARGO_TARGET_DIR/release/ferrolb"
+exec "$CARGO_TARGET_DIR/release/ferrolb-chaos" --dir "${FERROLB_CHAOS_DIR:-/run/ferrolb-chaos}" "$@"
