@@ -36,6 +36,10 @@ fn main() {
                 "BENCH chaos_reconverge_max_ms {} ms",
                 report.reconverge_max.as_millis()
             );
+            println!(
+                "BENCH chaos_reconverge_all_max_ms {} ms",
+                report.reconverge_all_max.as_millis()
+            );
         }
         Err(error) => {
             eprintln!("chaos: {error:#}");

@@ -340,6 +340,9 @@ fn netns_of(pid: u32) -> Result<Option<String>> {
 pub fn kill(dir: &Path, role: &str) -> Result<Killed> {
     use std::os::unix::ffi::OsStrExt as _;
     let pid = LabState::read(dir)?.role(role)?;
+    if !alive(dir, role)? {
+        bail!("{role} (PID {pid}) is not running: it exited, and no fault killed it");
+    }
     let split = |bytes: Vec<u8>| -> Vec<std::ffi::OsString> {
         bytes
             .split(|b| *b == 0)
@@ -347,7 +350,15 @@ pub fn kill(dir: &Path, role: &str) -> Result<Killed> {
             .map(|part| std::ffi::OsStr::from_bytes(part).to_os_string())
             .collect()
     };
-    let argv = split(std::fs::read(format!("/proc/{pid}/cmdline"))?);
+    let mut argv = split(std::fs::read(format!("/proc/{pid}/cmdline"))?);
+    // Caught before `setsid` and `ip netns exec` exec'ed into the program (just started):
+    // the program's own command line is what follows them (they are added again).
+    if argv.first().is_some_and(|a| a == "setsid") {
+        argv.remove(0);
+    }
+    if argv.len() > 4 && argv[0] == "ip" && argv[1] == "netns" && argv[2] == "exec" {
+        argv.drain(..4);
+    }
     let env = split(std::fs::read(format!("/proc/{pid}/environ"))?)
         .into_iter()
         .filter_map(|pair| {
@@ -408,8 +419,24 @@ pub fn respawn(dir: &Path, killed: &Killed) -> Result<()> {
         .env_clear()
         .envs(killed.env.iter().map(|(k, v)| (k, v)));
     let process = Process::spawn(&killed.role, command, &killed.log)?;
-    state.replace(&killed.role, process.keep());
-    state.write(dir)
+    let pid = process.keep();
+    state.replace(&killed.role, pid);
+    state.write(dir)?;
+    // Returns once `setsid` and `ip netns exec` have exec'ed into the program, so that a
+    // kill right after reads the program's own command line.
+    let program = killed.argv[0].clone();
+    wait_for(
+        &format!("{} to start", killed.role),
+        Duration::from_secs(5),
+        || {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let first = cmdline.split(|b| *b == 0).next().unwrap_or_default();
+            Ok(
+                (first == std::os::unix::ffi::OsStrExt::as_bytes(program.as_os_str()))
+                    .then_some(()),
+            )
+        },
+    )
 }
 
 /// Stops node `name`'s speaker (SIGTERM, as Kubernetes does) and starts a new one.
@@ -969,6 +996,16 @@ pub fn down(dir: &Path) -> Result<()> {
     }
     for pid in &state.pids {
         stop_pid(*pid, Duration::from_secs(5));
+    }
+    // Whatever still runs in the lab's namespaces (a process that forked away from the PID
+    // recorded for it) is ended by its PID too, before the namespace goes: left running, it
+    // would outlive the lab and reach the next one's FRR through its sockets.
+    for name in &state.namespaces {
+        if let Ok(pids) = Netns::attach(name).pids() {
+            for pid in pids {
+                stop_pid(pid, Duration::from_secs(5));
+            }
+        }
     }
     for name in &state.namespaces {
         let _ = Netns::delete(name);

@@ -66,6 +66,15 @@ impl Netns {
         ip(&["netns", "del", name]).map(drop)
     }
 
+    /// The PIDs of the processes in it (`ip netns pids`).
+    pub fn pids(&self) -> Result<Vec<u32>> {
+        let out = ip(&["netns", "pids", &self.name])?;
+        Ok(out
+            .split_whitespace()
+            .filter_map(|p| p.parse().ok())
+            .collect())
+    }
+
     /// Its name.
     pub fn name(&self) -> &str {
         &self.name

@@ -56,6 +56,10 @@ fn main() -> ExitCode {
                 "BENCH chaos_reconverge_max_ms {} ms",
                 report.reconverge_max.as_millis()
             );
+            println!(
+                "BENCH chaos_reconverge_all_max_ms {} ms",
+                report.reconverge_all_max.as_millis()
+            );
             if report.violations.is_empty() {
                 ExitCode::SUCCESS
             } else {

@@ -221,20 +221,29 @@ fn differ(what: &str, want: &Fib, have: &Fib, out: &mut Vec<String>) {
 }
 
 /// Everything that differs now between what the cluster's objects say and what the routers
-/// and the client see.
+/// and the client see: first what ferrolb answers for alone (the controller's allocations,
+/// the FRR ToR, whose timers the lab sets, and the client's ARP/NDP answers), then the other
+/// routers, whose own policies (BIRD's error wait, up to 30 s after repeated session errors)
+/// bound how soon they take a session back.
 pub fn differences(
     dir: &Path,
     pools: &BTreeMap<String, Vec<String>>,
     gateways: &BTreeMap<String, String>,
     macs: &BTreeMap<String, String>,
-) -> Result<Vec<String>> {
+) -> Result<(Vec<String>, Vec<String>)> {
     let want = expected(dir, pools)?;
-    let mut out = want.unsettled.clone();
+    let mut first = want.unsettled.clone();
+    let mut then = Vec::new();
     for (router, _, netns, proto) in ROUTERS {
         let have = fib(&lab::ns(netns), proto, gateways)?;
         let none = Fib::new();
         let wanted = want.routers.get(router).unwrap_or(&none);
-        differ(&format!("{router} FIB"), wanted, &have, &mut out);
+        let out = if router == "tor" {
+            &mut first
+        } else {
+            &mut then
+        };
+        differ(&format!("{router} FIB"), wanted, &have, out);
     }
     let answered = answers(&want.l2_ips, macs)?;
     let wanted: Fib = want
@@ -243,23 +252,37 @@ pub fn differences(
         .filter(|(_, nodes)| !nodes.is_empty())
         .map(|(ip, nodes)| (ip.clone(), nodes.clone()))
         .collect();
-    differ("ARP/NDP", &wanted, &answered, &mut out);
-    Ok(out)
+    differ("ARP/NDP", &wanted, &answered, &mut first);
+    Ok((first, then))
 }
 
 /// How a quiet period ended.
 #[derive(Debug)]
 pub enum Settled {
-    /// Everything agreed from this long after the quiet period began to its end; the
-    /// last difference seen before, if any.
-    After(Duration, Option<String>),
-    /// Something still differed at the limit.
+    /// Everything agreed by the quiet period's end and kept agreeing.
+    After {
+        /// From when the ToR, the client and the allocations agreed, after the storm.
+        tor: Duration,
+        /// From when every router agreed too.
+        all: Duration,
+        /// The last difference seen before everything agreed, if any.
+        last: Option<String>,
+    },
+    /// Something still differed at its limit.
     Not(Vec<String>),
 }
 
-/// Polls [`differences`] from `since` (the last fault healed, the last change made): the
-/// cluster must agree by `quiet` after it and keep agreeing, or at the latest by `quiet +
-/// limit`.
+fn summed(diffs: &[String]) -> Option<String> {
+    let first = diffs.first()?;
+    Some(match diffs.len() {
+        1 => first.clone(),
+        n => format!("{first} (and {} more)", n - 1),
+    })
+}
+
+/// Polls [`differences`] from `since` (the last fault healed, the last change made): what
+/// ferrolb answers for alone must agree by `quiet + limit` after it, every router by
+/// `quiet + limit_all`, and both keep agreeing to the quiet period's end.
 pub fn settle(
     dir: &Path,
     pools: &BTreeMap<String, Vec<String>>,
@@ -267,35 +290,40 @@ pub fn settle(
     macs: &BTreeMap<String, String>,
     since: Instant,
     quiet: Duration,
-    limit: Duration,
+    (limit, limit_all): (Duration, Duration),
 ) -> Settled {
-    let mut agreed: Option<Instant> = None;
+    let mut tor: Option<Instant> = None;
+    let mut all: Option<Instant> = None;
     let mut last: Option<String> = None;
     loop {
         let now = Instant::now();
-        let diffs = match differences(dir, pools, gateways, macs) {
+        let (first, then) = match differences(dir, pools, gateways, macs) {
             Ok(d) => d,
-            Err(error) => vec![format!("could not compare: {error:#}")],
+            Err(error) => (vec![format!("could not compare: {error:#}")], Vec::new()),
         };
-        if diffs.is_empty() {
-            let first = *agreed.get_or_insert(now);
-            if now.duration_since(since) >= quiet {
-                return Settled::After(first.duration_since(since), last);
-            }
+        if first.is_empty() {
+            tor.get_or_insert(now);
         } else {
-            agreed = None;
-            last = Some(format!(
-                "{}{}",
-                diffs[0],
-                if diffs.len() > 1 {
-                    format!(" (and {} more)", diffs.len() - 1)
-                } else {
-                    String::new()
-                }
-            ));
-            if now.duration_since(since) >= quiet + limit {
-                return Settled::Not(diffs);
-            }
+            tor = None;
+        }
+        if first.is_empty() && then.is_empty() {
+            all.get_or_insert(now);
+        } else {
+            all = None;
+            last = summed(&first).or_else(|| summed(&then));
+        }
+        let elapsed = now.duration_since(since);
+        if let (Some(tor), Some(all)) = (tor, all)
+            && elapsed >= quiet
+        {
+            return Settled::After {
+                tor: tor.duration_since(since),
+                all: all.duration_since(since),
+                last,
+            };
+        }
+        if (!first.is_empty() && elapsed >= quiet + limit) || elapsed >= quiet + limit_all {
+            return Settled::Not(first.into_iter().chain(then).collect());
         }
         std::thread::sleep(Duration::from_millis(500));
     }
