@@ -33,7 +33,9 @@ use super::delta::{self, FrrDelta};
 use super::dialect::{Dialect, version_of_show_version};
 use super::model::FrrConfig;
 use super::render::{self, RenderError};
-use super::running::{first_difference, is_blank, lacking, normalise_running, same_configuration};
+use super::running::{
+    first_difference, hidden_losses, is_blank, lacking, normalise_running, same_configuration,
+};
 use super::vty::{Vty, VtyError};
 
 mod target;
@@ -250,10 +252,11 @@ impl Applier {
             .find_map(|(daemon, running)| lacking(&text, daemon, running, dialect))
     }
 
-    /// Types its whole part of `model` into each daemon that lacks lines of it while FRR as a
-    /// whole is not blank (a daemon restarted alone): frr-reload.py and a delta both work
-    /// from the merged view, in which the other daemons' copies hide what it lost.
-    async fn restore_lacking(&mut self, model: &FrrConfig, text: &str) {
+    /// Types back into each daemon what it lost of its part of `text` while other daemons
+    /// kept their copies ([`hidden_losses`]: a bgpd restarted alone, beside a zebra that still
+    /// has the prefix-lists). frr-reload.py and a delta both work from the merged view, in
+    /// which those copies hide the loss; what FRR lacks altogether is theirs to put in.
+    async fn restore_lacking(&mut self, text: &str) {
         let dialect = self.dialect();
         let Some(vty) = self.direct().await else {
             return;
@@ -265,38 +268,31 @@ impl Applier {
                 return;
             }
         };
-        let merged: String = parts.iter().map(|(_, t)| t.as_str()).collect();
-        if is_blank(&merged) {
-            // A fresh FRR: the whole configuration goes in as one delta from nothing.
-            return;
-        }
-        let mut reasons = Vec::new();
-        let daemons: Vec<String> = parts
-            .iter()
-            .filter_map(|(daemon, running)| {
-                let reason = lacking(text, daemon, running, dialect)?;
-                reasons.push(reason);
-                Some(daemon.clone())
-            })
-            .collect();
-        if daemons.is_empty() {
-            return;
-        }
-        let Ok(delta) = delta::diff(&blank(model), model) else {
-            return;
-        };
-        let Some(vty) = self.direct().await else {
-            return;
-        };
-        match vty.configure_only(&delta.commands, &daemons, dialect).await {
-            Ok(()) => tracing::warn!(
-                daemons = ?daemons,
-                reasons = %reasons.join("; "),
-                "FRR daemons had lost their part of the configuration (restarted alone); typed it into them again"
-            ),
-            Err(error) => {
-                tracing::warn!(%error, daemons = ?daemons, "typing their part into FRR daemons that lost it");
-                self.vty_failed(&error);
+        for (daemon, running) in &parts {
+            let elsewhere: String = parts
+                .iter()
+                .filter(|(other, _)| other != daemon)
+                .map(|(_, t)| t.as_str())
+                .collect();
+            let lines = hidden_losses(text, daemon, running, &elsewhere, dialect);
+            if lines.is_empty() {
+                continue;
+            }
+            let Some(vty) = self.direct().await else {
+                return;
+            };
+            let only = [daemon.clone()];
+            match vty.configure_only(&lines, &only, dialect).await {
+                Ok(()) => tracing::warn!(
+                    daemon = %daemon,
+                    lines = lines.len(),
+                    first = %lines[0],
+                    "an FRR daemon had lost lines the others still hold (restarted alone); typed them into it again"
+                ),
+                Err(error) => {
+                    tracing::warn!(%error, daemon = %daemon, "typing lost lines into an FRR daemon");
+                    self.vty_failed(&error);
+                }
             }
         }
     }
@@ -411,7 +407,7 @@ impl Applier {
             return Err(e);
         }
         if self.applied.is_none() {
-            self.restore_lacking(model, &text).await;
+            self.restore_lacking(&text).await;
         }
         if self.applied.is_none()
             && let Ok(running) = self.running_config().await

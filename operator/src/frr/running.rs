@@ -202,6 +202,44 @@ pub(crate) fn lacking(
     ))
 }
 
+/// The top-level lines and blocks of `daemon`'s part of `rendered` ([`owned_part`]) that
+/// the daemon's own configuration `running` lacks while another daemon (`elsewhere`: the
+/// others' configurations) still holds the line or the block's first line — a loss only the
+/// daemons' own views show (zebra's copy of a prefix-list or a route-map, without its `set`
+/// lines, that a restarted bgpd no longer has). What no other daemon holds is left to a delta
+/// or a reload. Returned as lines to type, blocks whole, with their `exit`.
+pub(crate) fn hidden_losses(
+    rendered: &str,
+    daemon: &str,
+    running: &str,
+    elsewhere: &str,
+    dialect: crate::frr::Dialect,
+) -> Vec<String> {
+    let part = owned_part(rendered, daemon, dialect);
+    let have = canonical(running);
+    let everywhere = canonical(elsewhere);
+    let mut blocks: Vec<Vec<&str>> = Vec::new();
+    for line in part.lines() {
+        if line.starts_with(' ') || line == "exit" {
+            if let Some(block) = blocks.last_mut() {
+                block.push(line);
+            }
+        } else {
+            blocks.push(vec![line]);
+        }
+    }
+    let mut out = Vec::new();
+    for block in blocks {
+        let lines = canonical(&(block.join("\n") + "\n"));
+        let lost = lines.iter().any(|l| have.binary_search(l).is_err());
+        let kept_elsewhere = everywhere.binary_search(&block[0].to_string()).is_ok();
+        if lost && kept_elsewhere {
+            out.extend(block.iter().map(|l| l.to_string()));
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -263,6 +301,27 @@ exit
             ),
             None
         );
+        // What zebra still holds is a hidden loss of bgpd's, to type back into bgpd alone;
+        // the neighbour bgpd lacks is held nowhere (a change, not a loss) and is not.
+        let partial = "router bgp 64512\nexit\n";
+        let back = hidden_losses(RENDERED, "bgpd", partial, zebra, dialect);
+        assert_eq!(
+            back,
+            [
+                "ip prefix-list 10.0.0.1-plain-ipv4 seq 1 permit 192.0.2.0/28 le 32",
+                "route-map 10.0.0.1-out permit 1",
+                " match ip address prefix-list 10.0.0.1-plain-ipv4",
+                " set community 64512:1 additive",
+                "exit",
+            ]
+        );
+        // The network and neighbour lines bgpd lacks are no other daemon's: not hidden.
+        let restored = hidden_losses(RENDERED, "bgpd", restarted, zebra, dialect);
+        assert!(
+            restored.iter().all(|l| !l.contains("router bgp")),
+            "{restored:?}"
+        );
+        assert!(hidden_losses(RENDERED, "zebra", zebra, restarted, dialect).is_empty());
     }
 
     #[test]
