@@ -138,7 +138,14 @@ pub struct Applier {
     /// The running FRR's version; `None` until read, and again whenever FRR's state is
     /// unknown (a restarted FRR may be another version).
     frr: Option<FrrVersion>,
+    /// Neighbours with BFD configured whose session bfdd did not list, and how many polls
+    /// in a row it did not ([`Applier::repair_bfd`]).
+    bfd_missing: std::collections::BTreeMap<(String, String), u32>,
 }
+
+/// Polls in a row a neighbour's BFD session may be missing from bfdd before its
+/// registration is made again.
+const BFD_MISSING_POLLS: u32 = 2;
 
 impl Applier {
     /// An applier that knows nothing of FRR's state yet: its first apply is a reload.
@@ -148,6 +155,7 @@ impl Applier {
             applied: None,
             vty: None,
             frr: None,
+            bfd_missing: std::collections::BTreeMap::new(),
         }
     }
 
@@ -295,6 +303,74 @@ impl Applier {
                 }
             }
         }
+    }
+
+    /// Registers BFD again for each neighbour the applied configuration gives BFD but whose
+    /// session bfdd (`bfd`, its `show bfd peers`) has not listed for [`BFD_MISSING_POLLS`]
+    /// polls: bgpd asks for its sessions through zebra, and a zebra restarted alone leaves
+    /// bfdd without them while bgpd waits for them, holding those neighbours down. Types
+    /// `no neighbor X bfd` and the neighbour's BFD lines again into bgpd; returns the
+    /// neighbours, for the log.
+    pub async fn repair_bfd(&mut self, bfd: &[super::sessions::BfdSession]) -> Vec<String> {
+        let Some((model, _)) = &self.applied else {
+            self.bfd_missing.clear();
+            return Vec::new();
+        };
+        let mut due: Vec<(String, String, Vec<String>)> = Vec::new();
+        let mut seen = std::collections::BTreeSet::new();
+        for router in &model.routers {
+            let vrf = router.vrf.as_deref().unwrap_or("default").to_string();
+            for neighbor in &router.neighbors {
+                let Some(profile) = &neighbor.bfd_profile else {
+                    continue;
+                };
+                let key = (vrf.clone(), neighbor.peer.to_string());
+                seen.insert(key.clone());
+                let listed = bfd.iter().any(|b| b.peer == *neighbor.peer && b.vrf == vrf);
+                if listed {
+                    self.bfd_missing.remove(&key);
+                    continue;
+                }
+                let count = self.bfd_missing.entry(key.clone()).or_default();
+                *count += 1;
+                if *count < BFD_MISSING_POLLS {
+                    continue;
+                }
+                *count = 0;
+                let open = match &router.vrf {
+                    Some(v) => format!("router bgp {} vrf {v}", router.asn),
+                    None => format!("router bgp {}", router.asn),
+                };
+                let peer = &neighbor.peer;
+                due.push((
+                    vrf.clone(),
+                    peer.to_string(),
+                    vec![
+                        open,
+                        format!(" no neighbor {peer} bfd"),
+                        format!(" neighbor {peer} bfd"),
+                        format!(" neighbor {peer} bfd profile {profile}"),
+                        "exit".to_string(),
+                    ],
+                ));
+            }
+        }
+        self.bfd_missing.retain(|key, _| seen.contains(key));
+        let mut repaired = Vec::new();
+        for (vrf, peer, commands) in due {
+            let dialect = self.dialect();
+            let Some(vty) = self.direct().await else {
+                break;
+            };
+            match vty.configure(&commands, &[], dialect).await {
+                Ok(()) => repaired.push(format!("{peer} (vrf {vrf})")),
+                Err(error) => {
+                    tracing::warn!(%error, %peer, "registering the neighbour's BFD again");
+                    self.vty_failed(&error);
+                }
+            }
+        }
+        repaired
     }
 
     /// Output of one `show` command on `daemon` (by its socket, else through vtysh).

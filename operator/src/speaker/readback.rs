@@ -22,6 +22,13 @@ pub(super) async fn poll_state(
         (Ok(bgp), Ok(bfd)) => match (sessions::bgp_sessions(&bgp), sessions::bfd_sessions(&bfd)) {
             (Ok(b), Ok(f)) => {
                 metrics.set_sessions(&b, &f);
+                let repaired = applier.repair_bfd(&f).await;
+                if !repaired.is_empty() {
+                    tracing::warn!(
+                        neighbours = %repaired.join(", "),
+                        "bfdd had no session for neighbours configured with BFD (zebra restarted?); registered them again"
+                    );
+                }
                 return Some(b);
             }
             (Err(e), _) | (_, Err(e)) => tracing::warn!(error = %e, "reading FRR's state"),
