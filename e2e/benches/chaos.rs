@@ -31,15 +31,7 @@ fn main() {
     match ferrolb_e2e::chaos::run(&options) {
         Ok(report) => {
             print!("{}", report.summary(minutes));
-            println!("BENCH chaos_violations {} count", report.violations.len());
-            println!(
-                "BENCH chaos_reconverge_max_ms {} ms",
-                report.reconverge_max.as_millis()
-            );
-            println!(
-                "BENCH chaos_reconverge_all_max_ms {} ms",
-                report.reconverge_all_max.as_millis()
-            );
+            print!("{}", report.bench_lines());
         }
         Err(error) => {
             eprintln!("chaos: {error:#}");

@@ -396,14 +396,7 @@ fn wait_gone(pid: u32, what: &str) -> Result<()> {
     let raw = nix::unistd::Pid::from_raw(i32::try_from(pid)?);
     wait_for(&format!("{what} to die"), Duration::from_secs(10), || {
         let _ = nix::sys::wait::waitpid(raw, Some(nix::sys::wait::WaitPidFlag::WNOHANG));
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status"));
-        Ok(match status {
-            Err(_) => Some(()),
-            Ok(text) => text
-                .lines()
-                .any(|l| l.starts_with("State:") && l.contains('Z'))
-                .then_some(()),
-        })
+        Ok(gone(pid).then_some(()))
     })
 }
 
@@ -470,14 +463,17 @@ pub fn pid(dir: &Path, role: &str) -> Result<u32> {
 
 /// Whether the lab's `role` still runs (neither gone nor a zombie).
 pub fn alive(dir: &Path, role: &str) -> Result<bool> {
-    let pid = LabState::read(dir)?.role(role)?;
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"));
-    Ok(match status {
-        Err(_) => false,
-        Ok(text) => !text
+    Ok(!gone(LabState::read(dir)?.role(role)?))
+}
+
+/// Whether process `pid` has ended: gone from /proc, or a zombie left for its parent.
+fn gone(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/status")) {
+        Err(_) => true,
+        Ok(text) => text
             .lines()
             .any(|l| l.starts_with("State:") && l.contains('Z')),
-    })
+    }
 }
 
 /// Sets node `name`'s port on the lab switch up or down (down: a hard failure, seen by its
@@ -593,20 +589,7 @@ pub fn crash_daemon(dir: &Path, name: &str, daemon: &str) -> Result<()> {
     nix::sys::signal::kill(target, nix::sys::signal::Signal::SIGKILL)?;
     // The daemon is a child of whoever started it; it is gone once /proc says so (zombie or
     // reaped).
-    wait_for(
-        &format!("{daemon} of {name} to die"),
-        Duration::from_secs(10),
-        || {
-            let status = std::fs::read_to_string(format!("/proc/{pid}/status"));
-            Ok(match status {
-                Err(_) => Some(()),
-                Ok(text) => text
-                    .lines()
-                    .any(|l| l.starts_with("State:") && l.contains('Z'))
-                    .then_some(()),
-            })
-        },
-    )?;
+    wait_gone(u32::try_from(pid)?, &format!("{daemon} of {name}"))?;
     let process = spawn_daemon(&Netns::attach(&ns(name)), &dir.join(name), daemon)?;
     state.replace(&format!("{name}/{daemon}"), process.keep());
     state.write(dir)
@@ -790,6 +773,16 @@ pub fn nexthops(router: &Netns, prefix: &str) -> Result<Vec<String>> {
             .map(|g| vec![g.to_string()])
             .unwrap_or_default(),
     })
+}
+
+/// The IPs in a Service's `status.loadBalancer.ingress`.
+pub fn ingress_ips(service: &Value) -> Vec<&str> {
+    service["status"]["loadBalancer"]["ingress"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|i| i["ip"].as_str())
+        .collect()
 }
 
 fn bgp_ips(dir: &Path) -> Result<Vec<String>> {

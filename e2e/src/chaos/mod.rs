@@ -305,6 +305,19 @@ impl Report {
     }
 }
 
+impl Report {
+    /// The benchmark lines: `chaos_violations`, `chaos_reconverge_max_ms`,
+    /// `chaos_reconverge_all_max_ms`.
+    pub fn bench_lines(&self) -> String {
+        format!(
+            "BENCH chaos_violations {} count\nBENCH chaos_reconverge_max_ms {} ms\nBENCH chaos_reconverge_all_max_ms {} ms\n",
+            self.violations.len(),
+            self.reconverge_max.as_millis(),
+            self.reconverge_all_max.as_millis()
+        )
+    }
+}
+
 fn say(start: Instant, text: &str) {
     println!("[{:7.1}s] {text}", start.elapsed().as_secs_f64());
 }

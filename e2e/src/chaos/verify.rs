@@ -140,14 +140,7 @@ pub fn expected(dir: &Path, pools: &BTreeMap<String, Vec<String>>) -> Result<Exp
         if service["kind"] != "Service" {
             continue;
         }
-        for ingress in service["status"]["loadBalancer"]["ingress"]
-            .as_array()
-            .into_iter()
-            .flatten()
-        {
-            let Some(ip) = ingress["ip"].as_str() else {
-                continue;
-            };
+        for ip in lab::ingress_ips(service) {
             if let Ok(address) = ip.parse::<IpAddr>()
                 && l2_ranges.iter().any(|r| in_range(r, address))
             {

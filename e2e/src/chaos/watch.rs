@@ -177,14 +177,7 @@ pub fn check_allocations(services: &Value, shared: &Arc<Mutex<Shared>>, grace: D
             s["metadata"]["namespace"].as_str().unwrap_or_default(),
             s["metadata"]["name"].as_str().unwrap_or_default()
         );
-        for ingress in s["status"]["loadBalancer"]["ingress"]
-            .as_array()
-            .into_iter()
-            .flatten()
-        {
-            let Some(ip) = ingress["ip"].as_str() else {
-                continue;
-            };
+        for ip in lab::ingress_ips(s) {
             by_ip.entry(ip.to_string()).or_default().push(Holder {
                 key: key.clone(),
                 share: s["metadata"]["annotations"]["metallb.io/allow-shared-ip"]

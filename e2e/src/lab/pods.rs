@@ -151,14 +151,7 @@ pub fn answers(client: &Netns, services: &Value, tries: usize) -> Result<String>
                 .unwrap_or_default(),
             service["metadata"]["name"].as_str().unwrap_or_default()
         );
-        for ingress in service["status"]["loadBalancer"]["ingress"]
-            .as_array()
-            .into_iter()
-            .flatten()
-        {
-            let Some(ip) = ingress["ip"].as_str() else {
-                continue;
-            };
+        for ip in super::ingress_ips(service) {
             let url = if ip.contains(':') {
                 format!("http://[{ip}]:{port}/")
             } else {
