@@ -136,21 +136,18 @@ impl Workload {
         self.kubectl.run(&all, stdin)
     }
 
-    /// The IPs Service `name` holds, as the API server says.
-    fn ips_of(&self, name: &str) -> Vec<String> {
-        let Ok(text) = self.run(
+    /// The IPs Service `name` holds, as the API server says; an error when it cannot say
+    /// (a change that would take a route away is not made then: its excuse needs the IPs).
+    fn ips_of(&self, name: &str) -> Result<Vec<String>> {
+        let text = self.run(
             &["get", "service", "-n", NAMESPACE, name, "-o", "json"],
             None,
-        ) else {
-            return Vec::new();
-        };
-        let service: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
-        service["status"]["loadBalancer"]["ingress"]
-            .as_array()
+        )?;
+        let service: serde_json::Value = serde_json::from_str(&text)?;
+        Ok(lab::ingress_ips(&service)
             .into_iter()
-            .flatten()
-            .filter_map(|i| i["ip"].as_str().map(str::to_string))
-            .collect()
+            .map(str::to_string)
+            .collect())
     }
 
     fn manifest(name: &str, svc: &Svc) -> String {
@@ -261,7 +258,7 @@ spec:
         if roll < 47 && count < MAX_SERVICES {
             // An IP another Service holds, asked for without a sharing key: it must stay
             // pending.
-            let Some(ip) = self.ips_of(&pick).into_iter().next() else {
+            let Some(ip) = self.ips_of(&pick)?.into_iter().next() else {
                 return Ok(format!("(no conflict: {pick} has no IP)"));
             };
             self.next += 1;
@@ -280,7 +277,7 @@ spec:
             return Ok(format!("create {name} asking for {ip}, held by {pick}"));
         }
         if roll < 70 {
-            let ips = self.ips_of(&pick);
+            let ips = self.ips_of(&pick)?;
             excuse(shared, Scope::Ips(ips.clone()));
             self.run(
                 &[
@@ -297,7 +294,7 @@ spec:
             return Ok(format!("delete {pick} ({})", ips.join(",")));
         }
         if roll < 85 {
-            let ips = self.ips_of(&pick);
+            let ips = self.ips_of(&pick)?;
             excuse(shared, Scope::Ips(ips));
             let mut svc = self.services[&pick].clone();
             svc.nodes = Self::nodes(rng);
