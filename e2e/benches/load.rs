@@ -7,7 +7,10 @@
 //!
 //! - `load_burst_s`: from the burst's first request to the router's FIB holding the IP of
 //!   every Service then in the cluster, and no other of the bulk pool;
-//! - `load_stream_p50`, `load_stream_p99`: a stream Service created → its prefix in the FIB;
+//! - `load_stream_p50`, `load_stream_p99`: a stream Service created (the API server has
+//!   answered its create) → its prefix in the FIB, 0 where the prefix came first (the watch
+//!   can deliver the Service before the create's answer arrives); on stderr also the time
+//!   from sending the create to its answer, which is the API server's own queue;
 //! - `load_stream_lag`: changes the harness could not send on time (the API was behind);
 //! - `load_dropped`: after the stream and 30 s, prefixes the FIB lacks or still holds
 //!   against what the cluster says (goal 0);
@@ -45,6 +48,9 @@ const STREAM_POOL: Pool = Pool([10, 102]);
 const WINDOW: usize = 500;
 /// Changes a second in the stream.
 const RATE: u64 = 100;
+
+/// A stream Service: its number, when its create was sent, when the API server answered.
+type Created = (usize, Instant, Option<Instant>);
 
 /// The /16 pools of this bench.
 mod pools {
@@ -282,7 +288,7 @@ fn run(dir: &Path) -> Result<()> {
     let lag = Arc::new(AtomicU64::new(0));
     let lagged = Arc::clone(&lag);
     let created = with_api(&kubeconfig, move |eps, svcs| async move {
-        let mut created: Vec<(usize, Instant)> = Vec::new();
+        let created: Arc<std::sync::Mutex<Vec<Created>>> = Arc::default();
         let mut live = std::collections::VecDeque::new();
         let in_flight = Arc::new(tokio::sync::Semaphore::new(64));
         let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 / RATE));
@@ -312,14 +318,20 @@ fn run(dir: &Path) -> Result<()> {
                 next += 1;
                 let name = format!("stream-{k}");
                 let ip = STREAM_POOL.nth(k).to_string();
-                created.push((k, Instant::now()));
+                let slot = {
+                    let mut created = created.lock().expect("not poisoned");
+                    created.push((k, Instant::now(), None));
+                    created.len() - 1
+                };
                 live.push_back(k);
+                let created = Arc::clone(&created);
                 tasks.spawn(async move {
                     let _permit = permit;
                     eps.create(&PostParams::default(), &endpoints(&name, k % 50_000)?)
                         .await?;
                     svcs.create(&PostParams::default(), &service(&name, Some(&ip))?)
                         .await?;
+                    created.lock().expect("not poisoned")[slot].2 = Some(Instant::now());
                     anyhow::Ok(())
                 });
             }
@@ -330,6 +342,7 @@ fn run(dir: &Path) -> Result<()> {
         while let Some(done) = tasks.join_next().await {
             done??;
         }
+        let created = std::mem::take(&mut *created.lock().expect("not poisoned"));
         anyhow::Ok(created)
     })?;
     eprintln!("stream end: {}", now_rss(dir)?);
@@ -347,14 +360,23 @@ fn run(dir: &Path) -> Result<()> {
             first_seen.entry(ip).or_insert(at);
         }
     }
-    let mut latencies = Vec::new();
+    let (mut latencies, mut queued) = (Vec::new(), Vec::new());
     let mut never = 0usize;
-    for (k, at) in &created {
+    for (k, sent, answered) in &created {
+        let answered = answered.expect("every create was answered (the stream returned Ok)");
+        queued.push(answered.duration_since(*sent).as_secs_f64() * 1e3);
         match first_seen.get(&STREAM_POOL.nth(*k)) {
-            Some(seen) => latencies.push(seen.saturating_duration_since(*at).as_secs_f64() * 1e3),
+            Some(seen) => {
+                latencies.push(seen.saturating_duration_since(answered).as_secs_f64() * 1e3)
+            }
             None => never += 1,
         }
     }
+    eprintln!(
+        "stream: create sent → answered by the API server p50 {:.1} ms, p99 {:.1} ms",
+        percentile(&queued, 50.0),
+        percentile(&queued, 99.0)
+    );
     // What the cluster says now against what the router holds.
     let want: BTreeSet<Ipv4Addr> = with_api(&kubeconfig, |_, svcs| async move {
         Ok(ingress(&svcs).await?.into_values().collect())
