@@ -71,10 +71,56 @@ fn dump(dir: &Path) -> Result<(Value, Vec<std::path::PathBuf>)> {
     )?;
     let objects_file = dir.join("chaos-objects.json");
     let config_file = dir.join("chaos-config.json");
-    std::fs::write(&objects_file, &objects)?;
+    let mut parsed: Value = serde_json::from_str(&objects)?;
+    without_slices_without_endpoints(&mut parsed);
+    std::fs::write(&objects_file, serde_json::to_string(&parsed)?)?;
     std::fs::write(&config_file, &config)?;
-    let parsed: Value = serde_json::from_str(&objects)?;
     Ok((parsed, vec![objects_file, config_file]))
+}
+
+/// Gives each Service of `list` that has no EndpointSlice an empty one. In the cluster such
+/// a Service has no endpoints (the campaign's Services have no selector; their slices are
+/// written and deleted by the workload, and a delete cut short by a fault can take the
+/// slice and leave the Service), while `render` assumes endpoints everywhere for a Service
+/// whose slices its input lacks (as manifests do).
+fn without_slices_without_endpoints(list: &mut Value) {
+    let Some(items) = list["items"].as_array_mut() else {
+        return;
+    };
+    let with_slices: BTreeSet<(String, String)> = items
+        .iter()
+        .filter(|o| o["kind"] == "EndpointSlice")
+        .filter_map(|o| {
+            let meta = &o["metadata"];
+            let service = meta["labels"]["kubernetes.io/service-name"].as_str()?;
+            Some((meta["namespace"].as_str()?.to_string(), service.to_string()))
+        })
+        .collect();
+    let lacking: Vec<(String, String)> = items
+        .iter()
+        .filter(|o| o["kind"] == "Service" && o["spec"]["type"] == "LoadBalancer")
+        .filter_map(|o| {
+            let meta = &o["metadata"];
+            Some((
+                meta["namespace"].as_str()?.to_string(),
+                meta["name"].as_str()?.to_string(),
+            ))
+        })
+        .filter(|key| !with_slices.contains(key))
+        .collect();
+    for (namespace, service) in lacking {
+        items.push(serde_json::json!({
+            "apiVersion": "discovery.k8s.io/v1",
+            "kind": "EndpointSlice",
+            "metadata": {
+                "name": format!("{service}-none"),
+                "namespace": namespace,
+                "labels": {"kubernetes.io/service-name": service},
+            },
+            "addressType": "IPv4",
+            "endpoints": [],
+        }));
+    }
 }
 
 /// What `render announcements` says for every node of the lab.
@@ -371,4 +417,46 @@ pub fn diagnose(dir: &Path, name: &str) -> std::path::PathBuf {
         .unwrap_or_else(|e| format!("error: {e:#}"));
     let _ = std::fs::write(out.join("bird.txt"), bird);
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::without_slices_without_endpoints;
+
+    #[test]
+    fn a_load_balancer_service_without_slices_gets_an_empty_one() {
+        let slice = json!({
+            "kind": "EndpointSlice",
+            "metadata": {"name": "a-x", "namespace": "chaos",
+                         "labels": {"kubernetes.io/service-name": "a"}},
+            "endpoints": [{"addresses": ["10.244.0.1"], "nodeName": "n1"}],
+        });
+        let service = |name: &str, kind: &str| {
+            json!({"kind": "Service", "metadata": {"name": name, "namespace": "chaos"},
+                   "spec": {"type": kind}})
+        };
+        let mut list = json!({"items": [
+            service("a", "LoadBalancer"),
+            slice,
+            service("b", "LoadBalancer"),
+            service("c", "ClusterIP"),
+        ]});
+        without_slices_without_endpoints(&mut list);
+        let items = list["items"].as_array().unwrap();
+        let slices: Vec<(&str, usize)> = items
+            .iter()
+            .filter(|o| o["kind"] == "EndpointSlice")
+            .map(|o| {
+                (
+                    o["metadata"]["labels"]["kubernetes.io/service-name"]
+                        .as_str()
+                        .unwrap(),
+                    o["endpoints"].as_array().unwrap().len(),
+                )
+            })
+            .collect();
+        assert_eq!(slices, [("a", 1), ("b", 0)]);
+    }
 }
