@@ -89,7 +89,9 @@ fn watch_releases(client: Client, options: &Options) -> Arc<tokio::sync::Notify>
     let config =
         watcher::Config::default().fields(&format!("metadata.name={}", options.lease_name));
     tokio::spawn(async move {
-        let stream = watcher(api, config).default_backoff().applied_objects();
+        let stream = watcher(api, config)
+            .backoff(crate::shell::watch::WatchRetry::default())
+            .applied_objects();
         let mut stream = std::pin::pin!(stream);
         while let Some(event) = stream.next().await {
             if let Ok(lease) = event

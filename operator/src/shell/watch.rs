@@ -6,11 +6,13 @@
 use std::fmt::Debug;
 use std::hash::Hash;
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures::{Stream, StreamExt};
 use k8s_openapi::api::core::v1::Secret;
 use kube::core::PartialObjectMeta;
 use kube::runtime::reflector::{self, Lookup, Store};
+use kube::runtime::utils::Backoff;
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource};
 use prometheus_client::metrics::counter::Counter;
@@ -63,6 +65,52 @@ pub(crate) struct ConfigStores {
     communities: Store<Community>,
 }
 
+/// The longest wait before a failed watch (or list) is started again.
+pub(crate) const WATCH_RETRY_MAX: Duration = Duration::from_secs(2);
+/// The first wait; it doubles up to [`WATCH_RETRY_MAX`].
+const WATCH_RETRY_MIN: Duration = Duration::from_millis(100);
+
+/// The waits between tries of a failed watch: 100 ms doubling up to 2 s, each drawn between
+/// three quarters and all of its step (so a fleet of speakers does not retry in step), back
+/// to 100 ms at the first event that arrives ([`StreamBackoff`] resets it).
+///
+/// kube-runtime's default (client-go's: 0.8 s doubling up to 30 s, reset only after events
+/// flow again) leaves a watch that failed a few times during an API server outage waiting up
+/// to half a minute after the API server is back; a Service created meanwhile is announced
+/// only then. Here the wait after an outage is at most 2 s. The cost: while the API server
+/// is away each daemon tries each of its watches (about a dozen) at most every 2 s — a
+/// refused connection, or with API Priority and Fairness a 429, each.
+///
+/// [`StreamBackoff`]: kube::runtime::utils::StreamBackoff
+#[derive(Debug)]
+pub(crate) struct WatchRetry {
+    step: Duration,
+}
+
+impl Default for WatchRetry {
+    fn default() -> WatchRetry {
+        WatchRetry {
+            step: WATCH_RETRY_MIN,
+        }
+    }
+}
+
+impl Iterator for WatchRetry {
+    type Item = Duration;
+
+    fn next(&mut self) -> Option<Duration> {
+        let step = self.step;
+        self.step = (step * 2).min(WATCH_RETRY_MAX);
+        Some(step.mul_f64(rand::random_range(0.75..=1.0)))
+    }
+}
+
+impl Backoff for WatchRetry {
+    fn reset(&mut self) {
+        self.step = WATCH_RETRY_MIN;
+    }
+}
+
 /// A reflector store of `stream`, raising `changes` on every event after the first list.
 pub(crate) fn spawn_reflector<K, S>(stream: S, changes: Arc<Changes>) -> Store<K>
 where
@@ -89,7 +137,7 @@ where
         .rsplit("::")
         .next()
         .unwrap_or("object");
-    let stream = reflector::reflector(writer, stream.default_backoff());
+    let stream = reflector::reflector(writer, stream.backoff(WatchRetry::default()));
     tokio::spawn(async move {
         let mut stream = std::pin::pin!(stream);
         while let Some(event) = stream.next().await {
@@ -235,5 +283,33 @@ impl ConfigStores {
             bfd_profiles: filled(objects.bfd_profiles.clone()),
             communities: filled(objects.communities.clone()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use kube::runtime::utils::Backoff as _;
+
+    use super::{WATCH_RETRY_MAX, WatchRetry};
+
+    #[test]
+    fn watch_retries_wait_at_most_two_seconds_and_start_over_after_an_event() {
+        let mut retry = WatchRetry::default();
+        let waits: Vec<_> = retry.by_ref().take(12).collect();
+        // 100 ms, 200, 400, 800, 1600, then 2 s for ever; each drawn in [¾, 1] of its step.
+        let steps = [100, 200, 400, 800, 1_600, 2_000, 2_000];
+        for (wait, step) in waits
+            .iter()
+            .zip(steps.iter().chain(std::iter::repeat(&2_000)))
+        {
+            let ms = wait.as_secs_f64() * 1e3;
+            assert!(
+                ms >= f64::from(*step) * 0.75 - 1e-6 && ms <= f64::from(*step) + 1e-6,
+                "{ms} ms for a step of {step} ms"
+            );
+        }
+        assert!(waits.iter().all(|w| *w <= WATCH_RETRY_MAX));
+        retry.reset();
+        assert!(retry.next().unwrap().as_millis() <= 100);
     }
 }

@@ -16,7 +16,7 @@ use kube::runtime::{WatchStreamExt as _, watcher};
 use kube::{Api, Resource};
 use serde::de::DeserializeOwned;
 
-use crate::shell::watch::Changes;
+use crate::shell::watch::{Changes, WatchRetry};
 
 /// Changes not yet taken by the reader.
 #[derive(Debug)]
@@ -79,7 +79,7 @@ where
             .next()
             .unwrap_or("object");
         let (writer, changes) = (Arc::clone(&feed), Arc::clone(changes));
-        let stream = watcher(api, watcher::Config::default()).default_backoff();
+        let stream = watcher(api, watcher::Config::default()).backoff(WatchRetry::default());
         tokio::spawn(async move {
             let mut stream = std::pin::pin!(stream);
             // What a list in progress has delivered so far.
