@@ -138,7 +138,7 @@ async fn client(kubeconfig: Option<&std::path::Path>) -> anyhow::Result<Client> 
         }
         None => kube::Config::infer().await?,
     };
-    Ok(Client::try_from(config)?)
+    crate::shell::runtime::client(config)
 }
 
 async fn list<K>(api: Api<K>) -> anyhow::Result<Vec<K>>

@@ -107,6 +107,40 @@ pub(crate) fn now() -> Time {
     Time(k8s_openapi::jiff::Timestamp::now())
 }
 
+/// The first wait before a request the API server answered 429, 503 or 504 is sent again.
+const API_RETRY_MIN: Duration = Duration::from_millis(100);
+/// The longest wait between such tries (unless the API server's `Retry-After` asks for longer).
+const API_RETRY_MAX: Duration = Duration::from_secs(1);
+/// How many times such a request is sent again before its caller sees the error.
+const API_RETRIES: u32 = 10;
+
+/// Requests waiting for the client's buffer task at most (more wait to be taken).
+const API_BUFFER: usize = 1_024;
+
+/// A Kubernetes client for `config` whose requests answered 429, 503 or 504 are sent again
+/// after 100 ms, doubling (with jitter) up to 1 s, or after the API server's `Retry-After`
+/// when that is longer, ten times at most.
+///
+/// kube's default retry (5 ms doubling up to 1,000 s, fifteen times) is wrong for the moment
+/// it matters most: a restarted API server answers every watch 429 until its watch cache has
+/// listed, for a second or two, and by then a watch retried that way waits 5, 10, 20 s
+/// before it tries again — an endpoint that moved meanwhile reached the routers 10 to 20 s
+/// after the API server was back. Here a request tries again within a second of the API
+/// server being able to answer it.
+pub(crate) fn client(mut config: kube::Config) -> anyhow::Result<Client> {
+    config.default_retry = false;
+    let policy =
+        kube::client::retry::RetryPolicy::new(API_RETRY_MIN, API_RETRY_MAX, API_RETRIES, true)
+            .context("the API retry policy")?;
+    // A retried request is sent again through a clone of the service below; kube's own
+    // stack is a boxed service that cannot be cloned, so it sits behind a buffer, whose
+    // task hands each request on as it comes (the requests still run side by side).
+    Ok(kube::client::ClientBuilder::try_from(config)?
+        .with_layer(&tower::buffer::BufferLayer::new(API_BUFFER))
+        .with_layer(&tower::retry::RetryLayer::new(policy))
+        .build())
+}
+
 /// A daemon's metrics: created empty, registered once.
 pub(crate) trait DaemonMetrics: Default {
     /// Registers every metric in `registry`.
@@ -132,9 +166,10 @@ pub(crate) async fn start<M: DaemonMetrics>(
 ) -> anyhow::Result<Started<M>> {
     limit_malloc_arenas();
     let metrics = Arc::new(M::default());
-    let client = Client::try_default()
+    let config = kube::Config::infer()
         .await
         .context("no Kubernetes client configuration (in-cluster or KUBECONFIG)")?;
+    let client = client(config)?;
     let mut registry = Registry::default();
     metrics.register(&mut registry);
     let ready = Arc::new(AtomicBool::new(false));
@@ -154,4 +189,92 @@ pub(crate) async fn start<M: DaemonMetrics>(
         client,
         ready,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use axum::http::StatusCode;
+    use axum::response::IntoResponse;
+
+    use super::*;
+
+    /// An API server on loopback whose `/version` answers 429 until `busy_for` has passed
+    /// since it started (with `Retry-After: retry_after` when given), then the version; it
+    /// records when each request came.
+    async fn busy_server(
+        busy_for: Duration,
+        retry_after: Option<u64>,
+    ) -> (Client, Arc<Mutex<Vec<tokio::time::Instant>>>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let started = tokio::time::Instant::now();
+        let asked = Arc::new(Mutex::new(Vec::new()));
+        let log = Arc::clone(&asked);
+        let version = axum::Router::new().route(
+            "/version",
+            axum::routing::get(move || {
+                let log = Arc::clone(&log);
+                async move {
+                    log.lock().unwrap().push(tokio::time::Instant::now());
+                    if started.elapsed() < busy_for {
+                        let mut busy = StatusCode::TOO_MANY_REQUESTS.into_response();
+                        if let Some(seconds) = retry_after {
+                            busy.headers_mut()
+                                .insert("retry-after", seconds.to_string().parse().unwrap());
+                        }
+                        return busy;
+                    }
+                    axum::Json(serde_json::json!({
+                        "major": "1", "minor": "37", "gitVersion": "v1.37.2", "gitCommit": "",
+                        "gitTreeState": "clean", "buildDate": "", "goVersion": "",
+                        "compiler": "gc", "platform": "linux/amd64",
+                    }))
+                    .into_response()
+                }
+            }),
+        );
+        tokio::spawn(async move { axum::serve(listener, version).await });
+        let url = format!("http://{addr}").parse().unwrap();
+        (client(kube::Config::new(url)).unwrap(), asked)
+    }
+
+    /// A request answered 429 for 3 s (a restarted API server's watch cache still listing)
+    /// is answered within a second of the server being able to: kube's default retry would
+    /// be waiting out a step of 2.5 to 7.7 s by then.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_busy_api_server_is_asked_again_within_a_second() {
+        let (client, asked) = busy_server(Duration::from_secs(3), None).await;
+        let started = tokio::time::Instant::now();
+        client.apiserver_version().await.unwrap();
+        let took = started.elapsed();
+        assert!(
+            took >= Duration::from_secs(3) && took < Duration::from_millis(4_100),
+            "answered after {took:?}"
+        );
+        let asked = asked.lock().unwrap();
+        let waits: Vec<_> = asked.windows(2).map(|w| w[1] - w[0]).collect();
+        assert!(
+            waits
+                .iter()
+                .all(|w| *w <= API_RETRY_MAX + Duration::from_millis(100)),
+            "{waits:?}"
+        );
+        assert!(asked.len() >= 5, "asked {} times", asked.len());
+    }
+
+    /// The API server's `Retry-After` is waited out when it asks for longer than the step.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn retry_after_is_honoured() {
+        let (client, asked) = busy_server(Duration::from_millis(500), Some(2)).await;
+        client.apiserver_version().await.unwrap();
+        let asked = asked.lock().unwrap();
+        assert_eq!(asked.len(), 2, "asked {} times", asked.len());
+        assert!(
+            asked[1] - asked[0] >= Duration::from_secs(2),
+            "{:?}",
+            asked[1] - asked[0]
+        );
+    }
 }
