@@ -89,7 +89,7 @@ fn watch_releases(client: Client, options: &Options) -> Arc<tokio::sync::Notify>
     let config =
         watcher::Config::default().fields(&format!("metadata.name={}", options.lease_name));
     tokio::spawn(async move {
-        let stream = watcher(api, config)
+        let stream = crate::shell::watch::relist_at_once(watcher(api, config), "Lease")
             .backoff(crate::shell::watch::WatchRetry::default())
             .applied_objects();
         let mut stream = std::pin::pin!(stream);

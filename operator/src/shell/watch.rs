@@ -111,6 +111,71 @@ impl Backoff for WatchRetry {
     }
 }
 
+/// `stream` with a watch's "resourceVersion too old" (410 Gone) taken out, so that the
+/// watcher lists again at once instead of after a retry wait; a second one with no event
+/// between goes through, and waits like any other error.
+///
+/// A restarted API server answers every watch resumed from before its restart with 410:
+/// its new watch cache starts at the present. The watch has nothing to wait for then, and
+/// the wait (up to 2 s after an outage) would add to the time the daemon is without news.
+pub(crate) fn relist_at_once<K, S>(
+    stream: S,
+    kind: &'static str,
+) -> impl Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send
+where
+    K: Send,
+    S: Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send,
+{
+    let mut just_relisted = false;
+    stream.filter(move |event| {
+        let keep = match event {
+            Err(watcher::Error::WatchError(status)) if status.code == 410 && !just_relisted => {
+                tracing::info!(kind, %status, "watch expired; listing again");
+                just_relisted = true;
+                false
+            }
+            Err(_) => true,
+            Ok(_) => {
+                just_relisted = false;
+                true
+            }
+        };
+        std::future::ready(keep)
+    })
+}
+
+/// The last part of a Rust type's name (`Service` for `k8s_openapi::…::Service`).
+pub(crate) fn kind_of<K>() -> &'static str {
+    std::any::type_name::<K>()
+        .rsplit("::")
+        .next()
+        .unwrap_or("object")
+        .trim_end_matches('>')
+}
+
+/// When a watch first failed since it last listed: a list that follows a failure is logged
+/// with how long the watch was without its object kind's news.
+#[derive(Debug, Default)]
+pub(crate) struct Outage {
+    since: Option<std::time::Instant>,
+}
+
+impl Outage {
+    /// Logs the failure; the first since the last list starts the outage.
+    pub(crate) fn failed(&mut self, kind: &str, error: &watcher::Error) {
+        self.since.get_or_insert_with(std::time::Instant::now);
+        tracing::warn!(kind, %error, "watch failed; retrying");
+    }
+
+    /// The watch listed: ends the outage, if there was one, with a line saying how long.
+    pub(crate) fn listed(&mut self, kind: &str) {
+        if let Some(since) = self.since.take() {
+            let ms = format!("{:.0}", since.elapsed().as_secs_f64() * 1e3);
+            tracing::info!(kind, ms, "watch listed again after failing");
+        }
+    }
+}
+
 /// A reflector store of `stream`, raising `changes` on every event after the first list.
 pub(crate) fn spawn_reflector<K, S>(stream: S, changes: Arc<Changes>) -> Store<K>
 where
@@ -133,21 +198,26 @@ where
     S: Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static,
 {
     let (reader, writer) = reflector::store::<K>();
-    let kind = std::any::type_name::<K>()
-        .rsplit("::")
-        .next()
-        .unwrap_or("object");
-    let stream = reflector::reflector(writer, stream.backoff(WatchRetry::default()));
+    let kind = kind_of::<K>();
+    let stream = reflector::reflector(
+        writer,
+        relist_at_once(stream, kind).backoff(WatchRetry::default()),
+    );
     tokio::spawn(async move {
         let mut stream = std::pin::pin!(stream);
+        let mut outage = Outage::default();
         while let Some(event) = stream.next().await {
             if let Ok(event) = &event {
                 record(event);
             }
             match event {
                 Ok(watcher::Event::Init | watcher::Event::InitApply(_)) => {}
+                Ok(watcher::Event::InitDone) => {
+                    outage.listed(kind);
+                    changes.raise();
+                }
                 Ok(_) => changes.raise(),
-                Err(error) => tracing::warn!(kind, %error, "watch failed; retrying"),
+                Err(error) => outage.failed(kind, &error),
             }
         }
     });
@@ -288,9 +358,60 @@ impl ConfigStores {
 
 #[cfg(test)]
 mod tests {
+    use futures::StreamExt as _;
+    use k8s_openapi::api::core::v1::Service;
+    use kube::core::{PartialObjectMeta, Status};
     use kube::runtime::utils::Backoff as _;
+    use kube::runtime::watcher::{Error, Event};
 
-    use super::{WATCH_RETRY_MAX, WatchRetry};
+    use super::{WATCH_RETRY_MAX, WatchRetry, kind_of, relist_at_once};
+
+    fn expired() -> Result<Event<Service>, Error> {
+        Err(Error::WatchError(Box::new(Status {
+            code: 410,
+            reason: "Expired".to_string(),
+            ..Status::default()
+        })))
+    }
+
+    fn outcome(event: &Result<Event<Service>, Error>) -> &'static str {
+        match event {
+            Ok(_) => "event",
+            Err(Error::WatchError(status)) if status.code == 410 => "expired",
+            Err(_) => "error",
+        }
+    }
+
+    /// The first 410 after an event lists again at once (it is not passed on to wait); a
+    /// second in a row waits like any error.
+    #[tokio::test]
+    async fn an_expired_watch_lists_again_at_once_but_not_twice_in_a_row() {
+        let events = vec![
+            Ok(Event::Apply(Service::default())),
+            expired(),
+            Ok(Event::Init),
+            Ok(Event::InitDone),
+            expired(),
+            expired(),
+            Err(Error::NoResourceVersion),
+            Ok(Event::Apply(Service::default())),
+            expired(),
+        ];
+        let seen: Vec<_> = relist_at_once(futures::stream::iter(events), "Service")
+            .collect::<Vec<_>>()
+            .await;
+        let seen: Vec<_> = seen.iter().map(outcome).collect();
+        assert_eq!(
+            seen,
+            ["event", "event", "event", "expired", "error", "event"]
+        );
+    }
+
+    #[test]
+    fn kinds_are_named_without_their_path_or_wrapper() {
+        assert_eq!(kind_of::<Service>(), "Service");
+        assert_eq!(kind_of::<PartialObjectMeta<Service>>(), "Service");
+    }
 
     #[test]
     fn watch_retries_wait_at_most_two_seconds_and_start_over_after_an_event() {

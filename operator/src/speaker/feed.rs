@@ -16,7 +16,7 @@ use kube::runtime::{WatchStreamExt as _, watcher};
 use kube::{Api, Resource};
 use serde::de::DeserializeOwned;
 
-use crate::shell::watch::{Changes, WatchRetry};
+use crate::shell::watch::{Changes, Outage, WatchRetry, kind_of, relist_at_once};
 
 /// Changes not yet taken by the reader.
 #[derive(Debug)]
@@ -74,16 +74,15 @@ where
             pending: Mutex::new(Pending::default()),
             ready: tokio::sync::watch::Sender::new(false),
         });
-        let kind = std::any::type_name::<O>()
-            .rsplit("::")
-            .next()
-            .unwrap_or("object");
+        let kind = kind_of::<O>();
         let (writer, changes) = (Arc::clone(&feed), Arc::clone(changes));
-        let stream = watcher(api, watcher::Config::default()).backoff(WatchRetry::default());
+        let stream = relist_at_once(watcher(api, watcher::Config::default()), kind)
+            .backoff(WatchRetry::default());
         tokio::spawn(async move {
             let mut stream = std::pin::pin!(stream);
             // What a list in progress has delivered so far.
             let mut listing: Vec<(K, V)> = Vec::new();
+            let mut outage = Outage::default();
             while let Some(event) = stream.next().await {
                 match event {
                     Ok(watcher::Event::Init) => listing.clear(),
@@ -93,6 +92,7 @@ where
                         }
                     }
                     Ok(watcher::Event::InitDone) => {
+                        outage.listed(kind);
                         let list = std::mem::take(&mut listing);
                         writer.push(|p| {
                             p.changed.clear();
@@ -115,7 +115,7 @@ where
                         });
                         changes.raise();
                     }
-                    Err(error) => tracing::warn!(kind, %error, "watch failed; retrying"),
+                    Err(error) => outage.failed(kind, &error),
                 }
             }
         });
