@@ -25,6 +25,8 @@
 //! - BIRD's and GoBGP's sessions come up once and stay: no reset across a speaker restart,
 //!   a BFD profile change, and bgpd's restart (one new session, no second);
 //! - a controller restart changes no IP;
+//! - kube-apiserver killed for 20 s: an endpoint moved once the new one is ready reaches the
+//!   router within 5 s (the speakers' watches list again instead of waiting);
 //! - a wrong password brings only that session down, the right one brings it back;
 //! - layer 2, with a third node added: `arping` and `ndisc6` from the client get the elected
 //!   node's MAC and no other; a speaker with the wrong gossip key gets nowhere and changes
@@ -250,6 +252,7 @@ fn speakers_announce_follow_endpoints_survive_bad_config_and_withdraw() -> Resul
     sharing_and_pool_removal(&kubectl, &router)?;
     bfd_failover(&dir, &router, &tor_frr, &web)?;
     restarts(&dir, &kubectl, &router, &tor_frr, &web)?;
+    apiserver_restart(&dir, &kubectl, &router, &api)?;
     password(&kubectl, &router, &rr, &web)?;
     layer2(&dir)?;
     explain(&dir, &web)?;
@@ -904,5 +907,36 @@ fn explain(dir: &std::path::Path, web: &str) -> Result<()> {
         .with_context(|| format!("rr in {n1}"))?;
     assert_eq!(rr["localPref"], 150, "{n1}");
     assert_eq!(rr["communities"][0], "64512:100", "{n1}");
+    Ok(())
+}
+
+/// kube-apiserver is killed for 20 s and started again; an endpoint moved as soon as the
+/// new API server is ready reaches the routers as fast as any other change would (the
+/// watches, broken by the restart, are listed again rather than waiting on the new server).
+fn apiserver_restart(
+    dir: &std::path::Path,
+    kubectl: &Kubectl,
+    router: &Netns,
+    api: &str,
+) -> Result<()> {
+    wait_hops(router, api, &[N2])?;
+    let killed = lab::kill(dir, "kube-apiserver")?;
+    std::thread::sleep(Duration::from_secs(20));
+    lab::respawn(dir, &killed)?;
+    wait_for("the new kube-apiserver to be ready", WAIT, || {
+        Ok(kubectl
+            .run(&["get", "--raw", "/readyz"], None)
+            .is_ok_and(|text| text.trim() == "ok")
+            .then_some(()))
+    })?;
+    let ready = std::time::Instant::now();
+    kubectl.apply(&endpoints_manifest("shop", "api", &[("10.244.1.11", "n1")]))?;
+    wait_hops(router, api, &[N1])?;
+    let took = ready.elapsed();
+    println!("after kube-apiserver's restart, an endpoint move reached the router in {took:?}");
+    assert!(
+        took < Duration::from_secs(5),
+        "an endpoint moved right after kube-apiserver's restart reached the router after {took:?}"
+    );
     Ok(())
 }
