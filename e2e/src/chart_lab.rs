@@ -561,20 +561,26 @@ pub struct RequestLoop {
     driver: Option<std::thread::JoinHandle<()>>,
 }
 
-fn one_request(address: std::net::SocketAddr) -> bool {
+/// One `GET /` to `address`: `Err` names the step that failed (each has 1 s).
+fn one_request(address: std::net::SocketAddr) -> Result<(), String> {
     use std::io::{Read, Write};
     let timeout = Duration::from_secs(1);
-    let Ok(mut stream) = std::net::TcpStream::connect_timeout(&address, timeout) else {
-        return false;
-    };
+    let mut stream = std::net::TcpStream::connect_timeout(&address, timeout)
+        .map_err(|e| format!("connect: {e}"))?;
     let _ = stream.set_read_timeout(Some(timeout));
     let _ = stream.set_write_timeout(Some(timeout));
-    if stream.write_all(b"GET / HTTP/1.0\r\n\r\n").is_err() {
-        return false;
-    }
+    stream
+        .write_all(b"GET / HTTP/1.0\r\n\r\n")
+        .map_err(|e| format!("send: {e}"))?;
     let mut answer = String::new();
-    let _ = stream.read_to_string(&mut answer);
-    answer.contains("pod=")
+    let read = stream.read_to_string(&mut answer);
+    if answer.contains("pod=") {
+        return Ok(());
+    }
+    Err(match read {
+        Err(e) => format!("answer: {e} after {} bytes", answer.len()),
+        Ok(n) => format!("answer without pod= ({n} bytes)"),
+    })
 }
 
 impl RequestLoop {
@@ -604,7 +610,21 @@ impl RequestLoop {
                 let out = out.clone();
                 workers.push(std::thread::spawn(move || {
                     let started = std::time::Instant::now();
-                    let ok = one_request(address);
+                    let outcome = one_request(address);
+                    if let Err(why) = &outcome {
+                        // Shown with the test's output when it fails.
+                        // Shown with the test's output when it fails; the Unix time, to
+                        // compare with the daemons' logs.
+                        let now = std::time::SystemTime::now()
+                            .duration_since(std::time::UNIX_EPOCH)
+                            .unwrap_or_default();
+                        eprintln!(
+                            "request to {address} failed after {} ms, at Unix time {:.3}: {why}",
+                            started.elapsed().as_millis(),
+                            now.as_secs_f64()
+                        );
+                    }
+                    let ok = outcome.is_ok();
                     if let Ok(mut results) = out.lock() {
                         results.push((started, ok));
                     }
