@@ -116,29 +116,85 @@ const API_RETRIES: u32 = 10;
 
 /// Requests waiting for the client's buffer task at most (more wait to be taken).
 const API_BUFFER: usize = 1_024;
+/// A connection to the API server with nothing in flight for this long is probed (TCP
+/// keepalive) ...
+const API_KEEPALIVE_IDLE: Duration = Duration::from_secs(5);
+/// ... every this long ...
+const API_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(2);
+/// ... and given up after this many probes unanswered: 11 s of silence from a peer that
+/// does not answer.
+const API_KEEPALIVE_PROBES: u32 = 3;
+/// The longest wait for a connection to the API server (kube's default: 30 s).
+const API_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// A Kubernetes client for `config` whose requests answered 429, 503 or 504 are sent again
-/// after 100 ms, doubling (with jitter) up to 1 s, or after the API server's `Retry-After`
-/// when that is longer, ten times at most.
+/// A Kubernetes client for `config`, built as kube builds its own (TLS as the configuration
+/// says, its authentication and headers, its read and write timeouts) with two differences.
 ///
+/// Its connections are probed with TCP keepalive (5 s idle, then every 2 s, three probes).
+/// A watch is a request whose answer may be silent for minutes, kube's connections have no
+/// keepalive, and a watch has no read timeout: when the API server's end goes away without a
+/// word reaching the node (its host lost, a firewall or load balancer in between dropping the
+/// connection's state), the watch waited for ever, and the daemon never heard of a change
+/// again. Here such a connection is given up after 11 s of unanswered probes and the watch
+/// starts again on a new one. Connecting waits 5 s at most (kube: 30 s), so that a try made
+/// while the API server cannot be reached is made again soon after.
+///
+/// Its requests answered 429, 503 or 504 are sent again after 100 ms, doubling (with jitter)
+/// up to 1 s, or after the API server's `Retry-After` when that is longer, ten times at most.
 /// kube's default retry (5 ms doubling up to 1,000 s, fifteen times) is wrong for the moment
 /// it matters most: a restarted API server answers every watch 429 until its watch cache has
 /// listed, for a second or two, and by then a watch retried that way waits 5, 10, 20 s
 /// before it tries again — an endpoint that moved meanwhile reached the routers 10 to 20 s
 /// after the API server was back. Here a request tries again within a second of the API
 /// server being able to answer it.
-pub(crate) fn client(mut config: kube::Config) -> anyhow::Result<Client> {
-    config.default_retry = false;
+pub(crate) fn client(config: kube::Config) -> anyhow::Result<Client> {
+    use kube::client::ConfigExt as _;
+    use tower::ServiceBuilder;
+
+    let mut tcp = hyper_util::client::legacy::connect::HttpConnector::new();
+    tcp.enforce_http(false);
+    tcp.set_keepalive(Some(API_KEEPALIVE_IDLE));
+    tcp.set_keepalive_interval(Some(API_KEEPALIVE_INTERVAL));
+    tcp.set_keepalive_retries(Some(API_KEEPALIVE_PROBES));
+    let tls = config
+        .rustls_https_connector_with_connector(tcp)
+        .context("the API server's TLS settings")?;
+    let mut connector = hyper_timeout::TimeoutConnector::new(tls);
+    connector.set_connect_timeout(Some(
+        config
+            .connect_timeout
+            .map_or(API_CONNECT_TIMEOUT, |t| t.min(API_CONNECT_TIMEOUT)),
+    ));
+    connector.set_read_timeout(config.read_timeout);
+    connector.set_write_timeout(config.write_timeout);
+    connector.set_reset_reader_on_write(config.reset_reader_on_write);
+    let http = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build(connector);
+    let stack = ServiceBuilder::new()
+        .layer(config.base_uri_layer())
+        .option_layer(
+            config
+                .auth_layer()
+                .context("the API server's credentials")?,
+        )
+        .layer(
+            config
+                .extra_headers_layer()
+                .context("the API client's headers")?,
+        )
+        .map_err(tower::BoxError::from)
+        .service(http);
     let policy =
         kube::client::retry::RetryPolicy::new(API_RETRY_MIN, API_RETRY_MAX, API_RETRIES, true)
             .context("the API retry policy")?;
-    // A retried request is sent again through a clone of the service below; kube's own
-    // stack is a boxed service that cannot be cloned, so it sits behind a buffer, whose
-    // task hands each request on as it comes (the requests still run side by side).
-    Ok(kube::client::ClientBuilder::try_from(config)?
-        .with_layer(&tower::buffer::BufferLayer::new(API_BUFFER))
-        .with_layer(&tower::retry::RetryLayer::new(policy))
-        .build())
+    // A retried request is sent again through a clone of the stack, which sits behind a
+    // buffer: its task hands each request on as it comes (the requests still run side by
+    // side).
+    let service = ServiceBuilder::new()
+        .layer(tower::retry::RetryLayer::new(policy))
+        .layer(tower::buffer::BufferLayer::new(API_BUFFER))
+        .service(stack);
+    Ok(Client::new(service, config.default_namespace))
 }
 
 /// A daemon's metrics: created empty, registered once.
@@ -206,7 +262,11 @@ mod tests {
     async fn busy_server(
         busy_for: Duration,
         retry_after: Option<u64>,
-    ) -> (Client, Arc<Mutex<Vec<tokio::time::Instant>>>) {
+    ) -> (
+        Client,
+        Arc<Mutex<Vec<tokio::time::Instant>>>,
+        std::net::SocketAddr,
+    ) {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let started = tokio::time::Instant::now();
@@ -237,7 +297,7 @@ mod tests {
         );
         tokio::spawn(async move { axum::serve(listener, version).await });
         let url = format!("http://{addr}").parse().unwrap();
-        (client(kube::Config::new(url)).unwrap(), asked)
+        (client(kube::Config::new(url)).unwrap(), asked, addr)
     }
 
     /// A request answered 429 for 3 s (a restarted API server's watch cache still listing)
@@ -245,7 +305,7 @@ mod tests {
     /// be waiting out a step of 2.5 to 7.7 s by then.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_busy_api_server_is_asked_again_within_a_second() {
-        let (client, asked) = busy_server(Duration::from_secs(3), None).await;
+        let (client, asked, _) = busy_server(Duration::from_secs(3), None).await;
         let started = tokio::time::Instant::now();
         client.apiserver_version().await.unwrap();
         let took = started.elapsed();
@@ -264,10 +324,25 @@ mod tests {
         assert!(asked.len() >= 5, "asked {} times", asked.len());
     }
 
+    /// The client's connections to the API server carry TCP keepalive (`ss` shows the
+    /// keepalive timer of the idle connection kept for the next request).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn connections_to_the_api_server_are_probed_with_keepalive() {
+        let (client, _, addr) = busy_server(Duration::ZERO, None).await;
+        client.apiserver_version().await.unwrap();
+        let port = addr.port();
+        let sockets = std::process::Command::new("ss")
+            .args(["-tno", "state", "established", "dport", &format!(":{port}")])
+            .output()
+            .unwrap();
+        let sockets = String::from_utf8_lossy(&sockets.stdout);
+        assert!(sockets.contains("timer:(keepalive"), "{sockets}");
+    }
+
     /// The API server's `Retry-After` is waited out when it asks for longer than the step.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn retry_after_is_honoured() {
-        let (client, asked) = busy_server(Duration::from_millis(500), Some(2)).await;
+        let (client, asked, _) = busy_server(Duration::from_millis(500), Some(2)).await;
         client.apiserver_version().await.unwrap();
         let asked = asked.lock().unwrap();
         assert_eq!(asked.len(), 2, "asked {} times", asked.len());
