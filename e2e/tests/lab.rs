@@ -27,6 +27,8 @@
 //! - a controller restart changes no IP;
 //! - kube-apiserver killed for 20 s: an endpoint moved once the new one is ready reaches the
 //!   router within 5 s (the speakers' watches list again instead of waiting);
+//! - a node cut off from the API server for 15 s while its endpoint moves away: the node
+//!   withdraws within 5 s of the cut's end;
 //! - a wrong password brings only that session down, the right one brings it back;
 //! - layer 2, with a third node added: `arping` and `ndisc6` from the client get the elected
 //!   node's MAC and no other; a speaker with the wrong gossip key gets nowhere and changes
@@ -253,6 +255,7 @@ fn speakers_announce_follow_endpoints_survive_bad_config_and_withdraw() -> Resul
     bfd_failover(&dir, &router, &tor_frr, &web)?;
     restarts(&dir, &kubectl, &router, &tor_frr, &web)?;
     apiserver_restart(&dir, &kubectl, &router, &api)?;
+    cut_from_api_server(&dir, &kubectl, &router, &api)?;
     password(&kubectl, &router, &rr, &web)?;
     layer2(&dir)?;
     explain(&dir, &web)?;
@@ -937,6 +940,34 @@ fn apiserver_restart(
     assert!(
         took < Duration::from_secs(5),
         "an endpoint moved right after kube-apiserver's restart reached the router after {took:?}"
+    );
+    Ok(())
+}
+
+/// Node 1 is cut off from the API server (packets dropped, no reset) for 15 s, and the
+/// endpoint of `api` moves from node 1 to node 2 during the cut: node 2 announces it at
+/// once, node 1 withdraws it within 5 s of the cut's end.
+fn cut_from_api_server(
+    dir: &std::path::Path,
+    kubectl: &Kubectl,
+    router: &Netns,
+    api: &str,
+) -> Result<()> {
+    wait_hops(router, api, &[N1])?;
+    lab::cut_off_node(dir, "n1", true)?;
+    let cut = std::time::Instant::now();
+    std::thread::sleep(Duration::from_secs(2));
+    kubectl.apply(&endpoints_manifest("shop", "api", &[("10.244.2.11", "n2")]))?;
+    wait_hops(router, api, &[N1, N2])?;
+    std::thread::sleep(Duration::from_secs(15).saturating_sub(cut.elapsed()));
+    lab::cut_off_node(dir, "n1", false)?;
+    let healed = std::time::Instant::now();
+    wait_hops(router, api, &[N2])?;
+    let took = healed.elapsed();
+    println!("after a 15 s cut from the API server, node 1 withdrew in {took:?}");
+    assert!(
+        took < Duration::from_secs(5),
+        "node 1, cut off from the API server for 15 s, withdrew {took:?} after the cut ended"
     );
     Ok(())
 }
