@@ -187,6 +187,30 @@ impl ChartLab {
         })
     }
 
+    /// Sends SIGKILL to every process named `comm` on node `node` (0 or 1: the speaker's
+    /// pod and FRR share the node's network namespace); false when none runs (it is being
+    /// restarted).
+    pub fn kill_on_node(&self, node: usize, comm: &str) -> Result<bool> {
+        let pids: Vec<i32> = pids_in(&self.cluster.node_namespaces()[node], comm)?
+            .into_iter()
+            .filter(|pid| alive(*pid))
+            .collect();
+        for pid in &pids {
+            // Gone already is as good as killed.
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(*pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+        Ok(!pids.is_empty())
+    }
+
+    /// Whether a live (not zombie) process named `comm` runs on node `node`.
+    pub fn runs_on_node(&self, node: usize, comm: &str) -> Result<bool> {
+        let pids = pids_in(&self.cluster.node_namespaces()[node], comm)?;
+        Ok(pids.into_iter().any(alive))
+    }
+
     /// `helm ARGS` against the cluster.
     pub fn helm(&self, args: &[&str]) -> Result<String> {
         helm(
@@ -583,6 +607,9 @@ fn one_request(address: std::net::SocketAddr) -> Result<(), String> {
     })
 }
 
+/// How many failed requests of a loop are printed, with their reason.
+const FAILURES_SHOWN: usize = 20;
+
 impl RequestLoop {
     /// Starts requesting `http://ip/` from the client's namespace.
     pub fn start(client: &Netns, ip: &str, every: Duration) -> Result<RequestLoop> {
@@ -604,17 +631,30 @@ impl RequestLoop {
             if !entered {
                 return;
             }
-            let mut workers = Vec::new();
+            let mut workers: Vec<std::thread::JoinHandle<()>> = Vec::new();
+            let printed = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
             let mut next = std::time::Instant::now();
             while !flag.load(Ordering::Relaxed) {
+                // Finished requests' threads are joined as the loop goes (a loop of minutes
+                // would otherwise keep tens of thousands of finished threads' stacks).
+                let mut i = 0;
+                while i < workers.len() {
+                    if workers[i].is_finished() {
+                        let _ = workers.swap_remove(i).join();
+                    } else {
+                        i += 1;
+                    }
+                }
                 let out = out.clone();
+                let printed = printed.clone();
                 workers.push(std::thread::spawn(move || {
                     let started = std::time::Instant::now();
                     let outcome = one_request(address);
-                    if let Err(why) = &outcome {
-                        // Shown with the test's output when it fails.
-                        // Shown with the test's output when it fails; the Unix time, to
-                        // compare with the daemons' logs.
+                    // The first failures are shown (with the test's output when it fails),
+                    // with the Unix time to compare with the daemons' logs.
+                    if let Err(why) = &outcome
+                        && printed.fetch_add(1, Ordering::Relaxed) < FAILURES_SHOWN
+                    {
                         let now = std::time::SystemTime::now()
                             .duration_since(std::time::UNIX_EPOCH)
                             .unwrap_or_default();
@@ -679,4 +719,37 @@ pub fn failure_window(results: &[(std::time::Instant, bool)]) -> Option<Duration
     let last = results.iter().rposition(|(_, ok)| !ok)?;
     let recovered = results[last + 1..].iter().find(|(_, ok)| *ok)?;
     Some(recovered.0.duration_since(results[first].0))
+}
+
+/// Whether process `pid` exists and is not a zombie.
+fn alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        // The state follows the command's closing parenthesis.
+        stat.rsplit_once(')')
+            .is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z'))
+    })
+}
+
+/// The PIDs of the processes named `comm` in network namespace `ns` (zombies included).
+fn pids_in(ns: &Netns, comm: &str) -> Result<Vec<i32>> {
+    use std::os::unix::fs::MetadataExt as _;
+    let want = std::fs::metadata(format!("/run/netns/{}", ns.name()))?.ino();
+    let mut pids = Vec::new();
+    for entry in std::fs::read_dir("/proc")? {
+        let Some(pid) = entry?
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let same_ns =
+            std::fs::metadata(format!("/proc/{pid}/ns/net")).is_ok_and(|m| m.ino() == want);
+        let named =
+            std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == comm);
+        if same_ns && named {
+            pids.push(pid);
+        }
+    }
+    Ok(pids)
 }

@@ -18,6 +18,8 @@
 //! - the speaker keeps FRR's configuration as applied (no re-apply loop: its socket
 //!   connections follow FRR's daemons as they come up in the frr container);
 //! - a controller pod deleted under traffic: no IP changes and no failed request;
+//! - bgpd, then zebra, killed in a node's frr container: watchfrr starts them again and the
+//!   ToR routes through the node again;
 //! - node 2's switch port down under traffic to Services whose pod is on node 1: BFD takes
 //!   its next hop from the ToR, and node 1 takes over node 2's layer-2 IP, within seconds;
 //! - a `helm upgrade` that restarts every speaker: requests to the BGP IP keep being
@@ -227,6 +229,22 @@ spec:
     assert_eq!(failed, 0, "{failed} of {} requests failed", results.len());
     assert_eq!(service_ip(cluster, "web")?, ip);
     assert_eq!(service_ip(cluster, "routed")?, routed_ip);
+
+    // bgpd, then zebra, crash in node 1's frr container: watchfrr starts them again (the
+    // container's init reaps the dead one) and the ToR routes through node 1 again.
+    for daemon in ["bgpd", "zebra"] {
+        assert!(lab.kill_on_node(0, daemon)?, "no {daemon} ran on node 1");
+        wait_for(
+            &format!("{daemon} running again on node 1"),
+            Duration::from_secs(30),
+            || Ok(lab.runs_on_node(0, daemon)?.then_some(())),
+        )?;
+        lab.wait_settled(
+            &format!("node 1 announcing again after {daemon} crashed"),
+            &routed_ip,
+            &[&ip],
+        )?;
+    }
 
     // Node 2's switch port fails under traffic to Services whose one pod is on node 1:
     // through the ToR, BFD (100 ms × 3; the ToR's BGP hold time is 180 s) takes node 2's
