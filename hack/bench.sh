@@ -27,7 +27,8 @@ done
 #   load         10,000 Services, a burst of 2,000 changes, then 100 changes a second for
 #                FERROLB_LOAD_MINUTES (5) on the lab (what converge needs);
 #   chaos        run only when named (`hack/bench.sh chaos`): the chaos campaign for
-#                FERROLB_CHAOS_MINUTES (30) on the lab (what converge needs).
+#                FERROLB_CHAOS_MINUTES (30) on the lab (what converge needs), then for
+#                FERROLB_CHAOS_NODES_MINUTES (10) on real nodes (what traffic needs).
 cargo build -q --release -p ferrolb
 for bench in lab converge l2_failover routers traffic versus load chaos; do
     FERROLB_BIN="${CARGO_TARGET_DIR:-$PWD/target}/release/ferrolb" \

@@ -3,7 +3,12 @@
 # replicas): storms of overlapping faults and changes, each followed by a quiet period, with
 # ferrolb's promises checked all along (see e2e/src/chaos/mod.rs). Needs root.
 #
-#   hack/chaos.sh [--minutes N] [--seed S]
+#   hack/chaos.sh [--nodes] [--minutes N] [--seed S]
+#
+# With --nodes, the campaign runs on real nodes instead (two kubelets with containerd, the
+# chart as shipped, an FRR ToR, a client sending requests to two Services all along; see
+# e2e/src/chaos/nodes.rs): faults of FRR's daemons, the speakers, the pods and node 2's
+# port; it prints the requests that failed and the longest window of failures.
 #
 # N defaults to 5; S to the current time. Every fault, change and violation is printed as it
 # happens; the summary ends with the seed to replay and `BENCH chaos_violations` and
@@ -22,5 +27,9 @@ cargo build --release -q -p ferrolb -p ferrolb-e2e
 FERROLB_K8S_DIR="$(hack/k8s.sh build)"
 FERROLB_FRR_ROOT="$(hack/rootfs.sh build)"
 export FERROLB_K8S_DIR FERROLB_FRR_ROOT
+if [[ " $* " == *" --nodes "* ]]; then
+  FERROLB_CONTAINERD_DIR="$(hack/k8s.sh build-node)"
+  export FERROLB_CONTAINERD_DIR
+fi
 export FERROLB_BIN="$CARGO_TARGET_DIR/release/ferrolb"
 exec "$CARGO_TARGET_DIR/release/ferrolb-chaos" --dir "${FERROLB_CHAOS_DIR:-/run/ferrolb-chaos}" "$@"

@@ -1,8 +1,10 @@
-//! `ferrolb-chaos [--minutes N] [--seed S] [--dir DIR]`: a chaos campaign on a lab of its own
-//! (see `ferrolb_e2e::chaos`). Run through `hack/chaos.sh`, which builds what it needs first.
-//! Prints every fault, change and violation as it happens, then a summary and the
-//! benchmark lines `BENCH chaos_violations` and `BENCH chaos_reconverge_max_ms`; exits 1 when
-//! a promise was broken.
+//! `ferrolb-chaos [--nodes] [--minutes N] [--seed S] [--dir DIR]`: a chaos campaign on a lab
+//! of its own (see `ferrolb_e2e::chaos`), or with `--nodes` on real nodes with the chart and a
+//! client's requests (see `ferrolb_e2e::chaos::nodes`). Run through `hack/chaos.sh`, which
+//! builds what it needs first. Prints every fault, change and violation as it happens, then
+//! a summary and the benchmark lines (`BENCH chaos_violations` and
+//! `BENCH chaos_reconverge_max_ms`; on nodes `BENCH chaos_nodes_…`); exits 1 when a promise
+//! was broken.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -24,7 +26,7 @@ fn main() -> ExitCode {
         let known = ["--minutes", "--seed", "--dir"];
         for (i, arg) in args.iter().enumerate() {
             let is_value = i > 0 && known.contains(&args[i - 1].as_str());
-            if !is_value && !known.contains(&arg.as_str()) {
+            if !is_value && !known.contains(&arg.as_str()) && arg != "--nodes" {
                 return Err(format!("unknown argument {arg}"));
             }
         }
@@ -42,11 +44,31 @@ fn main() -> ExitCode {
     let (minutes, seed, dir) = match parsed {
         Ok(p) => p,
         Err(error) => {
-            eprintln!("error: {error}\nusage: ferrolb-chaos [--minutes N] [--seed S] [--dir DIR]");
+            eprintln!(
+                "error: {error}\nusage: ferrolb-chaos [--nodes] [--minutes N] [--seed S] [--dir DIR]"
+            );
             return ExitCode::from(2);
         }
     };
     println!("chaos: {minutes} minutes, seed {seed}");
+    if args.iter().any(|a| a == "--nodes") {
+        let options = ferrolb_e2e::chaos::nodes::NodesOptions { minutes, seed, dir };
+        return match ferrolb_e2e::chaos::nodes::run_on_nodes(&options) {
+            Ok(report) => {
+                print!("{}", report.summary(minutes));
+                print!("{}", report.bench_lines());
+                if report.violations.is_empty() {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::FAILURE
+                }
+            }
+            Err(error) => {
+                eprintln!("error: {error:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let options = ferrolb_e2e::chaos::Options::new(minutes, seed, dir);
     match ferrolb_e2e::chaos::run(&options) {
         Ok(report) => {

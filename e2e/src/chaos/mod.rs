@@ -20,6 +20,7 @@
 //! timings of a real cluster aside) with the seed it prints.
 
 pub mod faults;
+pub mod nodes;
 pub mod verify;
 pub mod watch;
 pub mod workload;
