@@ -315,6 +315,7 @@ mod tests {
                 .collect(),
             settled: false,
             isolated: false,
+            rejoined: 0,
         };
         assert_eq!(live_members(&nodes, &liveness), None);
         liveness.settled = true;

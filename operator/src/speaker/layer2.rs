@@ -48,6 +48,8 @@ pub(super) struct Layer2 {
     owned: watch::Sender<Owned>,
     /// Who was alive at the last announce.
     alive: BTreeSet<String>,
+    /// [`Liveness::rejoined`] as last seen.
+    rejoined: u64,
     statuses: watch::Sender<Statuses>,
     client: Client,
     recorder: Recorder,
@@ -104,6 +106,7 @@ impl Layer2 {
             liveness,
             owned,
             alive: BTreeSet::new(),
+            rejoined: 0,
             statuses,
             client: client.clone(),
             events: Arc::new(tokio::sync::Semaphore::new(EVENTS_IN_FLIGHT)),
@@ -151,8 +154,9 @@ impl Layer2 {
     /// Makes `list` what this node answers for; `liveness` is who was alive when it was
     /// elected (a speaker that joins makes this node announce its IPs again).
     pub(super) fn announce(&mut self, list: &[L2Announcement], liveness: &Liveness) {
-        let joined = liveness.alive.difference(&self.alive).next().is_some();
+        let joined = must_reannounce(&self.alive, self.rejoined, liveness);
         self.alive.clone_from(&liveness.alive);
+        self.rejoined = liveness.rejoined;
         let before: BTreeMap<ServiceKey, Vec<IpAddr>> = self
             .owned
             .borrow()
@@ -226,6 +230,14 @@ impl Layer2 {
             }
         });
     }
+}
+
+/// Whether every IP this node owns must be announced again, going from `alive` and
+/// `rejoined` to `now`: a speaker joined (while apart it may have claimed them and told the
+/// clients so), or this one rejoined after the others held it down (they took its IPs
+/// meanwhile; it may have seen none of them go, and so no one join).
+fn must_reannounce(alive: &BTreeSet<String>, rejoined: u64, now: &Liveness) -> bool {
+    now.alive.difference(alive).next().is_some() || now.rejoined != rejoined
 }
 
 /// Reads the key, waits for this node's address, then gossips with the seeds until
@@ -398,6 +410,25 @@ mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     use super::*;
+
+    /// Seen in the campaign on real nodes: n2 kept seeing n1 alive while n1 twice declared
+    /// n2 down, answered for n2's IP and told the client; n2 only rejoined, and the client
+    /// kept n1's MAC until the next storm.
+    #[test]
+    fn a_join_or_a_rejoin_announces_every_owned_ip_again() {
+        let both: BTreeSet<String> = ["n1", "n2"].map(String::from).into();
+        let alone: BTreeSet<String> = ["n2"].map(String::from).into();
+        let now = |alive: &BTreeSet<String>, rejoined| Liveness {
+            alive: alive.clone(),
+            settled: true,
+            isolated: false,
+            rejoined,
+        };
+        assert!(!must_reannounce(&both, 0, &now(&both, 0)));
+        assert!(must_reannounce(&both, 0, &now(&both, 1)));
+        assert!(must_reannounce(&alone, 1, &now(&both, 1)));
+        assert!(!must_reannounce(&both, 1, &now(&alone, 1)));
+    }
 
     fn client(addr: SocketAddr) -> Client {
         let url = format!("http://{addr}").parse().unwrap();

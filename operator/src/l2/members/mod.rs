@@ -168,6 +168,10 @@ pub struct Liveness {
     /// Whether this speaker is cut off from the other speakers and the API server
     /// ([`crate::l2::isolation`]); gossip itself leaves it false.
     pub isolated: bool,
+    /// How many times the others declared this speaker down and it rejoined: while they
+    /// held it down they took its layer-2 IPs and told the clients so, and it may not have
+    /// noticed any of them go (each kept seeing the others alive).
+    pub rejoined: u64,
 }
 
 /// Gossip counters.
@@ -235,6 +239,7 @@ impl Members {
             alive: BTreeSet::from([options.node.clone()]),
             settled: false,
             isolated: false,
+            rejoined: 0,
         });
         let advertise = options.advertise.unwrap_or(local);
         let wire = Wire::new(socket, &options, metrics);
@@ -415,6 +420,7 @@ async fn gossip(
     let mut seeds: BTreeMap<String, SocketAddr> = BTreeMap::new();
     let mut seeded = false;
     let mut accepted = false;
+    let mut rejoined: u64 = 0;
     let started = Instant::now();
     let mut reannounce = tokio::time::interval(REANNOUNCE);
     reannounce.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -466,6 +472,7 @@ async fn gossip(
                 }
                 OwnedNotification::Active => accepted = true,
                 OwnedNotification::Rejoin(s) => {
+                    rejoined += 1;
                     tracing::info!(
                         generation = s.generation,
                         "declared down by the others; rejoined"
@@ -490,6 +497,7 @@ async fn gossip(
                 alive,
                 settled,
                 isolated: false,
+                rejoined,
             };
             let changed = *was != now;
             if changed {

@@ -39,6 +39,7 @@ fn inputs<'a>(scope: &'a ServiceScope, load: &'a LoadOptions) -> PassInputs<'a> 
         alive: BTreeSet::from(["node-a".to_string()]),
         settled: true,
         isolated: false,
+        rejoined: 0,
     });
     PassInputs {
         node: "node-a",
@@ -65,6 +66,7 @@ fn layer2_ips_are_claimed_only_once_gossip_has_settled_and_by_the_elected_node()
         alive: BTreeSet::from(["node-a".to_string()]),
         settled: false,
         isolated: false,
+        rejoined: 0,
     };
     let pass = planner.pass(
         &objects(&config),
@@ -93,6 +95,7 @@ fn layer2_ips_are_claimed_only_once_gossip_has_settled_and_by_the_elected_node()
         alive: BTreeSet::from(["node-a".to_string(), "node-b".to_string()]),
         settled: true,
         isolated: false,
+        rejoined: 0,
     };
     let with_b = format!(
         "{config}---\napiVersion: v1\nkind: Node\nmetadata: {{name: node-b}}\n---\napiVersion: v1\nkind: Node\nmetadata: {{name: node-a}}\n"
