@@ -76,9 +76,18 @@ pub enum NodeFault {
 }
 
 impl NodeFault {
-    /// Whether requests may fail because of it: it takes a node's FRR or link away.
-    pub fn may_fail_requests(self) -> bool {
-        !matches!(self, NodeFault::Speaker | NodeFault::Controller)
+    /// Whether requests to `service` may fail because of it on `node`: it takes a node's
+    /// FRR or link away, or it is the death of the speaker answering for the layer-2 IP
+    /// (node 2's): the other speaker takes the IP over within a second and hands it back
+    /// when the speaker is back, and each move breaks the connections in flight (the new
+    /// node has no state for them). A controller's death never may, nor a speaker's for
+    /// the BGP Service (FRR keeps announcing).
+    pub fn may_fail_requests(self, node: Option<usize>, service: &str) -> bool {
+        match self {
+            NodeFault::Controller => false,
+            NodeFault::Speaker => node == Some(1) && service == "survivor-l2",
+            _ => true,
+        }
     }
 
     /// Whether it lasts (a port) rather than happens once (a kill, a deletion).
@@ -297,6 +306,7 @@ fn restarts(lab: &ChartLab) -> Result<BTreeMap<(String, String), u64>> {
 /// The campaign's state.
 struct Campaign<'a> {
     lab: &'a ChartLab,
+    dir: PathBuf,
     start: Instant,
     bgp_ip: String,
     l2_ip: String,
@@ -306,6 +316,8 @@ struct Campaign<'a> {
     speaker_killed: [Option<Instant>; 2],
     /// Speaker container restarts each pod's kills account for.
     speaker_kills: BTreeMap<String, u64>,
+    /// Each storm's span: from its start until the cluster agreed again (or the limit).
+    storms: Vec<(Instant, Instant)>,
 }
 
 impl Campaign<'_> {
@@ -479,6 +491,49 @@ impl Campaign<'_> {
         Ok(out)
     }
 
+    /// Keeps what the ToR and the ferrolb pods say now in `diagnosis/storm-N/` of the
+    /// campaign's directory (the cluster and its logs go at the end).
+    fn keep_diagnosis(&self) {
+        let dir = self
+            .dir
+            .join(format!("diagnosis/storm-{}", self.report.storms));
+        if std::fs::create_dir_all(&dir).is_err() {
+            return;
+        }
+        let kubectl = self.lab.cluster.kubectl();
+        let mut files: Vec<(String, String)> = Vec::new();
+        for command in ["show bgp summary", "show bfd peers", "show ip route"] {
+            let out = self
+                .lab
+                .tor
+                .vtysh(command)
+                .unwrap_or_else(|e| format!("{e:#}"));
+            files.push((format!("tor {command}"), out));
+        }
+        let pods = kubectl
+            .run(&["get", "pods", "-n", NS, "-o", "name"], None)
+            .unwrap_or_default();
+        for pod in pods.lines() {
+            for container in ["speaker", "frr", "controller"] {
+                for previous in [false, true] {
+                    let mut args = vec!["logs", "-n", NS, pod, "-c", container];
+                    if previous {
+                        args.push("--previous");
+                    }
+                    if let Ok(out) = kubectl.run(&args, None) {
+                        let name = pod.trim_start_matches("pod/");
+                        let tag = if previous { ".previous" } else { "" };
+                        files.push((format!("{name} {container}{tag}"), out));
+                    }
+                }
+            }
+        }
+        for (name, text) in files {
+            let _ = std::fs::write(dir.join(name.replace(' ', "_")), text);
+        }
+        self.say(&format!("kept the cluster's state in {}", dir.display()));
+    }
+
     /// Containers restarted that no fault restarted.
     fn check_restarts(&mut self) -> Result<()> {
         for ((pod, container), count) in restarts(self.lab)? {
@@ -518,6 +573,7 @@ pub fn run_on_nodes(options: &NodesOptions) -> Result<NodesReport> {
     lab.wait_settled("ECMP, BFD and answers before any fault", &bgp_ip, &[&l2_ip])?;
     let mut campaign = Campaign {
         lab: &lab,
+        dir: options.dir.clone(),
         start: Instant::now(),
         bgp_ip: bgp_ip.clone(),
         l2_ip: l2_ip.clone(),
@@ -528,6 +584,7 @@ pub fn run_on_nodes(options: &NodesOptions) -> Result<NodesReport> {
         injected: Vec::new(),
         speaker_killed: [None, None],
         speaker_kills: BTreeMap::new(),
+        storms: Vec::new(),
     };
     let first = campaign.differences()?;
     if !first.is_empty() {
@@ -570,7 +627,8 @@ fn storms(campaign: &mut Campaign<'_>, rng: &mut Rng, deadline: Instant) -> Resu
         let length = Duration::from_millis(rng.between(15_000, 30_000))
             .min(deadline.saturating_duration_since(Instant::now()))
             .max(Duration::from_secs(5));
-        let storm_end = Instant::now() + length;
+        let storm_start = Instant::now();
+        let storm_end = storm_start + length;
         campaign.say(&format!(
             "storm {} for {:.0} s",
             campaign.report.storms,
@@ -665,8 +723,10 @@ fn storms(campaign: &mut Campaign<'_>, rng: &mut Rng, deadline: Instant) -> Resu
                     last.join("; ")
                 ));
                 campaign.report.reconverge.push(healed.elapsed());
+                campaign.keep_diagnosis();
             }
         }
+        campaign.storms.push((storm_start, Instant::now()));
         campaign.check_restarts()?;
         std::thread::sleep(QUIET.saturating_sub(healed.elapsed()));
     }
@@ -692,13 +752,23 @@ fn judge(campaign: &mut Campaign<'_>, results: &[(&str, Vec<(Instant, bool)>)]) 
             }
             let last = outcomes[j - 1].0;
             let end = outcomes.get(j).map_or(last, |(at, _)| *at);
+            // A fault excuses failures from its start until it is over, or until its storm's
+            // cluster agreed again if that is later (sessions coming back move next hops,
+            // and a moved flow breaks), and LINGER after.
+            let storms = &campaign.storms;
             let excused_by: Vec<String> = campaign
                 .injected
                 .iter()
                 .filter(|f| {
-                    f.fault.may_fail_requests()
+                    let settled = storms
+                        .iter()
+                        .find(|(from, to)| *from <= f.from && f.from <= *to)
+                        .map_or(f.excuses_until(), |(_, to)| {
+                            f.excuses_until().max(*to + LINGER)
+                        });
+                    f.fault.may_fail_requests(f.node, service)
                         && first + Duration::from_secs(1) >= f.from
-                        && last <= f.excuses_until()
+                        && last <= settled
                 })
                 .map(Injected::describe)
                 .collect();
@@ -761,8 +831,10 @@ mod tests {
         assert_eq!(kill.excuses_until(), t + FRR_RECOVERY + LINGER);
         let port = injected(NodeFault::PortDown, t, t + Duration::from_secs(3));
         assert_eq!(port.excuses_until(), t + Duration::from_secs(3) + LINGER);
-        assert!(!NodeFault::Speaker.may_fail_requests());
-        assert!(!NodeFault::Controller.may_fail_requests());
-        assert!(NodeFault::SpeakerPod.may_fail_requests());
+        assert!(!NodeFault::Speaker.may_fail_requests(Some(0), "survivor-l2"));
+        assert!(!NodeFault::Speaker.may_fail_requests(Some(1), "survivor-bgp"));
+        assert!(NodeFault::Speaker.may_fail_requests(Some(1), "survivor-l2"));
+        assert!(!NodeFault::Controller.may_fail_requests(None, "survivor-bgp"));
+        assert!(NodeFault::SpeakerPod.may_fail_requests(Some(0), "survivor-bgp"));
     }
 }
