@@ -51,30 +51,20 @@ fn main() -> ExitCode {
         }
     };
     println!("chaos: {minutes} minutes, seed {seed}");
-    if args.iter().any(|a| a == "--nodes") {
+    // The summary, the benchmark lines and whether a promise was broken.
+    let outcome = if args.iter().any(|a| a == "--nodes") {
         let options = ferrolb_e2e::chaos::nodes::NodesOptions { minutes, seed, dir };
-        return match ferrolb_e2e::chaos::nodes::run_on_nodes(&options) {
-            Ok(report) => {
-                print!("{}", report.summary(minutes));
-                print!("{}", report.bench_lines());
-                if report.violations.is_empty() {
-                    ExitCode::SUCCESS
-                } else {
-                    ExitCode::FAILURE
-                }
-            }
-            Err(error) => {
-                eprintln!("error: {error:#}");
-                ExitCode::FAILURE
-            }
-        };
-    }
-    let options = ferrolb_e2e::chaos::Options::new(minutes, seed, dir);
-    match ferrolb_e2e::chaos::run(&options) {
-        Ok(report) => {
-            print!("{}", report.summary(minutes));
-            print!("{}", report.bench_lines());
-            if report.violations.is_empty() {
+        ferrolb_e2e::chaos::nodes::run_on_nodes(&options)
+            .map(|r| (r.summary(minutes), r.bench_lines(), r.violations.is_empty()))
+    } else {
+        let options = ferrolb_e2e::chaos::Options::new(minutes, seed, dir);
+        ferrolb_e2e::chaos::run(&options)
+            .map(|r| (r.summary(minutes), r.bench_lines(), r.violations.is_empty()))
+    };
+    match outcome {
+        Ok((summary, bench, kept)) => {
+            print!("{summary}{bench}");
+            if kept {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::FAILURE

@@ -290,18 +290,10 @@ impl Report {
             self.reconverge_max.as_secs_f64(),
             self.reconverge_all_max.as_secs_f64()
         ));
-        if self.violations.is_empty() {
-            out.push_str("violations: none\n");
-        } else {
-            out.push_str(&format!("violations: {}\n", self.violations.len()));
-            for v in &self.violations {
-                out.push_str(&format!("  at {:.1} s: {}\n", v.at, v.what));
-            }
-            out.push_str(&format!(
-                "replay: hack/chaos.sh --seed {} --minutes {minutes}\n",
-                self.seed
-            ));
-        }
+        out.push_str(&violations_text(
+            &self.violations,
+            &format!("hack/chaos.sh --seed {} --minutes {minutes}", self.seed),
+        ));
         out
     }
 }
@@ -317,6 +309,19 @@ impl Report {
             self.reconverge_all_max.as_millis()
         )
     }
+}
+
+/// The violations' lines of a summary, ending with `replay` when there are any.
+pub(crate) fn violations_text(violations: &[Violation], replay: &str) -> String {
+    if violations.is_empty() {
+        return "violations: none\n".to_string();
+    }
+    let mut out = format!("violations: {}\n", violations.len());
+    for v in violations {
+        out.push_str(&format!("  at {:.1} s: {}\n", v.at, v.what));
+    }
+    out.push_str(&format!("replay: {replay}\n"));
+    out
 }
 
 fn say(start: Instant, text: &str) {

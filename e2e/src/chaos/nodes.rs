@@ -222,18 +222,13 @@ impl NodesReport {
             p50.as_secs_f64(),
             self.reconverge_max().as_secs_f64()
         ));
-        if self.violations.is_empty() {
-            out.push_str("violations: none\n");
-        } else {
-            out.push_str(&format!("violations: {}\n", self.violations.len()));
-            for v in &self.violations {
-                out.push_str(&format!("  at {:.1} s: {}\n", v.at, v.what));
-            }
-            out.push_str(&format!(
-                "replay: hack/chaos.sh --nodes --seed {} --minutes {minutes}\n",
+        out.push_str(&super::violations_text(
+            &self.violations,
+            &format!(
+                "hack/chaos.sh --nodes --seed {} --minutes {minutes}",
                 self.seed
-            ));
-        }
+            ),
+        ));
         out
     }
 
