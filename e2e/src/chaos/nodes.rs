@@ -309,8 +309,9 @@ struct Campaign<'a> {
     injected: Vec<Injected>,
     /// When each node's speaker was last killed (`None`: never, or its pod is new).
     speaker_killed: [Option<Instant>; 2],
-    /// Speaker container restarts each pod's kills account for.
-    speaker_kills: BTreeMap<String, u64>,
+    /// Restarts of each (pod, container) already accounted for: the speaker kills, and
+    /// those already reported.
+    restarts_seen: BTreeMap<(String, String), u64>,
     /// Each storm's span: from its start until the cluster agreed again (or the limit).
     storms: Vec<(Instant, Instant)>,
 }
@@ -391,7 +392,10 @@ impl Campaign<'_> {
                 if !self.lab.kill_on_node(n, "ferrolb")? {
                     return Ok(None);
                 }
-                *self.speaker_kills.entry(pod).or_default() += 1;
+                *self
+                    .restarts_seen
+                    .entry((pod, "speaker".to_string()))
+                    .or_default() += 1;
                 self.speaker_killed[n] = Some(from);
             }
             (NodeFault::SpeakerPod, Some(n)) => {
@@ -531,23 +535,15 @@ impl Campaign<'_> {
 
     /// Containers restarted that no fault restarted.
     fn check_restarts(&mut self) -> Result<()> {
-        for ((pod, container), count) in restarts(self.lab)? {
-            let allowed = if container == "speaker" {
-                self.speaker_kills.get(&pod).copied().unwrap_or(0)
-            } else {
-                0
-            };
+        for (key, count) in restarts(self.lab)? {
+            let allowed = self.restarts_seen.get(&key).copied().unwrap_or(0);
             if count > allowed {
+                let (pod, container) = &key;
                 self.violate(format!(
-                    "container {container} of pod {pod} restarted {count} times, {allowed} by faults"
+                    "container {container} of pod {pod} restarted {count} times, {allowed} by faults or already reported"
                 ));
                 // Counted once.
-                if container == "speaker" {
-                    self.speaker_kills.insert(pod, count);
-                } else {
-                    self.speaker_kills
-                        .insert(format!("{pod}/{container}"), count);
-                }
+                self.restarts_seen.insert(key, count);
             }
         }
         Ok(())
@@ -578,7 +574,7 @@ pub fn run_on_nodes(options: &NodesOptions) -> Result<NodesReport> {
         },
         injected: Vec::new(),
         speaker_killed: [None, None],
-        speaker_kills: BTreeMap::new(),
+        restarts_seen: BTreeMap::new(),
         storms: Vec::new(),
     };
     let first = campaign.differences()?;
