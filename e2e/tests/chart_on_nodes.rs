@@ -19,7 +19,8 @@
 //!   connections follow FRR's daemons as they come up in the frr container);
 //! - a controller pod deleted under traffic: no IP changes and no failed request;
 //! - bgpd, then zebra, killed in a node's frr container: watchfrr starts them again and the
-//!   ToR routes through the node again;
+//!   ToR routes through the node again; so it does after bgpd crashed again and again for
+//!   25 s (the speaker's applies failing all along);
 //! - node 2's switch port down under traffic to Services whose pod is on node 1: BFD takes
 //!   its next hop from the ToR, and node 1 takes over node 2's layer-2 IP, within seconds;
 //! - a `helm upgrade` that restarts every speaker: requests to the BGP IP keep being
@@ -245,6 +246,28 @@ spec:
             &[&ip],
         )?;
     }
+    // bgpd crashing again and again on node 2 for 25 s: watchfrr's restart back-off grows
+    // to 15 s, and every apply the speaker tries meanwhile fails, so its own back-off
+    // grows past its poll period. Once bgpd stays up the speaker applies its configuration
+    // again (the neighbour's BFD included) within a poll, and node 2 announces again.
+    let until = std::time::Instant::now() + Duration::from_secs(25);
+    let mut kills = 0;
+    while std::time::Instant::now() < until {
+        if lab.kill_on_node(1, "bgpd")? {
+            kills += 1;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    wait_for(
+        "bgpd running again on node 2",
+        Duration::from_secs(30),
+        || Ok(lab.runs_on_node(1, "bgpd")?.then_some(())),
+    )?;
+    lab.wait_settled(
+        &format!("node 2 announcing again after bgpd crashed {kills} times in 25 s"),
+        &routed_ip,
+        &[&ip],
+    )?;
 
     // Node 2's switch port fails under traffic to Services whose one pod is on node 1:
     // through the ToR, BFD (100 ms × 3; the ToR's BGP hold time is 180 s) takes node 2's

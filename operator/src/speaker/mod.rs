@@ -17,7 +17,7 @@
 //!
 //! Guarantees: FRR is not touched before every cache has listed once, nor while no valid
 //! configuration has ever loaded; an apply that fails leaves the last verified configuration
-//! in FRR and is retried with backoff.
+//! in FRR and is retried with backoff, and at once when FRR answers again after it did not.
 
 mod layer2;
 mod leaving;
@@ -178,6 +178,10 @@ pub async fn run(options: Options, shutdown: CancellationToken) -> anyhow::Resul
     let mut written_state: Option<ConfigurationStateStatus> = None;
     let mut last_apply: Option<Result<String, String>> = None;
     let mut retry = RETRY_MIN;
+    // Whether FRR answered the last read of its sessions: a failed apply is tried again as
+    // soon as FRR answers after it did not (a daemon restarted), not at the end of the
+    // back-off.
+    let mut frr_answering = true;
     // Free memory goes back to the kernel after the first pass and then once per poll
     // period (see release_free_memory).
     let mut trim_memory = true;
@@ -289,7 +293,9 @@ pub async fn run(options: Options, shutdown: CancellationToken) -> anyhow::Resul
             }
             if !idle {
                 // Sessions as they are after the change; otherwise the periodic poll.
-                if let Some(sessions) = poll_state(&mut applier, &metrics).await {
+                let sessions = poll_state(&mut applier, &metrics).await;
+                frr_answering = sessions.is_some();
+                if let Some(sessions) = sessions {
                     observe_sessions(&mut hold, &sessions);
                 }
             }
@@ -346,11 +352,13 @@ pub async fn run(options: Options, shutdown: CancellationToken) -> anyhow::Resul
             busy_end = done;
         }
 
-        // Wait for a change, a poll that finds FRR drifted, a retry, or the end.
-        let backoff = if failed {
+        // Wait for a change, a poll that finds FRR drifted or answering again, a retry, or
+        // the end. The retry's deadline is fixed here: the loop below goes round at every
+        // poll and hold recheck, and a sleep made anew each time would never end.
+        let retry_at = if failed {
             let wait = retry;
             retry = (retry * 2).min(RETRY_MAX);
-            Some(wait)
+            Some(tokio::time::Instant::now() + wait)
         } else {
             None
         };
@@ -367,7 +375,7 @@ pub async fn run(options: Options, shutdown: CancellationToken) -> anyhow::Resul
                         break;
                     }
                 }
-                () = tokio::time::sleep(backoff.unwrap_or(RETRY_MAX)), if backoff.is_some() => break,
+                () = sleep_until(retry_at), if retry_at.is_some() => break,
                 () = tokio::time::sleep(HOLD_RECHECK), if holding => {
                     if let Some(sessions) = read_sessions(&mut applier).await
                         && observe_sessions(&mut hold, &sessions)
@@ -377,7 +385,14 @@ pub async fn run(options: Options, shutdown: CancellationToken) -> anyhow::Resul
                 }
                 _ = poll.tick() => {
                     release_free_memory();
-                    if let Some(sessions) = poll_state(&mut applier, &metrics).await
+                    let sessions = poll_state(&mut applier, &metrics).await;
+                    let back = sessions.is_some() && !frr_answering;
+                    frr_answering = sessions.is_some();
+                    if back && retry_at.is_some() {
+                        tracing::info!("FRR answers again; applying its configuration now");
+                        break;
+                    }
+                    if let Some(sessions) = sessions
                         && observe_sessions(&mut hold, &sessions)
                         && holding
                     {
@@ -507,9 +522,39 @@ fn earliest_next(
     }
 }
 
+/// Sleeps until `at`; never ends when `at` is `None`.
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_retry_comes_at_its_deadline_however_often_the_wait_is_woken() {
+        // The speaker's wait goes round at every poll and hold recheck (250 ms); a retry
+        // 10 s away must still come, 10 s after the failure.
+        let start = tokio::time::Instant::now();
+        let retry_at = Some(start + Duration::from_secs(10));
+        let mut rounds = 0;
+        loop {
+            tokio::select! {
+                () = sleep_until(retry_at), if retry_at.is_some() => break,
+                () = tokio::time::sleep(HOLD_RECHECK) => rounds += 1,
+            }
+        }
+        assert_eq!(start.elapsed(), Duration::from_secs(10));
+        assert!(rounds >= 39, "woken {rounds} times");
+        // None: only the other branches end the wait.
+        tokio::select! {
+            () = sleep_until(None) => panic!("a wait without a deadline ended"),
+            () = tokio::time::sleep(Duration::from_secs(3600)) => {}
+        }
+    }
 
     #[test]
     fn a_pass_that_changed_nothing_holds_the_next_only_as_long_as_it_ran() {
