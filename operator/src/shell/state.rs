@@ -117,3 +117,73 @@ pub(crate) async fn apply_configuration_state(
         .await
         .map(drop)
 }
+
+/// A daemon's own ConfigurationState (a speaker's: no owner), written in the background
+/// ([`StateWriter::run`]).
+#[derive(Clone)]
+pub(crate) struct StateWriter {
+    /// The client it writes with.
+    pub client: Client,
+    /// ferrolb's namespace.
+    pub namespace: String,
+    /// `speaker-<node>`.
+    pub name: String,
+    /// The `metallb.io/component-type` label.
+    pub component: &'static str,
+    /// The server-side apply field manager.
+    pub field_manager: &'static str,
+}
+
+impl StateWriter {
+    /// Writes the newest status `wanted` holds until `shutdown`, so a write the API server
+    /// does not answer (the node cut from it, a request left waiting for TCP to send it
+    /// again) never holds up the daemon's pass, which puts the next change into FRR
+    /// meanwhile. A failed write is tried again (200 ms doubling to 30 s) with whatever is
+    /// wanted by then; `errors` counts failures.
+    pub(crate) async fn run(
+        self,
+        mut wanted: tokio::sync::watch::Receiver<Option<ConfigurationStateStatus>>,
+        errors: prometheus_client::metrics::counter::Counter,
+        shutdown: tokio_util::sync::CancellationToken,
+    ) {
+        use crate::shell::runtime::{RETRY_MAX, RETRY_MIN};
+        let target = StateTarget {
+            namespace: &self.namespace,
+            name: &self.name,
+            component: self.component,
+            field_manager: self.field_manager,
+            owner: None,
+        };
+        let mut written: Option<ConfigurationStateStatus> = None;
+        let mut retry = RETRY_MIN;
+        loop {
+            let latest = wanted.borrow_and_update().clone();
+            if let Some(latest) = latest.filter(|l| written.as_ref() != Some(l)) {
+                let result = tokio::select! {
+                    result = apply_configuration_state(&self.client, &target, &latest) => result,
+                    () = shutdown.cancelled() => return,
+                };
+                match result {
+                    Ok(()) => {
+                        written = Some(latest);
+                        retry = RETRY_MIN;
+                    }
+                    Err(error) => {
+                        errors.inc();
+                        tracing::warn!(%error, name = %self.name, "writing the ConfigurationState failed; retrying");
+                        tokio::select! {
+                            () = tokio::time::sleep(retry) => {}
+                            () = shutdown.cancelled() => return,
+                        }
+                        retry = (retry * 2).min(RETRY_MAX);
+                        continue;
+                    }
+                }
+            }
+            tokio::select! {
+                changed = wanted.changed() => if changed.is_err() { return },
+                () = shutdown.cancelled() => return,
+            }
+        }
+    }
+}

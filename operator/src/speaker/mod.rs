@@ -45,7 +45,7 @@ use crate::frr::bfd_hold::{self, BfdHold};
 use crate::shell::runtime::{
     RETRY_MAX, RETRY_MIN, Started, now, release_free_memory, start, until_done,
 };
-use crate::shell::state::{StateTarget, apply_configuration_state};
+use crate::shell::state::StateWriter;
 use crate::shell::watch::Changes;
 use crate::views::ServiceScope;
 use cache::SpeakerCaches;
@@ -154,7 +154,6 @@ pub async fn run(options: Options, shutdown: CancellationToken) -> anyhow::Resul
     let load = LoadOptions {
         namespace: options.namespace.clone(),
     };
-    let state_name = format!("speaker-{}", options.node_name);
     let mut planner = Planner::waiting_for_proxy();
     let (proxied, mut proxy_probes) = tokio::sync::mpsc::unbounded_channel();
     let mut applier = Applier::new(options.frr.clone());
@@ -175,7 +174,23 @@ pub async fn run(options: Options, shutdown: CancellationToken) -> anyhow::Resul
         ),
     );
     let mut layer2 = layer2::Layer2::start(&client, &options, &metrics, &shutdown);
-    let mut written_state: Option<ConfigurationStateStatus> = None;
+    let (state_tx, wanted_state) = tokio::sync::watch::channel(None);
+    tokio::spawn(
+        StateWriter {
+            client: client.clone(),
+            namespace: options.namespace.clone(),
+            name: format!("speaker-{}", options.node_name),
+            component: "speaker",
+            field_manager: FIELD_MANAGER,
+        }
+        .run(
+            wanted_state,
+            metrics.client.update_errors.clone(),
+            shutdown.clone(),
+        ),
+    );
+    // The ConfigurationState status last handed to its writer.
+    let mut sent_state: Option<ConfigurationStateStatus> = None;
     let mut last_apply: Option<Result<String, String>> = None;
     let mut retry = RETRY_MIN;
     // Whether FRR answered the last read of its sessions: a failed apply is tried again as
@@ -301,28 +316,12 @@ pub async fn run(options: Options, shutdown: CancellationToken) -> anyhow::Resul
             }
         }
 
-        let state = plan::configuration_state(
-            &pass.load,
-            last_apply.as_ref(),
-            written_state.as_ref(),
-            &now(),
-        );
-        if written_state.as_ref() != Some(&state) {
-            let target = StateTarget {
-                namespace: &options.namespace,
-                name: &state_name,
-                component: "speaker",
-                field_manager: FIELD_MANAGER,
-                owner: None,
-            };
+        let state =
+            plan::configuration_state(&pass.load, last_apply.as_ref(), sent_state.as_ref(), &now());
+        if sent_state.as_ref() != Some(&state) {
             idle = false;
-            match apply_configuration_state(&client, &target, &state).await {
-                Ok(()) => written_state = Some(state),
-                Err(error) => {
-                    metrics.client.update_errors.inc();
-                    tracing::warn!(%error, "writing the ConfigurationState failed");
-                }
-            }
+            state_tx.send_replace(Some(state.clone()));
+            sent_state = Some(state);
         }
         if pass.model.is_some() {
             let wanted = planner.statuses();
