@@ -124,6 +124,10 @@ const API_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(2);
 /// ... and given up after this many probes unanswered: 11 s of silence from a peer that
 /// does not answer.
 const API_KEEPALIVE_PROBES: u32 = 3;
+/// The longest data sent to the API server may wait for its acknowledgement before the
+/// connection is given up (`TCP_USER_TIMEOUT`; Linux's default: about 15 minutes of
+/// retransmissions).
+const API_USER_TIMEOUT: Duration = Duration::from_secs(10);
 /// The longest wait for a connection to the API server (kube's default: 30 s).
 const API_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -136,8 +140,12 @@ const API_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// word reaching the node (its host lost, a firewall or load balancer in between dropping the
 /// connection's state), the watch waited for ever, and the daemon never heard of a change
 /// again. Here such a connection is given up after 11 s of unanswered probes and the watch
-/// starts again on a new one. Connecting waits 5 s at most (kube: 30 s), so that a try made
-/// while the API server cannot be reached is made again soon after.
+/// starts again on a new one. A request sent while the path to the API server drops
+/// everything waits for TCP to send it again, at intervals that double each time (a 15 s
+/// outage left requests waiting up to 13 s more after it ended): data unacknowledged for
+/// 10 s gives the connection up, and the request is made again on a new one. Connecting
+/// waits 5 s at most (kube: 30 s), so that a try made while the API server cannot be reached
+/// is made again soon after.
 ///
 /// Its requests answered 429, 503 or 504 are sent again after 100 ms, doubling (with jitter)
 /// up to 1 s, or after the API server's `Retry-After` when that is longer, ten times at most.
@@ -156,6 +164,7 @@ pub(crate) fn client(config: kube::Config) -> anyhow::Result<Client> {
     tcp.set_keepalive(Some(API_KEEPALIVE_IDLE));
     tcp.set_keepalive_interval(Some(API_KEEPALIVE_INTERVAL));
     tcp.set_keepalive_retries(Some(API_KEEPALIVE_PROBES));
+    tcp.set_tcp_user_timeout(Some(API_USER_TIMEOUT));
     let tls = config
         .rustls_https_connector_with_connector(tcp)
         .context("the API server's TLS settings")?;
