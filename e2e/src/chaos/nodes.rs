@@ -490,8 +490,9 @@ impl Campaign<'_> {
         Ok(out)
     }
 
-    /// Keeps what the ToR and the ferrolb pods say now in `diagnosis/storm-N/` of the
-    /// campaign's directory (the cluster and its logs go at the end).
+    /// Keeps what the ToR, each node's FRR and the ferrolb pods say now in
+    /// `diagnosis/storm-N/` of the campaign's directory (the cluster and its logs go at the
+    /// end).
     fn keep_diagnosis(&self) {
         let dir = self
             .dir
@@ -508,6 +509,22 @@ impl Campaign<'_> {
                 .vtysh(command)
                 .unwrap_or_else(|e| format!("{e:#}"));
             files.push((format!("tor {command}"), out));
+        }
+        for node in 0..2 {
+            let Ok(Some(pod)) = speaker_pod(self.lab, node) else {
+                continue;
+            };
+            for command in ["show bgp summary", "show bfd peers", "show running-config"] {
+                let out = kubectl
+                    .run(
+                        &[
+                            "exec", "-n", NS, &pod, "-c", "frr", "--", "vtysh", "-c", command,
+                        ],
+                        None,
+                    )
+                    .unwrap_or_else(|e| format!("{e:#}"));
+                files.push((format!("n{} {command}", node + 1), out));
+            }
         }
         let pods = kubectl
             .run(&["get", "pods", "-n", NS, "-o", "name"], None)
