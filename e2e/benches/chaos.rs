@@ -12,6 +12,8 @@
 //! requests, and `chaos_nodes_reconverge_max_ms`. Needs what the chart on real nodes needs
 //! (containerd, runc, the CNI plugins, the image's root file system).
 
+use ferrolb_e2e::paths::env_parsed;
+
 fn main() {
     // Thirty minutes: only when named, not in a run of every benchmark.
     const NAMES: [&str; 7] = [
@@ -29,19 +31,13 @@ fn main() {
     if !named || !ferrolb_e2e::lab::bench_selected(&NAMES) {
         return;
     }
-    let minutes: f64 = std::env::var("FERROLB_CHAOS_MINUTES")
-        .ok()
-        .and_then(|m| m.parse().ok())
-        .unwrap_or(30.0);
-    let seed: u64 = std::env::var("FERROLB_CHAOS_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_secs())
-                .unwrap_or(1)
-        });
+    let minutes: f64 = env_parsed("FERROLB_CHAOS_MINUTES").unwrap_or(30.0);
+    let seed: u64 = env_parsed("FERROLB_CHAOS_SEED").unwrap_or_else(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(1)
+    });
     let dir = std::env::temp_dir().join(format!("ferrolb-chaos-bench-{}", std::process::id()));
     let options = ferrolb_e2e::chaos::Options::new(minutes, seed, dir);
     if minutes > 0.0 {
@@ -56,10 +52,7 @@ fn main() {
             }
         }
     }
-    let nodes_minutes: f64 = std::env::var("FERROLB_CHAOS_NODES_MINUTES")
-        .ok()
-        .and_then(|m| m.parse().ok())
-        .unwrap_or(10.0);
+    let nodes_minutes: f64 = env_parsed("FERROLB_CHAOS_NODES_MINUTES").unwrap_or(10.0);
     if nodes_minutes <= 0.0 {
         return;
     }

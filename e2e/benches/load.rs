@@ -279,10 +279,7 @@ fn run(dir: &Path) -> Result<()> {
     println!("BENCH load_burst_s {:.1} s", burst.1.as_secs_f64());
 
     // The stream.
-    let minutes: u64 = std::env::var("FERROLB_LOAD_MINUTES")
-        .ok()
-        .and_then(|m| m.parse().ok())
-        .unwrap_or(5);
+    let minutes: u64 = ferrolb_e2e::paths::env_parsed("FERROLB_LOAD_MINUTES").unwrap_or(5);
     eprintln!("stream start: {}", now_rss(dir)?);
     let (mut monitor_child, lines) = monitor()?;
     let lag = Arc::new(AtomicU64::new(0));

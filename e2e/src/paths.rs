@@ -5,6 +5,11 @@ use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 
+/// The environment variable `name` parsed as a `T`; `None` when unset or unreadable.
+pub fn env_parsed<T: std::str::FromStr>(name: &str) -> Option<T> {
+    std::env::var(name).ok().and_then(|v| v.parse().ok())
+}
+
 /// The repository root.
 pub fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -7,17 +7,12 @@
 //! It uses the lab's fixed namespaces `ferrolb-*`: it refuses to start while a lab is up.
 
 use anyhow::Result;
+use ferrolb_e2e::paths::env_parsed;
 
 #[test]
 fn a_fixed_seed_campaign_breaks_no_promise() -> Result<()> {
-    let minutes: f64 = std::env::var("FERROLB_CHAOS_MINUTES")
-        .ok()
-        .and_then(|m| m.parse().ok())
-        .unwrap_or(3.0);
-    let seed: u64 = std::env::var("FERROLB_CHAOS_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(1);
+    let minutes: f64 = env_parsed("FERROLB_CHAOS_MINUTES").unwrap_or(3.0);
+    let seed: u64 = env_parsed("FERROLB_CHAOS_SEED").unwrap_or(1);
     let scratch = ferrolb_e2e::paths::Scratch::new("chaos")?;
     let options = ferrolb_e2e::chaos::Options::new(minutes, seed, scratch.path().join("lab"));
     let report = ferrolb_e2e::chaos::run(&options)?;

@@ -6,17 +6,12 @@
 //! ones, `hack/bench.sh chaos` a 10-minute one.
 
 use anyhow::Result;
+use ferrolb_e2e::paths::env_parsed;
 
 #[test]
 fn a_fixed_seed_campaign_on_nodes_breaks_no_promise() -> Result<()> {
-    let minutes: f64 = std::env::var("FERROLB_CHAOS_NODES_MINUTES")
-        .ok()
-        .and_then(|m| m.parse().ok())
-        .unwrap_or(3.0);
-    let seed: u64 = std::env::var("FERROLB_CHAOS_NODES_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(1);
+    let minutes: f64 = env_parsed("FERROLB_CHAOS_NODES_MINUTES").unwrap_or(3.0);
+    let seed: u64 = env_parsed("FERROLB_CHAOS_NODES_SEED").unwrap_or(1);
     let scratch = ferrolb_e2e::paths::Scratch::new("chaos-nodes")?;
     let options = ferrolb_e2e::chaos::nodes::NodesOptions {
         minutes,
