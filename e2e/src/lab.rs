@@ -667,13 +667,20 @@ impl Drop for Up {
 }
 
 /// Whether a benchmark binary whose figures are `names` should run, given the names on its
-/// command line (none: all), and root (network namespaces) is there; says why when not.
+/// command line (none: all; a figure's name, or its group as `hack/bench.sh load` names
+/// `load_stream_p99` and the other `load_…` figures), and root (network namespaces) is
+/// there; says why when not.
 pub fn bench_selected(names: &[&str]) -> bool {
     let wanted: Vec<String> = std::env::args()
         .skip(1)
         .filter(|a| !a.starts_with('-'))
         .collect();
-    if !(wanted.is_empty() || wanted.iter().any(|w| names.contains(&w.as_str()))) {
+    let named = |w: &str| {
+        names
+            .iter()
+            .any(|n| *n == w || n.strip_prefix(w).is_some_and(|rest| rest.starts_with('_')))
+    };
+    if !(wanted.is_empty() || wanted.iter().any(|w| named(w))) {
         return false;
     }
     if !nix::unistd::Uid::effective().is_root() {
