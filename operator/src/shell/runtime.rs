@@ -13,21 +13,21 @@ use prometheus_client::registry::Registry;
 use tokio_util::sync::CancellationToken;
 
 use crate::http::HealthAndMetrics;
+use crate::shell::watch::{WATCH_RETRY_MAX, WatchRetry};
 
 /// The first wait before a failed step is tried again; it doubles up to [`RETRY_MAX`].
 pub(crate) const RETRY_MIN: Duration = Duration::from_millis(200);
 /// The longest wait between tries.
 pub(crate) const RETRY_MAX: Duration = Duration::from_secs(30);
 
-/// The longest wait between tries of a step a daemon cannot start without.
-pub(crate) const START_RETRY_MAX: Duration = Duration::from_secs(5);
-
 /// Runs `step` (one the daemon cannot start without: asking the API server what it serves,
-/// setting up the Lease) until it succeeds, waiting [`RETRY_MIN`] and doubling up to
-/// [`START_RETRY_MAX`] between tries, with a warning naming `what` each time; `None` once
+/// setting up the Lease) until it succeeds, waiting between tries as a failed watch does
+/// ([`WatchRetry`]: at most 2 s), with a warning naming `what` each time; `None` once
 /// `shutdown` is cancelled. A daemon started while the API server is away (restarted with it,
 /// or on a node cut off from it) waits for it instead of exiting, so it is ready the moment
-/// the API server is back rather than after a supervisor's back-off.
+/// the API server is back rather than after a supervisor's back-off — or after a long wait
+/// of its own: with waits doubling up to 5 s, a speaker started during an API server restart
+/// asked again up to 5 s after the server was back, and announced nothing new until then.
 pub(crate) async fn until_done<T, E, F, Fut>(
     what: &str,
     shutdown: &CancellationToken,
@@ -38,7 +38,7 @@ where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, E>>,
 {
-    let mut wait = RETRY_MIN;
+    let mut waits = WatchRetry::default();
     let mut tries: u32 = 0;
     loop {
         let outcome = tokio::select! {
@@ -54,6 +54,7 @@ where
             }
             Err(error) => {
                 tries += 1;
+                let wait = waits.next().unwrap_or(WATCH_RETRY_MAX);
                 tracing::warn!(
                     what,
                     tries,
@@ -61,13 +62,12 @@ where
                     retry_in_ms = wait.as_millis() as u64,
                     "failed; retrying"
                 );
+                tokio::select! {
+                    () = tokio::time::sleep(wait) => {}
+                    () = shutdown.cancelled() => return None,
+                }
             }
         }
-        tokio::select! {
-            () = tokio::time::sleep(wait) => {}
-            () = shutdown.cancelled() => return None,
-        }
-        wait = (wait * 2).min(START_RETRY_MAX);
     }
 }
 
@@ -360,5 +360,35 @@ mod tests {
             "{:?}",
             asked[1] - asked[0]
         );
+    }
+
+    /// A start-up step failing while the API server is away is tried again within 2 s of
+    /// its return, however long it was away (with waits doubling up to 5 s, it came 5 s
+    /// late after an absence of 6.5 s).
+    #[tokio::test(start_paused = true)]
+    async fn a_start_up_step_is_tried_within_two_seconds_of_the_api_server_returning() {
+        for away in [1_500, 6_500, 20_000, 61_000] {
+            let away = Duration::from_millis(away);
+            let start = tokio::time::Instant::now();
+            let tries = std::sync::atomic::AtomicU32::new(0);
+            let done = until_done("asking", &CancellationToken::new(), || {
+                tries.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let back = start.elapsed() >= away;
+                async move { if back { Ok(()) } else { Err("refused") } }
+            })
+            .await;
+            assert_eq!(done, Some(()));
+            let late = start.elapsed() - away;
+            assert!(
+                late <= WATCH_RETRY_MAX,
+                "away {away:?}: tried {late:?} after the API server was back"
+            );
+            // Not a busy loop either: a try at most every 2 s once the waits have grown.
+            let tries = tries.into_inner();
+            assert!(
+                u128::from(tries) <= 6 + away.as_millis() / 1_000,
+                "away {away:?}: {tries} tries"
+            );
+        }
     }
 }

@@ -70,7 +70,8 @@ pub(crate) const WATCH_RETRY_MAX: Duration = Duration::from_secs(2);
 /// The first wait; it doubles up to [`WATCH_RETRY_MAX`].
 const WATCH_RETRY_MIN: Duration = Duration::from_millis(100);
 
-/// The waits between tries of a failed watch: 100 ms doubling up to 2 s, each drawn between
+/// The waits between tries of a failed watch (and of a step a daemon cannot start without,
+/// [`until_done`](crate::shell::runtime::until_done)): 100 ms doubling up to 2 s, each drawn between
 /// three quarters and all of its step (so a fleet of speakers does not retry in step), back
 /// to 100 ms at the first event that arrives ([`StreamBackoff`] resets it).
 ///
