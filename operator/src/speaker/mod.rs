@@ -22,6 +22,7 @@
 mod layer2;
 mod leaving;
 mod readback;
+mod saved;
 
 pub(crate) mod cache;
 pub(crate) mod feed;
@@ -107,6 +108,42 @@ pub struct Options {
     pub pod_name: Option<String>,
 }
 
+/// Starts `planner` from the last valid configuration this node ran ([`saved`]), with the
+/// cluster's Nodes and Namespaces from `live`: it stands until the cluster's configuration
+/// loads, so a speaker restarted while that is invalid still applies what changes.
+fn adopt_saved(
+    planner: &mut Planner,
+    live: &crate::config::ClusterObjects,
+    options: &Options,
+    load: &LoadOptions,
+) {
+    let dir = &options.frr.config_dir;
+    let mut objects = match saved::read(dir, &options.namespace) {
+        None => return,
+        Some(Ok(objects)) => objects,
+        Some(Err(error)) => {
+            tracing::warn!(%error, "the last valid configuration kept for a restart cannot be read");
+            return;
+        }
+    };
+    objects.nodes = live.nodes.clone();
+    objects.namespaces = live.namespaces.clone();
+    match crate::config::load(&objects, load) {
+        Ok(config) => {
+            if planner.adopt(config) {
+                tracing::info!(
+                    file = %saved::path(dir).display(),
+                    "read the last valid configuration this node ran; it stands until the cluster's loads"
+                );
+            }
+        }
+        Err(errors) => tracing::warn!(
+            errors = %crate::shell::state::summary(&errors),
+            "the last valid configuration kept for a restart no longer loads"
+        ),
+    }
+}
+
 /// Reads the kernel's forwarding switches, which zebra prints.
 fn node_facts() -> NodeFacts {
     let on = |path: &str| {
@@ -155,6 +192,9 @@ pub async fn run(options: Options, shutdown: CancellationToken) -> anyhow::Resul
         namespace: options.namespace.clone(),
     };
     let mut planner = Planner::waiting_for_proxy();
+    adopt_saved(&mut planner, &caches.snapshot(), &options, &load);
+    // The planner's count of loads whose objects the file holds.
+    let mut saved_loads = 0;
     let (proxied, mut proxy_probes) = tokio::sync::mpsc::unbounded_channel();
     let mut applier = Applier::new(options.frr.clone());
     let mut hold = BfdHold::new();
@@ -232,8 +272,21 @@ pub async fn run(options: Options, shutdown: CancellationToken) -> anyhow::Resul
         start_probes(planner.take_probe_requests(), &objects, &options, &proxied);
         metrics.client.set_config(pass.model.is_some(), pass.stale);
         if let Err(errors) = &pass.load {
+            // A speaker that has not loaded a valid configuration since it started has none
+            // to keep: it leaves FRR as it finds it, and applies nothing until one loads.
+            let then = if pass.stale {
+                "the last valid configuration stays in force"
+            } else {
+                "no valid configuration since the speaker started: FRR keeps what it runs, and nothing is applied until the configuration is valid"
+            };
             for error in errors {
-                tracing::warn!(%error, "configuration error; the last valid configuration stays in force");
+                tracing::warn!(%error, "configuration error; {then}");
+            }
+        }
+        if planner.loads() != saved_loads {
+            saved_loads = planner.loads();
+            if let Err(error) = saved::write(&options.frr.config_dir, &objects) {
+                tracing::warn!(%error, file = %saved::path(&options.frr.config_dir).display(), "keeping the valid configuration for a restart");
             }
         }
         let plan_ms = started.elapsed().as_secs_f64() * 1e3 - snapshot_ms;

@@ -71,6 +71,8 @@ pub(crate) struct Planner {
     built: Option<Built>,
     /// Local Services waiting for kube-proxy before this node announces them.
     gate: ProxyGate,
+    /// How many times a load replaced `last_good` ([`Planner::loads`]).
+    loads: u64,
 }
 
 /// What passes changed since the statuses were last brought up to date.
@@ -114,6 +116,7 @@ impl Default for Planner {
             behind: StatusesBehind::default(),
             built: None,
             gate: ProxyGate::default(),
+            loads: 0,
         }
     }
 }
@@ -146,6 +149,23 @@ impl Planner {
             gate: ProxyGate::enabled(),
             ..Planner::default()
         }
+    }
+
+    /// Starts from `config` (the last valid configuration this node ran, read back at
+    /// start-up) as if it had loaded: it stands while the cluster's configuration is invalid
+    /// and is replaced by the first that loads. False when a configuration had loaded.
+    pub(crate) fn adopt(&mut self, config: Config) -> bool {
+        if self.last_good.is_some() {
+            return false;
+        }
+        self.last_good = Some(config);
+        true
+    }
+
+    /// How many times a pass has loaded a configuration different from the one before: the
+    /// speaker keeps the objects of each ([`super::saved`]).
+    pub(crate) fn loads(&self) -> u64 {
+        self.loads
     }
 
     /// The kube-proxy probes passes asked for since the last call.
@@ -200,6 +220,7 @@ impl Planner {
             Ok(config) => {
                 if self.last_good.as_ref() != Some(&config) {
                     self.last_good = Some(config);
+                    self.loads += 1;
                     // Every Service is decided anew under a new configuration.
                     if let Some(kept) = &mut self.bgp {
                         kept.current = false;

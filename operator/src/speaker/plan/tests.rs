@@ -237,6 +237,34 @@ fn an_invalid_configuration_keeps_the_last_valid_one() {
     );
 }
 
+/// A speaker restarted while the cluster's configuration is invalid starts from the last
+/// valid one it ran: it announces with it (the moved endpoint too), and the first valid load
+/// replaces it.
+#[test]
+fn an_adopted_configuration_stands_until_the_clusters_loads() {
+    let (scope, load) = (ServiceScope::default(), LoadOptions::default());
+    let saved = crate::config::load(&objects(&manifests()), &load).unwrap();
+    let broken = manifests().replace("198.51.100.0/24", "198.51.100.0/99");
+    let mut planner = Planner::default();
+    assert!(planner.adopt(saved.clone()));
+    let first = planner.pass(&objects(&broken), &inputs(&scope, &load));
+    assert!(first.load.is_err() && first.stale, "{:?}", first.load);
+    let model = first.model.expect("a model from the adopted configuration");
+    assert!(
+        format!("{model:?}").contains("198.51.100.7"),
+        "the Service's IP is announced: {model:?}"
+    );
+    assert_eq!(planner.loads(), 0);
+    // A configuration that loads replaces it, and counts as a load to keep.
+    let other = manifests().replace("peerASN: 64513", "peerASN: 64514");
+    let good = planner.pass(&objects(&other), &inputs(&scope, &load));
+    assert!(good.load.is_ok() && !good.stale);
+    assert_eq!(planner.loads(), 1);
+    assert!(format!("{:?}", good.model).contains("64514"));
+    // Adopting once a configuration loaded changes nothing.
+    assert!(!planner.adopt(saved));
+}
+
 #[test]
 fn a_failed_apply_makes_the_state_invalid() {
     let state = configuration_state(
