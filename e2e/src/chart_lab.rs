@@ -322,16 +322,16 @@ pub fn speaker_logs_args<'a>(extra: &[&'a str]) -> Vec<&'a str> {
 pub fn ready_pods(kubectl: &Kubectl, namespace: &str) -> Result<(usize, usize)> {
     let pods = kubectl.get(&["pods", "-n", namespace])?;
     let items = pods["items"].as_array().cloned().unwrap_or_default();
-    let ready = items
-        .iter()
-        .filter(|p| {
-            p["status"]["conditions"].as_array().is_some_and(|c| {
-                c.iter()
-                    .any(|c| c["type"] == "Ready" && c["status"] == "True")
-            })
-        })
-        .count();
+    let ready = items.iter().filter(|p| pod_ready(p)).count();
     Ok((ready, items.len()))
+}
+
+/// Whether `pod` (as the API server gives it) has its Ready condition true.
+pub fn pod_ready(pod: &serde_json::Value) -> bool {
+    pod["status"]["conditions"].as_array().is_some_and(|c| {
+        c.iter()
+            .any(|c| c["type"] == "Ready" && c["status"] == "True")
+    })
 }
 
 /// A layer-2 pool and its advertisement, and Service `web` of two demo pods.

@@ -11,6 +11,7 @@
 use std::net::{IpAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
@@ -32,9 +33,18 @@ pub struct ControlPlane {
     // Field order is drop order: the controllers stop first, then the apiserver, then etcd.
     scheduler: Process,
     controller_manager: Process,
-    apiserver: Process,
-    etcd: Process,
+    apiserver: Mutex<Process>,
+    etcd: Mutex<Process>,
     kubeconfig: PathBuf,
+}
+
+/// A process of the control plane that faults kill and start again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Component {
+    /// kube-apiserver.
+    ApiServer,
+    /// etcd.
+    Etcd,
 }
 
 fn free_port(address: IpAddr) -> Result<u16> {
@@ -259,8 +269,8 @@ impl ControlPlane {
         let plane = ControlPlane {
             scheduler,
             controller_manager,
-            apiserver,
-            etcd,
+            apiserver: Mutex::new(apiserver),
+            etcd: Mutex::new(etcd),
             kubeconfig,
         };
         // The service-account controller makes `default` in every namespace: the sign that
@@ -292,12 +302,38 @@ impl ControlPlane {
             etcd,
             ..
         } = self;
+        let inner = |process: Mutex<Process>| {
+            process
+                .into_inner()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+        };
         vec![
             scheduler.keep(),
             controller_manager.keep(),
-            apiserver.keep(),
-            etcd.keep(),
+            inner(apiserver).keep(),
+            inner(etcd).keep(),
         ]
+    }
+
+    fn component(&self, which: Component) -> std::sync::MutexGuard<'_, Process> {
+        match which {
+            Component::ApiServer => &self.apiserver,
+            Component::Etcd => &self.etcd,
+        }
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// SIGKILLs `which` (a crash, as the rest of the cluster sees it).
+    pub fn kill(&self, which: Component) -> Result<()> {
+        self.component(which).kill()?;
+        Ok(())
+    }
+
+    /// Starts `which` again after [`ControlPlane::kill`], as it was started (its data stays:
+    /// etcd's directory, the API server's certificates).
+    pub fn start_again(&self, which: Component) -> Result<()> {
+        self.component(which).start_again()
     }
 
     /// [`ControlPlane::keep`], with each PID's program: `kube-scheduler`,

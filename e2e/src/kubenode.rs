@@ -57,13 +57,19 @@ pub struct NodeSpec {
     pub routes: Vec<(String, String)>,
 }
 
+fn lock(process: &std::sync::Mutex<Process>) -> std::sync::MutexGuard<'_, Process> {
+    process
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// A running node.
 #[derive(Debug)]
 pub struct KubeNode {
     name: String,
     dir: PathBuf,
     proxy: Option<Process>,
-    kubelet: Option<Process>,
+    kubelet: Option<std::sync::Mutex<Process>>,
     containerd: Option<Process>,
 }
 
@@ -361,11 +367,11 @@ impl KubeNode {
                     .join(",")
             ))
             .arg("--oom-score-adj=0");
-        node.kubelet = Some(Process::spawn(
+        node.kubelet = Some(std::sync::Mutex::new(Process::spawn(
             "kubelet",
             kubelet,
             &dir.join("kubelet.log"),
-        )?);
+        )?));
         let mut proxy = enter("kube-proxy");
         proxy
             .arg(format!(
@@ -390,8 +396,24 @@ impl KubeNode {
     pub fn kubelet_tail(&self, lines: usize) -> String {
         self.kubelet
             .as_ref()
-            .map(|k| k.tail(lines))
+            .map(|k| lock(k).tail(lines))
             .unwrap_or_default()
+    }
+
+    /// SIGKILLs kubelet (its pods go on running: their containers are containerd's).
+    pub fn kill_kubelet(&self) -> Result<()> {
+        if let Some(kubelet) = &self.kubelet {
+            lock(kubelet).kill()?;
+        }
+        Ok(())
+    }
+
+    /// Starts kubelet again after [`KubeNode::kill_kubelet`], as it was started.
+    pub fn start_kubelet_again(&self) -> Result<()> {
+        match &self.kubelet {
+            Some(kubelet) => lock(kubelet).start_again(),
+            None => bail!("{} has no kubelet", self.name),
+        }
     }
 
     /// Leaves the node running beyond this object (for a lab that stays up); returns the
@@ -399,7 +421,10 @@ impl KubeNode {
     pub fn keep(mut self) -> Vec<u32> {
         let pids = [
             self.proxy.take(),
-            self.kubelet.take(),
+            self.kubelet.take().map(|k| {
+                k.into_inner()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+            }),
             self.containerd.take(),
         ]
         .into_iter()
@@ -416,17 +441,19 @@ impl Drop for KubeNode {
         if self.name.is_empty() {
             return;
         }
-        let pids: Vec<u32> = [&self.proxy, &self.kubelet, &self.containerd]
-            .into_iter()
-            .flatten()
-            .map(Process::pid)
-            .collect();
+        let kubelet = self.kubelet.as_mut().map(|k| {
+            k.get_mut()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+        });
+        let mut processes: Vec<&mut Process> =
+            [self.proxy.as_mut(), kubelet, self.containerd.as_mut()]
+                .into_iter()
+                .flatten()
+                .collect();
+        let pids: Vec<u32> = processes.iter().map(|p| p.pid()).collect();
         stop(&self.name, &self.dir, &pids);
         // The processes are gone; reap them.
-        for process in [&mut self.proxy, &mut self.kubelet, &mut self.containerd]
-            .into_iter()
-            .flatten()
-        {
+        for process in &mut processes {
             let _ = process.kill();
         }
     }
@@ -721,6 +748,16 @@ impl Cluster {
     /// The admin kubeconfig.
     pub fn kubeconfig(&self) -> &Path {
         self.plane.kubeconfig()
+    }
+
+    /// The nodes, in order.
+    pub fn nodes(&self) -> &[KubeNode] {
+        &self.nodes
+    }
+
+    /// The control plane's processes (to kill and start again).
+    pub fn plane(&self) -> &crate::control_plane::ControlPlane {
+        &self.plane
     }
 
     /// The control plane's namespace (where the API server is reachable).

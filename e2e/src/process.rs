@@ -16,6 +16,8 @@ pub struct Process {
     name: String,
     child: Child,
     log: PathBuf,
+    /// What started it (through `setsid`), to start it again.
+    command: Command,
 }
 
 impl Process {
@@ -24,23 +26,23 @@ impl Process {
     /// running does not die with the terminal that started it.
     pub fn spawn(name: &str, command: Command, log: &Path) -> Result<Process> {
         let mut command = in_own_session(&command);
-        let out = File::options()
-            .create(true)
-            .append(true)
-            .open(log)
-            .with_context(|| format!("opening {}", log.display()))?;
-        let err = out.try_clone()?;
-        let child = command
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err)
-            .spawn()
-            .with_context(|| format!("starting {name}: {command:?}"))?;
+        let child = start(name, &mut command, log)?;
         Ok(Process {
             name: name.to_string(),
             child,
             log: log.to_path_buf(),
+            command,
         })
+    }
+
+    /// Starts it again as it was started, once it has ended (killed by [`Process::kill`]);
+    /// its output goes on in the same log.
+    pub fn start_again(&mut self) -> Result<()> {
+        if self.running() {
+            anyhow::bail!("{} (PID {}) still runs", self.name, self.child.id());
+        }
+        self.child = start(&self.name, &mut self.command, &self.log)?;
+        Ok(())
     }
 
     /// Leaves it running beyond this object (for a lab that stays up); returns its PID.
@@ -102,6 +104,22 @@ impl Drop for Process {
     fn drop(&mut self) {
         let _ = self.stop(Duration::from_secs(5));
     }
+}
+
+/// Starts `command` with stdout and stderr appended to `log`.
+fn start(name: &str, command: &mut Command, log: &Path) -> Result<Child> {
+    let out = File::options()
+        .create(true)
+        .append(true)
+        .open(log)
+        .with_context(|| format!("opening {}", log.display()))?;
+    let err = out.try_clone()?;
+    command
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .spawn()
+        .with_context(|| format!("starting {name}: {command:?}"))
 }
 
 fn in_own_session(command: &Command) -> Command {
