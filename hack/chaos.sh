@@ -7,13 +7,17 @@
 #
 # With --nodes, the campaign runs on real nodes instead (two kubelets with containerd, the
 # chart as shipped, an FRR ToR, a client sending requests to two Services all along; see
-# e2e/src/chaos/nodes.rs): faults of FRR's daemons, the speakers, the pods and node 2's
-# port; it prints the requests that failed and the longest window of failures.
+# e2e/src/chaos/nodes.rs): faults of FRR's daemons, the speakers, the pods, node 2's port,
+# the kubelets, kube-apiserver and etcd; it prints the requests that failed and the longest
+# window of failures.
 #
 # N defaults to 5; S to the current time. Every fault, change and violation is printed as it
 # happens; the summary ends with the seed to replay and `BENCH chaos_violations` and
 # `BENCH chaos_reconverge_max_ms`. Exits 1 when a promise was broken. Refuses while a lab is
-# up (the namespaces are the lab's). FERROLB_KEEP=1 keeps the logs in /run/ferrolb-chaos.
+# up (the namespaces are the lab's). FERROLB_KEEP=1 keeps the logs in /run/ferrolb-chaos (on
+# nodes, they also stay after a broken promise).
+# A lab storm that takes over 5 s to agree, or never does, keeps the routers' and nodes' state
+# and the processes' logs since it began in /run/ferrolb-chaos-diagnosis/storm-N.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -53,9 +53,22 @@ fn main() -> ExitCode {
     println!("chaos: {minutes} minutes, seed {seed}");
     // The summary, the benchmark lines and whether a promise was broken.
     let outcome = if args.iter().any(|a| a == "--nodes") {
-        let options = ferrolb_e2e::chaos::nodes::NodesOptions { minutes, seed, dir };
-        ferrolb_e2e::chaos::nodes::run_on_nodes(&options)
-            .map(|r| (r.summary(minutes), r.bench_lines(), r.violations.is_empty()))
+        let options = ferrolb_e2e::chaos::nodes::NodesOptions {
+            minutes,
+            seed,
+            dir: dir.clone(),
+        };
+        let outcome = ferrolb_e2e::chaos::nodes::run_on_nodes(&options)
+            .map(|r| (r.summary(minutes), r.bench_lines(), r.violations.is_empty()));
+        // The cluster's files (images, containerd's root, logs: over a GiB) stay only when
+        // a promise was broken or FERROLB_KEEP asks, as the lab's do.
+        if matches!(outcome, Ok((_, _, true)))
+            && std::env::var_os("FERROLB_KEEP").is_none()
+            && let Err(error) = std::fs::remove_dir_all(&dir)
+        {
+            eprintln!("removing {}: {error}", dir.display());
+        }
+        outcome
     } else {
         let options = ferrolb_e2e::chaos::Options::new(minutes, seed, dir);
         ferrolb_e2e::chaos::run(&options)

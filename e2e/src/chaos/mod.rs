@@ -328,6 +328,10 @@ fn say(start: Instant, text: &str) {
     println!("[{:7.1}s] {text}", start.elapsed().as_secs_f64());
 }
 
+/// A storm whose ToR, client and allocations take longer than this to agree keeps the
+/// processes' logs and the routers' state (`chaos_reconverge_max_ms`'s goal).
+const SLOW_STORM: Duration = Duration::from_secs(5);
+
 /// At most this many faults at once.
 const MAX_FAULTS: usize = 3;
 /// The processes that must never end unless a fault ended them.
@@ -419,6 +423,7 @@ pub fn run(options: &Options) -> Result<Report> {
                 start,
                 &format!("storm {} for {:.0} s", report.storms, length.as_secs_f64()),
             );
+            let marks = verify::log_marks(&dir);
             let seed = rng.next_u64();
             let worker = {
                 let shared = shared.clone();
@@ -510,24 +515,45 @@ pub fn run(options: &Options) -> Result<Report> {
                 options.quiet,
                 (options.limit, options.limit_all),
             ) {
-                verify::Settled::After { tor, all, last } => {
+                verify::Settled::After {
+                    tor,
+                    all,
+                    last,
+                    last_tor,
+                } => {
                     let last = last
                         .map(|l| format!("; the last to settle: {l}"))
+                        .unwrap_or_default();
+                    let last_tor = last_tor
+                        .map(|l| format!("; the ToR's last: {l}"))
                         .unwrap_or_default();
                     say(
                         start,
                         &format!(
-                            "agreeing {:.1} s after the storm (every router: {:.1} s){last}",
+                            "agreeing {:.1} s after the storm (every router: {:.1} s){last}{last_tor}",
                             tor.as_secs_f64(),
                             all.as_secs_f64()
                         ),
                     );
+                    if tor > SLOW_STORM {
+                        let kept = verify::diagnose(&dir, &format!("storm-{}", report.storms));
+                        verify::keep_logs(&marks, &kept.join("logs"));
+                        say(
+                            start,
+                            &format!(
+                                "slower than {} s: the processes' logs since the storm began are in {}",
+                                SLOW_STORM.as_secs(),
+                                kept.display()
+                            ),
+                        );
+                    }
                     report.reconverge_max = report.reconverge_max.max(tor);
                     report.reconverge.push(tor);
                     report.reconverge_all_max = report.reconverge_all_max.max(all);
                 }
                 verify::Settled::Not(diffs) => {
                     let kept = verify::diagnose(&dir, &format!("storm-{}", report.storms));
+                    verify::keep_logs(&marks, &kept.join("logs"));
                     say(
                         start,
                         &format!("the routers' and nodes' state is in {}", kept.display()),
@@ -554,6 +580,23 @@ pub fn run(options: &Options) -> Result<Report> {
     let _ = monitor.join();
     let _ = allocations.join();
     report.violations = shared.lock().expect("shared").violations.clone();
+    // What was kept of slow or failed storms outlives the lab's directory.
+    let diagnosis = dir.join("diagnosis");
+    if diagnosis.exists() {
+        let name = dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "ferrolb-chaos".to_string());
+        let kept = dir.with_file_name(format!("{name}-diagnosis"));
+        let _ = std::fs::remove_dir_all(&kept);
+        match std::fs::rename(&diagnosis, &kept) {
+            Ok(()) => say(
+                start,
+                &format!("slow or failed storms' state and logs: {}", kept.display()),
+            ),
+            Err(error) => say(start, &format!("keeping {}: {error}", diagnosis.display())),
+        }
+    }
     if outcome.is_err() && std::env::var_os("FERROLB_KEEP").is_some() {
         up.keep();
     } else {

@@ -8,16 +8,20 @@
 //!   again), of the speaker's process (the kubelet restarts the container), the speaker's
 //!   pod deleted (the DaemonSet makes a new one), the controller's pod deleted;
 //! - node 2's switch port down, or flapping (node 1's is spared: the pod is there, and a
-//!   Service whose only pod is cut off cannot answer, whoever announces it).
+//!   Service whose only pod is cut off cannot answer, whoever announces it);
+//! - kube-apiserver or etcd killed for a few seconds, then started again (while either is
+//!   away or not yet serving, only faults that need no API server are drawn); a node's
+//!   kubelet killed for a few seconds, then started again.
 //!
 //! Checked:
 //!
 //! - every failed request is excused by a fault that takes a node's FRR or link away (bgpd,
 //!   zebra, the speaker's pod, the port), while it lasts and [`LINGER`] after; a speaker's or
-//!   the controller's death must cost no request;
+//!   the controller's death must cost no request, nor the control plane's or a kubelet's
+//!   going away;
 //! - after each storm, within [`LIMIT`]: BFD up on both sessions, the ToR routing the BGP
 //!   IP to both nodes, the client answered on both IPs, node 2 answering for its layer-2 IP
-//!   again, every ferrolb pod Ready;
+//!   again, every ferrolb pod a kubelet has reported on Ready ([`reported_pods_ready`]);
 //! - no container restarts but those a fault caused (the frr container's never: its daemons
 //!   are restarted inside it).
 //!
@@ -33,7 +37,7 @@ use anyhow::Result;
 
 use super::{Rng, Violation};
 use crate::chart_lab::{
-    ChartLab, NS, RequestLoop, bgp_manifests, l2_manifests, ready_pods, service_ip,
+    ChartLab, NS, RequestLoop, bgp_manifests, l2_manifests, pod_ready, service_ip,
     survivor_manifests,
 };
 
@@ -73,6 +77,12 @@ pub enum NodeFault {
     PortDown,
     /// Node 2's switch port flapping.
     PortFlap,
+    /// kube-apiserver killed, started again when the fault ends.
+    ApiServer,
+    /// etcd killed, started again when the fault ends.
+    Etcd,
+    /// A node's kubelet killed, started again when the fault ends.
+    Kubelet,
 }
 
 impl NodeFault {
@@ -84,15 +94,47 @@ impl NodeFault {
     /// the BGP Service (FRR keeps announcing).
     pub fn may_fail_requests(self, node: Option<usize>, service: &str) -> bool {
         match self {
-            NodeFault::Controller => false,
+            NodeFault::Controller | NodeFault::ApiServer | NodeFault::Etcd | NodeFault::Kubelet => {
+                false
+            }
             NodeFault::Speaker => node == Some(1) && service == "survivor-l2",
             _ => true,
         }
     }
 
-    /// Whether it lasts (a port) rather than happens once (a kill, a deletion).
+    /// Whether it lasts (a port, the control plane away) rather than happens once (a kill,
+    /// a deletion).
     fn lasts(self) -> bool {
-        matches!(self, NodeFault::PortDown | NodeFault::PortFlap)
+        matches!(
+            self,
+            NodeFault::PortDown
+                | NodeFault::PortFlap
+                | NodeFault::ApiServer
+                | NodeFault::Etcd
+                | NodeFault::Kubelet
+        )
+    }
+
+    /// Whether it takes the control plane away.
+    fn of_control_plane(self) -> bool {
+        matches!(self, NodeFault::ApiServer | NodeFault::Etcd)
+    }
+
+    /// Whether injecting it needs the API server (to find or delete a pod).
+    fn needs_api_server(self) -> bool {
+        matches!(
+            self,
+            NodeFault::Speaker | NodeFault::SpeakerPod | NodeFault::Controller
+        ) || self.of_control_plane()
+    }
+
+    /// The control plane's process it kills.
+    fn component(self) -> Option<crate::control_plane::Component> {
+        match self {
+            NodeFault::ApiServer => Some(crate::control_plane::Component::ApiServer),
+            NodeFault::Etcd => Some(crate::control_plane::Component::Etcd),
+            _ => None,
+        }
     }
 }
 
@@ -298,6 +340,30 @@ fn restarts(lab: &ChartLab) -> Result<BTreeMap<(String, String), u64>> {
     Ok(out)
 }
 
+/// Of ferrolb's pods that a kubelet has reported on and that are not being deleted, how many
+/// are Ready, and how many there are. A pod no kubelet has reported on yet (no container
+/// statuses: unscheduled, or its kubelet not yet told) and one being deleted are the control
+/// plane's to finish: after kube-apiserver restarts, a kubelet may learn of new and deleted
+/// pods late (seen: a controller replica's replacement reached its kubelet 55 s after it was
+/// made; the kubelet's watches had been refused as the API server came back — the node
+/// authorizer not yet knowing its pods — and client-go's retries back off).
+fn reported_pods_ready(lab: &ChartLab) -> Result<(usize, usize)> {
+    let pods = lab.cluster.kubectl().get(&["pods", "-n", NS])?;
+    let reported: Vec<&serde_json::Value> = pods["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|p| p["metadata"]["deletionTimestamp"].is_null())
+        .filter(|p| {
+            ["containerStatuses", "initContainerStatuses"]
+                .iter()
+                .any(|k| p["status"][k].as_array().is_some_and(|s| !s.is_empty()))
+        })
+        .collect();
+    let ready = reported.iter().filter(|p| pod_ready(p)).count();
+    Ok((ready, reported.len()))
+}
+
 /// The campaign's state.
 struct Campaign<'a> {
     lab: &'a ChartLab,
@@ -337,11 +403,19 @@ impl Campaign<'_> {
             NodeFault::Controller,
             NodeFault::PortDown,
             NodeFault::PortFlap,
+            NodeFault::ApiServer,
+            NodeFault::Etcd,
+            NodeFault::Kubelet,
         ];
+        // While the control plane is away or coming back, only what needs no API server.
+        let api_server = !active.iter().any(|a| a.fault.of_control_plane()) && self.api_ready();
         for _ in 0..10 {
             let fault = kinds[rng.below(kinds.len() as u64) as usize];
+            if fault.needs_api_server() && !api_server {
+                continue;
+            }
             let node = match fault {
-                NodeFault::Controller => None,
+                NodeFault::Controller | NodeFault::ApiServer | NodeFault::Etcd => None,
                 NodeFault::PortDown | NodeFault::PortFlap => Some(1),
                 _ => Some(rng.below(2) as usize),
             };
@@ -427,6 +501,12 @@ impl Campaign<'_> {
                     .switch()
                     .set_port(&format!("n{}", n + 1), false)?;
             }
+            (NodeFault::Kubelet, Some(n)) => self.lab.cluster.nodes()[n].kill_kubelet()?,
+            (NodeFault::ApiServer | NodeFault::Etcd, _) => {
+                if let Some(component) = fault.component() {
+                    self.lab.cluster.plane().kill(component)?;
+                }
+            }
             _ => anyhow::bail!("{fault:?} needs a node"),
         }
         Ok(Some(Injected {
@@ -444,8 +524,15 @@ impl Campaign<'_> {
         }))
     }
 
-    /// Ends what lasts of `fault` (a port comes back up).
+    /// Ends what lasts of `fault` (a port comes back up, the control plane's process is
+    /// started again).
     fn heal(&self, fault: &Injected) -> Result<()> {
+        if let Some(component) = fault.fault.component() {
+            return self.lab.cluster.plane().start_again(component);
+        }
+        if let (NodeFault::Kubelet, Some(n)) = (fault.fault, fault.node) {
+            return self.lab.cluster.nodes()[n].start_kubelet_again();
+        }
         if let (true, Some(n)) = (fault.fault.lasts(), fault.node) {
             self.lab
                 .cluster
@@ -453,6 +540,15 @@ impl Campaign<'_> {
                 .set_port(&format!("n{}", n + 1), true)?;
         }
         Ok(())
+    }
+
+    /// Whether the API server answers `/readyz` (within 3 s).
+    fn api_ready(&self) -> bool {
+        self.lab
+            .cluster
+            .kubectl()
+            .run(&["get", "--raw", "/readyz", "--request-timeout=3s"], None)
+            .is_ok_and(|text| text.trim() == "ok")
     }
 
     /// What still differs from the settled cluster (empty: it agrees).
@@ -483,9 +579,16 @@ impl Campaign<'_> {
             Ok(n) => out.push(format!("node {} answers for {}", n + 1, self.l2_ip)),
             Err(error) => out.push(format!("{error:#}")),
         }
-        let (ready, all) = ready_pods(self.lab.cluster.kubectl(), NS)?;
-        if ready != all || all < 3 {
-            out.push(format!("{ready} of {all} ferrolb pods Ready"));
+        if !self.api_ready() {
+            out.push("the API server not ready".to_string());
+            return Ok(out);
+        }
+        match reported_pods_ready(self.lab) {
+            Ok((ready, all)) if ready != all || all < 3 => {
+                out.push(format!("{ready} of {all} ferrolb pods Ready"));
+            }
+            Ok(_) => {}
+            Err(error) => out.push(format!("pods not read: {error:#}")),
         }
         Ok(out)
     }
@@ -550,9 +653,17 @@ impl Campaign<'_> {
         self.say(&format!("kept the cluster's state in {}", dir.display()));
     }
 
-    /// Containers restarted that no fault restarted.
+    /// Containers restarted that no fault restarted (not read while the API server is away:
+    /// the next storm's check counts them).
     fn check_restarts(&mut self) -> Result<()> {
-        for (key, count) in restarts(self.lab)? {
+        let counts = match restarts(self.lab) {
+            Ok(counts) => counts,
+            Err(error) => {
+                self.say(&format!("restarts not read: {error:#}"));
+                return Ok(());
+            }
+        };
+        for (key, count) in counts {
             let allowed = self.restarts_seen.get(&key).copied().unwrap_or(0);
             if count > allowed {
                 let (pod, container) = &key;
@@ -717,8 +828,13 @@ fn storms(campaign: &mut Campaign<'_>, rng: &mut Rng, deadline: Instant) -> Resu
         };
         match agreed {
             Some(took) => {
+                let last = if last.is_empty() {
+                    String::new()
+                } else {
+                    format!("; the last to settle: {}", last.join("; "))
+                };
                 campaign.say(&format!(
-                    "agreeing {:.1} s after the storm",
+                    "agreeing {:.1} s after the storm{last}",
                     took.as_secs_f64()
                 ));
                 campaign.report.reconverge.push(took);
@@ -843,6 +959,9 @@ mod tests {
         assert!(!NodeFault::Speaker.may_fail_requests(Some(1), "survivor-bgp"));
         assert!(NodeFault::Speaker.may_fail_requests(Some(1), "survivor-l2"));
         assert!(!NodeFault::Controller.may_fail_requests(None, "survivor-bgp"));
+        assert!(!NodeFault::ApiServer.may_fail_requests(None, "survivor-l2"));
+        assert!(!NodeFault::Etcd.may_fail_requests(None, "survivor-bgp"));
+        assert!(!NodeFault::Kubelet.may_fail_requests(Some(1), "survivor-l2"));
         assert!(NodeFault::SpeakerPod.may_fail_requests(Some(0), "survivor-bgp"));
     }
 }

@@ -306,6 +306,9 @@ pub enum Settled {
         all: Duration,
         /// The last difference seen before everything agreed, if any.
         last: Option<String>,
+        /// The last difference of the ToR, the client or the allocations seen before they
+        /// agreed, if any.
+        last_tor: Option<String>,
     },
     /// Something still differed at its limit.
     Not(Vec<String>),
@@ -334,6 +337,7 @@ pub fn settle(
     let mut tor: Option<Instant> = None;
     let mut all: Option<Instant> = None;
     let mut last: Option<String> = None;
+    let mut last_tor: Option<String> = None;
     loop {
         let now = Instant::now();
         let (first, then) = match differences(dir, pools, gateways, macs) {
@@ -344,6 +348,7 @@ pub fn settle(
             tor.get_or_insert(now);
         } else {
             tor = None;
+            last_tor = summed(&first);
         }
         if first.is_empty() && then.is_empty() {
             all.get_or_insert(now);
@@ -359,6 +364,7 @@ pub fn settle(
                 tor: tor.duration_since(since),
                 all: all.duration_since(since),
                 last,
+                last_tor,
             };
         }
         if (!first.is_empty() && elapsed >= quiet + limit) || elapsed >= quiet + limit_all {
@@ -417,6 +423,54 @@ pub fn diagnose(dir: &Path, name: &str) -> std::path::PathBuf {
         .unwrap_or_else(|e| format!("error: {e:#}"));
     let _ = std::fs::write(out.join("bird.txt"), bird);
     out
+}
+
+/// Where each log of the lab's processes ends now: [`keep_logs`] copies what they write
+/// after it.
+pub fn log_marks(dir: &Path) -> Vec<(std::path::PathBuf, u64)> {
+    let mut marks = Vec::new();
+    for folder in [dir.to_path_buf(), dir.join("cp")] {
+        let Ok(entries) = std::fs::read_dir(&folder) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.extension().is_some_and(|e| e == "log") {
+                let len = entry.metadata().map(|m| m.len()).unwrap_or(0);
+                marks.push((path, len));
+            }
+        }
+    }
+    marks.sort();
+    marks
+}
+
+/// The most of one log [`keep_logs`] copies (its end).
+const KEPT_LOG_MAX: u64 = 4 << 20;
+
+/// Copies what each log in `marks` got after its mark into `out` (the newest
+/// [`KEPT_LOG_MAX`] bytes of it): the processes' own account of a slow or failed storm.
+pub fn keep_logs(marks: &[(std::path::PathBuf, u64)], out: &Path) {
+    use std::io::{Read, Seek, SeekFrom};
+    let _ = std::fs::create_dir_all(out);
+    for (path, mark) in marks {
+        let Ok(mut file) = std::fs::File::open(path) else {
+            continue;
+        };
+        let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+        // A log that shrank was written anew (a restarted process): keep all of it.
+        let from = if len < *mark { 0 } else { *mark };
+        let from = from.max(len.saturating_sub(KEPT_LOG_MAX));
+        let mut text = Vec::new();
+        if file.seek(SeekFrom::Start(from)).is_err() || file.read_to_end(&mut text).is_err() {
+            continue;
+        }
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let _ = std::fs::write(out.join(name), text);
+    }
 }
 
 #[cfg(test)]
