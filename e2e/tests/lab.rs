@@ -25,10 +25,14 @@
 //! - BIRD's and GoBGP's sessions come up once and stay: no reset across a speaker restart,
 //!   a BFD profile change, and bgpd's restart (one new session, no second);
 //! - a controller restart changes no IP;
-//! - kube-apiserver killed for 20 s: an endpoint moved once the new one is ready reaches the
-//!   router within 5 s (the speakers' watches list again instead of waiting);
+//! - kube-apiserver killed for 20 s, node 1's speaker restarted meanwhile: an endpoint moved
+//!   to node 1 once the new one is ready reaches the router within 5 s (the speakers'
+//!   watches list again instead of waiting, the new speaker asks again within 2 s);
 //! - a node cut off from the API server for 15 s while its endpoint moves away: the node
 //!   withdraws within 5 s of the cut's end;
+//! - node 1's speaker restarted while an IPAddressPool is in error: it starts from the last
+//!   valid configuration it ran, and an endpoint moved to node 1 reaches the router within
+//!   5 s;
 //! - a wrong password brings only that session down, the right one brings it back;
 //! - layer 2, with a third node added: `arping` and `ndisc6` from the client get the elected
 //!   node's MAC and no other; a speaker with the wrong gossip key gets nowhere and changes
@@ -256,6 +260,7 @@ fn speakers_announce_follow_endpoints_survive_bad_config_and_withdraw() -> Resul
     restarts(&dir, &kubectl, &router, &tor_frr, &web)?;
     apiserver_restart(&dir, &kubectl, &router, &api)?;
     cut_from_api_server(&dir, &kubectl, &router, &api)?;
+    restart_with_invalid_configuration(&dir, &kubectl, &router, &api)?;
     password(&kubectl, &router, &rr, &web)?;
     layer2(&dir)?;
     explain(&dir, &web)?;
@@ -913,9 +918,11 @@ fn explain(dir: &std::path::Path, web: &str) -> Result<()> {
     Ok(())
 }
 
-/// kube-apiserver is killed for 20 s and started again; an endpoint moved as soon as the
-/// new API server is ready reaches the routers as fast as any other change would (the
-/// watches, broken by the restart, are listed again rather than waiting on the new server).
+/// kube-apiserver is killed for 20 s and started again, and node 1's speaker restarts while
+/// it is away; an endpoint moved to node 1 as soon as the new API server is ready reaches
+/// the routers as fast as any other change would (the watches, broken by the restart, are
+/// listed again rather than waiting on the new server, and the new speaker asks again within
+/// 2 s of the server's return).
 fn apiserver_restart(
     dir: &std::path::Path,
     kubectl: &Kubectl,
@@ -924,7 +931,13 @@ fn apiserver_restart(
 ) -> Result<()> {
     wait_hops(router, api, &[N2])?;
     let killed = lab::kill(dir, "kube-apiserver")?;
-    std::thread::sleep(Duration::from_secs(20));
+    // Node 1's speaker restarts while the API server is away: it must ask again soon after
+    // the server is back (it announces the moved endpoint below), however long it waited.
+    std::thread::sleep(Duration::from_secs(1));
+    let speaker = lab::kill(dir, "speaker-n1")?;
+    std::thread::sleep(Duration::from_secs(1));
+    lab::respawn(dir, &speaker)?;
+    std::thread::sleep(Duration::from_secs(18));
     lab::respawn(dir, &killed)?;
     wait_for("the new kube-apiserver to be ready", WAIT, || {
         Ok(kubectl
@@ -941,6 +954,52 @@ fn apiserver_restart(
         took < Duration::from_secs(5),
         "an endpoint moved right after kube-apiserver's restart reached the router after {took:?}"
     );
+    Ok(())
+}
+
+/// An IPAddressPool in error (as one that got in while the webhook was down) while node 1's
+/// speaker restarts: the speaker starts from the last valid configuration it ran, kept beside
+/// FRR's, so an endpoint moved to node 1 reaches the router within 5 s. (A speaker that
+/// started with no valid configuration applied nothing until the pool was fixed.)
+fn restart_with_invalid_configuration(
+    dir: &std::path::Path,
+    kubectl: &Kubectl,
+    router: &Netns,
+    api: &str,
+) -> Result<()> {
+    const BROKEN: &str = "apiVersion: metallb.io/v1beta1
+kind: IPAddressPool
+metadata: {name: broken, namespace: metallb-system}
+spec: {addresses: [10.97.300.0/24]}
+";
+    wait_hops(router, api, &[N2])?;
+    kubectl.apply(BROKEN)?;
+    let speaker = lab::kill(dir, "speaker-n1")?;
+    lab::respawn(dir, &speaker)?;
+    let log = dir.join("speaker-n1.log");
+    wait_for(
+        "node 1's new speaker to read its kept configuration",
+        WAIT,
+        || {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            Ok(text
+                .contains("read the last valid configuration this node ran")
+                .then_some(()))
+        },
+    )?;
+    let moved = std::time::Instant::now();
+    kubectl.apply(&endpoints_manifest("shop", "api", &[("10.244.1.11", "n1")]))?;
+    wait_hops(router, api, &[N1])?;
+    let took = moved.elapsed();
+    println!("a speaker restarted with a pool in error announced a moved endpoint in {took:?}");
+    assert!(
+        took < Duration::from_secs(5),
+        "a speaker restarted with a pool in error announced a moved endpoint after {took:?}"
+    );
+    kubectl.run(
+        &["delete", "ipaddresspool", "-n", "metallb-system", "broken"],
+        None,
+    )?;
     Ok(())
 }
 
