@@ -284,6 +284,25 @@ impl Frr {
         ))
     }
 
+    /// Daemon `daemon`'s own `show running-config` (`vtysh -d`), not vtysh's merged view, in
+    /// which another daemon's copy of a line hides its loss.
+    pub fn daemon_running_config(&self, daemon: &str) -> Result<String> {
+        let out = self
+            .vtysh_command()
+            .args(["-d", daemon, "-c", "show running-config"])
+            .output()
+            .context("running vtysh -d")?;
+        if !out.status.success() {
+            bail!(
+                "vtysh -d {daemon} in {}: {}{}",
+                self.netns,
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
     /// Leaves the daemons running beyond this object; returns their PIDs.
     pub fn keep(self) -> Vec<u32> {
         self.daemons.into_iter().map(|(_, p)| p.keep()).collect()

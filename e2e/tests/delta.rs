@@ -10,6 +10,8 @@
 //! applier forgets FRR's state and that step is loaded by `frr-reload.py` (through vtysh), so
 //! the deltas after it start from what vtysh typed. Set
 //! `FERROLB_DELTA_SEED` and `FERROLB_DELTA_STEPS` to replay or extend a run.
+//!
+//! Also: bgpd restarted alone, then a change; the apply must leave bgpd with its whole part.
 
 use std::time::Duration;
 
@@ -182,6 +184,77 @@ fn random_deltas(dialect: Dialect) -> Result<()> {
     assert!(
         kept > 0,
         "no established session was ever checked for resets"
+    );
+    Ok(())
+}
+
+#[test]
+fn a_bgpd_restarted_empty_on_frr_8_4_gets_its_whole_part_from_the_next_apply() -> Result<()> {
+    bgpd_restarted_empty(Dialect::Frr8)
+}
+
+#[test]
+fn a_bgpd_restarted_empty_on_frr_10_3_gets_its_whole_part_from_the_next_apply() -> Result<()> {
+    bgpd_restarted_empty(Dialect::Frr10)
+}
+
+/// bgpd restarts alone (as watchfrr starts a crashed one) and a change arrives before any
+/// check of FRR's state: the delta, typed into an empty bgpd, falls short and the applier
+/// reloads. zebra kept its copies of the prefix-lists and route-maps, so vtysh's merged view,
+/// from which frr-reload.py works, shows them: bgpd must get them all the same, at once, not
+/// from a later drift check (until then it matches every route against missing lists).
+fn bgpd_restarted_empty(dialect: Dialect) -> Result<()> {
+    let mut peering = Peering::start(
+        &format!("lost{}", dialect.version().replace('.', "")),
+        &Build::of(dialect)?,
+    )?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let mut applier = Applier::new(peering.node_frr.target());
+    let mut rng = Rng::new(20261205);
+    let first = loop {
+        let model = configs::model(&configs::random(&mut rng))?;
+        let text = configs::render(&model, dialect)?;
+        if !model.routers.is_empty() && text.contains("prefix-list") && text.contains("route-map ")
+        {
+            break model;
+        }
+    };
+    runtime.block_on(applier.apply(&first))?;
+
+    peering.node_frr.restart_daemon(&peering.node, "bgpd")?;
+    let mut next = first.clone();
+    next.routers[0].coalesce_time += 100;
+    let report = runtime.block_on(applier.apply(&next))?;
+    assert!(
+        matches!(report.path, ApplyPath::Reload(_)),
+        "a delta typed into an empty bgpd was taken as enough: {report:?}"
+    );
+    let running = peering.node_frr.running_config()?;
+    let rendered = configs::render(&next, dialect)?;
+    assert!(
+        same_configuration(&rendered, &running),
+        "{}",
+        first_difference(&rendered, &running)
+    );
+    let own = peering.node_frr.daemon_running_config("bgpd")?;
+    let merged = peering.node_frr.vtysh("show running-config")?;
+    let mut checked = 0;
+    for line in merged.lines().filter(|l| {
+        l.starts_with("ip prefix-list")
+            || l.starts_with("ipv6 prefix-list")
+            || l.starts_with("route-map ")
+    }) {
+        checked += 1;
+        assert!(
+            own.lines().any(|o| o == line),
+            "bgpd lacks {line:?} after the apply that followed its restart; its own configuration:\n{own}"
+        );
+    }
+    assert!(
+        checked > 0,
+        "no prefix-list or route-map to check:\n{merged}"
     );
     Ok(())
 }

@@ -482,7 +482,8 @@ impl Applier {
             }
             return Err(e);
         }
-        if self.applied.is_none() {
+        let restored = self.applied.is_none();
+        if restored {
             self.restore_lacking(&text).await;
         }
         if self.applied.is_none()
@@ -550,6 +551,12 @@ impl Applier {
             }
         };
         let last_good = self.applied.take();
+        if !restored {
+            // The delta failed against a daemon restarted alone (bgpd, empty, beside a zebra
+            // that kept the prefix-lists): frr-reload.py, working from the merged view, would
+            // not type what only the others hold.
+            self.restore_lacking(&text).await;
+        }
         self.prime(model).await;
         match self.reload_and_verify(&text).await {
             Ok(()) => {
