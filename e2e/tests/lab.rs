@@ -589,7 +589,7 @@ fn restarts(
     // bgpd's restart, so the merged view shows them either way; a bgpd without them matches
     // every route against the missing lists and announces every pool to every peer.)
     let merged = Frr::client(&dir.join("n1"), "ferrolb-n1").vtysh("show running-config")?;
-    let own = bgpd_running_config(dir, "n1")?;
+    let own = Frr::client(&dir.join("n1"), "ferrolb-n1").daemon_running_config("bgpd")?;
     for line in merged.lines().filter(|l| {
         l.starts_with("ip prefix-list")
             || l.starts_with("ipv6 prefix-list")
@@ -651,21 +651,6 @@ fn password(kubectl: &Kubectl, router: &Netns, rr: &Netns, web: &str) -> Result<
     kubectl.apply(&secret(lab::RR_PASSWORD))?;
     wait_hops(rr, web, &[N1, N2])?;
     Ok(())
-}
-
-/// bgpd's own running configuration on node `node` (`vtysh -d bgpd`), not vtysh's merged view.
-fn bgpd_running_config(dir: &std::path::Path, node: &str) -> Result<String> {
-    let out = Netns::attach(&format!("ferrolb-{node}"))
-        .command(dir.join(node).join("bin/vtysh"))
-        .args(["-d", "bgpd", "-c", "show running-config"])
-        .output()?;
-    if !out.status.success() {
-        bail!(
-            "vtysh -d bgpd on {node}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 /// The MACs that answered an `arping` run.
@@ -945,14 +930,25 @@ fn apiserver_restart(
             .is_ok_and(|text| text.trim() == "ok")
             .then_some(()))
     })?;
-    let ready = std::time::Instant::now();
+    endpoint_to_n1_within_5_s(kubectl, router, api, "right after kube-apiserver's restart")
+}
+
+/// Moves `api`'s endpoint to node 1 and checks that the router routes `api` to node 1 alone
+/// within 5 s; `when` tells when, for the output.
+fn endpoint_to_n1_within_5_s(
+    kubectl: &Kubectl,
+    router: &Netns,
+    api: &str,
+    when: &str,
+) -> Result<()> {
+    let moved = std::time::Instant::now();
     kubectl.apply(&endpoints_manifest("shop", "api", &[("10.244.1.11", "n1")]))?;
     wait_hops(router, api, &[N1])?;
-    let took = ready.elapsed();
-    println!("after kube-apiserver's restart, an endpoint move reached the router in {took:?}");
+    let took = moved.elapsed();
+    println!("{when}, an endpoint moved to node 1 reached the router in {took:?}");
     assert!(
         took < Duration::from_secs(5),
-        "an endpoint moved right after kube-apiserver's restart reached the router after {took:?}"
+        "{when}, an endpoint moved to node 1 reached the router after {took:?}"
     );
     Ok(())
 }
@@ -987,15 +983,12 @@ spec: {addresses: [10.97.300.0/24]}
                 .then_some(()))
         },
     )?;
-    let moved = std::time::Instant::now();
-    kubectl.apply(&endpoints_manifest("shop", "api", &[("10.244.1.11", "n1")]))?;
-    wait_hops(router, api, &[N1])?;
-    let took = moved.elapsed();
-    println!("a speaker restarted with a pool in error announced a moved endpoint in {took:?}");
-    assert!(
-        took < Duration::from_secs(5),
-        "a speaker restarted with a pool in error announced a moved endpoint after {took:?}"
-    );
+    endpoint_to_n1_within_5_s(
+        kubectl,
+        router,
+        api,
+        "with a pool in error, after node 1's speaker restarted",
+    )?;
     kubectl.run(
         &["delete", "ipaddresspool", "-n", "metallb-system", "broken"],
         None,
