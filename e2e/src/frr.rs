@@ -287,20 +287,7 @@ impl Frr {
     /// Daemon `daemon`'s own `show running-config` (`vtysh -d`), not vtysh's merged view, in
     /// which another daemon's copy of a line hides its loss.
     pub fn daemon_running_config(&self, daemon: &str) -> Result<String> {
-        let out = self
-            .vtysh_command()
-            .args(["-d", daemon, "-c", "show running-config"])
-            .output()
-            .context("running vtysh -d")?;
-        if !out.status.success() {
-            bail!(
-                "vtysh -d {daemon} in {}: {}{}",
-                self.netns,
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        self.run_vtysh(&["-d", daemon, "-c", "show running-config"])
     }
 
     /// Leaves the daemons running beyond this object; returns their PIDs.
@@ -341,16 +328,22 @@ impl Frr {
 
     /// Runs one vtysh command; returns its output.
     pub fn vtysh(&self, command: &str) -> Result<String> {
+        self.run_vtysh(&["-c", command])
+    }
+
+    /// Runs vtysh with `args`; returns its output.
+    fn run_vtysh(&self, args: &[&str]) -> Result<String> {
         let out = self
             .vtysh_command()
-            .args(["-c", command])
+            .args(args)
             .output()
             .context("running vtysh")?;
         if !out.status.success() {
             bail!(
-                "vtysh -c {command:?} in {}: {}",
+                "vtysh {args:?} in {}: {}{}",
                 self.netns,
-                String::from_utf8_lossy(&out.stdout)
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
             );
         }
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())

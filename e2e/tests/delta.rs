@@ -58,6 +58,20 @@ fn neighbor_lines_equal(a: &FrrConfig, b: &FrrConfig, address: &str) -> bool {
     x.is_some() && x == y && x.as_ref().is_some_and(|(_, _, n)| n.is_some())
 }
 
+/// A peering (named `name` and the version) whose node runs FRR of `dialect`, a runtime, and
+/// an applier for the node's FRR.
+fn node_on(name: &str, dialect: Dialect) -> Result<(Peering, tokio::runtime::Runtime, Applier)> {
+    let peering = Peering::start(
+        &format!("{name}{}", dialect.version().replace('.', "")),
+        &Build::of(dialect)?,
+    )?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let applier = Applier::new(peering.node_frr.target());
+    Ok((peering, runtime, applier))
+}
+
 #[test]
 fn random_deltas_on_frr_8_4_give_the_rendered_configuration_and_keep_sessions() -> Result<()> {
     random_deltas(Dialect::Frr8)
@@ -71,14 +85,7 @@ fn random_deltas_on_frr_10_3_give_the_rendered_configuration_and_keep_sessions()
 fn random_deltas(dialect: Dialect) -> Result<()> {
     let seed = env_number("FERROLB_DELTA_SEED", 20261121);
     let steps = env_number("FERROLB_DELTA_STEPS", 40);
-    let peering = Peering::start(
-        &format!("delta{}", dialect.version().replace('.', "")),
-        &Build::of(dialect)?,
-    )?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    let mut applier = Applier::new(peering.node_frr.target());
+    let (peering, runtime, mut applier) = node_on("delta", dialect)?;
     let mut rng = Rng::new(seed);
 
     let mut manifests = configs::random(&mut rng);
@@ -204,14 +211,7 @@ fn a_bgpd_restarted_empty_on_frr_10_3_gets_its_whole_part_from_the_next_apply() 
 /// from which frr-reload.py works, shows them: bgpd must get them all the same, at once, not
 /// from a later drift check (until then it matches every route against missing lists).
 fn bgpd_restarted_empty(dialect: Dialect) -> Result<()> {
-    let mut peering = Peering::start(
-        &format!("lost{}", dialect.version().replace('.', "")),
-        &Build::of(dialect)?,
-    )?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    let mut applier = Applier::new(peering.node_frr.target());
+    let (mut peering, runtime, mut applier) = node_on("lost", dialect)?;
     let mut rng = Rng::new(20261205);
     let first = loop {
         let model = configs::model(&configs::random(&mut rng))?;
