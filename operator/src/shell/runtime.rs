@@ -113,6 +113,74 @@ const API_RETRY_MIN: Duration = Duration::from_millis(100);
 const API_RETRY_MAX: Duration = Duration::from_secs(1);
 /// How many times such a request is sent again before its caller sees the error.
 const API_RETRIES: u32 = 10;
+/// The longest `Retry-After` waited out. A restarting kube-apiserver answers a request for a
+/// custom resource that comes before it has installed every path 503 with `Retry-After: 5`,
+/// a fixed guess: the metallb.io watches that met it listed again 5 s after the server
+/// served, while every other kind had listed within 0.3 s.
+const API_RETRY_AFTER_MAX: Duration = Duration::from_secs(2);
+
+/// The retry of requests the API server answered 429, 503 or 504: kube's policy, whose steps
+/// it keeps, with the server's `Retry-After` waited out up to [`API_RETRY_AFTER_MAX`].
+#[derive(Clone)]
+struct ApiRetry {
+    steps: kube::client::retry::RetryPolicy,
+}
+
+impl ApiRetry {
+    fn new() -> anyhow::Result<ApiRetry> {
+        Ok(ApiRetry {
+            steps: kube::client::retry::RetryPolicy::new(
+                API_RETRY_MIN,
+                API_RETRY_MAX,
+                API_RETRIES,
+                false,
+            )
+            .context("the API retry policy")?,
+        })
+    }
+}
+
+impl<Res>
+    tower::retry::Policy<
+        axum::http::Request<kube::client::Body>,
+        axum::http::Response<Res>,
+        tower::BoxError,
+    > for ApiRetry
+{
+    type Future = tokio::time::Sleep;
+
+    fn retry(
+        &mut self,
+        request: &mut axum::http::Request<kube::client::Body>,
+        result: &mut Result<axum::http::Response<Res>, tower::BoxError>,
+    ) -> Option<Self::Future> {
+        let asked = result.as_ref().ok().and_then(|response| {
+            let seconds = response.headers().get(axum::http::header::RETRY_AFTER)?;
+            seconds.to_str().ok()?.trim().parse::<u64>().ok()
+        });
+        let step = self.steps.retry(request, result)?;
+        let Some(seconds) = asked else {
+            return Some(step);
+        };
+        let asked = Duration::from_secs(seconds).min(API_RETRY_AFTER_MAX);
+        if step.deadline() < tokio::time::Instant::now() + asked {
+            Some(tokio::time::sleep(asked))
+        } else {
+            Some(step)
+        }
+    }
+
+    fn clone_request(
+        &mut self,
+        request: &axum::http::Request<kube::client::Body>,
+    ) -> Option<axum::http::Request<kube::client::Body>> {
+        <kube::client::retry::RetryPolicy as tower::retry::Policy<
+            axum::http::Request<kube::client::Body>,
+            axum::http::Response<Res>,
+            tower::BoxError,
+        >>::clone_request(&mut self.steps, request)
+    }
+}
 
 /// Requests waiting for the client's buffer task at most (more wait to be taken).
 const API_BUFFER: usize = 1_024;
@@ -148,7 +216,8 @@ const API_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// is made again soon after.
 ///
 /// Its requests answered 429, 503 or 504 are sent again after 100 ms, doubling (with jitter)
-/// up to 1 s, or after the API server's `Retry-After` when that is longer, ten times at most.
+/// up to 1 s, or after the API server's `Retry-After` when that is longer (2 s at most, see
+/// [`API_RETRY_AFTER_MAX`]), ten times at most.
 /// kube's default retry (5 ms doubling up to 1,000 s, fifteen times) is wrong for the moment
 /// it matters most: a restarted API server answers every watch 429 until its watch cache has
 /// listed, for a second or two, and by then a watch retried that way waits 5, 10, 20 s
@@ -193,9 +262,7 @@ pub(crate) fn client(config: kube::Config) -> anyhow::Result<Client> {
         )
         .map_err(tower::BoxError::from)
         .service(http);
-    let policy =
-        kube::client::retry::RetryPolicy::new(API_RETRY_MIN, API_RETRY_MAX, API_RETRIES, true)
-            .context("the API retry policy")?;
+    let policy = ApiRetry::new()?;
     // A retried request is sent again through a clone of the stack, which sits behind a
     // buffer: its task hands each request on as it comes (the requests still run side by
     // side).
@@ -346,6 +413,23 @@ mod tests {
             .unwrap();
         let sockets = String::from_utf8_lossy(&sockets.stdout);
         assert!(sockets.contains("timer:(keepalive"), "{sockets}");
+    }
+
+    /// A `Retry-After` over 2 s is waited out for 2 s: the 5 s a restarting kube-apiserver
+    /// asks of requests for custom resources (a guess; it serves them within a second) held
+    /// a watch 5 s after the server could answer it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_retry_after_is_waited_out_for_two_seconds_at_most() {
+        let (client, asked, _) = busy_server(Duration::from_millis(500), Some(5)).await;
+        client.apiserver_version().await.unwrap();
+        let asked = asked.lock().unwrap();
+        assert_eq!(asked.len(), 2, "asked {} times", asked.len());
+        let waited = asked[1] - asked[0];
+        assert!(
+            waited >= API_RETRY_AFTER_MAX
+                && waited < API_RETRY_AFTER_MAX + Duration::from_millis(500),
+            "{waited:?}"
+        );
     }
 
     /// The API server's `Retry-After` is waited out when it asks for longer than the step.
