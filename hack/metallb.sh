@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
-# MetalLB for the side-by-side benchmarks and the switch scenario, built from the Go module
-# pinned in hack/tools/metallb: its controller and speaker binaries, and its Helm chart as
-# that module's archive holds it (with the CRDs subchart). Nothing from MetalLB enters
+# MetalLB for the side-by-side benchmarks and the switch scenario, built from the Go modules
+# pinned in hack/tools/metallb: MetalLB's controller and speaker, the tools its FRR mode runs
+# beside FRR (cp-tool, frr-metrics, frr-reloader.sh), frr-k8s (the daemon MetalLB's FRR-K8s
+# mode hands its configuration to) with its own tools, and MetalLB's Helm chart as that
+# module's archive holds it (with the CRDs and frr-k8s subcharts). Nothing from MetalLB enters
 # ferrolb; the lab runs these beside it.
 #
 #   hack/metallb.sh build    build once per machine and print the directory holding bin/
-#                            (controller, speaker) and chart/ (MetalLB's chart)
+#                            (controller, speaker, cp-tool, frr-metrics, frr-reloader.sh),
+#                            frr-k8s/ (frr-k8s, frr-metrics, frr-status, frr-reloader.sh) and
+#                            chart/ (MetalLB's chart)
 #   hack/metallb.sh version  print the pinned MetalLB version
 #
 # Cached per pinned set (the version and a digest of the module's go.mod and go.sum) in
@@ -33,8 +37,17 @@ esac
 begin_go_build "$cache" "$version"
 echo "metallb: building MetalLB $version (first run on this machine: about 3 minutes)" >&2
 go build -trimpath -ldflags "-s -w" -o "$out/bin/" \
-  "$module/controller" "$module/speaker"
+  "$module/controller" "$module/speaker" "$module/frr-tools/cp-tool"
+go build -trimpath -ldflags "-s -w" -o "$out/bin/frr-metrics" "$module/frr-tools/metrics"
 source="$(go list -m -f '{{.Dir}}' "$module")"
+install -m 0755 "$source/frr-tools/reloader/frr-reloader.sh" "$out/bin/"
+frrk8s=github.com/metallb/frr-k8s
+mkdir -p "$out/frr-k8s"
+go build -trimpath -ldflags "-s -w" -o "$out/frr-k8s/frr-k8s" "$frrk8s/cmd"
+go build -trimpath -ldflags "-s -w" -o "$out/frr-k8s/frr-metrics" "$frrk8s/frr-tools/metrics"
+go build -trimpath -ldflags "-s -w" -o "$out/frr-k8s/frr-status" "$frrk8s/frr-tools/status"
+install -m 0755 "$(go list -m -f '{{.Dir}}' "$frrk8s")/frr-tools/reloader/frr-reloader.sh" \
+  "$out/frr-k8s/"
 cp -r "$source/charts/metallb" "$out/chart"
 chmod -R u+w "$out/chart"
 touch "$out/.complete"

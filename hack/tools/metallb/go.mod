@@ -10,7 +10,12 @@ module ferrolb.test/tools/metallb
 go 1.26.0
 
 tool (
+	github.com/metallb/frr-k8s/cmd
+	github.com/metallb/frr-k8s/frr-tools/metrics
+	github.com/metallb/frr-k8s/frr-tools/status
 	go.universe.tf/metallb/controller
+	go.universe.tf/metallb/frr-tools/cp-tool
+	go.universe.tf/metallb/frr-tools/metrics
 	go.universe.tf/metallb/speaker
 )
 
