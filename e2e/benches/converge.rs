@@ -28,7 +28,7 @@ use kube::api::{DeleteParams, PostParams};
 
 use common::{
     NAMESPACE, bgp_routes, create_bulk, endpoints, memory, monitor, percentile, service,
-    slice_name, wait_line, with_api,
+    slice_name, with_api,
 };
 use ferrolb_e2e::lab;
 use ferrolb_e2e::netns::Netns;
@@ -96,7 +96,7 @@ fn run(dir: &Path) -> Result<()> {
 /// Creates and deletes the probe Services one at a time; prints the latency figures.
 fn probe(dir: &Path) -> Result<()> {
     let kubeconfig = dir.join("cp/kubeconfig");
-    let (mut monitor_child, lines) = monitor()?;
+    let monitor = monitor()?;
     let router = Netns::attach(&lab::ns("rtr"));
     let (converge, withdraw) = with_api(&kubeconfig, |eps, svcs| async move {
         let (mut converge, mut withdraw) = (Vec::new(), Vec::new());
@@ -106,33 +106,20 @@ fn probe(dir: &Path) -> Result<()> {
             eps.create(&PostParams::default(), &endpoints(&name, BULK + i)?)
                 .await?;
             tokio::time::sleep(Duration::from_millis(100)).await;
-            while lines.try_recv().is_ok() {}
+            monitor.drain();
             let created = Instant::now();
             let wall = clock();
             svcs.create(&PostParams::default(), &service(&name, Some(&ip))?)
                 .await?;
-            let prefix = format!("{ip} ");
             // Blocking is fine here: nothing else runs on this runtime meanwhile.
-            let routed = wait_line(&lines, &format!("{ip} in the FIB"), |l| {
-                l.starts_with(&prefix)
-            })?;
+            let routed = monitor.wait_routed(&ip)?;
             converge.push(routed.duration_since(created).as_secs_f64() * 1e3);
             // Both next hops in, and quiet, before the delete.
             tokio::time::sleep(Duration::from_millis(300)).await;
-            while lines.try_recv().is_ok() {}
+            monitor.drain();
             let deleted = Instant::now();
             svcs.delete(&name, &DeleteParams::default()).await?;
-            // With ECMP the first withdrawal replaces the route; it is gone when the
-            // kernel deletes it and holds no other route for the prefix.
-            let deleted_line = format!("Deleted {prefix}");
-            let gone = loop {
-                let at = wait_line(&lines, &format!("{ip} leaving the FIB"), |l| {
-                    l.starts_with(&deleted_line)
-                })?;
-                if lab::nexthops(&router, &ip)?.is_empty() {
-                    break at;
-                }
-            };
+            let gone = monitor.wait_unrouted(&router, &ip)?;
             withdraw.push(gone.duration_since(deleted).as_secs_f64() * 1e3);
             // The harness's slice has no owner: it goes by hand.
             let _ = eps
@@ -145,8 +132,6 @@ fn probe(dir: &Path) -> Result<()> {
         }
         anyhow::Ok((converge, withdraw))
     })?;
-    let _ = monitor_child.kill();
-    let _ = monitor_child.wait();
 
     println!("BENCH converge_p50 {:.1} ms", percentile(&converge, 50.0));
     println!("BENCH converge_p99 {:.1} ms", percentile(&converge, 99.0));

@@ -281,7 +281,7 @@ fn run(dir: &Path) -> Result<()> {
     // The stream.
     let minutes: u64 = ferrolb_e2e::paths::env_parsed("FERROLB_LOAD_MINUTES").unwrap_or(5);
     eprintln!("stream start: {}", now_rss(dir)?);
-    let (mut monitor_child, lines) = monitor()?;
+    let monitor = monitor()?;
     let lag = Arc::new(AtomicU64::new(0));
     let lagged = Arc::clone(&lag);
     let created = with_api(&kubeconfig, move |eps, svcs| async move {
@@ -344,10 +344,8 @@ fn run(dir: &Path) -> Result<()> {
     })?;
     eprintln!("stream end: {}", now_rss(dir)?);
     std::thread::sleep(Duration::from_secs(30));
-    let _ = monitor_child.kill();
-    let _ = monitor_child.wait();
     let mut first_seen: HashMap<Ipv4Addr, Instant> = HashMap::new();
-    while let Ok((at, line)) = lines.try_recv() {
+    while let Ok((at, line)) = monitor.lines.try_recv() {
         if let Some(ip) = line
             .split_whitespace()
             .next()

@@ -148,3 +148,91 @@ mod tests {
         assert_eq!(summarize(&[(t, 2)]).reduced, Duration::ZERO);
     }
 }
+
+/// A router's kernel routes as `ip monitor route` reports them, each line with when it was
+/// read, until dropped.
+#[derive(Debug)]
+pub struct RouteMonitor {
+    child: std::process::Child,
+    /// How long a wait lasts at most (30 s unless changed).
+    pub timeout: Duration,
+    /// The lines read so far and not yet taken: (when, line).
+    pub lines: std::sync::mpsc::Receiver<(Instant, String)>,
+}
+
+impl RouteMonitor {
+    /// Starts `ip monitor route` in `router`'s namespace.
+    pub fn start(router: &str) -> anyhow::Result<RouteMonitor> {
+        use anyhow::Context as _;
+        use std::io::BufRead as _;
+        let mut child = std::process::Command::new("ip")
+            .args(["-n", router, "monitor", "route"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .context("starting ip monitor")?;
+        let stdout = child.stdout.take().context("no stdout")?;
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send((Instant::now(), line)).is_err() {
+                    break;
+                }
+            }
+        });
+        Ok(RouteMonitor {
+            child,
+            timeout: Duration::from_secs(30),
+            lines,
+        })
+    }
+
+    /// Drops the lines read so far.
+    pub fn drain(&self) {
+        while self.lines.try_recv().is_ok() {}
+    }
+
+    /// Waits ([`RouteMonitor::timeout`] at most) for the first line that `matches`; returns
+    /// when it was read.
+    pub fn wait_line(&self, what: &str, matches: impl Fn(&str) -> bool) -> anyhow::Result<Instant> {
+        use std::sync::mpsc::RecvTimeoutError;
+        let deadline = Instant::now() + self.timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok((at, line)) if matches(&line) => return Ok(at),
+                Ok(_) => {}
+                Err(RecvTimeoutError::Timeout) => anyhow::bail!("timed out waiting for {what}"),
+                Err(RecvTimeoutError::Disconnected) => anyhow::bail!("ip monitor ended"),
+            }
+        }
+    }
+
+    /// Waits until `prefix` (an address) enters the FIB; returns when.
+    pub fn wait_routed(&self, prefix: &str) -> anyhow::Result<Instant> {
+        let start = format!("{prefix} ");
+        self.wait_line(&format!("{prefix} in the FIB"), |l| l.starts_with(&start))
+    }
+
+    /// Waits until `router` holds no route for `prefix` any more; returns when the kernel
+    /// deleted it (with ECMP, the first withdrawal only replaces the route).
+    pub fn wait_unrouted(&self, router: &Netns, prefix: &str) -> anyhow::Result<Instant> {
+        let deleted = format!("Deleted {prefix} ");
+        loop {
+            let at = self.wait_line(&format!("{prefix} leaving the FIB"), |l| {
+                l.starts_with(&deleted)
+            })?;
+            if nexthops(router, prefix)?.is_empty() {
+                return Ok(at);
+            }
+        }
+    }
+}
+
+impl Drop for RouteMonitor {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -2,14 +2,10 @@
 //! EndpointSlices, the API from the control plane's namespace, the router's FIB as `ip
 //! monitor` reports it, and process memory.
 
-use std::io::{BufRead as _, BufReader};
 use std::os::fd::AsFd as _;
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
-use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use futures::{StreamExt as _, TryStreamExt as _};
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
@@ -19,6 +15,7 @@ use serde_json::json;
 
 use ferrolb_e2e::lab;
 use ferrolb_e2e::netns::Netns;
+use ferrolb_e2e::sampler::RouteMonitor;
 
 /// The namespace the Services are made in.
 pub(crate) const NAMESPACE: &str = "bench";
@@ -112,47 +109,9 @@ where
     .map_err(|_| anyhow::anyhow!("the API thread panicked"))?
 }
 
-/// The router's routes in FIB, as `ip monitor route` reports them: (when, line).
-pub(crate) fn monitor() -> Result<(std::process::Child, Receiver<(Instant, String)>)> {
-    let mut child = Command::new("ip")
-        .args(["-n", &lab::ns("rtr"), "monitor", "route"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .context("starting ip monitor")?;
-    let stdout = child.stdout.take().context("no stdout")?;
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            if tx.send((Instant::now(), line)).is_err() {
-                break;
-            }
-        }
-    });
-    Ok((child, rx))
-}
-
-/// Waits for the first monitor line that `matches`; returns when it was read.
-#[allow(
-    dead_code,
-    reason = "the converge bench uses it, the load bench does not"
-)]
-pub(crate) fn wait_line(
-    rx: &Receiver<(Instant, String)>,
-    what: &str,
-    matches: impl Fn(&str) -> bool,
-) -> Result<Instant> {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match rx.recv_timeout(left) {
-            Ok((at, line)) if matches(&line) => return Ok(at),
-            Ok(_) => {}
-            Err(RecvTimeoutError::Timeout) => bail!("timed out waiting for {what}"),
-            Err(RecvTimeoutError::Disconnected) => bail!("ip monitor ended"),
-        }
-    }
+/// The lab router's routes in FIB, as `ip monitor route` reports them.
+pub(crate) fn monitor() -> Result<RouteMonitor> {
+    RouteMonitor::start(&lab::ns("rtr"))
 }
 
 pub(crate) fn bgp_routes(router: &Netns) -> Result<usize> {
