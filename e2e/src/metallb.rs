@@ -36,24 +36,28 @@ pub fn version(built: &Path) -> Result<String> {
         .context("MetalLB's Chart.yaml has no appVersion")
 }
 
-/// MetalLB's controller and speaker images, written to `dir` as archives nodes import: each
-/// binary at `/<name>` as its entry point and a `/tmp` any user may write (the controller
-/// keeps its webhook's certificate there), under the references MetalLB's chart names by
-/// default, so the chart runs them without a registry.
+/// MetalLB's controller and speaker images, the FRR image its FRR mode and frr-k8s run, and
+/// frr-k8s's own, written to `dir` as archives nodes import, under the references the charts
+/// name by default, so they run without a registry. MetalLB's images hold each binary at
+/// `/<name>` as its entry point and a `/tmp` any user may write (the controller keeps its
+/// webhook's certificate there); the speaker's also holds what its FRR mode copies out into
+/// the FRR containers (`/cp-tool`, `/frr-metrics`, `/frr-reloader.sh`).
 pub fn images(built: &Path, dir: &Path) -> Result<Vec<PathBuf>> {
     let version = version(built)?;
+    let bin = |name: &str| Entry::File {
+        path: name.into(),
+        from: built.join("bin").join(name),
+        mode: 0o755,
+    };
     let mut archives = Vec::new();
     for name in ["controller", "speaker"] {
+        let mut entries = vec![Entry::SharedDir("tmp".into()), bin(name)];
+        if name == "speaker" {
+            entries.extend(["cp-tool", "frr-metrics", "frr-reloader.sh"].map(bin));
+        }
         let image = Image {
             reference: format!("quay.io/metallb/{name}:{version}"),
-            layers: vec![Layer::Entries(vec![
-                Entry::SharedDir("tmp".into()),
-                Entry::File {
-                    path: name.into(),
-                    from: built.join("bin").join(name),
-                    mode: 0o755,
-                },
-            ])],
+            layers: vec![Layer::Entries(entries)],
             entrypoint: vec![format!("/{name}")],
             cmd: Vec::new(),
         };
@@ -61,9 +65,198 @@ pub fn images(built: &Path, dir: &Path) -> Result<Vec<PathBuf>> {
         image.write(&archive)?;
         archives.push(archive);
     }
+    let root = paths::built_with("rootfs.sh", "image", "FERROLB_IMAGE_ROOT")?;
+    for (name, image) in [
+        ("frr", frr_image(built, &root)?),
+        ("frr-k8s", frr_k8s_image(built, &root)?),
+        ("rbac-proxy", rbac_proxy_image(built)?),
+    ] {
+        let archive = dir.join(format!("metallb-{name}.tar"));
+        image.write(&archive)?;
+        archives.push(archive);
+    }
     Ok(archives)
 }
 
+/// The scalar at `path` (keys from the top) in a YAML document of nested maps, such as a
+/// chart's `values.yaml`; `None` when a key is missing.
+fn yaml_scalar(text: &str, path: &[&str]) -> Option<String> {
+    let mut depth = 0;
+    // The indentation of the keys at the current depth, once seen.
+    let mut level: Option<usize> = Some(0);
+    let mut parent = 0;
+    for line in text.lines() {
+        let trimmed = line.trim_start();
+        if trimmed.is_empty() || trimmed.starts_with('#') || trimmed.starts_with("---") {
+            continue;
+        }
+        let indent = line.len() - trimmed.len();
+        if depth > 0 && indent <= parent {
+            return None;
+        }
+        let at = *level.get_or_insert(indent);
+        if indent != at {
+            continue;
+        }
+        let Some(rest) = trimmed
+            .strip_prefix(path[depth])
+            .and_then(|r| r.strip_prefix(':'))
+        else {
+            continue;
+        };
+        if depth + 1 == path.len() {
+            let value = rest.split(" #").next().unwrap_or("").trim();
+            return Some(value.trim_matches('"').to_string());
+        }
+        depth += 1;
+        parent = indent;
+        level = None;
+    }
+    None
+}
+
+/// The scalar at `path` in MetalLB's chart's values, or in its packed frr-k8s subchart's.
+fn chart_value(built: &Path, frr_k8s: bool, path: &[&str]) -> Result<String> {
+    let chart = built.join("chart");
+    let (text, what) = if frr_k8s {
+        let packed = frr_k8s_subchart(built)?;
+        let archive = chart.join("charts").join(&packed);
+        let out = std::process::Command::new("tar")
+            .arg("-xzOf")
+            .arg(&archive)
+            .arg(format!("{}/values.yaml", chart_name(&packed)))
+            .output()?;
+        if !out.status.success() {
+            bail!(
+                "reading {}: {}",
+                archive.display(),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        (String::from_utf8(out.stdout)?, packed)
+    } else {
+        (
+            std::fs::read_to_string(chart.join("values.yaml"))?,
+            "MetalLB's chart".into(),
+        )
+    };
+    yaml_scalar(&text, path).with_context(|| format!("{what}: no {} in values", path.join(".")))
+}
+
+/// The chart a packed subchart `<name>-<version>.tgz` holds.
+fn chart_name(packed: &str) -> &str {
+    packed
+        .strip_suffix(".tgz")
+        .and_then(|p| p.rsplit_once('-').map(|(name, _)| name))
+        .unwrap_or(packed)
+}
+
+/// The packed frr-k8s subchart in MetalLB's chart (`frr-k8s-<version>.tgz`).
+fn frr_k8s_subchart(built: &Path) -> Result<String> {
+    let dir = built.join("chart/charts");
+    std::fs::read_dir(&dir)?
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .find(|n| n.starts_with("frr-k8s-") && n.ends_with(".tgz"))
+        .with_context(|| format!("no frr-k8s subchart in {}", dir.display()))
+}
+
+/// frr-k8s's version, as its packed chart's name says (`v0.0.20`).
+fn frr_k8s_version(built: &Path) -> Result<String> {
+    let packed = frr_k8s_subchart(built)?;
+    let version = packed
+        .strip_suffix(".tgz")
+        .and_then(|p| p.rsplit_once('-'))
+        .map(|(_, v)| v)
+        .unwrap_or("");
+    Ok(format!("v{version}"))
+}
+
+/// The FRR image MetalLB's FRR mode and frr-k8s name (`quay.io/frrouting/frr:9.1.0`, FRR's
+/// published image, which no registry here serves), made from the FRR root file system
+/// ferrolb's image uses (Debian's FRR 10.3, with Python for `frr-reload.py`), plus what the
+/// charts' FRR containers call on FRR's image: `/sbin/tini`, `/usr/lib/frr/docker-start`
+/// (the daemons of `/etc/frr/daemons` under watchfrr), and a `/bin/sh` that knows `[[` (the
+/// charts' FRR container waits for its log file with `until [[ -f … ]]`; FRR's image has
+/// busybox's shell, Debian's is dash).
+fn frr_image(built: &Path, root: &Path) -> Result<Image> {
+    let image = |key| chart_value(built, false, &["speaker", "frr", "image", key]);
+    Ok(Image {
+        reference: format!("{}:{}", image("repository")?, image("tag")?),
+        layers: vec![
+            Layer::Tar(root.to_path_buf()),
+            Layer::Entries(vec![
+                Entry::Link {
+                    path: "usr/sbin/tini".into(),
+                    target: "/usr/bin/tini".into(),
+                },
+                Entry::Link {
+                    path: "usr/bin/sh".into(),
+                    target: "bash".into(),
+                },
+                Entry::Text {
+                    path: "usr/lib/frr/docker-start".into(),
+                    text: DOCKER_START.into(),
+                    mode: 0o755,
+                },
+            ]),
+        ],
+        entrypoint: vec!["/usr/lib/frr/docker-start".into()],
+        cmd: Vec::new(),
+    })
+}
+
+/// frr-k8s's image (`quay.io/metallb/frr-k8s:<its version>`): the daemon at `/frr-k8s` and
+/// the tools its init containers copy into the FRR containers, over Debian's root file system
+/// (its init containers run `/bin/sh -c "cp …"`).
+fn frr_k8s_image(built: &Path, root: &Path) -> Result<Image> {
+    let repository = chart_value(built, true, &["frrk8s", "image", "repository"])?;
+    let file = |name: &str| Entry::File {
+        path: name.into(),
+        from: built.join("frr-k8s").join(name),
+        mode: 0o755,
+    };
+    Ok(Image {
+        reference: format!("{repository}:{}", frr_k8s_version(built)?),
+        layers: vec![
+            Layer::Tar(root.to_path_buf()),
+            Layer::Entries(
+                ["frr-k8s", "frr-metrics", "frr-status", "frr-reloader.sh"]
+                    .map(file)
+                    .into(),
+            ),
+        ],
+        entrypoint: vec!["/frr-k8s".into()],
+        cmd: Vec::new(),
+    })
+}
+
+/// The image frr-k8s's chart names for its two metrics proxies (kube-rbac-proxy, which
+/// serves the daemon's and FRR's metrics over TLS, is not served by any registry or module
+/// proxy here): a stand-in that only waits. Nothing measured passes through it.
+fn rbac_proxy_image(built: &Path) -> Result<Image> {
+    let proxy = |key| chart_value(built, true, &["prometheus", "rbacProxy", key]);
+    let mut image = crate::image::pause();
+    image.reference = format!("{}:{}", proxy("repository")?, proxy("tag")?);
+    // The chart's arguments come after the entry point's: sh takes them as `$1 …`.
+    image.entrypoint = vec![
+        "/bin/busybox".into(),
+        "sh".into(),
+        "-c".into(),
+        "exec /bin/busybox sleep 2147483647".into(),
+        "kube-rbac-proxy".into(),
+    ];
+    image.cmd = Vec::new();
+    Ok(image)
+}
+
+/// What `/usr/lib/frr/docker-start` runs in [`frr_image`].
+const DOCKER_START: &str = "#!/bin/bash
+# FRR's daemons as /etc/frr/daemons lists them, started by FRR's init script (watchfrr keeps
+# them running); then this waits, as the entry point of a container.
+set -e
+/usr/lib/frr/frrinit.sh start
+exec sleep infinity
+";
 /// The chart lab's cluster with MetalLB's images and ferrolb's imported, and nothing
 /// installed.
 pub fn lab(prefix: &str, dir: &Path, built: &Path) -> Result<ChartLab> {
@@ -72,30 +265,137 @@ pub fn lab(prefix: &str, dir: &Path, built: &Path) -> Result<ChartLab> {
     ChartLab::without_chart(prefix, dir, &all)
 }
 
+/// The BGP implementation MetalLB's speakers run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// MetalLB's own BGP speaker in Go (`speaker.frr.enabled=false`): no BFD, no graceful
+    /// restart.
+    Native,
+    /// FRR beside each speaker (the chart's default in 0.15): the speaker renders frr.conf and
+    /// signals its reloader, which runs `frr-reload.py`.
+    Frr,
+    /// frr-k8s (the default from MetalLB 0.16): the speaker writes an FRRConfiguration per
+    /// node, which frr-k8s's daemon renders and reloads into its own FRR.
+    FrrK8s,
+}
+
+impl Mode {
+    /// Its name in figures: `metallb_native`, `metallb_frr`, `metallb_frrk8s`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Native => "metallb_native",
+            Mode::Frr => "metallb_frr",
+            Mode::FrrK8s => "metallb_frrk8s",
+        }
+    }
+
+    /// The chart values that choose it.
+    fn values(self) -> [&'static str; 4] {
+        let (frr, frrk8s) = match self {
+            Mode::Native => ("speaker.frr.enabled=false", "frrk8s.enabled=false"),
+            Mode::Frr => ("speaker.frr.enabled=true", "frrk8s.enabled=false"),
+            Mode::FrrK8s => ("speaker.frr.enabled=false", "frrk8s.enabled=true"),
+        };
+        ["--set", frr, "--set", frrk8s]
+    }
+
+    /// Its pods on a cluster of `nodes` nodes: the controller and a speaker per node, and
+    /// with frr-k8s its daemon per node and its webhook.
+    fn pods(self, nodes: usize) -> usize {
+        match self {
+            Mode::Native | Mode::Frr => nodes + 1,
+            Mode::FrrK8s => 2 * nodes + 2,
+        }
+    }
+}
+
 /// `helm install metallb <MetalLB's chart> -n metallb-system --create-namespace` with the
-/// speaker in native BGP mode (`speaker.frr.enabled=false`); returns once its controller and a
-/// speaker per node are Ready and the BGPPeer definition is one the API server takes.
-pub fn install_native(lab: &ChartLab, built: &Path) -> Result<()> {
+/// speakers in `mode`; returns once every pod is Ready and the BGPPeer definition is one the
+/// API server takes.
+pub fn install(lab: &ChartLab, built: &Path, mode: Mode) -> Result<()> {
     let chart = built.join("chart");
-    lab.helm(&[
+    let mut args = vec![
         "install",
         RELEASE,
-        &chart.to_string_lossy(),
+        chart.to_str().context("MetalLB's chart path")?,
         "-n",
         NS,
         "--create-namespace",
-        "--set",
-        "speaker.frr.enabled=false",
-    ])?;
+    ];
+    args.extend(mode.values());
+    lab.helm(&args)?;
+    settle_install(lab, mode)
+}
+
+/// `helm upgrade metallb --reuse-values` to speakers in `mode`; returns once MetalLB's pods
+/// of that mode, and only those, are all Ready.
+pub fn change_mode(lab: &ChartLab, built: &Path, mode: Mode) -> Result<()> {
+    let chart = built.join("chart");
+    let mut args = vec![
+        "upgrade",
+        RELEASE,
+        chart.to_str().context("MetalLB's chart path")?,
+        "-n",
+        NS,
+        "--reuse-values",
+    ];
+    args.extend(mode.values());
+    lab.helm(&args)?;
+    settle_install(lab, mode)
+}
+
+fn settle_install(lab: &ChartLab, mode: Mode) -> Result<()> {
     let kubectl = lab.cluster.kubectl();
-    let pods = lab.cluster.names().len() + 1;
-    chart_lab::all_ready(kubectl, "MetalLB", pods, Duration::from_secs(180))?;
+    let pods = mode.pods(lab.cluster.names().len());
+    chart_lab::all_ready(kubectl, "MetalLB", pods, Duration::from_secs(300))?;
     // The API server refuses every BGPPeer under MetalLB 0.15's definition (ASNs of format
     // int32 with a maximum of 4294967295; MetalLB 0.16 declares int64): ferrolb's, with the
     // same fields, stands in for it.
     let bgppeers = paths::repo().join("deploy/charts/ferrolb/crds/metallb.io_bgppeers.yaml");
     kubectl.run(&["replace", "-f", &bgppeers.to_string_lossy()], None)?;
+    if mode == Mode::FrrK8s {
+        // frr-k8s 0.0.20's FRRConfiguration declares its ASNs the same way (later releases
+        // declare int64): the API server refuses every one MetalLB's speaker writes.
+        widen_int32_maximums(kubectl, "frrconfigurations.frrk8s.metallb.io")?;
+    }
     Ok(())
+}
+
+/// Makes every `format: int32` with a maximum past int32's in `value` `format: int64`;
+/// returns how many.
+fn widen_int32(value: &mut serde_json::Value) -> usize {
+    match value {
+        serde_json::Value::Object(map) => {
+            let past_int32 = map
+                .get("maximum")
+                .and_then(serde_json::Value::as_i64)
+                .is_some_and(|m| m > i64::from(i32::MAX));
+            let mut widened = 0;
+            if past_int32 && map.get("format").is_some_and(|f| f == "int32") {
+                map.insert("format".into(), "int64".into());
+                widened += 1;
+            }
+            widened + map.values_mut().map(widen_int32).sum::<usize>()
+        }
+        serde_json::Value::Array(items) => items.iter_mut().map(widen_int32).sum(),
+        _ => 0,
+    }
+}
+
+/// Declares `format: int64` for every integer of CRD `name`'s schemas that is `format: int32`
+/// with a maximum past int32's, which API servers from Kubernetes 1.31 on refuse every
+/// object under.
+fn widen_int32_maximums(kubectl: &Kubectl, name: &str) -> Result<()> {
+    let mut crd = kubectl.get(&["crd", name])?;
+    if widen_int32(&mut crd["spec"]) > 0 {
+        kubectl.run(&["replace", "-f", "-"], Some(&crd.to_string()))?;
+    }
+    Ok(())
+}
+
+/// [`install`] in native BGP mode.
+pub fn install_native(lab: &ChartLab, built: &Path) -> Result<()> {
+    install(lab, built, Mode::Native)
 }
 
 /// Applies `manifests` once the validating webhook that is being installed admits them (a
@@ -389,4 +689,65 @@ pub fn switch_to_ferrolb(
         total: announced - started,
         install_to_announced: announced - installing,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_scalar_is_read_at_its_path_only() {
+        let values = "\
+# top
+speaker:
+  image:
+    repository: quay.io/metallb/speaker
+  other:
+    frr:
+      image: {tag: wrong}
+  frr:
+    enabled: true
+    image:
+      repository: quay.io/frrouting/frr
+      tag: \"9.1.0\" # the default
+controller:
+  image:
+    tag: v1
+";
+        let at = |path: &[&str]| yaml_scalar(values, path);
+        assert_eq!(
+            at(&["speaker", "frr", "image", "repository"]).as_deref(),
+            Some("quay.io/frrouting/frr")
+        );
+        assert_eq!(
+            at(&["speaker", "frr", "image", "tag"]).as_deref(),
+            Some("9.1.0")
+        );
+        assert_eq!(
+            at(&["speaker", "image", "repository"]).as_deref(),
+            Some("quay.io/metallb/speaker")
+        );
+        // A key of another section, or one the section lacks, is not taken.
+        assert_eq!(at(&["speaker", "image", "tag"]), None);
+        assert_eq!(at(&["controller", "image", "repository"]), None);
+        assert_eq!(at(&["controller", "image", "tag"]).as_deref(), Some("v1"));
+    }
+
+    #[test]
+    fn only_int32_formats_with_a_larger_maximum_are_widened() {
+        let mut schema = serde_json::json!({
+            "properties": {
+                "asn": {"type": "integer", "format": "int32", "maximum": 4294967295_u64},
+                "port": {"type": "integer", "format": "int32", "maximum": 16384},
+                "routers": {"items": [{"asn": {"format": "int32", "maximum": 4294967295_u64}}]}
+            }
+        });
+        assert_eq!(widen_int32(&mut schema), 2);
+        assert_eq!(schema["properties"]["asn"]["format"], "int64");
+        assert_eq!(schema["properties"]["port"]["format"], "int32");
+        assert_eq!(
+            schema["properties"]["routers"]["items"][0]["asn"]["format"],
+            "int64"
+        );
+    }
 }

@@ -2,9 +2,10 @@
 //! the other as the README's "Replacing MetalLB" tells a user:
 //!
 //! - MetalLB's controller and speaker, built from the Go module pinned in
-//!   `hack/tools/metallb` and installed with MetalLB's own Helm chart (native BGP mode and
-//!   layer 2), give a BGP Service and a layer-2 Service their IPs; the ToR routes the BGP IP
-//!   to both nodes and the client's requests to both IPs are answered;
+//!   `hack/tools/metallb` and installed with MetalLB's own Helm chart (its default FRR mode,
+//!   FRR from an image made offline, and layer 2), give a BGP Service and a layer-2 Service
+//!   their IPs; the ToR routes the BGP IP to both nodes, MetalLB's FRR holds it, and the
+//!   client's requests to both IPs are answered;
 //! - under request loops to both IPs, the switch node by node ([`metallb::hand_over`]):
 //!   MetalLB's CRDs kept out of its Helm release and its speaker DaemonSet deleted with the
 //!   pods left running, ferrolb's CRD definitions in place of MetalLB's, ferrolb's chart
@@ -34,7 +35,7 @@ fn metallb_announces_and_the_switch_to_ferrolb_keeps_every_ip() -> Result<()> {
     let cluster = &lab.cluster;
     let kubectl = cluster.kubectl();
 
-    metallb::install_native(&lab, &built)?;
+    metallb::install(&lab, &built, metallb::Mode::Frr)?;
     let manifests = format!("{}---\n{}", l2_manifests(), metallb::native_bgp_manifests());
     metallb::apply_when_admitted(kubectl, &manifests)?;
     let routed = service_ip(cluster, "routed")?;
@@ -44,7 +45,24 @@ fn metallb_announces_and_the_switch_to_ferrolb_keeps_every_ip() -> Result<()> {
         Duration::from_secs(120),
         || Ok(lab.announced(&routed, &[&web])?.then_some(())),
     )?;
-    println!("MetalLB {version} (native BGP, layer 2) announces {routed} and {web}");
+    // MetalLB's FRR, not its native speaker, sends the route.
+    let theirs = kubectl.run(
+        &[
+            "exec",
+            "-n",
+            NS,
+            "ds/metallb-speaker",
+            "-c",
+            "frr",
+            "--",
+            "vtysh",
+            "-c",
+            "show bgp ipv4 unicast",
+        ],
+        None,
+    )?;
+    assert!(theirs.contains(&format!("{routed}/32")), "{theirs}");
+    println!("MetalLB {version} (FRR mode, layer 2) announces {routed} and {web}");
     let objects = |kubectl: &ferrolb_e2e::kubectl::Kubectl| -> Result<Vec<String>> {
         let list = kubectl.run(
             &[
