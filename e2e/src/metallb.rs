@@ -279,6 +279,20 @@ pub enum Mode {
     FrrK8s,
 }
 
+impl std::str::FromStr for Mode {
+    type Err = anyhow::Error;
+
+    /// `native`, `frr` or `frrk8s`.
+    fn from_str(name: &str) -> Result<Mode> {
+        match name {
+            "native" => Ok(Mode::Native),
+            "frr" => Ok(Mode::Frr),
+            "frrk8s" => Ok(Mode::FrrK8s),
+            other => bail!("no MetalLB mode {other:?} (native, frr, frrk8s)"),
+        }
+    }
+}
+
 impl Mode {
     /// Its name in figures: `metallb_native`, `metallb_frr`, `metallb_frrk8s`.
     pub fn name(self) -> &'static str {
@@ -313,32 +327,41 @@ impl Mode {
 /// speakers in `mode`; returns once every pod is Ready and the BGPPeer definition is one the
 /// API server takes.
 pub fn install(lab: &ChartLab, built: &Path, mode: Mode) -> Result<()> {
-    let chart = built.join("chart");
-    let mut args = vec![
-        "install",
-        RELEASE,
-        chart.to_str().context("MetalLB's chart path")?,
-        "-n",
-        NS,
-        "--create-namespace",
-    ];
-    args.extend(mode.values());
-    lab.helm(&args)?;
-    settle_install(lab, mode)
+    helm_in_mode(lab, built, mode, "install", &["--create-namespace"])
 }
 
 /// `helm upgrade metallb --reuse-values` to speakers in `mode`; returns once MetalLB's pods
 /// of that mode, and only those, are all Ready.
 pub fn change_mode(lab: &ChartLab, built: &Path, mode: Mode) -> Result<()> {
+    // The CRD definitions put in place of MetalLB's and frr-k8s's (see `settle_install`) are
+    // the API server's, by `kubectl replace`: Helm's server-side apply takes them back.
+    helm_in_mode(
+        lab,
+        built,
+        mode,
+        "upgrade",
+        &["--reuse-values", "--force-conflicts"],
+    )
+}
+
+/// `helm <verb> metallb <MetalLB's chart> -n metallb-system <flags>` with `mode`'s values,
+/// then waits as [`install`] says.
+fn helm_in_mode(
+    lab: &ChartLab,
+    built: &Path,
+    mode: Mode,
+    verb: &str,
+    flags: &[&str],
+) -> Result<()> {
     let chart = built.join("chart");
     let mut args = vec![
-        "upgrade",
+        verb,
         RELEASE,
         chart.to_str().context("MetalLB's chart path")?,
         "-n",
         NS,
-        "--reuse-values",
     ];
+    args.extend(flags);
     args.extend(mode.values());
     lab.helm(&args)?;
     settle_install(lab, mode)
