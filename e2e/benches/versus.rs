@@ -1,17 +1,30 @@
 //! ferrolb and MetalLB side by side on the same real nodes, ToR, client and manifests
-//! ([`ferrolb_e2e::metallb`]), in one run: MetalLB first (its own chart, native BGP mode and
-//! layer 2), then the switch to ferrolb as the README tells a user, then ferrolb. A request
-//! every 20 ms from the client to a Service's IP counts failures, as in `benches/traffic.rs`;
-//! the Services' one pod runs on node 1, and node 2 is the one that fails.
+//! ([`ferrolb_e2e::metallb`]), in one run: MetalLB in the modes `FERROLB_VERSUS_MODES` lists
+//! (`native,frrk8s,frr`: native BGP, then FRR-K8s with frr-k8s's daemon and FRR, then FRR;
+//! the last is native or frr), each with `FERROLB_VERSUS_SERVICES` (1,000) Services of a bulk pool announced
+//! besides the probes; then the switch to ferrolb as the README tells a user (from the FRR
+//! mode, the Services and objects kept), then ferrolb. A request every 20 ms from the client
+//! to a Service's IP counts failures, as in `benches/traffic.rs`; the Services' one pod runs
+//! on node 1, and node 2 is the one that fails.
 //!
-//! Figures (`BENCH versus_<figure>_<system>`, and `versus_<figure>_ratio` where both have one,
-//! > 1 when ferrolb does better):
-//! - `l2_window`: node 2, owner of a layer-2 IP, loses its switch port; the window of failed
-//!   requests (median of 5; the port comes back once requests are answered again). MetalLB: memberlist's failure detection; ferrolb: its gossip.
-//! - `bgp_failure_window`: node 2's port down, a BGP IP routed to both nodes (median of 5).
+//! Figures (`BENCH versus_<figure>_<system>`, and `versus_<figure>_ratio_<system>`: MetalLB's
+//! over ferrolb's, > 1 when ferrolb does better); `<system>` is `metallb_native`,
+//! `metallb_frrk8s`, `metallb_frr`, `metallb_l2` or `ferrolb`; `<n>` is the load (`1k`):
+//! - `converge_p50_<n>`, `converge_p99_<n>`, `withdraw_p50_<n>`: `FERROLB_VERSUS_PROBES` (20) Services created
+//!   and deleted one at a time, each with its IP pinned: from `kubectl create` returning to
+//!   the ToR's kernel routing the IP (`ip monitor route`), and from `kubectl delete`
+//!   returning to the route leaving it.
+//! - `speaker_rss_<n>`: the resident memory of a node's speaker pod, the larger node: the
+//!   speaker, and the FRR daemons and frr-k8s's daemon where the mode runs them (ferrolb's:
+//!   its speaker and FRR).
+//! - `bgp_failure_window`: node 2's port down, a BGP IP routed to both nodes (median of 3).
 //!   MetalLB's native mode has no BFD, so its peer gets the shortest hold time BGP allows
-//!   (3 s; MetalLB's default is 90 s); ferrolb's peer uses a BFD profile (100 ms × 3).
-//!   Median of 3.
+//!   (3 s; MetalLB's default is 90 s); the FRR modes and ferrolb use a BFD profile
+//!   (100 ms × 3).
+//! - `l2_window`: node 2, owner of a layer-2 IP, loses its switch port; the window of failed
+//!   requests (median of 5; the port comes back once requests are answered again). MetalLB:
+//!   memberlist's failure detection (the same in every mode, measured in native mode);
+//!   ferrolb: its gossip.
 //! - `speaker_restart_withdrawn` and `speaker_restart_failed_requests`: `kubectl rollout
 //!   restart` of the speaker DaemonSet under requests to the BGP IP: next hops the ToR
 //!   withdrew, requests failed. MetalLB's native mode refuses graceful restart; ferrolb's
@@ -21,40 +34,75 @@
 //!   node by node as the README recommends ([`metallb::hand_over`]), or with
 //!   `FERROLB_VERSUS_SWITCH=remove-first` MetalLB removed before ferrolb is installed.
 //!
-//! - `speaker_rss_idle`: the resident memory of a node's speaker with the lab's three
-//!   Services (the larger node): MetalLB's native speaker process, against ferrolb's speaker
-//!   pod whole (the speaker process and FRR's daemons; each is printed apart).
-//!
-//! The systems run one after the other, not alternating: the figures are windows of seconds
-//! against noise of tens of milliseconds. Needs root, what `tests/chart_on_nodes.rs` needs and
-//! the go command (`hack/metallb.sh`).
+//! The systems run one after the other on one cluster, not alternating: going from one to
+//! the other is a switch of minutes, and the figures are seconds against noise of tens of
+//! milliseconds. Needs root, what `tests/chart_on_nodes.rs` needs and the go command
+//! (`hack/metallb.sh`).
 
 use std::time::{Duration, Instant};
 
-use anyhow::{Result, bail};
+use anyhow::{Context as _, Result, bail};
 use ferrolb_e2e::chart_lab::{
     ChartLab, NS, RequestLoop, bgp_manifests, bgp_manifests_with_peer, l2_manifests, service_ip,
     survivor_manifests,
 };
 use ferrolb_e2e::lab;
-use ferrolb_e2e::metallb;
-use ferrolb_e2e::paths::Scratch;
+use ferrolb_e2e::metallb::{self, Mode};
+use ferrolb_e2e::paths::{self, Scratch};
 use ferrolb_e2e::process::wait_for;
 use ferrolb_e2e::rss;
-use ferrolb_e2e::sampler::{NexthopSampler, Sampled};
+use ferrolb_e2e::sampler::{NexthopSampler, RouteMonitor, Sampled};
 
 fn median(mut runs: Vec<f64>) -> f64 {
     runs.sort_by(f64::total_cmp);
     runs.get(runs.len() / 2).copied().unwrap_or(f64::NAN)
 }
 
-/// One figure of both systems, with its ratio (`lower_is_better`: MetalLB's over ferrolb's).
-fn figure(name: &str, unit: &str, metallb: (&str, f64), ferrolb: f64) {
-    let (system, theirs) = metallb;
-    println!("BENCH versus_{name}_{system} {theirs:.0} {unit}");
-    println!("BENCH versus_{name}_ferrolb {ferrolb:.0} {unit}");
-    if ferrolb > 0.0 {
-        println!("BENCH versus_{name}_ratio {:.1} x", theirs / ferrolb);
+/// One figure of MetalLB's modes (`(system, value)`) and of ferrolb, with each ratio
+/// (MetalLB's over ferrolb's: > 1 when ferrolb does better, for figures where lower is
+/// better).
+fn figure(name: &str, unit: &str, metallb: &[(&str, f64)], ferrolb: f64) {
+    for (system, theirs) in metallb {
+        println!("BENCH versus_{name}_{system} {theirs:.1} {unit}");
+    }
+    println!("BENCH versus_{name}_ferrolb {ferrolb:.1} {unit}");
+    for (system, theirs) in metallb {
+        if ferrolb > 0.0 {
+            println!(
+                "BENCH versus_{name}_ratio_{system} {:.1} x",
+                theirs / ferrolb
+            );
+        }
+    }
+}
+
+/// What a BGP implementation does with the lab loaded: converge and withdraw times of the
+/// probes, the speaker pod's memory, and the BGP failure window.
+struct Bgp {
+    system: &'static str,
+    converge: Vec<f64>,
+    withdraw: Vec<f64>,
+    rss: f64,
+    failure_window: f64,
+}
+
+impl Bgp {
+    fn measure(
+        lab: &Lab,
+        system: &'static str,
+        pod: impl Fn(&[String]) -> bool + Copy,
+        probes: usize,
+    ) -> Result<Bgp> {
+        let rss = rss_mib(lab, &format!("{system}'s speaker pod"), pod)?;
+        let failure_window = lab.port_failures(&lab.routed, 3, system, "BGP node failure")?;
+        let (converge, withdraw) = converge(&lab.lab, system, probes)?;
+        Ok(Bgp {
+            system,
+            converge,
+            withdraw,
+            rss,
+            failure_window,
+        })
     }
 }
 
@@ -128,6 +176,145 @@ impl Lab {
     }
 }
 
+/// The pool of the Services that load the systems and of the probes: 16,384 addresses,
+/// announced over BGP, given only to Services that ask for it.
+const BULK_POOL: &str = "10.93.0.0/18";
+
+/// The bulk pool and its advertisement.
+fn bulk_manifests() -> String {
+    format!(
+        "apiVersion: metallb.io/v1beta1
+kind: IPAddressPool
+metadata: {{name: bulk, namespace: {NS}}}
+spec:
+  addresses: [{BULK_POOL}]
+  autoAssign: false
+---
+apiVersion: metallb.io/v1beta1
+kind: BGPAdvertisement
+metadata: {{name: bulk, namespace: {NS}}}
+spec:
+  ipAddressPools: [bulk]
+"
+    )
+}
+
+/// Service `name` over the `web` pods in the bulk pool, at `ip` when given.
+fn bulk_service(name: &str, ip: Option<&str>) -> String {
+    let ip = ip
+        .map(|ip| format!(", metallb.io/loadBalancerIPs: \"{ip}\""))
+        .unwrap_or_default();
+    format!(
+        "apiVersion: v1
+kind: Service
+metadata: {{name: {name}, namespace: default, annotations: {{metallb.io/address-pool: bulk{ip}}}}}
+spec:
+  type: LoadBalancer
+  selector: {{app: web}}
+  ports: [{{port: 80, targetPort: 8080}}]
+"
+    )
+}
+
+/// The routes the ToR's kernel holds in the bulk pool.
+fn bulk_routes(lab: &ChartLab) -> Result<usize> {
+    Ok(lab
+        .rtr
+        .ip(&["-4", "route", "show", "root", BULK_POOL])?
+        .lines()
+        .filter(|l| !l.starts_with(char::is_whitespace))
+        .count())
+}
+
+/// Creates Services `load-0` … `load-{count - 1}` in the bulk pool (a `kubectl create` of
+/// 500 at a time), and waits until the ToR routes every one.
+fn load_services(lab: &ChartLab, count: usize) -> Result<()> {
+    let kubectl = lab.cluster.kubectl();
+    let started = Instant::now();
+    for chunk in (0..count).collect::<Vec<_>>().chunks(500) {
+        let manifests: Vec<String> = chunk
+            .iter()
+            .map(|i| bulk_service(&format!("load-{i}"), None))
+            .collect();
+        kubectl.run(&["create", "-f", "-"], Some(&manifests.join("---\n")))?;
+    }
+    println!(
+        "{count} Services created in {} s",
+        started.elapsed().as_secs()
+    );
+    wait_routes(lab, count)?;
+    println!(
+        "{count} Services routed by the ToR {} s after their creation began",
+        started.elapsed().as_secs()
+    );
+    Ok(())
+}
+
+/// Waits (20 minutes at most) until the ToR routes `count` addresses of the bulk pool.
+fn wait_routes(lab: &ChartLab, count: usize) -> Result<()> {
+    wait_for(
+        &format!("the ToR routing {count} Services of the bulk pool"),
+        Duration::from_secs(1200),
+        || Ok((bulk_routes(lab)? >= count).then_some(())),
+    )
+}
+
+/// The times (ms) from `kubectl create` of a Service returning to the ToR's kernel routing
+/// its IP (the first node's announcement), and from `kubectl delete` returning to the route
+/// leaving the kernel (the last node's withdrawal), for `probes` Services created and
+/// deleted one at a time, each with its IP pinned (`metallb.io/loadBalancerIPs`, the top of
+/// the bulk pool).
+fn converge(lab: &ChartLab, system: &str, probes: usize) -> Result<(Vec<f64>, Vec<f64>)> {
+    let kubectl = lab.cluster.kubectl();
+    let mut monitor = RouteMonitor::start(lab.rtr.name())?;
+    monitor.timeout = Duration::from_secs(600);
+    let (mut announce, mut withdraw) = (Vec::new(), Vec::new());
+    for i in 0..probes {
+        let name = format!("probe-{i}");
+        let ip = format!("10.93.63.{}", 200 + i);
+        monitor.drain();
+        kubectl.run(
+            &["create", "-f", "-"],
+            Some(&bulk_service(&name, Some(&ip))),
+        )?;
+        let created = Instant::now();
+        let routed = monitor.wait_routed(&ip)?;
+        announce.push(routed.saturating_duration_since(created).as_secs_f64() * 1e3);
+        // Every node's next hop in, and quiet, before the delete.
+        wait_for(
+            &format!("{ip} routed to every node"),
+            Duration::from_secs(600),
+            || Ok((lab::nexthops(&lab.rtr, &ip)?.len() == lab.cluster.names().len()).then_some(())),
+        )?;
+        std::thread::sleep(Duration::from_millis(300));
+        monitor.drain();
+        kubectl.run(&["delete", "service", "-n", "default", &name], None)?;
+        let deleted = Instant::now();
+        let gone = monitor.wait_unrouted(&lab.rtr, &ip)?;
+        withdraw.push(gone.saturating_duration_since(deleted).as_secs_f64() * 1e3);
+    }
+    let text = |v: &[f64]| {
+        v.iter()
+            .map(|x| format!("{x:.0}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    println!("{system} converge (ms): {}", text(&announce));
+    println!("{system} withdraw (ms): {}", text(&withdraw));
+    Ok((announce, withdraw))
+}
+
+/// The `p`th percentile of `values` (nearest rank).
+fn percentile(values: &[f64], p: f64) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let rank = ((p / 100.0) * (sorted.len() as f64 - 1.0)).round() as usize;
+    sorted
+        .get(rank.min(sorted.len().saturating_sub(1)))
+        .copied()
+        .unwrap_or(f64::NAN)
+}
+
 /// The largest, over the nodes, of the summed resident memory (MiB) of the processes
 /// `matches` accepts, with the per-node figures printed.
 fn rss_mib(lab: &Lab, what: &str, matches: impl Fn(&[String]) -> bool + Copy) -> Result<f64> {
@@ -151,19 +338,38 @@ fn main() -> Result<()> {
         return Ok(());
     }
     let started = Instant::now();
+    let services: usize = paths::env_parsed("FERROLB_VERSUS_SERVICES").unwrap_or(1000);
+    let probes: usize = paths::env_parsed("FERROLB_VERSUS_PROBES").unwrap_or(20);
+    let order: Vec<Mode> = std::env::var("FERROLB_VERSUS_MODES")
+        .unwrap_or_else(|_| "native,frrk8s,frr".into())
+        .split(',')
+        .map(str::parse)
+        .collect::<Result<_>>()?;
+    if order.last() == Some(&Mode::FrrK8s) || order.is_empty() {
+        bail!(
+            "FERROLB_VERSUS_MODES: the switch to ferrolb starts from the last mode, native or frr"
+        );
+    }
     let scratch = Scratch::new("versus")?;
     let built = metallb::built()?;
     let version = metallb::version(&built)?;
     let prefix = format!("flvs{}", std::process::id());
     let chart_lab = metallb::lab(&prefix, scratch.path(), &built)?;
     let kubectl = chart_lab.cluster.kubectl();
-    metallb::install_native(&chart_lab, &built)?;
-    let peer = "{myASN: 64512, peerASN: 64513, peerAddress: 10.95.0.1, holdTime: 3s}";
+    metallb::install(&chart_lab, &built, order[0])?;
+    // Native mode refuses BFD and graceful restart: its peer gets the shortest hold time.
+    let peer = if order[0] == Mode::Native {
+        bgp_manifests_with_peer(
+            "{myASN: 64512, peerASN: 64513, peerAddress: 10.95.0.1, holdTime: 3s}",
+        )
+    } else {
+        bgp_manifests()
+    };
     let manifests = format!(
-        "{}---\n{}---\n{}",
+        "{}---\n{peer}---\n{}---\n{}",
         l2_manifests(),
-        bgp_manifests_with_peer(peer),
-        survivor_manifests(&chart_lab.cluster)?
+        survivor_manifests(&chart_lab.cluster)?,
+        bulk_manifests()
     );
     metallb::apply_when_admitted(kubectl, &manifests)?;
     let lab = Lab {
@@ -171,20 +377,48 @@ fn main() -> Result<()> {
         web: service_ip(&chart_lab.cluster, "survivor-l2")?,
         lab: chart_lab,
     };
+    let kubectl = lab.lab.cluster.kubectl();
     lab.settled(&format!("MetalLB {version} announcing"))?;
-    println!("MetalLB {version}: native BGP mode (hold time 3 s) and layer 2");
+    load_services(&lab.lab, services)?;
 
-    let metallb_rss = rss_mib(&lab, "MetalLB's speaker", |argv| argv[0] == "/speaker")?;
-    let metallb_l2 = lab.port_failures(&lab.web, 5, "metallb_l2", "layer-2 owner failure")?;
-    let metallb_bgp = lab.port_failures(&lab.routed, 3, "metallb_native", "BGP node failure")?;
-    let (metallb_restart_failed, metallb_restart) =
-        lab.restart("metallb-speaker", "metallb_native")?;
+    // The speaker pod's processes: the speaker, and FRR's daemons and frr-k8s's where the
+    // mode runs them.
+    let metallb_pod = |argv: &[String]| {
+        argv[0] == "/speaker" || argv[0] == "/frr-k8s" || rss::is_frr_daemon(argv)
+    };
+    let mut modes = Vec::new();
+    let mut first = None;
+    for (i, &mode) in order.iter().enumerate() {
+        if i > 0 {
+            metallb::change_mode(&lab.lab, &built, mode)?;
+            metallb::apply_when_admitted(kubectl, &bgp_manifests())?;
+        }
+        wait_routes(&lab.lab, services)?;
+        lab.settled(&format!("MetalLB {version} in {mode:?} mode"))?;
+        println!(
+            "MetalLB {version}: {mode:?} mode, {}, {services} Services more",
+            if mode == Mode::Native {
+                "hold time 3 s"
+            } else {
+                "BFD 100 ms × 3 and graceful restart"
+            }
+        );
+        modes.push(Bgp::measure(&lab, mode.name(), metallb_pod, probes)?);
+        if i == 0 {
+            // Layer 2 is memberlist's in every mode; a restart is measured once.
+            let l2 = lab.port_failures(&lab.web, 5, "metallb_l2", "layer-2 owner failure")?;
+            let (failed, restart) = lab.restart("metallb-speaker", mode.name())?;
+            first = Some((mode, l2, failed, restart));
+        }
+    }
+    let (first_mode, metallb_l2, metallb_restart_failed, metallb_restart) =
+        first.context("no MetalLB mode measured")?;
 
     let how = match std::env::var("FERROLB_VERSUS_SWITCH").as_deref() {
         Ok("remove-first") => metallb::Switch::RemoveFirst,
         _ => metallb::Switch::NodeByNode,
     };
-    println!("switch: {how:?}");
+    println!("switch from MetalLB's FRR mode: {how:?}");
     let switched = metallb::switch_to_ferrolb(&lab.lab, &built, how, &lab.routed, &lab.web)?;
     println!(
         "switch: {} IPs changed {:?}; BGP IP {} of {} failed, layer-2 IP {} of {} failed; \
@@ -200,8 +434,9 @@ fn main() -> Result<()> {
         switched.total.as_millis(),
         switched.install_to_announced.as_millis()
     );
+    let services_ips = metallb::service_ips(kubectl)?.len();
     println!(
-        "BENCH versus_switch_ip_changes_ferrolb {} services",
+        "BENCH versus_switch_ip_changes_ferrolb {} services (of {services_ips})",
         switched.ip_changes.len()
     );
     println!(
@@ -217,8 +452,7 @@ fn main() -> Result<()> {
         switched.total.as_millis()
     );
 
-    // ferrolb with what MetalLB's native mode refuses: BFD and graceful restart.
-    lab.lab.cluster.kubectl().apply(&bgp_manifests())?;
+    wait_routes(&lab.lab, services)?;
     lab.lab
         .wait_settled("ferrolb with BFD", &lab.routed, &[&lab.web])?;
     lab.settled("ferrolb announcing")?;
@@ -227,37 +461,64 @@ fn main() -> Result<()> {
     };
     let speaker_rss = rss_mib(&lab, "ferrolb's speaker", is_speaker)?;
     let frr_rss = rss_mib(&lab, "FRR in ferrolb's speaker pod", rss::is_frr_daemon)?;
-    let ferrolb_rss = rss_mib(&lab, "ferrolb's speaker pod (speaker and FRR)", |argv| {
-        is_speaker(argv) || rss::is_frr_daemon(argv)
-    })?;
     println!("ferrolb: speaker {speaker_rss:.1} MiB, FRR {frr_rss:.1} MiB at most per node");
+    let ferrolb = Bgp::measure(
+        &lab,
+        "ferrolb",
+        |argv| is_speaker(argv) || rss::is_frr_daemon(argv),
+        probes,
+    )?;
     let ferrolb_l2 = lab.port_failures(&lab.web, 5, "ferrolb", "layer-2 owner failure")?;
-    let ferrolb_bgp = lab.port_failures(&lab.routed, 3, "ferrolb", "BGP node failure")?;
     let (ferrolb_restart_failed, ferrolb_restart) = lab.restart("speaker", "ferrolb")?;
 
-    figure("l2_window", "ms", ("metallb_l2", metallb_l2), ferrolb_l2);
+    println!("versus: {services} Services announced besides the probes");
+    // The figures that depend on the load carry it: `converge_p50_1k`, `speaker_rss_10k`.
+    let scale = if services.is_multiple_of(1000) {
+        format!("{}k", services / 1000)
+    } else {
+        services.to_string()
+    };
+    let at = |name: &str| format!("{name}_{scale}");
+    let of = |f: fn(&Bgp) -> f64| -> Vec<(&str, f64)> {
+        modes.iter().map(|m| (m.system, f(m))).collect()
+    };
+    let p50 = |v: &[f64]| percentile(v, 50.0);
     figure(
-        "speaker_rss_idle",
-        "MiB",
-        ("metallb_native", metallb_rss),
-        ferrolb_rss,
+        &at("converge_p50"),
+        "ms",
+        &of(|m| percentile(&m.converge, 50.0)),
+        p50(&ferrolb.converge),
     );
+    figure(
+        &at("converge_p99"),
+        "ms",
+        &of(|m| percentile(&m.converge, 99.0)),
+        percentile(&ferrolb.converge, 99.0),
+    );
+    figure(
+        &at("withdraw_p50"),
+        "ms",
+        &of(|m| percentile(&m.withdraw, 50.0)),
+        p50(&ferrolb.withdraw),
+    );
+    figure(&at("speaker_rss"), "MiB", &of(|m| m.rss), ferrolb.rss);
     figure(
         "bgp_failure_window",
         "ms",
-        ("metallb_native", metallb_bgp),
-        ferrolb_bgp,
+        &of(|m| m.failure_window),
+        ferrolb.failure_window,
     );
+    figure("l2_window", "ms", &[("metallb_l2", metallb_l2)], ferrolb_l2);
     figure(
         "speaker_restart_withdrawn",
         "nexthops",
-        ("metallb_native", metallb_restart.withdrawn as f64),
+        &[(first_mode.name(), metallb_restart.withdrawn as f64)],
         ferrolb_restart.withdrawn as f64,
     );
     figure(
         "speaker_restart_failed_requests",
         "requests",
-        ("metallb_native", metallb_restart_failed as f64),
+        &[(first_mode.name(), metallb_restart_failed as f64)],
         ferrolb_restart_failed as f64,
     );
     println!("versus: {} s in all", started.elapsed().as_secs());
