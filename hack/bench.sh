@@ -22,8 +22,10 @@ done
 #   traffic      failure windows a client sees on real nodes with the chart as shipped (root,
 #                containerd, runc, the CNI plugins, the image's root file system, Debian's frr,
 #                the control plane);
-#   versus       ferrolb and MetalLB side by side on real nodes, and the switch from MetalLB to
-#                ferrolb (root, what traffic needs, and the go command for hack/metallb.sh);
+#   versus       ferrolb and MetalLB (native, FRR-K8s and FRR modes) side by side on real nodes
+#                with FERROLB_VERSUS_SERVICES (1,000) Services announced, and the switch from
+#                MetalLB to ferrolb (root, what traffic needs, and the go command for
+#                hack/metallb.sh); over an hour with the defaults, most of it MetalLB's probes;
 #   load         10,000 Services, a burst of 2,000 changes, then 100 changes a second for
 #                FERROLB_LOAD_MINUTES (5) on the lab (what converge needs);
 #   chaos        run only when named (`hack/bench.sh chaos`): the chaos campaign for
