@@ -1,19 +1,19 @@
 //! ferrolb and MetalLB side by side on the same real nodes, ToR, client and manifests
 //! ([`ferrolb_e2e::metallb`]), in one run: MetalLB in the modes `FERROLB_VERSUS_MODES` lists
 //! (`native,frrk8s,frr`: native BGP, then FRR-K8s with frr-k8s's daemon and FRR, then FRR;
-//! the last is native or frr), each with `FERROLB_VERSUS_SERVICES` (1,000) Services of a bulk pool announced
-//! besides the probes; then the switch to ferrolb as the README tells a user (from the FRR
-//! mode, the Services and objects kept), then ferrolb. A request every 20 ms from the client
-//! to a Service's IP counts failures, as in `benches/traffic.rs`; the Services' one pod runs
-//! on node 1, and node 2 is the one that fails.
+//! the last is native or frr), each with `FERROLB_VERSUS_SERVICES` (1,000) Services of a bulk
+//! pool announced besides the probes; then the switch to ferrolb as the README tells a user
+//! (from the last mode, the Services and objects kept), then ferrolb. A request every 20 ms
+//! from the client to a Service's IP counts failures, as in `benches/traffic.rs`; the
+//! Services' one pod runs on node 1, and node 2 is the one that fails.
 //!
 //! Figures (`BENCH versus_<figure>_<system>`, and `versus_<figure>_ratio_<system>`: MetalLB's
 //! over ferrolb's, > 1 when ferrolb does better); `<system>` is `metallb_native`,
 //! `metallb_frrk8s`, `metallb_frr`, `metallb_l2` or `ferrolb`; `<n>` is the load (`1k`):
-//! - `converge_p50_<n>`, `converge_p99_<n>`, `withdraw_p50_<n>`: `FERROLB_VERSUS_PROBES` (20) Services created
-//!   and deleted one at a time, each with its IP pinned: from `kubectl create` returning to
-//!   the ToR's kernel routing the IP (`ip monitor route`), and from `kubectl delete`
-//!   returning to the route leaving it.
+//! - `converge_p50_<n>`, `converge_p99_<n>`, `withdraw_p50_<n>`: `FERROLB_VERSUS_PROBES` (20)
+//!   Services created and deleted one at a time, each with its IP pinned: from `kubectl
+//!   create` returning to the ToR's kernel routing the IP (`ip monitor route`), and from
+//!   `kubectl delete` returning to the route leaving it.
 //! - `speaker_rss_<n>`: the resident memory of a node's speaker pod, the larger node: the
 //!   speaker, and the FRR daemons and frr-k8s's daemon where the mode runs them (ferrolb's:
 //!   its speaker and FRR).
