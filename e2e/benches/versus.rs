@@ -422,7 +422,8 @@ fn main() -> Result<()> {
     let switched = metallb::switch_to_ferrolb(&lab.lab, &built, how, &lab.routed, &lab.web)?;
     println!(
         "switch: {} IPs changed {:?}; BGP IP {} of {} failed, layer-2 IP {} of {} failed; \
-         {} next hops withdrawn, fewest {}; {} ms to all announced ({} ms after helm install)",
+         {} next hops withdrawn, fewest {}; {} ms to all announced ({} ms after helm install); \
+         MetalLB's last pod gone after {} ms",
         switched.ip_changes.len(),
         switched.ip_changes,
         switched.bgp_requests.1,
@@ -432,7 +433,8 @@ fn main() -> Result<()> {
         switched.hops.withdrawn,
         switched.hops.fewest,
         switched.total.as_millis(),
-        switched.install_to_announced.as_millis()
+        switched.install_to_announced.as_millis(),
+        switched.metallb_gone.as_millis()
     );
     let services_ips = metallb::service_ips(kubectl)?.len();
     println!(
@@ -452,6 +454,8 @@ fn main() -> Result<()> {
         switched.total.as_millis()
     );
 
+    // ferrolb with BFD and graceful restart (from native mode, the peer had neither).
+    kubectl.apply(&bgp_manifests())?;
     wait_routes(&lab.lab, services)?;
     lab.lab
         .wait_settled("ferrolb with BFD", &lab.routed, &[&lab.web])?;

@@ -547,6 +547,8 @@ pub struct Switched {
     pub total: Duration,
     /// From `helm install ferrolb` to ferrolb announcing everything.
     pub install_to_announced: Duration,
+    /// From MetalLB's removal starting to MetalLB's last pod gone.
+    pub metallb_gone: Duration,
 }
 
 /// The README's switch without downtime, node by node: MetalLB's CRDs kept out of its
@@ -634,9 +636,9 @@ pub enum Switch {
 
 /// Switches the lab from MetalLB to ferrolb as the README tells a user, `how`, under a
 /// request loop to `bgp_ip` and one to `l2_ip`, sampling the ToR's next hops for `bgp_ip`;
-/// returns once ferrolb announces both (the ToR routes `bgp_ip` to every node, the client's
-/// requests to both are answered, and only ferrolb's pods are left) and the loops have run
-/// 2 s more.
+/// returns once ferrolb announces both (its pods Ready, the ToR routing `bgp_ip` to every
+/// node, the client's requests to both answered), only ferrolb's pods are left, and the
+/// loops have run 2 s more.
 pub fn switch_to_ferrolb(
     lab: &ChartLab,
     built: &Path,
@@ -661,18 +663,27 @@ pub fn switch_to_ferrolb(
         }
         Switch::NodeByNode => hand_over(lab, built, bgp_ip)?,
     };
+    // ferrolb's pods Ready and both IPs announced; MetalLB's pods may still be stopping
+    // (its controller takes its grace period while it writes Services' status).
     wait_for(
-        "ferrolb announcing every Service, alone",
+        "ferrolb announcing every Service",
         Duration::from_secs(120),
         || {
-            let (ready, total) = chart_lab::ready_pods(kubectl, NS)?;
+            let pods = kubectl.get(&["pods", "-n", NS, "-l", "app.kubernetes.io/name=ferrolb"])?;
+            let pods = pods["items"].as_array().cloned().unwrap_or_default();
+            let ready = pods.iter().filter(|p| chart_lab::pod_ready(p)).count();
             Ok(
-                (ready == total && total == nodes + 2 && lab.announced(bgp_ip, &[l2_ip])?)
+                (ready == pods.len() && ready == nodes + 2 && lab.announced(bgp_ip, &[l2_ip])?)
                     .then_some(()),
             )
         },
     )?;
     let announced = Instant::now();
+    wait_for("ferrolb's pods alone", Duration::from_secs(120), || {
+        let (_, total) = chart_lab::ready_pods(kubectl, NS)?;
+        Ok((total == nodes + 2).then_some(()))
+    })?;
+    let alone = Instant::now();
     std::thread::sleep(Duration::from_secs(2));
     let hops = sampler.finish();
     for (from, lasted) in &hops.unrouted {
@@ -711,6 +722,7 @@ pub fn switch_to_ferrolb(
         hops,
         total: announced - started,
         install_to_announced: announced - installing,
+        metallb_gone: alone - started,
     })
 }
 
