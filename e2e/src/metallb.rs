@@ -1,8 +1,9 @@
 //! MetalLB on the chart lab's real nodes, beside the same ToR and client, for the side-by-side
-//! benchmarks and the switch from MetalLB to ferrolb. MetalLB's controller and speaker are
-//! built from the Go module pinned in `hack/tools/metallb` (`hack/metallb.sh`), put in images
-//! named as MetalLB publishes them, and installed with MetalLB's own Helm chart from that
-//! module's archive; nothing from MetalLB is part of ferrolb.
+//! benchmarks and the switch from MetalLB to ferrolb, in any of its three BGP modes. MetalLB's
+//! controller and speaker, and frr-k8s for its FRR-K8s mode, are built from the Go modules
+//! pinned in `hack/tools/metallb` (`hack/metallb.sh`), put in images named as they are
+//! published (FRR's made from ferrolb's FRR root file system), and installed with MetalLB's
+//! own Helm chart from that module's archive; nothing from MetalLB is part of ferrolb.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -414,11 +415,6 @@ fn widen_int32_maximums(kubectl: &Kubectl, name: &str) -> Result<()> {
         kubectl.run(&["replace", "-f", "-"], Some(&crd.to_string()))?;
     }
     Ok(())
-}
-
-/// [`install`] in native BGP mode.
-pub fn install_native(lab: &ChartLab, built: &Path) -> Result<()> {
-    install(lab, built, Mode::Native)
 }
 
 /// Applies `manifests` once the validating webhook that is being installed admits them (a
