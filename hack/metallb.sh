@@ -11,28 +11,52 @@
 #                            frr-k8s/ (frr-k8s, frr-metrics, frr-status, frr-reloader.sh) and
 #                            chart/ (MetalLB's chart)
 #   hack/metallb.sh version  print the pinned MetalLB version
+#   hack/metallb.sh build-legacy
+#                            build MetalLB v0.12.1 (hack/tools/metallb-legacy), the last
+#                            release configured by its ConfigMap, once per machine and print
+#                            the directory holding bin/ (controller, speaker), manifests/ (its
+#                            metallb.yaml and namespace.yaml) and version
 #
 # Cached per pinned set (the version and a digest of the module's go.mod and go.sum) in
 # ~/.cache/ferrolb/metallb/ (FERROLB_CACHE overrides the ~/.cache/ferrolb part), under a lock.
 set -euo pipefail
 source "$(dirname "$0")/cache.sh"
-cd "$(dirname "$0")/tools/metallb"
 
 module=go.universe.tf/metallb
-version="$(awk -v m="$module" '$1 == m && $2 ~ /^v/ { print $2; exit }' go.mod)"
 cache="${FERROLB_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/ferrolb}/metallb"
+# pinned DIR: the version of MetalLB the tools module in DIR requires.
+pinned() {
+  awk -v m="$module" '$1 == m && $2 ~ /^v/ { print $2; exit }' "$1/go.mod"
+}
 
 case "${1:-}" in
   version)
-    echo "$version"
+    pinned "$(dirname "$0")/tools/metallb"
     exit 0
     ;;
   build) ;;
+  build-legacy)
+    cd "$(dirname "$0")/tools/metallb-legacy"
+    version="$(pinned .)"
+    begin_go_build "$cache" "legacy-$version"
+    echo "metallb: building MetalLB $version (first run on this machine: about a minute)" >&2
+    go build -trimpath -ldflags "-s -w" -o "$out/bin/" "$module/controller" "$module/speaker"
+    cp -r "$(go list -m -f '{{.Dir}}' "$module")/manifests" "$out/manifests"
+    chmod -R u+w "$out/manifests"
+    echo "$version" >"$out/version"
+    touch "$out/.complete"
+    echo "metallb: built in $((SECONDS - started)) s" >&2
+    echo "$out"
+    exit 0
+    ;;
   *)
-    echo "usage: hack/metallb.sh build | version" >&2
+    echo "usage: hack/metallb.sh build | build-legacy | version" >&2
     exit 2
     ;;
 esac
+
+cd "$(dirname "$0")/tools/metallb"
+version="$(pinned .)"
 
 begin_go_build "$cache" "$version"
 echo "metallb: building MetalLB $version (first run on this machine: about 3 minutes)" >&2

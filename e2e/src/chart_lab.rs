@@ -249,15 +249,19 @@ pub fn install_chart(
 /// `helm install ferrolb deploy/charts/ferrolb -n metallb-system --create-namespace` with
 /// the default values, run by `helm`, without waiting for the pods.
 pub fn helm_install(helm: impl Fn(&[&str]) -> Result<String>) -> Result<String> {
+    helm_install_with(helm, &[])
+}
+
+/// [`helm_install`] with `flags` added to the command.
+pub fn helm_install_with(
+    helm: impl Fn(&[&str]) -> Result<String>,
+    flags: &[&str],
+) -> Result<String> {
     let chart = paths::repo().join("deploy/charts/ferrolb");
-    helm(&[
-        "install",
-        "ferrolb",
-        &chart.to_string_lossy(),
-        "-n",
-        NS,
-        "--create-namespace",
-    ])
+    let chart = chart.to_string_lossy();
+    let mut args = vec!["install", "ferrolb", &chart, "-n", NS, "--create-namespace"];
+    args.extend(flags);
+    helm(&args)
 }
 
 /// Waits until `metallb-system` holds `pods` pods, all Ready; on a time-out the error carries

@@ -24,6 +24,7 @@ pub mod kubectl;
 pub mod kubenode;
 pub mod lab;
 pub mod metallb;
+pub mod metallb_legacy;
 pub mod netns;
 pub mod paths;
 pub mod peering;

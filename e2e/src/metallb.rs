@@ -45,25 +45,16 @@ pub fn version(built: &Path) -> Result<String> {
 /// the FRR containers (`/cp-tool`, `/frr-metrics`, `/frr-reloader.sh`).
 pub fn images(built: &Path, dir: &Path) -> Result<Vec<PathBuf>> {
     let version = version(built)?;
-    let bin = |name: &str| Entry::File {
-        path: name.into(),
-        from: built.join("bin").join(name),
-        mode: 0o755,
-    };
     let mut archives = Vec::new();
-    for name in ["controller", "speaker"] {
-        let mut entries = vec![Entry::SharedDir("tmp".into()), bin(name)];
-        if name == "speaker" {
-            entries.extend(["cp-tool", "frr-metrics", "frr-reloader.sh"].map(bin));
-        }
-        let image = Image {
-            reference: format!("quay.io/metallb/{name}:{version}"),
-            layers: vec![Layer::Entries(entries)],
-            entrypoint: vec![format!("/{name}")],
-            cmd: Vec::new(),
-        };
+    for (name, extras) in [
+        ("controller", &[][..]),
+        (
+            "speaker",
+            &["cp-tool", "frr-metrics", "frr-reloader.sh"][..],
+        ),
+    ] {
         let archive = dir.join(format!("metallb-{name}.tar"));
-        image.write(&archive)?;
+        component_image(built, name, &version, extras).write(&archive)?;
         archives.push(archive);
     }
     let root = paths::built_with("rootfs.sh", "image", "FERROLB_IMAGE_ROOT")?;
@@ -77,6 +68,25 @@ pub fn images(built: &Path, dir: &Path) -> Result<Vec<PathBuf>> {
         archives.push(archive);
     }
     Ok(archives)
+}
+
+/// MetalLB's `name` image (`controller` or `speaker`) as published for `version`
+/// (`quay.io/metallb/<name>:<version>`): `built`'s `bin/<name>` at `/<name>` as the entry
+/// point, `extras` from `bin/` beside it, and a `/tmp` any user may write.
+pub(crate) fn component_image(built: &Path, name: &str, version: &str, extras: &[&str]) -> Image {
+    let bin = |name: &str| Entry::File {
+        path: name.into(),
+        from: built.join("bin").join(name),
+        mode: 0o755,
+    };
+    let mut entries = vec![Entry::SharedDir("tmp".into()), bin(name)];
+    entries.extend(extras.iter().map(|extra| bin(extra)));
+    Image {
+        reference: format!("quay.io/metallb/{name}:{version}"),
+        layers: vec![Layer::Entries(entries)],
+        entrypoint: vec![format!("/{name}")],
+        cmd: Vec::new(),
+    }
 }
 
 /// The scalar at `path` (keys from the top) in a YAML document of nested maps, such as a
@@ -577,6 +587,27 @@ pub fn hand_over(lab: &ChartLab, built: &Path, bgp_ip: &str) -> Result<Instant> 
     let installing = Instant::now();
     chart_lab::helm_install(|args| lab.helm(args))?;
     step("ferrolb installed");
+    node_by_node(
+        lab,
+        bgp_ip,
+        "app.kubernetes.io/name=metallb,app.kubernetes.io/component=speaker",
+        &step,
+    )?;
+    lab.helm(&["uninstall", RELEASE, "-n", NS, "--wait"])?;
+    step("MetalLB uninstalled");
+    Ok(installing)
+}
+
+/// For each node in turn: MetalLB's speaker pod there (pods of `selector`) deleted, then a
+/// wait until ferrolb's speaker has a new session with the ToR from that node and the ToR
+/// routes `bgp_ip` through it. `step` reports each.
+pub(crate) fn node_by_node(
+    lab: &ChartLab,
+    bgp_ip: &str,
+    selector: &str,
+    step: &dyn Fn(&str),
+) -> Result<()> {
+    let kubectl = lab.cluster.kubectl();
     // The ToR's session to a node: how many times it was established, and whether it is now.
     let session = |address: &str| -> Result<(u64, bool)> {
         let neighbour = lab
@@ -597,7 +628,7 @@ pub fn hand_over(lab: &ChartLab, built: &Path, bgp_ip: &str) -> Result<Instant> 
                 "-n",
                 NS,
                 "-l",
-                "app.kubernetes.io/name=metallb,app.kubernetes.io/component=speaker",
+                selector,
                 "--field-selector",
                 &format!("spec.nodeName={name}"),
             ],
@@ -616,9 +647,7 @@ pub fn hand_over(lab: &ChartLab, built: &Path, bgp_ip: &str) -> Result<Instant> 
         )?;
         step(&format!("{name} announces through ferrolb"));
     }
-    lab.helm(&["uninstall", RELEASE, "-n", NS, "--wait"])?;
-    step("MetalLB uninstalled");
-    Ok(installing)
+    Ok(())
 }
 
 /// How MetalLB is replaced.
@@ -628,13 +657,17 @@ pub enum Switch {
     RemoveFirst,
     /// Node by node ([`hand_over`]).
     NodeByNode,
+    /// From MetalLB v0.12 and its ConfigMap, through `ferrolb convert`, node by node
+    /// ([`crate::metallb_legacy::hand_over`]).
+    FromConfigMap,
 }
 
 /// Switches the lab from MetalLB to ferrolb as the README tells a user, `how`, under a
 /// request loop to `bgp_ip` and one to `l2_ip`, sampling the ToR's next hops for `bgp_ip`;
 /// returns once ferrolb announces both (its pods Ready, the ToR routing `bgp_ip` to every
 /// node, the client's requests to both answered), only ferrolb's pods are left, and the
-/// loops have run 2 s more.
+/// loops have run 2 s more. `built` is MetalLB's build ([`built`]; [`Switch::FromConfigMap`]
+/// needs none).
 pub fn switch_to_ferrolb(
     lab: &ChartLab,
     built: &Path,
@@ -658,6 +691,7 @@ pub fn switch_to_ferrolb(
             installing
         }
         Switch::NodeByNode => hand_over(lab, built, bgp_ip)?,
+        Switch::FromConfigMap => crate::metallb_legacy::hand_over(lab, bgp_ip)?,
     };
     // ferrolb's pods Ready and both IPs announced; MetalLB's pods may still be stopping
     // (its controller takes its grace period while it writes Services' status).

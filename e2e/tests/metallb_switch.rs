@@ -13,7 +13,10 @@
 //!   deleted node by node, MetalLB uninstalled: no Service's IP changes, every object MetalLB
 //!   served is still there, the ToR always routes the BGP IP through one node at least,
 //!   ferrolb alone announces both IPs at the end, and the failed requests are printed (the
-//!   figures of `hack/bench.sh versus`).
+//!   figures of `hack/bench.sh versus`);
+//! - MetalLB v0.12.1, configured by its legacy ConfigMap, announcing the same two Services,
+//!   and the switch from it through `ferrolb convert` ([`metallb_legacy::hand_over`]): the
+//!   same promises, and no object of MetalLB's left but those ferrolb took over.
 //!
 //! Needs root and what `chart_on_nodes.rs` needs, and the go command (`hack/metallb.sh`).
 
@@ -22,6 +25,7 @@ use std::time::Duration;
 use anyhow::Result;
 use ferrolb_e2e::chart_lab::{NS, l2_manifests, service_ip, speaker_vtysh};
 use ferrolb_e2e::metallb;
+use ferrolb_e2e::metallb_legacy;
 use ferrolb_e2e::paths::Scratch;
 use ferrolb_e2e::process::wait_for;
 
@@ -119,5 +123,90 @@ fn metallb_announces_and_the_switch_to_ferrolb_keeps_every_ip() -> Result<()> {
             .all(|p| p.starts_with("pod/speaker-") || p.starts_with("pod/controller-")),
         "{pods}"
     );
+    Ok(())
+}
+
+#[test]
+fn legacy_metallb_switches_to_ferrolb_through_convert_keeping_every_ip() -> Result<()> {
+    let scratch = Scratch::new("metallb-legacy-switch")?;
+    let built = metallb_legacy::built()?;
+    let version = metallb_legacy::version(&built)?;
+    let prefix = format!("flml{}", std::process::id());
+    let lab = metallb_legacy::lab(&prefix, scratch.path(), &built)?;
+    let cluster = &lab.cluster;
+    let kubectl = cluster.kubectl();
+
+    metallb_legacy::install(&lab, &built)?;
+    let routed = service_ip(cluster, "routed")?;
+    let web = service_ip(cluster, "web")?;
+    wait_for(
+        &format!("MetalLB {version} announcing {routed} over BGP and {web} over layer 2"),
+        Duration::from_secs(120),
+        || Ok(lab.announced(&routed, &[&web])?.then_some(())),
+    )?;
+    println!("MetalLB {version} (ConfigMap) announces {routed} and {web}");
+
+    let switched =
+        metallb::switch_to_ferrolb(&lab, &built, metallb::Switch::FromConfigMap, &routed, &web)?;
+    println!(
+        "switch MetalLB {version} (ConfigMap) → ferrolb: {} IPs changed; BGP IP: {} of {} \
+         requests failed, fewest next hops {} of {} ({} ms with fewer); layer-2 IP: {} of {} \
+         failed; {} ms from the first step and {} ms from `helm install ferrolb` to all \
+         announced",
+        switched.ip_changes.len(),
+        switched.bgp_requests.1,
+        switched.bgp_requests.0,
+        switched.hops.fewest,
+        cluster.addresses().len(),
+        switched.hops.reduced.as_millis(),
+        switched.l2_requests.1,
+        switched.l2_requests.0,
+        switched.total.as_millis(),
+        switched.install_to_announced.as_millis(),
+    );
+    assert!(
+        switched.ip_changes.is_empty(),
+        "Services' IPs changed: {:?}",
+        switched.ip_changes
+    );
+    assert!(
+        switched.hops.fewest >= 1,
+        "the ToR lost every next hop for {routed} during the switch"
+    );
+    // The converted objects, and ferrolb's FRR sending the route.
+    let objects = kubectl.run(
+        &[
+            "get",
+            "ipaddresspools,l2advertisements,bgpadvertisements,bgppeers",
+            "-n",
+            NS,
+            "-o",
+            "name",
+        ],
+        None,
+    )?;
+    assert_eq!(objects.lines().count(), 5, "{objects}");
+    let sent = speaker_vtysh(kubectl, "show bgp ipv4 unicast")?;
+    assert!(sent.contains(&format!("{routed}/32")), "{sent}");
+    // Nothing of MetalLB's is left but what ferrolb took over: no pod of its, none of its
+    // cluster roles, the speaker's and config watcher's roles, its ConfigMap or secret.
+    let mut left = kubectl.run(
+        &["get", "pods", "-n", NS, "-l", "app=metallb", "-o", "name"],
+        None,
+    )?;
+    for (kinds, names) in [
+        (
+            "clusterroles,clusterrolebindings",
+            "metallb-system:controller metallb-system:speaker",
+        ),
+        ("roles,rolebindings", "config-watcher pod-lister"),
+        ("configmaps", "config"),
+        ("secrets", "memberlist"),
+    ] {
+        let mut args = vec!["get", kinds, "-n", NS, "--ignore-not-found", "-o", "name"];
+        args.extend(names.split(' '));
+        left += &kubectl.run(&args, None)?;
+    }
+    assert_eq!(left.trim(), "", "MetalLB's objects left: {left}");
     Ok(())
 }
