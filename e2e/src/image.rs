@@ -259,6 +259,7 @@ spec:{replicas}
         - {{name: POD_NAME, valueFrom: {{fieldRef: {{fieldPath: metadata.name}}}}}}
         - {{name: NODE_NAME, valueFrom: {{fieldRef: {{fieldPath: spec.nodeName}}}}}}
         readinessProbe: {{httpGet: {{path: /, port: 8080}}, periodSeconds: 1}}
+        resources: {{requests: {{cpu: 50m, memory: 16Mi}}}}
 "
     )
 }
