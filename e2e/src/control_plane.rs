@@ -36,6 +36,45 @@ pub struct ControlPlane {
     apiserver: Mutex<Process>,
     etcd: Mutex<Process>,
     kubeconfig: PathBuf,
+    // Last: removed once every process above has ended.
+    group: Option<CpuGroup>,
+}
+
+/// A CPU cgroup of its own (`/sys/fs/cgroup/cpu/<name>`, cgroup v1 as the lab's nodes use),
+/// removed when dropped. The control plane of a cluster with real nodes runs in one, so that
+/// the CPU scheduler weighs it as one machine beside each node's cgroup, as the machines of a
+/// real cluster are apart: left in the root cgroup, each of its busy threads weighs as much
+/// as a whole node with all its pods, and a loaded API server starves the nodes' pods.
+#[derive(Debug)]
+struct CpuGroup(PathBuf);
+
+impl CpuGroup {
+    /// The group, when the machine has the cgroup v1 CPU hierarchy.
+    fn create(name: &str) -> Result<Option<CpuGroup>> {
+        let root = Path::new("/sys/fs/cgroup/cpu");
+        if !root.join("cpu.shares").exists() {
+            return Ok(None);
+        }
+        let dir = root.join(name);
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        Ok(Some(CpuGroup(dir)))
+    }
+
+    fn procs(&self) -> PathBuf {
+        self.0.join("cgroup.procs")
+    }
+}
+
+impl Drop for CpuGroup {
+    fn drop(&mut self) {
+        // Its processes are ended by now; the kernel frees their entries a moment later.
+        for _ in 0..50 {
+            if std::fs::remove_dir(&self.0).is_ok() || !self.0.exists() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
 }
 
 /// A process of the control plane that faults kill and start again.
@@ -95,6 +134,15 @@ impl ControlPlane {
         let program = |name: &str| match netns {
             Some(ns) => ns.command(bin.join(name)),
             None => Command::new(bin.join(name)),
+        };
+        // With real nodes, the control plane weighs as one machine beside them.
+        let group = match (kubelets, netns) {
+            (true, Some(ns)) => CpuGroup::create(ns.name())?,
+            _ => None,
+        };
+        let into_group = |process: &mut Process| match &group {
+            Some(group) => process.move_to_cgroup(&group.procs()),
+            None => Ok(()),
         };
         let pki = dir.join("pki");
         std::fs::create_dir_all(&pki)?;
@@ -168,7 +216,8 @@ impl ControlPlane {
             .arg(format!(
                 "--initial-cluster=default=http://{host}:{peer_port}"
             ));
-        let etcd = Process::spawn("etcd", etcd, &dir.join("etcd.log"))?;
+        let mut etcd = Process::spawn("etcd", etcd, &dir.join("etcd.log"))?;
+        into_group(&mut etcd)?;
 
         let mut apiserver = program("kube-apiserver");
         apiserver
@@ -212,6 +261,7 @@ impl ControlPlane {
         }
         let mut apiserver =
             Process::spawn("kube-apiserver", apiserver, &dir.join("apiserver.log"))?;
+        into_group(&mut apiserver)?;
 
         let kubeconfig = dir.join("kubeconfig");
         std::fs::write(
@@ -255,23 +305,27 @@ impl ControlPlane {
             ))
             .arg("--leader-elect=false")
             .arg("--secure-port=0");
-        let controller_manager = Process::spawn(
+        let mut controller_manager = Process::spawn(
             "kube-controller-manager",
             controller_manager,
             &dir.join("controller-manager.log"),
         )?;
+        into_group(&mut controller_manager)?;
         let mut scheduler = program("kube-scheduler");
         scheduler
             .arg(format!("--kubeconfig={}", kubeconfig.display()))
             .arg("--leader-elect=false")
             .arg("--secure-port=0");
-        let scheduler = Process::spawn("kube-scheduler", scheduler, &dir.join("scheduler.log"))?;
+        let mut scheduler =
+            Process::spawn("kube-scheduler", scheduler, &dir.join("scheduler.log"))?;
+        into_group(&mut scheduler)?;
         let plane = ControlPlane {
             scheduler,
             controller_manager,
             apiserver: Mutex::new(apiserver),
             etcd: Mutex::new(etcd),
             kubeconfig,
+            group,
         };
         // The service-account controller makes `default` in every namespace: the sign that
         // kube-controller-manager runs and reaches the API server.
@@ -300,8 +354,11 @@ impl ControlPlane {
             controller_manager,
             apiserver,
             etcd,
+            group,
             ..
         } = self;
+        // The processes stay, and the cgroup that holds them.
+        std::mem::forget(group);
         let inner = |process: Mutex<Process>| {
             process
                 .into_inner()

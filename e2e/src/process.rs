@@ -18,6 +18,8 @@ pub struct Process {
     log: PathBuf,
     /// What started it (through `setsid`), to start it again.
     command: Command,
+    /// The `cgroup.procs` it is moved into, again when started again.
+    cgroup: Option<PathBuf>,
 }
 
 impl Process {
@@ -32,7 +34,17 @@ impl Process {
             child,
             log: log.to_path_buf(),
             command,
+            cgroup: None,
         })
+    }
+
+    /// Moves it (all its threads) into the cgroup whose `cgroup.procs` is `procs`, now and
+    /// whenever it is started again.
+    pub fn move_to_cgroup(&mut self, procs: &Path) -> Result<()> {
+        std::fs::write(procs, self.child.id().to_string())
+            .with_context(|| format!("moving {} into {}", self.name, procs.display()))?;
+        self.cgroup = Some(procs.to_path_buf());
+        Ok(())
     }
 
     /// Starts it again as it was started, once it has ended (killed by [`Process::kill`]);
@@ -42,6 +54,9 @@ impl Process {
             anyhow::bail!("{} (PID {}) still runs", self.name, self.child.id());
         }
         self.child = start(&self.name, &mut self.command, &self.log)?;
+        if let Some(procs) = self.cgroup.clone() {
+            self.move_to_cgroup(&procs)?;
+        }
         Ok(())
     }
 
