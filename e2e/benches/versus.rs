@@ -54,7 +54,7 @@ use ferrolb_e2e::metallb::{self, Mode};
 use ferrolb_e2e::paths::{self, Scratch};
 use ferrolb_e2e::process::wait_for;
 use ferrolb_e2e::rss;
-use ferrolb_e2e::sampler::{NexthopSampler, RouteMonitor, Sampled};
+use ferrolb_e2e::sampler::{NexthopSampler, RouteMonitor, Sampled, percentile};
 
 fn median(mut runs: Vec<f64>) -> f64 {
     runs.sort_by(f64::total_cmp);
@@ -355,17 +355,6 @@ fn converge(lab: &ChartLab, system: &str, probes: usize) -> Result<(Vec<f64>, Ve
     println!("{system} converge (ms): {}", text(&announce));
     println!("{system} withdraw (ms): {}", text(&withdraw));
     Ok((announce, withdraw))
-}
-
-/// The `p`th percentile of `values` (nearest rank).
-fn percentile(values: &[f64], p: f64) -> f64 {
-    let mut sorted = values.to_vec();
-    sorted.sort_by(f64::total_cmp);
-    let rank = ((p / 100.0) * (sorted.len() as f64 - 1.0)).round() as usize;
-    sorted
-        .get(rank.min(sorted.len().saturating_sub(1)))
-        .copied()
-        .unwrap_or(f64::NAN)
 }
 
 /// The largest, over the nodes, of the summed resident memory (MiB) of the processes

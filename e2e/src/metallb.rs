@@ -135,7 +135,7 @@ fn chart_value(built: &Path, frr_k8s: bool, path: &[&str]) -> Result<String> {
         let out = std::process::Command::new("tar")
             .arg("-xzOf")
             .arg(&archive)
-            .arg(format!("{}/values.yaml", chart_name(&packed)))
+            .arg(format!("{}/values.yaml", packed_chart(&packed).0))
             .output()?;
         if !out.status.success() {
             bail!(
@@ -154,12 +154,12 @@ fn chart_value(built: &Path, frr_k8s: bool, path: &[&str]) -> Result<String> {
     yaml_scalar(&text, path).with_context(|| format!("{what}: no {} in values", path.join(".")))
 }
 
-/// The chart a packed subchart `<name>-<version>.tgz` holds.
-fn chart_name(packed: &str) -> &str {
+/// The chart's name and version in a packed subchart's file name, `<name>-<version>.tgz`.
+fn packed_chart(packed: &str) -> (&str, &str) {
     packed
         .strip_suffix(".tgz")
-        .and_then(|p| p.rsplit_once('-').map(|(name, _)| name))
-        .unwrap_or(packed)
+        .and_then(|p| p.rsplit_once('-'))
+        .unwrap_or((packed, ""))
 }
 
 /// The packed frr-k8s subchart in MetalLB's chart (`frr-k8s-<version>.tgz`).
@@ -174,12 +174,7 @@ fn frr_k8s_subchart(built: &Path) -> Result<String> {
 /// frr-k8s's version, as its packed chart's name says (`v0.0.20`).
 fn frr_k8s_version(built: &Path) -> Result<String> {
     let packed = frr_k8s_subchart(built)?;
-    let version = packed
-        .strip_suffix(".tgz")
-        .and_then(|p| p.rsplit_once('-'))
-        .map(|(_, v)| v)
-        .unwrap_or("");
-    Ok(format!("v{version}"))
+    Ok(format!("v{}", packed_chart(&packed).1))
 }
 
 /// The FRR image MetalLB's FRR mode and frr-k8s name (`quay.io/frrouting/frr:9.1.0`, FRR's

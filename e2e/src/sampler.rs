@@ -118,9 +118,29 @@ fn summarize(samples: &[(Instant, usize)]) -> Sampled {
     }
 }
 
+/// The `p`th percentile of `values` (nearest rank); NaN when there are none.
+pub fn percentile(values: &[f64], p: f64) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let rank = ((p / 100.0) * (sorted.len() as f64 - 1.0)).round() as usize;
+    sorted
+        .get(rank.min(sorted.len().saturating_sub(1)))
+        .copied()
+        .unwrap_or(f64::NAN)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn percentiles_take_the_nearest_rank_of_the_sorted_values() {
+        let values = [5.0, 1.0, 4.0, 2.0, 3.0];
+        assert_eq!(percentile(&values, 0.0), 1.0);
+        assert_eq!(percentile(&values, 50.0), 3.0);
+        assert_eq!(percentile(&values, 99.0), 5.0);
+        assert!(percentile(&[], 50.0).is_nan());
+    }
 
     #[test]
     fn the_time_with_fewer_hops_than_at_the_start_is_summed() {

@@ -20,13 +20,7 @@ use ferrolb_e2e::sampler::RouteMonitor;
 /// The namespace the Services are made in.
 pub(crate) const NAMESPACE: &str = "bench";
 
-/// The `p`th percentile of `values`.
-pub(crate) fn percentile(values: &[f64], p: f64) -> f64 {
-    let mut sorted = values.to_vec();
-    sorted.sort_by(f64::total_cmp);
-    let rank = ((p / 100.0) * (sorted.len() as f64 - 1.0)).round() as usize;
-    sorted[rank.min(sorted.len() - 1)]
-}
+pub(crate) use ferrolb_e2e::sampler::percentile;
 
 pub(crate) fn service(name: &str, ip: Option<&str>) -> Result<Service> {
     let mut annotations = serde_json::Map::new();
