@@ -67,52 +67,18 @@ fn metallb_announces_and_the_switch_to_ferrolb_keeps_every_ip() -> Result<()> {
     )?;
     assert!(theirs.contains(&format!("{routed}/32")), "{theirs}");
     println!("MetalLB {version} (FRR mode, layer 2) announces {routed} and {web}");
-    let objects = |kubectl: &ferrolb_e2e::kubectl::Kubectl| -> Result<Vec<String>> {
-        let list = kubectl.run(
-            &[
-                "get",
-                "ipaddresspools,l2advertisements,bgpadvertisements,bgppeers",
-                "-n",
-                NS,
-                "-o",
-                "name",
-            ],
-            None,
-        )?;
-        let mut names: Vec<String> = list.lines().map(str::to_string).collect();
-        names.sort();
-        Ok(names)
-    };
     let objects_before = objects(kubectl)?;
     assert_eq!(objects_before.len(), 5, "{objects_before:?}");
 
     let switched =
         metallb::switch_to_ferrolb(&lab, &built, metallb::Switch::NodeByNode, &routed, &web)?;
-    println!(
-        "switch MetalLB {version} → ferrolb: {} IPs changed; BGP IP: {} of {} requests failed, \
-         fewest next hops {} of {} ({} ms with fewer); layer-2 IP: {} of {} failed; \
-         {} ms from MetalLB's removal and {} ms from `helm install ferrolb` to all announced",
-        switched.ip_changes.len(),
-        switched.bgp_requests.1,
-        switched.bgp_requests.0,
-        switched.hops.fewest,
+    report(
+        &format!("MetalLB {version}"),
+        &switched,
+        &routed,
         cluster.addresses().len(),
-        switched.hops.reduced.as_millis(),
-        switched.l2_requests.1,
-        switched.l2_requests.0,
-        switched.total.as_millis(),
-        switched.install_to_announced.as_millis(),
-    );
-    assert!(
-        switched.ip_changes.is_empty(),
-        "Services' IPs changed: {:?}",
-        switched.ip_changes
     );
     assert_eq!(objects(kubectl)?, objects_before);
-    assert!(
-        switched.hops.fewest >= 1,
-        "the ToR lost every next hop for {routed} during the switch"
-    );
     // ferrolb's speakers, not a leftover, announce it: their FRR sends it to the ToR.
     let sent = speaker_vtysh(kubectl, "show bgp ipv4 unicast")?;
     assert!(sent.contains(&format!("{routed}/32")), "{sent}");
@@ -148,44 +114,15 @@ fn legacy_metallb_switches_to_ferrolb_through_convert_keeping_every_ip() -> Resu
 
     let switched =
         metallb::switch_to_ferrolb(&lab, &built, metallb::Switch::FromConfigMap, &routed, &web)?;
-    println!(
-        "switch MetalLB {version} (ConfigMap) → ferrolb: {} IPs changed; BGP IP: {} of {} \
-         requests failed, fewest next hops {} of {} ({} ms with fewer); layer-2 IP: {} of {} \
-         failed; {} ms from the first step and {} ms from `helm install ferrolb` to all \
-         announced",
-        switched.ip_changes.len(),
-        switched.bgp_requests.1,
-        switched.bgp_requests.0,
-        switched.hops.fewest,
+    report(
+        &format!("MetalLB {version} (ConfigMap)"),
+        &switched,
+        &routed,
         cluster.addresses().len(),
-        switched.hops.reduced.as_millis(),
-        switched.l2_requests.1,
-        switched.l2_requests.0,
-        switched.total.as_millis(),
-        switched.install_to_announced.as_millis(),
-    );
-    assert!(
-        switched.ip_changes.is_empty(),
-        "Services' IPs changed: {:?}",
-        switched.ip_changes
-    );
-    assert!(
-        switched.hops.fewest >= 1,
-        "the ToR lost every next hop for {routed} during the switch"
     );
     // The converted objects, and ferrolb's FRR sending the route.
-    let objects = kubectl.run(
-        &[
-            "get",
-            "ipaddresspools,l2advertisements,bgpadvertisements,bgppeers",
-            "-n",
-            NS,
-            "-o",
-            "name",
-        ],
-        None,
-    )?;
-    assert_eq!(objects.lines().count(), 5, "{objects}");
+    let objects = objects(kubectl)?;
+    assert_eq!(objects.len(), 5, "{objects:?}");
     let sent = speaker_vtysh(kubectl, "show bgp ipv4 unicast")?;
     assert!(sent.contains(&format!("{routed}/32")), "{sent}");
     // Nothing of MetalLB's is left but what ferrolb took over: no pod of its, none of its
@@ -209,4 +146,50 @@ fn legacy_metallb_switches_to_ferrolb_through_convert_keeping_every_ip() -> Resu
     }
     assert_eq!(left.trim(), "", "MetalLB's objects left: {left}");
     Ok(())
+}
+
+/// The metallb.io objects in `metallb-system` (pools, advertisements, peers), sorted.
+fn objects(kubectl: &ferrolb_e2e::kubectl::Kubectl) -> Result<Vec<String>> {
+    let list = kubectl.run(
+        &[
+            "get",
+            "ipaddresspools,l2advertisements,bgpadvertisements,bgppeers",
+            "-n",
+            NS,
+            "-o",
+            "name",
+        ],
+        None,
+    )?;
+    let mut names: Vec<String> = list.lines().map(str::to_string).collect();
+    names.sort();
+    Ok(names)
+}
+
+/// Prints what the switch from `from` did, and checks what it promises: no Service's IP
+/// changed, and the ToR kept a next hop for the BGP IP `routed` throughout.
+fn report(from: &str, switched: &metallb::Switched, routed: &str, nodes: usize) {
+    println!(
+        "switch {from} → ferrolb: {} IPs changed; BGP IP: {} of {} requests failed, fewest \
+         next hops {} of {nodes} ({} ms with fewer); layer-2 IP: {} of {} failed; {} ms from \
+         the first step and {} ms from `helm install ferrolb` to all announced",
+        switched.ip_changes.len(),
+        switched.bgp_requests.1,
+        switched.bgp_requests.0,
+        switched.hops.fewest,
+        switched.hops.reduced.as_millis(),
+        switched.l2_requests.1,
+        switched.l2_requests.0,
+        switched.total.as_millis(),
+        switched.install_to_announced.as_millis(),
+    );
+    assert!(
+        switched.ip_changes.is_empty(),
+        "Services' IPs changed: {:?}",
+        switched.ip_changes
+    );
+    assert!(
+        switched.hops.fewest >= 1,
+        "the ToR lost every next hop for {routed} during the switch"
+    );
 }
