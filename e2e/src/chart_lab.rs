@@ -450,18 +450,33 @@ spec:
 /// One demo pod pinned to node 1, behind Service `survivor-bgp` (the BGP pool of
 /// [`bgp_manifests`], `externalTrafficPolicy: Cluster`, so both nodes announce it) and
 /// Service `survivor-l2` (the layer-2 pool of [`l2_manifests`], with the highest IP of the
-/// pool that MetalLB's election gives to node 2). Node 2 can then fail while the pod keeps
+/// pool that no Service holds and MetalLB's election gives to node 2). Node 2 can then fail while the pod keeps
 /// answering: what the client sees is the failover alone (with a backend on the failed
 /// node, kube-proxy would go on sending it a share of the requests until the node is marked
 /// NotReady, 40 s later, whatever announces the IP).
 pub fn survivor_manifests(cluster: &Cluster) -> Result<String> {
     let names = cluster.names();
     let (n1, n2) = (names[0].as_str(), names[1].as_str());
+    // An IP another Service holds would never be given (no sharing key).
+    let services = cluster.kubectl().get(&["services", "-A"])?;
+    let held: Vec<&str> = services["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|s| {
+            s["status"]["loadBalancer"]["ingress"]
+                .as_array()
+                .into_iter()
+                .flatten()
+        })
+        .filter_map(|i| i["ip"].as_str())
+        .collect();
     let l2_ip = (200..210)
         .rev()
         .map(|last| std::net::IpAddr::from([10, 95, 0, last]))
+        .filter(|ip| !held.contains(&ip.to_string().as_str()))
         .find(|ip| ferrolb::l2::elect(&[(n1, 0), (n2, 0)], *ip) == Some(n2))
-        .context("node 2 wins no IP of the layer-2 pool")?;
+        .context("node 2 wins no free IP of the layer-2 pool")?;
     let workload = image::pinned(&image::demo_workload("survivor", Some(1)), n1);
     Ok(format!(
         "{workload}---
