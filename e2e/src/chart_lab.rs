@@ -450,10 +450,10 @@ spec:
 /// One demo pod pinned to node 1, behind Service `survivor-bgp` (the BGP pool of
 /// [`bgp_manifests`], `externalTrafficPolicy: Cluster`, so both nodes announce it) and
 /// Service `survivor-l2` (the layer-2 pool of [`l2_manifests`], with the highest IP of the
-/// pool that no Service holds and MetalLB's election gives to node 2). Node 2 can then fail while the pod keeps
-/// answering: what the client sees is the failover alone (with a backend on the failed
-/// node, kube-proxy would go on sending it a share of the requests until the node is marked
-/// NotReady, 40 s later, whatever announces the IP).
+/// pool that no Service holds and MetalLB's election gives to node 2). Node 2 can then fail
+/// while the pod keeps answering: what the client sees is the failover alone (with a backend
+/// on the failed node, kube-proxy would go on sending it a share of the requests until the
+/// node is marked NotReady, 40 s later, whatever announces the IP).
 pub fn survivor_manifests(cluster: &Cluster) -> Result<String> {
     let names = cluster.names();
     let (n1, n2) = (names[0].as_str(), names[1].as_str());

@@ -1,7 +1,6 @@
 //! `kubectl` against a lab's control plane, run as a user would run it: the pinned release's
 //! own kubectl (`hack/k8s.sh`), never whatever the machine has on its PATH.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -85,31 +84,8 @@ impl Kubectl {
     /// Runs `kubectl ARGS` (with `stdin` piped in); returns stdout, or an error with stderr.
     pub fn run(&self, args: &[&str], stdin: Option<&str>) -> Result<String> {
         let mut command = self.command()?;
-        let mut child = command
-            .arg("--kubeconfig")
-            .arg(&self.kubeconfig)
-            .args(args)
-            .stdin(if stdin.is_some() {
-                Stdio::piped()
-            } else {
-                Stdio::null()
-            })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .context("running kubectl")?;
-        if let (Some(text), Some(mut pipe)) = (stdin, child.stdin.take()) {
-            pipe.write_all(text.as_bytes())?;
-        }
-        let out = child.wait_with_output()?;
-        if !out.status.success() {
-            bail!(
-                "kubectl {}: {}",
-                args.join(" "),
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
-        }
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        command.arg("--kubeconfig").arg(&self.kubeconfig).args(args);
+        crate::process::run_with_input(&mut command, stdin, &format!("kubectl {}", args.join(" ")))
     }
 
     /// `kubectl apply -f -` of `manifests`.

@@ -6,18 +6,18 @@
 //! `metallb.yaml`, and a ConfigMap `config` in `metallb-system`. Nothing of it is part of
 //! ferrolb.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 
 use crate::chart_lab::{self, ChartLab, NS};
 use crate::image;
 use crate::kubectl::Kubectl;
 use crate::metallb;
 use crate::paths;
+use crate::process::run_with_input;
 
 /// The directory `hack/metallb.sh build-legacy` prints (`bin/`, `manifests/`, `version`), or
 /// `FERROLB_METALLB_LEGACY_DIR` when set.
@@ -128,26 +128,9 @@ pub fn install(lab: &ChartLab, built: &Path) -> Result<()> {
 
 /// `ferrolb convert -f -` of `legacy` (a ConfigMap as `kubectl get -o yaml` prints it).
 pub fn convert(legacy: &str) -> Result<String> {
-    let mut child = Command::new(paths::ferrolb()?)
-        .args(["convert", "-f", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .context("running ferrolb convert")?;
-    child
-        .stdin
-        .take()
-        .context("ferrolb convert's stdin")?
-        .write_all(legacy.as_bytes())?;
-    let out = child.wait_with_output()?;
-    if !out.status.success() {
-        bail!(
-            "ferrolb convert failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    Ok(String::from_utf8(out.stdout)?)
+    let mut command = Command::new(paths::ferrolb()?);
+    command.args(["convert", "-f", "-"]);
+    run_with_input(&mut command, Some(legacy), "ferrolb convert")
 }
 
 /// The README's switch from MetalLB v0.12, node by node: its ConfigMap read back and

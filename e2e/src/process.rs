@@ -121,6 +121,30 @@ impl Drop for Process {
     }
 }
 
+/// Runs `command` to its end with `stdin` piped in (nothing when `None`); returns its stdout,
+/// or an error naming it as `what`, with its stderr.
+pub fn run_with_input(command: &mut Command, stdin: Option<&str>, what: &str) -> Result<String> {
+    use std::io::Write;
+    let mut child = command
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("running {what}"))?;
+    if let (Some(text), Some(mut pipe)) = (stdin, child.stdin.take()) {
+        pipe.write_all(text.as_bytes())?;
+    }
+    let out = child.wait_with_output()?;
+    if !out.status.success() {
+        anyhow::bail!("{what}: {}", String::from_utf8_lossy(&out.stderr).trim());
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
 /// Starts `command` with stdout and stderr appended to `log`.
 fn start(name: &str, command: &mut Command, log: &Path) -> Result<Child> {
     let out = File::options()
