@@ -110,13 +110,57 @@ impl ChartLab {
     /// the client's requests to `bgp_ip` and to each of `ips` are answered.
     pub fn wait_settled(&self, what: &str, bgp_ip: &str, ips: &[&str]) -> Result<()> {
         let nodes = self.cluster.addresses().len();
-        wait_for(what, Duration::from_secs(90), || {
+        let mut missing = String::new();
+        let settled = wait_for(what, Duration::from_secs(90), || {
             let bfd = self.tor.json("show bfd peers json")?;
             let bfd_up = bfd
                 .as_array()
                 .is_some_and(|p| p.len() == nodes && p.iter().all(|p| p["status"] == "up"));
-            Ok((bfd_up && self.announced(bgp_ip, ips)?).then_some(()))
-        })
+            if bfd_up && self.announced(bgp_ip, ips)? {
+                return Ok(Some(()));
+            }
+            missing = self.unsettled(&bfd, bgp_ip, ips)?;
+            Ok(None)
+        });
+        settled.map_err(|e| e.context(format!("still missing: {missing}")))
+    }
+
+    /// What keeps the lab from being settled: the ToR's BFD sessions that are not up, the
+    /// nodes it does not route `bgp_ip` to, and the IPs the client gets no answer from.
+    fn unsettled(&self, bfd: &serde_json::Value, bgp_ip: &str, ips: &[&str]) -> Result<String> {
+        let mut missing = Vec::new();
+        for peer in bfd.as_array().into_iter().flatten() {
+            if peer["status"] != "up" {
+                missing.push(format!("BFD with {} {}", peer["peer"], peer["status"]));
+            }
+        }
+        let hops = crate::lab::nexthops(&self.rtr, bgp_ip)?;
+        for node in self.cluster.addresses() {
+            if !hops.contains(node) {
+                missing.push(format!("no route to {bgp_ip} through {node}"));
+            }
+        }
+        for ip in std::iter::once(&bgp_ip).chain(ips) {
+            if !self.answered(ip) {
+                missing.push(format!("no answer from {ip}"));
+            }
+        }
+        for node in 0..self.cluster.addresses().len() {
+            let mut down = Vec::new();
+            for daemon in FRR_DAEMONS {
+                if !self.runs_on_node(node, daemon)? {
+                    down.push(daemon);
+                }
+            }
+            if !down.is_empty() {
+                missing.push(format!(
+                    "not running on node {}: {}",
+                    node + 1,
+                    down.join(", ")
+                ));
+            }
+        }
+        Ok(missing.join("; "))
     }
 
     /// Whether a demo pod answers the client's request to `http://<ip>/`.
@@ -188,9 +232,9 @@ impl ChartLab {
     }
 
     /// Sends SIGKILL to every process named `comm` on node `node` (0 or 1: the speaker's
-    /// pod and FRR share the node's network namespace); false when none runs (it is being
-    /// restarted).
-    pub fn kill_on_node(&self, node: usize, comm: &str) -> Result<bool> {
+    /// pod and FRR share the node's network namespace) and waits until they have died;
+    /// returns their PIDs, none when none runs (it is being restarted).
+    pub fn kill_on_node(&self, node: usize, comm: &str) -> Result<Vec<i32>> {
         let pids: Vec<i32> = pids_in(&self.cluster.node_namespaces()[node], comm)?
             .into_iter()
             .filter(|pid| alive(*pid))
@@ -202,13 +246,28 @@ impl ChartLab {
                 nix::sys::signal::Signal::SIGKILL,
             );
         }
-        Ok(!pids.is_empty())
+        // A process SIGKILL was sent to runs on until the kernel has torn it down: seen
+        // alive then, it would pass for its own restart.
+        wait_for(
+            &format!("{comm} {pids:?} on node {} dead", node + 1),
+            Duration::from_secs(10),
+            || Ok((!pids.iter().any(|pid| alive(*pid))).then_some(())),
+        )?;
+        Ok(pids)
     }
 
     /// Whether a live (not zombie) process named `comm` runs on node `node`.
     pub fn runs_on_node(&self, node: usize, comm: &str) -> Result<bool> {
+        self.restarted_on_node(node, comm, &[])
+    }
+
+    /// Whether a live process named `comm` runs on node `node` other than `killed` (the
+    /// PIDs [`ChartLab::kill_on_node`] returned): the one started in their place.
+    pub fn restarted_on_node(&self, node: usize, comm: &str, killed: &[i32]) -> Result<bool> {
         let pids = pids_in(&self.cluster.node_namespaces()[node], comm)?;
-        Ok(pids.into_iter().any(alive))
+        Ok(pids
+            .into_iter()
+            .any(|pid| !killed.contains(&pid) && alive(pid)))
     }
 
     /// `helm ARGS` against the cluster.
@@ -221,6 +280,9 @@ impl ChartLab {
         )
     }
 }
+
+/// The FRR processes a speaker pod's `frr` container runs.
+const FRR_DAEMONS: [&str; 6] = ["watchfrr", "zebra", "mgmtd", "bgpd", "staticd", "bfdd"];
 
 /// The OCI archives, written to `dir`, that nodes running the chart import: the demo
 /// backend and ferrolb's image (from the image's root file system, `hack/rootfs.sh image`,

@@ -450,12 +450,12 @@ impl Campaign<'_> {
         let from = Instant::now();
         match (fault, node) {
             (NodeFault::Bgpd, Some(n)) => {
-                if !self.lab.kill_on_node(n, "bgpd")? {
+                if self.lab.kill_on_node(n, "bgpd")?.is_empty() {
                     return Ok(None);
                 }
             }
             (NodeFault::Zebra, Some(n)) => {
-                if !self.lab.kill_on_node(n, "zebra")? {
+                if self.lab.kill_on_node(n, "zebra")?.is_empty() {
                     return Ok(None);
                 }
             }
@@ -463,7 +463,7 @@ impl Campaign<'_> {
                 let Some(pod) = speaker_pod(self.lab, n)? else {
                     return Ok(None);
                 };
-                if !self.lab.kill_on_node(n, "ferrolb")? {
+                if self.lab.kill_on_node(n, "ferrolb")?.is_empty() {
                     return Ok(None);
                 }
                 *self
