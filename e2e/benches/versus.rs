@@ -21,6 +21,10 @@
 //!   MetalLB's native mode has no BFD, so its peer gets the shortest hold time BGP allows
 //!   (3 s; MetalLB's default is 90 s); the FRR modes and ferrolb use a BFD profile
 //!   (100 ms × 3).
+//! - `advertisement_change_<n>`, `advertisement_change_resets`: a community added to the
+//!   bulk pool's BGPAdvertisement with `kubectl patch`, then taken away: the mean time until
+//!   every bulk path at the ToR carries it (then none does), and the BGP sessions the ToR
+//!   saw reset meanwhile.
 //! - `l2_window`: node 2, owner of a layer-2 IP, loses its switch port; the window of failed
 //!   requests (median of 5; the port comes back once requests are answered again). MetalLB:
 //!   memberlist's failure detection (the same in every mode, measured in native mode);
@@ -80,14 +84,26 @@ fn figure(name: &str, unit: &str, metallb: &[(&str, f64)], ferrolb: f64) {
 }
 
 /// What a BGP implementation does with the lab loaded: converge and withdraw times of the
-/// probes, the speaker pod's memory, and the BGP failure window.
+/// probes, the speaker pod's memory, the BGP failure window, and a BGPAdvertisement change.
 struct Bgp {
     system: &'static str,
     converge: Vec<f64>,
     withdraw: Vec<f64>,
     rss: f64,
     failure_window: f64,
+    change: Change,
 }
+
+/// A community added to the bulk pool's BGPAdvertisement and taken away again: the time
+/// (ms, the mean of the two) from `kubectl patch` returning to every path of the bulk pool
+/// at the ToR carrying it (then none), and the BGP sessions the ToR saw reset meanwhile.
+struct Change {
+    ms: f64,
+    resets: u64,
+}
+
+/// The community the advertisement change adds.
+const CHANGE_COMMUNITY: &str = "64512:777";
 
 impl Bgp {
     fn measure(
@@ -99,14 +115,83 @@ impl Bgp {
         let rss = rss_mib(lab, &format!("{system}'s speaker pod"), pod)?;
         let failure_window = lab.port_failures(&lab.routed, 3, system, "BGP node failure")?;
         let (converge, withdraw) = converge(&lab.lab, system, probes)?;
+        let change = advertisement_change(&lab.lab, system, lab.services)?;
         Ok(Bgp {
             system,
             converge,
             withdraw,
             rss,
             failure_window,
+            change,
         })
     }
+}
+
+/// The sessions the ToR has seen established and dropped, summed over its neighbours.
+fn tor_sessions(lab: &ChartLab) -> Result<(u64, u64)> {
+    let neighbors = lab.tor.json("show bgp neighbors json")?;
+    let mut counts = (0, 0);
+    for neighbor in neighbors.as_object().into_iter().flat_map(|n| n.values()) {
+        counts.0 += neighbor["connectionsEstablished"].as_u64().unwrap_or(0);
+        counts.1 += neighbor["connectionsDropped"].as_u64().unwrap_or(0);
+    }
+    Ok(counts)
+}
+
+/// The paths of the ToR's BGP table that carry [`CHANGE_COMMUNITY`]: the lines of FRR's
+/// table that show a valid path (`*`); FRR lists only the paths that match.
+fn community_paths(lab: &ChartLab) -> Result<usize> {
+    let text = lab.tor.vtysh(&format!(
+        "show bgp ipv4 unicast community {CHANGE_COMMUNITY}"
+    ))?;
+    Ok(text.lines().filter(|l| l.starts_with('*')).count())
+}
+
+/// [`Change`]: the bulk BGPAdvertisement given [`CHANGE_COMMUNITY`], then without it; each
+/// time from `kubectl patch` returning until every one of the `services` bulk IPs' paths
+/// (one from each node) carries it, then none does.
+fn advertisement_change(lab: &ChartLab, system: &str, services: usize) -> Result<Change> {
+    let kubectl = lab.cluster.kubectl();
+    let paths = services * lab.cluster.names().len();
+    let before = tor_sessions(lab)?;
+    let mut times = Vec::new();
+    for (communities, want) in [
+        (format!("[\"{CHANGE_COMMUNITY}\"]"), paths),
+        ("null".into(), 0),
+    ] {
+        kubectl.run(
+            &[
+                "patch",
+                "bgpadvertisement",
+                "bulk",
+                "-n",
+                NS,
+                "--type",
+                "merge",
+                "-p",
+                &format!("{{\"spec\":{{\"communities\":{communities}}}}}"),
+            ],
+            None,
+        )?;
+        let patched = Instant::now();
+        wait_for(
+            &format!("{want} paths with community {CHANGE_COMMUNITY} at the ToR"),
+            Duration::from_secs(600),
+            || Ok((community_paths(lab)? == want).then_some(())),
+        )?;
+        times.push(patched.elapsed().as_secs_f64() * 1e3);
+    }
+    let after = tor_sessions(lab)?;
+    let resets = (after.0 - before.0).max(after.1 - before.1);
+    println!(
+        "{system} advertisement change: community added in {:.0} ms, taken away in {:.0} ms; \
+         {resets} sessions reset",
+        times[0], times[1]
+    );
+    Ok(Change {
+        ms: times.iter().sum::<f64>() / times.len() as f64,
+        resets,
+    })
 }
 
 /// The lab with the IPs of its two Services.
@@ -114,6 +199,8 @@ struct Lab {
     lab: ChartLab,
     routed: String,
     web: String,
+    /// The Services of the bulk pool, besides the probes.
+    services: usize,
     /// Times MetalLB did not settle within [`SETTLE_LIMIT`] and its speakers were restarted.
     metallb_stalls: std::cell::Cell<usize>,
 }
@@ -418,6 +505,7 @@ fn main() -> Result<()> {
         routed: service_ip(&chart_lab.cluster, "survivor-bgp")?,
         web: service_ip(&chart_lab.cluster, "survivor-l2")?,
         lab: chart_lab,
+        services,
         metallb_stalls: std::cell::Cell::new(0),
     };
     let kubectl = lab.lab.cluster.kubectl();
@@ -554,6 +642,18 @@ fn main() -> Result<()> {
         "ms",
         &of(|m| m.failure_window),
         ferrolb.failure_window,
+    );
+    figure(
+        &at("advertisement_change"),
+        "ms",
+        &of(|m| m.change.ms),
+        ferrolb.change.ms,
+    );
+    figure(
+        "advertisement_change_resets",
+        "sessions",
+        &of(|m| m.change.resets as f64),
+        ferrolb.change.resets as f64,
     );
     figure("l2_window", "ms", &[("metallb_l2", metallb_l2)], ferrolb_l2);
     figure(
