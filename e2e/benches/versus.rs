@@ -155,11 +155,11 @@ fn community_paths(lab: &ChartLab) -> Result<usize> {
 /// (one from each node) carries it, then none does.
 fn advertisement_change(lab: &ChartLab, system: &str, services: usize) -> Result<Change> {
     let kubectl = lab.cluster.kubectl();
-    let paths = services * lab.cluster.names().len();
+    let all_paths = services * lab.cluster.names().len();
     let before = tor_sessions(lab)?;
     let mut times = Vec::new();
     for (communities, want) in [
-        (format!("[\"{CHANGE_COMMUNITY}\"]"), paths),
+        (format!("[\"{CHANGE_COMMUNITY}\"]"), all_paths),
         ("null".into(), 0),
     ] {
         kubectl.run(

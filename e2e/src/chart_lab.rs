@@ -110,24 +110,24 @@ impl ChartLab {
     /// the client's requests to `bgp_ip` and to each of `ips` are answered.
     pub fn wait_settled(&self, what: &str, bgp_ip: &str, ips: &[&str]) -> Result<()> {
         let nodes = self.cluster.addresses().len();
-        let mut missing = String::new();
-        let settled = wait_for(what, Duration::from_secs(90), || {
+        wait_for(what, Duration::from_secs(90), || {
             let bfd = self.tor.json("show bfd peers json")?;
             let bfd_up = bfd
                 .as_array()
                 .is_some_and(|p| p.len() == nodes && p.iter().all(|p| p["status"] == "up"));
-            if bfd_up && self.announced(bgp_ip, ips)? {
-                return Ok(Some(()));
-            }
-            missing = self.unsettled(&bfd, bgp_ip, ips)?;
-            Ok(None)
-        });
-        settled.map_err(|e| e.context(format!("still missing: {missing}")))
+            Ok((bfd_up && self.announced(bgp_ip, ips)?).then_some(()))
+        })
+        .map_err(|e| match self.unsettled(bgp_ip, ips) {
+            Ok(missing) => e.context(format!("still missing: {missing}")),
+            Err(_) => e,
+        })
     }
 
     /// What keeps the lab from being settled: the ToR's BFD sessions that are not up, the
-    /// nodes it does not route `bgp_ip` to, and the IPs the client gets no answer from.
-    fn unsettled(&self, bfd: &serde_json::Value, bgp_ip: &str, ips: &[&str]) -> Result<String> {
+    /// nodes it does not route `bgp_ip` to, the IPs the client gets no answer from, and the
+    /// FRR daemons not running on each node.
+    fn unsettled(&self, bgp_ip: &str, ips: &[&str]) -> Result<String> {
+        let bfd = self.tor.json("show bfd peers json")?;
         let mut missing = Vec::new();
         for peer in bfd.as_array().into_iter().flatten() {
             if peer["status"] != "up" {
