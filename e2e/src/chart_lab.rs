@@ -288,9 +288,9 @@ const FRR_DAEMONS: [&str; 6] = ["watchfrr", "zebra", "mgmtd", "bgpd", "staticd",
 /// backend and ferrolb's image (from the image's root file system, `hack/rootfs.sh image`,
 /// and the `ferrolb` binary).
 pub fn chart_images(dir: &Path) -> Result<Vec<PathBuf>> {
+    let root = paths::image_root()?;
     let demo = dir.join("demo.tar");
-    image::demo().write(&demo)?;
-    let root = paths::built_with("rootfs.sh", "image", "FERROLB_IMAGE_ROOT")?;
+    image::demo(&root).write(&demo)?;
     let ferrolb = dir.join("ferrolb.tar");
     image::ferrolb(&root, &paths::ferrolb()?)?.write(&ferrolb)?;
     Ok(vec![demo, ferrolb])

@@ -221,21 +221,20 @@ pub fn pause() -> Image {
     }
 }
 
-/// The demo backend behind the lab's Services: busybox's httpd answering every request for
-/// `/` with the pod's name, its node's name and the client address it saw
-/// (`pod=… node=… client=…`). Pods set `POD_NAME` and `NODE_NAME` from the downward API.
-pub const DEMO: &str = "ferrolb.test/demo:1";
+/// The demo backend behind the lab's Services: a threaded HTTP server (`e2e/demo/server.py`,
+/// listen backlog 4,096) answering every request for `/` with the pod's name, its node's name
+/// and the client address it saw (`pod=… node=… client=…`). Pods set `POD_NAME` and
+/// `NODE_NAME` from the downward API.
+pub const DEMO: &str = "ferrolb.test/demo:2";
 
-/// The CGI script busybox's httpd runs for `/` when there is no index.html.
-const DEMO_CGI: &str = r#"#!/bin/sh
-client=$(echo "$REMOTE_ADDR" | busybox sed -e 's/^\[::ffff:\(.*\)\]$/\1/' -e 's/^\[\(.*\)\]$/\1/')
-echo "Content-Type: text/plain"
-echo
-echo "pod=$POD_NAME node=$NODE_NAME client=$client"
-"#;
+/// The demo backend's server.
+const DEMO_SERVER: &str = include_str!("../demo/server.py");
 
 /// A Deployment (`replicas` given) or DaemonSet of the demo backend in namespace `default`,
-/// its pods labelled `app: <name>`, ready once they answer.
+/// its pods labelled `app: <name>`, ready once they answer. A pod being deleted goes on
+/// answering for 5 s before its server is told to stop (a `preStop` sleep, as any backend
+/// behind a load balancer should): that is how long the load balancer has to move its
+/// traffic elsewhere once the pod's endpoint turns terminating.
 pub fn demo_workload(name: &str, replicas: Option<u32>) -> String {
     let (kind, replicas) = match replicas {
         Some(n) => ("Deployment", format!("\n  replicas: {n}")),
@@ -259,6 +258,7 @@ spec:{replicas}
         - {{name: POD_NAME, valueFrom: {{fieldRef: {{fieldPath: metadata.name}}}}}}
         - {{name: NODE_NAME, valueFrom: {{fieldRef: {{fieldPath: spec.nodeName}}}}}}
         readinessProbe: {{httpGet: {{path: /, port: 8080}}, periodSeconds: 1}}
+        lifecycle: {{preStop: {{sleep: {{seconds: 5}}}}}}
         resources: {{requests: {{cpu: 50m, memory: 16Mi}}}}
 "
     )
@@ -274,27 +274,25 @@ pub fn pinned(workload: &str, node: &str) -> String {
     )
 }
 
-/// The demo backend's image ([`DEMO`]), listening on port 8080.
-pub fn demo() -> Image {
+/// The demo backend's image ([`DEMO`]), listening on port 8080: the root file system of
+/// ferrolb's image (the archive at `root_archive`, `hack/rootfs.sh image`; its Python comes
+/// with FRR's tools), so nodes that run both store that layer once, and the server.
+pub fn demo(root_archive: &Path) -> Image {
     Image {
         reference: DEMO.into(),
-        layers: vec![Layer::Entries(vec![
-            Entry::Dir("bin".into()),
-            busybox(),
-            Entry::Link {
-                path: "bin/sh".into(),
-                target: "busybox".into(),
-            },
-            Entry::Dir("www".into()),
-            Entry::Dir("www/cgi-bin".into()),
-            Entry::Text {
-                path: "www/cgi-bin/index.cgi".into(),
-                text: DEMO_CGI.into(),
-                mode: 0o755,
-            },
-        ])],
+        layers: vec![
+            Layer::Tar(root_archive.to_path_buf()),
+            Layer::Entries(vec![
+                Entry::Dir("srv".into()),
+                Entry::Text {
+                    path: "srv/demo.py".into(),
+                    text: DEMO_SERVER.into(),
+                    mode: 0o644,
+                },
+            ]),
+        ],
         entrypoint: Vec::new(),
-        cmd: ["/bin/busybox", "httpd", "-f", "-p", "8080", "-h", "/www"]
+        cmd: ["/usr/bin/python3", "/srv/demo.py"]
             .map(String::from)
             .to_vec(),
     }

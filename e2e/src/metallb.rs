@@ -57,7 +57,7 @@ pub fn images(built: &Path, dir: &Path) -> Result<Vec<PathBuf>> {
         component_image(built, name, &version, extras).write(&archive)?;
         archives.push(archive);
     }
-    let root = paths::built_with("rootfs.sh", "image", "FERROLB_IMAGE_ROOT")?;
+    let root = paths::image_root()?;
     for (name, image) in [
         ("frr", frr_image(built, &root)?),
         ("frr-k8s", frr_k8s_image(built, &root)?),

@@ -87,6 +87,12 @@ pub fn frr10_root() -> Result<PathBuf> {
     Ok(DIR.get_or_init(|| dir).clone())
 }
 
+/// The archive of the image's root file system (Debian 13 with the packages of
+/// `deploy/image/`): `FERROLB_IMAGE_ROOT`, else what `hack/rootfs.sh image` prints.
+pub fn image_root() -> Result<PathBuf> {
+    built_with("rootfs.sh", "image", "FERROLB_IMAGE_ROOT")
+}
+
 /// The Kubernetes version `hack/tools` pins (`v1.37.2`): the control plane must report it.
 pub fn k8s_version() -> Result<String> {
     let go_mod = std::fs::read_to_string(repo().join("hack/tools/go.mod"))

@@ -3,8 +3,9 @@
 //! wired by the CNI bridge plugin and routed between the nodes:
 //!
 //! - both register and go Ready, reporting the pinned kubelet version and containerd;
-//! - a DaemonSet of the demo backend (an image written without a registry and imported into
-//!   each node's containerd) runs a pod on each node;
+//! - a DaemonSet of the demo backend (an image written without a registry, on the root file
+//!   system of ferrolb's image, and imported into each node's containerd) runs a pod on each
+//!   node;
 //! - from a node, each pod answers across the nodes, and a ClusterIP Service answers from
 //!   both pods through kube-proxy;
 //! - `kubectl logs` and `kubectl exec` reach the pods through their kubelets;
@@ -12,7 +13,8 @@
 //!   machine's kernel settings are undone.
 //!
 //! Needs root (`.ci/run` runs as root), containerd (`hack/k8s.sh build-node`), runc, the CNI
-//! plugins, nftables and busybox-static (`hack/deps.sh`).
+//! plugins, nftables and busybox-static (`hack/deps.sh`), and the image's root file system
+//! (`hack/rootfs.sh image`).
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -69,7 +71,7 @@ fn two_namespaces_become_ready_nodes_whose_pods_answer_across_nodes_and_through_
     let scratch = Scratch::new("nodes")?;
     let prefix = format!("flkn{}", std::process::id());
     let demo = scratch.path().join("demo.tar");
-    image::demo().write(&demo)?;
+    image::demo(&paths::image_root()?).write(&demo)?;
     let mut cluster = Cluster::start(&prefix, "10.97.0", scratch.path(), &[&demo])?;
     let kubectl = cluster.kubectl();
     let listed = kubectl.get(&["nodes"])?;
@@ -183,16 +185,7 @@ fn two_namespaces_become_ready_nodes_whose_pods_answer_across_nodes_and_through_
     let logs = kubectl.run(&["logs", "-n", "default", pod], None);
     assert!(logs.is_ok(), "kubectl logs: {logs:?}");
     let exec = kubectl.run(
-        &[
-            "exec",
-            "-n",
-            "default",
-            pod,
-            "--",
-            "/bin/busybox",
-            "echo",
-            "exec-ok",
-        ],
+        &["exec", "-n", "default", pod, "--", "echo", "exec-ok"],
         None,
     )?;
     assert_eq!(exec.trim(), "exec-ok");
