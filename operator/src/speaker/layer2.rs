@@ -36,6 +36,9 @@ pub(super) const SECRET_KEY: &str = "secretkey";
 const EVENTS_IN_FLIGHT: usize = 8;
 /// How often a missing Secret or address is looked for again.
 const WAIT: Duration = Duration::from_secs(2);
+/// How often binding the gossip socket is tried again: during a hand-over from MetalLB its
+/// speaker holds the port until it exits, and this node's IPs wait for this one to join.
+const BIND_RETRY: Duration = Duration::from_millis(200);
 
 type Statuses = Option<super::status::Wanted>;
 
@@ -45,6 +48,8 @@ pub(super) struct Layer2 {
     port: u16,
     seeds: watch::Sender<BTreeMap<String, SocketAddr>>,
     liveness: watch::Receiver<Liveness>,
+    /// Nodes where MetalLB's speaker still answers ([`super::handover`]).
+    held: watch::Receiver<BTreeSet<String>>,
     owned: watch::Sender<Owned>,
     /// Who was alive at the last announce.
     alive: BTreeSet<String>,
@@ -86,6 +91,13 @@ impl Layer2 {
             Arc::clone(&metrics.members),
             shutdown.clone(),
         ));
+        let (held_tx, held) = watch::channel(BTreeSet::new());
+        tokio::spawn(super::handover::run(
+            client.clone(),
+            options.namespace.clone(),
+            held_tx,
+            shutdown.clone(),
+        ));
         let (statuses, wanted) = watch::channel(None);
         tokio::spawn(
             StatusWriter::<ServiceL2Status>::new(
@@ -104,6 +116,7 @@ impl Layer2 {
             port: options.l2.port,
             seeds,
             liveness,
+            held,
             owned,
             alive: BTreeSet::new(),
             rejoined: 0,
@@ -139,15 +152,20 @@ impl Layer2 {
         });
     }
 
-    /// Who is alive now.
+    /// Who is alive now: the speakers gossip knows, and the nodes where MetalLB's speaker
+    /// still answers ([`super::handover`]).
     pub(super) fn liveness(&self) -> Liveness {
-        self.liveness.borrow().clone()
+        let mut liveness = self.liveness.borrow().clone();
+        liveness.alive.extend(self.held.borrow().iter().cloned());
+        liveness
     }
 
     /// Resolves when who is alive changes.
     pub(super) async fn liveness_changed(&mut self) {
-        if self.liveness.changed().await.is_err() {
-            std::future::pending::<()>().await;
+        tokio::select! {
+            Ok(()) = self.liveness.changed() => {}
+            Ok(()) = self.held.changed() => {}
+            else => std::future::pending().await,
         }
     }
 
@@ -290,6 +308,7 @@ async fn membership(
     } else {
         IpAddr::V6(Ipv6Addr::UNSPECIFIED)
     };
+    let mut failures = 0u64;
     let members = loop {
         let started = Members::start(
             MembersOptions {
@@ -305,11 +324,20 @@ async fn membership(
         )
         .await;
         match started {
-            Ok(members) => break members,
+            Ok(members) => {
+                if failures > 0 {
+                    tracing::info!(port = options.l2.port, failures, "bound the gossip socket");
+                }
+                break members;
+            }
             Err(error) => {
-                tracing::error!(port = options.l2.port, %error, "binding the gossip socket; retrying");
+                // Once, then every minute or so.
+                if failures.is_multiple_of(300) {
+                    tracing::error!(port = options.l2.port, %error, "binding the gossip socket (held by MetalLB's speaker while it is replaced?); retrying");
+                }
+                failures += 1;
                 tokio::select! {
-                    () = tokio::time::sleep(WAIT) => {}
+                    () = tokio::time::sleep(BIND_RETRY) => {}
                     () = shutdown.cancelled() => return,
                 }
             }

@@ -19,6 +19,7 @@
 //! configuration has ever loaded; an apply that fails leaves the last verified configuration
 //! in FRR and is retried with backoff, and at once when FRR answers again after it did not.
 
+mod handover;
 mod layer2;
 mod leaving;
 mod readback;
