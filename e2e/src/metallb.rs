@@ -440,13 +440,6 @@ pub fn apply_when_admitted(kubectl: &Kubectl, manifests: &str) -> Result<()> {
     applied.with_context(|| format!("last refusal: {last}"))
 }
 
-/// A BGPPeer to the ToR that MetalLB's native mode takes (no BFD, no graceful restart: its
-/// native speaker refuses both), a BGP pool with its advertisement, and Service `routed` over
-/// the pods of [`chart_lab::l2_manifests`]' `web`.
-pub fn native_bgp_manifests() -> String {
-    chart_lab::bgp_manifests_with_peer("{myASN: 64512, peerASN: 64513, peerAddress: 10.95.0.1}")
-}
-
 /// Every LoadBalancer Service's IPs in namespace `default`, by name.
 pub fn service_ips(kubectl: &Kubectl) -> Result<BTreeMap<String, Vec<String>>> {
     let services = kubectl.get(&["services", "-n", "default"])?;

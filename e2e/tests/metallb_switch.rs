@@ -4,26 +4,29 @@
 //! - MetalLB's controller and speaker, built from the Go module pinned in
 //!   `hack/tools/metallb` and installed with MetalLB's own Helm chart (its default FRR mode,
 //!   FRR from an image made offline, and layer 2), give a BGP Service and a layer-2 Service
-//!   their IPs; the ToR routes the BGP IP to both nodes, MetalLB's FRR holds it, and the
-//!   client's requests to both IPs are answered;
+//!   their IPs, the BGP one through a BGPPeer with BFD and graceful restart; the ToR routes the
+//!   BGP IP to both nodes, MetalLB's FRR holds it, and the client's requests to both IPs are
+//!   answered;
 //! - under request loops to both IPs, the switch node by node ([`metallb::hand_over`]):
 //!   MetalLB's CRDs kept out of its Helm release and its speaker DaemonSet deleted with the
 //!   pods left running, ferrolb's CRD definitions in place of MetalLB's, ferrolb's chart
 //!   installed (its speakers wait while MetalLB's hold the node's ports), MetalLB's speaker
 //!   deleted node by node, MetalLB uninstalled: no Service's IP changes, every object MetalLB
-//!   served is still there, the ToR always routes the BGP IP through one node at least,
-//!   ferrolb alone announces both IPs at the end, and the failed requests are printed (the
-//!   figures of `hack/bench.sh versus`);
+//!   served is still there, the ToR routes the BGP IP through both nodes throughout (graceful
+//!   restart keeps a node's routes from MetalLB's session until ferrolb's has sent them
+//!   again), ferrolb alone announces both IPs at the end, and the failed requests are printed
+//!   (the figures of `hack/bench.sh versus`);
 //! - MetalLB v0.12.1, configured by its legacy ConfigMap, announcing the same two Services,
 //!   and the switch from it through `ferrolb convert` ([`metallb_legacy::hand_over`]): the
-//!   same promises, and no object of MetalLB's left but those ferrolb took over.
+//!   same promises (but its native BGP has no graceful restart: the ToR routes through one
+//!   node at least), and no object of MetalLB's left but those ferrolb took over.
 //!
 //! Needs root and what `chart_on_nodes.rs` needs, and the go command (`hack/metallb.sh`).
 
 use std::time::Duration;
 
 use anyhow::Result;
-use ferrolb_e2e::chart_lab::{NS, l2_manifests, service_ip, speaker_vtysh};
+use ferrolb_e2e::chart_lab::{NS, bgp_manifests, l2_manifests, service_ip, speaker_vtysh};
 use ferrolb_e2e::metallb;
 use ferrolb_e2e::metallb_legacy;
 use ferrolb_e2e::paths::Scratch;
@@ -40,7 +43,7 @@ fn metallb_announces_and_the_switch_to_ferrolb_keeps_every_ip() -> Result<()> {
     let kubectl = cluster.kubectl();
 
     metallb::install(&lab, &built, metallb::Mode::Frr)?;
-    let manifests = format!("{}---\n{}", l2_manifests(), metallb::native_bgp_manifests());
+    let manifests = format!("{}---\n{}", l2_manifests(), bgp_manifests());
     metallb::apply_when_admitted(kubectl, &manifests)?;
     let routed = service_ip(cluster, "routed")?;
     let web = service_ip(cluster, "web")?;
@@ -77,6 +80,7 @@ fn metallb_announces_and_the_switch_to_ferrolb_keeps_every_ip() -> Result<()> {
         &switched,
         &routed,
         cluster.addresses().len(),
+        Hops::All,
     );
     assert_eq!(objects(kubectl)?, objects_before);
     // ferrolb's speakers, not a leftover, announce it: their FRR sends it to the ToR.
@@ -119,6 +123,7 @@ fn legacy_metallb_switches_to_ferrolb_through_convert_keeping_every_ip() -> Resu
         &switched,
         &routed,
         cluster.addresses().len(),
+        Hops::One,
     );
     // The converted objects, and ferrolb's FRR sending the route.
     let objects = objects(kubectl)?;
@@ -166,9 +171,17 @@ fn objects(kubectl: &ferrolb_e2e::kubectl::Kubectl) -> Result<Vec<String>> {
     Ok(names)
 }
 
+/// The next hops the ToR keeps for the BGP IP throughout a switch.
+enum Hops {
+    /// Every node's: MetalLB's sessions have graceful restart.
+    All,
+    /// One at least: each node's are withdrawn while it is handed over.
+    One,
+}
+
 /// Prints what the switch from `from` did, and checks what it promises: no Service's IP
-/// changed, and the ToR kept a next hop for the BGP IP `routed` throughout.
-fn report(from: &str, switched: &metallb::Switched, routed: &str, nodes: usize) {
+/// changed, and the ToR kept the next hops `hops` for the BGP IP `routed` throughout.
+fn report(from: &str, switched: &metallb::Switched, routed: &str, nodes: usize, hops: Hops) {
     println!(
         "switch {from} → ferrolb: {} IPs changed; BGP IP: {} of {} requests failed, fewest \
          next hops {} of {nodes} ({} ms with fewer); layer-2 IP: {} of {} failed; {} ms from \
@@ -188,8 +201,14 @@ fn report(from: &str, switched: &metallb::Switched, routed: &str, nodes: usize) 
         "Services' IPs changed: {:?}",
         switched.ip_changes
     );
-    assert!(
-        switched.hops.fewest >= 1,
-        "the ToR lost every next hop for {routed} during the switch"
-    );
+    match hops {
+        Hops::All => assert_eq!(
+            switched.hops.fewest, nodes,
+            "the ToR withdrew a next hop for {routed} during the switch"
+        ),
+        Hops::One => assert!(
+            switched.hops.fewest >= 1,
+            "the ToR lost every next hop for {routed} during the switch"
+        ),
+    }
 }
