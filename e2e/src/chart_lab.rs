@@ -118,9 +118,60 @@ impl ChartLab {
             Ok((bfd_up && self.announced(bgp_ip, ips)?).then_some(()))
         })
         .map_err(|e| match self.unsettled(bgp_ip, ips) {
-            Ok(missing) => e.context(format!("still missing: {missing}")),
+            Ok(missing) => e.context(format!(
+                "still missing: {missing}\n{}",
+                self.speakers_state()
+            )),
             Err(_) => e,
         })
+    }
+
+    /// For a failure's message: each speaker pod's BFD peers and BGP sessions as its FRR
+    /// sees them, and the speakers' last log lines.
+    fn speakers_state(&self) -> String {
+        let kubectl = self.cluster.kubectl();
+        let mut out = String::new();
+        let pods = kubectl
+            .run(
+                &[
+                    "get",
+                    "pods",
+                    "-n",
+                    NS,
+                    "-l",
+                    "component=speaker",
+                    "-o",
+                    "name",
+                ],
+                None,
+            )
+            .unwrap_or_default();
+        for pod in pods.lines() {
+            let frr = kubectl.run(
+                &[
+                    "exec",
+                    "-n",
+                    NS,
+                    pod,
+                    "-c",
+                    "frr",
+                    "--",
+                    "vtysh",
+                    "-c",
+                    "show bfd peers brief",
+                    "-c",
+                    "show bgp summary",
+                ],
+                None,
+            );
+            out += &format!("{pod}'s FRR:\n{}\n", frr.unwrap_or_else(|e| e.to_string()));
+        }
+        let logs = kubectl.run(&speaker_logs_args(&["--tail=30", "--prefix"]), None);
+        out += &format!(
+            "speakers' logs:\n{}",
+            logs.unwrap_or_else(|e| e.to_string())
+        );
+        out
     }
 
     /// What keeps the lab from being settled: the ToR's BFD sessions that are not up, the
