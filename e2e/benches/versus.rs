@@ -17,6 +17,11 @@
 //! - `speaker_rss_<n>`: the resident memory of a node's speaker pod, the larger node: the
 //!   speaker, and the FRR daemons and frr-k8s's daemon where the mode runs them (ferrolb's:
 //!   its speaker and FRR).
+//! - `speaker_cpu_<n>`: the CPU seconds a node's speaker pod (the same processes) has used,
+//!   the larger node, measured with the memory: from its start (MetalLB's: installed, then
+//!   the load created; ferrolb's: installed in the switch, taking the load over) until it
+//!   announces the load and has settled. A MetalLB that stalled and had its speakers
+//!   restarted counts from the restart.
 //! - `bgp_failure_window`: node 2's port down, a BGP IP routed to both nodes (median of 3).
 //!   MetalLB's native mode has no BFD, so its peer gets the shortest hold time BGP allows
 //!   (3 s; MetalLB's default is 90 s); the FRR modes and ferrolb use a BFD profile
@@ -55,6 +60,7 @@ use ferrolb_e2e::chart_lab::{
 };
 use ferrolb_e2e::lab;
 use ferrolb_e2e::metallb::{self, Mode};
+use ferrolb_e2e::netns::Netns;
 use ferrolb_e2e::paths::{self, Scratch};
 use ferrolb_e2e::process::wait_for;
 use ferrolb_e2e::rss;
@@ -90,6 +96,7 @@ struct Bgp {
     converge: Vec<f64>,
     withdraw: Vec<f64>,
     rss: f64,
+    cpu: f64,
     failure_window: f64,
     change: Change,
 }
@@ -113,6 +120,7 @@ impl Bgp {
         probes: usize,
     ) -> Result<Bgp> {
         let rss = rss_mib(lab, &format!("{system}'s speaker pod"), pod)?;
+        let cpu = cpu_seconds(lab, &format!("{system}'s speaker pod"), pod)?;
         // The probes and the change first, on a system at rest: after a port flap MetalLB's
         // speakers announce every Service again, one at a time (with 10,000, for over ten
         // minutes), and a probe would wait behind them.
@@ -124,6 +132,7 @@ impl Bgp {
             converge,
             withdraw,
             rss,
+            cpu,
             failure_window,
             change,
         })
@@ -461,16 +470,37 @@ fn converge(lab: &ChartLab, system: &str, probes: usize) -> Result<(Vec<f64>, Ve
 /// The largest, over the nodes, of the summed resident memory (MiB) of the processes
 /// `matches` accepts, with the per-node figures printed.
 fn rss_mib(lab: &Lab, what: &str, matches: impl Fn(&[String]) -> bool + Copy) -> Result<f64> {
+    largest_per_node(lab, what, "MiB", |node| {
+        let (kib, processes) = rss::rss_kib(node, matches)?;
+        Ok((kib as f64 / 1024.0, processes))
+    })
+}
+
+/// The largest, over the nodes, of the summed CPU seconds of the processes `matches`
+/// accepts, with the per-node figures printed.
+fn cpu_seconds(lab: &Lab, what: &str, matches: impl Fn(&[String]) -> bool + Copy) -> Result<f64> {
+    largest_per_node(lab, &format!("{what} (CPU)"), "s", |node| {
+        rss::cpu_seconds(node, matches)
+    })
+}
+
+/// The largest over the nodes of `read` (a figure and the number of processes it sums),
+/// printed per node in `unit`; no process on a node is an error.
+fn largest_per_node(
+    lab: &Lab,
+    what: &str,
+    unit: &str,
+    read: impl Fn(&Netns) -> Result<(f64, usize)>,
+) -> Result<f64> {
     let mut largest: f64 = 0.0;
     let mut text = Vec::new();
     for node in lab.lab.cluster.node_namespaces() {
-        let (kib, processes) = rss::rss_kib(node, matches)?;
+        let (value, processes) = read(node)?;
         if processes == 0 {
             bail!("no process of {what} found on {}", node.name());
         }
-        let mib = kib as f64 / 1024.0;
-        text.push(format!("{}: {mib:.1} MiB in {processes}", node.name()));
-        largest = largest.max(mib);
+        text.push(format!("{}: {value:.1} {unit} in {processes}", node.name()));
+        largest = largest.max(value);
     }
     println!("{what}: {}", text.join(", "));
     Ok(largest)
@@ -651,6 +681,7 @@ fn main() -> Result<()> {
         p50(&ferrolb.withdraw),
     );
     figure(&at("speaker_rss"), "MiB", &of(|m| m.rss), ferrolb.rss);
+    figure(&at("speaker_cpu"), "s", &of(|m| m.cpu), ferrolb.cpu);
     figure(
         "bgp_failure_window",
         "ms",

@@ -1,20 +1,21 @@
-//! Resident memory of the processes a pod runs on a lab node, found from the host: every
-//! process in the node's network namespace whose command line matches.
+//! Resident memory and CPU time of the processes a pod runs on a lab node, found from the
+//! host: every process in the node's network namespace whose command line matches.
 
 use std::os::unix::fs::MetadataExt;
+use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 
 use crate::netns::Netns;
 
-/// The summed VmRSS, in KiB, of the processes in `node`'s network namespace whose arguments
-/// (`argv`) `matches` accepts, and how many there were.
-pub fn rss_kib(node: &Netns, matches: impl Fn(&[String]) -> bool) -> Result<(u64, usize)> {
+/// The `/proc/<pid>` directories of the processes in `node`'s network namespace whose
+/// arguments (`argv`) `matches` accepts.
+fn processes(node: &Netns, matches: impl Fn(&[String]) -> bool) -> Result<Vec<PathBuf>> {
     let inode = std::fs::metadata(format!("/run/netns/{}", node.name()))
         .with_context(|| format!("namespace {}", node.name()))?
         .ino();
     let wanted = format!("net:[{inode}]");
-    let (mut total, mut count) = (0, 0);
+    let mut found = Vec::new();
     for entry in std::fs::read_dir("/proc")? {
         let path = entry?.path();
         let is_pid = path
@@ -39,9 +40,18 @@ pub fn rss_kib(node: &Netns, matches: impl Fn(&[String]) -> bool) -> Result<(u64
             .filter(|a| !a.is_empty())
             .map(|a| String::from_utf8_lossy(a).into_owned())
             .collect();
-        if argv.is_empty() || !matches(&argv) {
-            continue;
+        if !argv.is_empty() && matches(&argv) {
+            found.push(path);
         }
+    }
+    Ok(found)
+}
+
+/// The summed VmRSS, in KiB, of the processes in `node`'s network namespace whose arguments
+/// (`argv`) `matches` accepts, and how many there were.
+pub fn rss_kib(node: &Netns, matches: impl Fn(&[String]) -> bool) -> Result<(u64, usize)> {
+    let (mut total, mut count) = (0, 0);
+    for path in processes(node, matches)? {
         let Ok(status) = std::fs::read_to_string(path.join("status")) else {
             continue;
         };
@@ -57,6 +67,42 @@ pub fn rss_kib(node: &Netns, matches: impl Fn(&[String]) -> bool) -> Result<(u64
     Ok((total, count))
 }
 
+/// The CPU time, in clock ticks, a process has used, from the text of its `/proc/<pid>/stat`:
+/// user and system time, its own and its waited-for children's (fields 14 to 17).
+pub fn stat_ticks(stat: &str) -> Option<u64> {
+    // The command name (field 2) is in parentheses and may hold spaces: count from after it.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // `rest` starts at field 3 (the state): fields 14 to 17 are at 11 to 14.
+    fields
+        .get(11..15)?
+        .iter()
+        .map(|f| f.parse::<u64>().ok())
+        .sum()
+}
+
+/// The summed CPU seconds ([`stat_ticks`]) of the processes in `node`'s network namespace
+/// whose arguments (`argv`) `matches` accepts, and how many there were.
+pub fn cpu_seconds(node: &Netns, matches: impl Fn(&[String]) -> bool) -> Result<(f64, usize)> {
+    let ticks_per_second = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+        .ok()
+        .flatten()
+        .filter(|t| *t > 0)
+        .context("the clock tick rate (sysconf CLK_TCK)")? as f64;
+    let (mut ticks, mut count) = (0, 0);
+    for path in processes(node, matches)? {
+        let Some(used) = std::fs::read_to_string(path.join("stat"))
+            .ok()
+            .and_then(|s| stat_ticks(&s))
+        else {
+            continue;
+        };
+        ticks += used;
+        count += 1;
+    }
+    Ok((ticks as f64 / ticks_per_second, count))
+}
+
 /// Whether `argv` is one of FRR's daemons (or watchfrr), by the program's file name.
 pub fn is_frr_daemon(argv: &[String]) -> bool {
     let program = argv[0].rsplit('/').next().unwrap_or("");
@@ -69,6 +115,14 @@ pub fn is_frr_daemon(argv: &[String]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cpu_ticks_are_read_past_a_command_name_with_spaces_and_parentheses() {
+        let stat = "42 (a b) c) S 1 42 42 0 -1 4194560 100 0 0 0 250 50 7 3 20 0 1 0 100 0";
+        assert_eq!(stat_ticks(stat), Some(310));
+        assert_eq!(stat_ticks("42 (short) S 1"), None);
+        assert_eq!(stat_ticks("no parenthesis"), None);
+    }
 
     #[test]
     fn frr_daemons_are_told_by_their_program_name() {
