@@ -146,7 +146,12 @@ fn the_plain_install_applies_and_grants_least_privilege() -> Result<()> {
         ),
         (&speaker, "get", "pods", NS, true),
         (&speaker, "get", "daemonsets.apps", NS, true),
-        (&speaker, "list", "pods", NS, false),
+        // Its namespace's pods, watched for MetalLB's speakers during a hand-over; no
+        // other namespace's, and it changes none.
+        (&speaker, "list", "pods", NS, true),
+        (&speaker, "watch", "pods", NS, true),
+        (&speaker, "delete", "pods", NS, false),
+        (&speaker, "list", "pods", "shop", false),
         (&speaker, "get", "pods", "shop", false),
         (&speaker, "create", "secrets", NS, false),
         (&speaker, "get", "secrets", "shop", false),
