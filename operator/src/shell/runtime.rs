@@ -381,8 +381,10 @@ mod tests {
     /// be waiting out a step of 2.5 to 7.7 s by then.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_busy_api_server_is_asked_again_within_a_second() {
-        let (client, asked, _) = busy_server(Duration::from_secs(3), None).await;
+        // From before the server starts counting its busy time, so that the answer can come
+        // no sooner than 3 s after this.
         let started = tokio::time::Instant::now();
+        let (client, asked, _) = busy_server(Duration::from_secs(3), None).await;
         client.apiserver_version().await.unwrap();
         let took = started.elapsed();
         assert!(
