@@ -378,10 +378,12 @@ fn settle_install(lab: &ChartLab, mode: Mode) -> Result<()> {
     let pods = mode.pods(lab.cluster.names().len());
     chart_lab::all_ready(kubectl, "MetalLB", pods, Duration::from_secs(300))?;
     // The API server refuses every BGPPeer under MetalLB 0.15's definition (ASNs of format
-    // int32 with a maximum of 4294967295; MetalLB 0.16 declares int64): ferrolb's, with the
-    // same fields, stands in for it.
-    let bgppeers = paths::repo().join("deploy/charts/ferrolb/crds/metallb.io_bgppeers.yaml");
-    kubectl.run(&["replace", "-f", &bgppeers.to_string_lossy()], None)?;
+    // int32 with a maximum of 4294967295; MetalLB 0.16 declares int64). The definition is
+    // kept otherwise as MetalLB's: its controller's certificate rotator injects its CA into
+    // the conversion webhook the definition names, and until it has, the controller serves
+    // neither its webhook nor the metrics its liveness probe asks for (a definition without
+    // the webhook, ferrolb's, made every restart of MetalLB's controller a crash loop).
+    widen_int32_maximums(kubectl, "bgppeers.metallb.io")?;
     if mode == Mode::FrrK8s {
         // frr-k8s 0.0.20's FRRConfiguration declares its ASNs the same way (later releases
         // declare int64): the API server refuses every one MetalLB's speaker writes.
