@@ -515,6 +515,9 @@ fn keep_crds(lab: &ChartLab, built: &Path) -> Result<()> {
     annotate.push("helm.sh/resource-policy=keep");
     kubectl.run(&annotate, None)?;
     let chart = built.join("chart");
+    // `--force-conflicts`: the lab's definitions with int64 ASNs (see `settle_install`) were
+    // put in by `kubectl replace`, whose fields Helm's server-side apply takes back (a user's
+    // cluster has no such conflict); frr-k8s's, which stays in the release, is widened again.
     lab.helm(&[
         "upgrade",
         RELEASE,
@@ -524,7 +527,15 @@ fn keep_crds(lab: &ChartLab, built: &Path) -> Result<()> {
         "--reuse-values",
         "--set",
         "crds.enabled=false",
+        "--force-conflicts",
     ])?;
+    let frr_configurations = "frrconfigurations.frrk8s.metallb.io";
+    if ours
+        .iter()
+        .any(|c| c.ends_with(&format!("/{frr_configurations}")))
+    {
+        widen_int32_maximums(kubectl, frr_configurations)?;
+    }
     Ok(())
 }
 
@@ -547,31 +558,57 @@ pub struct Switched {
     pub metallb_gone: Duration,
 }
 
+/// The DaemonSet of frr-k8s's daemons in MetalLB's FRR-K8s mode (MetalLB's chart installed
+/// as `metallb`).
+const FRR_K8S_DAEMONSET: &str = "metallb-frr-k8s";
+
+/// The pods of MetalLB's speakers and of frr-k8s's daemons (not its webhook's): the set of
+/// names times the set of components matches no other pod of either chart.
+const SPEAKER_AND_FRR_K8S: &str = "app.kubernetes.io/name in (metallb,frr-k8s),\
+                                   app.kubernetes.io/component in (speaker,frr-k8s)";
+
 /// The README's switch without downtime, node by node: MetalLB's CRDs kept out of its
-/// release; its speaker DaemonSet deleted with its pods left running (`--cascade=orphan`, so
-/// none is recreated once deleted); ferrolb's CRD definitions put in; ferrolb installed with
-/// its default values (its controller runs beside MetalLB's, both keeping the IPs they find;
-/// its speakers wait while MetalLB's hold the node's ports); then, node by node, MetalLB's
-/// speaker deleted and ferrolb's announcing from the node (a new session at the ToR, the BGP
-/// IP routed through it) before the next; MetalLB uninstalled. Returns when
-/// `helm install ferrolb` ran.
+/// release; its speaker DaemonSet (and in FRR-K8s mode frr-k8s's) deleted with its pods left
+/// running (`--cascade=orphan`, so none is recreated once deleted); ferrolb's CRD
+/// definitions put in; ferrolb installed with its default values (its controller runs beside
+/// MetalLB's, both keeping the IPs they find; its speakers wait while MetalLB's hold the
+/// node's ports); then, node by node, MetalLB's speaker (and frr-k8s's daemon) deleted and
+/// ferrolb's announcing from the node (a new session at the ToR, the BGP IP routed through
+/// it) before the next; MetalLB uninstalled. Returns when `helm install ferrolb` ran.
 pub fn hand_over(lab: &ChartLab, built: &Path, bgp_ip: &str) -> Result<Instant> {
     let kubectl = lab.cluster.kubectl();
     let began = Instant::now();
     let step = |what: &str| println!("hand-over +{} ms: {what}", began.elapsed().as_millis());
     keep_crds(lab, built)?;
-    kubectl.run(
-        &[
-            "delete",
-            "daemonset",
-            "-n",
-            NS,
-            "metallb-speaker",
-            "--cascade=orphan",
-        ],
-        None,
-    )?;
-    step("MetalLB's CRDs kept, its speakers orphaned");
+    // In FRR-K8s mode, frr-k8s's daemon and its FRR hold the node's BGP session: they are
+    // handed over with the speaker.
+    let frr_k8s = !kubectl
+        .run(
+            &[
+                "get",
+                "daemonset",
+                "-n",
+                NS,
+                FRR_K8S_DAEMONSET,
+                "--ignore-not-found",
+                "-o",
+                "name",
+            ],
+            None,
+        )?
+        .trim()
+        .is_empty();
+    let mut orphan = vec!["delete", "daemonset", "-n", NS, "metallb-speaker"];
+    if frr_k8s {
+        orphan.push(FRR_K8S_DAEMONSET);
+    }
+    orphan.push("--cascade=orphan");
+    kubectl.run(&orphan, None)?;
+    step(if frr_k8s {
+        "MetalLB's CRDs kept, its speakers and frr-k8s's daemons orphaned"
+    } else {
+        "MetalLB's CRDs kept, its speakers orphaned"
+    });
     replace_existing_crds(kubectl)?;
     step("ferrolb's CRD definitions in");
     let installing = Instant::now();
@@ -580,7 +617,11 @@ pub fn hand_over(lab: &ChartLab, built: &Path, bgp_ip: &str) -> Result<Instant> 
     node_by_node(
         lab,
         bgp_ip,
-        "app.kubernetes.io/name=metallb,app.kubernetes.io/component=speaker",
+        if frr_k8s {
+            SPEAKER_AND_FRR_K8S
+        } else {
+            "app.kubernetes.io/name=metallb,app.kubernetes.io/component=speaker"
+        },
         &step,
     )?;
     lab.helm(&["uninstall", RELEASE, "-n", NS, "--wait"])?;

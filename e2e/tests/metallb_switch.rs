@@ -16,6 +16,9 @@
 //!   restart keeps a node's routes from MetalLB's session until ferrolb's has sent them
 //!   again), ferrolb alone announces both IPs at the end, and the failed requests are printed
 //!   (the figures of `hack/bench.sh versus`);
+//! - the same from MetalLB's FRR-K8s mode (the default from MetalLB 0.16), where frr-k8s's
+//!   DaemonSet runs the FRR that holds each node's session: its pods are orphaned and deleted
+//!   node by node with the speakers;
 //! - MetalLB v0.12.1, configured by its legacy ConfigMap, announcing the same two Services,
 //!   and the switch from it through `ferrolb convert` ([`metallb_legacy::hand_over`]): the
 //!   same promises (but its native BGP has no graceful restart: the ToR routes through one
@@ -34,15 +37,26 @@ use ferrolb_e2e::process::wait_for;
 
 #[test]
 fn metallb_announces_and_the_switch_to_ferrolb_keeps_every_ip() -> Result<()> {
-    let scratch = Scratch::new("metallb-switch")?;
+    switch_from(metallb::Mode::Frr, "flmb")
+}
+
+#[test]
+fn metallb_in_frr_k8s_mode_switches_to_ferrolb_keeping_every_ip() -> Result<()> {
+    switch_from(metallb::Mode::FrrK8s, "flmk")
+}
+
+/// MetalLB in `mode` (FRR or FRR-K8s: its speaker's FRR, or frr-k8s's, sends the route)
+/// announcing a BGP Service and a layer-2 Service, then the switch node by node.
+fn switch_from(mode: metallb::Mode, prefix: &str) -> Result<()> {
+    let scratch = Scratch::new(&format!("metallb-switch-{}", mode.name()))?;
     let built = metallb::built()?;
     let version = metallb::version(&built)?;
-    let prefix = format!("flmb{}", std::process::id());
+    let prefix = format!("{prefix}{}", std::process::id());
     let lab = metallb::lab(&prefix, scratch.path(), &built)?;
     let cluster = &lab.cluster;
     let kubectl = cluster.kubectl();
 
-    metallb::install(&lab, &built, metallb::Mode::Frr)?;
+    metallb::install(&lab, &built, mode)?;
     let manifests = format!("{}---\n{}", l2_manifests(), bgp_manifests());
     metallb::apply_when_admitted(kubectl, &manifests)?;
     let routed = service_ip(cluster, "routed")?;
@@ -52,13 +66,17 @@ fn metallb_announces_and_the_switch_to_ferrolb_keeps_every_ip() -> Result<()> {
         Duration::from_secs(120),
         || Ok(lab.announced(&routed, &[&web])?.then_some(())),
     )?;
-    // MetalLB's FRR, not its native speaker, sends the route.
+    // MetalLB's FRR (or frr-k8s's), not its native speaker, sends the route.
+    let pods = match mode {
+        metallb::Mode::FrrK8s => "ds/metallb-frr-k8s",
+        _ => "ds/metallb-speaker",
+    };
     let theirs = kubectl.run(
         &[
             "exec",
             "-n",
             NS,
-            "ds/metallb-speaker",
+            pods,
             "-c",
             "frr",
             "--",
@@ -69,14 +87,14 @@ fn metallb_announces_and_the_switch_to_ferrolb_keeps_every_ip() -> Result<()> {
         None,
     )?;
     assert!(theirs.contains(&format!("{routed}/32")), "{theirs}");
-    println!("MetalLB {version} (FRR mode, layer 2) announces {routed} and {web}");
+    println!("MetalLB {version} ({mode:?} mode, layer 2) announces {routed} and {web}");
     let objects_before = objects(kubectl)?;
     assert_eq!(objects_before.len(), 5, "{objects_before:?}");
 
     let switched =
         metallb::switch_to_ferrolb(&lab, &built, metallb::Switch::NodeByNode, &routed, &web)?;
     report(
-        &format!("MetalLB {version}"),
+        &format!("MetalLB {version} ({mode:?} mode)"),
         &switched,
         &routed,
         cluster.addresses().len(),
@@ -86,7 +104,7 @@ fn metallb_announces_and_the_switch_to_ferrolb_keeps_every_ip() -> Result<()> {
     // ferrolb's speakers, not a leftover, announce it: their FRR sends it to the ToR.
     let sent = speaker_vtysh(kubectl, "show bgp ipv4 unicast")?;
     assert!(sent.contains(&format!("{routed}/32")), "{sent}");
-    // Nothing of MetalLB's is left running.
+    // Nothing of MetalLB's (or frr-k8s's) is left running.
     let pods = kubectl.run(&["get", "pods", "-n", NS, "-o", "name"], None)?;
     assert!(
         pods.lines()
