@@ -1,15 +1,16 @@
 //! ferrolb and MetalLB side by side on the same real nodes, ToR, client and manifests
 //! ([`ferrolb_e2e::metallb`]), in one run: MetalLB in the modes `FERROLB_VERSUS_MODES` lists
-//! (`native,frrk8s,frr`: native BGP, then FRR-K8s with frr-k8s's daemon and FRR, then FRR;
-//! the last is native or frr), each with `FERROLB_VERSUS_SERVICES` (1,000) Services of a bulk
-//! pool announced besides the probes; then the switch to ferrolb as the README tells a user
+//! (`native,frrk8s,frr`: native BGP, then FRR-K8s with frr-k8s's daemon and FRR, then FRR),
+//! each with `FERROLB_VERSUS_SERVICES` (1,000) Services of a bulk pool announced besides the
+//! probes; then the switch to ferrolb as the README tells a user
 //! (from the last mode, the Services and objects kept), then ferrolb. A request every 20 ms
 //! from the client to a Service's IP counts failures, as in `benches/traffic.rs`; the
 //! Services' one pod runs on node 1, and node 2 is the one that fails.
 //!
 //! Figures (`BENCH versus_<figure>_<system>`, and `versus_<figure>_ratio_<system>`: MetalLB's
 //! over ferrolb's, > 1 when ferrolb does better); `<system>` is `metallb_native`,
-//! `metallb_frrk8s`, `metallb_frr`, `metallb_l2` or `ferrolb`; `<n>` is the load (`1k`):
+//! `metallb_frrk8s`, `metallb_frr`, `metallb_l2`, `metallb` (its controller, the same in
+//! every mode) or `ferrolb`; `<n>` is the load (`1k`):
 //! - `converge_p50_<n>`, `converge_p99_<n>`, `withdraw_p50_<n>`: `FERROLB_VERSUS_PROBES` (20)
 //!   Services created and deleted one at a time, each with its IP pinned: from `kubectl
 //!   create` returning to the ToR's kernel routing the IP (`ip monitor route`), and from
@@ -30,6 +31,10 @@
 //!   bulk pool's BGPAdvertisement with `kubectl patch`, then taken away: the mean time until
 //!   every bulk path at the ToR carries it (then none does), and the BGP sessions the ToR
 //!   saw reset meanwhile.
+//! - `peer_change`, `peer_change_resets`: BGPPeer `tor`'s `bfdProfile` patched from `fast`
+//!   (100 ms) to `steady` (200 ms) and back: the mean time until every node's BFD session
+//!   at the ToR is up and asks for the new receive interval, and the BGP sessions the ToR
+//!   saw reset meanwhile. Not in native mode, which has no BFD.
 //! - `l2_window`: node 2, owner of a layer-2 IP, loses its switch port; the window of failed
 //!   requests (median of 5; the port comes back once requests are answered again). MetalLB:
 //!   memberlist's failure detection (the same in every mode, measured in native mode);
@@ -38,10 +43,20 @@
 //!   restart` of the speaker DaemonSet under requests to the BGP IP: next hops the ToR
 //!   withdrew, requests failed. MetalLB's native mode refuses graceful restart; ferrolb's
 //!   peer enables it.
+//! - `allocate_<m>`, `allocate_first_<m>`, `controller_rss_<m>`: the controller Deployment
+//!   scaled to none, `FERROLB_VERSUS_ALLOCATE` (10,000) Services created in a pool nothing
+//!   advertises (so no speaker works on them), the Deployment scaled back: the time from
+//!   `kubectl scale` returning to the last (and to the first: the pod's start) being given
+//!   an IP, as a watch of them shows; then the largest controller process's resident memory
+//!   (the leader's; ferrolb runs two replicas). `<m>` is the backlog (`10k`); the Services
+//!   are deleted afterwards.
 //! - `switch_ip_changes`, `switch_failed_requests` (BGP and layer-2 IPs together),
 //!   `switch_withdrawn`, `switch_announced_ms`: the switch itself ([`metallb::switch_to_ferrolb`]),
 //!   node by node as the README recommends ([`metallb::hand_over`]), or with
 //!   `FERROLB_VERSUS_SWITCH=remove-first` MetalLB removed before ferrolb is installed.
+//! - With `FERROLB_VERSUS_ONLY=memory`, only `speaker_rss_<n>`, `speaker_cpu_<n>` and the
+//!   switch are measured: with 10,000 Services MetalLB's timed figures take hours (each
+//!   probe's deletion has its controller write every Service's status again, at 20 a second).
 //! - `stalls_metallb`: times MetalLB did not settle within 120 s of a fault (its layer-2 IP
 //!   left unanswered by every node after a port flap) and its speakers were restarted so
 //!   that the run could go on; the figure measured across a stall includes those 120 s.
@@ -93,12 +108,20 @@ fn figure(name: &str, unit: &str, metallb: &[(&str, f64)], ferrolb: f64) {
 /// probes, the speaker pod's memory, the BGP failure window, and a BGPAdvertisement change.
 struct Bgp {
     system: &'static str,
-    converge: Vec<f64>,
-    withdraw: Vec<f64>,
     rss: f64,
     cpu: f64,
+    /// Not measured with `FERROLB_VERSUS_ONLY=memory`.
+    timed: Option<Timed>,
+}
+
+/// The figures of [`Bgp`] that are times (and counts) of changes and failures.
+struct Timed {
+    converge: Vec<f64>,
+    withdraw: Vec<f64>,
     failure_window: f64,
     change: Change,
+    /// The BGPPeer's BFD profile changed: not in native mode, which has no BFD.
+    peer_change: Option<Change>,
 }
 
 /// A community added to the bulk pool's BGPAdvertisement and taken away again: the time
@@ -118,23 +141,37 @@ impl Bgp {
         system: &'static str,
         pod: impl Fn(&[String]) -> bool + Copy,
         probes: usize,
+        bfd: bool,
+        memory_only: bool,
     ) -> Result<Bgp> {
         let rss = rss_mib(lab, &format!("{system}'s speaker pod"), pod)?;
         let cpu = cpu_seconds(lab, &format!("{system}'s speaker pod"), pod)?;
+        if memory_only {
+            return Ok(Bgp {
+                system,
+                rss,
+                cpu,
+                timed: None,
+            });
+        }
         // The probes and the change first, on a system at rest: after a port flap MetalLB's
         // speakers announce every Service again, one at a time (with 10,000, for over ten
         // minutes), and a probe would wait behind them.
         let (converge, withdraw) = converge(&lab.lab, system, probes)?;
         let change = advertisement_change(&lab.lab, system, lab.services)?;
+        let peer_change = bfd.then(|| peer_change(&lab.lab, system)).transpose()?;
         let failure_window = lab.port_failures(&lab.routed, 3, system, "BGP node failure")?;
         Ok(Bgp {
             system,
-            converge,
-            withdraw,
             rss,
             cpu,
-            failure_window,
-            change,
+            timed: Some(Timed {
+                converge,
+                withdraw,
+                failure_window,
+                change,
+                peer_change,
+            }),
         })
     }
 }
@@ -206,9 +243,86 @@ fn advertisement_change(lab: &ChartLab, system: &str, services: usize) -> Result
     })
 }
 
+/// The BFD profile the BGPPeer change moves the peer to, besides `fast` (100 ms).
+const STEADY_PROFILE: &str = "apiVersion: metallb.io/v1beta1
+kind: BFDProfile
+metadata: {name: steady, namespace: metallb-system}
+spec: {receiveInterval: 200, transmitInterval: 200, detectMultiplier: 3}
+";
+
+/// [`bgp_manifests`] (BFD profile `fast`) and BFD profile `steady`; MetalLB's native mode
+/// refuses BFD profiles.
+fn bfd_manifests() -> String {
+    format!("{}---\n{STEADY_PROFILE}", bgp_manifests())
+}
+
+/// The receive intervals (ms) the nodes ask of the ToR in its BFD sessions that are up.
+fn bfd_receive_intervals(lab: &ChartLab) -> Result<Vec<u64>> {
+    let peers = lab.tor.json("show bfd peers json")?;
+    Ok(peers
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|p| p["status"] == "up")
+        .filter_map(|p| p["remote-receive-interval"].as_u64())
+        .collect())
+}
+
+/// [`Change`] of BGPPeer `tor`: its `bfdProfile` patched to `steady` (200 ms), then back to
+/// `fast` (100 ms); each time from `kubectl patch` returning until every node's BFD session
+/// at the ToR is up and asks for the new receive interval.
+fn peer_change(lab: &ChartLab, system: &str) -> Result<Change> {
+    let kubectl = lab.cluster.kubectl();
+    let nodes = lab.cluster.names().len();
+    let before = tor_sessions(lab)?;
+    let mut times = Vec::new();
+    for (profile, interval) in [("steady", 200), ("fast", 100)] {
+        kubectl.run(
+            &[
+                "patch",
+                "bgppeer",
+                "tor",
+                "-n",
+                NS,
+                "--type",
+                "merge",
+                "-p",
+                &format!("{{\"spec\":{{\"bfdProfile\":\"{profile}\"}}}}"),
+            ],
+            None,
+        )?;
+        let patched = Instant::now();
+        wait_for(
+            &format!("{nodes} BFD sessions at the ToR up, the nodes asking for {interval} ms"),
+            Duration::from_secs(600),
+            || {
+                let intervals = bfd_receive_intervals(lab)?;
+                Ok(
+                    (intervals.len() == nodes && intervals.iter().all(|i| *i == interval))
+                        .then_some(()),
+                )
+            },
+        )?;
+        times.push(patched.elapsed().as_secs_f64() * 1e3);
+    }
+    let after = tor_sessions(lab)?;
+    let resets = (after.0 - before.0).max(after.1 - before.1);
+    println!(
+        "{system} BGPPeer change: BFD profile steady in {:.0} ms, fast again in {:.0} ms; \
+         {resets} sessions reset",
+        times[0], times[1]
+    );
+    Ok(Change {
+        ms: times.iter().sum::<f64>() / times.len() as f64,
+        resets,
+    })
+}
+
 /// The lab with the IPs of its two Services.
 struct Lab {
     lab: ChartLab,
+    /// Where the run's files go.
+    dir: std::path::PathBuf,
     routed: String,
     web: String,
     /// The Services of the bulk pool, besides the probes.
@@ -326,6 +440,225 @@ impl Lab {
         );
         Ok((failed, sampled))
     }
+}
+
+/// What a controller does with a backlog: `count` Services created while it was scaled to
+/// none, then it scaled back.
+struct Allocation {
+    /// From `kubectl scale` returning to the first Service given an IP (ms): the pod's start.
+    first_ms: f64,
+    /// From `kubectl scale` returning to the last Service given an IP (ms).
+    all_ms: f64,
+    /// The resident memory of its largest process then (MiB): the leader's.
+    rss: f64,
+}
+
+impl Lab {
+    /// [`Allocation`] of controller Deployment `deployment`, whose processes `is_controller`
+    /// tells (found on the whole machine: its pod has a network namespace of its own). The
+    /// Services are deleted again afterwards.
+    fn allocation(
+        &self,
+        system: &str,
+        deployment: &str,
+        count: usize,
+        is_controller: impl Fn(&[String]) -> bool + Copy,
+    ) -> Result<Allocation> {
+        let kubectl = self.lab.cluster.kubectl();
+        let deployment = format!("deployment/{deployment}");
+        let replicas = kubectl
+            .run(
+                &[
+                    "get",
+                    &deployment,
+                    "-n",
+                    NS,
+                    "-o",
+                    "jsonpath={.spec.replicas}",
+                ],
+                None,
+            )?
+            .trim()
+            .to_string();
+        kubectl.run(&["scale", &deployment, "-n", NS, "--replicas=0"], None)?;
+        wait_for(
+            &format!("{system}'s controller processes gone"),
+            Duration::from_secs(120),
+            || Ok(rss::each_rss_kib(is_controller)?.is_empty().then_some(())),
+        )?;
+        let created = Instant::now();
+        for chunk in (0..count).collect::<Vec<_>>().chunks(500) {
+            let manifests: Vec<String> = chunk.iter().map(|&i| alloc_service(i)).collect();
+            kubectl.run(&["create", "-f", "-"], Some(&manifests.join("---\n")))?;
+        }
+        println!(
+            "{system}: {count} Services of the allocation pool created in {} s",
+            created.elapsed().as_secs()
+        );
+        // A watch of them, its first list printed before the controller comes back.
+        let out = self.dir.join(format!("allocation-{system}.watch"));
+        let mut watch = kubectl.follow(
+            &[
+                "get",
+                "services",
+                "-n",
+                "default",
+                "-l",
+                ALLOC_LABEL,
+                "--watch",
+                "--no-headers",
+                "-o",
+                "custom-columns=NAME:.metadata.name,IP:.status.loadBalancer.ingress[0].ip",
+            ],
+            &out,
+        )?;
+        let allocated = || -> Result<(usize, usize)> {
+            let text = std::fs::read_to_string(&out)?;
+            let mut seen = std::collections::HashSet::new();
+            let mut given = std::collections::HashSet::new();
+            for line in text.lines() {
+                let mut fields = line.split_whitespace();
+                let (Some(name), Some(ip)) = (fields.next(), fields.next()) else {
+                    continue;
+                };
+                seen.insert(name.to_string());
+                if ip != "<none>" {
+                    given.insert(name.to_string());
+                }
+            }
+            Ok((seen.len(), given.len()))
+        };
+        let result = (|| {
+            wait_for(
+                "the watch of the allocation pool's Services listing them",
+                Duration::from_secs(300),
+                || Ok((allocated()?.0 >= count).then_some(())),
+            )?;
+            if allocated()?.1 > 0 {
+                bail!(
+                    "{system}: Services of the allocation pool had IPs before the controller ran"
+                );
+            }
+            kubectl.run(
+                &[
+                    "scale",
+                    &deployment,
+                    "-n",
+                    NS,
+                    &format!("--replicas={replicas}"),
+                ],
+                None,
+            )?;
+            let scaled = Instant::now();
+            let mut first = None;
+            let all = wait_for(
+                &format!("{system}'s controller giving {count} Services an IP"),
+                Duration::from_secs(3600),
+                || {
+                    let given = allocated()?.1;
+                    if given > 0 && first.is_none() {
+                        first = Some(scaled.elapsed());
+                    }
+                    Ok((given >= count).then(|| scaled.elapsed()))
+                },
+            )?;
+            Ok((first.unwrap_or(all), all))
+        })();
+        let _ = watch.kill();
+        let _ = watch.wait();
+        let (first, all) = result?;
+        let each = rss::each_rss_kib(is_controller)?;
+        let rss = each.iter().copied().max().unwrap_or(0) as f64 / 1024.0;
+        let text: Vec<String> = each
+            .iter()
+            .map(|k| format!("{:.1}", *k as f64 / 1024.0))
+            .collect();
+        println!(
+            "{system}: controller scaled back, the first of {count} Services given an IP after \
+             {} ms, the last after {} ms; controller processes' memory {} MiB",
+            first.as_millis(),
+            all.as_millis(),
+            text.join(", ")
+        );
+        // kubectl's own wait for each of thousands of deletions takes minutes: one list
+        // tells when they are all gone.
+        kubectl.run(
+            &[
+                "delete",
+                "services",
+                "-n",
+                "default",
+                "-l",
+                ALLOC_LABEL,
+                "--wait=false",
+            ],
+            None,
+        )?;
+        wait_for(
+            "the allocation pool's Services deleted",
+            Duration::from_secs(1200),
+            || {
+                std::thread::sleep(Duration::from_millis(500));
+                let left = kubectl.run(
+                    &[
+                        "get",
+                        "services",
+                        "-n",
+                        "default",
+                        "-l",
+                        ALLOC_LABEL,
+                        "-o",
+                        "name",
+                    ],
+                    None,
+                )?;
+                Ok(left.trim().is_empty().then_some(()))
+            },
+        )?;
+        Ok(Allocation {
+            first_ms: first.as_secs_f64() * 1e3,
+            all_ms: all.as_secs_f64() * 1e3,
+            rss,
+        })
+    }
+}
+
+/// The pool of the allocation figure's Services: 16,384 addresses, given only to Services
+/// that ask for it, and advertised by nothing, so that only the controllers work on them.
+const ALLOC_POOL: &str = "10.92.0.0/18";
+
+/// The label of the allocation figure's Services.
+const ALLOC_LABEL: &str = "ferrolb.test/allocation";
+
+/// The allocation pool.
+fn alloc_manifests() -> String {
+    format!(
+        "apiVersion: metallb.io/v1beta1
+kind: IPAddressPool
+metadata: {{name: allocation, namespace: {NS}}}
+spec:
+  addresses: [{ALLOC_POOL}]
+  autoAssign: false
+"
+    )
+}
+
+/// Service `alloc-<i>` of the allocation pool: no selector, so no endpoints, and nothing
+/// for a speaker to announce.
+fn alloc_service(i: usize) -> String {
+    format!(
+        "apiVersion: v1
+kind: Service
+metadata:
+  name: alloc-{i}
+  namespace: default
+  labels: {{{ALLOC_LABEL}: \"yes\"}}
+  annotations: {{metallb.io/address-pool: allocation}}
+spec:
+  type: LoadBalancer
+  ports: [{{port: 80, targetPort: 8080}}]
+"
+    )
 }
 
 /// The pool of the Services that load the systems and of the probes: 16,384 addresses,
@@ -513,15 +846,19 @@ fn main() -> Result<()> {
     let started = Instant::now();
     let services: usize = paths::env_parsed("FERROLB_VERSUS_SERVICES").unwrap_or(1000);
     let probes: usize = paths::env_parsed("FERROLB_VERSUS_PROBES").unwrap_or(20);
+    let backlog: usize = paths::env_parsed("FERROLB_VERSUS_ALLOCATE").unwrap_or(10_000);
+    let memory_only = match std::env::var("FERROLB_VERSUS_ONLY").as_deref() {
+        Ok("memory") => true,
+        Ok(other) => bail!("FERROLB_VERSUS_ONLY={other:?}: only \"memory\" is known"),
+        Err(_) => false,
+    };
     let order: Vec<Mode> = std::env::var("FERROLB_VERSUS_MODES")
         .unwrap_or_else(|_| "native,frrk8s,frr".into())
         .split(',')
         .map(str::parse)
         .collect::<Result<_>>()?;
-    if order.last() == Some(&Mode::FrrK8s) || order.is_empty() {
-        bail!(
-            "FERROLB_VERSUS_MODES: the switch to ferrolb starts from the last mode, native or frr"
-        );
+    if order.is_empty() {
+        bail!("FERROLB_VERSUS_MODES: no MetalLB mode");
     }
     let scratch = Scratch::new("versus")?;
     let built = metallb::built()?;
@@ -536,16 +873,17 @@ fn main() -> Result<()> {
             "{myASN: 64512, peerASN: 64513, peerAddress: 10.95.0.1, holdTime: 3s}",
         )
     } else {
-        bgp_manifests()
+        bfd_manifests()
     };
     let manifests = format!(
         "{}---\n{peer}---\n{}---\n{}",
         l2_manifests(),
         survivor_manifests(&chart_lab.cluster)?,
-        bulk_manifests()
+        bulk_manifests() + "---\n" + &alloc_manifests()
     );
     metallb::apply_when_admitted(kubectl, &manifests)?;
     let lab = Lab {
+        dir: scratch.path().to_path_buf(),
         routed: service_ip(&chart_lab.cluster, "survivor-bgp")?,
         web: service_ip(&chart_lab.cluster, "survivor-l2")?,
         lab: chart_lab,
@@ -557,16 +895,20 @@ fn main() -> Result<()> {
     load_services(&lab.lab, services)?;
 
     // The speaker pod's processes: the speaker, and FRR's daemons and frr-k8s's where the
-    // mode runs them.
+    // mode runs them; not frr-k8s's webhook, one pod of a Deployment, which runs the same
+    // program in the node's network namespace too.
     let metallb_pod = |argv: &[String]| {
-        argv[0] == "/speaker" || argv[0] == "/frr-k8s" || rss::is_frr_daemon(argv)
+        argv[0] == "/speaker"
+            || (argv[0] == "/frr-k8s" && !argv.iter().any(|a| a == "--webhook-mode=onlywebhook"))
+            || rss::is_frr_daemon(argv)
     };
+    let metallb_controller = |argv: &[String]| argv[0] == "/controller";
     let mut modes = Vec::new();
     let mut first = None;
     for (i, &mode) in order.iter().enumerate() {
         if i > 0 {
             metallb::change_mode(&lab.lab, &built, mode)?;
-            metallb::apply_when_admitted(kubectl, &bgp_manifests())?;
+            metallb::apply_when_admitted(kubectl, &bfd_manifests())?;
         }
         wait_routes(&lab.lab, services)?;
         lab.settled(&format!("MetalLB {version} in {mode:?} mode"))?;
@@ -578,22 +920,33 @@ fn main() -> Result<()> {
                 "BFD 100 ms × 3 and graceful restart"
             }
         );
-        modes.push(Bgp::measure(&lab, mode.name(), metallb_pod, probes)?);
-        if i == 0 {
+        modes.push(Bgp::measure(
+            &lab,
+            mode.name(),
+            metallb_pod,
+            probes,
+            mode != Mode::Native,
+            memory_only,
+        )?);
+        if i == 0 && !memory_only {
             // Layer 2 is memberlist's in every mode; a restart is measured once.
             let l2 = lab.port_failures(&lab.web, 5, "metallb_l2", "layer-2 owner failure")?;
             let (failed, restart) = lab.restart("metallb-speaker", mode.name())?;
-            first = Some((mode, l2, failed, restart));
+            // The controller is the same in every mode.
+            let allocation =
+                lab.allocation("metallb", "metallb-controller", backlog, metallb_controller)?;
+            first = Some((mode, l2, failed, restart, allocation));
         }
     }
-    let (first_mode, metallb_l2, metallb_restart_failed, metallb_restart) =
-        first.context("no MetalLB mode measured")?;
 
     let how = match std::env::var("FERROLB_VERSUS_SWITCH").as_deref() {
         Ok("remove-first") => metallb::Switch::RemoveFirst,
         _ => metallb::Switch::NodeByNode,
     };
-    println!("switch from MetalLB's FRR mode: {how:?}");
+    println!(
+        "switch from MetalLB's {:?} mode: {how:?}",
+        order[order.len() - 1]
+    );
     let switched = metallb::switch_to_ferrolb(&lab.lab, &built, how, &lab.routed, &lab.web)?;
     println!(
         "switch: {} IPs changed {:?}; BGP IP {} of {} failed, layer-2 IP {} of {} failed; \
@@ -630,7 +983,7 @@ fn main() -> Result<()> {
     );
 
     // ferrolb with BFD and graceful restart (from native mode, the peer had neither).
-    kubectl.apply(&bgp_manifests())?;
+    kubectl.apply(&bfd_manifests())?;
     wait_routes(&lab.lab, services)?;
     lab.lab
         .wait_settled("ferrolb with BFD", &lab.routed, &[&lab.web])?;
@@ -646,61 +999,134 @@ fn main() -> Result<()> {
         "ferrolb",
         |argv| is_speaker(argv) || rss::is_frr_daemon(argv),
         probes,
+        true,
+        memory_only,
     )?;
-    let ferrolb_l2 = lab.port_failures(&lab.web, 5, "ferrolb", "layer-2 owner failure")?;
-    let (ferrolb_restart_failed, ferrolb_restart) = lab.restart("speaker", "ferrolb")?;
-
     println!("versus: {services} Services announced besides the probes");
     // The figures that depend on the load carry it: `converge_p50_1k`, `speaker_rss_10k`.
-    let scale = if services.is_multiple_of(1000) {
-        format!("{}k", services / 1000)
-    } else {
-        services.to_string()
+    let scale = |count: usize| {
+        if count.is_multiple_of(1000) {
+            format!("{}k", count / 1000)
+        } else {
+            count.to_string()
+        }
     };
-    let at = |name: &str| format!("{name}_{scale}");
+    let at = |name: &str| format!("{name}_{}", scale(services));
     let of = |f: fn(&Bgp) -> f64| -> Vec<(&str, f64)> {
         modes.iter().map(|m| (m.system, f(m))).collect()
+    };
+    figure(&at("speaker_rss"), "MiB", &of(|m| m.rss), ferrolb.rss);
+    figure(&at("speaker_cpu"), "s", &of(|m| m.cpu), ferrolb.cpu);
+    let stalls = || {
+        println!(
+            "BENCH versus_stalls_metallb {} restarts",
+            lab.metallb_stalls.get()
+        );
+        println!("versus: {} s in all", started.elapsed().as_secs());
+    };
+    let (Some(first), Some(ours)) = (first, ferrolb.timed) else {
+        stalls();
+        return Ok(());
+    };
+    let (first_mode, metallb_l2, metallb_restart_failed, metallb_restart, metallb_allocation) =
+        first;
+    let ferrolb_l2 = lab.port_failures(&lab.web, 5, "ferrolb", "layer-2 owner failure")?;
+    let (ferrolb_restart_failed, ferrolb_restart) = lab.restart("speaker", "ferrolb")?;
+    let ferrolb_allocation = lab.allocation("ferrolb", "controller", backlog, |argv| {
+        argv[0].ends_with("ferrolb") && argv.get(1).is_some_and(|a| a == "controller")
+    })?;
+
+    // Every mode measured here has its timed figures (only memory_only leaves them out).
+    let timed: Vec<(&str, &Timed)> = modes
+        .iter()
+        .filter_map(|m| Some((m.system, m.timed.as_ref()?)))
+        .collect();
+    let of = |f: fn(&Timed) -> f64| -> Vec<(&str, f64)> {
+        timed.iter().map(|(system, t)| (*system, f(t))).collect()
     };
     let p50 = |v: &[f64]| percentile(v, 50.0);
     figure(
         &at("converge_p50"),
         "ms",
         &of(|m| percentile(&m.converge, 50.0)),
-        p50(&ferrolb.converge),
+        p50(&ours.converge),
     );
     figure(
         &at("converge_p99"),
         "ms",
         &of(|m| percentile(&m.converge, 99.0)),
-        percentile(&ferrolb.converge, 99.0),
+        percentile(&ours.converge, 99.0),
     );
     figure(
         &at("withdraw_p50"),
         "ms",
         &of(|m| percentile(&m.withdraw, 50.0)),
-        p50(&ferrolb.withdraw),
+        p50(&ours.withdraw),
     );
-    figure(&at("speaker_rss"), "MiB", &of(|m| m.rss), ferrolb.rss);
-    figure(&at("speaker_cpu"), "s", &of(|m| m.cpu), ferrolb.cpu);
     figure(
         "bgp_failure_window",
         "ms",
         &of(|m| m.failure_window),
-        ferrolb.failure_window,
+        ours.failure_window,
     );
     figure(
         &at("advertisement_change"),
         "ms",
         &of(|m| m.change.ms),
-        ferrolb.change.ms,
+        ours.change.ms,
     );
     figure(
         "advertisement_change_resets",
         "sessions",
         &of(|m| m.change.resets as f64),
-        ferrolb.change.resets as f64,
+        ours.change.resets as f64,
+    );
+    let peer_changed: Vec<(&str, &Change)> = timed
+        .iter()
+        .filter_map(|(system, t)| Some((*system, t.peer_change.as_ref()?)))
+        .collect();
+    let our_peer_change = ours
+        .peer_change
+        .as_ref()
+        .context("ferrolb's BGPPeer change")?;
+    figure(
+        "peer_change",
+        "ms",
+        &peer_changed
+            .iter()
+            .map(|(s, c)| (*s, c.ms))
+            .collect::<Vec<_>>(),
+        our_peer_change.ms,
+    );
+    figure(
+        "peer_change_resets",
+        "sessions",
+        &peer_changed
+            .iter()
+            .map(|(s, c)| (*s, c.resets as f64))
+            .collect::<Vec<_>>(),
+        our_peer_change.resets as f64,
     );
     figure("l2_window", "ms", &[("metallb_l2", metallb_l2)], ferrolb_l2);
+    // MetalLB's controller is the same in every mode: its figures are `metallb`'s.
+    figure(
+        &format!("allocate_{}", scale(backlog)),
+        "ms",
+        &[("metallb", metallb_allocation.all_ms)],
+        ferrolb_allocation.all_ms,
+    );
+    figure(
+        &format!("allocate_first_{}", scale(backlog)),
+        "ms",
+        &[("metallb", metallb_allocation.first_ms)],
+        ferrolb_allocation.first_ms,
+    );
+    figure(
+        &format!("controller_rss_{}", scale(backlog)),
+        "MiB",
+        &[("metallb", metallb_allocation.rss)],
+        ferrolb_allocation.rss,
+    );
     figure(
         "speaker_restart_withdrawn",
         "nexthops",
@@ -713,10 +1139,6 @@ fn main() -> Result<()> {
         &[(first_mode.name(), metallb_restart_failed as f64)],
         ferrolb_restart_failed as f64,
     );
-    println!(
-        "BENCH versus_stalls_metallb {} restarts",
-        lab.metallb_stalls.get()
-    );
-    println!("versus: {} s in all", started.elapsed().as_secs());
+    stalls();
     Ok(())
 }

@@ -8,13 +8,18 @@ use anyhow::{Context, Result};
 
 use crate::netns::Netns;
 
-/// The `/proc/<pid>` directories of the processes in `node`'s network namespace whose
-/// arguments (`argv`) `matches` accepts.
-fn processes(node: &Netns, matches: impl Fn(&[String]) -> bool) -> Result<Vec<PathBuf>> {
-    let inode = std::fs::metadata(format!("/run/netns/{}", node.name()))
-        .with_context(|| format!("namespace {}", node.name()))?
-        .ino();
-    let wanted = format!("net:[{inode}]");
+/// The `/proc/<pid>` directories of the processes whose arguments (`argv`) `matches`
+/// accepts: in `node`'s network namespace, or in any when `node` is `None`.
+fn processes(node: Option<&Netns>, matches: impl Fn(&[String]) -> bool) -> Result<Vec<PathBuf>> {
+    let wanted = match node {
+        Some(node) => {
+            let inode = std::fs::metadata(format!("/run/netns/{}", node.name()))
+                .with_context(|| format!("namespace {}", node.name()))?
+                .ino();
+            Some(format!("net:[{inode}]"))
+        }
+        None => None,
+    };
     let mut found = Vec::new();
     for entry in std::fs::read_dir("/proc")? {
         let path = entry?.path();
@@ -26,11 +31,13 @@ fn processes(node: &Netns, matches: impl Fn(&[String]) -> bool) -> Result<Vec<Pa
             continue;
         }
         // A process may end between the listing and these reads: skip it.
-        let Ok(net) = std::fs::read_link(path.join("ns/net")) else {
-            continue;
-        };
-        if net.to_string_lossy() != wanted {
-            continue;
+        if let Some(wanted) = &wanted {
+            let Ok(net) = std::fs::read_link(path.join("ns/net")) else {
+                continue;
+            };
+            if net.to_string_lossy() != *wanted {
+                continue;
+            }
         }
         let Ok(cmdline) = std::fs::read(path.join("cmdline")) else {
             continue;
@@ -50,21 +57,29 @@ fn processes(node: &Netns, matches: impl Fn(&[String]) -> bool) -> Result<Vec<Pa
 /// The summed VmRSS, in KiB, of the processes in `node`'s network namespace whose arguments
 /// (`argv`) `matches` accepts, and how many there were.
 pub fn rss_kib(node: &Netns, matches: impl Fn(&[String]) -> bool) -> Result<(u64, usize)> {
-    let (mut total, mut count) = (0, 0);
-    for path in processes(node, matches)? {
-        let Ok(status) = std::fs::read_to_string(path.join("status")) else {
-            continue;
-        };
-        if let Some(kib) = status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        {
-            total += kib;
-            count += 1;
-        }
-    }
-    Ok((total, count))
+    let each = processes(Some(node), matches)?
+        .iter()
+        .filter_map(|path| vm_rss_kib(path))
+        .collect::<Vec<_>>();
+    Ok((each.iter().sum(), each.len()))
+}
+
+/// The VmRSS, in KiB, of each process on the machine, in any network namespace (a pod's
+/// own, say), whose arguments (`argv`) `matches` accepts.
+pub fn each_rss_kib(matches: impl Fn(&[String]) -> bool) -> Result<Vec<u64>> {
+    Ok(processes(None, matches)?
+        .iter()
+        .filter_map(|path| vm_rss_kib(path))
+        .collect())
+}
+
+/// The VmRSS, in KiB, of the process at `/proc/<pid>`; `None` once it has ended.
+fn vm_rss_kib(path: &std::path::Path) -> Option<u64> {
+    std::fs::read_to_string(path.join("status"))
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
 }
 
 /// The CPU time, in clock ticks, a process has used, from the text of its `/proc/<pid>/stat`:
@@ -90,7 +105,7 @@ pub fn cpu_seconds(node: &Netns, matches: impl Fn(&[String]) -> bool) -> Result<
         .filter(|t| *t > 0)
         .context("the clock tick rate (sysconf CLK_TCK)")? as f64;
     let (mut ticks, mut count) = (0, 0);
-    for path in processes(node, matches)? {
+    for path in processes(Some(node), matches)? {
         let Some(used) = std::fs::read_to_string(path.join("stat"))
             .ok()
             .and_then(|s| stat_ticks(&s))
