@@ -735,12 +735,19 @@ fn load_services(lab: &ChartLab, count: usize) -> Result<()> {
     Ok(())
 }
 
-/// Waits (20 minutes at most) until the ToR routes `count` addresses of the bulk pool.
+/// Waits (an hour at most) until the ToR routes `count` addresses of the bulk pool, looking
+/// once a second (a listing of 10,000 routes is not free on the lab's two cores).
 fn wait_routes(lab: &ChartLab, count: usize) -> Result<()> {
     wait_for(
         &format!("the ToR routing {count} Services of the bulk pool"),
-        Duration::from_secs(1200),
-        || Ok((bulk_routes(lab)? >= count).then_some(())),
+        Duration::from_secs(3600),
+        || {
+            let routed = bulk_routes(lab)? >= count;
+            if !routed {
+                std::thread::sleep(Duration::from_secs(1));
+            }
+            Ok(routed.then_some(()))
+        },
     )
 }
 
