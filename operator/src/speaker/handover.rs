@@ -28,7 +28,7 @@ use kube::{Api, Client};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::shell::watch::{Outage, WatchRetry, relist_at_once};
+use crate::shell::watch::{Outage, WatchRetry, kind_of, relist_at_once};
 
 /// How long a node stays held after its last MetalLB speaker pod is gone.
 pub(super) const LINGER: Duration = Duration::from_secs(5);
@@ -130,8 +130,9 @@ pub(super) async fn run(
     held: watch::Sender<BTreeSet<String>>,
     shutdown: CancellationToken,
 ) {
+    let kind = kind_of::<Pod>();
     let api: Api<Pod> = Api::namespaced(client, &namespace);
-    let stream = relist_at_once(watcher(api, watcher::Config::default()), "Pod")
+    let stream = relist_at_once(watcher(api, watcher::Config::default()), kind)
         .backoff(WatchRetry::default());
     let mut stream = std::pin::pin!(stream);
     let mut state = HandOver::default();
@@ -161,14 +162,14 @@ pub(super) async fn run(
                 }
             }
             Some(Ok(watcher::Event::InitDone)) => {
-                outage.listed("Pod");
+                outage.listed(kind);
                 state.listed(std::mem::take(&mut listing), now);
             }
             Some(Ok(watcher::Event::Apply(pod))) => {
                 state.set(pod_name(&pod), metallb_speaker_node(&pod), now);
             }
             Some(Ok(watcher::Event::Delete(pod))) => state.set(pod_name(&pod), None, now),
-            Some(Err(error)) => outage.failed("Pod", &error),
+            Some(Err(error)) => outage.failed(kind, &error),
             None => {}
         }
         let (nodes, next) = state.held(now);
