@@ -35,6 +35,17 @@ use ferrolb_e2e::metallb_legacy;
 use ferrolb_e2e::paths::Scratch;
 use ferrolb_e2e::process::wait_for;
 
+/// The tests' labs run one at a time: each is a control plane, two nodes and their FRRs, and
+/// three at once on two cores would measure their contention more than the switch.
+static ONE_LAB: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// [`ONE_LAB`], taken even if a test that held it failed.
+fn one_lab() -> std::sync::MutexGuard<'static, ()> {
+    ONE_LAB
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 #[test]
 fn metallb_announces_and_the_switch_to_ferrolb_keeps_every_ip() -> Result<()> {
     switch_from(metallb::Mode::Frr, "flmb")
@@ -48,6 +59,7 @@ fn metallb_in_frr_k8s_mode_switches_to_ferrolb_keeping_every_ip() -> Result<()> 
 /// MetalLB in `mode` (FRR or FRR-K8s: its speaker's FRR, or frr-k8s's, sends the route)
 /// announcing a BGP Service and a layer-2 Service, then the switch node by node.
 fn switch_from(mode: metallb::Mode, prefix: &str) -> Result<()> {
+    let _lab = one_lab();
     let scratch = Scratch::new(&format!("metallb-switch-{}", mode.name()))?;
     let built = metallb::built()?;
     let version = metallb::version(&built)?;
@@ -116,6 +128,7 @@ fn switch_from(mode: metallb::Mode, prefix: &str) -> Result<()> {
 
 #[test]
 fn legacy_metallb_switches_to_ferrolb_through_convert_keeping_every_ip() -> Result<()> {
+    let _lab = one_lab();
     let scratch = Scratch::new("metallb-legacy-switch")?;
     let built = metallb_legacy::built()?;
     let version = metallb_legacy::version(&built)?;
