@@ -196,51 +196,76 @@ fn community_paths(lab: &ChartLab) -> Result<usize> {
     Ok(text.lines().filter(|l| l.starts_with('*')).count())
 }
 
-/// [`Change`]: the bulk BGPAdvertisement given [`CHANGE_COMMUNITY`], then without it; each
-/// time from `kubectl patch` returning until every one of the `services` bulk IPs' paths
-/// (one from each node) carries it, then none does.
-fn advertisement_change(lab: &ChartLab, system: &str, services: usize) -> Result<Change> {
+/// A merge patch of a spec, what it is awaited for, and the probe that tells it is there.
+type Step<'a> = (String, String, Box<dyn Fn() -> Result<bool> + 'a>);
+
+/// Two merge patches of `kind` `name`'s spec, the change and its undoing, each timed from
+/// `kubectl patch` returning until its probe holds: the [`Change`], printed as `what`.
+fn timed_change(
+    lab: &ChartLab,
+    what: &str,
+    kind: &str,
+    name: &str,
+    steps: [Step<'_>; 2],
+) -> Result<Change> {
     let kubectl = lab.cluster.kubectl();
-    let all_paths = services * lab.cluster.names().len();
     let before = tor_sessions(lab)?;
     let mut times = Vec::new();
-    for (communities, want) in [
-        (format!("[\"{CHANGE_COMMUNITY}\"]"), all_paths),
-        ("null".into(), 0),
-    ] {
+    for (spec, awaited, probe) in steps {
         kubectl.run(
             &[
                 "patch",
-                "bgpadvertisement",
-                "bulk",
+                kind,
+                name,
                 "-n",
                 NS,
                 "--type",
                 "merge",
                 "-p",
-                &format!("{{\"spec\":{{\"communities\":{communities}}}}}"),
+                &format!("{{\"spec\":{{{spec}}}}}"),
             ],
             None,
         )?;
         let patched = Instant::now();
-        wait_for(
-            &format!("{want} paths with community {CHANGE_COMMUNITY} at the ToR"),
-            Duration::from_secs(600),
-            || Ok((community_paths(lab)? == want).then_some(())),
-        )?;
+        wait_for(&awaited, Duration::from_secs(600), || {
+            Ok(probe()?.then_some(()))
+        })?;
         times.push(patched.elapsed().as_secs_f64() * 1e3);
     }
     let after = tor_sessions(lab)?;
     let resets = (after.0 - before.0).max(after.1 - before.1);
     println!(
-        "{system} advertisement change: community added in {:.0} ms, taken away in {:.0} ms; \
-         {resets} sessions reset",
+        "{what}: {:.0} ms, undone in {:.0} ms; {resets} sessions reset",
         times[0], times[1]
     );
     Ok(Change {
         ms: times.iter().sum::<f64>() / times.len() as f64,
         resets,
     })
+}
+
+/// [`Change`]: the bulk BGPAdvertisement given [`CHANGE_COMMUNITY`], then without it; each
+/// time from `kubectl patch` returning until every one of the `services` bulk IPs' paths
+/// (one from each node) carries it, then none does.
+fn advertisement_change(lab: &ChartLab, system: &str, services: usize) -> Result<Change> {
+    let all_paths = services * lab.cluster.names().len();
+    let step = |communities: String, want: usize| -> Step<'_> {
+        (
+            format!("\"communities\":{communities}"),
+            format!("{want} paths with community {CHANGE_COMMUNITY} at the ToR"),
+            Box::new(move || Ok(community_paths(lab)? == want)),
+        )
+    };
+    timed_change(
+        lab,
+        &format!("{system} advertisement change (community {CHANGE_COMMUNITY} added)"),
+        "bgpadvertisement",
+        "bulk",
+        [
+            step(format!("[\"{CHANGE_COMMUNITY}\"]"), all_paths),
+            step("null".into(), 0),
+        ],
+    )
 }
 
 /// The BFD profile the BGPPeer change moves the peer to, besides `fast` (100 ms).
@@ -272,50 +297,24 @@ fn bfd_receive_intervals(lab: &ChartLab) -> Result<Vec<u64>> {
 /// `fast` (100 ms); each time from `kubectl patch` returning until every node's BFD session
 /// at the ToR is up and asks for the new receive interval.
 fn peer_change(lab: &ChartLab, system: &str) -> Result<Change> {
-    let kubectl = lab.cluster.kubectl();
     let nodes = lab.cluster.names().len();
-    let before = tor_sessions(lab)?;
-    let mut times = Vec::new();
-    for (profile, interval) in [("steady", 200), ("fast", 100)] {
-        kubectl.run(
-            &[
-                "patch",
-                "bgppeer",
-                "tor",
-                "-n",
-                NS,
-                "--type",
-                "merge",
-                "-p",
-                &format!("{{\"spec\":{{\"bfdProfile\":\"{profile}\"}}}}"),
-            ],
-            None,
-        )?;
-        let patched = Instant::now();
-        wait_for(
-            &format!("{nodes} BFD sessions at the ToR up, the nodes asking for {interval} ms"),
-            Duration::from_secs(600),
-            || {
+    let step = |profile: &str, interval: u64| -> Step<'_> {
+        (
+            format!("\"bfdProfile\":\"{profile}\""),
+            format!("{nodes} BFD sessions at the ToR up, the nodes asking for {interval} ms"),
+            Box::new(move || {
                 let intervals = bfd_receive_intervals(lab)?;
-                Ok(
-                    (intervals.len() == nodes && intervals.iter().all(|i| *i == interval))
-                        .then_some(()),
-                )
-            },
-        )?;
-        times.push(patched.elapsed().as_secs_f64() * 1e3);
-    }
-    let after = tor_sessions(lab)?;
-    let resets = (after.0 - before.0).max(after.1 - before.1);
-    println!(
-        "{system} BGPPeer change: BFD profile steady in {:.0} ms, fast again in {:.0} ms; \
-         {resets} sessions reset",
-        times[0], times[1]
-    );
-    Ok(Change {
-        ms: times.iter().sum::<f64>() / times.len() as f64,
-        resets,
-    })
+                Ok(intervals.len() == nodes && intervals.iter().all(|i| *i == interval))
+            }),
+        )
+    };
+    timed_change(
+        lab,
+        &format!("{system} BGPPeer change (BFD profile steady)"),
+        "bgppeer",
+        "tor",
+        [step("steady", 200), step("fast", 100)],
+    )
 }
 
 /// The lab with the IPs of its two Services.
@@ -497,19 +496,18 @@ impl Lab {
         );
         // A watch of them, its first list printed before the controller comes back.
         let out = self.dir.join(format!("allocation-{system}.watch"));
+        let list = ["get", "services", "-n", "default", "-l", ALLOC_LABEL];
         let mut watch = kubectl.follow(
             &[
-                "get",
-                "services",
-                "-n",
-                "default",
-                "-l",
-                ALLOC_LABEL,
-                "--watch",
-                "--no-headers",
-                "-o",
-                "custom-columns=NAME:.metadata.name,IP:.status.loadBalancer.ingress[0].ip",
-            ],
+                &list[..],
+                &[
+                    "--watch",
+                    "--no-headers",
+                    "-o",
+                    "custom-columns=NAME:.metadata.name,IP:.status.loadBalancer.ingress[0].ip",
+                ],
+            ]
+            .concat(),
             &out,
         )?;
         let allocated = || -> Result<(usize, usize)> {
@@ -599,19 +597,7 @@ impl Lab {
             Duration::from_secs(1200),
             || {
                 std::thread::sleep(Duration::from_millis(500));
-                let left = kubectl.run(
-                    &[
-                        "get",
-                        "services",
-                        "-n",
-                        "default",
-                        "-l",
-                        ALLOC_LABEL,
-                        "-o",
-                        "name",
-                    ],
-                    None,
-                )?;
+                let left = kubectl.run(&[&list[..], &["-o", "name"]].concat(), None)?;
                 Ok(left.trim().is_empty().then_some(()))
             },
         )?;
@@ -630,17 +616,22 @@ const ALLOC_POOL: &str = "10.92.0.0/18";
 /// The label of the allocation figure's Services.
 const ALLOC_LABEL: &str = "ferrolb.test/allocation";
 
-/// The allocation pool.
-fn alloc_manifests() -> String {
+/// IPAddressPool `name` of `addresses`, given only to Services that ask for it.
+fn pool_on_request(name: &str, addresses: &str) -> String {
     format!(
         "apiVersion: metallb.io/v1beta1
 kind: IPAddressPool
-metadata: {{name: allocation, namespace: {NS}}}
+metadata: {{name: {name}, namespace: {NS}}}
 spec:
-  addresses: [{ALLOC_POOL}]
+  addresses: [{addresses}]
   autoAssign: false
 "
     )
+}
+
+/// The allocation pool.
+fn alloc_manifests() -> String {
+    pool_on_request("allocation", ALLOC_POOL)
 }
 
 /// Service `alloc-<i>` of the allocation pool: no selector, so no endpoints, and nothing
@@ -668,19 +659,14 @@ const BULK_POOL: &str = "10.93.0.0/18";
 /// The bulk pool and its advertisement.
 fn bulk_manifests() -> String {
     format!(
-        "apiVersion: metallb.io/v1beta1
-kind: IPAddressPool
-metadata: {{name: bulk, namespace: {NS}}}
-spec:
-  addresses: [{BULK_POOL}]
-  autoAssign: false
----
+        "{}---
 apiVersion: metallb.io/v1beta1
 kind: BGPAdvertisement
 metadata: {{name: bulk, namespace: {NS}}}
 spec:
   ipAddressPools: [bulk]
-"
+",
+        pool_on_request("bulk", BULK_POOL)
     )
 }
 
@@ -1114,38 +1100,57 @@ fn main() -> Result<()> {
             .collect::<Vec<_>>(),
         our_peer_change.resets as f64,
     );
-    figure("l2_window", "ms", &[("metallb_l2", metallb_l2)], ferrolb_l2);
-    // MetalLB's controller is the same in every mode: its figures are `metallb`'s.
-    figure(
-        &format!("allocate_{}", scale(backlog)),
-        "ms",
-        &[("metallb", metallb_allocation.all_ms)],
-        ferrolb_allocation.all_ms,
-    );
-    figure(
-        &format!("allocate_first_{}", scale(backlog)),
-        "ms",
-        &[("metallb", metallb_allocation.first_ms)],
-        ferrolb_allocation.first_ms,
-    );
-    figure(
-        &format!("controller_rss_{}", scale(backlog)),
-        "MiB",
-        &[("metallb", metallb_allocation.rss)],
-        ferrolb_allocation.rss,
-    );
-    figure(
-        "speaker_restart_withdrawn",
-        "nexthops",
-        &[(first_mode.name(), metallb_restart.withdrawn as f64)],
-        ferrolb_restart.withdrawn as f64,
-    );
-    figure(
-        "speaker_restart_failed_requests",
-        "requests",
-        &[(first_mode.name(), metallb_restart_failed as f64)],
-        ferrolb_restart_failed as f64,
-    );
+    // The figures measured once for MetalLB: memberlist's layer 2, its controller (the same
+    // in every mode, so `metallb`'s), and the first mode's speaker restart.
+    let backlog = scale(backlog);
+    let restarted = first_mode.name();
+    for (name, unit, system, theirs, ours) in [
+        (
+            "l2_window".into(),
+            "ms",
+            "metallb_l2",
+            metallb_l2,
+            ferrolb_l2,
+        ),
+        (
+            format!("allocate_{backlog}"),
+            "ms",
+            "metallb",
+            metallb_allocation.all_ms,
+            ferrolb_allocation.all_ms,
+        ),
+        (
+            format!("allocate_first_{backlog}"),
+            "ms",
+            "metallb",
+            metallb_allocation.first_ms,
+            ferrolb_allocation.first_ms,
+        ),
+        (
+            format!("controller_rss_{backlog}"),
+            "MiB",
+            "metallb",
+            metallb_allocation.rss,
+            ferrolb_allocation.rss,
+        ),
+        (
+            "speaker_restart_withdrawn".into(),
+            "nexthops",
+            restarted,
+            metallb_restart.withdrawn as f64,
+            ferrolb_restart.withdrawn as f64,
+        ),
+        (
+            "speaker_restart_failed_requests".into(),
+            "requests",
+            restarted,
+            metallb_restart_failed as f64,
+            ferrolb_restart_failed as f64,
+        ),
+    ] {
+        let name: String = name;
+        figure(&name, unit, &[(system, theirs)], ours);
+    }
     stalls();
     Ok(())
 }
