@@ -740,9 +740,33 @@ pub fn switch_to_ferrolb(
         },
     )?;
     let announced = Instant::now();
-    wait_for("ferrolb's pods alone", Duration::from_secs(120), || {
-        let (_, total) = chart_lab::ready_pods(kubectl, NS)?;
-        Ok((total == nodes + 2).then_some(()))
+    // With thousands of Services MetalLB's controller may take minutes to stop; on a timeout
+    // the error names the pods still there.
+    wait_for("ferrolb's pods alone", Duration::from_secs(600), || {
+        let pods = kubectl.get(&["pods", "-n", NS])?;
+        let others: Vec<String> = pods["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|p| p["metadata"]["labels"]["app.kubernetes.io/name"] != "ferrolb")
+            .map(|p| {
+                format!(
+                    "{} ({}{})",
+                    p["metadata"]["name"].as_str().unwrap_or("?"),
+                    p["status"]["phase"].as_str().unwrap_or("?"),
+                    if p["metadata"]["deletionTimestamp"].is_string() {
+                        ", terminating"
+                    } else {
+                        ""
+                    }
+                )
+            })
+            .collect();
+        if others.is_empty() {
+            Ok(Some(()))
+        } else {
+            bail!("still in {NS}: {}", others.join(", "))
+        }
     })?;
     let alone = Instant::now();
     std::thread::sleep(Duration::from_secs(2));
