@@ -292,6 +292,9 @@ pub async fn run(options: Options, shutdown: CancellationToken) -> anyhow::Resul
         }
         let plan_ms = started.elapsed().as_secs_f64() * 1e3 - snapshot_ms;
         let mut failed = false;
+        // Whether the sessions read after this pass's apply let a neighbour out of the BFD
+        // hold: the next pass, at once, configures its BFD.
+        let mut released = false;
         if let Some(model) = &pass.model {
             let model = if bfd_hold::wants_bfd(model) {
                 if let Some(sessions) = read_sessions(&mut applier).await {
@@ -365,7 +368,7 @@ pub async fn run(options: Options, shutdown: CancellationToken) -> anyhow::Resul
                 let sessions = poll_state(&mut applier, &metrics).await;
                 frr_answering = sessions.is_some();
                 if let Some(sessions) = sessions {
-                    observe_sessions(&mut hold, &sessions);
+                    released = observe_sessions(&mut hold, &sessions) && holding;
                 }
             }
         }
@@ -403,6 +406,11 @@ pub async fn run(options: Options, shutdown: CancellationToken) -> anyhow::Resul
         let next = earliest_next(busy_end, done, done - started, idle, options.coalesce);
         if !idle {
             busy_end = done;
+        }
+        if released {
+            // Later reads find nothing more to release, so waiting would leave the neighbour
+            // without BFD until some other change.
+            continue;
         }
 
         // Wait for a change, a poll that finds FRR drifted or answering again, a retry, or
