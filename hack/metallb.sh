@@ -8,7 +8,8 @@
 #
 #   hack/metallb.sh build    build once per machine and print the directory holding bin/
 #                            (controller, speaker, cp-tool, frr-metrics, frr-reloader.sh),
-#                            frr-k8s/ (frr-k8s, frr-metrics, frr-status, frr-reloader.sh) and
+#                            frr-k8s/ (frr-k8s, statuscleaner, frr-metrics, frr-status,
+#                            frr-reloader.sh) and
 #                            chart/ (MetalLB's chart)
 #   hack/metallb.sh version  print the pinned MetalLB version
 #   hack/metallb.sh build-legacy
@@ -67,10 +68,12 @@ source="$(go list -m -f '{{.Dir}}' "$module")"
 install -m 0755 "$source/frr-tools/reloader/frr-reloader.sh" "$out/bin/"
 frrk8s=github.com/metallb/frr-k8s
 mkdir -p "$out/frr-k8s"
-go build -trimpath -ldflags "-s -w" -o "$out/frr-k8s/frr-k8s" "$frrk8s/cmd"
-go build -trimpath -ldflags "-s -w" -o "$out/frr-k8s/frr-metrics" "$frrk8s/frr-tools/metrics"
-go build -trimpath -ldflags "-s -w" -o "$out/frr-k8s/frr-status" "$frrk8s/frr-tools/status"
-install -m 0755 "$(go list -m -f '{{.Dir}}' "$frrk8s")/frr-tools/reloader/frr-reloader.sh" \
+# The daemon, and the webhook server that also clears the status of nodes gone.
+go build -trimpath -ldflags "-s -w" -o "$out/frr-k8s/frr-k8s" "$frrk8s/cmd/frr-k8s-controller"
+go build -trimpath -ldflags "-s -w" -o "$out/frr-k8s/statuscleaner" "$frrk8s/cmd/statuscleaner"
+go build -trimpath -ldflags "-s -w" -o "$out/frr-k8s/frr-metrics" "$frrk8s/cmd/metrics"
+go build -trimpath -ldflags "-s -w" -o "$out/frr-k8s/frr-status" "$frrk8s/cmd/status"
+install -m 0755 "$(go list -m -f '{{.Dir}}' "$frrk8s")/cmd/reloader/frr-reloader.sh" \
   "$out/frr-k8s/"
 cp -r "$source/charts/metallb" "$out/chart"
 chmod -R u+w "$out/chart"

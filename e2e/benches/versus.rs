@@ -888,12 +888,10 @@ fn main() -> Result<()> {
     load_services(&lab.lab, services)?;
 
     // The speaker pod's processes: the speaker, and FRR's daemons and frr-k8s's where the
-    // mode runs them; not frr-k8s's webhook, one pod of a Deployment, which runs the same
-    // program in the node's network namespace too.
+    // mode runs them; not frr-k8s's webhook server (`/statuscleaner`, one pod of a Deployment
+    // in the host network namespace of one node).
     let metallb_pod = |argv: &[String]| {
-        argv[0] == "/speaker"
-            || (argv[0] == "/frr-k8s" && !argv.iter().any(|a| a == "--webhook-mode=onlywebhook"))
-            || rss::is_frr_daemon(argv)
+        argv[0] == "/speaker" || argv[0] == "/frr-k8s" || rss::is_frr_daemon(argv)
     };
     let metallb_controller = |argv: &[String]| argv[0] == "/controller";
     let mut modes = Vec::new();

@@ -126,6 +126,12 @@ fn layer(entries: &[Entry]) -> Result<Vec<u8>> {
 impl Image {
     /// Writes the image as an OCI layout archive at `archive`.
     pub fn write(&self, archive: &Path) -> Result<()> {
+        self.write_also_as(archive, &[])
+    }
+
+    /// Writes the image as [`Image::write`] does, named `aliases` too: one archive, one set of
+    /// blobs, an image per name once imported.
+    pub fn write_also_as(&self, archive: &Path, aliases: &[String]) -> Result<()> {
         let layers: Vec<Vec<u8>> =
             self.layers
                 .iter()
@@ -170,18 +176,24 @@ impl Image {
             },
             "layers": layer_list,
         }))?;
-        let tag = self.reference.rsplit(':').next().unwrap_or("latest");
+        let names: Vec<serde_json::Value> = std::iter::once(&self.reference)
+            .chain(aliases)
+            .map(|reference| {
+                let tag = reference.rsplit(':').next().unwrap_or("latest");
+                json!({
+                    "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                    "digest": digest(&manifest),
+                    "size": manifest.len(),
+                    "annotations": {
+                        "io.containerd.image.name": reference,
+                        "org.opencontainers.image.ref.name": tag,
+                    },
+                })
+            })
+            .collect();
         let index = serde_json::to_vec(&json!({
             "schemaVersion": 2,
-            "manifests": [{
-                "mediaType": "application/vnd.oci.image.manifest.v1+json",
-                "digest": digest(&manifest),
-                "size": manifest.len(),
-                "annotations": {
-                    "io.containerd.image.name": self.reference,
-                    "org.opencontainers.image.ref.name": tag,
-                },
-            }],
+            "manifests": names,
         }))?;
         let file = std::fs::File::create(archive)
             .with_context(|| format!("creating {}", archive.display()))?;
@@ -392,5 +404,49 @@ mod tests {
             image.reference
         );
         assert!(matches!(&image.layers[1], Layer::Entries(e) if e.len() == 2));
+    }
+
+    #[test]
+    fn an_image_written_with_aliases_names_one_manifest_under_each() {
+        let dir = crate::paths::Scratch::new("image-aliases").unwrap();
+        let archive = dir.path().join("frr.tar");
+        let mut image = pause();
+        image.reference = "quay.io/frrouting/frr:10.5.3".into();
+        let alias = "quay.io/frrouting/frr:10.4.3".to_string();
+        image.write_also_as(&archive, &[alias]).unwrap();
+        let mut tar = tar::Archive::new(std::fs::File::open(&archive).unwrap());
+        let index = tar
+            .entries()
+            .unwrap()
+            .map(Result::unwrap)
+            .find(|e| e.path().unwrap().to_str() == Some("index.json"))
+            .map(|e| serde_json::from_reader::<_, serde_json::Value>(e).unwrap())
+            .unwrap();
+        let manifests = index["manifests"].as_array().unwrap();
+        let names: Vec<&str> = manifests
+            .iter()
+            .map(|m| {
+                m["annotations"]["io.containerd.image.name"]
+                    .as_str()
+                    .unwrap()
+            })
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "quay.io/frrouting/frr:10.5.3",
+                "quay.io/frrouting/frr:10.4.3"
+            ]
+        );
+        let tags: Vec<&str> = manifests
+            .iter()
+            .map(|m| {
+                m["annotations"]["org.opencontainers.image.ref.name"]
+                    .as_str()
+                    .unwrap()
+            })
+            .collect();
+        assert_eq!(tags, ["10.5.3", "10.4.3"]);
+        assert_eq!(manifests[0]["digest"], manifests[1]["digest"]);
     }
 }

@@ -27,7 +27,7 @@ pub fn built() -> Result<PathBuf> {
     paths::built_with("metallb.sh", "build", "FERROLB_METALLB_DIR")
 }
 
-/// MetalLB's version, as its chart's appVersion says (`v0.15.2`).
+/// MetalLB's version, as its chart's appVersion says (`v0.16.1`).
 pub fn version(built: &Path) -> Result<String> {
     let chart = std::fs::read_to_string(built.join("chart/Chart.yaml"))?;
     chart
@@ -58,13 +58,20 @@ pub fn images(built: &Path, dir: &Path) -> Result<Vec<PathBuf>> {
         archives.push(archive);
     }
     let root = paths::image_root()?;
-    for (name, image) in [
-        ("frr", frr_image(built, &root)?),
-        ("frr-k8s", frr_k8s_image(built, &root)?),
-        ("rbac-proxy", rbac_proxy_image(built)?),
+    // MetalLB's chart and frr-k8s's name different FRR releases: the one FRR image answers to
+    // both.
+    let frr = frr_image(built, &root)?;
+    let frr_k8s_frr = frr_k8s_frr_reference(built)?;
+    let aliases: Vec<String> = [frr_k8s_frr]
+        .into_iter()
+        .filter(|r| *r != frr.reference)
+        .collect();
+    for (name, image, aliases) in [
+        ("frr", frr, &aliases[..]),
+        ("frr-k8s", frr_k8s_image(built, &root)?, &[][..]),
     ] {
         let archive = dir.join(format!("metallb-{name}.tar"));
-        image.write(&archive)?;
+        image.write_also_as(&archive, aliases)?;
         archives.push(archive);
     }
     Ok(archives)
@@ -171,13 +178,13 @@ fn frr_k8s_subchart(built: &Path) -> Result<String> {
         .with_context(|| format!("no frr-k8s subchart in {}", dir.display()))
 }
 
-/// frr-k8s's version, as its packed chart's name says (`v0.0.20`).
+/// frr-k8s's version, as its packed chart's name says (`v0.0.25`).
 fn frr_k8s_version(built: &Path) -> Result<String> {
     let packed = frr_k8s_subchart(built)?;
     Ok(format!("v{}", packed_chart(&packed).1))
 }
 
-/// The FRR image MetalLB's FRR mode and frr-k8s name (`quay.io/frrouting/frr:9.1.0`, FRR's
+/// The FRR image MetalLB's FRR mode names (`quay.io/frrouting/frr:10.5.3`, FRR's
 /// published image, which no registry here serves), made from the FRR root file system
 /// ferrolb's image uses (Debian's FRR 10.3, with Python for `frr-reload.py`), plus what the
 /// charts' FRR containers call on FRR's image: `/sbin/tini`, `/usr/lib/frr/docker-start`
@@ -211,9 +218,15 @@ fn frr_image(built: &Path, root: &Path) -> Result<Image> {
     })
 }
 
-/// frr-k8s's image (`quay.io/metallb/frr-k8s:<its version>`): the daemon at `/frr-k8s` and
-/// the tools its init containers copy into the FRR containers, over Debian's root file system
-/// (its init containers run `/bin/sh -c "cp …"`).
+/// The FRR image frr-k8s's chart names (`quay.io/frrouting/frr:10.4.3`).
+fn frr_k8s_frr_reference(built: &Path) -> Result<String> {
+    let image = |key| chart_value(built, true, &["frrk8s", "frr", "image", key]);
+    Ok(format!("{}:{}", image("repository")?, image("tag")?))
+}
+
+/// frr-k8s's image (`quay.io/metallb/frr-k8s:<its version>`): the daemon at `/frr-k8s`, its
+/// webhook server at `/statuscleaner` and the tools its init containers copy into the FRR
+/// containers, over Debian's root file system (its init containers run `/bin/sh -c "cp …"`).
 fn frr_k8s_image(built: &Path, root: &Path) -> Result<Image> {
     let repository = chart_value(built, true, &["frrk8s", "image", "repository"])?;
     let file = |name: &str| Entry::File {
@@ -226,33 +239,20 @@ fn frr_k8s_image(built: &Path, root: &Path) -> Result<Image> {
         layers: vec![
             Layer::Tar(root.to_path_buf()),
             Layer::Entries(
-                ["frr-k8s", "frr-metrics", "frr-status", "frr-reloader.sh"]
-                    .map(file)
-                    .into(),
+                [
+                    "frr-k8s",
+                    "statuscleaner",
+                    "frr-metrics",
+                    "frr-status",
+                    "frr-reloader.sh",
+                ]
+                .map(file)
+                .into(),
             ),
         ],
         entrypoint: vec!["/frr-k8s".into()],
         cmd: Vec::new(),
     })
-}
-
-/// The image frr-k8s's chart names for its two metrics proxies (kube-rbac-proxy, which
-/// serves the daemon's and FRR's metrics over TLS, is not served by any registry or module
-/// proxy here): a stand-in that only waits. Nothing measured passes through it.
-fn rbac_proxy_image(built: &Path) -> Result<Image> {
-    let proxy = |key| chart_value(built, true, &["prometheus", "rbacProxy", key]);
-    let mut image = crate::image::pause();
-    image.reference = format!("{}:{}", proxy("repository")?, proxy("tag")?);
-    // The chart's arguments come after the entry point's: sh takes them as `$1 …`.
-    image.entrypoint = vec![
-        "/bin/busybox".into(),
-        "sh".into(),
-        "-c".into(),
-        "exec /bin/busybox sleep 2147483647".into(),
-        "kube-rbac-proxy".into(),
-    ];
-    image.cmd = Vec::new();
-    Ok(image)
 }
 
 /// What `/usr/lib/frr/docker-start` runs in [`frr_image`].
@@ -277,7 +277,7 @@ pub enum Mode {
     /// MetalLB's own BGP speaker in Go (`speaker.frr.enabled=false`): no BFD, no graceful
     /// restart.
     Native,
-    /// FRR beside each speaker (the chart's default in 0.15): the speaker renders frr.conf and
+    /// FRR beside each speaker (the chart's default up to 0.15): the speaker renders frr.conf and
     /// signals its reloader, which runs `frr-reload.py`.
     Frr,
     /// frr-k8s (the default from MetalLB 0.16): the speaker writes an FRRConfiguration per
@@ -330,8 +330,7 @@ impl Mode {
 }
 
 /// `helm install metallb <MetalLB's chart> -n metallb-system --create-namespace` with the
-/// speakers in `mode`; returns once every pod is Ready and the BGPPeer definition is one the
-/// API server takes.
+/// speakers in `mode`; returns once every pod is Ready.
 pub fn install(lab: &ChartLab, built: &Path, mode: Mode) -> Result<()> {
     helm_in_mode(lab, built, mode, "install", &["--create-namespace"])
 }
@@ -339,15 +338,7 @@ pub fn install(lab: &ChartLab, built: &Path, mode: Mode) -> Result<()> {
 /// `helm upgrade metallb --reuse-values` to speakers in `mode`; returns once MetalLB's pods
 /// of that mode, and only those, are all Ready.
 pub fn change_mode(lab: &ChartLab, built: &Path, mode: Mode) -> Result<()> {
-    // The CRD definitions put in place of MetalLB's and frr-k8s's (see `settle_install`) are
-    // the API server's, by `kubectl replace`: Helm's server-side apply takes them back.
-    helm_in_mode(
-        lab,
-        built,
-        mode,
-        "upgrade",
-        &["--reuse-values", "--force-conflicts"],
-    )
+    helm_in_mode(lab, built, mode, "upgrade", &["--reuse-values"])
 }
 
 /// `helm <verb> metallb <MetalLB's chart> -n metallb-system <flags>` with `mode`'s values,
@@ -376,52 +367,7 @@ fn helm_in_mode(
 fn settle_install(lab: &ChartLab, mode: Mode) -> Result<()> {
     let kubectl = lab.cluster.kubectl();
     let pods = mode.pods(lab.cluster.names().len());
-    chart_lab::all_ready(kubectl, "MetalLB", pods, Duration::from_secs(300))?;
-    // The API server refuses every BGPPeer under MetalLB 0.15's definition (ASNs of format
-    // int32 with a maximum of 4294967295; MetalLB 0.16 declares int64). The definition is
-    // kept otherwise as MetalLB's: its controller's certificate rotator injects its CA into
-    // the conversion webhook the definition names, and until it has, the controller serves
-    // neither its webhook nor the metrics its liveness probe asks for (a definition without
-    // the webhook, ferrolb's, made every restart of MetalLB's controller a crash loop).
-    widen_int32_maximums(kubectl, "bgppeers.metallb.io")?;
-    if mode == Mode::FrrK8s {
-        // frr-k8s 0.0.20's FRRConfiguration declares its ASNs the same way (later releases
-        // declare int64): the API server refuses every one MetalLB's speaker writes.
-        widen_int32_maximums(kubectl, "frrconfigurations.frrk8s.metallb.io")?;
-    }
-    Ok(())
-}
-
-/// Makes every `format: int32` with a maximum past int32's in `value` `format: int64`;
-/// returns how many.
-fn widen_int32(value: &mut serde_json::Value) -> usize {
-    match value {
-        serde_json::Value::Object(map) => {
-            let past_int32 = map
-                .get("maximum")
-                .and_then(serde_json::Value::as_i64)
-                .is_some_and(|m| m > i64::from(i32::MAX));
-            let mut widened = 0;
-            if past_int32 && map.get("format").is_some_and(|f| f == "int32") {
-                map.insert("format".into(), "int64".into());
-                widened += 1;
-            }
-            widened + map.values_mut().map(widen_int32).sum::<usize>()
-        }
-        serde_json::Value::Array(items) => items.iter_mut().map(widen_int32).sum(),
-        _ => 0,
-    }
-}
-
-/// Declares `format: int64` for every integer of CRD `name`'s schemas that is `format: int32`
-/// with a maximum past int32's, which API servers from Kubernetes 1.31 on refuse every
-/// object under.
-fn widen_int32_maximums(kubectl: &Kubectl, name: &str) -> Result<()> {
-    let mut crd = kubectl.get(&["crd", name])?;
-    if widen_int32(&mut crd["spec"]) > 0 {
-        kubectl.run(&["replace", "-f", "-"], Some(&crd.to_string()))?;
-    }
-    Ok(())
+    chart_lab::all_ready(kubectl, "MetalLB", pods, Duration::from_secs(300))
 }
 
 /// Applies `manifests` once the validating webhook that is being installed admits them (a
@@ -515,9 +461,6 @@ fn keep_crds(lab: &ChartLab, built: &Path) -> Result<()> {
     annotate.push("helm.sh/resource-policy=keep");
     kubectl.run(&annotate, None)?;
     let chart = built.join("chart");
-    // `--force-conflicts`: the lab's definitions with int64 ASNs (see `settle_install`) were
-    // put in by `kubectl replace`, whose fields Helm's server-side apply takes back (a user's
-    // cluster has no such conflict); frr-k8s's, which stays in the release, is widened again.
     lab.helm(&[
         "upgrade",
         RELEASE,
@@ -527,15 +470,7 @@ fn keep_crds(lab: &ChartLab, built: &Path) -> Result<()> {
         "--reuse-values",
         "--set",
         "crds.enabled=false",
-        "--force-conflicts",
     ])?;
-    let frr_configurations = "frrconfigurations.frrk8s.metallb.io";
-    if ours
-        .iter()
-        .any(|c| c.ends_with(&format!("/{frr_configurations}")))
-    {
-        widen_int32_maximums(kubectl, frr_configurations)?;
-    }
     Ok(())
 }
 
@@ -562,8 +497,9 @@ pub struct Switched {
 /// as `metallb`).
 const FRR_K8S_DAEMONSET: &str = "metallb-frr-k8s";
 
-/// The pods of MetalLB's speakers and of frr-k8s's daemons (not its webhook's): the set of
-/// names times the set of components matches no other pod of either chart.
+/// The pods of MetalLB's speakers and of frr-k8s's daemons where it runs (not its webhook
+/// server's): the set of names times the set of components matches no other pod of either
+/// chart.
 const SPEAKER_AND_FRR_K8S: &str = "app.kubernetes.io/name in (metallb,frr-k8s),\
                                    app.kubernetes.io/component in (speaker,frr-k8s)";
 
@@ -614,16 +550,7 @@ pub fn hand_over(lab: &ChartLab, built: &Path, bgp_ip: &str) -> Result<Instant> 
     let installing = Instant::now();
     chart_lab::helm_install(|args| lab.helm(args))?;
     step("ferrolb installed");
-    node_by_node(
-        lab,
-        bgp_ip,
-        if frr_k8s {
-            SPEAKER_AND_FRR_K8S
-        } else {
-            "app.kubernetes.io/name=metallb,app.kubernetes.io/component=speaker"
-        },
-        &step,
-    )?;
+    node_by_node(lab, bgp_ip, SPEAKER_AND_FRR_K8S, &step)?;
     lab.helm(&["uninstall", RELEASE, "-n", NS, "--wait"])?;
     step("MetalLB uninstalled");
     Ok(installing)
@@ -851,23 +778,5 @@ controller:
         assert_eq!(at(&["speaker", "image", "tag"]), None);
         assert_eq!(at(&["controller", "image", "repository"]), None);
         assert_eq!(at(&["controller", "image", "tag"]).as_deref(), Some("v1"));
-    }
-
-    #[test]
-    fn only_int32_formats_with_a_larger_maximum_are_widened() {
-        let mut schema = serde_json::json!({
-            "properties": {
-                "asn": {"type": "integer", "format": "int32", "maximum": 4294967295_u64},
-                "port": {"type": "integer", "format": "int32", "maximum": 16384},
-                "routers": {"items": [{"asn": {"format": "int32", "maximum": 4294967295_u64}}]}
-            }
-        });
-        assert_eq!(widen_int32(&mut schema), 2);
-        assert_eq!(schema["properties"]["asn"]["format"], "int64");
-        assert_eq!(schema["properties"]["port"]["format"], "int32");
-        assert_eq!(
-            schema["properties"]["routers"]["items"][0]["asn"]["format"],
-            "int64"
-        );
     }
 }
