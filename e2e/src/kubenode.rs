@@ -233,12 +233,18 @@ fn containerd_script(dir: &Path, bin: &Path) -> String {
     script
 }
 
-/// The cgroup `/<name>` in every hierarchy of the machine, deepest last.
+/// The cgroup `/<name>` in every hierarchy of the machine, deepest last: the v1 ones, and
+/// the v2 one a hybrid machine mounts at `/sys/fs/cgroup/unified` (runc makes the node's
+/// cgroups there too; left behind, each run of a node left empty ones).
 fn cgroup_dirs(name: &str) -> Vec<PathBuf> {
+    let root = Path::new("/sys/fs/cgroup");
+    let unified = root.join("unified").is_dir().then_some("unified");
     CONTROLLERS
         .iter()
-        .chain(&["systemd"])
-        .map(|c| Path::new("/sys/fs/cgroup").join(c).join(name))
+        .copied()
+        .chain(["systemd"])
+        .chain(unified)
+        .map(|c| root.join(c).join(name))
         .collect()
 }
 

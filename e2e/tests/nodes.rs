@@ -47,7 +47,7 @@ fn request(node: &Netns, url: &str) -> Result<String> {
 /// What is left of node `name` with its files in `dir`: its cgroups, and processes that name
 /// its directory (containerd, shims, kubelet, kube-proxy).
 fn leftovers(name: &str, dir: &Path) -> Vec<String> {
-    let mut left: Vec<String> = ["pids", "memory", "cpu", "systemd"]
+    let mut left: Vec<String> = ["pids", "memory", "cpu", "systemd", "unified"]
         .iter()
         .map(|c| Path::new("/sys/fs/cgroup").join(c).join(name))
         .filter(|p| p.exists())
