@@ -70,8 +70,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail};
 use ferrolb_e2e::chart_lab::{
-    ChartLab, NS, RequestLoop, bgp_manifests, bgp_manifests_with_peer, l2_manifests, service_ip,
-    survivor_manifests,
+    ChartLab, NS, RequestLoop, bgp_manifests, bgp_manifests_with_peer, crash_looping, l2_manifests,
+    service_ip, survivor_manifests,
 };
 use ferrolb_e2e::lab;
 use ferrolb_e2e::metallb::{self, Mode};
@@ -722,19 +722,45 @@ fn load_services(lab: &ChartLab, count: usize) -> Result<()> {
 }
 
 /// Waits (an hour at most) until the ToR routes `count` addresses of the bulk pool, looking
-/// once a second (a listing of 10,000 routes is not free on the lab's two cores).
+/// once a second (a listing of 10,000 routes is not free on the lab's two cores). Every
+/// minute it prints how many are routed, and stops with an error when a container in
+/// `metallb-system` is held in a crash loop (MetalLB's FRR-K8s mode with 10,000 Services
+/// here: frr-k8s's FRR killed by its liveness probe, routes at the ToR falling), rather than
+/// waiting out the hour.
 fn wait_routes(lab: &ChartLab, count: usize) -> Result<()> {
-    wait_for(
+    let kubectl = lab.cluster.kubectl();
+    let started = Instant::now();
+    let mut looked = Instant::now();
+    // A crash loop ends the wait as its outcome (`wait_for` retries a probe's errors).
+    let outcome: Result<()> = wait_for(
         &format!("the ToR routing {count} Services of the bulk pool"),
         Duration::from_secs(3600),
         || {
-            let routed = bulk_routes(lab)? >= count;
-            if !routed {
-                std::thread::sleep(Duration::from_secs(1));
+            let routes = bulk_routes(lab)?;
+            if routes >= count {
+                return Ok(Some(Ok(())));
             }
-            Ok(routed.then_some(()))
+            if looked.elapsed() >= Duration::from_secs(60) {
+                looked = Instant::now();
+                println!(
+                    "{routes} of {count} routed by the ToR after {} s",
+                    started.elapsed().as_secs()
+                );
+                let looping = crash_looping(&kubectl.get(&["pods", "-n", NS])?);
+                if !looping.is_empty() {
+                    return Ok(Some(Err(anyhow::anyhow!(
+                        "{routes} of {count} Services routed by the ToR after {} s, and in a \
+                         crash loop: {}",
+                        started.elapsed().as_secs(),
+                        looping.join("; ")
+                    ))));
+                }
+            }
+            std::thread::sleep(Duration::from_secs(1));
+            Ok(None)
         },
-    )
+    )?;
+    outcome
 }
 
 /// The times (ms) from `kubectl create` of a Service returning to the ToR's kernel routing

@@ -394,6 +394,36 @@ pub fn all_ready(kubectl: &Kubectl, what: &str, pods: usize, timeout: Duration) 
     Ok(())
 }
 
+/// The containers of the pods in `pods` (a `kubectl get pods -o json` list) that the kubelet
+/// holds back from restarting (`CrashLoopBackOff`), each as `pod/container: N restarts, last
+/// ended <reason> (exit <code>)`.
+pub fn crash_looping(pods: &serde_json::Value) -> Vec<String> {
+    let mut found = Vec::new();
+    for pod in pods["items"].as_array().into_iter().flatten() {
+        let name = pod["metadata"]["name"].as_str().unwrap_or("?");
+        let statuses = ["initContainerStatuses", "containerStatuses"]
+            .iter()
+            .filter_map(|key| pod["status"][key].as_array())
+            .flatten();
+        for status in statuses {
+            if status["state"]["waiting"]["reason"] != "CrashLoopBackOff" {
+                continue;
+            }
+            let last = &status["lastState"]["terminated"];
+            found.push(format!(
+                "{name}/{}: {} restarts, last ended {} (exit {})",
+                status["name"].as_str().unwrap_or("?"),
+                status["restartCount"].as_u64().unwrap_or(0),
+                last["reason"].as_str().unwrap_or("?"),
+                last["exitCode"]
+                    .as_i64()
+                    .map_or("?".into(), |c| c.to_string()),
+            ));
+        }
+    }
+    found
+}
+
 /// The IP Service `default/<name>` got, once it has one.
 pub fn service_ip(cluster: &Cluster, name: &str) -> Result<String> {
     wait_for(
@@ -884,4 +914,52 @@ fn pids_in(ns: &Netns, comm: &str) -> Result<Vec<i32>> {
         }
     }
     Ok(pids)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_containers_held_in_crash_loop_back_off_are_named_with_their_last_end() {
+        let pods = serde_json::json!({"items": [
+            {
+                "metadata": {"name": "metallb-frr-k8s-xq6p5"},
+                "status": {"containerStatuses": [
+                    {"name": "controller", "restartCount": 0, "state": {"running": {}}},
+                    {
+                        "name": "frr",
+                        "restartCount": 8,
+                        "state": {"waiting": {"reason": "CrashLoopBackOff"}},
+                        "lastState": {"terminated": {"reason": "Error", "exitCode": 143}}
+                    }
+                ]}
+            },
+            {
+                "metadata": {"name": "metallb-speaker-n9gk6"},
+                "status": {
+                    "initContainerStatuses": [{
+                        "name": "cp-frr-files",
+                        "restartCount": 2,
+                        "state": {"waiting": {"reason": "CrashLoopBackOff"}},
+                        "lastState": {}
+                    }],
+                    "containerStatuses": [{
+                        "name": "speaker",
+                        "restartCount": 1,
+                        "state": {"waiting": {"reason": "ContainerCreating"}}
+                    }]
+                }
+            },
+            {"metadata": {"name": "pending"}, "status": {}}
+        ]});
+        assert_eq!(
+            crash_looping(&pods),
+            [
+                "metallb-frr-k8s-xq6p5/frr: 8 restarts, last ended Error (exit 143)",
+                "metallb-speaker-n9gk6/cp-frr-files: 2 restarts, last ended ? (exit ?)",
+            ]
+        );
+        assert!(crash_looping(&serde_json::json!({"items": []})).is_empty());
+    }
 }
