@@ -23,14 +23,10 @@ use ferrolb_e2e::configs;
 use ferrolb_e2e::frr::Build;
 use ferrolb_e2e::peering::{Peering, ROUTERS};
 use ferrolb_e2e::process::wait_for;
+use ferrolb_e2e::sampler::median;
 
 const BASE: u32 = 10_000;
 const EDGE: u32 = 1_000;
-
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
-}
 
 struct Change {
     name: &'static str,
@@ -186,7 +182,7 @@ fn main() -> Result<()> {
             show(&ours),
             show(&theirs)
         );
-        let (a, r) = (median(ours), median(theirs));
+        let (a, r) = (median(&ours), median(&theirs));
         println!("BENCH frr_apply_{} {a:.1} ms", change.name);
         println!("BENCH frr_reload_py_{} {r:.0} ms", change.name);
         ratios.push(r / a);

@@ -10,15 +10,11 @@ use std::time::{Duration, Instant};
 use anyhow::{Result, bail};
 use ferrolb_e2e::fabric::Fabric;
 use ferrolb_e2e::process::wait_for;
+use ferrolb_e2e::sampler::median;
 
 const MANIFESTS: &str = include_str!("../tests/fabric.yaml");
 const PREFIX: &str = "10.98.0.10";
 const RUNS: usize = 7;
-
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
-}
 
 fn bfd_failover() -> Result<()> {
     let fabric = Fabric::start("bench", MANIFESTS)?;
@@ -57,7 +53,7 @@ fn bfd_failover() -> Result<()> {
     }
     let text: Vec<String> = runs.iter().map(|r| format!("{r:.0}")).collect();
     eprintln!("bfd_failover runs (ms): {}", text.join(" "));
-    println!("BENCH bfd_failover {:.0} ms", median(runs));
+    println!("BENCH bfd_failover {:.0} ms", median(&runs));
     Ok(())
 }
 

@@ -18,6 +18,7 @@ use ferrolb_e2e::frr::Frr;
 use ferrolb_e2e::lab::{self, others};
 use ferrolb_e2e::netns::Netns;
 use ferrolb_e2e::process::{stop_pid, wait_for};
+use ferrolb_e2e::sampler::median;
 
 const NAMES: [&str; 4] = [
     "bfd_failover_bird",
@@ -27,15 +28,10 @@ const NAMES: [&str; 4] = [
 ];
 const N1: &str = "10.99.0.11";
 
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
-}
-
 fn print(name: &str, runs: Vec<f64>) {
     let text: Vec<String> = runs.iter().map(|r| format!("{r:.0}")).collect();
     eprintln!("{name} runs (ms): {}", text.join(" "));
-    println!("BENCH {name} {:.0} ms", median(runs));
+    println!("BENCH {name} {:.0} ms", median(&runs));
 }
 
 fn web_ip(dir: &std::path::Path) -> Result<String> {
