@@ -398,6 +398,25 @@ pub fn all_ready(kubectl: &Kubectl, what: &str, pods: usize, timeout: Duration) 
 /// holds back from restarting (`CrashLoopBackOff`), each as `pod/container: N restarts, last
 /// ended <reason> (exit <code>)`.
 pub fn crash_looping(pods: &serde_json::Value) -> Vec<String> {
+    containers_where(pods, |status| {
+        status["state"]["waiting"]["reason"] == "CrashLoopBackOff"
+    })
+}
+
+/// The containers of `pods` (a `kubectl get pods -o json` list) that have restarted, each as
+/// [`crash_looping`] names them.
+pub fn restarted(pods: &serde_json::Value) -> Vec<String> {
+    containers_where(pods, |status| {
+        status["restartCount"].as_u64().is_some_and(|n| n > 0)
+    })
+}
+
+/// The containers of `pods` whose status `pick` accepts: pod/container, restarts, and how
+/// the last run ended.
+fn containers_where(
+    pods: &serde_json::Value,
+    pick: impl Fn(&serde_json::Value) -> bool,
+) -> Vec<String> {
     let mut found = Vec::new();
     for pod in pods["items"].as_array().into_iter().flatten() {
         let name = pod["metadata"]["name"].as_str().unwrap_or("?");
@@ -405,10 +424,7 @@ pub fn crash_looping(pods: &serde_json::Value) -> Vec<String> {
             .iter()
             .filter_map(|key| pod["status"][key].as_array())
             .flatten();
-        for status in statuses {
-            if status["state"]["waiting"]["reason"] != "CrashLoopBackOff" {
-                continue;
-            }
+        for status in statuses.filter(|s| pick(s)) {
             let last = &status["lastState"]["terminated"];
             found.push(format!(
                 "{name}/{}: {} restarts, last ended {} (exit {})",
@@ -961,5 +977,14 @@ mod tests {
             ]
         );
         assert!(crash_looping(&serde_json::json!({"items": []})).is_empty());
+        // Every container that restarted, looping or not.
+        assert_eq!(
+            restarted(&pods),
+            [
+                "metallb-frr-k8s-xq6p5/frr: 8 restarts, last ended Error (exit 143)",
+                "metallb-speaker-n9gk6/cp-frr-files: 2 restarts, last ended ? (exit ?)",
+                "metallb-speaker-n9gk6/speaker: 1 restarts, last ended ? (exit ?)",
+            ]
+        );
     }
 }

@@ -474,7 +474,7 @@ fn keep_crds(lab: &ChartLab, built: &Path) -> Result<()> {
     Ok(())
 }
 
-/// What the switch from MetalLB to ferrolb did, measured under request loops.
+/// What a switch between MetalLB and ferrolb did, measured under request loops.
 #[derive(Debug)]
 pub struct Switched {
     /// Services whose IPs differ after the switch.
@@ -485,12 +485,12 @@ pub struct Switched {
     pub l2_requests: (usize, usize),
     /// The ToR's next hops for the BGP IP during the switch.
     pub hops: Sampled,
-    /// From MetalLB's removal starting to ferrolb announcing everything.
+    /// From the switch starting to the system switched to announcing everything.
     pub total: Duration,
-    /// From `helm install ferrolb` to ferrolb announcing everything.
+    /// From its `helm install` to its announcing everything.
     pub install_to_announced: Duration,
-    /// From MetalLB's removal starting to MetalLB's last pod gone.
-    pub metallb_gone: Duration,
+    /// From the switch starting to the last pod of the system switched from gone.
+    pub old_gone: Duration,
 }
 
 /// The DaemonSet of frr-k8s's daemons in MetalLB's FRR-K8s mode (MetalLB's chart installed
@@ -620,6 +620,108 @@ pub enum Switch {
     FromConfigMap,
 }
 
+/// Request loops to a BGP IP and a layer-2 IP and a sampler of the ToR's next hops for the
+/// BGP IP, running across a switch between MetalLB and ferrolb, with the Services' IPs from
+/// before it.
+struct Watched {
+    before: BTreeMap<String, Vec<String>>,
+    bgp_loop: RequestLoop,
+    l2_loop: RequestLoop,
+    sampler: NexthopSampler,
+    bgp_ip: String,
+    l2_ip: String,
+    /// When the switch began: a second after the loops.
+    started: Instant,
+}
+
+impl Watched {
+    fn start(lab: &ChartLab, bgp_ip: &str, l2_ip: &str) -> Result<Watched> {
+        let before = service_ips(lab.cluster.kubectl())?;
+        let bgp_loop = RequestLoop::start(&lab.client, bgp_ip, Duration::from_millis(20))?;
+        let l2_loop = RequestLoop::start(&lab.client, l2_ip, Duration::from_millis(20))?;
+        let sampler = NexthopSampler::start(&lab.rtr, bgp_ip);
+        std::thread::sleep(Duration::from_secs(1));
+        Ok(Watched {
+            before,
+            bgp_loop,
+            l2_loop,
+            sampler,
+            bgp_ip: bgp_ip.to_string(),
+            l2_ip: l2_ip.to_string(),
+            started: Instant::now(),
+        })
+    }
+
+    /// Stops the loops 2 s from now and sums up: `installing` is when the new system's
+    /// `helm install` ran, `announced` when it announced everything, `gone` when the old
+    /// system's last pod was gone. `what` names the switch in what is printed.
+    fn finish(
+        self,
+        lab: &ChartLab,
+        what: &str,
+        installing: Instant,
+        announced: Instant,
+        gone: Instant,
+    ) -> Result<Switched> {
+        let started = self.started;
+        std::thread::sleep(Duration::from_secs(2));
+        let hops = self.sampler.finish();
+        for (from, lasted) in &hops.unrouted {
+            println!(
+                "{what} +{} ms: the ToR had no route to {} for {} ms",
+                from.saturating_duration_since(started).as_millis(),
+                self.bgp_ip,
+                lasted.as_millis()
+            );
+        }
+        let count = |ip: &str, results: Vec<(Instant, bool)>| {
+            let bursts = failure_bursts(&results, started);
+            if !bursts.is_empty() {
+                println!(
+                    "{what}: requests to {ip} failed at (ms) {}",
+                    bursts.join(" ")
+                );
+            }
+            (results.len(), results.iter().filter(|(_, ok)| !ok).count())
+        };
+        let bgp_requests = count(&self.bgp_ip, self.bgp_loop.finish());
+        let l2_requests = count(&self.l2_ip, self.l2_loop.finish());
+        let after = service_ips(lab.cluster.kubectl())?;
+        let ip_changes = self
+            .before
+            .iter()
+            .filter(|(name, ips)| after.get(*name) != Some(ips))
+            .map(|(name, ips)| format!("{name}: {ips:?} → {:?}", after.get(name)))
+            .collect();
+        Ok(Switched {
+            ip_changes,
+            bgp_requests,
+            l2_requests,
+            hops,
+            total: announced - started,
+            install_to_announced: announced - installing,
+            old_gone: gone - started,
+        })
+    }
+}
+
+/// The failed requests of `results` (in the order sent) as bursts, each a run of failures
+/// with no success between: `+<ms>` from `started` for one, `+<first>…+<last> (<count>)` for
+/// more.
+fn failure_bursts(results: &[(Instant, bool)], started: Instant) -> Vec<String> {
+    let ms = |at: &Instant| at.saturating_duration_since(started).as_millis();
+    let mut bursts = Vec::new();
+    for run in results.split(|(_, ok)| *ok).filter(|run| !run.is_empty()) {
+        let (first, last) = (&run[0].0, &run[run.len() - 1].0);
+        bursts.push(if run.len() == 1 {
+            format!("+{}", ms(first))
+        } else {
+            format!("+{}…+{} ({})", ms(first), ms(last), run.len())
+        });
+    }
+    bursts
+}
+
 /// Switches the lab from MetalLB to ferrolb as the README tells a user, `how`, under a
 /// request loop to `bgp_ip` and one to `l2_ip`, sampling the ToR's next hops for `bgp_ip`;
 /// returns once ferrolb announces both (its pods Ready, the ToR routing `bgp_ip` to every
@@ -634,12 +736,7 @@ pub fn switch_to_ferrolb(
     l2_ip: &str,
 ) -> Result<Switched> {
     let kubectl = lab.cluster.kubectl();
-    let before = service_ips(kubectl)?;
-    let bgp_loop = RequestLoop::start(&lab.client, bgp_ip, Duration::from_millis(20))?;
-    let l2_loop = RequestLoop::start(&lab.client, l2_ip, Duration::from_millis(20))?;
-    let sampler = NexthopSampler::start(&lab.rtr, bgp_ip);
-    std::thread::sleep(Duration::from_secs(1));
-    let started = Instant::now();
+    let watched = Watched::start(lab, bgp_ip, l2_ip)?;
     let nodes = lab.cluster.names().len();
     let installing = match how {
         Switch::RemoveFirst => {
@@ -667,15 +764,32 @@ pub fn switch_to_ferrolb(
         },
     )?;
     let announced = Instant::now();
-    // With thousands of Services MetalLB's controller may take minutes to stop; on a timeout
-    // the error names the pods still there.
-    wait_for("ferrolb's pods alone", Duration::from_secs(600), || {
+    // With thousands of Services MetalLB's controller may take minutes to stop.
+    wait_gone(kubectl, "MetalLB", Duration::from_secs(600), |name| {
+        name != "ferrolb"
+    })?;
+    watched.finish(lab, "switch", installing, announced, Instant::now())
+}
+
+/// Waits until no pod in MetalLB's namespace is `what`'s: one whose `app.kubernetes.io/name`
+/// `old` picks; on a timeout the error names those still there.
+fn wait_gone(
+    kubectl: &Kubectl,
+    what: &str,
+    timeout: Duration,
+    old: impl Fn(&str) -> bool,
+) -> Result<()> {
+    wait_for(&format!("{what}'s pods gone"), timeout, || {
         let pods = kubectl.get(&["pods", "-n", NS])?;
         let others: Vec<String> = pods["items"]
             .as_array()
             .into_iter()
             .flatten()
-            .filter(|p| p["metadata"]["labels"]["app.kubernetes.io/name"] != "ferrolb")
+            .filter(|p| {
+                old(p["metadata"]["labels"]["app.kubernetes.io/name"]
+                    .as_str()
+                    .unwrap_or(""))
+            })
             .map(|p| {
                 format!(
                     "{} ({}{})",
@@ -694,53 +808,78 @@ pub fn switch_to_ferrolb(
         } else {
             bail!("still in {NS}: {}", others.join(", "))
         }
+    })
+}
+
+/// The README's way back from ferrolb to MetalLB, under the same request loops and sampler
+/// as [`switch_to_ferrolb`]: `helm uninstall ferrolb` (the CRDs, in its chart's `crds/`, stay,
+/// and with them every object; the Services keep their IPs in their status), `prepare` run
+/// once ferrolb is gone (what `mode` needs of the objects: native mode a BGPPeer without BFD
+/// and no BFD profile), then `helm install metallb --take-ownership --force-conflicts` in
+/// `mode`: MetalLB's chart takes the CRDs back, with the conversion webhook its BGPPeer
+/// definition names (Helm applies server-side, and `kubectl replace` of ferrolb's definitions
+/// in the switch left them owned by another field manager). Returns once MetalLB's pods are
+/// Ready, it announces both IPs, ferrolb's pods are gone, and the loops have run 2 s more.
+pub fn roll_back(
+    lab: &ChartLab,
+    built: &Path,
+    mode: Mode,
+    prepare: impl FnOnce() -> Result<()>,
+    bgp_ip: &str,
+    l2_ip: &str,
+) -> Result<Switched> {
+    let kubectl = lab.cluster.kubectl();
+    let watched = Watched::start(lab, bgp_ip, l2_ip)?;
+    lab.helm(&["uninstall", "ferrolb", "-n", NS, "--wait"])?;
+    prepare()?;
+    let installing = Instant::now();
+    helm_in_mode(
+        lab,
+        built,
+        mode,
+        "install",
+        &["--take-ownership", "--force-conflicts"],
+    )?;
+    wait_for(
+        "MetalLB announcing every Service",
+        Duration::from_secs(300),
+        || lab.announced(bgp_ip, &[l2_ip]).map(|a| a.then_some(())),
+    )?;
+    let announced = Instant::now();
+    wait_gone(kubectl, "ferrolb", Duration::from_secs(120), |name| {
+        name == "ferrolb"
     })?;
-    let alone = Instant::now();
-    std::thread::sleep(Duration::from_secs(2));
-    let hops = sampler.finish();
-    for (from, lasted) in &hops.unrouted {
+    let restarted = chart_lab::restarted(&kubectl.get(&["pods", "-n", NS])?);
+    if !restarted.is_empty() {
         println!(
-            "switch +{} ms: the ToR had no route to {bgp_ip} for {} ms",
-            from.saturating_duration_since(started).as_millis(),
-            lasted.as_millis()
+            "roll-back: MetalLB's containers restarted: {}",
+            restarted.join("; ")
         );
     }
-    let count = |what: &str, results: Vec<(Instant, bool)>| {
-        let failed: Vec<String> = results
-            .iter()
-            .filter(|(_, ok)| !ok)
-            .map(|(at, _)| format!("+{}", at.saturating_duration_since(started).as_millis()))
-            .collect();
-        if !failed.is_empty() {
-            println!(
-                "switch: requests to {what} failed at (ms) {}",
-                failed.join(" ")
-            );
-        }
-        (results.len(), failed.len())
-    };
-    let bgp_requests = count(bgp_ip, bgp_loop.finish());
-    let l2_requests = count(l2_ip, l2_loop.finish());
-    let after = service_ips(kubectl)?;
-    let ip_changes = before
-        .iter()
-        .filter(|(name, ips)| after.get(*name) != Some(ips))
-        .map(|(name, ips)| format!("{name}: {ips:?} → {:?}", after.get(name)))
-        .collect();
-    Ok(Switched {
-        ip_changes,
-        bgp_requests,
-        l2_requests,
-        hops,
-        total: announced - started,
-        install_to_announced: announced - installing,
-        metallb_gone: alone - started,
-    })
+    watched.finish(lab, "roll-back", installing, announced, Instant::now())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn failed_requests_are_told_as_bursts_between_successes() {
+        let t = Instant::now();
+        let at = |ms: u64| t + Duration::from_millis(ms);
+        let results = [
+            (at(0), true),
+            (at(20), false),
+            (at(40), true),
+            (at(60), false),
+            (at(80), false),
+            (at(100), false),
+            (at(120), true),
+            (at(140), false),
+        ];
+        assert_eq!(failure_bursts(&results, t), ["+20", "+60…+100 (3)", "+140"]);
+        assert!(failure_bursts(&[(at(0), true)], t).is_empty());
+    }
 
     #[test]
     fn a_scalar_is_read_at_its_path_only() {

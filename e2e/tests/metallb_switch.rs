@@ -18,7 +18,9 @@
 //!   (the figures of `hack/bench.sh versus`);
 //! - the same from MetalLB's FRR-K8s mode (the default from MetalLB 0.16), where frr-k8s's
 //!   DaemonSet runs the FRR that holds each node's session: its pods are orphaned and deleted
-//!   node by node with the speakers;
+//!   node by node with the speakers; then back from ferrolb to MetalLB in that mode
+//!   ([`metallb::roll_back`]: ferrolb uninstalled, MetalLB installed taking its CRDs back),
+//!   with the same promises and MetalLB's FRR sending the route again;
 //! - MetalLB v0.12.1, configured by its legacy ConfigMap, announcing the same two Services,
 //!   and the switch from it through `ferrolb convert` ([`metallb_legacy::hand_over`]): the
 //!   same promises (but its native BGP has no graceful restart: the ToR routes through one
@@ -106,7 +108,7 @@ fn switch_from(mode: metallb::Mode, prefix: &str) -> Result<()> {
     let switched =
         metallb::switch_to_ferrolb(&lab, &built, metallb::Switch::NodeByNode, &routed, &web)?;
     report(
-        &format!("MetalLB {version} ({mode:?} mode)"),
+        &format!("switch MetalLB {version} ({mode:?} mode) → ferrolb"),
         &switched,
         &routed,
         cluster.addresses().len(),
@@ -123,6 +125,37 @@ fn switch_from(mode: metallb::Mode, prefix: &str) -> Result<()> {
             .all(|p| p.starts_with("pod/speaker-") || p.starts_with("pod/controller-")),
         "{pods}"
     );
+    if mode != metallb::Mode::FrrK8s {
+        return Ok(());
+    }
+
+    // And back, as the README's "Going back to MetalLB" tells: every IP and object kept,
+    // MetalLB's FRR sending the route again.
+    let back = metallb::roll_back(&lab, &built, mode, || Ok(()), &routed, &web)?;
+    report(
+        &format!("roll-back ferrolb → MetalLB {version} ({mode:?} mode)"),
+        &back,
+        &routed,
+        cluster.addresses().len(),
+        Hops::Gone,
+    );
+    assert_eq!(objects(kubectl)?, objects_before);
+    let theirs = kubectl.run(
+        &[
+            "exec",
+            "-n",
+            NS,
+            "ds/metallb-frr-k8s",
+            "-c",
+            "frr",
+            "--",
+            "vtysh",
+            "-c",
+            "show bgp ipv4 unicast",
+        ],
+        None,
+    )?;
+    assert!(theirs.contains(&format!("{routed}/32")), "{theirs}");
     Ok(())
 }
 
@@ -150,7 +183,7 @@ fn legacy_metallb_switches_to_ferrolb_through_convert_keeping_every_ip() -> Resu
     let switched =
         metallb::switch_to_ferrolb(&lab, &built, metallb::Switch::FromConfigMap, &routed, &web)?;
     report(
-        &format!("MetalLB {version} (ConfigMap)"),
+        &format!("switch MetalLB {version} (ConfigMap) → ferrolb"),
         &switched,
         &routed,
         cluster.addresses().len(),
@@ -208,15 +241,18 @@ enum Hops {
     All,
     /// One at least: each node's are withdrawn while it is handed over.
     One,
+    /// None promised: ferrolb's speakers withdraw the routes as `helm uninstall` removes
+    /// them, before MetalLB's announce.
+    Gone,
 }
 
-/// Prints what the switch from `from` did, and checks what it promises: no Service's IP
-/// changed, and the ToR kept the next hops `hops` for the BGP IP `routed` throughout.
-fn report(from: &str, switched: &metallb::Switched, routed: &str, nodes: usize, hops: Hops) {
+/// Prints what the switch `what` did, and checks what it promises: no Service's IP changed,
+/// and the ToR kept the next hops `hops` for the BGP IP `routed` throughout.
+fn report(what: &str, switched: &metallb::Switched, routed: &str, nodes: usize, hops: Hops) {
     println!(
-        "switch {from} → ferrolb: {} IPs changed; BGP IP: {} of {} requests failed, fewest \
-         next hops {} of {nodes} ({} ms with fewer); layer-2 IP: {} of {} failed; {} ms from \
-         the first step and {} ms from `helm install ferrolb` to all announced",
+        "{what}: {} IPs changed; BGP IP: {} of {} requests failed, fewest next hops {} of \
+         {nodes} ({} ms with fewer); layer-2 IP: {} of {} failed; {} ms from the first step \
+         and {} ms from `helm install` to all announced",
         switched.ip_changes.len(),
         switched.bgp_requests.1,
         switched.bgp_requests.0,
@@ -241,5 +277,6 @@ fn report(from: &str, switched: &metallb::Switched, routed: &str, nodes: usize, 
             switched.hops.fewest >= 1,
             "the ToR lost every next hop for {routed} during the switch"
         ),
+        Hops::Gone => {}
     }
 }
