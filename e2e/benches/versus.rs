@@ -61,10 +61,18 @@
 //!   left unanswered by every node after a port flap) and its speakers were restarted so
 //!   that the run could go on; the figure measured across a stall includes those 120 s.
 //!
-//! The systems run one after the other on one cluster, not alternating: going from one to
-//! the other is a switch of minutes, and the figures are seconds against noise of tens of
-//! milliseconds. Needs root, what `tests/chart_on_nodes.rs` needs and the go command
-//! (`hack/metallb.sh`).
+//! The systems run one after the other on one cluster. With `FERROLB_VERSUS_ROUNDS` (1) above
+//! one they alternate: after ferrolb, the README's way back to MetalLB
+//! ([`metallb::roll_back`]: ferrolb uninstalled, MetalLB installed in the first mode, the
+//! objects and IPs kept; printed as `roll-back:`, under the same request loops as the switch),
+//! then every mode and the switch and ferrolb again. Each figure then pools the rounds: the
+//! probes' times together, the median of the other figures of a system, the sessions reset
+//! and the switches' IP changes, failed requests and withdrawn next hops summed, the median
+//! of their times. The layer-2 window, the speaker restart and the controller's figures are
+//! measured once for each (MetalLB's in the first round, ferrolb's after the last). From the
+//! second round on, MetalLB's speaker CPU counts from its install onto the loaded cluster,
+//! as ferrolb's always does. Needs root, what `tests/chart_on_nodes.rs` needs and the go
+//! command (`hack/metallb.sh`).
 
 use std::time::{Duration, Instant};
 
@@ -73,17 +81,56 @@ use ferrolb_e2e::chart_lab::{
     ChartLab, NS, RequestLoop, bgp_manifests, bgp_manifests_with_peer, crash_looping, l2_manifests,
     service_ip, survivor_manifests,
 };
+use ferrolb_e2e::kubectl::Kubectl;
 use ferrolb_e2e::lab;
 use ferrolb_e2e::metallb::{self, Mode};
 use ferrolb_e2e::netns::Netns;
 use ferrolb_e2e::paths::{self, Scratch};
 use ferrolb_e2e::process::wait_for;
 use ferrolb_e2e::rss;
-use ferrolb_e2e::sampler::{NexthopSampler, RouteMonitor, Sampled, percentile};
+use ferrolb_e2e::sampler::{NexthopSampler, RouteMonitor, Sampled, median, percentile};
 
-fn median(mut runs: Vec<f64>) -> f64 {
-    runs.sort_by(f64::total_cmp);
-    runs.get(runs.len() / 2).copied().unwrap_or(f64::NAN)
+/// Prints what a switch between MetalLB and ferrolb (`what`: `switch`, `roll-back`) did.
+fn report(what: &str, switched: &metallb::Switched) {
+    println!(
+        "{what}: {} IPs changed {:?}; BGP IP {} of {} failed, layer-2 IP {} of {} failed; \
+         {} next hops withdrawn, fewest {}; {} ms to all announced ({} ms after helm install); \
+         the last pod of the system replaced gone after {} ms",
+        switched.ip_changes.len(),
+        switched.ip_changes,
+        switched.bgp_requests.1,
+        switched.bgp_requests.0,
+        switched.l2_requests.1,
+        switched.l2_requests.0,
+        switched.hops.withdrawn,
+        switched.hops.fewest,
+        switched.total.as_millis(),
+        switched.install_to_announced.as_millis(),
+        switched.old_gone.as_millis()
+    );
+}
+
+/// The BGPPeer and BFD profiles MetalLB in `mode` is given: native mode refuses BFD and
+/// graceful restart, so its peer gets the shortest hold time BGP allows and there is no BFD
+/// profile; the FRR modes get [`bfd_manifests`].
+fn peer_manifests(mode: Mode) -> String {
+    if mode == Mode::Native {
+        bgp_manifests_with_peer(
+            "{myASN: 64512, peerASN: 64513, peerAddress: 10.95.0.1, holdTime: 3s}",
+        )
+    } else {
+        bfd_manifests()
+    }
+}
+
+/// Puts the objects as MetalLB in `mode` takes them ([`peer_manifests`]), while neither
+/// MetalLB nor ferrolb is installed: for native mode, the BFD profiles deleted.
+fn prepare_mode(kubectl: &Kubectl, mode: Mode) -> Result<()> {
+    kubectl.apply(&peer_manifests(mode))?;
+    if mode == Mode::Native {
+        kubectl.run(&["delete", "bfdprofiles", "--all", "-n", NS], None)?;
+    }
+    Ok(())
 }
 
 /// One figure of MetalLB's modes (`(system, value)`) and of ferrolb, with each ratio
@@ -112,6 +159,38 @@ struct Bgp {
     cpu: f64,
     /// Not measured with `FERROLB_VERSUS_ONLY=memory`.
     timed: Option<Timed>,
+}
+
+impl Bgp {
+    /// One system's runs, one a round, as one: the probes' times together, the median of
+    /// each other figure, the sessions reset summed.
+    fn merged(runs: Vec<Bgp>) -> Result<Bgp> {
+        let system = runs.first().context("no run to merge")?.system;
+        let each = |f: fn(&Bgp) -> f64| median(&runs.iter().map(f).collect::<Vec<_>>());
+        let (rss, cpu) = (each(|r| r.rss), each(|r| r.cpu));
+        let timed: Option<Vec<Timed>> = runs.into_iter().map(|r| r.timed).collect();
+        let timed = timed.map(|timed| {
+            let changes = |c: Vec<&Change>| Change {
+                ms: median(&c.iter().map(|c| c.ms).collect::<Vec<_>>()),
+                resets: c.iter().map(|c| c.resets).sum(),
+            };
+            let peer_changes: Option<Vec<&Change>> =
+                timed.iter().map(|t| t.peer_change.as_ref()).collect();
+            Timed {
+                converge: timed.iter().flat_map(|t| t.converge.clone()).collect(),
+                withdraw: timed.iter().flat_map(|t| t.withdraw.clone()).collect(),
+                failure_window: median(&timed.iter().map(|t| t.failure_window).collect::<Vec<_>>()),
+                change: changes(timed.iter().map(|t| &t.change).collect()),
+                peer_change: peer_changes.map(changes),
+            }
+        });
+        Ok(Bgp {
+            system,
+            rss,
+            cpu,
+            timed,
+        })
+    }
 }
 
 /// The figures of [`Bgp`] that are times (and counts) of changes and failures.
@@ -411,7 +490,7 @@ impl Lab {
         }
         let text: Vec<String> = runs.iter().map(|r| format!("{r:.0}")).collect();
         println!("{system} {what} windows (ms): {}", text.join(" "));
-        Ok(median(runs))
+        Ok(median(&runs))
     }
 
     /// `kubectl rollout restart` of DaemonSet `ds` under requests to the BGP IP.
@@ -879,6 +958,10 @@ fn main() -> Result<()> {
     if order.is_empty() {
         bail!("FERROLB_VERSUS_MODES: no MetalLB mode");
     }
+    let rounds: usize = paths::env_parsed("FERROLB_VERSUS_ROUNDS").unwrap_or(1);
+    if rounds == 0 {
+        bail!("FERROLB_VERSUS_ROUNDS=0: at least one round");
+    }
     let scratch = Scratch::new("versus")?;
     let built = metallb::built()?;
     let version = metallb::version(&built)?;
@@ -886,14 +969,7 @@ fn main() -> Result<()> {
     let chart_lab = metallb::lab(&prefix, scratch.path(), &built)?;
     let kubectl = chart_lab.cluster.kubectl();
     metallb::install(&chart_lab, &built, order[0])?;
-    // Native mode refuses BFD and graceful restart: its peer gets the shortest hold time.
-    let peer = if order[0] == Mode::Native {
-        bgp_manifests_with_peer(
-            "{myASN: 64512, peerASN: 64513, peerAddress: 10.95.0.1, holdTime: 3s}",
-        )
-    } else {
-        bfd_manifests()
-    };
+    let peer = peer_manifests(order[0]);
     let manifests = format!(
         "{}---\n{peer}---\n{}---\n{}",
         l2_manifests(),
@@ -920,105 +996,116 @@ fn main() -> Result<()> {
         argv[0] == "/speaker" || argv[0] == "/frr-k8s" || rss::is_frr_daemon(argv)
     };
     let metallb_controller = |argv: &[String]| argv[0] == "/controller";
-    let mut modes = Vec::new();
-    let mut first = None;
-    for (i, &mode) in order.iter().enumerate() {
-        if i > 0 {
-            metallb::change_mode(&lab.lab, &built, mode)?;
-            metallb::apply_when_admitted(kubectl, &bfd_manifests())?;
-        }
-        wait_routes(&lab.lab, services)?;
-        lab.settled(&format!("MetalLB {version} in {mode:?} mode"))?;
-        println!(
-            "MetalLB {version}: {mode:?} mode, {}, {services} Services more",
-            if mode == Mode::Native {
-                "hold time 3 s"
-            } else {
-                "BFD 100 ms × 3 and graceful restart"
-            }
-        );
-        modes.push(Bgp::measure(
-            &lab,
-            mode.name(),
-            metallb_pod,
-            probes,
-            mode != Mode::Native,
-            memory_only,
-        )?);
-        if i == 0 && !memory_only {
-            // Layer 2 is memberlist's in every mode; a restart is measured once.
-            let l2 = lab.port_failures(&lab.web, 5, "metallb_l2", "layer-2 owner failure")?;
-            let (failed, restart) = lab.restart("metallb-speaker", mode.name())?;
-            // The controller is the same in every mode.
-            let allocation =
-                lab.allocation("metallb", "metallb-controller", backlog, metallb_controller)?;
-            first = Some((mode, l2, failed, restart, allocation));
-        }
-    }
-
+    let is_speaker = |argv: &[String]| {
+        argv[0].ends_with("ferrolb") && argv.get(1).is_some_and(|a| a == "speaker")
+    };
     let how = match std::env::var("FERROLB_VERSUS_SWITCH").as_deref() {
         Ok("remove-first") => metallb::Switch::RemoveFirst,
         _ => metallb::Switch::NodeByNode,
     };
-    println!(
-        "switch from MetalLB's {:?} mode: {how:?}",
-        order[order.len() - 1]
-    );
-    let switched = metallb::switch_to_ferrolb(&lab.lab, &built, how, &lab.routed, &lab.web)?;
-    println!(
-        "switch: {} IPs changed {:?}; BGP IP {} of {} failed, layer-2 IP {} of {} failed; \
-         {} next hops withdrawn, fewest {}; {} ms to all announced ({} ms after helm install); \
-         MetalLB's last pod gone after {} ms",
-        switched.ip_changes.len(),
-        switched.ip_changes,
-        switched.bgp_requests.1,
-        switched.bgp_requests.0,
-        switched.l2_requests.1,
-        switched.l2_requests.0,
-        switched.hops.withdrawn,
-        switched.hops.fewest,
-        switched.total.as_millis(),
-        switched.install_to_announced.as_millis(),
-        switched.metallb_gone.as_millis()
-    );
+    // Every mode's measures and ferrolb's, round after round, and the switches.
+    let (mut runs, mut ours, mut switches) = (Vec::new(), Vec::new(), Vec::new());
+    let mut first = None;
+    for round in 0..rounds {
+        if round > 0 {
+            println!("round {}: back to MetalLB's {:?} mode", round + 1, order[0]);
+            let back = metallb::roll_back(
+                &lab.lab,
+                &built,
+                order[0],
+                || prepare_mode(kubectl, order[0]),
+                &lab.routed,
+                &lab.web,
+            )?;
+            report("roll-back", &back);
+        }
+        for (i, &mode) in order.iter().enumerate() {
+            if i > 0 {
+                metallb::change_mode(&lab.lab, &built, mode)?;
+                metallb::apply_when_admitted(kubectl, &bfd_manifests())?;
+            }
+            wait_routes(&lab.lab, services)?;
+            lab.settled(&format!("MetalLB {version} in {mode:?} mode"))?;
+            println!(
+                "MetalLB {version}: {mode:?} mode, {}, {services} Services more",
+                if mode == Mode::Native {
+                    "hold time 3 s"
+                } else {
+                    "BFD 100 ms × 3 and graceful restart"
+                }
+            );
+            runs.push(Bgp::measure(
+                &lab,
+                mode.name(),
+                metallb_pod,
+                probes,
+                mode != Mode::Native,
+                memory_only,
+            )?);
+            if round == 0 && i == 0 && !memory_only {
+                // Layer 2 is memberlist's in every mode; a restart is measured once, and the
+                // controller (the same in every mode) once.
+                let l2 = lab.port_failures(&lab.web, 5, "metallb_l2", "layer-2 owner failure")?;
+                let (failed, restart) = lab.restart("metallb-speaker", mode.name())?;
+                let allocation =
+                    lab.allocation("metallb", "metallb-controller", backlog, metallb_controller)?;
+                first = Some((mode, l2, failed, restart, allocation));
+            }
+        }
+        println!(
+            "switch from MetalLB's {:?} mode: {how:?}",
+            order[order.len() - 1]
+        );
+        let switched = metallb::switch_to_ferrolb(&lab.lab, &built, how, &lab.routed, &lab.web)?;
+        report("switch", &switched);
+        switches.push(switched);
+
+        // ferrolb with BFD and graceful restart (from native mode, the peer had neither).
+        kubectl.apply(&bfd_manifests())?;
+        wait_routes(&lab.lab, services)?;
+        lab.lab
+            .wait_settled("ferrolb with BFD", &lab.routed, &[&lab.web])?;
+        lab.settled("ferrolb announcing")?;
+        let speaker_rss = rss_mib(&lab, "ferrolb's speaker", is_speaker)?;
+        let frr_rss = rss_mib(&lab, "FRR in ferrolb's speaker pod", rss::is_frr_daemon)?;
+        println!("ferrolb: speaker {speaker_rss:.1} MiB, FRR {frr_rss:.1} MiB at most per node");
+        ours.push(Bgp::measure(
+            &lab,
+            "ferrolb",
+            |argv| is_speaker(argv) || rss::is_frr_daemon(argv),
+            probes,
+            true,
+            memory_only,
+        )?);
+    }
     let services_ips = metallb::service_ips(kubectl)?.len();
+    let sum = |f: fn(&metallb::Switched) -> usize| switches.iter().map(f).sum::<usize>();
     println!(
-        "BENCH versus_switch_ip_changes_ferrolb {} services (of {services_ips})",
-        switched.ip_changes.len()
+        "BENCH versus_switch_ip_changes_ferrolb {} services (of {services_ips}, {rounds} switches)",
+        sum(|s| s.ip_changes.len())
     );
     println!(
         "BENCH versus_switch_failed_requests_ferrolb {} requests",
-        switched.bgp_requests.1 + switched.l2_requests.1
+        sum(|s| s.bgp_requests.1 + s.l2_requests.1)
     );
     println!(
         "BENCH versus_switch_withdrawn_ferrolb {} nexthops",
-        switched.hops.withdrawn
+        sum(|s| s.hops.withdrawn)
     );
     println!(
-        "BENCH versus_switch_announced_ms_ferrolb {} ms",
-        switched.total.as_millis()
+        "BENCH versus_switch_announced_ms_ferrolb {:.0} ms",
+        median(
+            &switches
+                .iter()
+                .map(|s| s.total.as_secs_f64() * 1e3)
+                .collect::<Vec<_>>()
+        )
     );
-
-    // ferrolb with BFD and graceful restart (from native mode, the peer had neither).
-    kubectl.apply(&bfd_manifests())?;
-    wait_routes(&lab.lab, services)?;
-    lab.lab
-        .wait_settled("ferrolb with BFD", &lab.routed, &[&lab.web])?;
-    lab.settled("ferrolb announcing")?;
-    let is_speaker = |argv: &[String]| {
-        argv[0].ends_with("ferrolb") && argv.get(1).is_some_and(|a| a == "speaker")
-    };
-    let speaker_rss = rss_mib(&lab, "ferrolb's speaker", is_speaker)?;
-    let frr_rss = rss_mib(&lab, "FRR in ferrolb's speaker pod", rss::is_frr_daemon)?;
-    println!("ferrolb: speaker {speaker_rss:.1} MiB, FRR {frr_rss:.1} MiB at most per node");
-    let ferrolb = Bgp::measure(
-        &lab,
-        "ferrolb",
-        |argv| is_speaker(argv) || rss::is_frr_daemon(argv),
-        probes,
-        true,
-        memory_only,
-    )?;
+    let modes: Vec<Bgp> = order
+        .iter()
+        .map(|mode| Bgp::merged(runs.extract_if(.., |r| r.system == mode.name()).collect()))
+        .collect::<Result<_>>()?;
+    let ferrolb = Bgp::merged(ours)?;
     println!("versus: {services} Services announced besides the probes");
     // The figures that depend on the load carry it: `converge_p50_1k`, `speaker_rss_10k`.
     let scale = |count: usize| {
