@@ -32,6 +32,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 use ferrolb_e2e::chart_lab::{NS, bgp_manifests, l2_manifests, service_ip, speaker_vtysh};
+use ferrolb_e2e::kubectl::Kubectl;
 use ferrolb_e2e::metallb;
 use ferrolb_e2e::metallb_legacy;
 use ferrolb_e2e::paths::Scratch;
@@ -81,26 +82,7 @@ fn switch_from(mode: metallb::Mode, prefix: &str) -> Result<()> {
         || Ok(lab.announced(&routed, &[&web])?.then_some(())),
     )?;
     // MetalLB's FRR (or frr-k8s's), not its native speaker, sends the route.
-    let pods = match mode {
-        metallb::Mode::FrrK8s => "ds/metallb-frr-k8s",
-        _ => "ds/metallb-speaker",
-    };
-    let theirs = kubectl.run(
-        &[
-            "exec",
-            "-n",
-            NS,
-            pods,
-            "-c",
-            "frr",
-            "--",
-            "vtysh",
-            "-c",
-            "show bgp ipv4 unicast",
-        ],
-        None,
-    )?;
-    assert!(theirs.contains(&format!("{routed}/32")), "{theirs}");
+    assert_metallb_frr_sends(kubectl, mode, &routed)?;
     println!("MetalLB {version} ({mode:?} mode, layer 2) announces {routed} and {web}");
     let objects_before = objects(kubectl)?;
     assert_eq!(objects_before.len(), 5, "{objects_before:?}");
@@ -140,12 +122,23 @@ fn switch_from(mode: metallb::Mode, prefix: &str) -> Result<()> {
         Hops::Gone,
     );
     assert_eq!(objects(kubectl)?, objects_before);
+    assert_metallb_frr_sends(kubectl, mode, &routed)?;
+    Ok(())
+}
+
+/// Checks that MetalLB's FRR in `mode` (its speaker pod's, or frr-k8s's in FRR-K8s mode) has
+/// `routed` in its BGP table.
+fn assert_metallb_frr_sends(kubectl: &Kubectl, mode: metallb::Mode, routed: &str) -> Result<()> {
+    let pods = match mode {
+        metallb::Mode::FrrK8s => "ds/metallb-frr-k8s",
+        _ => "ds/metallb-speaker",
+    };
     let theirs = kubectl.run(
         &[
             "exec",
             "-n",
             NS,
-            "ds/metallb-frr-k8s",
+            pods,
             "-c",
             "frr",
             "--",
