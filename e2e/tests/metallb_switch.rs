@@ -19,8 +19,10 @@
 //! - the same from MetalLB's FRR-K8s mode (the default from MetalLB 0.16), where frr-k8s's
 //!   DaemonSet runs the FRR that holds each node's session: its pods are orphaned and deleted
 //!   node by node with the speakers; then back from ferrolb to MetalLB in that mode
-//!   ([`metallb::roll_back`]: ferrolb uninstalled, MetalLB installed taking its CRDs back),
-//!   with the same promises and MetalLB's FRR sending the route again;
+//!   ([`metallb::roll_back`]: ferrolb uninstalled, MetalLB installed taking its CRDs back):
+//!   no IP changed, every object still there, MetalLB's FRR sending the route again; the
+//!   next hops are not kept (ferrolb's speakers withdraw as `helm uninstall` removes them),
+//!   and the failed requests are printed;
 //! - MetalLB v0.12.1, configured by its legacy ConfigMap, announcing the same two Services,
 //!   and the switch from it through `ferrolb convert` ([`metallb_legacy::hand_over`]): the
 //!   same promises (but its native BGP has no graceful restart: the ToR routes through one
