@@ -3,7 +3,9 @@
 // Rust. This module holds requirements and tool lines only.
 //
 // v0.16.1 is the newest MetalLB whose requirements are all served: v0.16.2 needs
-// github.com/metallb/frr-k8s v0.0.27, whose module archive is refused. frr-k8s is the release
+// github.com/metallb/frr-k8s v0.0.27, whose module archive is refused, and does not build
+// against v0.0.26 (the newest served) in its place: its FRR-K8s mode uses the AS-path prepend
+// fields v0.0.27's API added (Advertise.PrefixesWithAsPathPrepend). frr-k8s is the release
 // v0.16.1 pins and packs as its chart's subchart, v0.0.25 (v0.0.26, served, is not what that
 // chart installs).
 module ferrolb.test/tools/metallb
