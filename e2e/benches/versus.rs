@@ -53,7 +53,9 @@
 //! - `switch_ip_changes`, `switch_failed_requests` (BGP and layer-2 IPs together),
 //!   `switch_withdrawn`, `switch_announced_ms`: the switch itself ([`metallb::switch_to_ferrolb`]),
 //!   node by node as the README recommends ([`metallb::hand_over`]), or with
-//!   `FERROLB_VERSUS_SWITCH=remove-first` MetalLB removed before ferrolb is installed.
+//!   `FERROLB_VERSUS_SWITCH=remove-first` MetalLB removed before ferrolb is installed (and on
+//!   the way back, below, ferrolb uninstalled before MetalLB is installed rather than
+//!   [`metallb::hand_back`] node by node).
 //! - With `FERROLB_VERSUS_ONLY=memory`, only `speaker_rss_<n>`, `speaker_cpu_<n>` and the
 //!   switch are measured: with 10,000 Services MetalLB's timed figures take hours (each
 //!   probe's deletion has its controller write every Service's status again, at 20 a second).
@@ -63,9 +65,9 @@
 //!
 //! The systems run one after the other on one cluster. With `FERROLB_VERSUS_ROUNDS` (1) above
 //! one they alternate: after ferrolb, the README's way back to MetalLB
-//! ([`metallb::roll_back`]: ferrolb uninstalled, MetalLB installed in the first mode, the
-//! objects and IPs kept; printed as `roll-back:`, under the same request loops as the switch),
-//! then every mode and the switch and ferrolb again. Each figure then pools the rounds: the
+//! ([`metallb::roll_back`]: node by node, ferrolb's speaker leaving a node and MetalLB in the
+//! first mode put there, the objects and IPs kept; printed as `roll-back:`, under the same
+//! request loops as the switch), then every mode and the switch and ferrolb again. Each figure then pools the rounds: the
 //! probes' times together, the median of the other figures of a system, the sessions reset
 //! and the switches' IP changes, failed requests and withdrawn next hops summed, the median
 //! of their times. The layer-2 window, the speaker restart and the controller's figures are
@@ -999,9 +1001,9 @@ fn main() -> Result<()> {
     let is_speaker = |argv: &[String]| {
         argv[0].ends_with("ferrolb") && argv.get(1).is_some_and(|a| a == "speaker")
     };
-    let how = match std::env::var("FERROLB_VERSUS_SWITCH").as_deref() {
-        Ok("remove-first") => metallb::Switch::RemoveFirst,
-        _ => metallb::Switch::NodeByNode,
+    let (how, back) = match std::env::var("FERROLB_VERSUS_SWITCH").as_deref() {
+        Ok("remove-first") => (metallb::Switch::RemoveFirst, metallb::Back::Uninstall),
+        _ => (metallb::Switch::NodeByNode, metallb::Back::NodeByNode),
     };
     // Every mode's measures and ferrolb's, round after round, and the switches.
     let (mut runs, mut ours, mut switches) = (Vec::new(), Vec::new(), Vec::new());
@@ -1013,6 +1015,7 @@ fn main() -> Result<()> {
                 &lab.lab,
                 &built,
                 order[0],
+                back,
                 || prepare_mode(kubectl, order[0]),
                 &lab.routed,
                 &lab.web,

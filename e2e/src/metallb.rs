@@ -350,6 +350,18 @@ fn helm_in_mode(
     verb: &str,
     flags: &[&str],
 ) -> Result<()> {
+    helm_in_mode_unsettled(lab, built, mode, verb, flags)?;
+    settle_install(lab, mode)
+}
+
+/// [`helm_in_mode`] without the wait.
+fn helm_in_mode_unsettled(
+    lab: &ChartLab,
+    built: &Path,
+    mode: Mode,
+    verb: &str,
+    flags: &[&str],
+) -> Result<()> {
     let chart = built.join("chart");
     let mut args = vec![
         verb,
@@ -361,7 +373,7 @@ fn helm_in_mode(
     args.extend(flags);
     args.extend(mode.values());
     lab.helm(&args)?;
-    settle_install(lab, mode)
+    Ok(())
 }
 
 fn settle_install(lab: &ChartLab, mode: Mode) -> Result<()> {
@@ -811,35 +823,47 @@ fn wait_gone(
     })
 }
 
-/// The README's way back from ferrolb to MetalLB, under the same request loops and sampler
-/// as [`switch_to_ferrolb`]: `helm uninstall ferrolb` (the CRDs, in its chart's `crds/`, stay,
-/// and with them every object; the Services keep their IPs in their status), `prepare` run
-/// once ferrolb is gone (what `mode` needs of the objects: native mode a BGPPeer without BFD
-/// and no BFD profile), then `helm install metallb --take-ownership --force-conflicts` in
-/// `mode`: MetalLB's chart takes the CRDs back, with the conversion webhook its BGPPeer
-/// definition names (Helm applies server-side, and `kubectl replace` of ferrolb's definitions
-/// in the switch left them owned by another field manager). Returns once MetalLB's pods are
-/// Ready, it announces both IPs, ferrolb's pods are gone, and the loops have run 2 s more.
+/// How ferrolb gives way to MetalLB on the way back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Back {
+    /// `helm uninstall ferrolb`, then MetalLB installed: no node announces in between.
+    Uninstall,
+    /// Node by node ([`hand_back`]).
+    NodeByNode,
+}
+
+/// The README's way back from ferrolb to MetalLB, `how`, under the same request loops and
+/// sampler as [`switch_to_ferrolb`]. [`Back::Uninstall`]: `helm uninstall ferrolb` (the CRDs,
+/// in its chart's `crds/`, stay, and with them every object; the Services keep their IPs in
+/// their status), `prepare` run once ferrolb is gone (what `mode` needs of the objects: native
+/// mode a BGPPeer without BFD and no BFD profile), then `helm install metallb --take-ownership
+/// --force-conflicts` in `mode`: MetalLB's chart takes the CRDs back, with the conversion
+/// webhook its BGPPeer definition names (Helm applies server-side, and `kubectl replace` of
+/// ferrolb's definitions in the switch left them owned by another field manager).
+/// [`Back::NodeByNode`]: the same install, node by node ([`hand_back`]). Returns once MetalLB's
+/// pods are Ready, it announces both IPs, ferrolb's pods are gone, and the loops have run 2 s
+/// more.
 pub fn roll_back(
     lab: &ChartLab,
     built: &Path,
     mode: Mode,
+    how: Back,
     prepare: impl FnOnce() -> Result<()>,
     bgp_ip: &str,
     l2_ip: &str,
 ) -> Result<Switched> {
     let kubectl = lab.cluster.kubectl();
     let watched = Watched::start(lab, bgp_ip, l2_ip)?;
-    lab.helm(&["uninstall", "ferrolb", "-n", NS, "--wait"])?;
-    prepare()?;
-    let installing = Instant::now();
-    helm_in_mode(
-        lab,
-        built,
-        mode,
-        "install",
-        &["--take-ownership", "--force-conflicts"],
-    )?;
+    let installing = match how {
+        Back::Uninstall => {
+            lab.helm(&["uninstall", "ferrolb", "-n", NS, "--wait"])?;
+            prepare()?;
+            let installing = Instant::now();
+            helm_in_mode(lab, built, mode, "install", TAKE_BACK)?;
+            installing
+        }
+        Back::NodeByNode => hand_back(lab, built, mode, prepare, bgp_ip)?,
+    };
     wait_for(
         "MetalLB announcing every Service",
         Duration::from_secs(300),
@@ -849,6 +873,7 @@ pub fn roll_back(
     wait_gone(kubectl, "ferrolb", Duration::from_secs(120), |name| {
         name == "ferrolb"
     })?;
+    settle_install(lab, mode)?;
     let restarted = chart_lab::restarted(&kubectl.get(&["pods", "-n", NS])?);
     if !restarted.is_empty() {
         println!(
@@ -857,6 +882,154 @@ pub fn roll_back(
         );
     }
     watched.finish(lab, "roll-back", installing, announced, Instant::now())
+}
+
+/// The flags of MetalLB's `helm install` on the way back: its chart takes the CRDs back.
+const TAKE_BACK: &[&str] = &["--take-ownership", "--force-conflicts"];
+
+/// The taint that keeps MetalLB's pods off the nodes whose ferrolb speaker still announces,
+/// while ferrolb is handed back: MetalLB's speaker exits when another holds the node's
+/// memberlist port, and its FRR would open a second session from the node's address.
+pub const HANDING_BACK: &str = "ferrolb.io/handing-back";
+
+/// The README's way back node by node: ferrolb's speaker DaemonSet deleted with its pods left
+/// running (`--cascade=orphan`: each, stopped from then on, goes for good, ending its sessions
+/// with a Cease so the ToR withdraws that node's routes at once); every node but the first
+/// tainted [`HANDING_BACK`]; ferrolb's speaker on the first node deleted, `prepare` run, and
+/// MetalLB installed as [`roll_back`] does (its controller, and every pod of its, can only go
+/// to the first node); then, for each node in turn, once MetalLB announces from the one before
+/// (a new session at the ToR, sending as many prefixes as ferrolb's did from that node, the
+/// BGP IP routed through it): ferrolb's speaker there deleted and the node's taint removed, so
+/// that MetalLB's DaemonSets put their pods there. Last, `helm uninstall ferrolb` (its
+/// controllers). Returns when MetalLB's `helm install` ran.
+pub fn hand_back(
+    lab: &ChartLab,
+    built: &Path,
+    mode: Mode,
+    prepare: impl FnOnce() -> Result<()>,
+    bgp_ip: &str,
+) -> Result<Instant> {
+    let kubectl = lab.cluster.kubectl();
+    let began = Instant::now();
+    let step = |what: &str| println!("hand-back +{} ms: {what}", began.elapsed().as_millis());
+    let nodes: Vec<(&str, &str)> = lab
+        .cluster
+        .names()
+        .iter()
+        .map(String::as_str)
+        .zip(lab.cluster.addresses().iter().map(String::as_str))
+        .collect();
+    kubectl.run(
+        &[
+            "delete",
+            "daemonset",
+            "-n",
+            NS,
+            "speaker",
+            "--cascade=orphan",
+        ],
+        None,
+    )?;
+    step("ferrolb's speakers orphaned");
+    let taint = format!("{HANDING_BACK}=:NoSchedule");
+    for (name, _) in &nodes[1..] {
+        kubectl.run(&["taint", "nodes", name, &taint], None)?;
+    }
+    step("every node but the first tainted");
+    let mut installing = None;
+    let mut prepare = Some(prepare);
+    for (i, &(name, address)) in nodes.iter().enumerate() {
+        let before = tor_session(lab, address)?;
+        if before.prefixes == 0 {
+            bail!("the ToR has no prefix from {name} ({address}) to hand back");
+        }
+        kubectl.run(
+            &[
+                "delete",
+                "pod",
+                "-n",
+                NS,
+                "-l",
+                "app.kubernetes.io/name=ferrolb,app.kubernetes.io/component=speaker",
+                "--field-selector",
+                &format!("spec.nodeName={name}"),
+            ],
+            None,
+        )?;
+        wait_for(
+            &format!("the ToR's session with {name} ended by ferrolb's speaker"),
+            Duration::from_secs(60),
+            || Ok((!tor_session(lab, address)?.established).then_some(())),
+        )?;
+        step(&format!("ferrolb's speaker on {name} gone"));
+        if let Some(prepare) = prepare.take() {
+            prepare()?;
+            installing = Some(Instant::now());
+            helm_in_mode_unsettled(lab, built, mode, "install", TAKE_BACK)?;
+            step("MetalLB installed");
+        }
+        if i > 0 {
+            kubectl.run(
+                &[
+                    "taint",
+                    "nodes",
+                    name,
+                    &format!("{HANDING_BACK}:NoSchedule-"),
+                ],
+                None,
+            )?;
+            step(&format!("{name}'s taint removed"));
+        }
+        wait_for(
+            &format!(
+                "MetalLB announcing from {name} the {} prefixes ferrolb sent, {bgp_ip} among them",
+                before.prefixes
+            ),
+            Duration::from_secs(300),
+            || {
+                let now = tor_session(lab, address)?;
+                let routed = crate::lab::nexthops(&lab.rtr, bgp_ip)?.contains(&address.to_string());
+                Ok((now.connections > before.connections
+                    && now.established
+                    && now.prefixes >= before.prefixes
+                    && routed)
+                    .then_some(()))
+            },
+        )?;
+        step(&format!("{name} announces through MetalLB"));
+    }
+    lab.helm(&["uninstall", "ferrolb", "-n", NS, "--wait"])?;
+    step("ferrolb uninstalled");
+    installing.context("no node to hand back")
+}
+
+/// The ToR's BGP session with a node.
+struct TorSession {
+    /// How many times it was established.
+    connections: u64,
+    /// Whether it is now.
+    established: bool,
+    /// The prefixes the ToR accepted from it, every address family.
+    prefixes: u64,
+}
+
+/// The ToR's session with the node at `address` (`show bgp neighbors <address> json`).
+fn tor_session(lab: &ChartLab, address: &str) -> Result<TorSession> {
+    let neighbour = lab
+        .tor
+        .json(&format!("show bgp neighbors {address} json"))?;
+    let peer = &neighbour[address];
+    let prefixes = peer["addressFamilyInfo"]
+        .as_object()
+        .into_iter()
+        .flat_map(|families| families.values())
+        .filter_map(|family| family["acceptedPrefixCounter"].as_u64())
+        .sum();
+    Ok(TorSession {
+        connections: peer["connectionsEstablished"].as_u64().unwrap_or(0),
+        established: peer["bgpState"] == "Established",
+        prefixes,
+    })
 }
 
 #[cfg(test)]

@@ -18,11 +18,11 @@
 //!   (the figures of `hack/bench.sh versus`);
 //! - the same from MetalLB's FRR-K8s mode (the default from MetalLB 0.16), where frr-k8s's
 //!   DaemonSet runs the FRR that holds each node's session: its pods are orphaned and deleted
-//!   node by node with the speakers; then back from ferrolb to MetalLB in that mode
-//!   ([`metallb::roll_back`]: ferrolb uninstalled, MetalLB installed taking its CRDs back):
-//!   no IP changed, every object still there, MetalLB's FRR sending the route again; the
-//!   next hops are not kept (ferrolb's speakers withdraw as `helm uninstall` removes them),
-//!   and the failed requests are printed;
+//!   node by node with the speakers; then back from ferrolb to MetalLB in that mode, node by
+//!   node ([`metallb::hand_back`]: ferrolb's speaker leaving a node, MetalLB's put there,
+//!   its chart taking its CRDs back): no IP changed, the ToR routing the BGP IP through one
+//!   node at least throughout, every object still there, MetalLB's FRR sending the route
+//!   again, no node left tainted; the failed requests are printed;
 //! - MetalLB v0.12.1, configured by its legacy ConfigMap, announcing the same two Services,
 //!   and the switch from it through `ferrolb convert` ([`metallb_legacy::hand_over`]): the
 //!   same promises (but its native BGP has no graceful restart: the ToR routes through one
@@ -115,14 +115,33 @@ fn switch_from(mode: metallb::Mode, prefix: &str) -> Result<()> {
 
     // And back, as the README's "Going back to MetalLB" tells: every IP and object kept,
     // MetalLB's FRR sending the route again.
-    let back = metallb::roll_back(&lab, &built, mode, || Ok(()), &routed, &web)?;
+    let back = metallb::roll_back(
+        &lab,
+        &built,
+        mode,
+        metallb::Back::NodeByNode,
+        || Ok(()),
+        &routed,
+        &web,
+    )?;
     report(
         &format!("roll-back ferrolb → MetalLB {version} ({mode:?} mode)"),
         &back,
         &routed,
         cluster.addresses().len(),
-        Hops::Gone,
+        Hops::One,
     );
+    // No node was left to a taint of the hand-back.
+    let taints = kubectl.run(
+        &[
+            "get",
+            "nodes",
+            "-o",
+            "jsonpath={.items[*].spec.taints[*].key}",
+        ],
+        None,
+    )?;
+    assert!(!taints.contains(metallb::HANDING_BACK), "{taints}");
     assert_eq!(objects(kubectl)?, objects_before);
     assert_metallb_frr_sends(kubectl, mode, &routed)?;
     Ok(())
@@ -236,9 +255,6 @@ enum Hops {
     All,
     /// One at least: each node's are withdrawn while it is handed over.
     One,
-    /// None promised: ferrolb's speakers withdraw the routes as `helm uninstall` removes
-    /// them, before MetalLB's announce.
-    Gone,
 }
 
 /// Prints what the switch `what` did, and checks what it promises: no Service's IP changed,
@@ -272,6 +288,5 @@ fn report(what: &str, switched: &metallb::Switched, routed: &str, nodes: usize, 
             switched.hops.fewest >= 1,
             "the ToR lost every next hop for {routed} during the switch"
         ),
-        Hops::Gone => {}
     }
 }
