@@ -578,41 +578,18 @@ pub(crate) fn node_by_node(
     step: &dyn Fn(&str),
 ) -> Result<()> {
     let kubectl = lab.cluster.kubectl();
-    // The ToR's session to a node: how many times it was established, and whether it is now.
-    let session = |address: &str| -> Result<(u64, bool)> {
-        let neighbour = lab
-            .tor
-            .json(&format!("show bgp neighbors {address} json"))?;
-        let peer = &neighbour[address];
-        Ok((
-            peer["connectionsEstablished"].as_u64().unwrap_or(0),
-            peer["bgpState"] == "Established",
-        ))
-    };
     for (name, address) in lab.cluster.names().iter().zip(lab.cluster.addresses()) {
-        let (metallbs, _) = session(address)?;
-        kubectl.run(
-            &[
-                "delete",
-                "pod",
-                "-n",
-                NS,
-                "-l",
-                selector,
-                "--field-selector",
-                &format!("spec.nodeName={name}"),
-            ],
-            None,
-        )?;
+        let metallbs = tor_session(lab, address)?.connections;
+        delete_pods_on(kubectl, selector, name)?;
         step(&format!("MetalLB's speaker on {name} deleted"));
         // A new session (ferrolb's), and the IP routed through it.
         wait_for(
             &format!("ferrolb's speaker announcing {bgp_ip} from {name}"),
             Duration::from_secs(120),
             || {
-                let (count, up) = session(address)?;
+                let now = tor_session(lab, address)?;
                 let routed = crate::lab::nexthops(&lab.rtr, bgp_ip)?.contains(address);
-                Ok((count > metallbs && up && routed).then_some(()))
+                Ok((now.connections > metallbs && now.established && routed).then_some(()))
             },
         )?;
         step(&format!("{name} announces through ferrolb"));
@@ -943,18 +920,10 @@ pub fn hand_back(
         if before.prefixes == 0 {
             bail!("the ToR has no prefix from {name} ({address}) to hand back");
         }
-        kubectl.run(
-            &[
-                "delete",
-                "pod",
-                "-n",
-                NS,
-                "-l",
-                "app.kubernetes.io/name=ferrolb,app.kubernetes.io/component=speaker",
-                "--field-selector",
-                &format!("spec.nodeName={name}"),
-            ],
-            None,
+        delete_pods_on(
+            kubectl,
+            "app.kubernetes.io/name=ferrolb,app.kubernetes.io/component=speaker",
+            name,
         )?;
         wait_for(
             &format!("the ToR's session with {name} ended by ferrolb's speaker"),
@@ -1001,6 +970,25 @@ pub fn hand_back(
     lab.helm(&["uninstall", "ferrolb", "-n", NS, "--wait"])?;
     step("ferrolb uninstalled");
     installing.context("no node to hand back")
+}
+
+/// Deletes the pods of `selector` in MetalLB's namespace on node `node`.
+fn delete_pods_on(kubectl: &Kubectl, selector: &str, node: &str) -> Result<()> {
+    let on = format!("spec.nodeName={node}");
+    kubectl.run(
+        &[
+            "delete",
+            "pod",
+            "-n",
+            NS,
+            "-l",
+            selector,
+            "--field-selector",
+            &on,
+        ],
+        None,
+    )?;
+    Ok(())
 }
 
 /// The ToR's BGP session with a node.
