@@ -578,7 +578,7 @@ pub(crate) fn node_by_node(
     step: &dyn Fn(&str),
 ) -> Result<()> {
     let kubectl = lab.cluster.kubectl();
-    for (name, address) in lab.cluster.names().iter().zip(lab.cluster.addresses()) {
+    for (name, address) in &layer2_owners_last(lab)? {
         let metallbs = tor_session(lab, address)?.connections;
         delete_pods_on(kubectl, selector, name)?;
         step(&format!("MetalLB's speaker on {name} deleted"));
@@ -595,6 +595,41 @@ pub(crate) fn node_by_node(
         step(&format!("{name} announces through ferrolb"));
     }
     Ok(())
+}
+
+/// The nodes (name, address), those answering for fewer layer-2 IPs first: MetalLB's
+/// ServiceL2Status objects, one per IP its speaker on a node answers for, labelled
+/// `metallb.io/node`; name order among equals, and where MetalLB writes none (before 0.14).
+/// Handing over a node whose MetalLB speaker answers for an IP moves that IP twice: MetalLB's
+/// other speakers elect among the members its memberlist has left, and ferrolb's speaker on
+/// the node, electing as MetalLB did before, takes it back. Handed over last, such a node has
+/// no MetalLB speaker left to take its IPs, and ferrolb's answers from the same node.
+fn layer2_owners_last(lab: &ChartLab) -> Result<Vec<(String, String)>> {
+    let kubectl = lab.cluster.kubectl();
+    let owners = kubectl
+        .get(&["servicel2statuses", "-n", NS])
+        .map(|list| owner_counts(&list))
+        .unwrap_or_default();
+    let mut nodes: Vec<(String, String)> = lab
+        .cluster
+        .names()
+        .iter()
+        .cloned()
+        .zip(lab.cluster.addresses().iter().cloned())
+        .collect();
+    nodes.sort_by_key(|(name, _)| owners.get(name).copied().unwrap_or(0));
+    Ok(nodes)
+}
+
+/// How many of the ServiceL2Status objects in `list` (`kubectl get -o json`) name each node.
+fn owner_counts(list: &serde_json::Value) -> BTreeMap<String, usize> {
+    let mut counts = BTreeMap::new();
+    for status in list["items"].as_array().into_iter().flatten() {
+        if let Some(node) = status["metadata"]["labels"]["metallb.io/node"].as_str() {
+            *counts.entry(node.to_string()).or_default() += 1;
+        }
+    }
+    counts
 }
 
 /// How MetalLB is replaced.
@@ -1040,6 +1075,21 @@ mod tests {
         ];
         assert_eq!(failure_bursts(&results, t), ["+20", "+60…+100 (3)", "+140"]);
         assert!(failure_bursts(&[(at(0), true)], t).is_empty());
+    }
+
+    #[test]
+    fn layer2_statuses_are_counted_by_the_node_they_name() {
+        let list = serde_json::json!({"items": [
+            {"metadata": {"labels": {"metallb.io/node": "n2"}}},
+            {"metadata": {"labels": {"metallb.io/node": "n2"}}},
+            {"metadata": {"labels": {"metallb.io/node": "n1"}}},
+            {"metadata": {"labels": {}}},
+        ]});
+        let counts = owner_counts(&list);
+        assert_eq!(counts.get("n2"), Some(&2));
+        assert_eq!(counts.get("n1"), Some(&1));
+        assert_eq!(counts.len(), 2);
+        assert!(owner_counts(&serde_json::json!({})).is_empty());
     }
 
     #[test]
