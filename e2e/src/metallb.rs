@@ -568,9 +568,10 @@ pub fn hand_over(lab: &ChartLab, built: &Path, bgp_ip: &str) -> Result<Instant> 
     Ok(installing)
 }
 
-/// For each node in turn: MetalLB's speaker pod there (pods of `selector`) deleted, then a
-/// wait until ferrolb's speaker has a new session with the ToR from that node and the ToR
-/// routes `bgp_ip` through it. `step` reports each.
+/// For each node in turn, those answering for layer-2 IPs last ([`layer2_owners_last`]):
+/// MetalLB's speaker pod there (pods of `selector`) deleted, then a wait until ferrolb's
+/// speaker has a new session with the ToR from that node and the ToR routes `bgp_ip` through
+/// it. `step` reports each.
 pub(crate) fn node_by_node(
     lab: &ChartLab,
     bgp_ip: &str,
