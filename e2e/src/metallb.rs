@@ -606,20 +606,20 @@ pub(crate) fn node_by_node(
 /// the node, electing as MetalLB did before, takes it back. Handed over last, such a node has
 /// no MetalLB speaker left to take its IPs, and ferrolb's answers from the same node.
 fn layer2_owners_last(lab: &ChartLab) -> Result<Vec<(String, String)>> {
-    let kubectl = lab.cluster.kubectl();
-    let owners = kubectl
-        .get(&["servicel2statuses", "-n", NS])
-        .map(|list| owner_counts(&list))
-        .unwrap_or_default();
-    let mut nodes: Vec<(String, String)> = lab
-        .cluster
-        .names()
-        .iter()
-        .cloned()
-        .zip(lab.cluster.addresses().iter().cloned())
-        .collect();
+    let owners = owner_counts(
+        &lab.cluster
+            .kubectl()
+            .get(&["servicel2statuses", "-n", NS])?,
+    );
+    let mut nodes = nodes(lab);
     nodes.sort_by_key(|(name, _)| owners.get(name).copied().unwrap_or(0));
     Ok(nodes)
+}
+
+/// The lab's nodes, (name, address), in name order.
+fn nodes(lab: &ChartLab) -> Vec<(String, String)> {
+    let names = lab.cluster.names().iter().cloned();
+    names.zip(lab.cluster.addresses().iter().cloned()).collect()
 }
 
 /// How many of the ServiceL2Status objects in `list` (`kubectl get -o json`) name each node.
@@ -872,7 +872,7 @@ pub fn roll_back(
             lab.helm(&["uninstall", "ferrolb", "-n", NS, "--wait"])?;
             prepare()?;
             let installing = Instant::now();
-            helm_in_mode(lab, built, mode, "install", TAKE_BACK)?;
+            helm_in_mode_unsettled(lab, built, mode, "install", TAKE_BACK)?;
             installing
         }
         Back::NodeByNode => hand_back(lab, built, mode, prepare, bgp_ip)?,
@@ -925,13 +925,7 @@ pub fn hand_back(
     let kubectl = lab.cluster.kubectl();
     let began = Instant::now();
     let step = |what: &str| println!("hand-back +{} ms: {what}", began.elapsed().as_millis());
-    let nodes: Vec<(&str, &str)> = lab
-        .cluster
-        .names()
-        .iter()
-        .map(String::as_str)
-        .zip(lab.cluster.addresses().iter().map(String::as_str))
-        .collect();
+    let nodes = nodes(lab);
     kubectl.run(
         &[
             "delete",
@@ -951,7 +945,7 @@ pub fn hand_back(
     step("every node but the first tainted");
     let mut installing = None;
     let mut prepare = Some(prepare);
-    for (i, &(name, address)) in nodes.iter().enumerate() {
+    for (i, (name, address)) in nodes.iter().enumerate() {
         let before = tor_session(lab, address)?;
         if before.prefixes == 0 {
             bail!("the ToR has no prefix from {name} ({address}) to hand back");
