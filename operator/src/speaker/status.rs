@@ -76,6 +76,9 @@ impl StatusKind for ServiceL2Status {
     }
 }
 
+/// Objects asked for per list request.
+const LIST_PAGE: u32 = 500;
+
 /// The label naming the node.
 pub(crate) const NODE_LABEL: &str = "metallb.io/node";
 /// The label naming the Service.
@@ -130,22 +133,47 @@ impl<K: StatusKind> StatusWriter<K> {
         }
     }
 
+    /// The node's objects, [`LIST_PAGE`] at a time: with 10,000 Services (and, during a
+    /// switch, MetalLB's objects for the node besides), one list would be tens of MiB
+    /// parsed at once, which the allocator then keeps. Objects listing the same names share
+    /// one copy of them, as the wanted map's do.
     async fn list(&mut self) -> Result<BTreeMap<ServiceKey, Names>, kube::Error> {
-        let params = ListParams::default().labels(&format!("{NODE_LABEL}={}", self.node));
-        let list = self.api.list(&params).await?;
+        let mut params = ListParams::default()
+            .labels(&format!("{NODE_LABEL}={}", self.node))
+            .limit(LIST_PAGE);
         let mut written = BTreeMap::new();
-        for object in list.items {
-            let Some(name) = object.meta().name.clone() else {
-                continue;
-            };
-            let (key, detail) = object.read();
-            if name == object_name(&key, &self.node) {
-                written.insert(key, Names::new(detail));
-            } else {
-                self.strays.push(name);
+        let mut distinct: Vec<Names> = Vec::new();
+        let mut strays = Vec::new();
+        loop {
+            let page = self.api.list(&params).await?;
+            for object in page.items {
+                let Some(name) = object.meta().name.clone() else {
+                    continue;
+                };
+                let (key, detail) = object.read();
+                if name != object_name(&key, &self.node) {
+                    strays.push(name);
+                    continue;
+                }
+                let names = match distinct.iter().find(|n| ***n == detail) {
+                    Some(names) => Names::clone(names),
+                    None => {
+                        let names = Names::new(detail);
+                        distinct.push(Names::clone(&names));
+                        names
+                    }
+                };
+                written.insert(key, names);
+            }
+            match page.metadata.continue_.filter(|token| !token.is_empty()) {
+                Some(token) => params = params.continue_token(&token),
+                None => {
+                    // Only a whole listing counts: one that failed halfway is done again.
+                    self.strays = strays;
+                    return Ok(written);
+                }
             }
         }
-        Ok(written)
     }
 
     /// Writes what changed so that the node's objects are exactly `wanted`, up to
@@ -352,5 +380,88 @@ mod tests {
         assert_ne!(a, object_name(&ServiceKey::new("blog", "web"), "node-a"));
         let long = object_name(&ServiceKey::new("x", &"s".repeat(80)), &"n".repeat(80));
         assert!(long.len() <= 63, "{long}");
+    }
+
+    type Handle = tower_test::mock::Handle<
+        http::Request<kube::client::Body>,
+        http::Response<kube::client::Body>,
+    >;
+
+    /// Answers the next request with `body`, returning its method and URI.
+    async fn answer(handle: &mut Handle, body: serde_json::Value) -> (String, String) {
+        let (request, send) =
+            tokio::time::timeout(std::time::Duration::from_secs(5), handle.next_request())
+                .await
+                .expect("a request in time")
+                .expect("a request");
+        let seen = (request.method().to_string(), request.uri().to_string());
+        let response = http::Response::builder()
+            .status(200)
+            .body(kube::client::Body::from(serde_json::to_vec(&body).unwrap()))
+            .unwrap();
+        send.send_response(response);
+        seen
+    }
+
+    fn bgp_status(name: &str, service: &str) -> serde_json::Value {
+        json!({
+            "apiVersion": "metallb.io/v1beta1", "kind": "ServiceBGPStatus",
+            "metadata": {"name": name, "namespace": "metallb-system"},
+            "spec": {},
+            "status": {"node": "n1", "serviceName": service, "serviceNamespace": "shop",
+                       "peers": ["tor"]}
+        })
+    }
+
+    #[tokio::test]
+    async fn the_nodes_objects_are_listed_a_page_at_a_time_and_only_differences_written() {
+        let (service, mut handle) = tower_test::mock::pair();
+        let client = Client::new(service, "default");
+        let mut writer = StatusWriter::<ServiceBGPStatus>::new(client, "metallb-system", "n1");
+        let tor: Names = Names::new(["tor".to_string()].into());
+        let wanted: Wanted = std::sync::Arc::new(
+            [
+                (ServiceKey::new("shop", "web"), Names::clone(&tor)),
+                (ServiceKey::new("shop", "db"), Names::clone(&tor)),
+            ]
+            .into(),
+        );
+        let web = object_name(&ServiceKey::new("shop", "web"), "n1");
+        let db = object_name(&ServiceKey::new("shop", "db"), "n1");
+        let sync = tokio::spawn(async move {
+            let result = writer.sync(&wanted).await;
+            (result, writer)
+        });
+
+        let (method, uri) = answer(
+            &mut handle,
+            json!({"apiVersion": "metallb.io/v1beta1", "kind": "ServiceBGPStatusList",
+                   "metadata": {"continue": "page-2"}, "items": [bgp_status(&web, "web")]}),
+        )
+        .await;
+        assert_eq!(method, "GET");
+        assert!(uri.contains("limit=500"), "{uri}");
+        assert!(
+            uri.contains("labelSelector=metallb.io%2Fnode%3Dn1"),
+            "{uri}"
+        );
+        assert!(!uri.contains("continue="), "{uri}");
+        // The second page: db's object, and one under a name of another scheme (MetalLB's).
+        let (method, uri) = answer(
+            &mut handle,
+            json!({"apiVersion": "metallb.io/v1beta1", "kind": "ServiceBGPStatusList",
+                   "metadata": {}, "items": [bgp_status(&db, "db"),
+                                             bgp_status("n1-x7k2p", "web")]}),
+        )
+        .await;
+        assert_eq!(method, "GET");
+        assert!(uri.contains("continue=page-2"), "{uri}");
+        // Both objects already say what is wanted: the only request left deletes the stray.
+        let (method, uri) = answer(&mut handle, bgp_status("n1-x7k2p", "web")).await;
+        assert_eq!(method, "DELETE");
+        assert!(uri.contains("/servicebgpstatuses/n1-x7k2p?"), "{uri}");
+        let (result, writer) = sync.await.unwrap();
+        result.unwrap();
+        assert!(writer.strays.is_empty());
     }
 }
