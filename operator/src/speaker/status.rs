@@ -245,7 +245,14 @@ impl<K: StatusKind> StatusWriter<K> {
         let this = &*self;
         let deletes = futures::stream::iter(names)
             .map(|(name, key)| async move {
-                let result = this.api.delete(&name, &DeleteParams::default()).await;
+                // The answer (the object as deleted, managed fields and all) is dropped here:
+                // a hand-over deletes MetalLB's objects of the node, 10,000 with as many
+                // Services, and kept until the last answer they would all be in memory.
+                let result = this
+                    .api
+                    .delete(&name, &DeleteParams::default())
+                    .await
+                    .map(drop);
                 (name, key, result)
             })
             .buffer_unordered(IN_FLIGHT)
@@ -253,7 +260,7 @@ impl<K: StatusKind> StatusWriter<K> {
             .await;
         for (name, key, result) in deletes {
             match result {
-                Ok(_) => {}
+                Ok(()) => {}
                 Err(kube::Error::Api(status)) if status.code == 404 => {}
                 Err(e) => {
                     outcome = Err(e);
