@@ -14,7 +14,9 @@
 //! - `converge_p50_<n>`, `converge_p99_<n>`, `withdraw_p50_<n>`: `FERROLB_VERSUS_PROBES` (20)
 //!   Services created and deleted one at a time, each with its IP pinned: from `kubectl
 //!   create` returning to the ToR's kernel routing the IP (`ip monitor route`), and from
-//!   `kubectl delete` returning to the route leaving it.
+//!   `kubectl delete` returning to the route leaving it. Each probe is created on a system at
+//!   rest ([`at_rest`]: its controller and speaker pods idle), not behind the work the probe
+//!   before left (MetalLB's controller writing every Service's status after a deletion).
 //! - `speaker_rss_<n>`: the resident memory of a node's speaker pod, the larger node: the
 //!   speaker, and the FRR daemons and frr-k8s's daemon where the mode runs them (ferrolb's:
 //!   its speaker and FRR).
@@ -59,6 +61,8 @@
 //! - With `FERROLB_VERSUS_ONLY=memory`, only `speaker_rss_<n>`, `speaker_cpu_<n>` and the
 //!   switch are measured: with 10,000 Services MetalLB's timed figures take hours (each
 //!   probe's deletion has its controller write every Service's status again, at 20 a second).
+//!   With `FERROLB_VERSUS_ONLY=converge`, those and `converge_p50_<n>`, `converge_p99_<n>`
+//!   and `withdraw_p50_<n>`: no change, restart or failure.
 //! - `stalls_metallb`: times MetalLB did not settle within 120 s of a fault (its layer-2 IP
 //!   left unanswered by every node after a port flap) and its speakers were restarted so
 //!   that the run could go on; the figure measured across a stall includes those 120 s.
@@ -160,7 +164,27 @@ struct Bgp {
     rss: f64,
     cpu: f64,
     /// Not measured with `FERROLB_VERSUS_ONLY=memory`.
+    probes: Option<Probes>,
+    /// Measured only when `FERROLB_VERSUS_ONLY` is not set.
     timed: Option<Timed>,
+}
+
+/// What the figures are measured of (`FERROLB_VERSUS_ONLY`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Only {
+    /// Every figure.
+    All,
+    /// Speaker memory and CPU, and the switch.
+    Memory,
+    /// Those, and the probes' converge and withdraw times.
+    Converge,
+}
+
+/// The probes' times (ms): created to routed, deleted to withdrawn.
+#[derive(Clone)]
+struct Probes {
+    converge: Vec<f64>,
+    withdraw: Vec<f64>,
 }
 
 impl Bgp {
@@ -170,6 +194,11 @@ impl Bgp {
         let system = runs.first().context("no run to merge")?.system;
         let each = |f: fn(&Bgp) -> f64| median(&runs.iter().map(f).collect::<Vec<_>>());
         let (rss, cpu) = (each(|r| r.rss), each(|r| r.cpu));
+        let probes: Option<Vec<&Probes>> = runs.iter().map(|r| r.probes.as_ref()).collect();
+        let probes = probes.map(|p| Probes {
+            converge: p.iter().flat_map(|p| p.converge.clone()).collect(),
+            withdraw: p.iter().flat_map(|p| p.withdraw.clone()).collect(),
+        });
         let timed: Option<Vec<Timed>> = runs.into_iter().map(|r| r.timed).collect();
         let timed = timed.map(|timed| {
             let changes = |c: Vec<&Change>| Change {
@@ -179,8 +208,6 @@ impl Bgp {
             let peer_changes: Option<Vec<&Change>> =
                 timed.iter().map(|t| t.peer_change.as_ref()).collect();
             Timed {
-                converge: timed.iter().flat_map(|t| t.converge.clone()).collect(),
-                withdraw: timed.iter().flat_map(|t| t.withdraw.clone()).collect(),
                 failure_window: median(&timed.iter().map(|t| t.failure_window).collect::<Vec<_>>()),
                 change: changes(timed.iter().map(|t| &t.change).collect()),
                 peer_change: peer_changes.map(changes),
@@ -190,6 +217,7 @@ impl Bgp {
             system,
             rss,
             cpu,
+            probes,
             timed,
         })
     }
@@ -197,8 +225,6 @@ impl Bgp {
 
 /// The figures of [`Bgp`] that are times (and counts) of changes and failures.
 struct Timed {
-    converge: Vec<f64>,
-    withdraw: Vec<f64>,
     failure_window: f64,
     change: Change,
     /// The BGPPeer's BFD profile changed: not in native mode, which has no BFD.
@@ -217,43 +243,45 @@ struct Change {
 const CHANGE_COMMUNITY: &str = "64512:777";
 
 impl Bgp {
+    /// `system`'s figures; `pod` tells its speaker pods' processes, `controller` its
+    /// controller's.
     fn measure(
         lab: &Lab,
         system: &'static str,
         pod: impl Fn(&[String]) -> bool + Copy,
+        controller: impl Fn(&[String]) -> bool + Copy,
         probes: usize,
         bfd: bool,
-        memory_only: bool,
+        only: Only,
     ) -> Result<Bgp> {
         let rss = rss_mib(lab, &format!("{system}'s speaker pod"), pod)?;
         let cpu = cpu_seconds(lab, &format!("{system}'s speaker pod"), pod)?;
-        if memory_only {
-            return Ok(Bgp {
-                system,
-                rss,
-                cpu,
-                timed: None,
-            });
+        let mut bgp = Bgp {
+            system,
+            rss,
+            cpu,
+            probes: None,
+            timed: None,
+        };
+        if only == Only::Memory {
+            return Ok(bgp);
         }
         // The probes and the change first, on a system at rest: after a port flap MetalLB's
         // speakers announce every Service again, one at a time (with 10,000, for over ten
         // minutes), and a probe would wait behind them.
-        let (converge, withdraw) = converge(&lab.lab, system, probes)?;
+        bgp.probes = Some(converge(&lab.lab, system, probes, pod, controller)?);
+        if only == Only::Converge {
+            return Ok(bgp);
+        }
         let change = advertisement_change(&lab.lab, system, lab.services)?;
         let peer_change = bfd.then(|| peer_change(&lab.lab, system)).transpose()?;
         let failure_window = lab.port_failures(&lab.routed, 3, system, "BGP node failure")?;
-        Ok(Bgp {
-            system,
-            rss,
-            cpu,
-            timed: Some(Timed {
-                converge,
-                withdraw,
-                failure_window,
-                change,
-                peer_change,
-            }),
-        })
+        bgp.timed = Some(Timed {
+            failure_window,
+            change,
+            peer_change,
+        });
+        Ok(bgp)
     }
 }
 
@@ -849,7 +877,13 @@ fn wait_routes(lab: &ChartLab, count: usize) -> Result<()> {
 /// leaving the kernel (the last node's withdrawal), for `probes` Services created and
 /// deleted one at a time, each with its IP pinned (`metallb.io/loadBalancerIPs`, the top of
 /// the bulk pool).
-fn converge(lab: &ChartLab, system: &str, probes: usize) -> Result<(Vec<f64>, Vec<f64>)> {
+fn converge(
+    lab: &ChartLab,
+    system: &str,
+    probes: usize,
+    pod: impl Fn(&[String]) -> bool + Copy,
+    controller: impl Fn(&[String]) -> bool + Copy,
+) -> Result<Probes> {
     let kubectl = lab.cluster.kubectl();
     let mut monitor = RouteMonitor::start(lab.rtr.name())?;
     monitor.timeout = Duration::from_secs(600);
@@ -857,6 +891,7 @@ fn converge(lab: &ChartLab, system: &str, probes: usize) -> Result<(Vec<f64>, Ve
     for i in 0..probes {
         let name = format!("probe-{i}");
         let ip = format!("10.93.63.{}", 200 + i);
+        at_rest(lab, system, pod, controller)?;
         monitor.drain();
         kubectl.run(
             &["create", "-f", "-"],
@@ -897,7 +932,61 @@ fn converge(lab: &ChartLab, system: &str, probes: usize) -> Result<(Vec<f64>, Ve
     };
     println!("{system} converge (ms): {}", text(&announce));
     println!("{system} withdraw (ms): {}", text(&withdraw));
-    Ok((announce, withdraw))
+    Ok(Probes {
+        converge: announce,
+        withdraw,
+    })
+}
+
+/// The CPU use below which a system counts as at rest: 5 % of one core (keepalives, BFD and
+/// gossip use far less; a controller writing Services' statuses, or a speaker going over
+/// them, far more).
+const REST_CPU: f64 = 0.05;
+/// How long CPU use is sampled to tell.
+const REST_SAMPLE: Duration = Duration::from_secs(3);
+
+/// Waits until `system`'s speaker pods (`pod`, in the nodes' namespaces) and controller
+/// (`controller`, anywhere: it runs in a pod's own namespace) use less than [`REST_CPU`]
+/// together over [`REST_SAMPLE`], for at most 30 minutes; a wait of more than two samples
+/// is printed.
+fn at_rest(
+    lab: &ChartLab,
+    system: &str,
+    pod: impl Fn(&[String]) -> bool + Copy,
+    controller: impl Fn(&[String]) -> bool + Copy,
+) -> Result<()> {
+    // CPU seconds and processes counted.
+    let sample = || -> Result<(f64, usize)> {
+        let mut total = rss::cpu_seconds(None, controller)?;
+        for node in lab.cluster.node_namespaces() {
+            let (seconds, count) = rss::cpu_seconds(Some(node), pod)?;
+            total = (total.0 + seconds, total.1 + count);
+        }
+        Ok(total)
+    };
+    let started = Instant::now();
+    let mut before = sample()?;
+    loop {
+        std::thread::sleep(REST_SAMPLE);
+        let now = sample()?;
+        let used = now.0 - before.0;
+        // The same processes (none restarted meanwhile), and quiet.
+        if now.1 == before.1 && (0.0..REST_CPU * REST_SAMPLE.as_secs_f64()).contains(&used) {
+            break;
+        }
+        if started.elapsed() > Duration::from_secs(1800) {
+            bail!(
+                "{system} not at rest after 30 minutes ({used:.2} CPU s in the last {} s)",
+                REST_SAMPLE.as_secs()
+            );
+        }
+        before = now;
+    }
+    let waited = started.elapsed();
+    if waited > REST_SAMPLE * 2 {
+        println!("{system}: at rest after {:.0} s", waited.as_secs_f64());
+    }
+    Ok(())
 }
 
 /// The largest, over the nodes, of the summed resident memory (MiB) of the processes
@@ -913,7 +1002,7 @@ fn rss_mib(lab: &Lab, what: &str, matches: impl Fn(&[String]) -> bool + Copy) ->
 /// accepts, with the per-node figures printed.
 fn cpu_seconds(lab: &Lab, what: &str, matches: impl Fn(&[String]) -> bool + Copy) -> Result<f64> {
     largest_per_node(lab, &format!("{what} (CPU)"), "s", |node| {
-        rss::cpu_seconds(node, matches)
+        rss::cpu_seconds(Some(node), matches)
     })
 }
 
@@ -947,10 +1036,13 @@ fn main() -> Result<()> {
     let services: usize = paths::env_parsed("FERROLB_VERSUS_SERVICES").unwrap_or(1000);
     let probes: usize = paths::env_parsed("FERROLB_VERSUS_PROBES").unwrap_or(20);
     let backlog: usize = paths::env_parsed("FERROLB_VERSUS_ALLOCATE").unwrap_or(10_000);
-    let memory_only = match std::env::var("FERROLB_VERSUS_ONLY").as_deref() {
-        Ok("memory") => true,
-        Ok(other) => bail!("FERROLB_VERSUS_ONLY={other:?}: only \"memory\" is known"),
-        Err(_) => false,
+    let only = match std::env::var("FERROLB_VERSUS_ONLY").as_deref() {
+        Ok("memory") => Only::Memory,
+        Ok("converge") => Only::Converge,
+        Ok(other) => {
+            bail!("FERROLB_VERSUS_ONLY={other:?}: \"memory\" and \"converge\" are known")
+        }
+        Err(_) => Only::All,
     };
     let order: Vec<Mode> = std::env::var("FERROLB_VERSUS_MODES")
         .unwrap_or_else(|_| "native,frrk8s,frr".into())
@@ -1001,6 +1093,9 @@ fn main() -> Result<()> {
     let is_speaker = |argv: &[String]| {
         argv[0].ends_with("ferrolb") && argv.get(1).is_some_and(|a| a == "speaker")
     };
+    let is_controller = |argv: &[String]| {
+        argv[0].ends_with("ferrolb") && argv.get(1).is_some_and(|a| a == "controller")
+    };
     let (how, back) = match std::env::var("FERROLB_VERSUS_SWITCH").as_deref() {
         Ok("remove-first") => (metallb::Switch::RemoveFirst, metallb::Back::Uninstall),
         _ => (metallb::Switch::NodeByNode, metallb::Back::NodeByNode),
@@ -1041,11 +1136,12 @@ fn main() -> Result<()> {
                 &lab,
                 mode.name(),
                 metallb_pod,
+                metallb_controller,
                 probes,
                 mode != Mode::Native,
-                memory_only,
+                only,
             )?);
-            if round == 0 && i == 0 && !memory_only {
+            if round == 0 && i == 0 && only == Only::All {
                 // Layer 2 is memberlist's in every mode; a restart is measured once, and the
                 // controller (the same in every mode) once.
                 let l2 = lab.port_failures(&lab.web, 5, "metallb_l2", "layer-2 owner failure")?;
@@ -1076,9 +1172,10 @@ fn main() -> Result<()> {
             &lab,
             "ferrolb",
             |argv| is_speaker(argv) || rss::is_frr_daemon(argv),
+            is_controller,
             probes,
             true,
-            memory_only,
+            only,
         )?);
     }
     let services_ips = metallb::service_ips(kubectl)?.len();
@@ -1131,6 +1228,36 @@ fn main() -> Result<()> {
         );
         println!("versus: {} s in all", started.elapsed().as_secs());
     };
+    // Every mode measured here has its probes (only `Only::Memory` leaves them out).
+    if let Some(ours) = &ferrolb.probes {
+        let probed: Vec<(&str, &Probes)> = modes
+            .iter()
+            .filter_map(|m| Some((m.system, m.probes.as_ref()?)))
+            .collect();
+        let of = |f: &dyn Fn(&Probes) -> f64| -> Vec<(&str, f64)> {
+            probed.iter().map(|(system, p)| (*system, f(p))).collect()
+        };
+        let p50 = |v: &[f64]| percentile(v, 50.0);
+        let p99 = |v: &[f64]| percentile(v, 99.0);
+        figure(
+            &at("converge_p50"),
+            "ms",
+            &of(&|p| p50(&p.converge)),
+            p50(&ours.converge),
+        );
+        figure(
+            &at("converge_p99"),
+            "ms",
+            &of(&|p| p99(&p.converge)),
+            p99(&ours.converge),
+        );
+        figure(
+            &at("withdraw_p50"),
+            "ms",
+            &of(&|p| p50(&p.withdraw)),
+            p50(&ours.withdraw),
+        );
+    }
     let (Some(first), Some(ours)) = (first, ferrolb.timed) else {
         stalls();
         return Ok(());
@@ -1139,11 +1266,9 @@ fn main() -> Result<()> {
         first;
     let ferrolb_l2 = lab.port_failures(&lab.web, 5, "ferrolb", "layer-2 owner failure")?;
     let (ferrolb_restart_failed, ferrolb_restart) = lab.restart("speaker", "ferrolb")?;
-    let ferrolb_allocation = lab.allocation("ferrolb", "controller", backlog, |argv| {
-        argv[0].ends_with("ferrolb") && argv.get(1).is_some_and(|a| a == "controller")
-    })?;
+    let ferrolb_allocation = lab.allocation("ferrolb", "controller", backlog, is_controller)?;
 
-    // Every mode measured here has its timed figures (only memory_only leaves them out).
+    // Every mode measured here has its timed figures (only with `Only::All`).
     let timed: Vec<(&str, &Timed)> = modes
         .iter()
         .filter_map(|m| Some((m.system, m.timed.as_ref()?)))
@@ -1151,25 +1276,6 @@ fn main() -> Result<()> {
     let of = |f: fn(&Timed) -> f64| -> Vec<(&str, f64)> {
         timed.iter().map(|(system, t)| (*system, f(t))).collect()
     };
-    let p50 = |v: &[f64]| percentile(v, 50.0);
-    figure(
-        &at("converge_p50"),
-        "ms",
-        &of(|m| percentile(&m.converge, 50.0)),
-        p50(&ours.converge),
-    );
-    figure(
-        &at("converge_p99"),
-        "ms",
-        &of(|m| percentile(&m.converge, 99.0)),
-        percentile(&ours.converge, 99.0),
-    );
-    figure(
-        &at("withdraw_p50"),
-        "ms",
-        &of(|m| percentile(&m.withdraw, 50.0)),
-        p50(&ours.withdraw),
-    );
     figure(
         "bgp_failure_window",
         "ms",

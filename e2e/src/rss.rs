@@ -97,15 +97,19 @@ pub fn stat_ticks(stat: &str) -> Option<u64> {
 }
 
 /// The summed CPU seconds ([`stat_ticks`]) of the processes in `node`'s network namespace
-/// whose arguments (`argv`) `matches` accepts, and how many there were.
-pub fn cpu_seconds(node: &Netns, matches: impl Fn(&[String]) -> bool) -> Result<(f64, usize)> {
+/// (with `None`, in any: a pod's own, say) whose arguments (`argv`) `matches` accepts, and
+/// how many there were.
+pub fn cpu_seconds(
+    node: Option<&Netns>,
+    matches: impl Fn(&[String]) -> bool,
+) -> Result<(f64, usize)> {
     let ticks_per_second = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
         .ok()
         .flatten()
         .filter(|t| *t > 0)
         .context("the clock tick rate (sysconf CLK_TCK)")? as f64;
     let (mut ticks, mut count) = (0, 0);
-    for path in processes(Some(node), matches)? {
+    for path in processes(node, matches)? {
         let Some(used) = std::fs::read_to_string(path.join("stat"))
             .ok()
             .and_then(|s| stat_ticks(&s))
