@@ -33,7 +33,8 @@
 //! - `advertisement_change_<n>`, `advertisement_change_resets`: a community added to the
 //!   bulk pool's BGPAdvertisement with `kubectl patch`, then taken away: the mean time until
 //!   every bulk path at the ToR carries it (then none does), and the BGP sessions the ToR
-//!   saw reset meanwhile.
+//!   saw reset meanwhile (if any, why each neighbour's session last ended, as the ToR's bgpd
+//!   says; its log file has every session change).
 //! - `peer_change`, `peer_change_resets`: BGPPeer `tor`'s `bfdProfile` patched from `fast`
 //!   (100 ms) to `steady` (200 ms) and back: the mean time until every node's BFD session
 //!   at the ToR is up and asks for the new receive interval, and the BGP sessions the ToR
@@ -296,6 +297,20 @@ fn tor_sessions(lab: &ChartLab) -> Result<(u64, u64)> {
     Ok(counts)
 }
 
+/// Prints, for each of the ToR's neighbours, why its session last ended and how long ago, as
+/// the ToR's bgpd tells (`what` names the change that saw sessions reset).
+fn last_resets(lab: &ChartLab, what: &str) -> Result<()> {
+    let neighbors = lab.tor.json("show bgp neighbors json")?;
+    for (address, neighbor) in neighbors.as_object().into_iter().flatten() {
+        let due_to = neighbor["lastResetDueTo"].as_str().unwrap_or("never reset");
+        match neighbor["lastResetTimerMsecs"].as_u64() {
+            Some(ago) => println!("{what}: {address} last reset {ago} ms ago: {due_to}"),
+            None => println!("{what}: {address}: {due_to}"),
+        }
+    }
+    Ok(())
+}
+
 /// The paths of the ToR's BGP table that carry [`CHANGE_COMMUNITY`]: the lines of FRR's
 /// table that show a valid path (`*`); FRR lists only the paths that match.
 fn community_paths(lab: &ChartLab) -> Result<usize> {
@@ -347,6 +362,9 @@ fn timed_change(
         "{what}: {:.0} ms, undone in {:.0} ms; {resets} sessions reset",
         times[0], times[1]
     );
+    if resets > 0 {
+        last_resets(lab, what)?;
+    }
     Ok(Change {
         ms: times.iter().sum::<f64>() / times.len() as f64,
         resets,
