@@ -16,8 +16,8 @@
 //!   create` returning to the ToR's kernel routing the IP (`ip monitor route`), and from
 //!   `kubectl delete` returning to the route leaving it. Each probe is created on a system at
 //!   rest ([`at_rest`]: its controller and speaker pods idle), not behind the work the probe
-//!   before left (MetalLB v0.16's speakers and controller take 18 to 21 s to settle after a
-//!   deletion with 1,000 Services announced).
+//!   before left (MetalLB v0.16's speakers and controller take about 6 s to settle after a
+//!   deletion with 1,000 Services announced, about 20 s with 10,000).
 //! - `speaker_rss_<n>`: the resident memory of a node's speaker pod, the larger node: the
 //!   speaker, and the FRR daemons and frr-k8s's daemon where the mode runs them (ferrolb's:
 //!   its speaker and FRR).
