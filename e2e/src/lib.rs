@@ -15,6 +15,7 @@ pub mod chaos;
 pub mod chart_lab;
 pub mod configs;
 pub mod control_plane;
+pub mod cpu;
 pub mod fabric;
 pub mod frr;
 pub mod gobgp;

@@ -12,8 +12,10 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 
 use crate::chart_lab::{self, ChartLab, NS, RequestLoop};
+use crate::cpu::CpuSampler;
 use crate::image::{Entry, Image, Layer};
 use crate::kubectl::Kubectl;
+use crate::netns::Netns;
 use crate::paths;
 use crate::process::wait_for;
 use crate::sampler::{NexthopSampler, Sampled};
@@ -645,14 +647,15 @@ pub enum Switch {
     FromConfigMap,
 }
 
-/// Request loops to a BGP IP and a layer-2 IP and a sampler of the ToR's next hops for the
-/// BGP IP, running across a switch between MetalLB and ferrolb, with the Services' IPs from
-/// before it.
+/// Request loops to a BGP IP and a layer-2 IP, a sampler of the ToR's next hops for the
+/// BGP IP and one of the machine's CPU use, running across a switch between MetalLB and
+/// ferrolb, with the Services' IPs from before it.
 struct Watched {
     before: BTreeMap<String, Vec<String>>,
     bgp_loop: RequestLoop,
     l2_loop: RequestLoop,
     sampler: NexthopSampler,
+    cpu: CpuSampler,
     bgp_ip: String,
     l2_ip: String,
     /// When the switch began: a second after the loops.
@@ -665,12 +668,16 @@ impl Watched {
         let bgp_loop = RequestLoop::start(&lab.client, bgp_ip, Duration::from_millis(20))?;
         let l2_loop = RequestLoop::start(&lab.client, l2_ip, Duration::from_millis(20))?;
         let sampler = NexthopSampler::start(&lab.rtr, bgp_ip);
+        let mut namespaces: Vec<&Netns> = lab.cluster.node_namespaces().iter().collect();
+        namespaces.extend([lab.cluster.control_plane(), &lab.rtr, &lab.client]);
+        let cpu = CpuSampler::start(&namespaces);
         std::thread::sleep(Duration::from_secs(1));
         Ok(Watched {
             before,
             bgp_loop,
             l2_loop,
             sampler,
+            cpu,
             bgp_ip: bgp_ip.to_string(),
             l2_ip: l2_ip.to_string(),
             started: Instant::now(),
@@ -699,18 +706,46 @@ impl Watched {
                 lasted.as_millis()
             );
         }
-        let count = |ip: &str, results: Vec<(Instant, bool)>| {
-            let bursts = failure_bursts(&results, started);
+        let bgp_results = self.bgp_loop.finish();
+        let l2_results = self.l2_loop.finish();
+        let cpu = self.cpu.finish();
+        println!(
+            "{what}: {}",
+            cpu.describe(started, Instant::now(), CPU_PROGRAMS_SHOWN)
+        );
+        let count = |ip: &str, results: &[(Instant, bool)]| {
+            let bursts = failure_bursts(results);
             if !bursts.is_empty() {
+                let ms = |at: Instant| at.saturating_duration_since(started).as_millis();
+                let words: Vec<String> = bursts
+                    .iter()
+                    .map(|&(first, last, count)| match count {
+                        1 => format!("+{}", ms(first)),
+                        _ => format!("+{}…+{} ({count})", ms(first), ms(last)),
+                    })
+                    .collect();
                 println!(
                     "{what}: requests to {ip} failed at (ms) {}",
-                    bursts.join(" ")
+                    words.join(" ")
                 );
+                // Each request has 1 s a step: the machine's use from just before the
+                // burst's first request to the last one's first second.
+                for &(first, last, _) in bursts.iter().take(CPU_BURSTS_SHOWN) {
+                    println!(
+                        "{what} +{} ms, {ip}: {}",
+                        ms(first),
+                        cpu.describe(
+                            first - Duration::from_millis(500),
+                            last + Duration::from_secs(1),
+                            CPU_PROGRAMS_SHOWN
+                        )
+                    );
+                }
             }
             (results.len(), results.iter().filter(|(_, ok)| !ok).count())
         };
-        let bgp_requests = count(&self.bgp_ip, self.bgp_loop.finish());
-        let l2_requests = count(&self.l2_ip, self.l2_loop.finish());
+        let bgp_requests = count(&self.bgp_ip, &bgp_results);
+        let l2_requests = count(&self.l2_ip, &l2_results);
         let after = service_ips(lab.cluster.kubectl())?;
         let ip_changes = self
             .before
@@ -730,21 +765,20 @@ impl Watched {
     }
 }
 
+/// How many programs the switch's CPU use names, the busiest first.
+const CPU_PROGRAMS_SHOWN: usize = 8;
+
+/// For how many bursts of failed requests the machine's CPU use is printed.
+const CPU_BURSTS_SHOWN: usize = 10;
+
 /// The failed requests of `results` (in the order sent) as bursts, each a run of failures
-/// with no success between: `+<ms>` from `started` for one, `+<first>…+<last> (<count>)` for
-/// more.
-fn failure_bursts(results: &[(Instant, bool)], started: Instant) -> Vec<String> {
-    let ms = |at: &Instant| at.saturating_duration_since(started).as_millis();
-    let mut bursts = Vec::new();
-    for run in results.split(|(_, ok)| *ok).filter(|run| !run.is_empty()) {
-        let (first, last) = (&run[0].0, &run[run.len() - 1].0);
-        bursts.push(if run.len() == 1 {
-            format!("+{}", ms(first))
-        } else {
-            format!("+{}…+{} ({})", ms(first), ms(last), run.len())
-        });
-    }
-    bursts
+/// with no success between: its first and last request's start and how many failed.
+fn failure_bursts(results: &[(Instant, bool)]) -> Vec<(Instant, Instant, usize)> {
+    results
+        .split(|(_, ok)| *ok)
+        .filter(|run| !run.is_empty())
+        .map(|run| (run[0].0, run[run.len() - 1].0, run.len()))
+        .collect()
 }
 
 /// Switches the lab from MetalLB to ferrolb as the README tells a user, `how`, under a
@@ -1068,8 +1102,15 @@ mod tests {
             (at(120), true),
             (at(140), false),
         ];
-        assert_eq!(failure_bursts(&results, t), ["+20", "+60…+100 (3)", "+140"]);
-        assert!(failure_bursts(&[(at(0), true)], t).is_empty());
+        assert_eq!(
+            failure_bursts(&results),
+            [
+                (at(20), at(20), 1),
+                (at(60), at(100), 3),
+                (at(140), at(140), 1)
+            ]
+        );
+        assert!(failure_bursts(&[(at(0), true)]).is_empty());
     }
 
     #[test]
