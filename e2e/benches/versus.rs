@@ -59,7 +59,8 @@
 //!   node by node as the README recommends ([`metallb::hand_over`]), or with
 //!   `FERROLB_VERSUS_SWITCH=remove-first` MetalLB removed before ferrolb is installed (and on
 //!   the way back, below, ferrolb uninstalled before MetalLB is installed rather than
-//!   [`metallb::hand_back`] node by node).
+//!   [`metallb::hand_back`] node by node). Printed with it: the machine's CPU use by program
+//!   across the switch, and around each burst of failed requests ([`ferrolb_e2e::cpu`]).
 //! - With `FERROLB_VERSUS_ONLY=memory`, only `speaker_rss_<n>`, `speaker_cpu_<n>` and the
 //!   switch are measured: with 10,000 Services MetalLB's timed figures take hours (each
 //!   probe's deletion has its controller write every Service's status again, at 20 a second).
