@@ -15,7 +15,7 @@
 
 use std::time::Duration;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use ferrolb::frr::apply::{Applier, ApplyPath};
 use ferrolb::frr::delta;
 use ferrolb::frr::running::{first_difference, same_configuration};
@@ -72,6 +72,29 @@ fn node_on(name: &str, dialect: Dialect) -> Result<(Peering, tokio::runtime::Run
     Ok((peering, runtime, applier))
 }
 
+/// The `frr.conf` the chart's `frr-files` init container writes before FRR starts, with the
+/// chart's default FRR log level.
+fn chart_boot_config() -> Result<String> {
+    let chart = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/charts/ferrolb");
+    let template = std::fs::read_to_string(chart.join("templates/speaker.yaml"))?;
+    let written = template
+        .lines()
+        .find(|l| l.trim_end().ends_with("> /etc/frr/frr.conf"))
+        .and_then(|l| l.split('\'').nth(1))
+        .context("the chart's speaker.yaml writes no /etc/frr/frr.conf with printf")?;
+    let values = std::fs::read_to_string(chart.join("values.yaml"))?;
+    // `speaker.frr.logLevel`: the one `logLevel` indented two levels.
+    let level = values
+        .lines()
+        .find_map(|l| l.strip_prefix("    logLevel: "))
+        .context("no speaker.frr.logLevel in the chart's values.yaml")?;
+    let text = written
+        .replace("{{ .Values.speaker.frr.logLevel }}", level.trim())
+        .replace("\\n", "\n");
+    anyhow::ensure!(!text.contains("{{"), "an unknown value in {written}");
+    Ok(text)
+}
+
 #[test]
 fn random_deltas_on_frr_8_4_give_the_rendered_configuration_and_keep_sessions() -> Result<()> {
     random_deltas(Dialect::Frr8)
@@ -90,6 +113,8 @@ fn random_deltas(dialect: Dialect) -> Result<()> {
 
     let mut manifests = configs::random(&mut rng);
     let mut previous = configs::model(&manifests)?;
+    // FRR as a new speaker pod finds it: started from the chart's boot file.
+    peering.node_frr.load(&chart_boot_config()?)?;
     let first = runtime.block_on(applier.apply(&previous))?;
     assert_eq!(
         applier.frr_version().and_then(|v| v.dialect),
@@ -97,7 +122,8 @@ fn random_deltas(dialect: Dialect) -> Result<()> {
         "{:?}",
         applier.frr_version()
     );
-    // A fresh FRR takes the whole configuration as a delta from nothing.
+    // A fresh FRR takes the whole configuration as a delta from nothing (not frr-reload.py,
+    // which takes seconds of both cores for a large one).
     assert!(matches!(first.path, ApplyPath::Delta(_)), "{first:?}");
     assert!(first.sockets, "{first:?}");
     peering.wait_established(ROUTERS[0].1, Duration::from_secs(30))?;

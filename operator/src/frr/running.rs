@@ -9,7 +9,8 @@ use super::commands::daemons::OURS;
 const RUNNING_CONFIG_MARKER: &str = "Current configuration:";
 
 /// Whether a running configuration holds nothing ferrolb configures: no router, list,
-/// route-map, BFD or next-hop tracking line (what a freshly started FRR prints).
+/// route-map, BFD or next-hop tracking line (what a freshly started FRR prints, whatever its
+/// logging).
 pub fn is_blank(running: &str) -> bool {
     !running
         .lines()
@@ -331,6 +332,23 @@ exit
             normalise_running(output),
             "frr defaults traditional\nlog stdout informational\n!\n"
         );
+    }
+
+    #[test]
+    fn an_frr_that_only_logs_is_blank_and_one_with_any_of_ours_is_not() {
+        // What a freshly started speaker pod's FRR prints: the chart sets its logging.
+        let fresh = "frr version 10.3.1\nfrr defaults traditional\nhostname n1\nlog stdout informational\nlog timestamp precision 3\nservice integrated-vtysh-config\n!\nend\n";
+        assert!(is_blank(fresh));
+        assert!(is_blank(""));
+        for ours in [
+            "router bgp 64512\nexit\n",
+            "ip prefix-list l seq 1 permit 10.0.0.0/8\n",
+            "route-map m permit 1\nexit\n",
+            "bfd\n profile p\n exit\nexit\n",
+            "ip nht resolve-via-default\n",
+        ] {
+            assert!(!is_blank(&format!("{fresh}{ours}")), "{ours}");
+        }
     }
 
     #[test]
