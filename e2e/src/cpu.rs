@@ -11,6 +11,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use crate::rss::own_ticks;
+
 /// How often the processes are read.
 const EVERY: Duration = Duration::from_millis(250);
 
@@ -254,19 +256,6 @@ fn ticks_per_second() -> f64 {
         .unwrap_or(100) as f64
 }
 
-/// A process's own user and system time in clock ticks (fields 14 and 15 of
-/// `/proc/<pid>/stat`).
-fn own_ticks(stat: &str) -> Option<u64> {
-    // The command name (field 2) is in parentheses and may hold spaces: count from after it.
-    let rest = &stat[stat.rfind(')')? + 1..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    fields
-        .get(11..13)?
-        .iter()
-        .map(|f| f.parse::<u64>().ok())
-        .sum()
-}
-
 /// The machine's busy and total CPU ticks, all cores, from `/proc/stat` (idle and I/O wait
 /// are not busy).
 fn machine_ticks() -> Option<(u64, u64)> {
@@ -291,13 +280,6 @@ fn machine_ticks_of(stat: &str) -> Option<(u64, u64)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn own_ticks_are_user_and_system_time_without_children() {
-        let stat = "42 (a b) c) S 1 42 42 0 -1 4194560 100 0 0 0 250 50 7 3 20 0 1 0 100 0";
-        assert_eq!(own_ticks(stat), Some(300));
-        assert_eq!(own_ticks("42 (short) S 1"), None);
-    }
 
     #[test]
     fn machine_ticks_leave_idle_and_io_wait_out_of_busy() {

@@ -85,12 +85,24 @@ fn vm_rss_kib(path: &std::path::Path) -> Option<u64> {
 /// The CPU time, in clock ticks, a process has used, from the text of its `/proc/<pid>/stat`:
 /// user and system time, its own and its waited-for children's (fields 14 to 17).
 pub fn stat_ticks(stat: &str) -> Option<u64> {
-    // The command name (field 2) is in parentheses and may hold spaces: count from after it.
+    summed_stat_fields(stat, 14..=17)
+}
+
+/// A process's own user and system time in clock ticks, without its children's (fields 14
+/// and 15 of `/proc/<pid>/stat`).
+pub fn own_ticks(stat: &str) -> Option<u64> {
+    summed_stat_fields(stat, 14..=15)
+}
+
+/// The sum of the numeric `fields` (numbered from 1, as proc(5) does) of a `/proc/<pid>/stat`
+/// text.
+fn summed_stat_fields(stat: &str, fields: std::ops::RangeInclusive<usize>) -> Option<u64> {
+    // The command name (field 2) is in parentheses and may hold spaces: count from after it,
+    // where field 3 (the state) starts.
     let rest = &stat[stat.rfind(')')? + 1..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    // `rest` starts at field 3 (the state): fields 14 to 17 are at 11 to 14.
-    fields
-        .get(11..15)?
+    let values: Vec<&str> = rest.split_whitespace().collect();
+    values
+        .get(fields.start() - 3..=fields.end() - 3)?
         .iter()
         .map(|f| f.parse::<u64>().ok())
         .sum()
@@ -139,6 +151,7 @@ mod tests {
     fn cpu_ticks_are_read_past_a_command_name_with_spaces_and_parentheses() {
         let stat = "42 (a b) c) S 1 42 42 0 -1 4194560 100 0 0 0 250 50 7 3 20 0 1 0 100 0";
         assert_eq!(stat_ticks(stat), Some(310));
+        assert_eq!(own_ticks(stat), Some(300));
         assert_eq!(stat_ticks("42 (short) S 1"), None);
         assert_eq!(stat_ticks("no parenthesis"), None);
     }
