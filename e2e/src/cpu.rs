@@ -5,20 +5,19 @@
 //! is not added to their parent, which would count a long-lived child twice).
 
 use std::collections::{BTreeMap, HashMap};
-use std::os::unix::fs::MetadataExt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::rss::own_ticks;
+use crate::rss::{argv, namespace_link, own_ticks, ticks_per_second};
 
 /// How often the processes are read.
 const EVERY: Duration = Duration::from_millis(250);
 
 /// One interval between two samples: its end, the machine's busy and total time (all
 /// cores, clock ticks) and each program's own time in it.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 struct Interval {
     end: Instant,
     busy: u64,
@@ -34,7 +33,7 @@ pub struct CpuSampler {
 }
 
 /// What a [`CpuSampler`] saw.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct CpuUse {
     intervals: Vec<Interval>,
     ticks_per_second: f64,
@@ -49,12 +48,7 @@ impl CpuSampler {
         let flag = running.clone();
         let namespaces: HashMap<String, String> = nodes
             .iter()
-            .filter_map(|node| {
-                let inode = std::fs::metadata(format!("/run/netns/{}", node.name()))
-                    .ok()?
-                    .ino();
-                Some((format!("net:[{inode}]"), short_node_name(node.name())))
-            })
+            .filter_map(|node| Some((namespace_link(node).ok()?, short_node_name(node.name()))))
             .collect();
         let thread = std::thread::spawn(move || {
             let mut labels: HashMap<u32, String> = HashMap::new();
@@ -102,7 +96,7 @@ impl CpuSampler {
             .unwrap_or_default();
         CpuUse {
             intervals,
-            ticks_per_second: ticks_per_second(),
+            ticks_per_second: ticks_per_second().unwrap_or(100.0),
             cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
         }
     }
@@ -219,12 +213,7 @@ fn read_processes(
 /// A process's label: its program's file name, with its first argument when that is a
 /// subcommand (`ferrolb speaker`), and `@node` when it runs in a lab node's namespace.
 fn label_of(proc_dir: &std::path::Path, namespaces: &HashMap<String, String>) -> String {
-    let argv: Vec<String> = std::fs::read(proc_dir.join("cmdline"))
-        .unwrap_or_default()
-        .split(|b| *b == 0)
-        .filter(|a| !a.is_empty())
-        .map(|a| String::from_utf8_lossy(a).into_owned())
-        .collect();
+    let argv = argv(proc_dir).unwrap_or_default();
     let mut label = match argv.first() {
         // A kernel thread has no command line: its name.
         None => std::fs::read_to_string(proc_dir.join("comm"))
@@ -244,16 +233,6 @@ fn label_of(proc_dir: &std::path::Path, namespaces: &HashMap<String, String>) ->
         Some(node) => format!("{label}@{node}"),
         None => label,
     }
-}
-
-/// The clock tick rate of `/proc`'s CPU times (`sysconf(CLK_TCK)`; 100 if it cannot be
-/// read).
-fn ticks_per_second() -> f64 {
-    nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
-        .ok()
-        .flatten()
-        .filter(|t| *t > 0)
-        .unwrap_or(100) as f64
 }
 
 /// The machine's busy and total CPU ticks, all cores, from `/proc/stat` (idle and I/O wait
@@ -318,7 +297,7 @@ mod tests {
         // Spins until this process has used 0.6 s more (however busy the machine is).
         let ticks = || own_ticks(&std::fs::read_to_string("/proc/self/stat").unwrap()).unwrap();
         let (start, mut x) = (ticks(), 0u64);
-        while ((ticks() - start) as f64) < 0.6 * ticks_per_second() {
+        while ((ticks() - start) as f64) < 0.6 * ticks_per_second().unwrap() {
             for _ in 0..100_000 {
                 x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
             }

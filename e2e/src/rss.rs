@@ -2,7 +2,7 @@
 //! host: every process in the node's network namespace whose command line matches.
 
 use std::os::unix::fs::MetadataExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
@@ -11,15 +11,7 @@ use crate::netns::Netns;
 /// The `/proc/<pid>` directories of the processes whose arguments (`argv`) `matches`
 /// accepts: in `node`'s network namespace, or in any when `node` is `None`.
 fn processes(node: Option<&Netns>, matches: impl Fn(&[String]) -> bool) -> Result<Vec<PathBuf>> {
-    let wanted = match node {
-        Some(node) => {
-            let inode = std::fs::metadata(format!("/run/netns/{}", node.name()))
-                .with_context(|| format!("namespace {}", node.name()))?
-                .ino();
-            Some(format!("net:[{inode}]"))
-        }
-        None => None,
-    };
+    let wanted = node.map(namespace_link).transpose()?;
     let mut found = Vec::new();
     for entry in std::fs::read_dir("/proc")? {
         let path = entry?.path();
@@ -39,19 +31,45 @@ fn processes(node: Option<&Netns>, matches: impl Fn(&[String]) -> bool) -> Resul
                 continue;
             }
         }
-        let Ok(cmdline) = std::fs::read(path.join("cmdline")) else {
+        let Some(argv) = argv(&path) else {
             continue;
         };
-        let argv: Vec<String> = cmdline
-            .split(|b| *b == 0)
-            .filter(|a| !a.is_empty())
-            .map(|a| String::from_utf8_lossy(a).into_owned())
-            .collect();
         if !argv.is_empty() && matches(&argv) {
             found.push(path);
         }
     }
     Ok(found)
+}
+
+/// What `/proc/<pid>/ns/net` links to for a process in `node`'s network namespace
+/// (`net:[<inode>]`).
+pub fn namespace_link(node: &Netns) -> Result<String> {
+    let inode = std::fs::metadata(format!("/run/netns/{}", node.name()))
+        .with_context(|| format!("namespace {}", node.name()))?
+        .ino();
+    Ok(format!("net:[{inode}]"))
+}
+
+/// The arguments of the process at `proc_dir` (`/proc/<pid>`): empty for a kernel thread,
+/// `None` once it has ended.
+pub fn argv(proc_dir: &Path) -> Option<Vec<String>> {
+    let cmdline = std::fs::read(proc_dir.join("cmdline")).ok()?;
+    Some(
+        cmdline
+            .split(|b| *b == 0)
+            .filter(|a| !a.is_empty())
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect(),
+    )
+}
+
+/// The clock tick rate of `/proc`'s CPU times (`sysconf(CLK_TCK)`).
+pub fn ticks_per_second() -> Option<f64> {
+    nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+        .ok()
+        .flatten()
+        .filter(|t| *t > 0)
+        .map(|t| t as f64)
 }
 
 /// The summed VmRSS, in KiB, of the processes in `node`'s network namespace whose arguments
@@ -115,11 +133,7 @@ pub fn cpu_seconds(
     node: Option<&Netns>,
     matches: impl Fn(&[String]) -> bool,
 ) -> Result<(f64, usize)> {
-    let ticks_per_second = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
-        .ok()
-        .flatten()
-        .filter(|t| *t > 0)
-        .context("the clock tick rate (sysconf CLK_TCK)")? as f64;
+    let ticks_per_second = ticks_per_second().context("the clock tick rate (sysconf CLK_TCK)")?;
     let (mut ticks, mut count) = (0, 0);
     for path in processes(node, matches)? {
         let Some(used) = std::fs::read_to_string(path.join("stat"))

@@ -75,7 +75,7 @@ fn node_on(name: &str, dialect: Dialect) -> Result<(Peering, tokio::runtime::Run
 /// The `frr.conf` the chart's `frr-files` init container writes before FRR starts, with the
 /// chart's default FRR log level.
 fn chart_boot_config() -> Result<String> {
-    let chart = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/charts/ferrolb");
+    let chart = ferrolb_e2e::paths::repo().join("deploy/charts/ferrolb");
     let template = std::fs::read_to_string(chart.join("templates/speaker.yaml"))?;
     let written = template
         .lines()
