@@ -12,9 +12,10 @@
 //! `metallb_frrk8s`, `metallb_frr`, `metallb_l2`, `metallb` (its controller, the same in
 //! every mode) or `ferrolb`; `<n>` is the load (`1k`):
 //! - `converge_p50_<n>`, `converge_p99_<n>`, `withdraw_p50_<n>`: `FERROLB_VERSUS_PROBES` (20)
-//!   Services created and deleted one at a time, each with its IP pinned: from `kubectl
-//!   create` returning to the ToR's kernel routing the IP (`ip monitor route`), and from
-//!   `kubectl delete` returning to the route leaving it. Each probe is created on a system at
+//!   Services created and deleted one at a time, each with its IP pinned: from the create
+//!   leaving the bench's own API client to the ToR's kernel routing the IP (`ip monitor
+//!   route`), and from the delete leaving it to the route leaving the kernel (the API
+//!   server's answer times printed beside). Each probe is created on a system at
 //!   rest ([`at_rest`]: its controller and speaker pods idle), not behind the work the probe
 //!   before left (MetalLB v0.16's speakers and controller take about 6 s to settle after a
 //!   deletion with 1,000 Services announced, about 20 s with 10,000).
@@ -891,11 +892,14 @@ fn wait_routes(lab: &ChartLab, count: usize) -> Result<()> {
     outcome
 }
 
-/// The times (ms) from `kubectl create` of a Service returning to the ToR's kernel routing
-/// its IP (the first node's announcement), and from `kubectl delete` returning to the route
-/// leaving the kernel (the last node's withdrawal), for `probes` Services created and
+/// The times (ms) from the create of a Service leaving the client to the ToR's kernel routing
+/// its IP (the first node's announcement), and from its delete leaving the client to the
+/// route leaving the kernel (the last node's withdrawal), for `probes` Services created and
 /// deleted one at a time, each with its IP pinned (`metallb.io/loadBalancerIPs`, the top of
-/// the bulk pool).
+/// the bulk pool). The requests go from this process ([`api_call`]), not from a kubectl
+/// process: `kubectl delete` returns only once it has seen the object gone, by which time a
+/// fast speaker may have withdrawn the route already, and a kubectl's own start would weigh
+/// on both times.
 fn converge(
     lab: &ChartLab,
     system: &str,
@@ -903,22 +907,18 @@ fn converge(
     pod: impl Fn(&[String]) -> bool + Copy,
     controller: impl Fn(&[String]) -> bool + Copy,
 ) -> Result<Probes> {
-    let kubectl = lab.cluster.kubectl();
     let mut monitor = RouteMonitor::start(lab.rtr.name())?;
     monitor.timeout = Duration::from_secs(600);
-    let (mut announce, mut withdraw) = (Vec::new(), Vec::new());
+    let (mut announce, mut withdraw, mut answers) = (Vec::new(), Vec::new(), Vec::new());
     for i in 0..probes {
         let name = format!("probe-{i}");
         let ip = format!("10.93.63.{}", 200 + i);
         at_rest(lab, system, pod, controller)?;
         monitor.drain();
-        kubectl.run(
-            &["create", "-f", "-"],
-            Some(&bulk_service(&name, Some(&ip))),
-        )?;
-        let created = Instant::now();
+        let created = api_call(lab, Call::Create(name.clone(), ip.clone()))?;
+        answers.push(created.answer_ms());
         let took = match monitor.wait_routed(&ip) {
-            Ok(routed) => routed.saturating_duration_since(created),
+            Ok(routed) => routed.saturating_duration_since(created.sent),
             // Counted as the time waited: a lower bound, said as such.
             Err(error) => {
                 println!(
@@ -938,10 +938,10 @@ fn converge(
         )?;
         std::thread::sleep(Duration::from_millis(300));
         monitor.drain();
-        kubectl.run(&["delete", "service", "-n", "default", &name], None)?;
-        let deleted = Instant::now();
+        let deleted = api_call(lab, Call::Delete(name))?;
+        answers.push(deleted.answer_ms());
         let gone = monitor.wait_unrouted(&lab.rtr, &ip)?;
-        withdraw.push(gone.saturating_duration_since(deleted).as_secs_f64() * 1e3);
+        withdraw.push(gone.saturating_duration_since(deleted.sent).as_secs_f64() * 1e3);
     }
     let text = |v: &[f64]| {
         v.iter()
@@ -951,10 +951,107 @@ fn converge(
     };
     println!("{system} converge (ms): {}", text(&announce));
     println!("{system} withdraw (ms): {}", text(&withdraw));
+    println!(
+        "{system} the API server's answers to those creates and deletes (ms): {}",
+        text(&answers)
+    );
     Ok(Probes {
         converge: announce,
         withdraw,
     })
+}
+
+/// A probe's request to the API server.
+enum Call {
+    /// Create Service `name` (first) in the bulk pool with IP `ip` (second) pinned.
+    Create(String, String),
+    /// Delete Service `name`.
+    Delete(String),
+}
+
+/// When a request left the client, and when the API server's answer came back.
+struct Sent {
+    sent: Instant,
+    answered: Instant,
+}
+
+impl Sent {
+    fn answer_ms(&self) -> f64 {
+        self.answered
+            .saturating_duration_since(self.sent)
+            .as_secs_f64()
+            * 1e3
+    }
+}
+
+/// Sends `call` to the lab's API server from a thread that has entered the control plane's
+/// namespace (where the API server's address is), with a client of its own whose connection
+/// is open (a read of Service `kubernetes`) before the request is timed.
+fn api_call(lab: &ChartLab, call: Call) -> Result<Sent> {
+    use k8s_openapi::api::core::v1::Service;
+    use kube::api::{Api, DeleteParams, PostParams};
+    use kube::config::{KubeConfigOptions, Kubeconfig};
+    use std::os::fd::AsFd as _;
+
+    let kubeconfig = lab.cluster.kubeconfig().to_path_buf();
+    let netns = format!("/run/netns/{}", lab.cluster.control_plane().name());
+    std::thread::spawn(move || -> Result<Sent> {
+        let file = std::fs::File::open(&netns).with_context(|| format!("opening {netns}"))?;
+        nix::sched::setns(file.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET)
+            .context("entering the control plane's namespace")?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        runtime.block_on(async move {
+            let config = kube::Config::from_custom_kubeconfig(
+                Kubeconfig::read_from(&kubeconfig)?,
+                &KubeConfigOptions::default(),
+            )
+            .await?;
+            let services: Api<Service> =
+                Api::namespaced(kube::Client::try_from(config)?, "default");
+            services
+                .get("kubernetes")
+                .await
+                .context("reading Service default/kubernetes")?;
+            let sent = Instant::now();
+            match call {
+                Call::Create(name, ip) => {
+                    let service: Service = serde_json::from_value(serde_json::json!({
+                        "metadata": {
+                            "name": name,
+                            "namespace": "default",
+                            "annotations": {
+                                "metallb.io/address-pool": "bulk",
+                                "metallb.io/loadBalancerIPs": ip,
+                            },
+                        },
+                        "spec": {
+                            "type": "LoadBalancer",
+                            "selector": {"app": "web"},
+                            "ports": [{"port": 80, "targetPort": 8080}],
+                        },
+                    }))?;
+                    services
+                        .create(&PostParams::default(), &service)
+                        .await
+                        .with_context(|| format!("creating Service default/{name}"))?;
+                }
+                Call::Delete(name) => {
+                    services
+                        .delete(&name, &DeleteParams::default())
+                        .await
+                        .with_context(|| format!("deleting Service default/{name}"))?;
+                }
+            }
+            Ok(Sent {
+                sent,
+                answered: Instant::now(),
+            })
+        })
+    })
+    .join()
+    .map_err(|_| anyhow::anyhow!("the API thread panicked"))?
 }
 
 /// The CPU use below which a system counts as at rest: 5 % of one core (keepalives, BFD and
