@@ -84,6 +84,9 @@
 //! as ferrolb's always does. Needs root, what `tests/chart_on_nodes.rs` needs and the go
 //! command (`hack/metallb.sh`).
 
+#[path = "common/api.rs"]
+mod api;
+
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail};
@@ -990,68 +993,49 @@ impl Sent {
 fn api_call(lab: &ChartLab, call: Call) -> Result<Sent> {
     use k8s_openapi::api::core::v1::Service;
     use kube::api::{Api, DeleteParams, PostParams};
-    use kube::config::{KubeConfigOptions, Kubeconfig};
-    use std::os::fd::AsFd as _;
 
-    let kubeconfig = lab.cluster.kubeconfig().to_path_buf();
-    let netns = format!("/run/netns/{}", lab.cluster.control_plane().name());
-    std::thread::spawn(move || -> Result<Sent> {
-        let file = std::fs::File::open(&netns).with_context(|| format!("opening {netns}"))?;
-        nix::sched::setns(file.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET)
-            .context("entering the control plane's namespace")?;
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
-        runtime.block_on(async move {
-            let config = kube::Config::from_custom_kubeconfig(
-                Kubeconfig::read_from(&kubeconfig)?,
-                &KubeConfigOptions::default(),
-            )
-            .await?;
-            let services: Api<Service> =
-                Api::namespaced(kube::Client::try_from(config)?, "default");
-            services
-                .get("kubernetes")
-                .await
-                .context("reading Service default/kubernetes")?;
-            let sent = Instant::now();
-            match call {
-                Call::Create(name, ip) => {
-                    let service: Service = serde_json::from_value(serde_json::json!({
-                        "metadata": {
-                            "name": name,
-                            "namespace": "default",
-                            "annotations": {
-                                "metallb.io/address-pool": "bulk",
-                                "metallb.io/loadBalancerIPs": ip,
-                            },
+    let netns = lab.cluster.control_plane().name();
+    api::with_client(netns, lab.cluster.kubeconfig(), |client| async move {
+        let services: Api<Service> = Api::namespaced(client, "default");
+        services
+            .get("kubernetes")
+            .await
+            .context("reading Service default/kubernetes")?;
+        let sent = Instant::now();
+        match call {
+            Call::Create(name, ip) => {
+                let service: Service = serde_json::from_value(serde_json::json!({
+                    "metadata": {
+                        "name": name,
+                        "namespace": "default",
+                        "annotations": {
+                            "metallb.io/address-pool": "bulk",
+                            "metallb.io/loadBalancerIPs": ip,
                         },
-                        "spec": {
-                            "type": "LoadBalancer",
-                            "selector": {"app": "web"},
-                            "ports": [{"port": 80, "targetPort": 8080}],
-                        },
-                    }))?;
-                    services
-                        .create(&PostParams::default(), &service)
-                        .await
-                        .with_context(|| format!("creating Service default/{name}"))?;
-                }
-                Call::Delete(name) => {
-                    services
-                        .delete(&name, &DeleteParams::default())
-                        .await
-                        .with_context(|| format!("deleting Service default/{name}"))?;
-                }
+                    },
+                    "spec": {
+                        "type": "LoadBalancer",
+                        "selector": {"app": "web"},
+                        "ports": [{"port": 80, "targetPort": 8080}],
+                    },
+                }))?;
+                services
+                    .create(&PostParams::default(), &service)
+                    .await
+                    .with_context(|| format!("creating Service default/{name}"))?;
             }
-            Ok(Sent {
-                sent,
-                answered: Instant::now(),
-            })
+            Call::Delete(name) => {
+                services
+                    .delete(&name, &DeleteParams::default())
+                    .await
+                    .with_context(|| format!("deleting Service default/{name}"))?;
+            }
+        }
+        Ok(Sent {
+            sent,
+            answered: Instant::now(),
         })
     })
-    .join()
-    .map_err(|_| anyhow::anyhow!("the API thread panicked"))?
 }
 
 /// The CPU use below which a system counts as at rest: 5 % of one core (keepalives, BFD and

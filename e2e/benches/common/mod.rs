@@ -2,7 +2,8 @@
 //! EndpointSlices, the API from the control plane's namespace, the router's FIB as `ip
 //! monitor` reports it, and process memory.
 
-use std::os::fd::AsFd as _;
+pub(crate) mod api;
+
 use std::path::Path;
 
 use anyhow::{Context, Result};
@@ -10,7 +11,6 @@ use futures::{StreamExt as _, TryStreamExt as _};
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::{Api, PostParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
 use serde_json::json;
 
 use ferrolb_e2e::lab;
@@ -77,30 +77,12 @@ where
     F: FnOnce(Api<EndpointSlice>, Api<Service>) -> Fut + Send + 'static,
     Fut: std::future::Future<Output = Result<T>>,
 {
-    let kubeconfig = kubeconfig.to_path_buf();
-    std::thread::spawn(move || {
-        let file = std::fs::File::open(format!("/run/netns/{}", lab::ns("cp")))?;
-        nix::sched::setns(file.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET)
-            .context("entering the control plane's namespace")?;
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
-        runtime.block_on(async move {
-            let config = kube::Config::from_custom_kubeconfig(
-                Kubeconfig::read_from(&kubeconfig)?,
-                &KubeConfigOptions::default(),
-            )
-            .await?;
-            let client = kube::Client::try_from(config)?;
-            work(
-                Api::namespaced(client.clone(), NAMESPACE),
-                Api::namespaced(client, NAMESPACE),
-            )
-            .await
-        })
+    api::with_client(&lab::ns("cp"), kubeconfig, |client| {
+        work(
+            Api::namespaced(client.clone(), NAMESPACE),
+            Api::namespaced(client, NAMESPACE),
+        )
     })
-    .join()
-    .map_err(|_| anyhow::anyhow!("the API thread panicked"))?
 }
 
 /// The lab router's routes in FIB, as `ip monitor route` reports them.
