@@ -462,26 +462,45 @@ async fn gossip(
         if let Err(error) = result {
             tracing::debug!(%error, "gossip");
         }
-        while let Some(notification) = runtime.to_notify() {
-            match notification {
-                OwnedNotification::MemberUp(s) => {
-                    tracing::info!(node = %s.node, addr = %s.addr, "speaker up");
+        let (mut renewed, mut reconnected) = (false, false);
+        loop {
+            while let Some(notification) = runtime.to_notify() {
+                match notification {
+                    OwnedNotification::MemberUp(s) => {
+                        tracing::info!(node = %s.node, addr = %s.addr, "speaker up");
+                    }
+                    OwnedNotification::MemberDown(s) => {
+                        tracing::info!(node = %s.node, addr = %s.addr, "speaker down");
+                    }
+                    OwnedNotification::Active => {
+                        accepted = true;
+                        if reconnected {
+                            tracing::info!(
+                                members = foca.num_members(),
+                                "rejoined holding live members: probing them again"
+                            );
+                        }
+                    }
+                    OwnedNotification::Rejoin(s) => {
+                        rejoined += 1;
+                        renewed = true;
+                        tracing::info!(
+                            generation = s.generation,
+                            "declared down by the others; rejoined"
+                        );
+                    }
+                    OwnedNotification::Defunct => {
+                        tracing::warn!("declared down by the others");
+                    }
+                    _ => {}
                 }
-                OwnedNotification::MemberDown(s) => {
-                    tracing::info!(node = %s.node, addr = %s.addr, "speaker down");
-                }
-                OwnedNotification::Active => accepted = true,
-                OwnedNotification::Rejoin(s) => {
-                    rejoined += 1;
-                    tracing::info!(
-                        generation = s.generation,
-                        "declared down by the others; rejoined"
-                    );
-                }
-                OwnedNotification::Defunct => {
-                    tracing::warn!("declared down by the others");
-                }
-                _ => {}
+            }
+            if !std::mem::take(&mut renewed) {
+                break;
+            }
+            reconnected = true;
+            if let Err(error) = reconnect(&mut foca, &mut runtime) {
+                tracing::debug!(%error, "gossip");
             }
         }
         flush(&mut wire, &mut runtime, &timer_tx).await;
@@ -521,6 +540,21 @@ pub fn feed(payload: &[u8]) {
     );
     let mut runtime = AccumulatingRuntime::new();
     let _ = foca.handle_data(payload, &mut runtime);
+}
+
+/// Makes `foca` probe the members it holds alive again after it rejoined under a new
+/// identity. foca 2.0 leaves a speaker that rejoins disconnected, whatever members it still
+/// holds, and connects it again only when one of them sends a datagram addressed to the new
+/// identity; one that knows only the old identity never does (what it sends is dropped).
+/// Meanwhile the speaker probes none of them, so one that dies is never declared down and
+/// keeps its layer-2 IPs; nor does it announce itself to them, as they count as active.
+/// foca connects a speaker that holds members whenever it applies updates: an empty set of
+/// them is enough.
+fn reconnect(
+    foca: &mut Gossip,
+    runtime: &mut AccumulatingRuntime<Speaker>,
+) -> Result<(), foca::Error> {
+    foca.apply_many(std::iter::empty(), true, runtime)
 }
 
 /// Announces this speaker to every seed that is not an active member.

@@ -20,6 +20,96 @@ fn a_restarted_speaker_is_newer_than_its_predecessor_however_often_that_renewed(
     assert_eq!(new.addr(), "n1");
 }
 
+/// A member's protocol state alone, as the gossip task holds it.
+fn protocol(node: &str, host: u8) -> (Gossip, AccumulatingRuntime<Speaker>) {
+    use rand::SeedableRng;
+    let foca = Foca::new(
+        Speaker::new(node, SocketAddr::from(([10, 0, 0, host], DEFAULT_PORT))),
+        Timings::default().config(3),
+        StdRng::seed_from_u64(7),
+        PostcardCodec,
+    );
+    (foca, AccumulatingRuntime::new())
+}
+
+/// Drains what `runtime` holds: the notifications and the timers scheduled.
+fn drained(
+    runtime: &mut AccumulatingRuntime<Speaker>,
+) -> (Vec<OwnedNotification<Speaker>>, Vec<Timer<Speaker>>) {
+    while runtime.to_send().is_some() {}
+    let notifications = std::iter::from_fn(|| runtime.to_notify()).collect();
+    let timers = std::iter::from_fn(|| runtime.to_schedule())
+        .map(|(_, timer)| timer)
+        .collect();
+    (notifications, timers)
+}
+
+#[test]
+fn a_speaker_that_rejoins_while_it_holds_a_live_member_probes_it_again() {
+    // n1 holds n2 alive and n3 down; n3, which holds n1 down, tells it so when n1 announces
+    // itself to it.
+    let (mut n1, mut rt1) = protocol("n1", 1);
+    let (mut n3, mut rt3) = protocol("n3", 3);
+    let n2 = Speaker::new("n2", SocketAddr::from(([10, 0, 0, 2], DEFAULT_PORT)));
+    let down = foca::Member::down(n3.identity().clone());
+    n1.apply_many(
+        [foca::Member::alive(n2.clone()), down].into_iter(),
+        true,
+        &mut rt1,
+    )
+    .unwrap();
+    n3.apply_many(
+        std::iter::once(foca::Member::down(n1.identity().clone())),
+        true,
+        &mut rt3,
+    )
+    .unwrap();
+    drained(&mut rt3);
+    n1.announce(n3.identity().clone(), &mut rt1).unwrap();
+    let (to, announce) = rt1.to_send().unwrap();
+    assert_eq!(to.node, "n3");
+    let (notifications, _) = drained(&mut rt1);
+    assert!(
+        notifications.contains(&OwnedNotification::Active),
+        "{notifications:?}"
+    );
+    n3.handle_data(&announce, &mut rt3).unwrap();
+    let (to, turn_undead) = rt3.to_send().unwrap();
+    assert_eq!(to.node, "n1");
+    n1.handle_data(&turn_undead, &mut rt1).unwrap();
+    // n1 rejoined under a new identity, n2 still among its members, but foca left it
+    // disconnected: no probe scheduled, and it stays so until n2 writes to the new
+    // identity, which n2 does not know.
+    let (notifications, timers) = drained(&mut rt1);
+    assert!(
+        notifications
+            .iter()
+            .any(|n| matches!(n, OwnedNotification::Rejoin(_))),
+        "{notifications:?}"
+    );
+    assert!(!notifications.contains(&OwnedNotification::Active));
+    assert!(
+        !timers
+            .iter()
+            .any(|t| matches!(t, Timer::ProbeRandomMember(_)))
+    );
+    let members: Vec<_> = n1.iter_members().map(|m| m.id().node.clone()).collect();
+    assert_eq!(members, ["n2"]);
+    // Reconnected, it probes n2 again.
+    reconnect(&mut n1, &mut rt1).unwrap();
+    let (notifications, timers) = drained(&mut rt1);
+    assert!(
+        notifications.contains(&OwnedNotification::Active),
+        "{notifications:?}"
+    );
+    assert!(
+        timers
+            .iter()
+            .any(|t| matches!(t, Timer::ProbeRandomMember(_))),
+        "{timers:?}"
+    );
+}
+
 async fn member(node: &str, key: &[u8]) -> (Members, Arc<MembersMetrics>) {
     member_with(node, key, Timings::default()).await
 }
