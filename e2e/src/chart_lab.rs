@@ -166,7 +166,7 @@ impl ChartLab {
             );
             out += &format!("{pod}'s FRR:\n{}\n", frr.unwrap_or_else(|e| e.to_string()));
         }
-        let logs = kubectl.run(&speaker_logs_args(&["--tail=30", "--prefix"]), None);
+        let logs = kubectl.run(&speaker_logs_args(&["--tail=60", "--prefix"]), None);
         out += &format!(
             "speakers' logs:\n{}",
             logs.unwrap_or_else(|e| e.to_string())
@@ -269,6 +269,8 @@ impl ChartLab {
             }
         }
         let results = requests.finish();
+        // Whose MAC the client held at the end, read before the port comes back.
+        let neighbour = self.client.run("ip", &["neigh", "show", ip]);
         self.cluster.switch().set_port(&port, true)?;
         let after: Vec<_> = results
             .into_iter()
@@ -277,7 +279,9 @@ impl ChartLab {
         failure_window(&after).with_context(|| {
             format!(
                 "requests to {ip} never succeeded again within {limit:?} after port {port} \
-                 went down"
+                 went down; the client's neighbour entry then: {}\n{}",
+                neighbour.unwrap_or_else(|e| e.to_string()),
+                self.speakers_state()
             )
         })
     }
