@@ -803,20 +803,21 @@ spec:
 }
 
 /// Service `name` over the `web` pods in the bulk pool, at `ip` when given.
-fn bulk_service(name: &str, ip: Option<&str>) -> String {
-    let ip = ip
-        .map(|ip| format!(", metallb.io/loadBalancerIPs: \"{ip}\""))
-        .unwrap_or_default();
-    format!(
-        "apiVersion: v1
-kind: Service
-metadata: {{name: {name}, namespace: default, annotations: {{metallb.io/address-pool: bulk{ip}}}}}
-spec:
-  type: LoadBalancer
-  selector: {{app: web}}
-  ports: [{{port: 80, targetPort: 8080}}]
-"
-    )
+fn bulk_service(name: &str, ip: Option<&str>) -> serde_json::Value {
+    let mut annotations = serde_json::json!({"metallb.io/address-pool": "bulk"});
+    if let Some(ip) = ip {
+        annotations["metallb.io/loadBalancerIPs"] = ip.into();
+    }
+    serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": name, "namespace": "default", "annotations": annotations},
+        "spec": {
+            "type": "LoadBalancer",
+            "selector": {"app": "web"},
+            "ports": [{"port": 80, "targetPort": 8080}],
+        },
+    })
 }
 
 /// The routes the ToR's kernel holds in the bulk pool.
@@ -835,11 +836,15 @@ fn load_services(lab: &ChartLab, count: usize) -> Result<()> {
     let kubectl = lab.cluster.kubectl();
     let started = Instant::now();
     for chunk in (0..count).collect::<Vec<_>>().chunks(500) {
-        let manifests: Vec<String> = chunk
-            .iter()
-            .map(|i| bulk_service(&format!("load-{i}"), None))
-            .collect();
-        kubectl.run(&["create", "-f", "-"], Some(&manifests.join("---\n")))?;
+        let list = serde_json::json!({
+            "apiVersion": "v1",
+            "kind": "List",
+            "items": chunk
+                .iter()
+                .map(|i| bulk_service(&format!("load-{i}"), None))
+                .collect::<Vec<_>>(),
+        });
+        kubectl.run(&["create", "-f", "-"], Some(&list.to_string()))?;
     }
     println!(
         "{count} Services created in {} s",
@@ -1004,21 +1009,7 @@ fn api_call(lab: &ChartLab, call: Call) -> Result<Sent> {
         let sent = Instant::now();
         match call {
             Call::Create(name, ip) => {
-                let service: Service = serde_json::from_value(serde_json::json!({
-                    "metadata": {
-                        "name": name,
-                        "namespace": "default",
-                        "annotations": {
-                            "metallb.io/address-pool": "bulk",
-                            "metallb.io/loadBalancerIPs": ip,
-                        },
-                    },
-                    "spec": {
-                        "type": "LoadBalancer",
-                        "selector": {"app": "web"},
-                        "ports": [{"port": 80, "targetPort": 8080}],
-                    },
-                }))?;
+                let service: Service = serde_json::from_value(bulk_service(&name, Some(&ip)))?;
                 services
                     .create(&PostParams::default(), &service)
                     .await
