@@ -462,47 +462,9 @@ async fn gossip(
         if let Err(error) = result {
             tracing::debug!(%error, "gossip");
         }
-        let (mut renewed, mut reconnected) = (false, false);
-        loop {
-            while let Some(notification) = runtime.to_notify() {
-                match notification {
-                    OwnedNotification::MemberUp(s) => {
-                        tracing::info!(node = %s.node, addr = %s.addr, "speaker up");
-                    }
-                    OwnedNotification::MemberDown(s) => {
-                        tracing::info!(node = %s.node, addr = %s.addr, "speaker down");
-                    }
-                    OwnedNotification::Active => {
-                        accepted = true;
-                        if reconnected {
-                            tracing::info!(
-                                members = foca.num_members(),
-                                "rejoined holding live members: probing them again"
-                            );
-                        }
-                    }
-                    OwnedNotification::Rejoin(s) => {
-                        rejoined += 1;
-                        renewed = true;
-                        tracing::info!(
-                            generation = s.generation,
-                            "declared down by the others; rejoined"
-                        );
-                    }
-                    OwnedNotification::Defunct => {
-                        tracing::warn!("declared down by the others");
-                    }
-                    _ => {}
-                }
-            }
-            if !std::mem::take(&mut renewed) {
-                break;
-            }
-            reconnected = true;
-            if let Err(error) = reconnect(&mut foca, &mut runtime) {
-                tracing::debug!(%error, "gossip");
-            }
-        }
+        let heard = notifications(&mut foca, &mut runtime);
+        accepted |= heard.accepted;
+        rejoined += heard.rejoined;
         flush(&mut wire, &mut runtime, &timer_tx).await;
         let mut alive: BTreeSet<String> =
             foca.iter_members().map(|m| m.id().node.clone()).collect();
@@ -542,19 +504,67 @@ pub fn feed(payload: &[u8]) {
     let _ = foca.handle_data(payload, &mut runtime);
 }
 
-/// Makes `foca` probe the members it holds alive again after it rejoined under a new
-/// identity. foca 2.0 leaves a speaker that rejoins disconnected, whatever members it still
-/// holds, and connects it again only when one of them sends a datagram addressed to the new
-/// identity; one that knows only the old identity never does (what it sends is dropped).
-/// Meanwhile the speaker probes none of them, so one that dies is never declared down and
-/// keeps its layer-2 IPs; nor does it announce itself to them, as they count as active.
-/// foca connects a speaker that holds members whenever it applies updates: an empty set of
-/// them is enough.
-fn reconnect(
-    foca: &mut Gossip,
-    runtime: &mut AccumulatingRuntime<Speaker>,
-) -> Result<(), foca::Error> {
-    foca.apply_many(std::iter::empty(), true, runtime)
+/// What [`notifications`] read.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Heard {
+    /// foca became active: another member accepted this speaker.
+    accepted: bool,
+    /// How many times it rejoined under a new identity.
+    rejoined: u64,
+}
+
+/// Reads and logs what foca has to tell, and makes it probe the members it holds again after
+/// it rejoined under a new identity. foca 2.0 leaves a speaker that rejoins disconnected,
+/// whatever members it still holds, and connects it again only when one of them sends a
+/// datagram addressed to the new identity; one that knows only the old identity never does
+/// (what it sends is dropped). Meanwhile the speaker would probe none of them, so one that
+/// dies would never be declared down and would keep its layer-2 IPs; nor would it announce
+/// itself to them, as they count as active. foca connects a speaker that holds members
+/// whenever it applies updates: an empty set of them is enough.
+fn notifications(foca: &mut Gossip, runtime: &mut AccumulatingRuntime<Speaker>) -> Heard {
+    let mut heard = Heard::default();
+    let mut reconnected = false;
+    loop {
+        let mut renewed = false;
+        while let Some(notification) = runtime.to_notify() {
+            match notification {
+                OwnedNotification::MemberUp(s) => {
+                    tracing::info!(node = %s.node, addr = %s.addr, "speaker up");
+                }
+                OwnedNotification::MemberDown(s) => {
+                    tracing::info!(node = %s.node, addr = %s.addr, "speaker down");
+                }
+                OwnedNotification::Active => {
+                    heard.accepted = true;
+                    if reconnected {
+                        tracing::info!(
+                            members = foca.num_members(),
+                            "rejoined holding live members: probing them again"
+                        );
+                    }
+                }
+                OwnedNotification::Rejoin(s) => {
+                    heard.rejoined += 1;
+                    renewed = true;
+                    tracing::info!(
+                        generation = s.generation,
+                        "declared down by the others; rejoined"
+                    );
+                }
+                OwnedNotification::Defunct => {
+                    tracing::warn!("declared down by the others");
+                }
+                _ => {}
+            }
+        }
+        if !renewed {
+            return heard;
+        }
+        reconnected = true;
+        if let Err(error) = foca.apply_many(std::iter::empty(), true, &mut *runtime) {
+            tracing::debug!(%error, "gossip");
+        }
+    }
 }
 
 /// Announces this speaker to every seed that is not an active member.
