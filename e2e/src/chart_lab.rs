@@ -246,8 +246,7 @@ impl ChartLab {
     /// Takes node `node`'s switch port down under a request loop (one request every 20 ms)
     /// to `ip`, brings it back once requests have been answered for 2 s after a failure (or
     /// 6 s after it went down, if none failed; at most `limit`), and returns the window of
-    /// failed requests ([`failure_window`]) among those sent from 1 s before the port went
-    /// down.
+    /// failed requests ([`failure_window`]) among the requests of [`around_fault`].
     pub fn port_failure_window(&self, ip: &str, node: usize, limit: Duration) -> Result<Duration> {
         let port = format!("n{}", node + 1);
         let requests = RequestLoop::start(&self.client, ip, Duration::from_millis(20))?;
@@ -256,7 +255,7 @@ impl ChartLab {
         let down = std::time::Instant::now();
         while down.elapsed() < limit {
             std::thread::sleep(Duration::from_millis(200));
-            let results = requests.results();
+            let results = around_fault(&requests.requests(), down);
             let recovered = match results.iter().rposition(|(_, ok)| !ok) {
                 Some(last) => results[last..]
                     .iter()
@@ -268,14 +267,10 @@ impl ChartLab {
                 break;
             }
         }
-        let results = requests.finish();
+        let after = around_fault(&requests.finish_requests(), down);
         // Whose MAC the client held at the end, read before the port comes back.
         let neighbour = self.client.run("ip", &["neigh", "show", ip]);
         self.cluster.switch().set_port(&port, true)?;
-        let after: Vec<_> = results
-            .into_iter()
-            .filter(|(started, _)| *started + Duration::from_secs(1) > down)
-            .collect();
         failure_window(&after).with_context(|| {
             format!(
                 "requests to {ip} never succeeded again within {limit:?} after port {port} \
@@ -763,7 +758,7 @@ pub fn drain_under_traffic(lab: &ChartLab, ip: &str, node: usize) -> Result<Drai
 #[derive(Debug)]
 pub struct RequestLoop {
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    results: std::sync::Arc<std::sync::Mutex<Vec<(std::time::Instant, bool)>>>,
+    results: std::sync::Arc<std::sync::Mutex<Vec<Request>>>,
     driver: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -847,8 +842,9 @@ impl RequestLoop {
                         );
                     }
                     let ok = outcome.is_ok();
+                    let ended = std::time::Instant::now();
                     if let Ok(mut results) = out.lock() {
-                        results.push((started, ok));
+                        results.push(Request { started, ok, ended });
                     }
                 }));
                 next += every;
@@ -865,21 +861,40 @@ impl RequestLoop {
         })
     }
 
-    /// Every request finished so far, with its start and outcome, in start order.
-    pub fn results(&self) -> Vec<(std::time::Instant, bool)> {
-        let mut results = self.results.lock().map(|r| r.clone()).unwrap_or_default();
-        results.sort_by_key(|(started, _)| *started);
-        results
+    /// Every request finished so far, in start order.
+    pub fn requests(&self) -> Vec<Request> {
+        let mut requests = self.results.lock().map(|r| r.clone()).unwrap_or_default();
+        requests.sort_by_key(|r| r.started);
+        requests
     }
 
-    /// Stops it and returns every request's start and outcome, in start order.
-    pub fn finish(mut self) -> Vec<(std::time::Instant, bool)> {
+    /// Stops it and returns every request, in start order.
+    pub fn finish_requests(mut self) -> Vec<Request> {
         self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
         if let Some(driver) = self.driver.take() {
             let _ = driver.join();
         }
-        self.results()
+        self.requests()
     }
+
+    /// Stops it and returns every request's start and outcome, in start order.
+    pub fn finish(self) -> Vec<(std::time::Instant, bool)> {
+        self.finish_requests()
+            .into_iter()
+            .map(|r| (r.started, r.ok))
+            .collect()
+    }
+}
+
+/// One request of a [`RequestLoop`].
+#[derive(Clone, Copy, Debug)]
+pub struct Request {
+    /// When it was sent.
+    pub started: std::time::Instant,
+    /// Whether the pod's answer came.
+    pub ok: bool,
+    /// When it was answered or failed.
+    pub ended: std::time::Instant,
 }
 
 impl Drop for RequestLoop {
@@ -889,6 +904,21 @@ impl Drop for RequestLoop {
             let _ = driver.join();
         }
     }
+}
+
+/// The start and outcome of the requests in `requests` (in start order) that a fault at
+/// `at` may have failed: those sent from 1 s before it (a request's timeout), but not those
+/// that had failed before it. Those are not its doing (a connection the backend reset, say),
+/// and would stretch [`failure_window`] back to them.
+pub fn around_fault(
+    requests: &[Request],
+    at: std::time::Instant,
+) -> Vec<(std::time::Instant, bool)> {
+    requests
+        .iter()
+        .filter(|r| r.started + Duration::from_secs(1) > at && (r.ok || r.ended >= at))
+        .map(|r| (r.started, r.ok))
+        .collect()
 }
 
 /// The window of failed requests in `results` (in start order): from the first failed
@@ -939,6 +969,40 @@ fn pids_in(ns: &Netns, comm: &str) -> Result<Vec<i32>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_fault_window_counts_from_the_first_request_that_failed_after_the_fault() {
+        let t0 = std::time::Instant::now();
+        let ms = |n: u64| t0 + Duration::from_millis(n);
+        let request = |started: u64, ok: bool, ended: u64| Request {
+            started: ms(started),
+            ok,
+            ended: ms(ended),
+        };
+        let fault = ms(2_000);
+        let requests = [
+            // Long before the fault: not counted, whatever its outcome.
+            request(500, false, 501),
+            // Reset 800 ms before the fault: not its doing.
+            request(1_200, false, 1_201),
+            request(1_220, true, 1_222),
+            // Sent before the fault, timed out after it: counted.
+            request(1_990, false, 2_990),
+            request(2_010, false, 3_010),
+            request(3_000, true, 3_002),
+            request(3_020, true, 3_022),
+        ];
+        let counted = around_fault(&requests, fault);
+        assert_eq!(counted.len(), 5);
+        assert_eq!(counted[0], (ms(1_220), true));
+        assert_eq!(failure_window(&counted), Some(Duration::from_millis(1_010)));
+        // Counted from the reset instead, the window would have been 1,800 ms.
+        let all: Vec<_> = requests.iter().map(|r| (r.started, r.ok)).collect();
+        assert_eq!(
+            failure_window(&all[1..]),
+            Some(Duration::from_millis(1_800))
+        );
+    }
 
     #[test]
     fn only_containers_held_in_crash_loop_back_off_are_named_with_their_last_end() {
