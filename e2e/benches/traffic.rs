@@ -7,7 +7,9 @@
 //! ([`ferrolb_e2e::chart_lab::survivor_manifests`]).
 //!
 //! - `traffic_l2_window_ms`: a layer-2 IP owned by node 2; node 2's switch port goes down
-//!   (the port comes back between runs, and with it the ownership).
+//!   (the port comes back between runs, and with it the ownership: how long after the
+//!   port came up the client's neighbour entry named node 2 again is printed too, to the
+//!   50 ms its polling allows).
 //! - `traffic_bfd_window_ms`: a BGP IP through the FRR ToR (ECMP to both nodes, BFD
 //!   100 ms × 3, graceful restart on); node 2's switch port goes down (the port comes back
 //!   and ECMP and BFD are restored between runs).
@@ -43,12 +45,17 @@ const RUNS: usize = 5;
 /// How long a node's port stays down at most.
 const LIMIT: Duration = Duration::from_secs(30);
 
-fn print(name: &str, unit: &str, mut runs: Vec<f64>) {
+/// Prints `runs` (in order) and their largest; returns their median.
+fn print_runs(what: &str, unit: &str, mut runs: Vec<f64>) -> Option<f64> {
     let text: Vec<String> = runs.iter().map(|r| format!("{r:.0}")).collect();
     runs.sort_by(f64::total_cmp);
     let max = runs.last().copied().unwrap_or_default();
-    println!("{name} runs ({unit}): {} (max {max:.0})", text.join(" "));
-    if let Some(median) = runs.get(runs.len() / 2) {
+    println!("{what} runs ({unit}): {} (max {max:.0})", text.join(" "));
+    runs.get(runs.len() / 2).copied()
+}
+
+fn print(name: &str, unit: &str, runs: Vec<f64>) {
+    if let Some(median) = print_runs(name, unit, runs) {
         println!("BENCH {name} {median:.0} {unit}");
     }
 }
@@ -81,20 +88,30 @@ fn main() -> Result<()> {
     let ms = |window: Duration| window.as_secs_f64() * 1e3;
 
     let mut l2_runs = Vec::new();
+    let mut back_runs = Vec::new();
     for _ in 0..RUNS {
         if lab.l2_owner(&web)? != 1 {
             bail!("node 2 does not answer for {web}, the IP the election gives it");
         }
         l2_runs.push(ms(lab.port_failure_window(&web, 1, LIMIT)?));
-        settled("the node back")?;
-        // Node 2 answers for the IP again once it is back; wait for its announcement.
+        // The port is up again: node 2 answers for the IP once the partition has healed
+        // (the speakers announce themselves to those they have lost every 2 s) and it has
+        // told the client so.
+        let up = std::time::Instant::now();
         wait_for(
             "node 2 owning the IP again",
             Duration::from_secs(10),
             || Ok((lab.l2_owner(&web)? == 1).then_some(())),
         )?;
+        back_runs.push(ms(up.elapsed()));
+        settled("the node back")?;
     }
     print("traffic_l2_window_ms", "ms", l2_runs);
+    print_runs(
+        "the layer-2 IP back on node 2 after its port came up",
+        "ms",
+        back_runs,
+    );
 
     let mut bfd_runs = Vec::new();
     for _ in 0..RUNS {
